@@ -1,0 +1,17 @@
+"""probnets: probabilistic neural networks in Pyro.
+
+Subpackages mirror Pyro's namespaces:
+
+- :mod:`probnets.distributions` -- distributions Pyro lacks (hard-concrete, relaxations
+  that keep their noise).
+- :mod:`probnets.infer` -- gradient estimators for discrete latents, each a Pyro ELBO, and
+  :mod:`probnets.infer.variance`, the estimator-comparison harness.
+- :mod:`probnets.nn` -- deterministic building blocks (hypernetworks, HyperLSTM, per-example
+  layers, spatial transformer).
+- :mod:`probnets.models` -- Pyro models, each with its guide beside it.
+- :mod:`probnets.data` -- MNIST with download, checksum and offline fallback; multi-MNIST; toys.
+- :mod:`probnets.train` -- the SVI training loop.
+- :mod:`probnets.viz` -- figures.
+"""
+
+__version__ = "0.1.0"

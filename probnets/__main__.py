@@ -1,0 +1,3 @@
+from probnets.cli import main
+
+raise SystemExit(main())
