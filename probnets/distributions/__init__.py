@@ -1,0 +1,1 @@
+from probnets.distributions.hard_concrete import HardConcrete  # noqa: F401
