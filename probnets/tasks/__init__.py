@@ -1,0 +1,6 @@
+"""The models ``probnets train`` knows: importing this package registers them."""
+
+from probnets.tasks import vae  # noqa: F401
+from probnets.tasks.base import Task, TaskRun, register, tasks
+
+__all__ = ["Task", "TaskRun", "register", "tasks"]

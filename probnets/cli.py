@@ -1,0 +1,198 @@
+"""The ``probnets`` command: ``probnets train NAME [options]`` and friends.
+
+Every training command shares the flags of :func:`add_common_arguments` and adds its own (see
+:mod:`probnets.tasks`). ``probnets train --help`` lists the models; ``probnets train NAME -h``
+lists a model's options.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import warnings
+
+import pyro
+import torch
+
+import probnets.tasks  # noqa: F401  (registers the tasks)
+from probnets.tasks.base import tasks
+from probnets.train import NonFiniteLossError, Trainer, parse_schedule, resolve_device
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _device(text):
+    try:
+        resolve_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _schedule(text):
+    try:
+        parse_schedule(text, 1)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def add_common_arguments(parser, task):
+    group = parser.add_argument_group("training (common to every model)")
+    group.add_argument("--steps", type=_positive_int, default=task.default_steps,
+                       help=f"total optimisation steps (default {task.default_steps})")
+    group.add_argument("--batch-size", type=_positive_int, default=task.default_batch_size,
+                       help=f"examples per step (default {task.default_batch_size})")
+    group.add_argument("--lr", type=_positive_float, default=task.default_lr,
+                       help=f"learning rate (default {task.default_lr})")
+    group.add_argument("--cv-lr", type=_positive_float, default=None,
+                       help="learning rate of baselines and control variates (parameters named "
+                            "cv.* or *baseline*); default: --lr")
+    group.add_argument("--clip-norm", type=_positive_float, default=None,
+                       help="clip each parameter group's gradient norm to this value")
+    group.add_argument("--lr-schedule", type=_schedule, default="constant",
+                       help="constant | cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]")
+    group.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N]")
+    group.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
+                       help="floating-point precision of model and data")
+    group.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    group.add_argument("--out", default=None,
+                       help="run directory for checkpoints (*.pt), metrics.csv and figures "
+                            "(default runs/NAME-TIMESTAMP)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint")
+    group.add_argument("--checkpoint-every", type=_positive_int, default=500,
+                       help="steps between checkpoints (default 500; always one at the end)")
+    group.add_argument("--eval-every", type=_positive_int, default=None,
+                       help="steps between held-out evaluations (default: steps / 10)")
+    group.add_argument("--log-every", type=_positive_int, default=10,
+                       help="steps between rows of metrics.csv (default 10)")
+    group.add_argument("--max-bad-steps", type=_positive_int, default=10,
+                       help="consecutive non-finite steps tolerated before stopping")
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="probnets", description="Probabilistic neural networks in Pyro.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    train = commands.add_parser("train", help="train a model",
+                                description="Train a model with SVI.")
+    models = train.add_subparsers(dest="task", metavar="MODEL")
+    models.required = True
+    for name, task in sorted(tasks().items()):
+        sub = models.add_parser(name, help=task.help, description=task.help)
+        task.add_arguments(sub)
+        add_common_arguments(sub, task)
+    return parser
+
+
+def _run_directory(args):
+    if args.out is None:
+        if args.resume:
+            raise SystemExit("probnets: error: --resume needs --out DIR (the run to continue)")
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.out = os.path.join("runs", f"{args.task}-{stamp}")
+    checkpoint = os.path.join(args.out, "last.pt")
+    if args.resume and not os.path.exists(checkpoint):
+        raise SystemExit(f"probnets: error: --resume: no checkpoint at {checkpoint}")
+    if not args.resume and os.path.exists(checkpoint):
+        raise SystemExit(
+            f"probnets: error: {args.out} already holds a run; pass --resume to continue it or "
+            "choose another --out")
+    os.makedirs(args.out, exist_ok=True)
+
+
+def train(args):
+    task = tasks()[args.task]
+    _run_directory(args)
+    device = resolve_device(args.device)
+    args.dtype = _DTYPES[args.dtype]
+    pyro.clear_param_store()
+    pyro.set_rng_seed(args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = task.build(args, device)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    print(f"probnets train {task.name}: data={run.data_source or 'n/a'} device={device} "
+          f"dtype={str(args.dtype).replace('torch.', '')} seed={args.seed} out={args.out}",
+          file=sys.stderr)
+    param_groups = dict(run.param_groups)
+    if args.cv_lr is not None:
+        param_groups.setdefault("cv.*", {})["lr"] = args.cv_lr
+        param_groups.setdefault("*baseline*", {})["lr"] = args.cv_lr
+    common = dict(
+        steps=args.steps, lr=args.lr, param_groups=param_groups, clip_norm=args.clip_norm,
+        lr_schedule=parse_schedule(args.lr_schedule, args.steps), schedules=run.schedules,
+        metrics_fn=run.metrics_fn, eval_fn=run.eval_fn,
+        eval_every=args.eval_every or max(args.steps // 10, 1), log_every=args.log_every,
+        out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        max_bad_steps=args.max_bad_steps, progress=not args.no_progress,
+        checkpoint_extra={"task": task.name, "config": run.config,
+                          "data_source": run.data_source},
+        description=f"train {task.name}")
+    if run.model_fn is not None:
+        trainer = Trainer(run.model_fn, run.guide_fn, run.loss, run.data, **common)
+    else:
+        trainer = Trainer.for_objective(run.objective_fn, run.module, run.data, **common)
+    try:
+        result = trainer.run()
+    except NonFiniteLossError as error:
+        print(f"probnets: error: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    task.finish(run, result, args)
+    summary = {"task": task.name, "steps": result.step, "bad_steps": result.bad_steps,
+               "data": run.data_source, "checkpoint": result.checkpoint,
+               "final": result.history[-1] if result.history else {},
+               "eval": result.eval_history[-1] if result.eval_history else {}}
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=float)
+    print(json.dumps({k: summary[k] for k in ("steps", "bad_steps", "eval")}, default=float))
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        return train(args)
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

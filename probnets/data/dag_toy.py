@@ -1,0 +1,116 @@
+"""
+Known-truth problems for learned wiring.
+
+- :func:`seed002_toy`: seed 002's addition/subtraction task. Inputs ``a..e ~ N(0, 1)``,
+  targets ``(b + e, e - d, b + e + d, e - d - c)``; input ``a`` is irrelevant. Its true
+  input->output dependency matrix has 10 ones.
+- :func:`random_teacher_dag` / :func:`teacher_forward`: a random sparse neuron DAG (same node
+  order and candidate edges as ``probnets.models.gated.NeuronDAG``) whose outputs generate
+  regression data, for teacher-student recovery of the wiring itself.
+
+This module does not import the models: the teacher has its own (neuron-by-neuron) forward
+pass, which doubles as an independent reference.
+"""
+
+from collections import namedtuple
+
+import torch
+
+Toy = namedtuple("Toy", ["x", "y", "dependencies", "input_names", "output_names"])
+Teacher = namedtuple(
+    "Teacher", ["adjacency", "weight", "bias", "num_inputs", "num_hidden", "num_outputs"]
+)
+
+#: True (output, input) dependencies of :func:`seed002_toy`: rows b+e, e-d, b+e+d, e-d-c;
+#: columns a, b, c, d, e.
+SEED002_DEPENDENCIES = torch.tensor(
+    [
+        [0, 1, 0, 0, 1],
+        [0, 0, 0, 1, 1],
+        [0, 1, 0, 1, 1],
+        [0, 0, 1, 1, 1],
+    ],
+    dtype=torch.bool,
+)
+
+
+def seed002_toy(num_samples, seed=0, dtype=torch.float32):
+    """
+    :param int num_samples: rows to draw.
+    :param int seed: seed of a private generator (the global RNG is untouched).
+    :returns: :class:`Toy` ``(x (N, 5), y (N, 4), dependencies (4, 5) bool, names...)``.
+    """
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_samples, 5, generator=gen, dtype=dtype)
+    a, b, c, d, e = x.unbind(-1)
+    y = torch.stack([b + e, e - d, b + e + d, e - d - c], -1)
+    return Toy(x, y, SEED002_DEPENDENCIES.clone(), "abcde", ("b+e", "e-d", "b+e+d", "e-d-c"))
+
+
+def random_teacher_dag(
+    num_inputs, num_hidden, num_outputs, edge_prob=0.15, weight_range=(0.5, 1.5), seed=0
+):
+    """
+    A random sparse DAG over nodes ordered inputs, hidden, outputs (edges ``j -> i`` with
+    ``j < i``, no input->input, no output->output). Each candidate edge is present with
+    probability ``edge_prob``; every hidden and output node gets at least one parent and every
+    hidden node at least one child, so no part of the teacher is dead. Weights are
+    ``+-U(weight_range)``, bounded away from zero so every present edge matters.
+
+    :returns: :class:`Teacher` with ``adjacency`` bool ``(n, n)`` (``[i, j]``: ``j -> i``),
+        ``weight`` ``(n, n)`` (zero off the adjacency) and ``bias`` ``(n,)``.
+    """
+    for arg, value, low in (
+        ("num_inputs", num_inputs, 1),
+        ("num_hidden", num_hidden, 0),
+        ("num_outputs", num_outputs, 1),
+    ):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{arg}: expected an int >= {low}, got {value!r}")
+    if not 0.0 < edge_prob <= 1.0:
+        raise ValueError(f"edge_prob: expected a probability in (0, 1], got {edge_prob!r}")
+    gen = torch.Generator().manual_seed(seed)
+    n = num_inputs + num_hidden + num_outputs
+    first_output = num_inputs + num_hidden
+    rows, cols = torch.tril_indices(n, n, offset=-1)
+    candidate = torch.zeros(n, n, dtype=torch.bool)
+    keep = (rows >= num_inputs) & (cols < first_output)
+    candidate[rows[keep], cols[keep]] = True
+    adj = candidate & (torch.rand(n, n, generator=gen) < edge_prob)
+    for i in range(num_inputs, n):
+        if not adj[i].any():
+            parents = candidate[i].nonzero().squeeze(-1)
+            adj[i, parents[torch.randint(len(parents), (1,), generator=gen)]] = True
+    for j in range(num_inputs, first_output):
+        if not adj[:, j].any():
+            children = candidate[:, j].nonzero().squeeze(-1)
+            adj[children[torch.randint(len(children), (1,), generator=gen)], j] = True
+    low, high = weight_range
+    magnitude = low + (high - low) * torch.rand(n, n, generator=gen)
+    sign = torch.where(torch.rand(n, n, generator=gen) < 0.5, -1.0, 1.0)
+    weight = torch.where(adj, magnitude * sign, torch.zeros(()))
+    bias = torch.zeros(n)
+    return Teacher(adj, weight, bias, num_inputs, num_hidden, num_outputs)
+
+
+def teacher_forward(teacher, x, activation=torch.tanh):
+    """Evaluate a teacher neuron by neuron (hidden: ``activation``, outputs: linear)."""
+    I, H = teacher.num_inputs, teacher.num_hidden
+    w = teacher.weight.to(x)
+    b = teacher.bias.to(x)
+    values = [x[:, j] for j in range(I)]
+    n = w.shape[0]
+    for i in range(I, n):
+        pre = b[i] + sum(w[i, j] * values[j] for j in range(i))
+        values.append(activation(pre) if i < I + H else pre)
+    return torch.stack(values[I + H :], -1)
+
+
+def teacher_data(teacher, num_samples, noise_scale=0.1, seed=0, activation=torch.tanh):
+    """``(x, y)`` with ``x ~ N(0, I)`` and ``y = teacher(x) + noise_scale * N(0, I)``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_samples, teacher.num_inputs, generator=gen)
+    y = teacher_forward(teacher, x, activation)
+    return x, y + noise_scale * torch.randn(y.shape, generator=gen)

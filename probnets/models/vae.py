@@ -1,0 +1,85 @@
+"""A small variational autoencoder (Kingma & Welling, 2014) on binarized images.
+
+The generative model is
+
+.. math::
+
+    z \\sim \\mathcal N(0, I_d), \\qquad x_i \\mid z \\sim \\mathrm{Bernoulli}(\\sigma(f_\\theta(z))_i),
+
+and the guide is the amortized Gaussian :math:`q_\\phi(z \\mid x) = \\mathcal N(\\mu_\\phi(x),
+\\mathrm{diag}\\,\\sigma^2_\\phi(x))`. It is the smallest complete Pyro model here and the one the
+training loop's own tests run.
+"""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule, pyro_method
+from torch import nn
+
+from probnets.data.validation import check_images
+
+
+class VAE(PyroModule):
+    """Gaussian-latent VAE with a Bernoulli likelihood.
+
+    :param int image_size: side of the (square) input images.
+    :param int latent_dim: dimension of ``z``.
+    :param int hidden_dim: width of the encoder's and decoder's hidden layer.
+    """
+
+    def __init__(self, image_size=28, latent_dim=16, hidden_dim=256):
+        super().__init__()
+        for name, value in (("image_size", image_size), ("latent_dim", latent_dim),
+                            ("hidden_dim", hidden_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.image_size, self.latent_dim, self.hidden_dim = image_size, latent_dim, hidden_dim
+        pixels = image_size * image_size
+        self.encoder = nn.Sequential(nn.Linear(pixels, hidden_dim), nn.Softplus(),
+                                     nn.Linear(hidden_dim, 2 * latent_dim))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.Softplus(),
+                                     nn.Linear(hidden_dim, pixels))
+
+    def config(self):
+        return {"image_size": self.image_size, "latent_dim": self.latent_dim,
+                "hidden_dim": self.hidden_dim}
+
+    def _flat(self, images):
+        check_images(images, size=self.image_size)
+        return images.reshape(images.shape[0], -1)
+
+    @pyro_method
+    def model(self, images):
+        x = self._flat(images)
+        with pyro.plate("data", x.shape[0], device=x.device):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=self.decoder(z)).to_event(1), obs=x)
+
+    @pyro_method
+    def guide(self, images):
+        x = self._flat(images)
+        with pyro.plate("data", x.shape[0], device=x.device):
+            loc, log_scale = self.encoder(x).chunk(2, dim=-1)
+            pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+    @torch.no_grad()
+    def reconstruct(self, images):
+        """Decoder mean at the guide's mean code: (N, H, W) probabilities."""
+        x = self._flat(images)
+        loc, _ = self.encoder(x).chunk(2, dim=-1)
+        return torch.sigmoid(self.decoder(loc)).reshape(images.shape)
+
+    @torch.no_grad()
+    def log_likelihood(self, images, num_samples=100):
+        """Importance-sampled estimate of :math:`\\log p(x)` per image (Burda et al., 2016)."""
+        x = self._flat(images)
+        loc, log_scale = self.encoder(x).chunk(2, dim=-1)
+        q = dist.Normal(loc, log_scale.exp()).to_event(1)
+        z = q.sample((num_samples,))
+        prior = dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1)
+        log_w = (prior.log_prob(z) + dist.Bernoulli(logits=self.decoder(z)).to_event(1)
+                 .log_prob(x) - q.log_prob(z))
+        return torch.logsumexp(log_w, 0) - math.log(num_samples)

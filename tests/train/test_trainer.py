@@ -1,0 +1,281 @@
+import csv
+import math
+import os
+
+import pyro
+import pyro.distributions as dist
+import pyro.infer
+import pytest
+import torch
+from pyro.nn import PyroModule, PyroParam, pyro_method
+from torch import nn
+from torch.distributions import constraints
+
+from probnets.train import (
+    Anneal,
+    BatchSampler,
+    Exponential,
+    NonFiniteLossError,
+    Trainer,
+    load_checkpoint,
+    save_checkpoint,
+)
+from probnets.train import checkpoint as checkpoint_module
+
+
+class MixedLatents(PyroModule):
+    """A small model with a continuous latent, a Bernoulli latent (score function with a
+    learned baseline registered lazily inside the guide) and a constrained parameter."""
+
+    def __init__(self, dim=3):
+        super().__init__()
+        self.decoder = nn.Linear(2, dim)
+        self.encoder = nn.Linear(dim, 3)
+        self.noise = PyroParam(torch.tensor(0.5), constraint=constraints.positive)
+        self.baseline_net = nn.Sequential(nn.Linear(dim, 1), nn.Flatten(0))
+        self.temperature = 1.0
+
+    @pyro_method
+    def model(self, x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(()), 1.0))
+            b = pyro.sample("b", dist.Bernoulli(x.new_tensor(0.3)))
+            loc = self.decoder(torch.stack([z, b], -1))
+            pyro.sample("x", dist.Normal(loc, self.noise).to_event(1), obs=x)
+
+    @pyro_method
+    def guide(self, x):
+        out = self.encoder(x)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(out[:, 0], out[:, 1].exp() * self.temperature))
+            pyro.sample("b", dist.Bernoulli(logits=out[:, 2]),
+                        infer={"baseline": {"nn_baseline": self.baseline_net,
+                                            "nn_baseline_input": x}})
+
+
+def data(n=64):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, generator=g) + torch.tensor([1.0, -1.0, 0.5])
+
+
+def make(tmp_path, steps, seed=0, **kwargs):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    m = MixedLatents()
+    kwargs.setdefault("param_groups", {"*baseline*": {"lr": 0.05}})
+    trainer = Trainer(m.model, m.guide, pyro.infer.TraceGraph_ELBO(),
+                      BatchSampler(data(), batch_size=16, seed=seed), steps=steps, lr=0.01,
+                      out_dir=str(tmp_path), progress=False, tensorboard=False, **kwargs)
+    return m, trainer
+
+
+def final_params(m):
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    m_ref, t_ref = make(tmp_path / "ref", 30, checkpoint_every=10)
+    t_ref.run()
+    expected = final_params(m_ref)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_25(trainer):
+        if trainer.step == 25:
+            raise Crash
+        return {}
+
+    # The first run dies at step 25, after its step-20 checkpoint and 5 more metric rows.
+    _, t1 = make(tmp_path / "run", 30, checkpoint_every=10, metrics_fn=crash_at_25)
+    with pytest.raises(Crash):
+        t1.run()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 20
+    m2, t2 = make(tmp_path / "run", 30, checkpoint_every=10, resume=True, seed=123)
+    t2.run()
+    resumed = final_params(m2)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+    # The metrics file reads as if the run had never stopped.
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f)]
+    assert steps == list(range(1, 31))
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
+    m, trainer = make(tmp_path, 3)
+    trainer.run()
+    state = load_checkpoint(tmp_path / "last.pt")  # weights_only=True inside
+    assert state["step"] == 3
+    assert {"params", "constraints", "modules", "optimizer", "rng", "data"} <= set(state)
+    assert state["constraints"]["noise"] == ("positive",)
+    assert any("baseline" in name for name in state["optimizer"])
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"format": 1, "step": 1})
+    real_save = torch.save
+
+    def dying_save(obj, f):
+        f.write(b"partial garbage")
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"format": 1, "step": 2})
+    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_param_groups_get_their_own_learning_rate():
+    pyro.clear_param_store()
+    w = torch.zeros(2)
+
+    def model():
+        pyro.factor("f", (pyro.param("w", w.clone()) * torch.tensor([1.0, 2.0])).sum())
+        pyro.factor("g", pyro.param("cv.eta", torch.zeros(())) * 3.0)
+
+    def guide():
+        pass
+
+    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), iter(lambda: (), None), steps=1,
+                      lr=0.1, optimizer="sgd", param_groups={"cv.*": {"lr": 1.0}},
+                      progress=False)
+    trainer.run()
+    # loss = -factor, so SGD moves each parameter by +lr * d(factor)/d(param).
+    assert torch.allclose(pyro.param("w").detach(), torch.tensor([0.1, 0.2]))
+    assert torch.allclose(pyro.param("cv.eta").detach(), torch.tensor(3.0))
+
+
+def test_gradient_clipping_per_group():
+    pyro.clear_param_store()
+
+    def model():
+        pyro.factor("f", pyro.param("w", torch.zeros(2)) @ torch.tensor([30.0, 40.0]))
+
+    trainer = Trainer(model, lambda: None, pyro.infer.Trace_ELBO(), iter(lambda: (), None),
+                      steps=1, lr=1.0, optimizer="sgd", clip_norm=5.0, progress=False)
+    trainer.run()
+    assert torch.allclose(pyro.param("w").detach(), torch.tensor([3.0, 4.0]))
+    assert trainer.last_grad_norms["default"] == pytest.approx(50.0)
+
+
+def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
+    def model(x, poisoned):
+        loc = pyro.param("loc", torch.zeros(()))
+        scale = torch.tensor(float("nan")) if poisoned else torch.tensor(1.0)
+        pyro.sample("obs", dist.Normal(loc, scale, validate_args=False).expand([len(x)])
+                    .to_event(1), obs=x)
+
+    def guide(x, poisoned):
+        pass
+
+    def batches(bad_steps, n):
+        return iter([(torch.ones(4), s in bad_steps) for s in range(n)])
+
+    pyro.clear_param_store()
+    # Steps 2 and 3 are bad but the run recovers.
+    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), batches({2, 3}, 6), steps=6,
+                      lr=0.1, max_bad_steps=3, out_dir=str(tmp_path), progress=False,
+                      tensorboard=False)
+    with pytest.warns(UserWarning, match="NaN"):
+        trainer.run()
+    assert trainer.bad_steps == 2
+    assert math.isfinite(pyro.param("loc").item())
+    with open(tmp_path / "bad_steps.csv") as f:
+        assert [row["step"] for row in csv.DictReader(f)] == ["2", "3"]
+
+    # Then 3 consecutive bad steps stop a run, naming the site.
+    pyro.clear_param_store()
+    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), batches(set(range(2, 20)), 20),
+                      steps=20, lr=0.1, max_bad_steps=3, out_dir=str(tmp_path / "b"),
+                      checkpoint_every=1, progress=False, tensorboard=False)
+    with pytest.warns(UserWarning, match="NaN"), \
+            pytest.raises(NonFiniteLossError, match=r"3 consecutive.*model:obs"):
+        trainer.run()
+    # Bad steps never write checkpoints: the last one is from the last good step.
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
+
+
+def test_anneal_and_lr_schedule():
+    pyro.clear_param_store()
+    holder = type("Holder", (), {"temperature": 1.0})()
+    seen = []
+
+    def model():
+        seen.append(holder.temperature)
+        pyro.factor("f", pyro.param("w", torch.zeros(())))
+
+    trainer = Trainer(model, lambda: None, pyro.infer.Trace_ELBO(), iter(lambda: (), None),
+                      steps=3, lr=1.0, optimizer="sgd", lr_schedule=lambda s: 0.5 ** s,
+                      schedules=[Anneal(holder, "temperature", Exponential(1.0, 0.01, 2))],
+                      progress=False)
+    trainer.run()
+    assert seen == pytest.approx([1.0, 0.1, 0.01])
+    assert pyro.param("w").item() == pytest.approx(1.0 + 0.5 + 0.25)
+    with pytest.raises(ValueError, match="no such attribute"):
+        Anneal(holder, "temprature", Exponential(1.0, 0.1, 2))
+
+
+def test_deterministic_objective_and_float64():
+    torch.manual_seed(0)
+    net = nn.Linear(2, 1).double()
+    x = torch.randn(32, 2, dtype=torch.float64)
+    y = x @ torch.tensor([[2.0], [-1.0]], dtype=torch.float64)
+    trainer = Trainer.for_objective(lambda a, b: ((net(a) - b) ** 2).mean(), net,
+                                    BatchSampler(x, y, batch_size=8), steps=300, lr=0.05,
+                                    progress=False)
+    trainer.run()
+    assert net.weight.dtype == torch.float64
+    assert torch.allclose(net.weight.detach(), torch.tensor([[2.0, -1.0]], dtype=torch.float64),
+                          atol=1e-2)
+
+
+def test_trainer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="steps must be"):
+        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=-1)
+    with pytest.raises(ValueError, match="lr must be"):
+        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1, lr=0)
+    with pytest.raises(TypeError, match="loss_and_grads"):
+        Trainer(lambda: None, lambda: None, object(), iter([]), steps=1)
+    with pytest.raises(ValueError, match="resume=True needs out_dir"):
+        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1,
+                resume=True)
+
+
+def test_no_parameters_is_a_clear_error():
+    pyro.clear_param_store()
+
+    def model():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), iter(lambda: (), None), steps=1,
+                      progress=False)
+    with pytest.raises(RuntimeError, match="pyro_method"):
+        trainer.run()
+
+
+def test_batch_sampler_resumes_and_validates():
+    x = torch.arange(10.0)
+    a = BatchSampler(x, batch_size=3, seed=4)
+    for _ in range(4):
+        next(a)
+    state = a.state_dict()
+    expected = [next(a)[0] for _ in range(5)]
+    b = BatchSampler(x, batch_size=3, seed=99)
+    b.load_state_dict(state)
+    assert all(torch.equal(e, next(b)[0]) for e in expected)
+    # Each epoch visits distinct examples (3 full batches of 10, the remainder dropped).
+    c = BatchSampler(x, batch_size=3, seed=0)
+    epoch = torch.cat([next(c)[0] for _ in range(3)])
+    assert len(set(epoch.tolist())) == 9
+    with pytest.raises(ValueError, match="share their first dimension"):
+        BatchSampler(torch.zeros(3), torch.zeros(4), batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        BatchSampler(torch.zeros(3), batch_size=5)
