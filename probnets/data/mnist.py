@@ -90,13 +90,14 @@ def read_idx(path):
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
-def fetch(filename, md5, directory, mirrors=MIRRORS, timeout=30):
+def fetch(filename, md5, directory, mirrors=None, timeout=30):
     """Return the path of ``filename`` in ``directory``, downloading it if needed.
 
     A cached file with the right checksum is used as is. Downloads go to a temporary file that
     is renamed only after its checksum matched. Raises :class:`ChecksumError` when a mirror
     served a file with a wrong checksum and :class:`ConnectionError` when no mirror answered.
     """
+    mirrors = MIRRORS if mirrors is None else mirrors
     path = os.path.join(directory, filename)
     if os.path.exists(path):
         if md5sum(path) == md5:
@@ -129,7 +130,7 @@ def fetch(filename, md5, directory, mirrors=MIRRORS, timeout=30):
     raise ConnectionError(f"could not download {filename}: " + "; ".join(map(str, errors)))
 
 
-def _load_official(split, root, download, mirrors=MIRRORS):
+def _load_official(split, root, download, mirrors=None):
     directory = os.path.join(data_root(root), "mnist")
     arrays = []
     for filename, md5 in FILES[split]:

@@ -15,7 +15,7 @@ from probnets.viz.images import curves, image_rows
 def binarized_mnist(split, seed, dtype, device):
     """MNIST with each pixel drawn once from Bernoulli(intensity) (fixed by ``seed``)."""
     mnist = load_mnist(split)
-    generator = torch.Generator().manual_seed(seed + (split == "test"))
+    generator = torch.Generator().manual_seed(seed + int(split == "test"))
     images = torch.bernoulli(mnist.images, generator=generator)
     return images.to(device=device, dtype=dtype), mnist.source
 

