@@ -116,7 +116,32 @@ def build_parser():
         sub = models.add_parser(name, help=task.help, description=task.help)
         task.add_arguments(sub)
         add_common_arguments(sub, task)
+    evaluate = commands.add_parser("eval", help="evaluate a trained model",
+                                   description="Evaluate a checkpoint.")
+    evaluators = evaluate.add_subparsers(dest="task", metavar="MODEL")
+    evaluators.required = True
+    for name, task in sorted(tasks().items()):
+        if not task.supports_eval:
+            continue
+        sub = evaluators.add_parser(name, help=task.help, description=task.help)
+        sub.add_argument("--checkpoint", required=True, help="a checkpoint (*.pt) of this model")
+        sub.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N]")
+        sub.add_argument("--json", action="store_true", help="print one JSON object")
+        task.add_eval_arguments(sub)
     return parser
+
+
+def evaluate(args):
+    task = tasks()[args.task]
+    if not os.path.isfile(args.checkpoint):
+        raise SystemExit(f"probnets: error: --checkpoint: no file at {args.checkpoint}")
+    results = task.evaluate(args)
+    if args.json:
+        print(json.dumps(results, default=float))
+    else:
+        for key, value in results.items():
+            print(f"{key}: {value}")
+    return 0
 
 
 def _run_directory(args):
@@ -191,6 +216,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "train":
         return train(args)
+    if args.command == "eval":
+        return evaluate(args)
     parser.error(f"unknown command {args.command!r}")
 
 

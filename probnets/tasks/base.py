@@ -50,6 +50,17 @@ class Task:
     def finish(self, run, result, args):
         """Write figures and summaries into ``args.out`` after training."""
 
+    # ``probnets eval NAME --checkpoint C ...``; tasks without evaluation keep the defaults.
+    supports_eval = False
+
+    def add_eval_arguments(self, parser):
+        """Add options of ``probnets eval NAME`` (``--checkpoint`` and ``--json`` are common)."""
+
+    def evaluate(self, args):
+        """Evaluate ``args.checkpoint``; return a dict of results (printed, or JSON with
+        ``--json``)."""
+        raise NotImplementedError
+
 
 def register(task_class):
     """Class decorator adding a :class:`Task` to ``probnets train``."""
