@@ -1,0 +1,22 @@
+"""
+Gradient estimators for discrete latent variables, each a Pyro ELBO usable with
+``pyro.infer.SVI`` and the probnets ``Trainer``. See :mod:`probnets.infer.util` for the
+per-site ``infer`` keys (``estimator``, ``temperature``, ``straight_through``,
+``baseline``) that let one model train under every estimator without edits.
+"""
+
+from probnets.infer.disarm import DisARM_ELBO
+from probnets.infer.discrete_elbo import DiscreteELBO
+from probnets.infer.rebar import REBAR_ELBO
+from probnets.infer.relax import RELAX_ELBO
+from probnets.infer.relaxed import Relaxed_ELBO
+from probnets.infer.score_function import ScoreFunction_ELBO
+
+__all__ = [
+    "DiscreteELBO",
+    "DisARM_ELBO",
+    "REBAR_ELBO",
+    "RELAX_ELBO",
+    "Relaxed_ELBO",
+    "ScoreFunction_ELBO",
+]

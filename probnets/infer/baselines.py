@@ -1,0 +1,186 @@
+"""
+Baselines for score-function (REINFORCE) terms.
+
+A baseline ``b`` for site ``z`` may depend on anything that does not depend on the sample
+of ``z`` itself; ``E[(f − b) ∇ log q(z)] = E[f ∇ log q(z)]`` then holds for any such ``b``.
+
+**Units.** Under plate subsampling the downstream cost of a local site is scaled by ``N/B``.
+Pyro's ``TraceGraph_ELBO`` regresses its baselines on that scaled cost (Pyro issue #555),
+so a learned baseline must track a target whose size changes with the batch size. Here every
+baseline lives in per-datapoint *unscaled* units: the target is ``cost / scale`` and the
+baseline subtracted from the cost is ``scale · b``.
+
+**NVIL** (Mnih & Gregor 2014, §3.3): an input-dependent baseline
+``b(x) = m + s · net(x)`` with running mean ``m`` and running standard deviation ``s`` of the
+target (exponential moving averages, "centering" and "variance normalization"); the network
+regresses the normalized target ``(cost/scale − m) / s``, so its outputs stay O(1) whatever
+the scale of the ELBO. The learning signal itself is *not* divided by ``s`` as in the paper:
+that would rescale the score-function part of the gradient relative to the pathwise part
+(a bias); Adam-type optimizers absorb the overall scale anyway. Without a user network, the
+input is the site's detached logits (a function of ``x`` and upstream samples only) and the
+network is an MLP registered as ``pyro.module("cv.nvil.<site>", ...)``.
+
+**Leave-one-out** (``num_particles = K > 1``): for particle ``k``,
+``b_k = (Σ_{j≠k} f_j) / (K − 1)``, independent of particle ``k``
+(Kool et al. 2019, "Buy 4 REINFORCE samples, get a baseline for free!").
+
+**References**
+
+[1] *Neural Variational Inference and Learning in Belief Networks*, A. Mnih, K. Gregor (ICML 2014)
+
+[2] *Gradient Estimation Using Stochastic Computation Graphs*, J. Schulman et al. (NeurIPS 2015)
+"""
+
+import math
+
+import pyro
+import torch
+from torch import nn
+
+BASELINES = (None, "decaying_avg", "nvil", "loo")
+_BASELINE_KEYS = (
+    "use_decaying_avg_baseline",
+    "baseline_beta",
+    "nn_baseline",
+    "nn_baseline_input",
+    "baseline_value",
+)
+
+
+def mlp(in_features, hidden_size, like):
+    """A one-hidden-layer tanh MLP with scalar output, in the dtype/device of ``like``."""
+    net = nn.Sequential(
+        nn.Linear(in_features, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1)
+    )
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net.to(dtype=like.dtype, device=like.device)
+
+
+def flatten_event(tensor, batch_shape):
+    """Reshapes ``batch_shape + rest`` to ``batch_shape + (prod(rest),)``."""
+    tensor = tensor.expand(batch_shape + tensor.shape[len(batch_shape):])
+    return tensor.reshape(batch_shape + (-1,))
+
+
+class RunningMoments:
+    """Exponential moving mean and variance of a scalar signal (starts at the first batch)."""
+
+    def __init__(self, beta):
+        self.beta = beta
+        self.mean = None
+        self.var = None
+
+    def std(self):
+        return math.sqrt(max(self.var, 1e-8)) if self.var is not None else 1.0
+
+    def update(self, values):
+        values = values.detach()
+        mean = values.mean().item()
+        var = values.var(unbiased=False).item() if values.numel() > 1 else 0.0
+        if self.mean is None:
+            self.mean, self.var = mean, var
+        else:
+            b = self.beta
+            self.var = b * self.var + (1 - b) * (var + (mean - self.mean) ** 2 * b)
+            self.mean = b * self.mean + (1 - b) * mean
+
+
+class Baselines:
+    """
+    Per-site baseline state of one ELBO.
+
+    :param str default: ELBO-wide baseline, one of ``None``, ``"decaying_avg"``,
+        ``"nvil"``, ``"loo"``.
+    :param float beta: decay of running averages.
+    :param int hidden_size: hidden units of automatic NVIL networks.
+    """
+
+    def __init__(self, default, beta, hidden_size):
+        if default not in BASELINES:
+            raise ValueError(
+                "baseline must be one of {}, but got {!r}".format(BASELINES, default)
+            )
+        if not 0 <= beta < 1:
+            raise ValueError("baseline_beta must be in [0, 1), but got {}".format(beta))
+        self.default = default
+        self.beta = beta
+        self.hidden_size = hidden_size
+        self.moments = {}
+        self.nets = {}
+
+    def _options(self, site):
+        options = dict(site["infer"].get("baseline", {}))
+        unknown = set(options) - set(_BASELINE_KEYS)
+        if unknown:
+            raise ValueError(
+                "site '{}': unknown baseline options {}; expected some of {}".format(
+                    site["name"], sorted(unknown), _BASELINE_KEYS
+                )
+            )
+        if "nn_baseline" in options and "baseline_value" in options:
+            raise ValueError(
+                "site '{}': give either nn_baseline or baseline_value, not both".format(
+                    site["name"]
+                )
+            )
+        return options
+
+    def __call__(self, site, logits, cost, num_particles, particle_dim):
+        """
+        Returns ``(baseline, loss)``: the baseline in the cost's (scaled) units, detached,
+        and the regression loss of any learned baseline (0. if none).
+
+        :param dict site: the guide site.
+        :param torch.Tensor logits: the site's logits (input of automatic NVIL nets).
+        :param torch.Tensor cost: downstream cost broadcast to the site's batch shape.
+        """
+        name = site["name"]
+        options = self._options(site)
+        scale = site["scale"]
+        target = (cost / scale).detach()
+        kind = self.default
+        if options.get("use_decaying_avg_baseline"):
+            kind = "decaying_avg"
+        if "nn_baseline" in options or "nn_baseline_input" in options:
+            kind = "nvil"
+        if "baseline_value" in options:
+            kind = "value"
+        if kind is None:
+            return 0.0, 0.0
+        if kind == "loo":
+            if num_particles < 2:
+                raise ValueError(
+                    "the leave-one-out baseline needs num_particles > 1, but got "
+                    "num_particles={}".format(num_particles)
+                )
+            total = cost.sum(particle_dim, keepdim=True)
+            return ((total - cost) / (num_particles - 1)).detach(), 0.0
+        if kind == "value":
+            value = options["baseline_value"]
+            return (scale * value).detach(), ((value - target) ** 2).sum()
+        beta = options.get("baseline_beta", self.beta)
+        moments = self.moments.setdefault(name, RunningMoments(beta))
+        mean, std = moments.mean if moments.mean is not None else 0.0, moments.std()
+        if kind == "decaying_avg":
+            moments.update(target)
+            return scale * mean, 0.0
+        # NVIL: input-dependent network on the centred, variance-normalized target
+        net = options.get("nn_baseline")
+        if "nn_baseline_input" in options:
+            inputs = options["nn_baseline_input"].detach()
+        else:
+            batch_shape = site["fn"].batch_shape
+            inputs = flatten_event(logits.detach(), batch_shape)
+        if net is None:
+            net = self.nets.get(name)
+            if net is None:
+                net = mlp(inputs.shape[-1], self.hidden_size, inputs)
+                self.nets[name] = net
+            pyro.module("cv.nvil." + name, net)
+        out = net(inputs)
+        if out.dim() > 0 and out.shape[-1] == 1:
+            out = out.squeeze(-1)
+        out, normalized = torch.broadcast_tensors(out, (target - mean) / std)
+        moments.update(target)
+        return (scale * (mean + std * out)).detach(), ((out - normalized) ** 2).sum()

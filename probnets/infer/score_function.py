@@ -1,0 +1,72 @@
+from probnets.infer.discrete_elbo import DiscreteELBO
+
+
+class ScoreFunction_ELBO(DiscreteELBO):
+    r"""
+    The ELBO with score-function (REINFORCE) gradients for discrete guide sites,
+    Rao-Blackwellized per site, with optional baselines. Reparameterizable sites use
+    pathwise gradients.
+
+    For a non-reparameterized guide site :math:`s` with downstream cost
+    :math:`F_s = \sum_{t \succeq s} [\log p_t - \log q_t]` (only the terms whose value
+    depends on the sample of :math:`s`, see :mod:`probnets.infer.util`) and a baseline
+    :math:`b_s` that does not depend on that sample,
+
+    .. math::
+
+        \hat g = \nabla_{\rm path}\,\big[\log p(x, z) - \log q(z)\big]
+                 + \sum_s \big(F_s - b_s\big)\, \nabla \log q(z_s \mid \cdot),
+
+    an unbiased estimate of :math:`\nabla\,\mathrm{ELBO}` (Williams 1992; Ranganath et al.
+    2014; Schulman et al. 2015).
+
+    Baselines (``baseline=``; per site through ``infer={"baseline": {...}}``, see
+    :mod:`probnets.infer.baselines`):
+
+    - ``None``: plain REINFORCE;
+    - ``"decaying_avg"``: running mean of the per-datapoint unscaled cost;
+    - ``"nvil"``: input-dependent learned baseline (Mnih & Gregor 2014), an MLP over the
+      site's detached logits (or ``nn_baseline(nn_baseline_input)``), regressing the
+      centred, variance-normalized, *unscaled* cost; params ``cv.nvil.<site>``;
+    - ``"loo"``: leave-one-out over ``num_particles > 1`` vectorized particles;
+    - ``baseline_value`` in the site's infer dict: a user tensor in unscaled units, which
+      is also regressed on the cost (so its params learn).
+
+    Cost per estimate: one guide and one model evaluation per particle; learned params only
+    for ``"nvil"``.
+
+    :param int num_particles: vectorized particles (gradient averaged over them).
+    :param baseline: one of ``None``, ``"decaying_avg"``, ``"nvil"``, ``"loo"``.
+    :param float baseline_beta: decay of the running averages.
+    :param int hidden_size: hidden units of the automatic NVIL networks.
+    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+
+    **References**
+
+    [1] *Simple statistical gradient-following algorithms for connectionist reinforcement
+        learning*, R. J. Williams (1992)
+
+    [2] *Gradient Estimation Using Stochastic Computation Graphs*, J. Schulman, N. Heess,
+        T. Weber, P. Abbeel (NeurIPS 2015)
+
+    [3] *Neural Variational Inference and Learning in Belief Networks*, A. Mnih, K. Gregor
+        (ICML 2014)
+    """
+
+    default_estimator = "score"
+
+    def __init__(
+        self,
+        num_particles=1,
+        baseline=None,
+        baseline_beta=0.9,
+        hidden_size=100,
+        max_plate_nesting=float("inf"),
+    ):
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            baseline=baseline,
+            baseline_beta=baseline_beta,
+            hidden_size=hidden_size,
+        )
