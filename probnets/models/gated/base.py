@@ -1,0 +1,402 @@
+"""
+What every gated network shares: the gate sites of the model and the guide, the likelihood,
+and the user surface (``fit``, ``predict``, ``export_architecture``).
+"""
+
+import copy
+
+import pyro
+import torch
+import torch.nn.functional as F
+from pyro import distributions as dist
+from pyro.nn import PyroModule, PyroParam, pyro_method
+
+from probnets.distributions import HardConcrete
+from probnets.models.gated.priors import (
+    BernoulliPrior,
+    BetaBernoulliPrior,
+    CostPenalty,
+    bernoulli_cross_entropy,
+)
+
+GATE_TYPES = ("bernoulli", "hard_concrete")
+LIKELIHOODS = ("normal", "categorical")
+
+
+class GatedNetwork(PyroModule):
+    r"""
+    A network whose ``E`` connections are latent gates :math:`z \in \{0,1\}^E` (or
+    :math:`[0,1]^E` for hard-concrete gates), with point-estimated weights :math:`w`.
+
+    **Model.** :math:`p \sim` ``prior`` (a number or ``"gate_p" ~ Beta``),
+    ``"gates"`` :math:`z_k \sim \mathrm{Bernoulli}(p)`, and per datum ``"obs"``
+    :math:`y_n \sim \mathcal{N}(f_{w,z}(x_n), \sigma^2 I)` (``likelihood="normal"``, learned
+    :math:`\sigma` unless ``noise_scale`` is given) or
+    :math:`\mathrm{Categorical}(\mathrm{softmax} f_{w,z}(x_n))`. Minibatches are scaled by
+    ``num_data / batch`` through the ``"data"`` plate.
+
+    **Guide.** ``gate="bernoulli"``: :math:`q(z) = \prod_k \mathrm{Bernoulli}(\sigma(\phi_k))`,
+    one independent logit per gate; the ``"gates"`` site is a plain discrete sample site, so
+    any discrete-latent ELBO (Pyro's ``TraceGraph_ELBO``, the ``probnets.infer`` estimators)
+    trains it unchanged. The weights are ``nn.Parameter`` s, i.e. point estimates learned by the
+    same ELBO (variational EM); no weight prior.
+
+    ``gate="hard_concrete"``: :math:`q(z) = \prod_k \mathrm{HardConcrete}(\log\alpha_k=\phi_k)`,
+    reparameterized, and the objective is Louizos et al.'s (2018) L0 objective written as a
+    Bernoulli prior on the indicators :math:`1[z_k \neq 0]`:
+
+    .. math::
+
+        \mathbb{E}_q[\log p(y \mid z, w)]
+        + \sum_k \pi_k \log p + (1 - \pi_k)\log(1 - p),
+        \qquad \pi_k = P_q(z_k \neq 0),
+
+    i.e. the paper's :math:`\lambda = \log\frac{1-p}{p}` nats per expected active gate. The
+    gate entropy is omitted, as in the paper, so both ``"gates"`` sites are masked out of the
+    density terms (``.mask(False)``) and the prior enters as ``pyro.factor``; the sample
+    still flows from guide to model by reparameterization.
+
+    Subclasses implement ``forward(x, gates)`` for ``gates`` of shape ``(E,)`` (output
+    ``(B, O)``) or ``batch + (1, E)`` (output ``batch + (B, O)``: the trailing ``1`` is the
+    data plate's dim, Pyro's broadcasting convention, so vectorized particles work), plus
+    ``gate_costs`` and ``reset_parameters``.
+
+    Parameters are ordinary ``PyroModule`` parameters synchronized with Pyro's global param
+    store under ``name``: two instances with the same name share values, so call
+    ``pyro.clear_param_store()`` between independent fits or give distinct names.
+    """
+
+    def __init__(
+        self,
+        num_gates,
+        *,
+        gate="bernoulli",
+        prior=None,
+        likelihood="normal",
+        noise_scale=None,
+        init_logit=2.0,
+        cost=None,
+        hard_concrete_beta=2.0 / 3.0,
+        hard_concrete_limits=(-0.1, 1.1),
+        name="",
+    ):
+        super().__init__(name)
+        if gate not in GATE_TYPES:
+            raise ValueError(f"gate: expected one of {GATE_TYPES}, got {gate!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
+        if prior is None:
+            prior = BernoulliPrior(0.1)
+        if not isinstance(prior, (BernoulliPrior, BetaBernoulliPrior)):
+            raise TypeError(
+                "prior: expected a BernoulliPrior or BetaBernoulliPrior, "
+                f"got {type(prior).__name__}"
+            )
+        if cost is not None and not isinstance(cost, CostPenalty):
+            raise TypeError(f"cost: expected a CostPenalty or None, got {type(cost).__name__}")
+        if not isinstance(init_logit, (int, float)):
+            raise TypeError(f"init_logit: expected a number, got {type(init_logit).__name__}")
+        self.num_gates = int(num_gates)
+        self.gate = gate
+        self.prior = prior
+        self.cost = cost
+        self.likelihood = likelihood
+        self.hard_concrete_beta = hard_concrete_beta
+        self.hard_concrete_limits = tuple(hard_concrete_limits)
+        # Validates beta and limits once, at construction.
+        HardConcrete(torch.zeros(1), hard_concrete_beta, hard_concrete_limits)
+        self.gate_logits = torch.nn.Parameter(torch.full((self.num_gates,), float(init_logit)))
+        self.fixed_noise_scale = None
+        if likelihood == "normal":
+            if noise_scale is None:
+                self.noise_scale = PyroParam(torch.tensor(1.0), constraint=dist.constraints.positive)
+            elif isinstance(noise_scale, (int, float)) and noise_scale > 0:
+                self.fixed_noise_scale = float(noise_scale)
+            else:
+                raise ValueError(
+                    f"noise_scale: expected None (learned) or a positive number, got {noise_scale!r}"
+                )
+        self.num_data = None
+        self.history = None
+
+    # ----- gates -----------------------------------------------------------------------------
+
+    def gate_distribution(self):
+        """The guide's distribution over the gate vector, batch shape ``(E,)``."""
+        logits = self.gate_logits
+        if self.gate == "bernoulli":
+            return dist.Bernoulli(logits=logits)
+        return HardConcrete(logits, self.hard_concrete_beta, self.hard_concrete_limits)
+
+    def gate_probs(self):
+        """Posterior inclusion probability of every gate, ``(E,)``: :math:`\\sigma(\\phi_k)` for
+        Bernoulli gates, :math:`P(z_k \\neq 0)` for hard-concrete gates."""
+        d = self.gate_distribution()
+        if self.gate == "bernoulli":
+            return d.probs.detach()
+        return d.prob_nonzero().detach()
+
+    def sample_gates(self, num_samples):
+        """``num_samples`` gate vectors from the guide, shape ``(num_samples, 1, E)``."""
+        with torch.no_grad():
+            return self.gate_distribution().sample((num_samples,)).unsqueeze(-2)
+
+    def _flatten_gates(self, gates):
+        """Check a gate tensor and return it as ``(K, E)`` plus the batch shape to restore."""
+        if not isinstance(gates, torch.Tensor):
+            raise TypeError(f"gates: expected a tensor, got {type(gates).__name__}")
+        if gates.shape[-1:] != (self.num_gates,):
+            raise ValueError(
+                f"gates: expected shape (..., {self.num_gates}), got {tuple(gates.shape)}"
+            )
+        if gates.dim() == 1:
+            return gates.unsqueeze(0), None
+        if gates.shape[-2] != 1:
+            raise ValueError(
+                "gates: expected shape (E,) or batch + (1, E) (gates are shared across the data "
+                f"plate, dim -2 must be 1), got {tuple(gates.shape)}"
+            )
+        batch = gates.shape[:-2]
+        return gates.reshape(-1, self.num_gates), batch
+
+    @staticmethod
+    def _restore(out, batch):
+        if batch is None:
+            return out.squeeze(0)
+        return out.reshape(batch + out.shape[1:])
+
+    # ----- model and guide -------------------------------------------------------------------
+
+    def _model_gates(self):
+        like = self.gate_logits
+        p = self.prior.model(like)
+        if self.gate == "bernoulli":
+            probs = p.unsqueeze(-1).expand(p.shape + (self.num_gates,))
+            z = pyro.sample("gates", dist.Bernoulli(probs=probs).to_event(1))
+            activity = z
+        else:
+            q = self.gate_distribution()
+            z = pyro.sample("gates", q.to_event(1).mask(False))
+            activity = q.prob_nonzero()
+            pyro.factor("gates.expected_log_prior", bernoulli_cross_entropy(activity, p))
+        if self.cost is not None:
+            self.cost(activity, self.gate_costs(self.cost.cost).to(activity))
+        return z
+
+    def _obs_scale(self, like):
+        if self.fixed_noise_scale is not None:
+            return like.new_tensor(self.fixed_noise_scale)
+        return self.noise_scale.to(like)
+
+    @pyro_method
+    def model(self, x, y=None):
+        """Pyro model: gates (and ``p``) from the prior, then the likelihood of ``y``."""
+        gates = self._model_gates()
+        out = self(x, gates)
+        batch_size = out.shape[-2]
+        size = self.num_data if self.num_data is not None else batch_size
+        with pyro.plate("data", size, subsample=torch.arange(batch_size, device=out.device)):
+            if self.likelihood == "normal":
+                fn = dist.Normal(out, self._obs_scale(out)).to_event(1)
+            else:
+                fn = dist.Categorical(logits=out)
+            pyro.sample("obs", fn, obs=y)
+        return out
+
+    @pyro_method
+    def guide(self, x=None, y=None):
+        """Pyro guide: ``gate_p`` (if learned) then independent per-gate ``gates``."""
+        self.prior.guide(self.gate_logits)
+        q = self.gate_distribution().to_event(1)
+        if self.gate == "hard_concrete":
+            q = q.mask(False)
+        return pyro.sample("gates", q)
+
+    # ----- user surface ----------------------------------------------------------------------
+
+    def _check_data(self, x, y):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a tensor, got {type(x).__name__}")
+        if y is None:
+            return
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y: expected a tensor, got {type(y).__name__}")
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"y: expected {x.shape[0]} rows to match x, got shape {tuple(y.shape)}"
+            )
+        if self.likelihood == "categorical" and (y.dim() != 1 or y.is_floating_point()):
+            raise ValueError(
+                f"y: expected int64 class labels of shape ({x.shape[0]},) for a categorical "
+                f"likelihood, got {y.dtype} of shape {tuple(y.shape)}"
+            )
+        if self.likelihood == "normal" and (y.dim() != 2 or not y.is_floating_point()):
+            raise ValueError(
+                f"y: expected floating targets of shape ({x.shape[0]}, num_outputs) for a "
+                f"normal likelihood, got {y.dtype} of shape {tuple(y.shape)}"
+            )
+
+    def fit(
+        self,
+        x,
+        y,
+        num_steps,
+        estimator=None,
+        lr=0.01,
+        gate_lr=None,
+        batch_size=None,
+        record_every=0,
+        callback=None,
+    ):
+        """
+        Train weights and gate posteriors by stochastic variational inference.
+
+        :param x, y: training inputs and targets (all of them; ``num_data`` is set from
+            ``len(x)`` so minibatch ELBOs are scaled correctly).
+        :param int num_steps: optimizer steps.
+        :param estimator: a Pyro ELBO instance (``probnets.infer`` estimators or Pyro's);
+            default ``TraceGraph_ELBO()`` for Bernoulli gates, ``Trace_ELBO()`` for
+            hard-concrete gates.
+        :param float lr: Adam learning rate of weights and prior parameters.
+        :param float gate_lr: Adam learning rate of the gate logits (default ``lr``).
+        :param int batch_size: minibatch size (default: full batch).
+        :param int record_every: every this many steps, append the gate probabilities to
+            ``self.history["gate_probs"]`` (0: never).
+        :param callback: optional ``callable(step, loss)``.
+        :returns: ``self.history``, a dict of lists ``step``, ``loss`` (ELBO loss per datum)
+            and, if recorded, ``gate_probs`` (a ``(T, E)`` tensor) at ``gate_steps``.
+        """
+        self._check_data(x, y)
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps: expected a positive int, got {num_steps!r}")
+        if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
+        if estimator is None:
+            estimator = (
+                pyro.infer.TraceGraph_ELBO()
+                if self.gate == "bernoulli"
+                else pyro.infer.Trace_ELBO()
+            )
+        n = x.shape[0]
+        self.num_data = n
+        gate_lr = lr if gate_lr is None else gate_lr
+
+        def optim_args(param_name):
+            return {"lr": gate_lr if param_name.endswith("gate_logits") else lr}
+
+        svi = pyro.infer.SVI(self.model, self.guide, pyro.optim.Adam(optim_args), loss=estimator)
+        history = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}
+        for step in range(num_steps):
+            if batch_size is None or batch_size >= n:
+                xb, yb = x, y
+            else:
+                idx = torch.randint(n, (batch_size,), device=x.device)
+                xb, yb = x[idx], y[idx]
+            loss = svi.step(xb, yb) / n
+            history["step"].append(step)
+            history["loss"].append(loss)
+            if record_every and step % record_every == 0:
+                history["gate_steps"].append(step)
+                history["gate_probs"].append(self.gate_probs().clone())
+            if callback is not None:
+                callback(step, loss)
+        if history["gate_probs"]:
+            history["gate_probs"] = torch.stack(history["gate_probs"])
+        self.history = history
+        return history
+
+    def predict(self, x, num_samples=100, return_samples=False):
+        """
+        Posterior predictive under the guide, averaging ``num_samples`` gate draws.
+
+        :returns: ``(B, O)`` predictive means (normal likelihood) or class probabilities
+            (categorical); with ``return_samples=True`` also the per-draw outputs
+            ``(num_samples, B, O)`` (means or logits).
+        """
+        self._check_data(x, None)
+        with torch.no_grad():
+            out = self(x, self.sample_gates(num_samples).to(self.gate_logits))
+            if self.likelihood == "normal":
+                summary = out.mean(0)
+            else:
+                summary = F.softmax(out, -1).mean(0)
+        return (summary, out) if return_samples else summary
+
+    def export_architecture(self, threshold=0.5):
+        """
+        The pruned wiring as a deterministic network to retrain from scratch: gates with
+        inclusion probability above ``threshold`` are kept, weights are re-initialized.
+
+        :returns: :class:`MaskedNetwork`.
+        """
+        if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold: expected a number in [0, 1), got {threshold!r}")
+        mask = (self.gate_probs() > threshold).to(self.gate_logits)
+        fresh = copy.deepcopy(self)
+        fresh.reset_parameters()
+        fresh.history = None
+        return MaskedNetwork(fresh, mask)
+
+
+class MaskedNetwork(torch.nn.Module):
+    """
+    A gated network frozen to one wiring: ``forward(x) = network(x, mask)``, trained by plain
+    maximum likelihood (squared error for a normal likelihood, cross-entropy for a
+    categorical one). The gate logits and the prior are not trained.
+    """
+
+    def __init__(self, network, mask):
+        super().__init__()
+        self.network = network
+        self.register_buffer("mask", mask)
+
+    @property
+    def num_active(self):
+        return int(self.mask.sum())
+
+    @property
+    def fraction_active(self):
+        return self.num_active / self.mask.numel()
+
+    def forward(self, x):
+        return self.network(x, self.mask)
+
+    def loss(self, x, y):
+        out = self(x)
+        if self.network.likelihood == "normal":
+            return F.mse_loss(out, y)
+        return F.cross_entropy(out, y)
+
+    def fit(self, x, y, num_steps, lr=0.01, batch_size=None):
+        """Adam on the mean loss; returns the list of per-step losses."""
+        self.network._check_data(x, y)
+        skip = {"gate_logits"}
+        params = [
+            p
+            for name, p in self.network.named_parameters()
+            if name.split(".")[-1] not in skip and not name.startswith("prior.")
+            and not name.startswith("noise_scale")
+        ]
+        opt = torch.optim.Adam(params, lr=lr)
+        n = x.shape[0]
+        losses = []
+        for _ in range(num_steps):
+            if batch_size is None or batch_size >= n:
+                xb, yb = x, y
+            else:
+                idx = torch.randint(n, (batch_size,), device=x.device)
+                xb, yb = x[idx], y[idx]
+            opt.zero_grad()
+            loss = self.loss(xb, yb)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    def predict(self, x):
+        with torch.no_grad():
+            out = self(x)
+        return out if self.network.likelihood == "normal" else F.softmax(out, -1)
+
+
+__all__ = ["GatedNetwork", "MaskedNetwork", "GATE_TYPES", "LIKELIHOODS"]

@@ -1,0 +1,98 @@
+"""
+Graph bookkeeping for gated DAGs: which edges may exist, in which order nodes can be
+evaluated, which nodes reach which, and how an inferred wiring compares with a true one.
+
+Adjacency convention (seed 002's lower-triangular matrix): ``adj[i, j]`` is the edge from node
+``j`` into node ``i``; nodes are ordered so that every edge goes from a lower to a higher index.
+"""
+
+import torch
+
+
+def neuron_dag_edges(num_inputs, num_hidden, num_outputs):
+    """
+    Allowed edges of a neuron DAG over nodes ordered inputs, hidden, outputs.
+
+    An edge ``j -> i`` is allowed when ``j < i``, ``i`` is not an input (inputs are clamped to
+    the data) and ``j`` is not an output (outputs are read out, never fed on). So there are no
+    input->input and no output->output edges; inputs may feed outputs directly.
+
+    :returns: ``(targets, sources)``, two int64 tensors of length ``E`` in row-major order of
+        the ``(n, n)`` adjacency, ``n = num_inputs + num_hidden + num_outputs``;
+        ``E = H*I + H*(H-1)/2 + O*(I+H)``.
+    """
+    n = num_inputs + num_hidden + num_outputs
+    first_output = num_inputs + num_hidden
+    rows, cols = torch.tril_indices(n, n, offset=-1)
+    keep = (rows >= num_inputs) & (cols < first_output)
+    return rows[keep], cols[keep]
+
+
+def topological_levels(mask):
+    """
+    Longest-path depth of every node of a DAG: ``level[i] = 0`` without incoming edges, else
+    ``1 + max(level[j] for j -> i)``. Nodes of one level depend only on lower levels, so each
+    level is one batched matrix product.
+
+    Computed by vectorized relaxation (one ``(n, n)`` max-reduction per sweep, as many sweeps as
+    the depth), not a per-node Python loop.
+
+    :param torch.Tensor mask: bool ``(n, n)``, ``mask[i, j]`` true for an edge ``j -> i``;
+        must be strictly lower-triangular.
+    :returns: int64 tensor ``(n,)``.
+    """
+    if mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        raise ValueError(f"mask: expected a square (n, n) matrix, got shape {tuple(mask.shape)}")
+    if torch.triu(mask).any():
+        raise ValueError("mask: expected a strictly lower-triangular adjacency (a DAG in order)")
+    n = mask.shape[0]
+    level = torch.zeros(n, dtype=torch.long, device=mask.device)
+    has_parent = mask.any(1)
+    for _ in range(n):
+        candidate = torch.where(mask, level.unsqueeze(0) + 1, torch.zeros_like(level).unsqueeze(0))
+        new = torch.where(has_parent, candidate.max(1).values, level)
+        if torch.equal(new, level):
+            break
+        level = new
+    return level
+
+
+def reachability(adj):
+    """
+    Transitive closure of a DAG: ``reach[i, j]`` is true when a directed path of one or more
+    edges leads from ``j`` to ``i``. Repeated squaring, ``O(log depth)`` boolean products.
+
+    :param torch.Tensor adj: bool ``(n, n)`` adjacency (``adj[i, j]``: edge ``j -> i``).
+    """
+    reach = adj.bool()
+    for _ in range(max(1, adj.shape[0]).bit_length() + 1):
+        step = reach | ((reach.float() @ reach.float()) > 0)
+        if torch.equal(step, reach):
+            break
+        reach = step
+    return reach
+
+
+def structural_hamming_distance(estimated, truth):
+    """Number of edges present in exactly one of two adjacency matrices (bool, same shape)."""
+    if estimated.shape != truth.shape:
+        raise ValueError(
+            f"estimated: expected the shape of truth {tuple(truth.shape)}, "
+            f"got {tuple(estimated.shape)}"
+        )
+    return int((estimated.bool() ^ truth.bool()).sum())
+
+
+def auroc(scores, labels):
+    """
+    Area under the ROC curve of ``scores`` for binary ``labels`` (the Mann-Whitney statistic;
+    ties count one half). Returns ``nan`` when one class is empty.
+    """
+    scores = scores.detach().double().flatten()
+    labels = labels.bool().flatten()
+    pos, neg = scores[labels], scores[~labels]
+    if pos.numel() == 0 or neg.numel() == 0:
+        return float("nan")
+    greater = (pos.unsqueeze(1) > neg.unsqueeze(0)).double().sum()
+    ties = (pos.unsqueeze(1) == neg.unsqueeze(0)).double().sum()
+    return float((greater + 0.5 * ties) / (pos.numel() * neg.numel()))
