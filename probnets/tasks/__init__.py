@@ -1,5 +1,6 @@
 """The models ``probnets train`` knows: importing this package registers them."""
 
+from probnets.tasks import air  # noqa: F401
 from probnets.tasks import vae  # noqa: F401
 from probnets.tasks.base import Task, TaskRun, register, tasks
 

@@ -1,0 +1,418 @@
+"""Attend, Infer, Repeat (AIR) and its difference variant DAIR (Eslami et al. 2016).
+
+**Model.** A scene holds at most ``T`` objects (``num_steps``). For ``t = 0 .. T-1``
+
+.. math::
+
+    z^{\\rm pres}_t &\\sim \\mathrm{Bernoulli}(\\rho_t\\, z^{\\rm pres}_{t-1}), \\quad
+        z^{\\rm pres}_{-1} = 1, \\\\
+    z^{\\rm where}_t &\\sim \\mathcal N\\big((\\mu_s, \\mu_{xy}, \\mu_{xy}),
+        \\mathrm{diag}(\\sigma_s^2, \\sigma_{xy}^2, \\sigma_{xy}^2)\\big), \\qquad
+    z^{\\rm what}_t \\sim \\mathcal N(0, I_{50}), \\\\
+    x &\\sim \\mathcal N\\Big(\\textstyle\\sum_t z^{\\rm pres}_t\\,
+        \\mathrm{ST}\\big(\\sigma(f_\\theta(z^{\\rm what}_t) + b),\\, z^{\\rm where}_t\\big),\\;
+        0.3^2 I\\Big),
+
+so the count ``Σ_t z^pres_t`` is truncated-geometric: once an object is absent every later one is.
+``ST`` writes a 28×28 window onto the 50×50 canvas (:mod:`probnets.nn.spatial`), ``f_θ`` is an
+MLP 50→200→784 and ``b = −2`` keeps empty windows dark. The log-densities of ``z_where_t`` and
+``z_what_t`` are multiplied by ``z_pres_t`` (``poutine.scale``): for a hard ``z_pres_t = 0`` they
+vanish (masking), for a relaxed ``z_pres_t ∈ (0, 1)`` they are weighted, which is what the
+Concrete/REBAR/RELAX estimators of :mod:`probnets.infer` need.
+
+The per-step presence probabilities ``ρ_t`` come from ``z_pres_prior = k``: the count ``n``
+has prior ``p(n) ∝ k^n`` on ``0..T`` (``k = 0.01`` in the run that works; the paper annealed the
+prior towards ``1e-5 … 1e-10``). ``z_pres_prior`` is a plain float attribute, so the trainer's
+:class:`~probnets.train.Anneal` can change it every step.
+
+**Guide.** An LSTM (256 units) reads the image (AIR) or the difference between the image and
+the reconstruction of the objects found so far (DAIR) together with the previous step's
+latents. An MLP head (256→200→7) gives the presence probability and ``z_where``'s location and
+scale as offsets of the prior (``loc = μ + Δ``, ``scale = σ · softplus(·)``); the glimpse at
+``z_where`` is encoded by an MLP 784→200→(50, 50) into the location and scale of ``z_what``.
+``q(z^pres_t) = Bernoulli(π_t z^pres_{t-1})``.
+
+**Baseline.** A second LSTM of the same size reads the same inputs *detached* and predicts the
+per-image cost downstream of ``z_pres_t``. It is passed to the estimator as
+``infer={"baseline": {"baseline_value": b_t}}`` in per-datapoint, unscaled units
+(:mod:`probnets.infer.baselines`; Pyro's AIR regresses the subsample-scaled cost, Pyro issue
+#555). The network predicts a residual over ``log N(x | 0, 0.3² I)``, the log-likelihood of an
+empty canvas, which depends on the data only; so it regresses values of order 10²
+instead of 10³. Its modules are named ``baseline_*`` so ``param_groups={"*baseline*": ...}``
+gives them their own learning rate.
+
+**Speed.** For AIR (not DAIR) the image enters every step's LSTM gates through the same
+``W_x x``; it is computed once per batch instead of once per step, the larger part of a step's
+arithmetic. The architecture (an ``nn.LSTMCell`` over ``[x, z^where, z^what, z^pres]``) and
+its parameters are those of the reference.
+
+**References**
+
+[1] *Attend, Infer, Repeat: Fast Scene Understanding with Generative Models*,
+    S. M. A. Eslami, N. Heess, T. Weber, Y. Tassa, D. Szepesvari, K. Kavukcuoglu,
+    G. E. Hinton (NeurIPS 2016), arXiv:1603.08575
+
+[2] Pyro's ``examples/air`` and its tutorial (the hyper-parameters used as defaults here).
+"""
+
+import math
+from collections import namedtuple
+from contextlib import contextmanager
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule, pyro_method
+from torch import nn
+
+from probnets.data.validation import check_images
+from probnets.nn.spatial import MIN_SCALE, extract_window, place_window, window_box
+
+AIRInference = namedtuple(
+    "AIRInference", ["counts", "z_pres", "z_pres_probs", "z_where", "z_what", "boxes"])
+AIRInference.__doc__ = """What :meth:`AIR.infer` returns for ``N`` images and ``T`` steps.
+
+counts: int64 (N,); z_pres: (N, T) 0/1; z_pres_probs: (N, T) the guide's presence
+probability at each step (given the thresholded earlier steps); z_where: (N, T, 3) guide means
+(s, x, y); z_what: (N, T, D) guide means; boxes: (N, T, 4) pixel boxes (x_min, y_min, x_max,
+y_max). Entries of absent steps are kept (they are what the guide proposed) but ``z_pres`` is 0.
+"""
+
+
+def geometric_presence_probs(k, num_steps):
+    """Per-step success probabilities ``ρ_t = P(n > t | n ≥ t)`` of the count prior
+    ``p(n) ∝ k^n`` on ``0..num_steps``."""
+    if not (isinstance(k, (int, float)) and k > 0):
+        raise ValueError(f"z_pres_prior must be a positive number, got {k!r}")
+    tail = [sum(k ** n for n in range(t, num_steps + 1)) for t in range(num_steps + 1)]
+    return [tail[t + 1] / tail[t] for t in range(num_steps)]
+
+
+def _lstm_update(gates, c):
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class _Recurrence:
+    """Steps an ``nn.LSTMCell`` whose input is ``[image, latents]`` with the image part of the
+    gates computed once (``fixed``) or per step; the weights are read once per call."""
+
+    def __init__(self, cell, num_pixels):
+        self.w_image = cell.weight_ih[:, :num_pixels]
+        self.w_latent = cell.weight_ih[:, num_pixels:]
+        self.w_hidden = cell.weight_hh
+        self.bias = cell.bias_ih + cell.bias_hh
+
+    def image_gates(self, image_flat):
+        return F.linear(image_flat, self.w_image, self.bias)
+
+    def step(self, image_gates, latents, h, c):
+        gates = image_gates + F.linear(latents, self.w_latent) + F.linear(h, self.w_hidden)
+        return _lstm_update(gates, c)
+
+
+@contextmanager
+def _presence_weight(z_pres):
+    """Weights the log-densities of an object's ``z_where``/``z_what`` by its presence: masked
+    out where ``z_pres == 0`` (Pyro's scale must be positive), scaled by a relaxed
+    ``z_pres ∈ (0, 1)`` elsewhere (a factor 1 for a hard ``z_pres``)."""
+    present = z_pres > 0
+    with poutine.mask(mask=present), poutine.scale(
+            scale=torch.where(present, z_pres, torch.ones_like(z_pres))):
+        yield
+
+
+def _mlp(sizes, final_bias=None):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    if final_bias is not None:
+        nn.init.constant_(layers[-1].bias, final_bias)
+    return nn.Sequential(*layers)
+
+
+def count_accuracy(pred, true):
+    """Fraction of images whose predicted count equals the true count."""
+    pred, true = torch.as_tensor(pred), torch.as_tensor(true)
+    if pred.shape != true.shape or pred.dim() != 1:
+        raise ValueError(f"pred and true must be 1-d of equal length, got shapes "
+                         f"{tuple(pred.shape)} and {tuple(true.shape)}")
+    if pred.numel() == 0:
+        raise ValueError("count_accuracy needs at least one image")
+    return (pred.long() == true.long()).double().mean().item()
+
+
+def count_confusion(pred, true, num_true=None, num_pred=None):
+    """Count confusion matrix: entry ``[i, j]`` is the number of images with ``i`` objects that
+    were counted as ``j``. Sizes default to ``max + 1`` of the respective counts."""
+    pred, true = torch.as_tensor(pred).long().cpu(), torch.as_tensor(true).long().cpu()
+    if pred.shape != true.shape or pred.dim() != 1:
+        raise ValueError(f"pred and true must be 1-d of equal length, got shapes "
+                         f"{tuple(pred.shape)} and {tuple(true.shape)}")
+    if (pred < 0).any() or (true < 0).any():
+        raise ValueError("counts must be non-negative")
+    num_true = num_true or int(true.max()) + 1
+    num_pred = num_pred or int(pred.max()) + 1
+    if int(true.max()) >= num_true or int(pred.max()) >= num_pred:
+        raise ValueError(f"counts exceed the matrix size {num_true}x{num_pred}")
+    matrix = torch.zeros(num_true * num_pred, dtype=torch.long)
+    matrix.index_add_(0, true * num_pred + pred, torch.ones_like(true))
+    return matrix.reshape(num_true, num_pred)
+
+
+class AIR(PyroModule):
+    """Attend, Infer, Repeat (``dair=True``: DAIR) for square grey images; see the module
+    docstring for the model, guide and baseline.
+
+    :param int image_size: canvas side (50).
+    :param int num_steps: maximum number of objects ``T`` (3).
+    :param int window_size: side of an object window (28).
+    :param int z_what_size: dimension of ``z_what`` (50).
+    :param int rnn_hidden_size: units of the guide's and the baseline's LSTM (256).
+    :param int encoder_hidden: hidden units of the glimpse encoder (200).
+    :param int decoder_hidden: hidden units of the window decoder (200).
+    :param int predict_hidden: hidden units of the guide's and the baseline's heads (200).
+    :param float decoder_output_bias: added before the decoder's sigmoid (−2).
+    :param float likelihood_sd: pixel noise of the Normal likelihood (0.3).
+    :param float scale_prior_mean: prior mean of ``s`` (3).
+    :param float scale_prior_sd: prior sd of ``s`` (0.2, the published run; the paper's 0.1).
+    :param float pos_prior_mean: prior mean of ``x`` and ``y`` (0).
+    :param float pos_prior_sd: prior sd of ``x`` and ``y`` (1).
+    :param float z_pres_prior: ``k`` of the count prior ``p(n) ∝ k^n`` (0.01); annealable.
+    :param bool dair: feed the guide ``x − reconstruction so far`` (DAIR) instead of ``x``.
+    :param bool use_baseline: build the baseline LSTM and pass its value to the estimator.
+    :param bool align_corners: convention of the spatial transformer.
+    """
+
+    def __init__(self, image_size=50, num_steps=3, window_size=28, z_what_size=50,
+                 rnn_hidden_size=256, encoder_hidden=200, decoder_hidden=200,
+                 predict_hidden=200, decoder_output_bias=-2.0, likelihood_sd=0.3,
+                 scale_prior_mean=3.0, scale_prior_sd=0.2, pos_prior_mean=0.0, pos_prior_sd=1.0,
+                 z_pres_prior=0.01, dair=False, use_baseline=True, align_corners=False):
+        super().__init__()
+        for name, value in (("image_size", image_size), ("num_steps", num_steps),
+                            ("window_size", window_size), ("z_what_size", z_what_size),
+                            ("rnn_hidden_size", rnn_hidden_size),
+                            ("encoder_hidden", encoder_hidden),
+                            ("decoder_hidden", decoder_hidden),
+                            ("predict_hidden", predict_hidden)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, value in (("likelihood_sd", likelihood_sd), ("scale_prior_sd", scale_prior_sd),
+                            ("pos_prior_sd", pos_prior_sd)):
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        geometric_presence_probs(z_pres_prior, num_steps)  # validates k
+        self._config = dict(
+            image_size=image_size, num_steps=num_steps, window_size=window_size,
+            z_what_size=z_what_size, rnn_hidden_size=rnn_hidden_size,
+            encoder_hidden=encoder_hidden, decoder_hidden=decoder_hidden,
+            predict_hidden=predict_hidden, decoder_output_bias=float(decoder_output_bias),
+            likelihood_sd=float(likelihood_sd), scale_prior_mean=float(scale_prior_mean),
+            scale_prior_sd=float(scale_prior_sd), pos_prior_mean=float(pos_prior_mean),
+            pos_prior_sd=float(pos_prior_sd), z_pres_prior=float(z_pres_prior), dair=bool(dair),
+            use_baseline=bool(use_baseline), align_corners=bool(align_corners))
+        self.image_size, self.num_steps, self.window_size = image_size, num_steps, window_size
+        self.z_what_size, self.rnn_hidden_size = z_what_size, rnn_hidden_size
+        self.likelihood_sd = float(likelihood_sd)
+        self.z_pres_prior = float(z_pres_prior)
+        self.dair, self.use_baseline, self.align_corners = dair, use_baseline, align_corners
+        self.register_buffer("z_where_prior_loc", torch.tensor(
+            [scale_prior_mean, pos_prior_mean, pos_prior_mean]))
+        self.register_buffer("z_where_prior_scale", torch.tensor(
+            [scale_prior_sd, pos_prior_sd, pos_prior_sd]))
+
+        pixels, window_pixels = image_size ** 2, window_size ** 2
+        latent_input = 3 + z_what_size + 1
+        self.decoder = _mlp([z_what_size, decoder_hidden, window_pixels])
+        with torch.no_grad():
+            self.decoder[-1].bias.add_(decoder_output_bias)
+        self.rnn = nn.LSTMCell(pixels + latent_input, rnn_hidden_size)
+        self.predict = _mlp([rnn_hidden_size, predict_hidden, 1 + 3 + 3])
+        self.encoder = _mlp([window_pixels, encoder_hidden, 2 * z_what_size])
+        if use_baseline:
+            self.baseline_rnn = nn.LSTMCell(pixels + latent_input, rnn_hidden_size)
+            self.baseline_predict = _mlp([rnn_hidden_size, predict_hidden, 1], final_bias=0.0)
+            nn.init.zeros_(self.baseline_predict[-1].weight)
+
+    def config(self):
+        """Constructor arguments (current ``z_pres_prior`` included): ``AIR(**config())``."""
+        return dict(self._config, z_pres_prior=float(self.z_pres_prior))
+
+    # ------------------------------------------------------------------ shared pieces
+    def _check(self, images):
+        return check_images(images, size=self.image_size)
+
+    def _decode(self, z_what):
+        """``(M, D)`` codes to ``(M, w, w)`` windows in (0, 1)."""
+        out = torch.sigmoid(self.decoder(z_what))
+        return out.reshape(-1, self.window_size, self.window_size)
+
+    def _render(self, z_what, z_where):
+        return place_window(self._decode(z_what), z_where, self.image_size, self.align_corners)
+
+    def _empty_log_likelihood(self, x_flat):
+        sd = self.likelihood_sd
+        return (-0.5 * (x_flat / sd) ** 2).sum(-1) - x_flat.shape[-1] * (
+            math.log(sd) + 0.5 * math.log(2 * math.pi))
+
+    # ------------------------------------------------------------------ model
+    @pyro_method
+    def model(self, images):
+        """``p(x, z)``: ``images`` (N, H, H) in [0, 1] are observed."""
+        self._check(images)
+        n, steps = images.shape[0], self.num_steps
+        x_flat = images.reshape(n, -1)
+        rho = geometric_presence_probs(self.z_pres_prior, steps)
+        where_prior = dist.Normal(self.z_where_prior_loc, self.z_where_prior_scale)
+        what_prior = dist.Normal(x_flat.new_zeros(self.z_what_size), 1.0)
+        z_pres, z_where, z_what = [], [], []
+        with pyro.plate("data", n, dim=-1, device=images.device):
+            prev = x_flat.new_ones(n)
+            for t in range(steps):
+                prev = pyro.sample(f"z_pres_{t}", dist.Bernoulli(rho[t] * prev))
+                with _presence_weight(prev):
+                    z_where.append(pyro.sample(f"z_where_{t}", where_prior.to_event(1)))
+                    z_what.append(pyro.sample(f"z_what_{t}", what_prior.to_event(1)))
+                z_pres.append(prev)
+            # Every step's window is decoded and placed in one batched call.
+            windows = self._render(torch.cat(z_what), torch.cat(z_where))
+            canvas = (torch.stack(z_pres).reshape(steps, n, 1, 1)
+                      * windows.reshape(steps, n, *windows.shape[1:])).sum(0)
+            pyro.sample("obs", dist.Normal(canvas.reshape(n, -1), self.likelihood_sd)
+                        .to_event(1), obs=x_flat)
+        return canvas
+
+    # ------------------------------------------------------------------ guide
+    def _guide_steps(self, images, sample):
+        """The guide's recursion; ``sample(name, fn, infer)`` draws (``pyro.sample``) or picks
+        the MAP value. Returns per-step lists of (z_pres, presence prob, z_where, z_what)."""
+        n = images.shape[0]
+        x_flat = images.reshape(n, -1)
+        rnn = _Recurrence(self.rnn, x_flat.shape[-1])
+        predict, encoder = self.predict, self.encoder
+        baseline = None
+        if self.use_baseline:
+            baseline = _Recurrence(self.baseline_rnn, x_flat.shape[-1])
+            baseline_predict = self.baseline_predict
+            empty = self._empty_log_likelihood(x_flat).detach()
+        prior_loc, prior_scale = self.z_where_prior_loc, self.z_where_prior_scale
+        hidden = self.rnn_hidden_size
+        h, c = x_flat.new_zeros(n, hidden), x_flat.new_zeros(n, hidden)
+        bl_h, bl_c = h, c
+        z_pres = x_flat.new_ones(n)
+        z_where = x_flat.new_zeros(n, 3)
+        z_what = x_flat.new_zeros(n, self.z_what_size)
+        if not self.dair:
+            image_gates = rnn.image_gates(x_flat)
+            if baseline is not None:
+                bl_image_gates = baseline.image_gates(x_flat)
+        canvas = x_flat.new_zeros(n, x_flat.shape[-1])
+        out = []
+        for t in range(self.num_steps):
+            if self.dair:
+                residual = x_flat - canvas
+                image_gates = rnn.image_gates(residual)
+                if baseline is not None:
+                    bl_image_gates = baseline.image_gates(residual.detach())
+            latents = torch.cat([z_where, z_what, z_pres.unsqueeze(-1)], dim=-1)
+            h, c = rnn.step(image_gates, latents, h, c)
+            head = predict(h)
+            pres_prob = torch.sigmoid(head[:, 0]) * z_pres
+            where_loc = prior_loc + head[:, 1:4]
+            where_scale = prior_scale * F.softplus(head[:, 4:7])
+            infer = {}
+            if baseline is not None:
+                bl_h, bl_c = baseline.step(bl_image_gates, latents.detach(), bl_h, bl_c)
+                value = baseline_predict(bl_h).squeeze(-1) + empty
+                infer = {"baseline": {"baseline_value": value}}
+            z_pres = sample(f"z_pres_{t}", dist.Bernoulli(pres_prob), infer)
+            with _presence_weight(z_pres):
+                z_where = sample(f"z_where_{t}",
+                                 dist.Normal(where_loc, where_scale).to_event(1), {})
+                glimpse = extract_window(images, z_where, self.window_size, self.align_corners)
+                what_loc, what_scale = encoder(glimpse.reshape(n, -1)).chunk(2, dim=-1)
+                z_what = sample(f"z_what_{t}",
+                                dist.Normal(what_loc, F.softplus(what_scale)).to_event(1), {})
+            if self.dair:
+                canvas = canvas + z_pres.unsqueeze(-1) * self._render(z_what, z_where).reshape(n, -1)
+            out.append((z_pres, pres_prob, z_where, z_what))
+        return out
+
+    @pyro_method
+    def guide(self, images):
+        """``q(z | x)`` for ``images`` (N, H, H) in [0, 1]."""
+        self._check(images)
+        with pyro.plate("data", images.shape[0], dim=-1, device=images.device):
+            return self._guide_steps(
+                images, lambda name, fn, infer: pyro.sample(name, fn, infer=infer))
+
+    # ------------------------------------------------------------------ inference API
+    @torch.no_grad()
+    def infer(self, images, threshold=0.5):
+        """MAP-style scene reading: at each step the presence is ``prob > threshold`` (given the
+        thresholded earlier steps) and ``z_where``/``z_what`` are the guide's means.
+
+        :returns: :class:`AIRInference`.
+        """
+        self._check(images)
+
+        def pick(name, fn, infer):
+            if name.startswith("z_pres"):
+                return (fn.probs > threshold).to(fn.probs.dtype)
+            return fn.mean
+
+        steps = self._guide_steps(images, pick)
+        z_pres, probs, z_where, z_what = (torch.stack(v, dim=1) for v in zip(*steps))
+        return AIRInference(counts=z_pres.sum(1).long(), z_pres=z_pres, z_pres_probs=probs,
+                            z_where=z_where, z_what=z_what,
+                            boxes=window_box(z_where, self.image_size, MIN_SCALE))
+
+    @torch.no_grad()
+    def reconstruct(self, images, inferred=None):
+        """Decoder mean of the objects :meth:`infer` finds: (N, H, H)."""
+        inferred = inferred or self.infer(images)
+        n, steps = inferred.z_pres.shape
+        windows = self._render(inferred.z_what.transpose(0, 1).reshape(n * steps, -1),
+                               inferred.z_where.transpose(0, 1).reshape(n * steps, 3))
+        windows = windows.reshape(steps, n, self.image_size, self.image_size)
+        return (inferred.z_pres.t().reshape(steps, n, 1, 1) * windows).sum(0)
+
+    @torch.no_grad()
+    def sample_prior(self, num_images):
+        """Scenes from the prior: ``(images, z_pres (N, T))``."""
+        trace = poutine.trace(self.model).get_trace(
+            self.z_where_prior_loc.new_zeros(num_images, self.image_size, self.image_size))
+        z_pres = torch.stack([trace.nodes[f"z_pres_{t}"]["value"]
+                              for t in range(self.num_steps)], dim=1)
+        return trace.nodes["_RETURN"]["value"], z_pres
+
+    @classmethod
+    def load(cls, checkpoint_path, map_location="cpu"):
+        """Rebuild an AIR from a ``probnets train air`` checkpoint (its ``extra["config"]``)
+        and load its parameters."""
+        from probnets.train import load_checkpoint
+
+        state = load_checkpoint(checkpoint_path, map_location=map_location)
+        config = state.get("extra", {}).get("config")
+        if not isinstance(config, dict) or "num_steps" not in config:
+            raise ValueError(f"{checkpoint_path!r} holds no AIR configuration in "
+                             "extra['config']; was it written by `probnets train air`?")
+        air = cls(**config)
+        keys = set(air.state_dict())
+        module_state = next((m for m in state.get("modules", []) if set(m) == keys), None)
+        if module_state is None:
+            raise ValueError(f"{checkpoint_path!r} holds no module state matching AIR({config})")
+        like = next(v for v in module_state.values() if v.is_floating_point())
+        air.to(device=like.device, dtype=like.dtype)
+        air.load_state_dict(module_state)
+        return air.eval()
+
+
+__all__ = ["AIR", "AIRInference", "count_accuracy", "count_confusion",
+           "geometric_presence_probs"]
