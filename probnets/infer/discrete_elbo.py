@@ -178,7 +178,7 @@ class DiscreteELBO(ELBO):
         """
         model, guide = self._wrap(model, guide, args, kwargs)
         first = GuidePass(self, "hard")
-        costs = self._run(model, guide, args, kwargs, first)
+        costs = first.costs = self._run(model, guide, args, kwargs, first)
         K = self.num_particles
         surrogate_elbo = 0.0
         baseline_loss = 0.0
@@ -224,7 +224,9 @@ class DiscreteELBO(ELBO):
             anti = GuidePass(self, "antithetic", first, site["name"])
             anti_costs = self._run(model, guide, args, kwargs, anti)
         anti_site = anti_costs.guide_trace.nodes[site["name"]]
-        f_anti = expand_to_site(anti_costs.downstream_cost(site["name"]), site)
+        f_anti = expand_to_site(
+            anti_costs.downstream_cost(site["name"], first.costs.dependents), site
+        )
         b, b_anti = rec.hard, anti_site["value"].detach()
         alpha = rec.logits
         event_dims = alpha.dim() - len(site["fn"].batch_shape)
@@ -260,7 +262,9 @@ class DiscreteELBO(ELBO):
             with poutine.block():
                 p = GuidePass(self, mode, first, name, temperature)
                 pass_costs = self._run(model, guide, args, kwargs, p)
-            out[key] = expand_to_site(pass_costs.downstream_cost(name), site)
+            out[key] = expand_to_site(
+                pass_costs.downstream_cost(name, first.costs.dependents), site
+            )
             values[key] = detach_provenance(pass_costs.guide_trace.nodes[name]["value"])
         if rec.estimator == "relax":
             net = self.surrogates.get(name)

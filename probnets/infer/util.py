@@ -273,10 +273,13 @@ class GuidePass(Messenger):
         estimator = self.elbo._site_estimator(msg, kind)
         rec = SiteRecord(msg["name"], kind, estimator, self.order[msg["name"]])
         logits = discrete_logits(fn)
-        rec.logits = logits
+        rec.logits = detach_provenance(logits)
         rec.u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
+        # the first-pass value keeps the provenance of its logits: a cost that depends on
+        # this value depends on every upstream site its distribution depends on
         z = _reparam_noise(kind, logits, rec.u)
-        rec.hard = _hard(kind, z.detach())
+        hard = _hard(kind, z.detach())
+        rec.hard = detach_provenance(hard)
         if estimator == "relaxed":
             rec.temperature = self.elbo._site_temperature(msg)
             rec.straight_through = bool(
@@ -288,7 +291,7 @@ class GuidePass(Messenger):
             rec.relaxed_value = True
             self.relaxed.add(msg["name"])
         else:
-            value = rec.hard
+            value = hard
             if kind == "categorical":
                 value = value.argmax(-1)
             if estimator in ("rebar", "relax"):
@@ -330,7 +333,6 @@ class GuidePass(Messenger):
                 value = R.bernoulli_hard(R.bernoulli_logistic(logits, 1 - rec.u))
             if self.mode != "antithetic":
                 self.relaxed.add(name)
-            value = track_provenance(value, frozenset({name}))
         elif self.mode in ("relaxed", "conditional"):
             if kind == "categorical":
                 raise ValueError(
@@ -396,19 +398,23 @@ class TraceCosts:
     Log-density terms of one (model, guide) trace pair.
 
     Attributes: ``elbo`` (scalar tensor, scaled and summed), ``model_lp`` and
-    ``guide_lp`` (name -> unscaled masked log-density), ``downstream`` (site name -> list of
-    ``(frames, scaled cost)`` whose provenance contains it), ``terms`` (all
-    ``(frames, scaled cost)``), ``model_trace``, ``guide_trace``.
+    ``guide_lp`` (name -> unscaled masked log-density), ``terms`` (``(side, name)`` ->
+    ``(frames, scaled cost)`` with model terms ``+`` and guide terms ``−``), and
+    ``dependents`` (site name -> keys of ``terms`` whose provenance contains it; only the
+    first pass tracks provenance, later passes reuse its dependency structure).
     """
 
     def __init__(self, model_trace, guide_trace, relaxed_names):
         self.model_trace = model_trace
         self.guide_trace = guide_trace
         self.model_lp, self.guide_lp = {}, {}
-        self.downstream = {}
-        self.terms = []
+        self.terms = {}
+        self.dependents = {}
         elbo = 0.0
-        for trace, sign, store in ((model_trace, 1.0, self.model_lp), (guide_trace, -1.0, self.guide_lp)):
+        for side, trace, sign, store in (
+            ("model", model_trace, 1.0, self.model_lp),
+            ("guide", guide_trace, -1.0, self.guide_lp),
+        ):
             for name, site in trace.nodes.items():
                 if site["type"] != "sample" or site_is_subsample(site):
                     continue
@@ -417,17 +423,22 @@ class TraceCosts:
                 lp = detach_provenance(lp)
                 store[name] = lp
                 cost = sign * scale_and_mask(lp, site["scale"])
-                frames = vectorized_frames(site)
-                self.terms.append((frames, cost))
+                self.terms[side, name] = (vectorized_frames(site), cost)
                 for key in provenance:
-                    self.downstream.setdefault(key, []).append((frames, cost))
+                    self.dependents.setdefault(key, []).append((side, name))
                 elbo = elbo + cost.sum()
         self.elbo = elbo if isinstance(elbo, torch.Tensor) else torch.tensor(float(elbo))
 
-    def downstream_cost(self, name):
-        """Rao-Blackwellized cost of site ``name``, summed to its plates."""
+    def downstream_cost(self, name, dependents=None):
+        """
+        Rao-Blackwellized cost of site ``name``, summed to its plates: the terms listed in
+        ``dependents`` (default: this pass's own provenance).
+        """
+        if dependents is None:
+            dependents = self.dependents
+        keys = dependents.get(name, [])
         site = self.guide_trace.nodes[name]
-        return sum_to(self.downstream.get(name, []), vectorized_frames(site))
+        return sum_to([self.terms[k] for k in keys if k in self.terms], vectorized_frames(site))
 
 
 def expand_to_site(tensor, site):
