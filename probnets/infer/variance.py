@@ -46,8 +46,6 @@ import torch
 import pyro
 import pyro.optim
 import pyro.poutine as poutine
-from pyro.infer import SVI
-from pyro.infer.elbo import ELBO
 from pyro.poutine.messenger import Messenger
 
 __all__ = [
@@ -191,12 +189,14 @@ def _atomic_write_text(path, text):
 
 
 def _fmt(value, width, precision=4):
+    """Right-justified, never wider than ``width`` (precision drops to fit)."""
     if value is None:
         return "-".rjust(width)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value).rjust(width)
-    if isinstance(value, float):
-        text = f"{value:.{precision}g}" if abs(value) < 1e5 else f"{value:.2e}"
+    if isinstance(value, float) and math.isfinite(value):
+        for p in range(precision, 0, -1):
+            text = f"{value:.{p}g}"
+            if len(text) < width:
+                break
         return text.rjust(width)
     return str(value).rjust(width)
 
@@ -586,10 +586,10 @@ _SCALAR_FIELDS = (
 
 
 def _fresh(estimator):
-    """An estimator for a new run: call a factory, or deep-copy an instance."""
-    if isinstance(estimator, ELBO) or hasattr(estimator, "loss_and_grads"):
-        return copy.deepcopy(estimator)
-    return estimator()
+    """An estimator for a new run: call a factory (e.g. a class), or deep-copy an instance."""
+    if isinstance(estimator, type) or not hasattr(estimator, "loss_and_grads"):
+        return estimator()
+    return copy.deepcopy(estimator)
 
 
 def track(
@@ -626,7 +626,6 @@ def track(
         optim = pyro.optim.Adam(
             lambda param_name: {"lr": cv_lr if param_name.startswith("cv.") else lr}
         )
-        svi = SVI(problem.model, problem.guide, optim, loss=elbo)
         records = []
         losses = []
         for step in range(steps + 1):
@@ -655,7 +654,13 @@ def track(
                 if progress is not None:
                     progress(name, record)
             if step < steps:
-                losses.append(svi.step(*problem.batch_args(step)))
+                loss, leaves = _call(
+                    elbo, problem.model, problem.guide, problem.batch_args(step), {}
+                )
+                # What pyro.infer.SVI.step does, for any object with loss_and_grads.
+                optim(set(leaves.values()))
+                _zero(leaves)
+                losses.append(loss)
         runs[name] = records
     return TrackingReport(
         runs=runs,
