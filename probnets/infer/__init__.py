@@ -11,6 +11,7 @@ from probnets.infer.rebar import REBAR_ELBO
 from probnets.infer.relax import RELAX_ELBO
 from probnets.infer.relaxed import Relaxed_ELBO
 from probnets.infer.score_function import ScoreFunction_ELBO
+from probnets.infer.vimco import VIMCO_ELBO
 
 __all__ = [
     "DiscreteELBO",
@@ -19,4 +20,5 @@ __all__ = [
     "RELAX_ELBO",
     "Relaxed_ELBO",
     "ScoreFunction_ELBO",
+    "VIMCO_ELBO",
 ]

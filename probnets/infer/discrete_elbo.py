@@ -111,6 +111,11 @@ class DiscreteELBO(ELBO):
 
     def _site_estimator(self, msg, kind):
         estimator = msg["infer"].get("estimator", self.default_estimator)
+        if estimator == "vimco":
+            raise ValueError(
+                "site '{}': 'vimco' is a multi-sample bound over all sites, not a per-site "
+                "estimator; use VIMCO_ELBO(num_particles=K)".format(msg["name"])
+            )
         if estimator not in ESTIMATORS:
             raise ValueError(
                 "site '{}': infer['estimator'] must be one of {}, but got {!r}".format(
