@@ -7,6 +7,7 @@ posterior inclusion probability. :class:`NeuronDAG` gates individual neuron-to-n
 """
 
 from probnets.models.gated.base import GatedNetwork, MaskedNetwork
+from probnets.models.gated.layer_dag import LayerDAG
 from probnets.models.gated.neuron_dag import NeuronDAG
 from probnets.models.gated.priors import BernoulliPrior, BetaBernoulliPrior, CostPenalty
 
@@ -15,6 +16,7 @@ __all__ = [
     "BetaBernoulliPrior",
     "CostPenalty",
     "GatedNetwork",
+    "LayerDAG",
     "MaskedNetwork",
     "NeuronDAG",
 ]

@@ -244,6 +244,7 @@ class GatedNetwork(PyroModule):
         estimator=None,
         lr=0.01,
         gate_lr=None,
+        gate_betas=(0.9, 0.999),
         batch_size=None,
         record_every=0,
         callback=None,
@@ -259,6 +260,10 @@ class GatedNetwork(PyroModule):
             hard-concrete gates.
         :param float lr: Adam learning rate of weights and prior parameters.
         :param float gate_lr: Adam learning rate of the gate logits (default ``lr``).
+        :param tuple gate_betas: Adam betas of the gate logits. A short second-moment memory
+            (e.g. ``(0.9, 0.9)``) matters when the likelihood is sharp: Adam's default 0.999
+            remembers the large early data gradients for thousands of steps and so scales
+            down the small, steady prior gradient that switches unused gates off.
         :param int batch_size: minibatch size (default: full batch).
         :param int record_every: every this many steps, append the gate probabilities to
             ``self.history["gate_probs"]`` (0: never).
@@ -282,7 +287,9 @@ class GatedNetwork(PyroModule):
         gate_lr = lr if gate_lr is None else gate_lr
 
         def optim_args(param_name):
-            return {"lr": gate_lr if param_name.endswith("gate_logits") else lr}
+            if param_name.endswith("gate_logits"):
+                return {"lr": gate_lr, "betas": tuple(gate_betas)}
+            return {"lr": lr}
 
         svi = pyro.infer.SVI(self.model, self.guide, pyro.optim.Adam(optim_args), loss=estimator)
         history = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}

@@ -1,0 +1,246 @@
+import torch
+import torch.nn.functional as F
+from pyro.nn.module import to_pyro_module_
+
+from probnets.models.gated.base import GatedNetwork
+
+MERGE_MODES = ("concat", "sum", "max", "squeeze")
+GATE_GRANULARITY = ("layer", "feature_map")
+RESIZE_MODES = ("pool", "interpolate")
+
+
+class LayerDAG(GatedNetwork):
+    r"""
+    Layer blocks wired by latent gates (seed 001's "fully connected" layer graph, made
+    Bayesian): block :math:`L_k` reads every earlier output :math:`v_0 = x, v_1, \dots,
+    v_{k-1}`, each through a gate, and the network's output is the last block's output.
+
+    .. math::
+
+        v_k = L_k\Big(\mathrm{merge}_{j<k}\ z_{jk} \odot \mathrm{resize}_k(v_j)\Big).
+
+    - **Gates**: ``gate_per="layer"`` gives one gate per connection ``j -> k``
+      (:math:`n(n+1)/2` gates for ``n`` blocks); ``"feature_map"`` one per channel of
+      :math:`v_j` per connection.
+    - **Resize**: every input of block ``k`` is brought to the smallest spatial size among
+      them, by adaptive average pooling (``"pool"``) or antialiased bilinear interpolation
+      (``"interpolate"``). Block outputs of shape ``(B, F)`` (dense blocks) are treated as
+      ``(B, F, 1, 1)`` maps, so a dense block can feed and be fed like any other; a block that
+      receives maps must flatten them itself (e.g. ``nn.Sequential(nn.Flatten(), ...)``).
+    - **Merge**: ``"concat"`` (DenseNet: channels stack); ``"sum"`` (ResNet: inputs with
+      fewer channels are zero-padded to the widest, the parameter-free shortcut "option A" of
+      He et al. 2016); ``"max"`` (elementwise max over inputs; a closed gate *removes* its input
+      from the max instead of offering zeros, and a block whose inputs are all closed receives
+      zeros); ``"squeeze"`` (SqueezeNet-like: concatenate, then a learned 1x1 convolution to
+      ``squeeze_channels``, default the widest input).
+
+    A closed gate multiplies its input by 0 (for ``"max"``: removes it), so with Bernoulli gates
+    a closed connection has no influence at all; hard-concrete gates in (0, 1) scale.
+
+    Blocks may be lazy modules (``nn.LazyConv2d``, ``nn.LazyLinear``): shapes are inferred at
+    construction by one dry run on zeros of ``input_shape``. Blocks are converted in place to
+    ``PyroModule`` s so their parameters reach Pyro's optimizer.
+
+    :param blocks: sequence of ``nn.Module`` ``L_1 .. L_n``.
+    :param tuple input_shape: ``(C, H, W)`` of one input.
+    :param str merge: one of ``"concat"``, ``"sum"``, ``"max"``, ``"squeeze"``.
+    :param str gate_per: ``"layer"`` or ``"feature_map"``.
+    :param str resize: ``"pool"`` or ``"interpolate"``.
+    :param int squeeze_channels: output channels of the 1x1 reduction (``merge="squeeze"``).
+    :param kwargs: gate type, prior, likelihood (default ``"categorical"``) etc., see
+        :class:`~probnets.models.gated.base.GatedNetwork`.
+    """
+
+    def __init__(
+        self,
+        blocks,
+        input_shape,
+        merge="concat",
+        gate_per="layer",
+        resize="pool",
+        squeeze_channels=None,
+        likelihood="categorical",
+        name="layer_dag",
+        **kwargs,
+    ):
+        if merge not in MERGE_MODES:
+            raise ValueError(f"merge: expected one of {MERGE_MODES}, got {merge!r}")
+        if gate_per not in GATE_GRANULARITY:
+            raise ValueError(f"gate_per: expected one of {GATE_GRANULARITY}, got {gate_per!r}")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
+        blocks = list(blocks)
+        if not blocks or not all(isinstance(b, torch.nn.Module) for b in blocks):
+            raise TypeError("blocks: expected a non-empty sequence of torch.nn.Module")
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in input_shape):
+            raise ValueError(
+                f"input_shape: expected (channels, height, width) positive ints, got {input_shape}"
+            )
+        if squeeze_channels is not None and merge != "squeeze":
+            raise ValueError("squeeze_channels: only meaningful with merge='squeeze'")
+        if squeeze_channels is not None and not (
+            isinstance(squeeze_channels, int) and squeeze_channels > 0
+        ):
+            raise ValueError(
+                f"squeeze_channels: expected a positive int, got {squeeze_channels!r}"
+            )
+
+        # Dry run: infer every node's (C, H, W), build the 1x1 reductions, lay out the gates.
+        shapes = [input_shape]
+        sizes, slices, reducers = [], [], []
+        start = 0
+        for k, block in enumerate(blocks, start=1):
+            preds = shapes[:k]
+            size = (min(s[1] for s in preds), min(s[2] for s in preds))
+            widths = [s[0] for s in preds]
+            if merge == "concat":
+                in_channels = sum(widths)
+            elif merge == "squeeze":
+                in_channels = squeeze_channels or max(widths)
+                reducers.append(torch.nn.Conv2d(sum(widths), in_channels, 1))
+            else:
+                in_channels = max(widths)
+            row = []
+            for c in widths:
+                stop = start + (1 if gate_per == "layer" else c)
+                row.append((start, stop))
+                start = stop
+            slices.append(row)
+            sizes.append(size)
+            was_training = block.training
+            block.train(False)
+            with torch.no_grad():
+                out = block(torch.zeros((2, in_channels) + size))
+            block.train(was_training)
+            if out.dim() == 2:
+                shapes.append((out.shape[1], 1, 1))
+            elif out.dim() == 4:
+                shapes.append(tuple(out.shape[1:]))
+            else:
+                raise ValueError(
+                    f"blocks[{k - 1}]: expected an output of shape (B, F) or (B, C, H, W), "
+                    f"got {tuple(out.shape)}"
+                )
+        super().__init__(start, likelihood=likelihood, name=name, **kwargs)
+        self.input_shape = input_shape
+        self.merge = merge
+        self.gate_per = gate_per
+        self.resize = resize
+        self.node_shapes = shapes
+        self.target_sizes = sizes
+        self.gate_slices = slices
+        self.num_blocks = len(blocks)
+        module_list = torch.nn.ModuleList(blocks)
+        to_pyro_module_(module_list)
+        self.blocks = module_list
+        if reducers:
+            reducer_list = torch.nn.ModuleList(reducers)
+            to_pyro_module_(reducer_list)
+            self.reducers = reducer_list
+        else:
+            self.reducers = None
+
+    def reset_parameters(self):
+        """Re-initialize every block (and 1x1 reduction) that defines ``reset_parameters``."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    # ----- structure --------------------------------------------------------------------------
+
+    def edge_probs(self):
+        """
+        ``(n + 1, n + 1)`` over nodes ``x, L_1 .. L_n``: ``[k, j]`` is the posterior inclusion
+        probability of connection ``j -> k`` (per-feature-map gates: the expected fraction of
+        the connection's maps that are kept).
+        """
+        probs = self.gate_probs()
+        n = self.num_blocks + 1
+        out = probs.new_zeros(n, n)
+        for k, row in enumerate(self.gate_slices, start=1):
+            for j, (a, b) in enumerate(row):
+                out[k, j] = probs[a:b].mean()
+        return out
+
+    def gate_costs(self, kind="edges"):
+        """
+        Per-gate cost. ``"edges"``: 1 per gate. ``"flops"``: the number of activation
+        elements the gate carries into its block (channels x target height x width per
+        example), which is proportional to the multiply-accumulates the block's first layer
+        spends on them for concat and squeeze merges.
+        """
+        if kind not in ("edges", "flops"):
+            raise ValueError(f"kind: expected 'edges' or 'flops', got {kind!r}")
+        costs = torch.ones_like(self.gate_logits)
+        if kind == "edges":
+            return costs
+        for k, row in enumerate(self.gate_slices, start=1):
+            h, w = self.target_sizes[k - 1]
+            for j, (a, b) in enumerate(row):
+                per_gate = self.node_shapes[j][0] // (b - a)
+                costs[a:b] = float(per_gate * h * w)
+        return costs
+
+    # ----- evaluation -------------------------------------------------------------------------
+
+    def _resize(self, v, size):
+        if tuple(v.shape[-2:]) == size:
+            return v
+        if self.resize == "pool":
+            return F.adaptive_avg_pool2d(v, size)
+        return F.interpolate(v, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    def _merge(self, k, inputs, gates):
+        widest = max(v.shape[1] for v in inputs)
+        gated = []
+        for j, v in enumerate(inputs):
+            a, b = self.gate_slices[k - 1][j]
+            g = gates[:, a:b, None, None]
+            if self.merge == "max":
+                v = torch.where(g == 0, torch.full_like(v, -float("inf")), g * v)
+                v = F.pad(v, (0, 0, 0, 0, 0, widest - v.shape[1]), value=-float("inf"))
+            else:
+                v = g * v
+                if self.merge == "sum":
+                    v = F.pad(v, (0, 0, 0, 0, 0, widest - v.shape[1]))
+            gated.append(v)
+        if self.merge == "concat":
+            return torch.cat(gated, 1)
+        if self.merge == "squeeze":
+            return self.reducers[k - 1](torch.cat(gated, 1))
+        if self.merge == "sum":
+            return torch.stack(gated).sum(0)
+        merged = torch.stack(gated).amax(0)
+        return torch.where(torch.isinf(merged), torch.zeros_like(merged), merged)
+
+    def forward(self, x, gates):
+        """
+        :param torch.Tensor x: ``(B,) + input_shape``.
+        :param torch.Tensor gates: ``(E,)`` or ``batch + (1, E)``.
+        :returns: the last block's output flattened, ``(B, O)`` or ``batch + (B, O)``.
+        """
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.input_shape:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x: expected shape (batch,) + {self.input_shape}, got {shape}")
+        flat_gates, batch = self._flatten_gates(gates)
+        num_draws, batch_size = flat_gates.shape[0], x.shape[0]
+        # One forward pass over draws x data: each example row carries its draw's gates.
+        xs = x.unsqueeze(0).expand((num_draws,) + x.shape).reshape((-1,) + x.shape[1:])
+        row_gates = flat_gates.repeat_interleave(batch_size, 0)
+        nodes = [xs]
+        for k, block in enumerate(self.blocks, start=1):
+            size = self.target_sizes[k - 1]
+            inputs = [self._resize(v, size) for v in nodes]
+            out = block(self._merge(k, inputs, row_gates))
+            nodes.append(out.view(out.shape + (1, 1)) if out.dim() == 2 else out)
+        out = nodes[-1].flatten(1)
+        return self._restore(out.view(num_draws, batch_size, -1), batch)
+
+    def extra_repr(self):
+        return (
+            f"input_shape={self.input_shape}, num_blocks={self.num_blocks}, "
+            f"num_gates={self.num_gates}, merge={self.merge!r}, gate_per={self.gate_per!r}, "
+            f"resize={self.resize!r}, gate={self.gate!r}, likelihood={self.likelihood!r}"
+        )
+
