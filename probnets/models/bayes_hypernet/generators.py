@@ -1,0 +1,98 @@
+r"""Weight generators: deterministic maps from latent embeddings to one target layer's weights.
+
+Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` outputs:
+
+- :class:`LayerGenerator` (one embedding :math:`z_l \in \mathbb R^E` per layer):
+  :math:`\mathrm{vec}(W_l, b_l) = h_l(z_l)` with :math:`h_l` the identity (then
+  :math:`E = n_{out} n_{in} + n_{out}` and the model is a plain Bayesian neural network), an
+  affine map (a linear hypernetwork, Ha et al. 2016, eq. 2; the weights are then jointly
+  Gaussian under a Gaussian :math:`q(z)`, with rank-:math:`E` covariance) or a one-hidden-layer
+  MLP.
+- :class:`UnitGenerator` (one embedding per unit, Karaletsos et al. 2018, "Probabilistic
+  Meta-Representations of Neural Networks", eq. 3): the weight from input unit :math:`i` to
+  output unit :math:`j` is :math:`w_{ji} = g_w(z^{in}_i, z^{out}_j)` and the bias
+  :math:`b_j = g_b(z^{out}_j)`, where :math:`g_w(a, c) = v^\top \tanh(U a + V c + e) + d`
+  and :math:`g_b` is a small MLP. :math:`g` has :math:`O(E H)` parameters whatever the layer
+  size, so the weights are compressed into :math:`(n_{in} + n_{out}) E` latent numbers. We
+  generate weights deterministically (Karaletsos et al. add Gaussian noise per weight).
+
+Every generated weight matrix is divided by :math:`\sqrt{n_{in}}` (except for the identity
+generator, whose prior must be exactly the one asked for), so that generators whose outputs
+are :math:`O(1)` give fan-in-scaled weights and one learning rate fits every layer. All
+generators accept leading sample dimensions on :math:`z` and return weights
+``(..., n_out, n_in)`` and biases ``(..., n_out)``.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+LAYER_GENERATORS = ("identity", "linear", "mlp")
+
+
+class LayerGenerator(nn.Module):
+    """Weights of one layer from one embedding ``z`` of shape ``(..., E)``.
+
+    :param int n_in: inputs of the target layer.
+    :param int n_out: outputs of the target layer.
+    :param int embedding_dim: :math:`E` (must be ``n_out * (n_in + 1)`` for ``"identity"``).
+    :param str kind: ``"identity"``, ``"linear"`` or ``"mlp"``.
+    :param int hidden_dim: width of the ``"mlp"`` generator's hidden layer.
+    """
+
+    def __init__(self, n_in, n_out, embedding_dim, kind="linear", hidden_dim=32):
+        super().__init__()
+        if kind not in LAYER_GENERATORS:
+            raise ValueError(f"generator must be one of {LAYER_GENERATORS}, got {kind!r}")
+        self.n_in, self.n_out, self.kind = n_in, n_out, kind
+        self.num_weights = n_out * (n_in + 1)
+        if kind == "identity":
+            if embedding_dim != self.num_weights:
+                raise ValueError(
+                    f"the identity generator needs embedding_dim equal to the layer's number of "
+                    f"weights and biases, {n_out} * ({n_in} + 1) = {self.num_weights}, got "
+                    f"{embedding_dim}")
+            self.net = None
+        elif kind == "linear":
+            self.net = nn.Linear(embedding_dim, self.num_weights)
+        else:
+            self.net = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.Tanh(),
+                                     nn.Linear(hidden_dim, self.num_weights))
+        if self.net is not None:
+            # The weights start as a function of z alone, so q(z) carries them from step one.
+            nn.init.zeros_(self.net[-1].bias if kind == "mlp" else self.net.bias)
+        self.weight_scale = 1.0 if kind == "identity" else 1.0 / math.sqrt(n_in)
+
+    def forward(self, z):
+        flat = z if self.net is None else self.net(z)
+        weight = flat[..., :self.n_out * self.n_in].reshape(*flat.shape[:-1], self.n_out, self.n_in)
+        return weight * self.weight_scale, flat[..., self.n_out * self.n_in:]
+
+
+class UnitGenerator(nn.Module):
+    """Weights of one layer from per-unit embeddings (Karaletsos et al. 2018).
+
+    :param int n_in: inputs of the target layer.
+    :param int n_out: outputs of the target layer.
+    :param int embedding_dim: :math:`E`, dimension of each unit's latent.
+    :param int hidden_dim: :math:`H`, width of :math:`g_w` and :math:`g_b`.
+    """
+
+    def __init__(self, n_in, n_out, embedding_dim, hidden_dim=32):
+        super().__init__()
+        self.n_in, self.n_out = n_in, n_out
+        self.from_input = nn.Linear(embedding_dim, hidden_dim, bias=False)
+        self.from_output = nn.Linear(embedding_dim, hidden_dim)
+        self.readout = nn.Linear(hidden_dim, 1)
+        self.bias_net = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.Tanh(),
+                                      nn.Linear(hidden_dim, 1))
+        self.weight_scale = 1.0 / math.sqrt(n_in)
+
+    def forward(self, z_in, z_out):
+        """``z_in`` ``(..., n_in, E)`` and ``z_out`` ``(..., n_out, E)`` -> ``(W, b)``."""
+        # (..., n_out, 1, H) + (..., 1, n_in, H): one hidden vector per connection.
+        hidden = torch.tanh(self.from_output(z_out).unsqueeze(-2)
+                            + self.from_input(z_in).unsqueeze(-3))
+        weight = self.readout(hidden).squeeze(-1) * self.weight_scale
+        return weight, self.bias_net(z_out).squeeze(-1)

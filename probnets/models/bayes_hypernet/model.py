@@ -1,0 +1,361 @@
+r"""Bayesian hypernetworks: a prior over the embeddings a hypernetwork turns into weights.
+
+A target MLP with layers :math:`l = 1..L` (widths :math:`n_0, ..., n_L`) gets its weights
+from a hypernetwork :math:`h_\theta` and latent embeddings :math:`z`:
+
+.. math::
+
+    z \sim \mathcal N(0, s^2 I), \qquad (W_l, b_l) = h_{\theta, l}(z), \qquad
+    y_n \mid x_n, z \sim p(y \mid f_{W(z)}(x_n)),
+
+with :math:`p` a Categorical over the logits (classification) or
+:math:`\mathcal N(f(x_n), \sigma^2)` (regression; :math:`\sigma` fixed or a learned point
+estimate). Two parameterizations (see :mod:`.generators`):
+
+- ``"layer"``: one embedding :math:`z_l \in \mathbb R^E` per layer (a plate over layers);
+  ``generator="identity"`` makes :math:`z_l` the layer's weights, i.e. a plain Bayesian
+  neural network with prior :math:`\mathcal N(0, s^2 I)`;
+- ``"unit"``: one embedding per unit, :math:`z^l_i \in \mathbb R^E` for every unit :math:`i`
+  of every layer including input and output (a plate over units per layer), each weight a
+  function of the latents of the two units it connects (Karaletsos et al. 2018).
+
+Inference is SVI on :math:`z` (Krueger et al. 2017 use a flow *as* the hypernetwork over weights;
+here the flow, ``guide="flow"``, is the variational family over embeddings, which are far
+fewer than the weights). The hypernetwork parameters :math:`\theta` (and a learned
+:math:`\sigma`) are point estimates trained on the same ELBO (type-II maximum likelihood), or
+MAP estimates under :math:`\theta \sim \mathcal N(0, s_\theta^2 I)` with
+``hypernet_prior_scale``. The predictive distribution averages the likelihood over
+:math:`q(z)`; its epistemic part is the spread across samples of :math:`z`: the variance of
+the mean function (regression) or the mutual information between the label and :math:`z`
+(classification, Houlsby et al. 2011).
+
+With a linear target, the identity (or any affine) generator, Gaussian :math:`q` and known
+noise, the model is Bayesian linear regression and the full-rank guide's optimum is its exact
+posterior; the mean-field guide's optimum has the exact mean but variances
+:math:`1/\Lambda_{ii}` (the inverse diagonal of the posterior precision), which understate the
+marginal variances :math:`(\Lambda^{-1})_{ii}` when weights are correlated. The tests check
+both.
+
+References: Krueger et al., "Bayesian Hypernetworks", arXiv:1710.04759 (2017); Karaletsos,
+Dayan, Ghahramani, "Probabilistic Meta-Representations of Neural Networks", arXiv:1810.00555
+(2018); Ritter & Karaletsos, "TyXe: Pyro-based Bayesian neural nets for Pytorch" (2022).
+"""
+
+from collections import namedtuple
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import torch
+from pyro.distributions import constraints
+from pyro.infer import Trace_ELBO
+from pyro.nn import PyroModule, PyroParam, pyro_method
+from torch import nn
+
+from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS, LayerGenerator, UnitGenerator
+from probnets.models.bayes_hypernet.guides import GUIDES, make_guide
+from probnets.models.bayes_hypernet.target import mlp_forward, parse_target
+
+RegressionPrediction = namedtuple(
+    "RegressionPrediction", ["mean", "std", "epistemic_std", "aleatoric_std"])
+RegressionPrediction.__doc__ = """Predictive moments; ``std**2 = epistemic_std**2 + aleatoric_std**2``."""
+ClassificationPrediction = namedtuple(
+    "ClassificationPrediction", ["probs", "entropy", "mutual_information"])
+ClassificationPrediction.__doc__ = """Predictive class probabilities, their entropy (total
+uncertainty, nats) and the mutual information between label and embeddings (epistemic)."""
+
+TASKS = ("regression", "classification")
+PARAMETERIZATIONS = ("layer", "unit")
+NOISES = ("fixed", "learned")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_positive(name, value, kind=float):
+    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    if not ok or not value > 0:
+        what = "a positive number" if kind is float else "a positive int"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+class BayesianHypernet(PyroModule):
+    """A target MLP whose weights a hypernetwork generates from random embeddings.
+
+    :param target: widths ``[n_0, ..., n_L]`` (e.g. ``[1, 64, 64, 1]``) or an
+        ``nn.Sequential`` of ``nn.Linear`` layers and elementwise activations.
+    :param str task: ``"regression"`` (Normal likelihood) or ``"classification"``
+        (Categorical over ``n_L`` classes).
+    :param int embedding_dim: :math:`E`, dimension of each embedding (default 8; must be left
+        ``None`` for ``generator="identity"``, whose embeddings are the weights).
+    :param str guide: ``"mean_field"``, ``"full_rank"``, ``"flow"`` or ``"delta"`` (MAP
+        embeddings: the deterministic-hypernetwork baseline).
+    :param str parameterization: ``"layer"`` or ``"unit"``.
+    :param str generator: for ``"layer"``: ``"linear"`` (default), ``"mlp"`` or
+        ``"identity"``; ``"unit"`` always uses :class:`.UnitGenerator`.
+    :param str noise: ``"fixed"`` or ``"learned"`` observation noise (regression).
+    :param float noise_scale: :math:`\\sigma`, or its initial value when learned.
+    :param float prior_scale: :math:`s`, the prior standard deviation of the embeddings.
+    :param int hidden_dim: hidden width of the ``"mlp"`` and per-unit generators.
+    :param str activation: activation between target layers (width-list targets).
+    :param float hypernet_prior_scale: if given, a Normal prior with this scale on every
+        hypernetwork parameter, which is then a MAP estimate (default: maximum likelihood).
+    :param float init_scale: initial standard deviation of the Gaussian and flow guides.
+    :param int flow_transforms: IAF layers of the flow guide.
+    :param list flow_hidden: hidden widths of each IAF (default ``[2 * latent_dim]``).
+    """
+
+    def __init__(self, target, task="regression", embedding_dim=None, guide="mean_field",
+                 parameterization="layer", generator=None, noise="fixed", noise_scale=0.1,
+                 prior_scale=1.0, hidden_dim=32, activation="relu", hypernet_prior_scale=None,
+                 init_scale=0.1, flow_transforms=2, flow_hidden=None):
+        super().__init__()
+        _check_choice("task", task, TASKS)
+        _check_choice("guide", guide, GUIDES)
+        _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        _check_choice("noise", noise, NOISES)
+        if generator is None:
+            generator = "linear" if parameterization == "layer" else "unit"
+        if parameterization == "layer":
+            _check_choice("generator", generator, LAYER_GENERATORS)
+        elif generator != "unit":
+            raise ValueError(
+                f"parameterization='unit' generates weights from pairs of unit embeddings and "
+                f"takes no generator argument, got generator={generator!r}")
+        if generator == "identity":
+            if embedding_dim is not None:
+                raise ValueError(
+                    "embedding_dim must be None with generator='identity' (each layer's "
+                    f"embedding is its weight vector), got {embedding_dim!r}")
+        else:
+            embedding_dim = 8 if embedding_dim is None else embedding_dim
+            _check_positive("embedding_dim", embedding_dim, int)
+        _check_positive("noise_scale", noise_scale)
+        _check_positive("prior_scale", prior_scale)
+        _check_positive("hidden_dim", hidden_dim, int)
+        _check_positive("init_scale", init_scale)
+        if hypernet_prior_scale is not None:
+            _check_positive("hypernet_prior_scale", hypernet_prior_scale)
+            if generator == "identity":
+                raise ValueError("hypernet_prior_scale needs a generator with parameters; the "
+                                 "identity generator has none")
+        widths, activation = parse_target(target, activation)
+        if task == "classification" and widths[-1] < 2:
+            raise ValueError(
+                f"classification needs at least 2 output units (one logit per class), the "
+                f"target has {widths[-1]}")
+
+        self.widths, self.activation, self.task = widths, activation, task
+        self.embedding_dim, self.parameterization, self.generator = (
+            embedding_dim, parameterization, generator)
+        self.guide_kind, self.noise, self.prior_scale = guide, noise, float(prior_scale)
+        self.hypernet_prior_scale = hypernet_prior_scale
+        self.hidden_dim, self.init_scale = hidden_dim, init_scale
+        self.flow_transforms, self.flow_hidden = flow_transforms, flow_hidden
+        pairs = list(zip(widths[:-1], widths[1:]))
+        if parameterization == "layer":
+            self.generators = nn.ModuleList(
+                LayerGenerator(n_in, n_out, n_out * (n_in + 1) if generator == "identity"
+                               else embedding_dim, kind=generator, hidden_dim=hidden_dim)
+                for n_in, n_out in pairs)
+        else:
+            self.generators = nn.ModuleList(
+                UnitGenerator(n_in, n_out, embedding_dim, hidden_dim) for n_in, n_out in pairs)
+        if noise == "learned":
+            self.noise_scale = PyroParam(torch.tensor(float(noise_scale)), constraints.positive)
+        else:
+            self.register_buffer("noise_scale", torch.tensor(float(noise_scale)))
+        # Set by fit() (or by hand): the likelihood of a mini-batch of B examples is scaled by
+        # num_data / B, making each step's loss an unbiased estimate of the full-data -ELBO.
+        self.num_data = None
+        self.autoguide = make_guide(guide, self.model, init_scale, flow_transforms, flow_hidden)
+
+    def config(self):
+        """Constructor arguments, enough to rebuild the model (e.g. from a checkpoint)."""
+        return {"target": list(self.widths), "task": self.task,
+                "embedding_dim": self.embedding_dim, "guide": self.guide_kind,
+                "parameterization": self.parameterization, "generator": self.generator,
+                "noise": self.noise, "noise_scale": float(self.noise_scale),
+                "prior_scale": self.prior_scale, "hidden_dim": self.hidden_dim,
+                "activation": self.activation, "hypernet_prior_scale": self.hypernet_prior_scale,
+                "init_scale": self.init_scale, "flow_transforms": self.flow_transforms,
+                "flow_hidden": self.flow_hidden}
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(self, x, name="x"):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if x.dim() < 2 or x[0].numel() != self.widths[0]:
+            raise ValueError(
+                f"{name} must have shape (N, {self.widths[0]}) (or (N, ...) with "
+                f"{self.widths[0]} features per example), got {tuple(x.shape)}")
+        return x.reshape(x.shape[0], -1)
+
+    def _targets(self, y, num, x):
+        if self.task == "classification":
+            if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex():
+                raise TypeError(f"y must be an integer tensor of class labels, got "
+                                f"{getattr(y, 'dtype', type(y).__name__)}")
+            if y.shape != (num,):
+                raise ValueError(f"y must have shape ({num},), got {tuple(y.shape)}")
+            if y.numel() and (y.min() < 0 or y.max() >= self.widths[-1]):
+                raise ValueError(f"y must hold labels in [0, {self.widths[-1] - 1}], got range "
+                                 f"[{y.min().item()}, {y.max().item()}]")
+            return y
+        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+            raise TypeError(f"y must be a floating-point tensor, got "
+                            f"{getattr(y, 'dtype', type(y).__name__)}")
+        k = self.widths[-1]
+        if k == 1 and y.shape == (num,):
+            y = y.unsqueeze(-1)
+        if y.shape != (num, k):
+            shapes = f"({num},) or ({num}, 1)" if k == 1 else f"({num}, {k})"
+            raise ValueError(f"y must have shape {shapes}, got {tuple(y.shape)}")
+        return y.to(x.dtype)
+
+    # ------------------------------------------------------------------ weights
+    def _prior(self, x, dim):
+        return dist.Normal(x.new_zeros(()), self.prior_scale).expand([dim]).to_event(1)
+
+    def _sample_embeddings(self, x):
+        if self.parameterization == "unit":
+            latents = []
+            for index, width in enumerate(self.widths):
+                with pyro.plate(f"units{index}", width, device=x.device):
+                    latents.append(pyro.sample(f"z.units{index}",
+                                               self._prior(x, self.embedding_dim)))
+            return latents
+        if self.generator == "identity":
+            # Batch shape (1,), so vectorized particles stack at dim -2 as they do for the
+            # plated embeddings; squeezed away before generating.
+            return [pyro.sample(f"z.layer{index}", dist.Normal(
+                x.new_zeros(1, gen.num_weights), self.prior_scale).to_event(1)).squeeze(-2)
+                    for index, gen in enumerate(self.generators)]
+        with pyro.plate("layers", len(self.generators), device=x.device):
+            z = pyro.sample("z.layers", self._prior(x, self.embedding_dim))
+        return list(z.unbind(-2))
+
+    def weights(self, embeddings):
+        """``[(W_l, b_l)]`` from the list of embeddings (leading sample dims allowed)."""
+        if self.parameterization == "unit":
+            return [gen(z_in, z_out) for gen, z_in, z_out
+                    in zip(self.generators, embeddings[:-1], embeddings[1:])]
+        return [gen(z) for gen, z in zip(self.generators, embeddings)]
+
+    def _embeddings_from(self, latents):
+        """Order a guide's ``{site: value}`` dict like :meth:`_sample_embeddings` returns it."""
+        if self.parameterization == "unit":
+            return [latents[f"z.units{i}"] for i in range(len(self.widths))]
+        if self.generator == "identity":
+            return [latents[f"z.layer{i}"].squeeze(-2) for i in range(len(self.generators))]
+        return list(latents["z.layers"].unbind(-2))
+
+    # ------------------------------------------------------------------ model and guide
+    @pyro_method
+    def model(self, x, y=None):
+        """The generative model; returns the target's outputs (logits or regression means)."""
+        x = self._inputs(x)
+        num = x.shape[0]
+        if y is not None:
+            y = self._targets(y, num, x)
+        out = mlp_forward(x, self.weights(self._sample_embeddings(x)), self.activation)
+        if self.hypernet_prior_scale is not None:
+            prior = dist.Normal(x.new_zeros(()), self.hypernet_prior_scale)
+            pyro.factor("hypernet.prior",
+                        sum(prior.log_prob(p).sum() for p in self.generators.parameters()))
+        scale = 1.0 if self.num_data is None else self.num_data / num
+        with poutine.scale(scale=scale), pyro.plate("data", num, device=x.device):
+            if self.task == "classification":
+                pyro.sample("obs", dist.Categorical(logits=out), obs=y)
+            else:
+                sigma = self.noise_scale.to(out)
+                pyro.sample("obs", dist.Normal(out, sigma).to_event(1), obs=y)
+        return out
+
+    @pyro_method
+    def guide(self, x, y=None):
+        """The variational distribution over the embeddings (an autoguide on :meth:`model`)."""
+        return self.autoguide(x, y)
+
+    # ------------------------------------------------------------------ TyXe-like surface
+    def fit(self, x, y, num_steps, batch_size=None, lr=1e-2, num_particles=1, seed=0,
+            progress=False, **trainer_kwargs):
+        """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
+
+        :param x: inputs ``(N, n_0)`` (or ``(N, ...)``).
+        :param y: targets ``(N,)``/``(N, n_L)`` (regression) or labels ``(N,)``.
+        :param int num_steps: optimisation steps.
+        :param int batch_size: mini-batch size (``None``: full batch).
+        :param float lr: Adam learning rate.
+        :param int num_particles: samples of ``z`` per ELBO estimate (vectorized).
+        :param int seed: seed of the mini-batch order.
+        :param trainer_kwargs: passed on to :class:`~probnets.train.Trainer` (e.g.
+            ``lr_schedule``, ``clip_norm``, ``out_dir``).
+        :returns: the :class:`~probnets.train.TrainResult`.
+        """
+        from probnets.train import BatchSampler, Trainer
+
+        inputs = self._inputs(x)
+        targets = self._targets(y, inputs.shape[0], inputs)
+        _check_positive("num_particles", num_particles, int)
+        self.num_data = inputs.shape[0]
+        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
+                          max_plate_nesting=1)
+        data = BatchSampler(inputs, targets, batch_size=batch_size, seed=seed)
+        trainer = Trainer(self.model, self.guide, elbo, data,
+                          steps=num_steps, lr=lr, progress=progress, **trainer_kwargs)
+        return trainer.run()
+
+    @torch.no_grad()
+    def sample_embeddings(self, x, num_samples):
+        """``num_samples`` draws from the guide, as a list of ``(S, ...)`` embeddings."""
+        _check_positive("num_samples", num_samples, int)
+        x = self._inputs(x)
+        draws = [self.autoguide(x) for _ in range(num_samples)]
+        return self._embeddings_from({k: torch.stack([d[k] for d in draws]) for k in draws[0]})
+
+    @torch.no_grad()
+    def sample_weights(self, x, num_samples):
+        """``[(W_l, b_l)]`` with a leading dimension of ``num_samples`` draws from the guide."""
+        return self.weights(self.sample_embeddings(x, num_samples))
+
+    @torch.no_grad()
+    def sample_outputs(self, x, num_samples=100, chunk_size=16):
+        """Target outputs ``(S, N, n_L)`` under ``S`` guide samples (logits or means)."""
+        inputs = self._inputs(x)
+        embeddings = self.sample_embeddings(inputs, num_samples)
+        outputs = []
+        for start in range(0, num_samples, chunk_size):
+            chunk = [z[start:start + chunk_size] for z in embeddings]
+            outputs.append(mlp_forward(inputs, self.weights(chunk), self.activation))
+        return torch.cat(outputs)
+
+    @torch.no_grad()
+    def predict(self, x, num_samples=100):
+        """Posterior predictive summaries at ``x``.
+
+        Regression: :class:`RegressionPrediction` ``(mean, std, epistemic_std,
+        aleatoric_std)``, each ``(N,)`` for a single output (else ``(N, n_L)``).
+        Classification: :class:`ClassificationPrediction` ``(probs (N, C), entropy (N,),
+        mutual_information (N,))``.
+        """
+        outputs = self.sample_outputs(x, num_samples)
+        if self.task == "classification":
+            probs_s = outputs.softmax(-1)
+            probs = probs_s.mean(0)
+            entropy = _entropy(probs)
+            return ClassificationPrediction(probs, entropy, entropy - _entropy(probs_s).mean(0))
+        mean = outputs.mean(0)
+        epistemic = outputs.var(0, unbiased=False).sqrt()
+        aleatoric = self.noise_scale.to(mean).expand_as(mean)
+        std = (epistemic ** 2 + aleatoric ** 2).sqrt()
+        if self.widths[-1] == 1:
+            mean, std, epistemic, aleatoric = (t.squeeze(-1) for t in (mean, std, epistemic, aleatoric))
+        return RegressionPrediction(mean, std, epistemic, aleatoric)
+
+
+def _entropy(probs):
+    return -(probs * probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).sum(-1)

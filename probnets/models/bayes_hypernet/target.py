@@ -1,0 +1,98 @@
+"""The target network of a Bayesian hypernetwork: an MLP described by its widths.
+
+The hypernetwork generates every weight of the target, so the target itself holds no
+parameters: it is the list of layer widths ``[n_0, ..., n_L]`` plus one elementwise activation
+between layers, and :func:`mlp_forward` runs it with generated (possibly sample-batched)
+weights. A ``torch.nn.Sequential`` of ``nn.Linear`` layers and elementwise activations is read
+into the same description; any other layer is refused by name, since its weights could not be
+generated.
+"""
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "elu": nn.functional.elu,
+    "gelu": nn.functional.gelu,
+    "silu": nn.functional.silu,
+    "softplus": nn.functional.softplus,
+}
+_MODULE_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ELU: "elu",
+                       nn.GELU: "gelu", nn.SiLU: "silu", nn.Softplus: "softplus"}
+
+
+def parse_target(target, activation):
+    """Return ``(widths, activation_name)`` for a width list or an ``nn.Sequential``.
+
+    :param target: ``[n_0, ..., n_L]`` (at least two positive ints) or an ``nn.Sequential`` of
+        ``nn.Linear`` layers separated by one kind of elementwise activation.
+    :param str activation: activation for a width list (ignored for a module, which names its
+        own).
+    """
+    if isinstance(target, nn.Module):
+        return _parse_module(target)
+    if not isinstance(target, (list, tuple)):
+        raise TypeError(
+            "target must be a list of layer widths such as [1, 64, 64, 1] or an nn.Sequential "
+            f"of nn.Linear layers, got {type(target).__name__}")
+    if len(target) < 2 or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in target):
+        raise ValueError(
+            f"target must list at least two positive int widths (input, ..., output), got "
+            f"{list(target)!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return [int(w) for w in target], activation
+
+
+def _parse_module(module):
+    layers = list(module) if isinstance(module, nn.Sequential) else [module]
+    widths, activations = [], set()
+    for index, layer in enumerate(layers):
+        if isinstance(layer, nn.Linear):
+            if widths and widths[-1] != layer.in_features:
+                raise ValueError(
+                    f"target layer {index} ({layer}) expects {layer.in_features} inputs but the "
+                    f"previous layer gives {widths[-1]}")
+            if layer.bias is None:
+                raise ValueError(
+                    f"target layer {index} ({layer}) has no bias; the hypernetwork generates "
+                    "a bias for every layer, use nn.Linear(..., bias=True)")
+            widths = widths or [layer.in_features]
+            widths.append(layer.out_features)
+        elif type(layer) in _MODULE_ACTIVATIONS:
+            if not widths or index == len(layers) - 1:
+                raise ValueError(
+                    f"target layer {index} ({layer}): activations must sit between nn.Linear "
+                    "layers (the output layer is linear; the likelihood adds its link)")
+            activations.add(_MODULE_ACTIVATIONS[type(layer)])
+        else:
+            raise TypeError(
+                f"target layer {index} is {type(layer).__name__} ({layer}); a Bayesian "
+                "hypernetwork supports only nn.Linear layers and elementwise activations "
+                f"({', '.join(c.__name__ for c in _MODULE_ACTIVATIONS)})")
+    if len(widths) < 2:
+        raise ValueError("target module must contain at least one nn.Linear layer")
+    if len(activations) > 1:
+        raise ValueError(f"target mixes activations {sorted(activations)}; use one kind")
+    if len(activations) == 0 and len(widths) > 2:
+        raise ValueError("target stacks nn.Linear layers without an activation between them")
+    return widths, (activations.pop() if activations else "relu")
+
+
+def mlp_forward(x, weights, activation):
+    """Run the target on ``x`` of shape ``(N, n_0)`` with ``weights = [(W_l, b_l), ...]``.
+
+    ``W_l`` has shape ``(..., n_l, n_{l-1})`` and ``b_l`` shape ``(..., n_l)``; leading sample
+    dimensions broadcast, so the output has shape ``(..., N, n_L)``.
+    """
+    act = ACTIVATIONS[activation]
+    h = x
+    for index, (weight, bias) in enumerate(weights):
+        h = torch.matmul(h, weight.transpose(-1, -2)) + bias.unsqueeze(-2)
+        if index < len(weights) - 1:
+            h = act(h)
+    return h
