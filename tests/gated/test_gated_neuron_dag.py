@@ -114,7 +114,9 @@ def test_sparsity_prior_switches_off_unused_edges():
     assert (probs[1:] < 0.1).all()
 
 
-def test_sparsity_prior_with_score_function_gates():
+def test_sparsity_prior_with_discrete_gates_and_a_probnets_estimator():
+    from probnets.infer import DisARM_ELBO
+
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     x = torch.randn(200, 3)
@@ -127,11 +129,11 @@ def test_sparsity_prior_with_score_function_gates():
         lr=0.05,
         gate_lr=0.1,
         gate_betas=(0.9, 0.9),
-        estimator=pyro.infer.TraceGraph_ELBO(),
+        estimator=DisARM_ELBO(),
     )
     probs = m.gate_probs()
     assert probs[0] > 0.9
-    assert (probs[1:] < 0.1).all()
+    assert (probs[1:] < 0.15).all()  # from 0.5 at the start
 
 
 def test_recovers_known_dependencies_of_a_small_problem():

@@ -267,7 +267,8 @@ class GatedNetwork(PyroModule):
         :param int batch_size: minibatch size (default: full batch).
         :param int record_every: every this many steps, append the gate probabilities to
             ``self.history["gate_probs"]`` (0: never).
-        :param callback: optional ``callable(step, loss)``.
+        :param callback: optional ``callable(step, loss)``; returning ``True`` stops training
+            (e.g. once the wiring has converged).
         :returns: ``self.history``, a dict of lists ``step``, ``loss`` (ELBO loss per datum)
             and, if recorded, ``gate_probs`` (a ``(T, E)`` tensor) at ``gate_steps``.
         """
@@ -305,8 +306,8 @@ class GatedNetwork(PyroModule):
             if record_every and step % record_every == 0:
                 history["gate_steps"].append(step)
                 history["gate_probs"].append(self.gate_probs().clone())
-            if callback is not None:
-                callback(step, loss)
+            if callback is not None and callback(step, loss):
+                break
         if history["gate_probs"]:
             history["gate_probs"] = torch.stack(history["gate_probs"])
         self.history = history

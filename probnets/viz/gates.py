@@ -1,0 +1,117 @@
+"""
+Figures for gated connectivity: gate probabilities over training (seed 001's figure 3), the
+posterior adjacency as a heat map, and accuracy against the fraction of active connections.
+
+Every function draws on a given ``ax`` (or a new figure) and returns the figure; nothing is
+shown or saved here (use :func:`save_figure`).
+"""
+
+import os
+import tempfile
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def _axes(ax, figsize):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def plot_gate_trajectories(steps, gate_probs, true_mask=None, ax=None, title=None):
+    """
+    Inclusion probability of every gate against the training step.
+
+    :param steps: ``(T,)`` steps at which ``gate_probs`` were recorded.
+    :param torch.Tensor gate_probs: ``(T, E)``.
+    :param torch.Tensor true_mask: optional bool ``(E,)``: true edges drawn in colour, the rest
+        in grey.
+    """
+    fig, ax = _axes(ax, (6, 3.5))
+    probs = torch.as_tensor(gate_probs).detach().cpu().double()
+    steps = list(steps)
+    if true_mask is None:
+        ax.plot(steps, probs.numpy(), lw=0.7, alpha=0.6)
+    else:
+        true_mask = torch.as_tensor(true_mask).bool().cpu()
+        ax.plot(steps, probs[:, ~true_mask].numpy(), color="0.6", lw=0.5, alpha=0.5)
+        ax.plot(steps, probs[:, true_mask].numpy(), color="C3", lw=1.2)
+        ax.plot([], [], color="C3", label="true edges")
+        ax.plot([], [], color="0.6", label="other candidate edges")
+        ax.legend(loc="center right", fontsize=8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("posterior inclusion probability")
+    ax.set_ylim(-0.02, 1.02)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_adjacency(edge_probs, groups=None, labels=None, ax=None, title=None):
+    """
+    Heat map of an ``(n, n)`` edge-probability matrix (row = target, column = source).
+
+    :param groups: optional sizes of consecutive node groups (e.g. ``(I, H, O)``), drawn as
+        separator lines.
+    :param labels: optional ``n`` tick labels.
+    """
+    probs = torch.as_tensor(edge_probs).detach().cpu().double()
+    n = probs.shape[0]
+    fig, ax = _axes(ax, (5, 4.5))
+    im = ax.imshow(probs.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="inclusion probability")
+    if groups is not None:
+        edge = -0.5
+        for size in list(groups)[:-1]:
+            edge += size
+            ax.axhline(edge, color="w", lw=0.8)
+            ax.axvline(edge, color="w", lw=0.8)
+    if labels is not None:
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(n), labels, fontsize=6)
+    ax.set_xlabel("source node j")
+    ax.set_ylabel("target node i")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_connections(curves, ax=None, title=None, ylabel="test accuracy"):
+    """
+    :param dict curves: ``name -> list of (fraction_active, accuracy)`` points.
+    """
+    fig, ax = _axes(ax, (5, 3.5))
+    for i, (name, points) in enumerate(curves.items()):
+        points = sorted(points)
+        xs = [p[0] for p in points]
+        ys = [p[1] for p in points]
+        ax.plot(xs, ys, "o-" if len(points) > 1 else "o", color=f"C{i}", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of active connections")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path, dpi=120):
+    """Write ``fig`` to ``path`` atomically (temporary file, then rename) and close it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = os.path.splitext(path)[1] or ".png"
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        plt.close(fig)
