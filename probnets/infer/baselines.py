@@ -109,6 +109,15 @@ class Baselines:
         self.moments = {}
         self.nets = {}
 
+    def state_dict(self):
+        """Running moments per site (network weights live in the Pyro param store)."""
+        return {name: [m.mean, m.var] for name, m in self.moments.items()}
+
+    def load_state_dict(self, state):
+        for name, (mean, var) in state.items():
+            moments = self.moments.setdefault(name, RunningMoments(self.beta))
+            moments.mean, moments.var = mean, var
+
     def _options(self, site):
         options = dict(site["infer"].get("baseline", {}))
         unknown = set(options) - set(_BASELINE_KEYS)
@@ -177,7 +186,8 @@ class Baselines:
             if net is None:
                 net = mlp(inputs.shape[-1], self.hidden_size, inputs)
                 self.nets[name] = net
-            pyro.module("cv.nvil." + name, net)
+            # update_module_params: after a checkpoint restore the store's values win
+            pyro.module("cv.nvil." + name, net, update_module_params=True)
         out = net(inputs)
         if out.dim() > 0 and out.shape[-1] == 1:
             out = out.squeeze(-1)

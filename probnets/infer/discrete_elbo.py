@@ -278,7 +278,7 @@ class DiscreteELBO(ELBO):
             if net is None:
                 net = mlp(2 * logits_in.shape[-1], self.hidden_size, like)
                 self.surrogates[name] = net
-            pyro.module(prefix + "surrogate." + name, net)
+            pyro.module(prefix + "surrogate." + name, net, update_module_params=True)
             eta = pyro.param(prefix + "eta." + name, lambda: like.new_tensor(self.init_eta).detach())
             for key in ("c_z", "c_zt"):
                 x = torch.cat([flatten_event(values[key], batch_shape), logits_in], -1)
@@ -287,6 +287,14 @@ class DiscreteELBO(ELBO):
                     c = c + eta * out[key]
                 out[key] = c
         return out
+
+    def state_dict(self):
+        """Non-parameter state (baseline running moments, temperature) for checkpoints."""
+        return {"baselines": self.baselines.state_dict(), "temperature": self.temperature}
+
+    def load_state_dict(self, state):
+        self.baselines.load_state_dict(state["baselines"])
+        self.temperature = state["temperature"]
 
     # Pyro ELBO interface ----------------------------------------------------------------
 
@@ -358,10 +366,18 @@ class DiscreteELBO(ELBO):
             sites = [t for t in terms["cv"].values() if t["estimator"] == estimator]
             if not sites:
                 return None
-            outputs = [t["logq"] for t in sites]
-            grad_outputs = [t["c_zt"].expand_as(t["logq"]) / K for t in sites]
-            outputs.append(sum((t["c_zt"] - t["c_z"]).sum() for t in sites) / K)
-            grad_outputs.append(torch.ones_like(outputs[-1]))
+            # fully masked sites have constant terms: nothing to differentiate
+            outputs, grad_outputs = [], []
+            for t in sites:
+                if t["logq"].requires_grad:
+                    outputs.append(t["logq"])
+                    grad_outputs.append(t["c_zt"].expand_as(t["logq"]) / K)
+                diff = (t["c_zt"] - t["c_z"]).sum() / K
+                if diff.requires_grad:
+                    outputs.append(diff)
+                    grad_outputs.append(torch.ones_like(diff))
+            if not outputs:
+                return [torch.zeros_like(p) for p in params]
             grads = torch.autograd.grad(
                 outputs, params, grad_outputs, create_graph=True, retain_graph=True,
                 allow_unused=True,
