@@ -1,0 +1,137 @@
+"""Clear errors for sites and arguments the estimators cannot handle."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from probnets.infer import (
+    DisARM_ELBO,
+    REBAR_ELBO,
+    RELAX_ELBO,
+    Relaxed_ELBO,
+    ScoreFunction_ELBO,
+)
+
+
+def site_pair(fn, infer=None):
+    def model():
+        pyro.sample("z", fn())
+
+    def guide():
+        pyro.sample("z", fn(), infer=infer or {})
+
+    return model, guide
+
+
+def bern():
+    return dist.Bernoulli(torch.tensor(0.3))
+
+
+def cat():
+    return dist.Categorical(torch.tensor([0.2, 0.3, 0.5]))
+
+
+def onehot():
+    return dist.OneHotCategorical(torch.tensor([0.2, 0.3, 0.5]))
+
+
+def test_unsupported_non_reparameterized_distribution():
+    model, guide = site_pair(lambda: dist.Poisson(torch.tensor(2.0)))
+    with pytest.raises(ValueError, match="site 'z': Poisson is neither reparameterizable"):
+        ScoreFunction_ELBO().loss(model, guide)
+
+
+@pytest.mark.parametrize("elbo", [lambda: Relaxed_ELBO(0.5), REBAR_ELBO, RELAX_ELBO])
+def test_relaxations_reject_integer_categorical(elbo):
+    model, guide = site_pair(cat)
+    with pytest.raises(ValueError, match="integer-valued Categorical cannot hold; use OneHotCategorical"):
+        elbo().loss(model, guide)
+
+
+def test_disarm_rejects_non_bernoulli():
+    model, guide = site_pair(onehot)
+    with pytest.raises(ValueError, match="DisARM handles Bernoulli sites only, but the site is one_hot"):
+        DisARM_ELBO().loss(model, guide)
+
+
+def test_rebar_downstream_integer_categorical_is_rejected():
+    def model():
+        b = pyro.sample("b", dist.Bernoulli(torch.tensor(0.3)))
+        pyro.sample("c", dist.Categorical(torch.stack([0.5 + 0 * b, 0.5 - 0 * b], -1)))
+
+    def guide():
+        b = pyro.sample("b", dist.Bernoulli(torch.tensor(0.3)))
+        pyro.sample("c", dist.Categorical(torch.stack([0.5 + 0 * b, 0.5 - 0 * b], -1)), infer={"estimator": "score"})
+
+    with pytest.raises(ValueError, match="site 'c' is an integer Categorical downstream of REBAR site 'b'"):
+        REBAR_ELBO().loss_and_grads(model, guide)
+
+
+def test_missing_temperature():
+    model, guide = site_pair(bern, {"estimator": "relaxed"})
+    with pytest.raises(ValueError, match="site 'z' uses the relaxed estimator but has no temperature"):
+        ScoreFunction_ELBO().loss(model, guide)
+    with pytest.raises(ValueError, match="expected temperature to be a positive float, but got None"):
+        Relaxed_ELBO(temperature=None)
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    (0.0, ValueError, "expected temperature > 0, but got 0.0"),
+    (-1.0, ValueError, "expected temperature > 0, but got -1.0"),
+    ("hot", TypeError, "expected temperature to be a positive float, but got 'hot'"),
+    (torch.ones(2), ValueError, r"expected a scalar temperature, but got shape \(2,\)"),
+])
+def test_invalid_temperature(bad, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Relaxed_ELBO(temperature=bad)
+    model, guide = site_pair(bern, {"estimator": "relaxed", "temperature": bad})
+    with pytest.raises(exc, match="site 'z'"):
+        ScoreFunction_ELBO().loss(model, guide)
+
+
+def test_unknown_estimator_names():
+    model, guide = site_pair(bern, {"estimator": "reinforce"})
+    with pytest.raises(ValueError, match=r"site 'z': infer\['estimator'\] must be one of"):
+        ScoreFunction_ELBO().loss(model, guide)
+    model, guide = site_pair(bern, {"estimator": "vimco"})
+    with pytest.raises(ValueError, match="use VIMCO_ELBO"):
+        ScoreFunction_ELBO().loss(model, guide)
+
+
+def test_baseline_errors():
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        ScoreFunction_ELBO(baseline="average")
+    with pytest.raises(ValueError, match="baseline_beta must be in"):
+        ScoreFunction_ELBO(baseline="decaying_avg", baseline_beta=1.0)
+    model, guide = site_pair(bern)
+    with pytest.raises(ValueError, match="leave-one-out baseline needs num_particles > 1, but got num_particles=1"):
+        ScoreFunction_ELBO(baseline="loo").loss_and_grads(model, guide)
+    model, guide = site_pair(bern, {"baseline": {"use_decaying_avg": True}})
+    with pytest.raises(ValueError, match=r"site 'z': unknown baseline options \['use_decaying_avg'\]"):
+        ScoreFunction_ELBO().loss_and_grads(model, guide)
+
+
+def test_num_particles_must_be_positive_int():
+    with pytest.raises(ValueError, match="num_particles must be a positive int, but got 0"):
+        ScoreFunction_ELBO(num_particles=0)
+
+
+def test_differentiable_loss_not_available_for_learned_control_variates():
+    model, guide = site_pair(bern)
+    with pytest.raises(NotImplementedError, match="REBAR_ELBO.differentiable_loss is not available"):
+        REBAR_ELBO().differentiable_loss(model, guide)
+
+
+def test_differentiable_loss_value_is_negative_elbo():
+    # a model whose ELBO is deterministic: q = p, so every estimate is exactly log p(x)
+    def model():
+        z = pyro.sample("z", bern())
+        pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5) + 0 * z)
+
+    def guide():
+        pyro.sample("z", bern())
+
+    expected = -dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.5)).item()
+    for elbo in (ScoreFunction_ELBO(), DisARM_ELBO(), Relaxed_ELBO(0.5, straight_through=True)):
+        assert elbo.differentiable_loss(model, guide).item() == pytest.approx(expected, abs=1e-6)
