@@ -1,0 +1,30 @@
+"""Deterministic building blocks: per-example (dynamic) layers, static hypernetworks,
+the HyperLSTM and the layer-norm LSTM, the reactive query network, and the small
+objectives used to train them (``Trainer.for_objective``)."""
+
+from .char_lm import CharLanguageModel, TBPTTObjective, evaluate_bpc
+from .classify import accuracy, cross_entropy_objective
+from .functional import dynamic_conv2d, dynamic_linear
+from .hyperlstm import HyperLSTM, HyperLSTMCell
+from .hypernet import HyperCNN, HyperConv2d, StaticHyperNetwork
+from .layer_norm_lstm import LayerNormLSTM, LayerNormLSTMCell
+from .reactive import ReactiveQueryNet, StaticQueryCNN
+
+__all__ = [
+    "CharLanguageModel",
+    "HyperCNN",
+    "HyperConv2d",
+    "HyperLSTM",
+    "HyperLSTMCell",
+    "LayerNormLSTM",
+    "LayerNormLSTMCell",
+    "ReactiveQueryNet",
+    "StaticHyperNetwork",
+    "StaticQueryCNN",
+    "TBPTTObjective",
+    "accuracy",
+    "cross_entropy_objective",
+    "dynamic_conv2d",
+    "dynamic_linear",
+    "evaluate_bpc",
+]

@@ -1,0 +1,87 @@
+"""Forward + backward time of HyperLSTM against nn.LSTM, an nn.LSTMCell loop and the
+layer-norm LSTM, on one sequence batch (default T=100, B=32, H=256, input 256).
+
+Methods are timed round-robin and the median over repeats reported; the CPU is shared with
+other jobs, so read the ratios to nn.LSTM measured in the same run, not absolute times.
+
+    python examples/bench_hyperlstm.py [--out bench_hyperlstm.json]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from probnets.nn import HyperLSTM, LayerNormLSTM
+
+
+class LSTMCellLoop(nn.Module):
+    """The obvious Python loop over ``nn.LSTMCell``: the usual cost of a custom cell."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.cell = nn.LSTMCell(input_size, hidden_size)
+
+    def forward(self, x):
+        h = c = x.new_zeros(x.shape[1], self.cell.hidden_size)
+        outputs = []
+        for x_t in x.unbind(0):
+            h, c = self.cell(x_t, (h, c))
+            outputs.append(h)
+        return torch.stack(outputs), (h, c)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--input", type=int, default=256)
+    parser.add_argument("--hyper-size", type=int, default=128)
+    parser.add_argument("--hyper-embedding", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: with other jobs on the cores, OpenMP's "
+                             "multi-thread barriers make timings several times slower and erratic)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    models = {
+        "nn.LSTM": nn.LSTM(args.input, args.hidden),
+        "LSTMCell loop": LSTMCellLoop(args.input, args.hidden),
+        "LayerNormLSTM": LayerNormLSTM(args.input, args.hidden),
+        "HyperLSTM": HyperLSTM(args.input, args.hidden, hyper_size=args.hyper_size,
+                               hyper_embedding_size=args.hyper_embedding),
+    }
+    x = torch.randn(args.steps, args.batch, args.input, requires_grad=True)
+    times = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            output, _ = model(x)
+            output.sum().backward()
+            times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    ref = med["nn.LSTM"]
+    print(f"T={args.steps} B={args.batch} H={args.hidden} input={args.input} "
+          f"hyper={args.hyper_size}/{args.hyper_embedding}, threads={torch.get_num_threads()}")
+    print("fwd+bwd per sequence batch, median of round-robin repeats (shared CPU: trust ratios)")
+    print(f"{'model':16s}{'params':>10s}{'ms':>10s}{'x nn.LSTM':>11s}")
+    rows = []
+    for name, model in models.items():
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name:16s}{params:10d}{1e3 * med[name]:10.1f}{med[name] / ref:11.2f}")
+        rows.append({"model": name, "params": params, "ms": 1e3 * med[name], "ratio": med[name] / ref})
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"config": vars(args), "rows": rows}, f, indent=1)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Shared machinery of the layer-norm LSTM and the HyperLSTM: the ``nn.LSTM`` calling
+convention (layouts, unbatched input, stacked layers, states) and the layer-normalised
+LSTM update both cells end with."""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def init_lstm_weights(weight_ih, weight_hh, hidden_size):
+    """``nn.LSTM``'s uniform init for the input weights; each gate's recurrent block
+    orthogonal, as in the reference HyperLSTM cell (Ha et al. 2016, hardmaru/supercell)."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    nn.init.uniform_(weight_ih, -bound, bound)
+    with torch.no_grad():
+        for block in weight_hh.view(4, hidden_size, -1):
+            nn.init.orthogonal_(block)
+
+
+def fused_gate_affine(gamma, beta):
+    """Fold the forget bias and ``tanh`` into the layer-norm affine of the gates.
+
+    The gates are ``i, f, g, o`` (``nn.LSTM``'s order) with per-gate layer-norm gains
+    ``gamma`` and shifts ``beta`` of shape ``(4, H)``. Since ``tanh(a) = 2 sigmoid(2a) - 1``,
+    doubling the ``g`` row lets one ``sigmoid`` cover all four gates, and the forget bias 1,
+    added after layer norm, is just ``beta_f + 1``.
+    """
+    scale = gamma.new_tensor([1.0, 1.0, 2.0, 1.0]).unsqueeze(-1)
+    shift = gamma.new_tensor([0.0, 1.0, 0.0, 0.0]).unsqueeze(-1)
+    return gamma * scale, (beta + shift) * scale
+
+
+def layer_norm_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, eps, dropout, training):
+    """One layer-normalised LSTM update from gate pre-activations ``pre`` of shape (B, 4, H).
+
+    ``gamma, beta`` come from :func:`fused_gate_affine`. Returns ``(h, c)`` with
+    ``c' = sigma(f) c + sigma(i) drop(tanh(g))`` (recurrent dropout without memory loss,
+    Semeniuta et al. 2016: only the candidate is dropped, so the cell state is never
+    erased) and ``h' = sigma(o) tanh(LN(c'))``; the stored ``c'`` is not normalised.
+    """
+    hidden = pre.shape[-1]
+    gates = torch.sigmoid(torch.addcmul(beta, F.layer_norm(pre, (hidden,), eps=eps), gamma))
+    i, f, g, o = gates.unbind(1)
+    g = 2.0 * g - 1.0
+    if dropout > 0.0 and training:
+        g = F.dropout(g, dropout, training=True)
+    c = torch.addcmul(f * c, i, g)
+    h = o * torch.tanh(F.layer_norm(c, (hidden,), cell_weight, cell_bias, eps))
+    return h, c
+
+
+class StackedRecurrent(nn.Module):
+    """Base of stacked recurrent layers called like ``nn.LSTM``.
+
+    Subclasses set ``self.cells`` (one per layer) and ``state_sizes`` (the width of each
+    state component, e.g. ``(H, H)`` for ``(h, c)``), and implement ``_run_layer``.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout):
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+
+    state_names = ()
+
+    def state_sizes(self):
+        raise NotImplementedError
+
+    def _prepare(self, input, state):
+        if isinstance(input, nn.utils.rnn.PackedSequence):
+            raise TypeError(f"{type(self).__name__} does not take PackedSequence input; pad it")
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"input must have shape (T, B, {self.input_size}), (B, T, {self.input_size}) "
+                f"with batch_first=True, or unbatched (T, {self.input_size}); got {tuple(input.shape)}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have last dimension input_size={self.input_size}, "
+                f"got shape {tuple(input.shape)}"
+            )
+        unbatched = input.dim() == 2
+        if unbatched:
+            x = input.unsqueeze(1)
+        else:
+            x = input.transpose(0, 1) if self.batch_first else input
+        batch = x.shape[1]
+        sizes = self.state_sizes()
+        if state is None:
+            state = tuple(x.new_zeros(self.num_layers, batch, size) for size in sizes)
+        else:
+            state = self._check_state(state, batch, sizes, unbatched, x)
+        per_layer = [tuple(s[layer] for s in state) for layer in range(self.num_layers)]
+        return x, per_layer, unbatched
+
+    def _check_state(self, state, batch, sizes, unbatched, x):
+        if not isinstance(state, (tuple, list)) or len(state) not in (2, len(sizes)):
+            raise ValueError(
+                f"state must be a tuple {self.state_names} (or its first two entries), "
+                f"got {type(state).__name__} of length {len(state) if isinstance(state, (tuple, list)) else '-'}"
+            )
+        state = list(state)
+        # (h, c) alone: the remaining components (the hyper cell's) start at zero.
+        for size in sizes[len(state):]:
+            shape = (self.num_layers, size) if unbatched else (self.num_layers, batch, size)
+            state.append(x.new_zeros(shape))
+        checked = []
+        for name, s, size in zip(self.state_names, state, sizes):
+            expected = (self.num_layers, size) if unbatched else (self.num_layers, batch, size)
+            if not isinstance(s, torch.Tensor) or tuple(s.shape) != expected:
+                got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                raise ValueError(f"state {name} must have shape {expected}, got {got}")
+            checked.append(s.unsqueeze(1) if unbatched else s)
+        return checked
+
+    def _finish(self, output, final_states, unbatched):
+        state = tuple(torch.stack(parts) for parts in zip(*final_states))
+        if unbatched:
+            return output.squeeze(1), tuple(s.squeeze(1) for s in state)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, state
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+
+class _DeferredWeightGrad(torch.autograd.Function):
+    """Zeros of shape ``(T, *out)`` whose incoming gradient ``G`` becomes the weight's
+    gradient, computed by ``contract(stacked loop inputs, G)`` in one call."""
+
+    @staticmethod
+    def forward(ctx, weight, inputs, shape, contract):
+        ctx.inputs, ctx.contract = inputs, contract
+        # A stride-0 view: nothing of size (T, B, N) is allocated or filled.
+        return weight.new_zeros(()).expand(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.contract(torch.stack(ctx.inputs), grad), None, None, None
+
+
+class LoopWeight:
+    r"""A weight used at every step of a Python loop, with its gradient taken in one GEMM.
+
+    Autograd would compute :math:`\partial L / \partial W = \sum_t x_t^\top g_t` as ``T``
+    skinny matmuls (inner dimension ``B``) plus ``T`` accumulations of a full weight-sized
+    buffer, which dominated the HyperLSTM's backward pass. Here step ``t`` computes
+    :math:`x_t W` with ``W`` detached plus a zero slice of :class:`_DeferredWeightGrad`,
+    which receives all :math:`g_t` and returns :math:`X^\top G` over all steps at once --
+    what fused LSTM kernels do. Values and gradients are unchanged; only the order of the
+    floating-point summation differs. No double backward.
+
+    :param weight: ``(K, N)`` for :meth:`mm`, or ``(G, K, N)`` for :meth:`bmm`.
+    :param int steps: loop length ``T``; :param int batch: rows per step ``B``.
+    """
+
+    def __init__(self, weight, steps, batch):
+        self.weight = weight.detach()
+        self.inputs = []
+        if weight.dim() == 2:
+            shape = (steps, batch, weight.shape[1])
+            contract = _contract_mm
+        else:
+            shape = (steps, batch, weight.shape[0], weight.shape[2])
+            contract = _contract_bmm
+        if weight.requires_grad and torch.is_grad_enabled():
+            zeros = _DeferredWeightGrad.apply(weight, self.inputs, shape, contract)
+            self.zeros = zeros.unbind(0)
+        else:
+            self.zeros = None
+
+    def mm(self, step, x, bias=None):
+        """``bias + x @ W`` for ``x`` of shape ``(B, K)``."""
+        if self.zeros is None:
+            return torch.mm(x, self.weight) if bias is None else torch.addmm(bias, x, self.weight)
+        self.inputs.append(x.detach())
+        base = self.zeros[step] if bias is None else self.zeros[step] + bias
+        return torch.addmm(base, x, self.weight)
+
+    def bmm(self, step, x):
+        """``y[b, g] = x[b, g] @ W[g]`` for ``x`` of shape ``(B, G, K)``; returns ``(B, G, N)``."""
+        if self.zeros is None:
+            return torch.bmm(x.transpose(0, 1), self.weight).transpose(0, 1)
+        self.inputs.append(x.detach())
+        return torch.baddbmm(self.zeros[step].transpose(0, 1), x.transpose(0, 1), self.weight).transpose(0, 1)
+
+
+def _contract_mm(x, grad):
+    return torch.mm(x.flatten(0, 1).t(), grad.flatten(0, 1))
+
+
+def _contract_bmm(x, grad):
+    # x (T, B, G, K), grad (T, B, G, N) -> (G, K, N)
+    return torch.bmm(x.flatten(0, 1).permute(1, 2, 0), grad.flatten(0, 1).transpose(0, 1))

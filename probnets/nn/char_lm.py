@@ -1,0 +1,112 @@
+"""Character-level language model around any of the LSTMs here, its truncated-BPTT
+objective and its bits-per-character evaluation (the HyperLSTM experiments of Ha et al.
+2016, section 4.2, at a scale a CPU can train)."""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .hyperlstm import HyperLSTM
+from .layer_norm_lstm import LayerNormLSTM
+
+__all__ = ["CharLanguageModel", "TBPTTObjective", "evaluate_bpc", "RNN_TYPES"]
+
+RNN_TYPES = ("hyperlstm", "layernorm_lstm", "lstm")
+
+
+class CharLanguageModel(nn.Module):
+    """Embedding -> recurrent network -> linear softmax over the next character.
+
+    :param int vocab_size: number of characters.
+    :param str rnn: ``"hyperlstm"``, ``"layernorm_lstm"`` or ``"lstm"`` (``nn.LSTM``).
+    :param int embedding_size: character embedding width.
+    :param int hidden_size: recurrent width.
+    :param int num_layers: stacked recurrent layers.
+    :param float dropout: dropout on the embeddings and the recurrent output (training only).
+    :param rnn_kwargs: extra arguments of the recurrent module (e.g. ``hyper_size``,
+        ``hyper_embedding_size``, ``recurrent_dropout``).
+    """
+
+    def __init__(self, vocab_size, rnn="hyperlstm", embedding_size=64, hidden_size=256,
+                 num_layers=1, dropout=0.0, **rnn_kwargs):
+        super().__init__()
+        if rnn not in RNN_TYPES:
+            raise ValueError(f"rnn must be one of {RNN_TYPES}, got {rnn!r}")
+        self.rnn_type = rnn
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        cls = {"hyperlstm": HyperLSTM, "layernorm_lstm": LayerNormLSTM, "lstm": nn.LSTM}[rnn]
+        self.rnn = cls(embedding_size, hidden_size, num_layers, **rnn_kwargs)
+        self.dropout = dropout
+        self.decoder = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, inputs, state=None):
+        """Logits ``(T, B, vocab)`` for ids ``(T, B)``, and the final recurrent state."""
+        if inputs.dtype != torch.long or inputs.dim() != 2:
+            raise ValueError(f"inputs must be int64 ids of shape (T, B), got {inputs.dtype} "
+                             f"{tuple(inputs.shape)}")
+        x = F.dropout(self.embedding(inputs), self.dropout, self.training)
+        out, state = self.rnn(x, state)
+        return self.decoder(F.dropout(out, self.dropout, self.training)), state
+
+    def loss(self, inputs, targets, state=None):
+        """Mean next-character negative log-likelihood (nats) and the final state."""
+        logits, state = self(inputs, state)
+        nll = F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
+        return nll, state
+
+
+def _detach(state):
+    return tuple(s.detach() for s in state)
+
+
+class TBPTTObjective:
+    """``objective(inputs, targets) -> loss`` for truncated back-propagation through time.
+
+    Carries the model's recurrent state (detached) from one call to the next, so
+    consecutive batches must continue each other, as :class:`probnets.data.chars.TBPTTBatches`
+    yields them; the state restarts at zero when ``batches.new_epoch`` is set or the batch
+    size changes. Pass it to ``Trainer.for_objective(objective, model, batches, ...)``.
+    """
+
+    def __init__(self, model, batches=None):
+        self.model = model
+        self.batches = batches
+        self.state = None
+
+    def reset(self):
+        self.state = None
+
+    def __call__(self, inputs, targets):
+        new_epoch = self.batches is not None and self.batches.new_epoch
+        if self.state is None or new_epoch or self.state[0].shape[-2] != inputs.shape[1]:
+            self.state = None
+        loss, state = self.model.loss(inputs, targets, self.state)
+        self.state = _detach(state)
+        return loss
+
+
+@torch.no_grad()
+def evaluate_bpc(model, ids, seq_len=100, batch_size=16):
+    """Bits per character of ``model`` on the 1-d id sequence ``ids``, with the state carried
+    across chunks of ``batch_size`` parallel streams (the last ``len % batch_size`` ids
+    are dropped)."""
+    if ids.dim() != 1 or ids.numel() < 2 * batch_size:
+        raise ValueError(f"ids must be 1-d with at least {2 * batch_size} entries, got shape "
+                         f"{tuple(ids.shape)}")
+    n = ids.numel() // batch_size
+    streams = ids[: n * batch_size].view(batch_size, n).t()
+    was_training = model.training
+    model.eval()
+    state, total, count = None, 0.0, 0
+    for start in range(0, streams.shape[0] - 1, seq_len):
+        end = min(start + seq_len, streams.shape[0] - 1)
+        logits, state = model(streams[start:end], state)
+        targets = streams[start + 1:end + 1]
+        total += F.cross_entropy(logits.reshape(-1, model.vocab_size), targets.reshape(-1),
+                                 reduction="sum").item()
+        count += targets.numel()
+    model.train(was_training)
+    return total / (count * math.log(2.0))

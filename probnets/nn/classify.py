@@ -1,0 +1,32 @@
+"""Objective and accuracy for the image classifiers here (``HyperCNN``,
+``ReactiveQueryNet``, ``StaticQueryCNN``), in the form ``Trainer.for_objective`` takes."""
+
+import torch
+from torch.nn import functional as F
+
+__all__ = ["cross_entropy_objective", "accuracy"]
+
+
+def cross_entropy_objective(model):
+    """``objective(images, labels) -> mean cross-entropy`` of ``model``'s logits."""
+
+    def objective(images, labels):
+        return F.cross_entropy(model(images), labels)
+
+    return objective
+
+
+@torch.no_grad()
+def accuracy(model, images, labels, batch_size=500):
+    """Fraction of ``images`` whose arg-max logit is the label (eval mode, no grad)."""
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"images and labels must have the same length, got "
+                         f"{images.shape[0]} and {labels.shape[0]}")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, images.shape[0], batch_size):
+        logits = model(images[start:start + batch_size])
+        correct += (logits.argmax(-1) == labels[start:start + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / images.shape[0]

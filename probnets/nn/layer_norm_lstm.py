@@ -1,0 +1,124 @@
+"""Layer-normalised LSTM (Ba, Kiros, Hinton 2016), the HyperLSTM's baseline and its
+inner hyper cell."""
+
+import torch
+from torch import nn
+
+from ._recurrent import (
+    LoopWeight,
+    StackedRecurrent,
+    fused_gate_affine,
+    init_lstm_weights,
+    layer_norm_lstm_update,
+)
+
+__all__ = ["LayerNormLSTMCell", "LayerNormLSTM"]
+
+
+class LayerNormLSTMCell(nn.Module):
+    r"""LSTM cell with layer norm on each gate and on the cell, as in Ha et al. 2016's
+    reference cell (appendix A.2; hardmaru/supercell):
+
+    .. math::
+
+        a &= W_x x_t + W_h h_{t-1} + b, \quad a = (a_i, a_f, a_g, a_o) \\
+        \hat a_k &= \gamma_k \odot \mathrm{LN}(a_k) + \beta_k \\
+        c_t &= \sigma(\hat a_f + 1) \odot c_{t-1}
+               + \sigma(\hat a_i) \odot \mathrm{drop}(\tanh \hat a_g) \\
+        h_t &= \sigma(\hat a_o) \odot \tanh(\mathrm{LN}_c(c_t))
+
+    The forget bias 1 is added after layer norm (before it, layer norm would remove it);
+    ``drop`` is recurrent dropout without memory loss (Semeniuta et al. 2016), active only
+    in training mode. Gates are ordered ``i, f, g, o`` like ``nn.LSTM``.
+
+    :param int input_size: width of :math:`x_t`.
+    :param int hidden_size: width of :math:`h_t` and :math:`c_t`.
+    :param bool bias: learn :math:`b` (initialised at 0).
+    :param float recurrent_dropout: probability of dropping a candidate unit.
+    :param float eps: layer-norm epsilon.
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, recurrent_dropout=0.0, eps=1e-5):
+        super().__init__()
+        if not 0.0 <= recurrent_dropout < 1.0:
+            raise ValueError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.eps = eps
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.zeros(4 * hidden_size)) if bias else None
+        self.gate_norm_weight = nn.Parameter(torch.ones(4, hidden_size))
+        self.gate_norm_bias = nn.Parameter(torch.zeros(4, hidden_size))
+        self.cell_norm_weight = nn.Parameter(torch.ones(hidden_size))
+        self.cell_norm_bias = nn.Parameter(torch.zeros(hidden_size))
+        init_lstm_weights(self.weight_ih, self.weight_hh, hidden_size)
+
+    def input_projection(self, x):
+        """``W_x x + b`` for inputs of any leading shape (done once for a whole sequence)."""
+        return nn.functional.linear(x, self.weight_ih, self.bias)
+
+    def scan(self, x_proj, state):
+        """Run the cell over projected inputs ``x_proj`` of shape ``(T, B, 4H)``.
+
+        :returns: outputs ``(T, B, H)`` and the final ``(h, c)``.
+        """
+        h, c = state
+        gamma, beta = fused_gate_affine(self.gate_norm_weight, self.gate_norm_bias)
+        w_hh = LoopWeight(self.weight_hh.t(), *x_proj.shape[:2])
+        outputs = []
+        for t, x_t in enumerate(x_proj.unbind(0)):
+            pre = w_hh.mm(t, h, x_t).view(-1, 4, self.hidden_size)
+            h, c = layer_norm_lstm_update(
+                pre, c, gamma, beta, self.cell_norm_weight, self.cell_norm_bias,
+                self.eps, self.recurrent_dropout, self.training,
+            )
+            outputs.append(h)
+        return torch.stack(outputs), (h, c)
+
+    def forward(self, x, state=None):
+        """One step, like ``nn.LSTMCell``: ``x`` of shape ``(B, input_size)``, ``state`` a
+        pair ``(h, c)`` of shape ``(B, hidden_size)`` or None; returns ``(h, c)``."""
+        if x.dim() != 2 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x must have shape (B, {self.input_size}), got shape {tuple(x.shape)}"
+            )
+        if state is None:
+            zeros = x.new_zeros(x.shape[0], self.hidden_size)
+            state = (zeros, zeros)
+        _, state = self.scan(self.input_projection(x).unsqueeze(0), state)
+        return state
+
+
+class LayerNormLSTM(StackedRecurrent):
+    """Stacked :class:`LayerNormLSTMCell` layers with ``nn.LSTM``'s interface:
+    ``output, (h_n, c_n) = m(input, state=None)``.
+
+    :param float dropout: dropout on the outputs of every layer but the last (training only).
+    :param float recurrent_dropout: see :class:`LayerNormLSTMCell`.
+    """
+
+    state_names = ("h", "c")
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, recurrent_dropout=0.0, eps=1e-5):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
+        self.cells = nn.ModuleList(
+            LayerNormLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, bias,
+                              recurrent_dropout, eps)
+            for layer in range(num_layers)
+        )
+
+    def state_sizes(self):
+        return (self.hidden_size, self.hidden_size)
+
+    def forward(self, input, state=None):
+        x, states, unbatched = self._prepare(input, state)
+        finals = []
+        for layer, cell in enumerate(self.cells):
+            if layer > 0:
+                x = nn.functional.dropout(x, self.dropout, self.training)
+            x, final = cell.scan(cell.input_projection(x), states[layer])
+            finals.append(final)
+        return self._finish(x, finals, unbatched)

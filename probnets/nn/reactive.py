@@ -1,0 +1,212 @@
+"""Reactive query network (seed 000; Marcus Lewis, code ``mrcslws/subsequent``): a context
+vector repeatedly generates a small per-example CNN, runs it on the image and folds what it
+read back into the context."""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .functional import dynamic_conv2d
+
+__all__ = ["ReactiveQueryNet", "StaticQueryCNN", "conv2d_flops"]
+
+
+def conv2d_flops(in_channels, out_channels, kernel_size, out_height, out_width):
+    """FLOPs (2 per multiply-add) of one 2-d convolution, bias and activation excluded."""
+    return 2 * in_channels * out_channels * kernel_size * kernel_size * out_height * out_width
+
+
+class ReactiveQueryNet(nn.Module):
+    r"""Classify an image with ``iterations`` queries, each a CNN generated for this image.
+
+    Starting from a learned context :math:`c_0 \in \mathbb R^D`, for
+    :math:`t = 1..\text{iterations}`:
+
+    .. math::
+
+        \theta_t &= G c_{t-1} + g \qquad \text{(hypernetwork: kernels and biases of the query CNN)} \\
+        r_t &= \mathrm{pool}(\mathrm{CNN}_{\theta_t}(x)) \qquad \text{(per-example CNN, run with
+               :func:`~probnets.nn.functional.dynamic_conv2d`)} \\
+        c_t &= \mathrm{LN}(c_{t-1} + U_2\, \mathrm{ReLU}(U_1 [c_{t-1}; r_t]))
+               \quad \text{(``update="residual"``)} \quad \text{or} \quad
+               c_t = \mathrm{GRU}(r_t, c_{t-1}) \quad \text{(``update="gru"``)}
+
+    and the logits are :math:`W c_T + w`. The query CNN has one 'same'-padded convolution +
+    ReLU per entry of ``channels``, a 2x2 max pool between layers, and an adaptive average
+    pool to ``pool_size x pool_size`` at the end, so :math:`r_t` has
+    ``channels[-1] * pool_size**2`` entries. The generator's bias :math:`g` is initialised
+    as an ordinary Kaiming-uniform CNN and :math:`G` small, so the first query is a static
+    CNN and later queries are perturbations the context learns to steer.
+
+    Each query costs the FLOPs of a static CNN of the same shape (per-example weights need no
+    more arithmetic); :meth:`conv_flops_per_image` counts them over all iterations, and
+    :meth:`hypernet_flops_per_image` the generator's.
+
+    :param int in_channels: image channels.
+    :param int image_size: image height = width (for FLOP counting and shape checks).
+    :param int num_classes: classifier outputs.
+    :param int context_size: :math:`D`.
+    :param tuple channels: output channels of each query-CNN layer.
+    :param int kernel_size: odd kernel size of every layer.
+    :param int iterations: number of queries.
+    :param int pool_size: side of the final adaptive average pool.
+    :param str update: ``"residual"`` or ``"gru"``.
+    :param str conv_method: passed to :func:`~probnets.nn.functional.dynamic_conv2d`.
+    """
+
+    def __init__(self, in_channels=1, image_size=28, num_classes=10, context_size=64,
+                 channels=(6, 6, 6), kernel_size=3, iterations=4, pool_size=2,
+                 update="residual", conv_method="auto"):
+        super().__init__()
+        if update not in ("residual", "gru"):
+            raise ValueError(f"update must be 'residual' or 'gru', got {update!r}")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+        if image_size // 2 ** (len(channels) - 1) < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(channels)} layers")
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.channels = tuple(channels)
+        self.kernel_size = kernel_size
+        self.iterations = iterations
+        self.pool_size = pool_size
+        self.update = update
+        self.conv_method = conv_method
+        self.context_size = context_size
+
+        self._shapes = []  # (C_out, C_in) of each query layer
+        c_in = in_channels
+        for c_out in self.channels:
+            self._shapes.append((c_out, c_in))
+            c_in = c_out
+        n_params = sum(o * i * kernel_size**2 + o for o, i in self._shapes)
+        self.initial_context = nn.Parameter(torch.zeros(context_size))
+        self.generator = nn.Linear(context_size, n_params)
+        read_size = self.channels[-1] * pool_size**2
+        if update == "residual":
+            self.update_in = nn.Linear(context_size + read_size, context_size)
+            self.update_out = nn.Linear(context_size, context_size)
+            self.norm = nn.LayerNorm(context_size)
+        else:
+            self.gru = nn.GRUCell(read_size, context_size)
+        self.classifier = nn.Linear(context_size, num_classes)
+        self._init_generator()
+
+    def _init_generator(self):
+        with torch.no_grad():
+            chunks = []
+            for c_out, c_in in self._shapes:
+                kernel = torch.empty(c_out, c_in, self.kernel_size, self.kernel_size)
+                nn.init.kaiming_uniform_(kernel, a=math.sqrt(5))
+                bound = 1.0 / math.sqrt(c_in * self.kernel_size**2)
+                chunks += [kernel.flatten(), torch.empty(c_out).uniform_(-bound, bound)]
+            self.generator.bias.copy_(torch.cat(chunks))
+            # Context entries are O(1) after layer norm; this makes the generated part of
+            # each kernel entry about half the size of the static part.
+            kernel_std = torch.cat(chunks).std()
+            self.generator.weight.normal_(0.0, 0.5 * kernel_std.item() / math.sqrt(self.context_size))
+
+    def _split(self, theta):
+        params, start = [], 0
+        k = self.kernel_size
+        for c_out, c_in in self._shapes:
+            n = c_out * c_in * k * k
+            weight = theta[:, start:start + n].view(-1, c_out, c_in, k, k)
+            bias = theta[:, start + n:start + n + c_out]
+            params.append((weight, bias))
+            start += n + c_out
+        return params
+
+    def query(self, x, context):
+        """Run the CNN generated from ``context`` (B, D) on ``x``; returns the read (B, R)."""
+        h = x
+        layers = self._split(self.generator(context))
+        for layer, (weight, bias) in enumerate(layers):
+            h = torch.relu(dynamic_conv2d(h, weight, bias, padding=self.kernel_size // 2,
+                                          method=self.conv_method))
+            if layer + 1 < len(layers):
+                h = F.max_pool2d(h, 2)
+        return F.adaptive_avg_pool2d(h, self.pool_size).flatten(1)
+
+    def contexts(self, x):
+        """All contexts ``[c_1, ..., c_T]`` as a tensor (iterations, B, D)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 3 and self.in_channels == 1:
+            x = x.unsqueeze(1)
+        expected = (self.in_channels, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}), "
+                             f"got shape {tuple(x.shape)}")
+        context = self.initial_context.expand(x.shape[0], -1)
+        out = []
+        for _ in range(self.iterations):
+            read = self.query(x, context)
+            if self.update == "residual":
+                delta = self.update_out(torch.relu(self.update_in(torch.cat([context, read], -1))))
+                context = self.norm(context + delta)
+            else:
+                context = self.gru(read, context)
+            out.append(context)
+        return torch.stack(out)
+
+    def forward(self, x):
+        """Logits ``(B, num_classes)`` for images ``(B, C, H, W)`` (or ``(B, H, W)``)."""
+        return self.classifier(self.contexts(x)[-1])
+
+    def conv_flops_per_image(self):
+        """Convolution FLOPs of all queries for one image."""
+        flops, size = 0, self.image_size
+        for layer, (c_out, c_in) in enumerate(self._shapes):
+            flops += conv2d_flops(c_in, c_out, self.kernel_size, size, size)
+            if layer + 1 < len(self._shapes):
+                size //= 2
+        return self.iterations * flops
+
+    def hypernet_flops_per_image(self):
+        """FLOPs of generating the query CNNs for one image."""
+        return self.iterations * 2 * self.generator.in_features * self.generator.out_features
+
+
+class StaticQueryCNN(nn.Module):
+    """The static counterpart of :class:`ReactiveQueryNet`: one ordinary CNN of the same
+    layout (same-padded convolutions + ReLU, 2x2 max pool between layers, adaptive average
+    pool to ``pool_size``) and a linear classifier, for accuracy-per-FLOP comparisons."""
+
+    def __init__(self, in_channels=1, image_size=28, num_classes=10, channels=(16, 32, 32),
+                 kernel_size=3, pool_size=2):
+        super().__init__()
+        self.in_channels, self.image_size = in_channels, image_size
+        self.kernel_size, self.pool_size = kernel_size, pool_size
+        self.convs = nn.ModuleList()
+        c_in = in_channels
+        for c_out in channels:
+            self.convs.append(nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2))
+            c_in = c_out
+        self.classifier = nn.Linear(c_in * pool_size**2, num_classes)
+
+    def forward(self, x):
+        if x.dim() == 3 and self.in_channels == 1:
+            x = x.unsqueeze(1)
+        expected = (self.in_channels, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}), "
+                             f"got shape {tuple(x.shape)}")
+        h = x
+        for layer, conv in enumerate(self.convs):
+            h = torch.relu(conv(h))
+            if layer + 1 < len(self.convs):
+                h = F.max_pool2d(h, 2)
+        return self.classifier(F.adaptive_avg_pool2d(h, self.pool_size).flatten(1))
+
+    def conv_flops_per_image(self):
+        flops, size = 0, self.image_size
+        for layer, conv in enumerate(self.convs):
+            flops += conv2d_flops(conv.in_channels, conv.out_channels, self.kernel_size, size, size)
+            if layer + 1 < len(self.convs):
+                size //= 2
+        return flops
