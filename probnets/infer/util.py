@@ -203,11 +203,10 @@ class SiteRecord:
     ``v`` for REBAR/RELAX) and the value handed to the rest of the program.
     """
 
-    def __init__(self, name, kind, estimator, order):
+    def __init__(self, name, kind, estimator):
         self.name = name
         self.kind = kind
         self.estimator = estimator
-        self.order = order
         self.u = None
         self.v = None
         self.logits = None
@@ -271,7 +270,7 @@ class GuidePass(Messenger):
                 "differentiate through it".format(msg["name"], type(fn).__name__)
             )
         estimator = self.elbo._site_estimator(msg, kind)
-        rec = SiteRecord(msg["name"], kind, estimator, self.order[msg["name"]])
+        rec = SiteRecord(msg["name"], kind, estimator)
         logits = discrete_logits(fn)
         rec.logits = detach_provenance(logits)
         rec.u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
@@ -311,6 +310,8 @@ class GuidePass(Messenger):
         if name in order and order[name] < order[target.name]:
             msg["value"] = self.first.values[name]
             msg["done"] = True
+            if rec is not None and rec.relaxed_value:
+                self.relaxed.add(name)
             return
         if rec is None:
             kind = discrete_kind(msg["fn"])
@@ -449,11 +450,6 @@ def expand_to_site(tensor, site):
     while tensor.dim() > len(shape) and tensor.shape[0] == 1:
         tensor = tensor.squeeze(0)
     return tensor.expand(torch.broadcast_shapes(tensor.shape, shape))
-
-
-def site_scale(site):
-    scale = site["scale"]
-    return float(scale) if not isinstance(scale, torch.Tensor) or scale.numel() == 1 else scale
 
 
 def param_leaves(*traces):

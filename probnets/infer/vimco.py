@@ -93,8 +93,12 @@ class VIMCO_ELBO(ELBO):
                     sites.append((side, site))
         common = frozenset.intersection(*(vectorized_frames(s) for _, s in sites))
         particle = frozenset(f for f in common if f.name == "num_particles_vectorized")
-        scales = {float(s["scale"]) for _, s in sites}
-        per_element = len(common) > len(particle) and len(scales) == 1
+        # a per-element bound needs one scalar scale (plate subsampling) shared by all sites
+        scales = {
+            float(s["scale"]) if not torch.is_tensor(s["scale"]) or s["scale"].numel() == 1 else None
+            for _, s in sites
+        }
+        per_element = len(common) > len(particle) and len(scales) == 1 and None not in scales
         target = common if per_element else particle
         scale = scales.pop() if per_element else 1.0
         log_w, log_q = 0.0, 0.0
