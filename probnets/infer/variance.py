@@ -312,21 +312,51 @@ def _zero(leaves):
 
 
 def _tune_control_variates(elbo, model, guide, args, kwargs, steps, lr):
-    """Descend only the estimator-owned ``cv.*`` params for ``steps`` steps (Adam), with
-    model and guide params held fixed."""
+    """Run ``steps`` estimator calls with model and guide params fixed, descending only the
+    estimator-owned ``cv.*`` params (Adam); running statistics inside the estimator (e.g.
+    decaying-average or NVIL centering) adapt as they would in training."""
     optimizer = None
     for _ in range(steps):
         _, leaves = _call(elbo, model, guide, args, kwargs)
         cv = [leaf for name, leaf in leaves.items() if name.startswith("cv.")]
-        if not cv:
-            raise ValueError(
-                f"cv_tune_steps={steps} but the estimator {type(elbo).__name__} registers "
-                "no 'cv.*' params"
-            )
-        if optimizer is None:
-            optimizer = torch.optim.Adam(cv, lr=lr)
-        optimizer.step()
+        if cv:
+            if optimizer is None:
+                optimizer = torch.optim.Adam(cv, lr=lr)
+            optimizer.step()
         _zero(leaves)
+
+
+def _collect_shared(obj, found, seen):
+    """Tensors and modules reachable from an estimator's attributes: they are shared, not
+    copied, when its Python state is snapshotted (the param store is restored separately)."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+        found[id(obj)] = obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _collect_shared(key, found, seen)
+            _collect_shared(value, found, seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for value in obj:
+            _collect_shared(value, found, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        _collect_shared(vars(obj), found, seen)
+
+
+class _EstimatorState:
+    """Snapshot of an estimator's Python state (running averages, step counters...)."""
+
+    def __init__(self, elbo):
+        self.elbo = elbo
+        self.shared = {}
+        _collect_shared(vars(elbo), self.shared, set())
+        self.state = copy.deepcopy(vars(elbo), dict(self.shared))
+
+    def restore(self):
+        vars(self.elbo).clear()
+        vars(self.elbo).update(copy.deepcopy(self.state, dict(self.shared)))
 
 
 def _measure_one(name, elbo, model, guide, args, kwargs, num_samples, params, exact):
@@ -342,9 +372,11 @@ def _measure_one(name, elbo, model, guide, args, kwargs, num_samples, params, ex
             f"params {missing} are not touched by estimator '{name}'; "
             f"available: {sorted(leaves)}"
         )
-    # Estimators may update params inside loss_and_grads (e.g. running baselines); every
-    # sample starts from this snapshot so all samples are drawn at the same point.
+    # Estimators may update params or running statistics inside loss_and_grads (e.g.
+    # decaying-average baselines); every sample starts from this snapshot so all samples are
+    # drawn at the same point.
     snapshot = {k: v.detach().clone() for k, v in leaves.items()}
+    state = _EstimatorState(elbo)
     model_counter.reset()
     guide_counter.reset()
 
@@ -385,6 +417,7 @@ def _measure_one(name, elbo, model, guide, args, kwargs, num_samples, params, ex
             for k, v in snapshot.items():
                 if k in leaves:
                     leaves[k].copy_(v)
+        state.restore()
 
     var = m2 / max(count - 1, 1)
     shapes = [leaves[p].shape for p in params]
@@ -427,8 +460,9 @@ def _measure_one(name, elbo, model, guide, args, kwargs, num_samples, params, ex
         diff = m - e
         stderr = (var.cpu() / count).sqrt()
         # An entry with zero sample variance is biased iff its mean differs from the exact
-        # value (up to rounding).
-        tol = 1e-9 * (1.0 + e.abs())
+        # value by more than rounding in the params' dtype.
+        eps = torch.finfo(leaves[params[0]].dtype).eps
+        tol = 64 * eps * torch.maximum(e.abs(), m.abs()).clamp(min=torch.finfo(torch.float64).tiny)
         z = torch.where(
             stderr > 0,
             diff.abs() / stderr.clamp(min=torch.finfo(torch.float64).tiny),
@@ -468,7 +502,9 @@ def measure(
         returning it; enables the bias columns.
     :param int cv_tune_steps: before measuring, descend the estimator-owned ``cv.*``
         params (e.g. REBAR's eta and temperature) for this many Adam steps at learning rate
-        ``cv_lr`` with model and guide params fixed. During measurement nothing is updated.
+        ``cv_lr`` with model and guide params fixed; running statistics (decaying-average
+        and NVIL baselines) adapt during these steps too. During measurement nothing is
+        updated: params and the estimator's Python state are restored after every sample.
     :param str reference: estimator whose seconds per estimate define ``time_ratio``
         (default: the first).
     :rtype: VarianceReport

@@ -180,10 +180,26 @@ def test_control_variate_tuning_lowers_variance():
     assert toy.theta.item() == 0.0
 
 
-def test_cv_tuning_without_cv_params_is_an_error():
+class _RunningMeanELBO(Trace_ELBO):
+    """Returns a running count kept as a Python attribute (estimator state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        super().loss_and_grads(model, guide, *args, **kwargs)
+        self.calls += 1
+        return float(self.calls)
+
+
+def test_python_state_of_estimator_is_restored_between_samples():
     toy = ToyBernoulli()
-    with pytest.raises(ValueError, match="registers no 'cv.\\*' params"):
-        measure({"t": Trace_ELBO()}, toy.model, toy.guide, num_samples=2, cv_tune_steps=1)
+    elbo = _RunningMeanELBO()
+    report = measure({"r": elbo}, toy.model, toy.guide, num_samples=10, cv_tune_steps=3)
+    # 3 tuning calls + 1 warm-up call, then every sample starts from calls == 4.
+    assert report.estimators["r"].loss == 5.0
+    assert elbo.calls == 4
 
 
 def test_bad_arguments():
