@@ -162,7 +162,7 @@ class DiscreteELBO(ELBO):
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
-        return TraceCosts(model_trace, guide_trace, guide_pass.relaxed)
+        return TraceCosts(model_trace, guide_trace, guide_pass.relaxed, guide_pass.frozen)
 
     def _get_trace(self, model, guide, args, kwargs):
         first = GuidePass(self, "hard")

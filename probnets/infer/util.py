@@ -99,28 +99,30 @@ def discrete_logits(fn):
     return logits.expand(shape)
 
 
-def multilinear_log_prob(fn, value):
+def multilinear_log_prob(fn, value, detach_params=False):
     """
     Log-density of a Bernoulli / one-hot categorical site at a possibly relaxed value:
     the multilinear extension ``ẑ log θ + (1 − ẑ) log(1 − θ)`` resp. ``Σ_k ẑ_k log π_k``,
     with the same masking and ``to_event`` summation as ``fn.log_prob``. Bypasses
     support validation on purpose: relaxed values lie inside the hypercube / simplex.
+    ``detach_params`` keeps the dependence on ``value`` only.
     """
     if isinstance(fn, MaskedDistribution):
-        lp = multilinear_log_prob(fn.base_dist, value)
+        lp = multilinear_log_prob(fn.base_dist, value, detach_params)
         return scale_and_mask(lp, mask=fn._mask)
     if isinstance(fn, torch.distributions.Independent):
-        lp = multilinear_log_prob(fn.base_dist, value)
+        lp = multilinear_log_prob(fn.base_dist, value, detach_params)
         n = fn.reinterpreted_batch_ndims
         return lp.sum(tuple(range(-n, 0))) if n else lp
     if isinstance(fn, ExpandedDistribution):
-        lp = multilinear_log_prob(fn.base_dist, value)
+        lp = multilinear_log_prob(fn.base_dist, value, detach_params)
         return lp.expand(torch.broadcast_shapes(lp.shape, fn.batch_shape))
+    logits = fn.logits.detach() if detach_params else fn.logits
     if isinstance(fn, torch.distributions.Bernoulli):
-        logits, value = torch.broadcast_tensors(fn.logits, value)
+        logits, value = torch.broadcast_tensors(logits, value)
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
     if isinstance(fn, torch.distributions.OneHotCategorical):
-        return (value * fn.logits.log_softmax(-1)).sum(-1)
+        return (value * logits.log_softmax(-1)).sum(-1)
     raise TypeError(
         "multilinear_log_prob expected fn to be a Bernoulli or OneHotCategorical "
         "(optionally masked / expanded / to_event), but got {}".format(type(fn).__name__)
@@ -243,6 +245,9 @@ class GuidePass(Messenger):
         self.order = {}
         self.values = {}
         self.relaxed = set()  # names whose value this pass relaxed
+        # In the relaxed passes the target's own log q(σ_λ(z)) is a function of the value
+        # only: its direct θ-dependence has zero mean and would only add noise to ∇c.
+        self.frozen = {target} if mode in ("relaxed", "conditional") else set()
 
     def _pyro_sample(self, msg):
         if msg["is_observed"] or site_is_subsample(msg):
@@ -368,13 +373,13 @@ def vectorized_frames(site):
     return frozenset(f for f in site["cond_indep_stack"] if f.vectorized)
 
 
-def site_log_prob(site, relaxed):
+def site_log_prob(site, relaxed, detach_params=False):
     """
     Unscaled, masked log-density of a sample site summed over event dims; ``relaxed``
     selects the multilinear extension for sites whose value is relaxed.
     """
     if relaxed:
-        lp = multilinear_log_prob(site["fn"], site["value"])
+        lp = multilinear_log_prob(site["fn"], site["value"], detach_params)
     else:
         lp = site["fn"].log_prob(site["value"])
     return scale_and_mask(lp, mask=site["mask"])
@@ -403,9 +408,10 @@ class TraceCosts:
     ``(frames, scaled cost)`` with model terms ``+`` and guide terms ``−``), and
     ``dependents`` (site name -> keys of ``terms`` whose provenance contains it; only the
     first pass tracks provenance, later passes reuse its dependency structure).
+    Guide sites in ``frozen`` are scored with detached distribution parameters.
     """
 
-    def __init__(self, model_trace, guide_trace, relaxed_names):
+    def __init__(self, model_trace, guide_trace, relaxed_names, frozen=()):
         self.model_trace = model_trace
         self.guide_trace = guide_trace
         self.model_lp, self.guide_lp = {}, {}
@@ -419,7 +425,8 @@ class TraceCosts:
             for name, site in trace.nodes.items():
                 if site["type"] != "sample" or site_is_subsample(site):
                     continue
-                lp = site_log_prob(site, name in relaxed_names and not site["is_observed"])
+                relaxed = name in relaxed_names and not site["is_observed"]
+                lp = site_log_prob(site, relaxed, side == "guide" and name in frozen)
                 provenance = get_provenance(lp)
                 lp = detach_provenance(lp)
                 store[name] = lp
