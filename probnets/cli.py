@@ -17,7 +17,7 @@ import torch
 
 import probnets.tasks  # noqa: F401  (registers the tasks)
 from probnets.tasks.base import tasks
-from probnets.train import NonFiniteLossError, Trainer, parse_schedule, resolve_device
+from probnets.train import NonFiniteLossError, Trainer, distributed, parse_schedule, resolve_device
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -144,12 +144,14 @@ def evaluate(args):
     return 0
 
 
-def _run_directory(args):
+def _run_directory(args, create=True):
     if args.out is None:
         if args.resume:
             raise SystemExit("probnets: error: --resume needs --out DIR (the run to continue)")
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         args.out = os.path.join("runs", f"{args.task}-{stamp}")
+        if distributed.world_size() > 1:  # every rank uses rank 0's directory
+            args.out = distributed.broadcast_object(args.out)
     checkpoint = os.path.join(args.out, "last.pt")
     if args.resume and not os.path.exists(checkpoint):
         raise SystemExit(f"probnets: error: --resume: no checkpoint at {checkpoint}")
@@ -157,24 +159,33 @@ def _run_directory(args):
         raise SystemExit(
             f"probnets: error: {args.out} already holds a run; pass --resume to continue it or "
             "choose another --out")
-    os.makedirs(args.out, exist_ok=True)
+    if create:
+        os.makedirs(args.out, exist_ok=True)
 
 
 def train(args):
     task = tasks()[args.task]
-    _run_directory(args)
-    device = resolve_device(args.device)
+    if distributed.launched_distributed():
+        # torchrun: every rank builds the same model (same seed), then draws its own noise.
+        device = distributed.init_distributed(args.device)
+    else:
+        device = resolve_device(args.device)
+    main_process = distributed.is_main_process()
+    _run_directory(args, create=main_process)
     args.dtype = _DTYPES[args.dtype]
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = task.build(args, device)
-    for warning in caught:
+    if distributed.world_size() > 1:
+        pyro.set_rng_seed(args.seed + 7919 * distributed.rank())
+    for warning in caught if main_process else ():
         print(f"warning: {warning.message}", file=sys.stderr)
-    print(f"probnets train {task.name}: data={run.data_source or 'n/a'} device={device} "
-          f"dtype={str(args.dtype).replace('torch.', '')} seed={args.seed} out={args.out}",
-          file=sys.stderr)
+    if main_process:
+        print(f"probnets train {task.name}: data={run.data_source or 'n/a'} device={device} "
+              f"dtype={str(args.dtype).replace('torch.', '')} seed={args.seed} "
+              f"ranks={distributed.world_size()} out={args.out}", file=sys.stderr)
     param_groups = dict(run.param_groups)
     if args.cv_lr is not None:
         param_groups.setdefault("cv.*", {})["lr"] = args.cv_lr
@@ -200,6 +211,8 @@ def train(args):
         return 3
     except KeyboardInterrupt:
         return 130
+    if not main_process:
+        return 0
     task.finish(run, result, args)
     summary = {"task": task.name, "steps": result.step, "bad_steps": result.bad_steps,
                "data": run.data_source, "checkpoint": result.checkpoint,

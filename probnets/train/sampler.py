@@ -2,6 +2,8 @@
 
 import torch
 
+from probnets.train import distributed
+
 
 class BatchSampler:
     """An endless stream of shuffled mini-batches drawn from equally long tensors.
@@ -17,9 +19,15 @@ class BatchSampler:
     :param device: where batches are sent (the data may stay on the CPU).
     :param bool drop_last: drop the last incomplete batch of each epoch (default True, so every
         step sees the same batch size).
+    :param shard: ``(rank, world_size)`` to yield only this rank's contiguous share of each
+        global batch; ``"auto"`` (default) reads them from an initialized
+        :mod:`torch.distributed` process group. Every rank draws the same global order, so
+        ``world_size`` ranks with ``batch_size`` split between them see exactly the examples a
+        single process would.
     """
 
-    def __init__(self, *tensors, batch_size=None, seed=0, device=None, drop_last=True):
+    def __init__(self, *tensors, batch_size=None, seed=0, device=None, drop_last=True,
+                 shard="auto"):
         if not tensors:
             raise ValueError("BatchSampler needs at least one tensor")
         for i, t in enumerate(tensors):
@@ -33,6 +41,13 @@ class BatchSampler:
             )
         if batch_size is not None and not (isinstance(batch_size, int) and 0 < batch_size <= n):
             raise ValueError(f"batch_size must be an integer in [1, {n}] or None, got {batch_size!r}")
+        if shard == "auto":
+            shard = (distributed.rank(), distributed.world_size())
+        self.rank, self.world_size = shard
+        if self.world_size > 1 and (batch_size is None or batch_size % self.world_size):
+            raise ValueError(
+                f"batch_size {batch_size} must be divisible by the number of ranks "
+                f"({self.world_size}): it is the global batch, split evenly between ranks")
         self.tensors = tensors
         self.num_examples = n
         self.batch_size = batch_size
@@ -60,6 +75,8 @@ class BatchSampler:
             self._new_epoch()
         index = self._order[self._position:self._position + self.batch_size]
         self._position += len(index)
+        if self.world_size > 1:
+            index = index.chunk(self.world_size)[self.rank]
         return self._to_device(tuple(t[index] for t in self.tensors))
 
     def _to_device(self, batch):

@@ -45,6 +45,7 @@ from probnets.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from probnets.train import distributed
 from probnets.train.metrics import MetricsLogger
 from probnets.train.schedules import Constant
 
@@ -218,6 +219,9 @@ class Trainer:
         ``model_fn``/``guide_fn`` as bound methods are found automatically.
     :param checkpoint_extra: dict stored in every checkpoint under ``"extra"`` (e.g. the model's
         constructor arguments, so it can be rebuilt from the checkpoint alone).
+    :param distributed_sync: sum gradients over the ranks of the :mod:`torch.distributed`
+        process group (default: whenever one with more than one rank is initialized); see
+        :mod:`probnets.train.distributed`.
     """
 
     def __init__(self, model_fn, guide_fn, loss, data, *, steps, lr=1e-3, param_groups=None,
@@ -225,7 +229,7 @@ class Trainer:
                  schedules=(), metrics_fn=None, eval_fn=None, eval_every=None, log_every=1,
                  out_dir=None, checkpoint_every=None, resume=False, max_bad_steps=10,
                  modules=(), checkpoint_extra=None, progress=True, tensorboard=True,
-                 description="train", _objective=None):
+                 description="train", distributed_sync=None, _objective=None):
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         if not (isinstance(lr, (int, float)) and lr > 0):
@@ -258,6 +262,11 @@ class Trainer:
         self.modules = _bound_modules(model_fn, guide_fn) + [m for m in modules]
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.progress, self.description = progress, description
+        # Under torch.distributed gradients are summed over ranks and only rank 0 writes.
+        if distributed_sync is None:
+            distributed_sync = distributed.world_size() > 1
+        self.sync = distributed.GradientSync() if distributed_sync else None
+        self.is_main = distributed.is_main_process()
 
         self.step = 0
         self.bad_steps = 0
@@ -268,7 +277,7 @@ class Trainer:
         self._pending_optimizer_state = {}
         self.last_loss = float("nan")
         self.last_grad_norms = {}
-        self.logger = MetricsLogger(out_dir, tensorboard=tensorboard)
+        self.logger = MetricsLogger(out_dir if self.is_main else None, tensorboard=tensorboard)
         self.result = TrainResult()
 
     @classmethod
@@ -307,6 +316,9 @@ class Trainer:
 
     def _register(self, named):
         """Bring newly seen parameters (or replaced tensors) into the optimizer."""
+        new = {name: p for name, p in named.items() if name not in self._param_by_name}
+        if new and self.sync is not None:
+            self.sync.broadcast_parameters(new)
         for name, param in named.items():
             known = self._param_by_name.get(name)
             if known is param:
@@ -373,6 +385,9 @@ class Trainer:
                 "pyro.module. If the model is a PyroModule, decorate methods other than forward "
                 "(model, guide) with pyro.nn.pyro_method so its parameters are registered.")
         self._register(named)
+        if self.sync is not None:
+            self.sync.gradients(named)
+            loss = self.sync.scalar(loss, _device_of(named))
         norms, finite = self._grad_norms_and_clip()
         self.last_grad_norms = norms
         if not (math.isfinite(loss) and finite):
@@ -406,7 +421,9 @@ class Trainer:
             "modules": [m.state_dict() for m in self.modules],
             "optimizer": optimizer_state,
             "schedules": {s.name: float(s.schedule(max(self.step - 1, 0))) for s in self.schedules},
-            "rng": get_rng_state(),
+            "rng": (get_rng_state() if self.sync is None
+                    else self.sync.gather_objects(get_rng_state())),
+            "world_size": distributed.world_size(),
             "extra": self.checkpoint_extra,
         }
         if hasattr(self.data, "state_dict"):
@@ -416,16 +433,26 @@ class Trainer:
         return state
 
     def save(self, path=None):
+        """Write a checkpoint (collective under torch.distributed: every rank calls it, rank 0
+        writes)."""
         path = path or self.checkpoint_path
         if path is None:
             raise ValueError("no checkpoint path: pass path= or give the Trainer an out_dir")
-        save_checkpoint(path, self.state_dict())
+        state = self.state_dict()
+        if self.is_main:
+            save_checkpoint(path, state)
+        if self.sync is not None:
+            self.sync.barrier()  # the checkpoint exists for every rank when save returns
         self.result.checkpoint = path
         return path
 
     def load(self, path):
         """Continue from a checkpoint, exactly where the run that wrote it was."""
         state = load_checkpoint(path)
+        if state.get("world_size", 1) != distributed.world_size():
+            raise ValueError(
+                f"checkpoint {path!r} was written by {state.get('world_size', 1)} rank(s); resume "
+                f"it with the same number (this run has {distributed.world_size()})")
         if len(state["modules"]) != len(self.modules):
             raise ValueError(
                 f"checkpoint {path!r} holds {len(state['modules'])} module state(s) but this "
@@ -450,7 +477,7 @@ class Trainer:
             self.data.load_state_dict(state["data"])
         if "loss" in state and hasattr(self.loss, "load_state_dict"):
             self.loss.load_state_dict(state["loss"])
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"] if self.sync is None else state["rng"][distributed.rank()])
         self.step, self.bad_steps = state["step"], state["bad_steps"]
         self.logger.truncate_after(self.step)
         self.result.checkpoint = path
@@ -481,7 +508,7 @@ class Trainer:
             path = self.checkpoint_path if self.resume is True else os.fspath(self.resume)
             self.load(path)
         bar = tqdm(total=self.steps, initial=self.step, desc=self.description,
-                   disable=not self.progress, dynamic_ncols=True)
+                   disable=not (self.progress and self.is_main), dynamic_ncols=True)
         running, shown, last_eval = None, {}, None
         try:
             while self.step < self.steps:
@@ -498,7 +525,7 @@ class Trainer:
                     shown = {k: v for k, v in row.items()
                              if k not in ("step", "lr", "seconds_per_step", "loss")
                              and not k.startswith("grad_norm")}
-                if self.eval_fn is not None and (
+                if self.eval_fn is not None and self.is_main and (
                         last or (self.eval_every and self.step % self.eval_every == 0)):
                     last_eval = self._evaluate()
                 # A checkpoint is only written after a good step, so the one on disk is the
@@ -519,7 +546,8 @@ class Trainer:
         finally:
             bar.close()
             self.logger.close()
-        if self.eval_fn is not None and self.steps == self.step and last_eval is None:
+        if (self.eval_fn is not None and self.is_main and self.steps == self.step
+                and last_eval is None):
             self._evaluate()
         self.result.step, self.result.bad_steps = self.step, self.bad_steps
         return self.result
