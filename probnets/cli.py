@@ -86,6 +86,8 @@ def add_common_arguments(parser, task):
     group.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N]")
     group.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
                        help="floating-point precision of model and data")
+    group.add_argument("--precision", choices=["32", "bf16", "16-mixed"], default="32",
+                       help="32 (default) or bf16 autocast; 16-mixed is not supported yet")
     group.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
     group.add_argument("--out", default=None,
                        help="run directory for checkpoints (*.pt), metrics.csv and figures "
@@ -197,13 +199,18 @@ def train(args):
         eval_every=args.eval_every or max(args.steps // 10, 1), log_every=args.log_every,
         out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
         max_bad_steps=args.max_bad_steps, progress=not args.no_progress,
+        precision=args.precision,
         checkpoint_extra={"task": task.name, "config": run.config,
                           "data_source": run.data_source},
         description=f"train {task.name}")
-    if run.model_fn is not None:
-        trainer = Trainer(run.model_fn, run.guide_fn, run.loss, run.data, **common)
-    else:
-        trainer = Trainer.for_objective(run.objective_fn, run.module, run.data, **common)
+    try:
+        if run.model_fn is not None:
+            trainer = Trainer(run.model_fn, run.guide_fn, run.loss, run.data, **common)
+        else:
+            trainer = Trainer.for_objective(run.objective_fn, run.module, run.data, **common)
+    except ValueError as error:
+        print(f"probnets: error: {error}", file=sys.stderr)
+        return 2
     try:
         result = trainer.run()
     except NonFiniteLossError as error:

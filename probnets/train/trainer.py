@@ -50,6 +50,7 @@ from probnets.train.metrics import MetricsLogger
 from probnets.train.schedules import Constant
 
 CHECKPOINT_NAME = "last.pt"
+PRECISIONS = ("32", "bf16", "16-mixed")
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -166,6 +167,13 @@ class _PlainObjective:
         return []
 
 
+def _batch_device(batch):
+    for value in batch:
+        if torch.is_tensor(value):
+            return value.device
+    return torch.device("cpu")
+
+
 def _device_of(named):
     for value in named.values():
         return value.device
@@ -219,6 +227,9 @@ class Trainer:
         ``model_fn``/``guide_fn`` as bound methods are found automatically.
     :param checkpoint_extra: dict stored in every checkpoint under ``"extra"`` (e.g. the model's
         constructor arguments, so it can be rebuilt from the checkpoint alone).
+    :param str precision: ``"32"``, or ``"bf16"`` to run the loss under
+        :func:`torch.autocast` with bfloat16 (matrix products and convolutions in bfloat16,
+        parameters, optimizer and reductions in float32).
     :param distributed_sync: sum gradients over the ranks of the :mod:`torch.distributed`
         process group (default: whenever one with more than one rank is initialized); see
         :mod:`probnets.train.distributed`.
@@ -229,7 +240,7 @@ class Trainer:
                  schedules=(), metrics_fn=None, eval_fn=None, eval_every=None, log_every=1,
                  out_dir=None, checkpoint_every=None, resume=False, max_bad_steps=10,
                  modules=(), checkpoint_extra=None, progress=True, tensorboard=True,
-                 description="train", distributed_sync=None, _objective=None):
+                 description="train", distributed_sync=None, precision="32", _objective=None):
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         if not (isinstance(lr, (int, float)) and lr > 0):
@@ -240,6 +251,13 @@ class Trainer:
             raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
         if resume and out_dir is None and resume is True:
             raise ValueError("resume=True needs out_dir (the run directory holding last.pt)")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "16-mixed":
+            raise ValueError(
+                "precision '16-mixed' is not supported yet: float16 needs loss scaling before "
+                "backward, and Pyro ELBOs run backward inside loss_and_grads; use 'bf16', which "
+                "has float32's exponent range and needs no scaling")
         if not isinstance(max_bad_steps, int) or max_bad_steps < 1:
             raise ValueError(f"max_bad_steps must be a positive integer, got {max_bad_steps!r}")
         self.objective = _objective or _SVIObjective(model_fn, guide_fn, loss)
@@ -262,6 +280,7 @@ class Trainer:
         self.modules = _bound_modules(model_fn, guide_fn) + [m for m in modules]
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.progress, self.description = progress, description
+        self.precision = precision
         # Under torch.distributed gradients are summed over ranks and only rank 0 writes.
         if distributed_sync is None:
             distributed_sync = distributed.world_size() > 1
@@ -378,7 +397,12 @@ class Trainer:
         """One guarded optimisation step; returns the loss (``nan`` when skipped)."""
         for schedule in self.schedules:
             schedule.apply(self.step)
-        loss, named = self.objective(batch)
+        if self.precision == "bf16":
+            device_type = _batch_device(batch).type
+            with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+                loss, named = self.objective(batch)
+        else:
+            loss, named = self.objective(batch)
         if not named:
             raise RuntimeError(
                 "the objective has no trainable parameters: nothing called pyro.param or "

@@ -279,3 +279,22 @@ def test_batch_sampler_resumes_and_validates():
         BatchSampler(torch.zeros(3), torch.zeros(4), batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         BatchSampler(torch.zeros(3), batch_size=5)
+
+
+def test_bf16_autocast_trains_and_keeps_float32_parameters(tmp_path):
+    from probnets.models.vae import VAE
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    images = torch.bernoulli(torch.full((64, 8, 8), 0.3))
+    vae = VAE(image_size=8, latent_dim=2, hidden_dim=16)
+    trainer = Trainer(vae.model, vae.guide, pyro.infer.Trace_ELBO(),
+                      BatchSampler(images, batch_size=32), steps=40, lr=1e-2,
+                      precision="bf16", progress=False)
+    result = trainer.run()
+    assert trainer.bad_steps == 0
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert all(p.dtype == torch.float32 for p in vae.parameters())
+    with pytest.raises(ValueError, match="16-mixed.*not supported yet"):
+        Trainer(vae.model, vae.guide, pyro.infer.Trace_ELBO(), iter([]), steps=1,
+                precision="16-mixed")
