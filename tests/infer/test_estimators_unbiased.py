@@ -167,3 +167,66 @@ def test_mean_gradient_matches_exact(name, make_elbo, one_hot_c, estimators):
     assert samples.dtype == torch.float64
     z = z_scores(samples, exact)
     assert z.abs().max() < Z_MAX, (name, z, exact, samples.mean(0))
+
+
+# a reparameterized site downstream of a discrete one (as AIR's z_where after z_pres): the
+# relaxed passes of REBAR/RELAX redraw it with shared random numbers, DisARM with fresh ones
+
+
+def cont_model():
+    a = pyro.sample("a", dist.Bernoulli(torch.tensor(0.4, dtype=torch.float64)))
+    w = pyro.sample("w", dist.Normal(a, 1.0))
+    pyro.sample("x", dist.Normal(w, 0.5), obs=torch.tensor(0.7, dtype=torch.float64))
+
+
+def cont_guide():
+    la = pyro.param("la", torch.tensor(0.2, dtype=torch.float64))
+    m = pyro.param("m", torch.tensor([-0.3, 0.8], dtype=torch.float64))
+    s = pyro.param("s", torch.tensor(0.6, dtype=torch.float64), constraint=dist.constraints.positive)
+    a = pyro.sample("a", dist.Bernoulli(logits=la))
+    pyro.sample("w", dist.Normal(m[0] + (m[1] - m[0]) * a, s))
+
+
+def cont_exact():
+    pyro.clear_param_store()
+    cont_guide()
+    la, m, s = pyro.param("la"), pyro.param("m"), pyro.param("s")
+
+    def expected_log_normal(mean, sd, loc, scale):  # E_{w~N(mean, sd)} log N(w | loc, scale)
+        scale = torch.as_tensor(scale, dtype=torch.float64)
+        return -0.5 * torch.log(2 * torch.pi * scale**2) - ((mean - loc) ** 2 + sd**2) / (2 * scale**2)
+
+    elbo = 0.0
+    for a in (0.0, 1.0):
+        q_a = torch.sigmoid(la) if a else torch.sigmoid(-la)
+        p_a = 0.4 if a else 0.6
+        mean = m[int(a)]
+        inner = (
+            expected_log_normal(mean, s, a, 1.0)
+            + expected_log_normal(mean, s, 0.7, 0.5)
+            + 0.5 * torch.log(2 * torch.pi * torch.e * s**2)
+        )
+        elbo = elbo + q_a * (torch.log(torch.tensor(p_a, dtype=torch.float64)) - torch.log(q_a) + inner)
+    params = [pyro.param(n).unconstrained() for n in ("la", "m", "s")]
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(-elbo, params)])
+
+
+@pytest.mark.parametrize("make_elbo", [
+    lambda: REBAR_ELBO(num_particles=K),
+    lambda: RELAX_ELBO(num_particles=K),
+    lambda: DisARM_ELBO(num_particles=K),
+], ids=["rebar", "relax", "disarm"])
+def test_continuous_site_downstream_of_discrete(make_elbo):
+    pyro.set_rng_seed(0)
+    exact = cont_exact()
+    elbo = make_elbo()
+    pyro.clear_param_store()
+    out = []
+    for _ in range(20):
+        elbo.loss_and_grads(cont_model, cont_guide)
+        store = pyro.get_param_store()
+        out.append(torch.cat([store[n].unconstrained().grad.reshape(-1).clone() for n in ("la", "m", "s")]))
+        for n in store.keys():
+            store[n].unconstrained().grad = None
+    z = z_scores(torch.stack(out), exact)
+    assert z.abs().max() < Z_MAX, (z, exact)
