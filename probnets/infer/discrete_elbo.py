@@ -279,7 +279,10 @@ class DiscreteELBO(ELBO):
                 net = mlp(2 * logits_in.shape[-1], self.hidden_size, like)
                 self.surrogates[name] = net
             pyro.module(prefix + "surrogate." + name, net, update_module_params=True)
-            eta = pyro.param(prefix + "eta." + name, lambda: like.new_tensor(self.init_eta).detach())
+            if self.relax_rebar_cv:
+                eta = pyro.param(
+                    prefix + "eta." + name, lambda: like.new_tensor(self.init_eta).detach()
+                )
             for key in ("c_z", "c_zt"):
                 x = torch.cat([flatten_event(values[key], batch_shape), logits_in], -1)
                 c = site["scale"] * net(x).squeeze(-1)

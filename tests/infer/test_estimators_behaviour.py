@@ -306,3 +306,14 @@ def test_float64_end_to_end_with_trainer(make_elbo, request):
     assert len(result.history) >= 1
     for name in pyro.get_param_store().keys():
         assert pyro.param(name).dtype == torch.float64, name
+
+
+def test_relax_without_rebar_term_is_a_pure_surrogate():
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    elbo = RELAX_ELBO(rebar_cv=False, num_particles=8)
+    elbo.loss_and_grads(model, guide)
+    names = set(pyro.get_param_store().keys())
+    assert not any(n.startswith("cv.relax.eta") for n in names)
+    w = pyro.get_param_store()["cv.relax.surrogate.b$$$2.weight"].unconstrained()  # zero-initialized output layer
+    assert w.grad is not None and w.grad.abs().sum() > 0
