@@ -56,8 +56,12 @@ __all__ = [
     "VarianceReport",
     "measure",
     "run_variance",
+    "standard_estimators",
     "track",
 ]
+
+#: Estimators whose control variates or baselines adapt: measure them after tuning.
+ADAPTIVE_ESTIMATORS = ("score+avg", "nvil", "rebar", "relax")
 
 #: Names of plates that ELBOs use to vectorize particles; Pyro's is the first.
 PARTICLE_PLATE_NAMES = ("num_particles_vectorized",)
@@ -100,6 +104,47 @@ class EvaluationCounter(Messenger):
         for frame in msg["cond_indep_stack"]:
             if frame.name in self.particle_plates and frame.size is not None:
                 self._particles = max(self._particles, frame.size)
+
+
+def standard_estimators(names=None, temperature=0.5, num_particles=2):
+    """``{name: factory}`` of the estimators compared by default (factories, so every run
+    gets a fresh estimator):
+
+    ``score`` REINFORCE without baseline; ``score+avg`` with a decaying-average baseline;
+    ``nvil`` with a learned input-dependent baseline (Mnih & Gregor 2014); ``loo`` with
+    ``num_particles`` samples and leave-one-out baselines; ``relaxed`` Concrete / Gumbel-
+    softmax at ``temperature`` (biased); ``rebar-fixed`` REBAR with eta = 1 and temperature
+    0.5 held fixed; ``rebar`` REBAR with learned eta and temperature; ``relax`` RELAX;
+    ``vimco`` the ``num_particles``-sample bound with leave-one-out baselines (a different
+    objective); ``disarm`` DisARM (two antithetic evaluations).
+
+    :param names: subset (and order) of the names above; default all.
+    """
+    from probnets.infer.disarm import DisARM_ELBO
+    from probnets.infer.rebar import REBAR_ELBO
+    from probnets.infer.relax import RELAX_ELBO
+    from probnets.infer.relaxed import Relaxed_ELBO
+    from probnets.infer.score_function import ScoreFunction_ELBO
+    from probnets.infer.vimco import VIMCO_ELBO
+
+    table = {
+        "score": lambda: ScoreFunction_ELBO(),
+        "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg"),
+        "nvil": lambda: ScoreFunction_ELBO(baseline="nvil"),
+        "loo": lambda: ScoreFunction_ELBO(num_particles=num_particles, baseline="loo"),
+        "relaxed": lambda: Relaxed_ELBO(temperature=temperature),
+        "rebar-fixed": lambda: REBAR_ELBO(learn_eta=False, learn_temperature=False),
+        "rebar": lambda: REBAR_ELBO(),
+        "relax": lambda: RELAX_ELBO(),
+        "vimco": lambda: VIMCO_ELBO(num_particles=num_particles),
+        "disarm": lambda: DisARM_ELBO(),
+    }
+    if names is None:
+        return table
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"unknown estimator names {unknown}; choose from {list(table)}")
+    return {n: table[n] for n in names}
 
 
 @dataclass
@@ -148,6 +193,7 @@ class EstimatorStats:
     work_variance_seconds: float
     work_variance_evals: float
     time_ratio: float = float("nan")
+    cv_tune_steps: int = 0
     bias_norm: Optional[float] = None
     bias_z: Optional[float] = None
     bias_p_value: Optional[float] = None
@@ -542,6 +588,7 @@ def measure(
         results[name] = _measure_one(
             name, elbo, model, guide, args, kwargs, num_samples, params, exact_value
         )
+        results[name].cv_tune_steps = cv_tune_steps
     reference = reference or next(iter(results))
     ref_seconds = results[reference].seconds_per_estimate
     for stats in results.values():
