@@ -1,0 +1,167 @@
+"""``probnets train bayes-hypernet``: Bayesian hypernetworks on 1-D gap regression or MNIST."""
+
+import os
+
+import pyro.infer
+import torch
+
+from probnets.data import load_mnist
+from probnets.models.bayes_hypernet import BayesianHypernet, auroc, expected_calibration_error
+from probnets.models.bayes_hypernet.toy import gap_function, gap_regions, gap_regression
+from probnets.tasks.base import Task, TaskRun, register
+from probnets.train import BatchSampler
+from probnets.viz.uncertainty import predictive_bands, reliability_diagram
+
+
+def mnist_arrays(split, num, dtype, device):
+    """Flattened MNIST images ``(N, 784)`` and labels: ``num`` digits of the split, a fixed
+    random subset (the offline subset is sorted by class, so a prefix would be one class)."""
+    mnist = load_mnist(split)
+    keep = torch.randperm(len(mnist.labels), generator=torch.Generator().manual_seed(0))[:num]
+    images = mnist.images[keep].reshape(-1, 784).to(device=device, dtype=dtype)
+    return images, mnist.labels[keep].to(device), mnist.source
+
+
+def out_of_distribution(images, seed):
+    """Uniform-noise images and pixel-scrambled digits (one fixed permutation per image)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(images.shape, generator=g).to(images)
+    order = torch.argsort(torch.rand(images.shape, generator=g), dim=-1).to(images.device)
+    return {"noise": noise, "scrambled": images.gather(-1, order)}
+
+
+def classification_metrics(prediction, labels, ood_predictions):
+    """Accuracy, NLL, ECE and AUROC (in- vs out-of-distribution) from predictions."""
+    probs = prediction.probs
+    ece, _ = expected_calibration_error(probs, labels)
+    nll = -probs.gather(-1, labels[:, None]).clamp_min(1e-12).log().mean()
+    row = {"accuracy": float((probs.argmax(-1) == labels).double().mean()),
+           "nll": float(nll), "ece": float(ece)}
+    for name, ood in ood_predictions.items():
+        row[f"auroc_{name}_entropy"] = auroc(prediction.entropy, ood.entropy)
+        row[f"auroc_{name}_mi"] = auroc(prediction.mutual_information, ood.mutual_information)
+    return row
+
+
+def gap_metrics(model, num_samples):
+    """Mean predictive and epistemic std on the data, in the gap and outside, and ratios."""
+    regions = gap_regions(dtype=model.noise_scale.dtype, device=model.noise_scale.device)
+    row = {}
+    for name, x in regions.items():
+        prediction = model.predict(x, num_samples)
+        row[f"std_{name}"] = float(prediction.std.mean())
+        row[f"epistemic_{name}"] = float(prediction.epistemic_std.mean())
+        if name == "data":
+            row["rmse_data"] = float((prediction.mean - gap_function(x[:, 0])).pow(2).mean().sqrt())
+    for name in ("gap", "outside"):
+        row[f"std_ratio_{name}"] = row[f"std_{name}"] / row["std_data"]
+    return row
+
+
+@register
+class BayesHypernetTask(Task):
+    name = "bayes-hypernet"
+    help = ("Bayesian hypernetwork (priors over layer or unit embeddings) on 1-D gap "
+            "regression or MNIST digits")
+    default_steps = 3000
+    default_batch_size = 100
+    default_lr = 1e-2
+
+    def add_arguments(self, parser):
+        parser.add_argument("--problem", choices=["gap1d", "mnist"], default="gap1d",
+                            help="gap1d: sin(x) with no data in (-1, 1); mnist: digit classes")
+        parser.add_argument("--guide", choices=["mean_field", "full_rank", "flow", "delta"],
+                            default="mean_field",
+                            help="variational family over embeddings (delta: MAP embeddings, "
+                                 "the deterministic-hypernet baseline)")
+        parser.add_argument("--parameterization", choices=["layer", "unit"], default="unit",
+                            help="one embedding per layer, or per unit (Karaletsos et al.)")
+        parser.add_argument("--generator", choices=["linear", "mlp", "identity"], default=None,
+                            help="weight generator of the layer parameterization")
+        parser.add_argument("--embedding-dim", type=int, default=None,
+                            help="dimension of each embedding (default 2 for units, 8 for "
+                                 "layers)")
+        parser.add_argument("--hidden-dim", type=int, default=32,
+                            help="hidden width of the weight generators")
+        parser.add_argument("--width", type=int, default=None,
+                            help="hidden width of the target MLP (default 32 gap1d, 100 mnist)")
+        parser.add_argument("--depth", type=int, default=None,
+                            help="hidden layers of the target MLP (default 2 gap1d, 1 mnist)")
+        parser.add_argument("--activation", default=None,
+                            help="target activation (default tanh for gap1d, relu for mnist)")
+        parser.add_argument("--noise", choices=["fixed", "learned"], default="fixed",
+                            help="regression noise: fixed at --noise-scale or learned")
+        parser.add_argument("--noise-scale", type=float, default=0.1,
+                            help="regression noise std (the data's is 0.1)")
+        parser.add_argument("--prior-scale", type=float, default=1.0,
+                            help="prior std of the embeddings")
+        parser.add_argument("--num-particles", type=int, default=1,
+                            help="samples of the embeddings per ELBO estimate")
+        parser.add_argument("--num-points", type=int, default=120,
+                            help="gap1d training points")
+        parser.add_argument("--num-train", type=int, default=60000,
+                            help="mnist training digits used (all of the offline subset's 4000)")
+        parser.add_argument("--num-test", type=int, default=1000, help="mnist test digits")
+        parser.add_argument("--num-samples", type=int, default=50,
+                            help="posterior samples for predictions")
+
+    def build(self, args, device):
+        dtype = args.dtype
+        if args.problem == "gap1d":
+            x, y = gap_regression(args.num_points, noise=0.1, seed=args.seed, dtype=dtype,
+                                  device=device)
+            widths = [1] + [args.width or 32] * (args.depth or 2) + [1]
+            task, source, extras = "regression", "gap1d (synthetic)", {"x": x, "y": y}
+        else:
+            x, y, source = mnist_arrays("train", args.num_train, dtype, device)
+            test_x, test_y, _ = mnist_arrays("test", args.num_test, dtype, device)
+            widths = [784] + [args.width or 100] * (args.depth or 1) + [10]
+            task = "classification"
+            extras = {"test_x": test_x, "test_y": test_y,
+                      "ood": out_of_distribution(test_x, args.seed)}
+        embedding_dim = args.embedding_dim
+        if embedding_dim is None and args.generator != "identity":
+            embedding_dim = 2 if args.parameterization == "unit" else 8
+        model = BayesianHypernet(
+            widths, task=task, embedding_dim=embedding_dim, guide=args.guide,
+            parameterization=args.parameterization, generator=args.generator, noise=args.noise,
+            noise_scale=args.noise_scale, prior_scale=args.prior_scale,
+            hidden_dim=args.hidden_dim,
+            activation=args.activation or ("tanh" if args.problem == "gap1d" else "relu"),
+        ).to(device=device, dtype=dtype)
+        model.num_data = x.shape[0]
+        elbo = pyro.infer.Trace_ELBO(num_particles=args.num_particles,
+                                     vectorize_particles=args.num_particles > 1,
+                                     max_plate_nesting=1)
+        batch_size = args.batch_size if args.batch_size < x.shape[0] else None
+
+        def evaluate(trainer):
+            if args.problem == "gap1d":
+                return gap_metrics(model, args.num_samples)
+            prediction = model.predict(extras["test_x"], args.num_samples)
+            ood = {name: model.predict(images, args.num_samples)
+                   for name, images in extras["ood"].items()}
+            return classification_metrics(prediction, extras["test_y"], ood)
+
+        config = {"problem": args.problem, **model.config()}
+        return TaskRun(
+            data=BatchSampler(x, y, batch_size=batch_size, seed=args.seed),
+            model_fn=model.model, guide_fn=model.guide, loss=elbo,
+            metrics_fn=lambda trainer: {"elbo_per_example": -trainer.last_loss / x.shape[0]},
+            eval_fn=evaluate, config=config, data_source=source, module=model, extras=extras)
+
+    def finish(self, run, result, args):
+        model = run.module
+        if args.problem == "gap1d":
+            grid = torch.linspace(-6, 6, 241).unsqueeze(-1).to(run.extras["x"])
+            prediction = model.predict(grid, 200)
+            predictive_bands(grid[:, 0], prediction.mean, prediction.std,
+                             os.path.join(args.out, "predictive_bands.png"),
+                             epistemic_std=prediction.epistemic_std, x_train=run.extras["x"][:, 0],
+                             y_train=run.extras["y"], truth=gap_function(grid[:, 0]),
+                             title=f"{args.parameterization} embeddings, {args.guide} guide")
+            return
+        prediction = model.predict(run.extras["test_x"], args.num_samples)
+        ece, bins = expected_calibration_error(prediction.probs, run.extras["test_y"])
+        reliability_diagram({f"{args.parameterization}/{args.guide}": (bins, float(ece))},
+                            os.path.join(args.out, "reliability.png"))
