@@ -54,7 +54,8 @@ class VAETask(Task):
 
     def finish(self, run, result, args):
         vae = run.module
-        sample = run.extras["test"][:10]
+        test = run.extras["test"]
+        sample = test[torch.linspace(0, len(test) - 1, 10).long()]  # spread over the classes
         image_rows([sample, vae.reconstruct(sample)], os.path.join(args.out, "reconstructions.png"),
                    titles=["data", "reconstruction (decoder mean)"])
         if result.history:

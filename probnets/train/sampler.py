@@ -24,10 +24,13 @@ class BatchSampler:
         :mod:`torch.distributed` process group. Every rank draws the same global order, so
         ``world_size`` ranks with ``batch_size`` split between them see exactly the examples a
         single process would.
+    :param transform: optional ``transform(batch, generator) -> batch`` applied to every batch
+        with the sampler's own generator (e.g. dynamic binarization), so its randomness is
+        resumable too. Under sharding it sees the whole global batch, before the split.
     """
 
     def __init__(self, *tensors, batch_size=None, seed=0, device=None, drop_last=True,
-                 shard="auto"):
+                 shard="auto", transform=None):
         if not tensors:
             raise ValueError("BatchSampler needs at least one tensor")
         for i, t in enumerate(tensors):
@@ -49,6 +52,7 @@ class BatchSampler:
                 f"batch_size {batch_size} must be divisible by the number of ranks "
                 f"({self.world_size}): it is the global batch, split evenly between ranks")
         self.tensors = tensors
+        self.transform = transform
         self.num_examples = n
         self.batch_size = batch_size
         self.device = device
@@ -68,16 +72,20 @@ class BatchSampler:
 
     def __next__(self):
         if self.batch_size is None:
-            return self._to_device(self.tensors)
+            return self._to_device(self._transformed(self.tensors))
         if self._order is None or self._position + (
             self.batch_size if self.drop_last else 1
         ) > self.num_examples:
             self._new_epoch()
         index = self._order[self._position:self._position + self.batch_size]
         self._position += len(index)
+        batch = self._transformed(tuple(t[index] for t in self.tensors))
         if self.world_size > 1:
-            index = index.chunk(self.world_size)[self.rank]
-        return self._to_device(tuple(t[index] for t in self.tensors))
+            batch = tuple(t.chunk(self.world_size)[self.rank] for t in batch)
+        return self._to_device(batch)
+
+    def _transformed(self, batch):
+        return tuple(self.transform(batch, self.generator)) if self.transform else tuple(batch)
 
     def _to_device(self, batch):
         if self.device is None:
