@@ -250,7 +250,13 @@ class GuidePass(Messenger):
         self.frozen = {target} if mode in ("relaxed", "conditional") else set()
 
     def _pyro_sample(self, msg):
-        if msg["is_observed"] or site_is_subsample(msg):
+        if site_is_subsample(msg):
+            # later passes must see the first pass's minibatch
+            if self.mode != "hard" and msg["name"] in self.first.values:
+                msg["value"] = self.first.values[msg["name"]]
+                msg["done"] = True
+            return
+        if msg["is_observed"]:
             return
         if self.mode == "hard":
             self.order[msg["name"]] = len(self.order)
@@ -258,7 +264,7 @@ class GuidePass(Messenger):
         return self._pass(msg)
 
     def _pyro_post_sample(self, msg):
-        if self.mode == "hard" and not msg["is_observed"] and not site_is_subsample(msg):
+        if self.mode == "hard" and (site_is_subsample(msg) or not msg["is_observed"]):
             self.values[msg["name"]] = detach_provenance(msg["value"])
 
     # first pass ------------------------------------------------------------------------

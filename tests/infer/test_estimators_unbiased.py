@@ -230,3 +230,42 @@ def test_continuous_site_downstream_of_discrete(make_elbo):
             store[n].unconstrained().grad = None
     z = z_scores(torch.stack(out), exact)
     assert z.abs().max() < Z_MAX, (z, exact)
+
+
+# random minibatches: every pass of one estimate (REBAR's relaxed passes, DisARM's
+# antithetic pass) must score the first pass's minibatch
+
+
+@pytest.mark.parametrize("make_elbo, runs", [
+    (lambda: REBAR_ELBO(), 3),
+    (lambda: RELAX_ELBO(), 3),
+    (lambda: DisARM_ELBO(), 2),
+], ids=["rebar", "relax", "disarm"])
+def test_random_subsampling_is_shared_by_all_passes(make_elbo, runs):
+    seen = []
+    data = torch.randn(1000, dtype=torch.float64)
+
+    def model():
+        with pyro.plate("data", 1000, subsample_size=5) as idx:
+            seen.append(idx.clone())
+            z = pyro.sample("z", dist.Bernoulli(torch.tensor(0.5, dtype=torch.float64)))
+            pyro.sample("x", dist.Normal(2 * z, 1.0), obs=data[idx])
+
+    def guide():
+        lz = pyro.param("lz", torch.zeros(1000, dtype=torch.float64))
+        with pyro.plate("data", 1000, subsample_size=5) as idx:
+            pyro.sample("z", dist.Bernoulli(logits=lz[idx]))
+
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    elbo = make_elbo()
+    elbo.loss_and_grads(model, guide)  # guesses max_plate_nesting first
+    for name in pyro.get_param_store().keys():
+        pyro.get_param_store()[name].unconstrained().grad = None
+    seen.clear()
+    elbo.loss_and_grads(model, guide)
+    assert len(seen) == runs
+    assert all(torch.equal(idx, seen[0]) for idx in seen)
+    # the gradient lands on the minibatch's own parameters only
+    grad = pyro.param("lz").unconstrained().grad
+    assert (grad != 0).nonzero().flatten().tolist() == sorted(seen[0].tolist())
