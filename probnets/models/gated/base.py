@@ -246,11 +246,14 @@ class GatedNetwork(PyroModule):
         gate_lr=None,
         gate_betas=(0.9, 0.999),
         batch_size=None,
+        param_groups=None,
         record_every=0,
         callback=None,
     ):
         """
-        Train weights and gate posteriors by stochastic variational inference.
+        Train weights and gate posteriors by stochastic variational inference, one
+        :meth:`probnets.train.Trainer.train_step` per step (parameter groups, gradient
+        clipping and the NaN guard come from the trainer).
 
         :param x, y: training inputs and targets (all of them; ``num_data`` is set from
             ``len(x)`` so minibatch ELBOs are scaled correctly).
@@ -265,6 +268,8 @@ class GatedNetwork(PyroModule):
             remembers the large early data gradients for thousands of steps and so scales
             down the small, steady prior gradient that switches unused gates off.
         :param int batch_size: minibatch size (default: full batch).
+        :param dict param_groups: extra trainer rules ``{fnmatch pattern: settings}``, matched
+            before the gate rule (e.g. ``{"*weight": {"lr": 0.0}}`` freezes the weights).
         :param int record_every: every this many steps, append the gate probabilities to
             ``self.history["gate_probs"]`` (0: never).
         :param callback: optional ``callable(step, loss)``; returning ``True`` stops training
@@ -272,9 +277,12 @@ class GatedNetwork(PyroModule):
         :returns: ``self.history``, a dict of lists ``step``, ``loss`` (ELBO loss per datum)
             and, if recorded, ``gate_probs`` (a ``(T, E)`` tensor) at ``gate_steps``.
         """
+        from probnets.train import BatchSampler, Trainer
+
         self._check_data(x, y)
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps: expected a positive int, got {num_steps!r}")
+        n = x.shape[0]
         if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size: expected a positive int or None, got {batch_size!r}")
         if estimator is None:
@@ -283,24 +291,33 @@ class GatedNetwork(PyroModule):
                 if self.gate == "bernoulli"
                 else pyro.infer.Trace_ELBO()
             )
-        n = x.shape[0]
         self.num_data = n
-        gate_lr = lr if gate_lr is None else gate_lr
-
-        def optim_args(param_name):
-            if param_name.endswith("gate_logits"):
-                return {"lr": gate_lr, "betas": tuple(gate_betas)}
-            return {"lr": lr}
-
-        svi = pyro.infer.SVI(self.model, self.guide, pyro.optim.Adam(optim_args), loss=estimator)
+        rules = dict(param_groups or {})
+        rules["*gate_logits"] = {
+            "lr": lr if gate_lr is None else gate_lr,
+            "betas": tuple(gate_betas),
+        }
+        # The sampler's seed comes from torch's RNG, so pyro.set_rng_seed fixes the batches.
+        data = BatchSampler(
+            x,
+            y,
+            batch_size=None if batch_size is None or batch_size >= n else batch_size,
+            seed=int(torch.randint(2**31 - 1, ())),
+        )
+        trainer = Trainer(
+            self.model,
+            self.guide,
+            estimator,
+            data,
+            steps=num_steps,
+            lr=lr,
+            param_groups=rules,
+            progress=False,
+            tensorboard=False,
+        )
         history = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}
         for step in range(num_steps):
-            if batch_size is None or batch_size >= n:
-                xb, yb = x, y
-            else:
-                idx = torch.randint(n, (batch_size,), device=x.device)
-                xb, yb = x[idx], y[idx]
-            loss = svi.step(xb, yb) / n
+            loss = trainer.train_step(next(data)) / n
             history["step"].append(step)
             history["loss"].append(loss)
             if record_every and step % record_every == 0:
@@ -376,30 +393,24 @@ class MaskedNetwork(torch.nn.Module):
         return F.cross_entropy(out, y)
 
     def fit(self, x, y, num_steps, lr=0.01, batch_size=None):
-        """Adam on the mean loss; returns the list of per-step losses."""
+        """Adam on the mean loss with :meth:`probnets.train.Trainer.for_objective`; returns
+        the list of per-step losses. Parameters the loss does not touch (gate logits, prior,
+        noise scale) get no gradient and stay as they are."""
+        from probnets.train import BatchSampler, Trainer
+
         self.network._check_data(x, y)
-        skip = {"gate_logits"}
-        params = [
-            p
-            for name, p in self.network.named_parameters()
-            if name.split(".")[-1] not in skip and not name.startswith("prior.")
-            and not name.startswith("noise_scale")
-        ]
-        opt = torch.optim.Adam(params, lr=lr)
         n = x.shape[0]
-        losses = []
-        for _ in range(num_steps):
-            if batch_size is None or batch_size >= n:
-                xb, yb = x, y
-            else:
-                idx = torch.randint(n, (batch_size,), device=x.device)
-                xb, yb = x[idx], y[idx]
-            opt.zero_grad()
-            loss = self.loss(xb, yb)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return losses
+        data = BatchSampler(
+            x,
+            y,
+            batch_size=None if batch_size is None or batch_size >= n else batch_size,
+            seed=int(torch.randint(2**31 - 1, ())),
+        )
+        trainer = Trainer.for_objective(
+            self.loss, self, data, steps=num_steps, lr=lr, progress=False, tensorboard=False
+        )
+        result = trainer.run()
+        return [row["loss"] for row in result.history]
 
     def predict(self, x):
         with torch.no_grad():
