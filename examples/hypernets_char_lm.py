@@ -1,0 +1,159 @@
+"""Character language models on the offline pydoc corpus: HyperLSTM vs a layer-norm LSTM
+vs nn.LSTM with (nearly) the same parameter count, trained the same number of steps.
+
+    python examples/hypernets_char_lm.py --steps 1500 --out runs/char_lm.json \
+        --figures guides/figures
+
+Prints held-out bits per character, writes JSON, the validation curves and the
+"how much the weights changed" figure of seed 003 for the trained HyperLSTM.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+from probnets.data.chars import TBPTTBatches, load_pydoc_corpus
+from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def matched_hidden(rnn, vocab, embedding, target):
+    """Hidden size whose model has the parameter count closest to ``target``."""
+    lo, hi = 1, 2048  # parameter count grows with h: bisect for the last h below target
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if n_params(CharLanguageModel(vocab, rnn, embedding, mid)) <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    return min((lo, lo + 1), key=lambda h: abs(n_params(CharLanguageModel(vocab, rnn, embedding, h)) - target))
+
+
+def train(model, corpus, args, label):
+    torch.manual_seed(args.seed)
+    batches = TBPTTBatches(corpus.train, args.seq_len, args.batch_size)
+    objective = TBPTTObjective(model, batches)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    curve, start = [], time.perf_counter()
+    for step in range(1, args.steps + 1):
+        loss = objective(*next(batches))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            bpc = evaluate_bpc(model, corpus.valid[: args.valid_chars], args.seq_len, 8)
+            curve.append((step, bpc))
+            print(f"{label:15s} step {step:5d} train {loss.item() / 0.6931:.3f} valid {bpc:.3f} bpc "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return curve, time.perf_counter() - start
+
+
+def weight_change_figure(model, corpus, path, n_chars=120):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids = corpus.test[1000:1000 + n_chars]
+    model.eval()
+    with torch.no_grad():
+        x = model.embedding(ids.unsqueeze(1))
+        _, _, modulation = model.rnn(x, return_modulation=True)
+    change = modulation[:, 0, 0, :].t()  # (4 gates, T), layer 0
+    text = [corpus.vocab[i] for i in ids.tolist()]
+    fig, axes = plt.subplots(2, 1, figsize=(16, 3.6), sharex=True)
+    lines = ["".join(text[: n_chars // 2]), "".join(text[n_chars // 2:])]
+    for row, ax in enumerate(axes):
+        part = change[:, row * (n_chars // 2):(row + 1) * (n_chars // 2)]
+        ax.imshow(part / change.max(), aspect="auto", cmap="magma", vmin=0, vmax=1)
+        ax.set_yticks(range(4), ["i", "f", "g", "o"])
+        ax.set_xticks(range(part.shape[1]), [c if c != "\n" else "⏎" for c in lines[row]],
+                      fontsize=7, family="monospace")
+    axes[0].set_title("HyperLSTM: size of the change of each gate's recurrent weights, "
+                      "||W_t - W_{t-1}||_F, per character (test text)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--seq-len", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--embedding", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--hyper-size", type=int, default=64)
+    parser.add_argument("--hyper-embedding", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--valid-chars", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default="hyperlstm,layernorm_lstm,lstm")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--figures", default=None, help="directory for the PNG figures")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    corpus = load_pydoc_corpus()
+    vocab = len(corpus.vocab)
+    print(f"corpus {corpus.source}: {len(corpus.train)} train / {len(corpus.valid)} valid / "
+          f"{len(corpus.test)} test chars, vocab {vocab}")
+    torch.manual_seed(args.seed)
+    hyper = CharLanguageModel(vocab, "hyperlstm", args.embedding, args.hidden,
+                              hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding)
+    target = n_params(hyper)
+    rows, curves, models = [], {}, {}
+    for rnn in args.models.split(","):
+        torch.manual_seed(args.seed)
+        if rnn == "hyperlstm":
+            model, hidden = hyper, args.hidden
+        else:
+            hidden = matched_hidden(rnn, vocab, args.embedding, target)
+            model = CharLanguageModel(vocab, rnn, args.embedding, hidden)
+        curve, seconds = train(model, corpus, args, rnn)
+        test_bpc = evaluate_bpc(model, corpus.test, args.seq_len, 8)
+        rows.append({"model": rnn, "hidden": hidden, "params": n_params(model),
+                     "valid_bpc": curve[-1][1], "test_bpc": test_bpc, "train_seconds": seconds})
+        curves[rnn], models[rnn] = curve, model
+    print(f"\nsteps={args.steps} T={args.seq_len} B={args.batch_size} lr={args.lr} "
+          f"(valid on the first {args.valid_chars} chars)")
+    print(f"{'model':16s}{'hidden':>7s}{'params':>9s}{'valid bpc':>11s}{'test bpc':>10s}{'s/step':>8s}")
+    for r in rows:
+        print(f"{r['model']:16s}{r['hidden']:7d}{r['params']:9d}{r['valid_bpc']:11.3f}"
+              f"{r['test_bpc']:10.3f}{r['train_seconds'] / args.steps:8.2f}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "rows": rows, "curves": curves}, f, indent=1)
+    if args.figures:
+        import os
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        os.makedirs(args.figures, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for rnn, curve in curves.items():
+            ax.plot(*zip(*curve), marker="o", label=rnn)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("validation bits per char")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.figures, "hypernets_char_lm.png"), dpi=120)
+        plt.close(fig)
+        if "hyperlstm" in models:
+            weight_change_figure(models["hyperlstm"], corpus,
+                                 os.path.join(args.figures, "hypernets_weight_change.png"))
+
+
+if __name__ == "__main__":
+    main()

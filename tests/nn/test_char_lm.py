@@ -1,0 +1,61 @@
+import math
+
+import pyro
+import pytest
+import torch
+
+from probnets.data.chars import TBPTTBatches, batchify, load_pydoc_corpus
+from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
+
+
+def test_corpus_is_deterministic_and_splits_cover_the_text():
+    a, b = load_pydoc_corpus(), load_pydoc_corpus()
+    assert a.vocab == b.vocab and torch.equal(a.test, b.test)
+    total = len(a.train) + len(a.valid) + len(a.test)
+    assert total > 100_000 and len(a.valid) == int(0.05 * total)
+    assert int(torch.cat([a.train, a.valid, a.test]).max()) < len(a.vocab)
+    text = "".join(a.vocab[i] for i in a.train[:2000].tolist())
+    assert " the " in text
+
+
+def test_tbptt_batches_continue_each_other():
+    ids = torch.arange(103)
+    batches = TBPTTBatches(ids, seq_len=4, batch_size=3)
+    streams = batchify(ids, 3)
+    assert streams.shape == (34, 3) and torch.equal(streams[:, 1], torch.arange(34, 68))
+    seen = []
+    for _ in range(batches.chunks_per_epoch()):
+        inputs, targets = next(batches)
+        torch.testing.assert_close(targets[:-1], inputs[1:])
+        seen.append(inputs)
+    assert torch.equal(torch.cat(seen), streams[:-1])
+    assert not batches.new_epoch
+    next(batches)
+    assert batches.new_epoch and batches.epoch == 1
+
+
+def test_char_lm_objective_carries_state_and_bpc_is_uniform_at_zero_logits():
+    pyro.set_rng_seed(0)
+    ids = torch.randint(0, 11, (200,))
+    for rnn in ("hyperlstm", "layernorm_lstm", "lstm"):
+        kw = dict(hyper_size=6, hyper_embedding_size=2) if rnn == "hyperlstm" else {}
+        model = CharLanguageModel(11, rnn, 4, 8, **kw).double()
+        batches = TBPTTBatches(ids, 10, 4)
+        objective = TBPTTObjective(model, batches)
+        loss = objective(*next(batches))
+        assert loss.dtype == torch.float64 and objective.state is not None
+        assert not objective.state[0].requires_grad
+        loss.backward()
+        with torch.no_grad():
+            model.decoder.weight.zero_()
+            model.decoder.bias.zero_()
+        assert evaluate_bpc(model, ids, 10, 4) == pytest.approx(math.log2(11))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="rnn must be one of"):
+        CharLanguageModel(5, "gru")
+    with pytest.raises(ValueError, match="valid_fraction and test_fraction"):
+        load_pydoc_corpus(valid_fraction=0.7)
+    with pytest.raises(ValueError, match="inputs must be int64 ids"):
+        CharLanguageModel(5, "lstm", 4, 8)(torch.zeros(3, 2))
