@@ -259,11 +259,14 @@ class DiscreteELBO(ELBO):
         if not self.learn_temperature:
             log_t = log_t.detach()
         temperature = log_t.exp()
-        rng = get_rng_state()
+        rng = get_rng_state()  # CPU torch, python and numpy generators
+        cuda_rng = torch.cuda.get_rng_state(like.device) if like.is_cuda else None
         out = {"logq": lp, "estimator": rec.estimator, "site": site}
         values = {}
         for mode, key in (("relaxed", "c_z"), ("conditional", "c_zt")):
             set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state(cuda_rng, like.device)
             with poutine.block():
                 p = GuidePass(self, mode, first, name, temperature)
                 pass_costs = self._run(model, guide, args, kwargs, p)
