@@ -88,6 +88,9 @@ def add_common_arguments(parser, task):
                        help="floating-point precision of model and data")
     group.add_argument("--precision", choices=["32", "bf16", "16-mixed"], default="32",
                        help="32 (default) or bf16 autocast; 16-mixed is not supported yet")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the objective of deterministic models (not SVI "
+                            "models: Pyro's effect handlers break the graph at every site)")
     group.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
     group.add_argument("--out", default=None,
                        help="run directory for checkpoints (*.pt), metrics.csv and figures "
@@ -203,6 +206,13 @@ def train(args):
         checkpoint_extra={"task": task.name, "config": run.config,
                           "data_source": run.data_source},
         description=f"train {task.name}")
+    if args.compile and run.model_fn is not None:
+        print(f"probnets: error: --compile: {task.name} is an SVI model; Pyro's effect "
+              "handlers break the compiled graph at every sample and param site, so compiling "
+              "its step does not help", file=sys.stderr)
+        return 2
+    if args.compile:
+        run.objective_fn = torch.compile(run.objective_fn)
     try:
         if run.model_fn is not None:
             trainer = Trainer(run.model_fn, run.guide_fn, run.loss, run.data, **common)

@@ -65,3 +65,10 @@ def test_python_dash_m_matches_console_script():
     out = subprocess.run([sys.executable, "-m", "probnets", "train", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "vae" in out
+
+
+def test_compile_is_refused_for_svi_models(tmp_path, capsys):
+    code = main(["train", "vae", "--compile", "--steps", "1", "--out", str(tmp_path / "c"),
+                 "--no-progress"])
+    assert code == 2
+    assert "--compile: vae is an SVI model" in capsys.readouterr().err
