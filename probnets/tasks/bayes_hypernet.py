@@ -95,6 +95,12 @@ class BayesHypernetTask(Task):
                             help="regression noise std (the data's is 0.1)")
         parser.add_argument("--prior-scale", type=float, default=1.0,
                             help="prior std of the embeddings")
+        parser.add_argument("--hypernet-prior-scale", type=float, default=None,
+                            help="Normal prior std on the hypernetwork's parameters (MAP "
+                                 "unless --hypernet-posterior)")
+        parser.add_argument("--hypernet-posterior", action="store_true",
+                            help="infer the hypernetwork's parameters as well (needs "
+                                 "--hypernet-prior-scale)")
         parser.add_argument("--num-particles", type=int, default=1,
                             help="samples of the embeddings per ELBO estimate")
         parser.add_argument("--num-points", type=int, default=120,
@@ -126,7 +132,8 @@ class BayesHypernetTask(Task):
             widths, task=task, embedding_dim=embedding_dim, guide=args.guide,
             parameterization=args.parameterization, generator=args.generator, noise=args.noise,
             noise_scale=args.noise_scale, prior_scale=args.prior_scale,
-            hidden_dim=args.hidden_dim,
+            hidden_dim=args.hidden_dim, hypernet_prior_scale=args.hypernet_prior_scale,
+            hypernet_posterior=args.hypernet_posterior,
             activation=args.activation or ("tanh" if args.problem == "gap1d" else "relu"),
         ).to(device=device, dtype=dtype)
         model.num_data = x.shape[0]

@@ -24,7 +24,11 @@ here the flow, ``guide="flow"``, is the variational family over embeddings, whic
 fewer than the weights). The hypernetwork parameters :math:`\theta` (and a learned
 :math:`\sigma`) are point estimates trained on the same ELBO (type-II maximum likelihood), or
 MAP estimates under :math:`\theta \sim \mathcal N(0, s_\theta^2 I)` with
-``hypernet_prior_scale``. The predictive distribution averages the likelihood over
+``hypernet_prior_scale``, or, with ``hypernet_posterior=True``, latent variables under that
+prior with the same variational family as :math:`z` (then the model is a Bayesian neural
+network over :math:`(z, \theta)`; this matters because a point-estimated generator can learn
+to make the weights insensitive to :math:`z`, which shrinks the epistemic uncertainty away
+from the data too, see ``guides/bayes_hypernet.md``). The predictive distribution averages the likelihood over
 :math:`q(z)`; its epistemic part is the spread across samples of :math:`z`: the variance of
 the mean function (regression) or the mutual information between the label and :math:`z`
 (classification, Houlsby et al. 2011).
@@ -102,6 +106,8 @@ class BayesianHypernet(PyroModule):
     :param str activation: activation between target layers (width-list targets).
     :param float hypernet_prior_scale: if given, a Normal prior with this scale on every
         hypernetwork parameter, which is then a MAP estimate (default: maximum likelihood).
+    :param bool hypernet_posterior: infer the hypernetwork parameters too (needs
+        ``hypernet_prior_scale``); they start at a draw from their prior.
     :param float init_scale: initial standard deviation of the Gaussian and flow guides.
     :param int flow_transforms: IAF layers of the flow guide.
     :param list flow_hidden: hidden widths of each IAF (default ``[2 * latent_dim]``).
@@ -110,7 +116,7 @@ class BayesianHypernet(PyroModule):
     def __init__(self, target, task="regression", embedding_dim=None, guide="mean_field",
                  parameterization="layer", generator=None, noise="fixed", noise_scale=0.1,
                  prior_scale=1.0, hidden_dim=32, activation="relu", hypernet_prior_scale=None,
-                 init_scale=0.1, flow_transforms=2, flow_hidden=None):
+                 hypernet_posterior=False, init_scale=0.1, flow_transforms=2, flow_hidden=None):
         super().__init__()
         _check_choice("task", task, TASKS)
         _check_choice("guide", guide, GUIDES)
@@ -141,6 +147,9 @@ class BayesianHypernet(PyroModule):
             if generator == "identity":
                 raise ValueError("hypernet_prior_scale needs a generator with parameters; the "
                                  "identity generator has none")
+        if hypernet_posterior and hypernet_prior_scale is None:
+            raise ValueError("hypernet_posterior=True needs hypernet_prior_scale (the prior "
+                             "standard deviation of the hypernetwork parameters)")
         widths, activation = parse_target(target, activation)
         if task == "classification" and widths[-1] < 2:
             raise ValueError(
@@ -152,6 +161,7 @@ class BayesianHypernet(PyroModule):
             embedding_dim, parameterization, generator)
         self.guide_kind, self.noise, self.prior_scale = guide, noise, float(prior_scale)
         self.hypernet_prior_scale = hypernet_prior_scale
+        self.hypernet_posterior = bool(hypernet_posterior)
         self.hidden_dim, self.init_scale = hidden_dim, init_scale
         self.flow_transforms, self.flow_hidden = flow_transforms, flow_hidden
         pairs = list(zip(widths[:-1], widths[1:]))
@@ -163,6 +173,8 @@ class BayesianHypernet(PyroModule):
         else:
             self.generators = nn.ModuleList(
                 UnitGenerator(n_in, n_out, embedding_dim, hidden_dim) for n_in, n_out in pairs)
+        if self.hypernet_posterior:
+            self._make_generators_random()
         if noise == "learned":
             self.noise_scale = PyroParam(torch.tensor(float(noise_scale)), constraints.positive)
         else:
@@ -180,8 +192,23 @@ class BayesianHypernet(PyroModule):
                 "noise": self.noise, "noise_scale": float(self.noise_scale),
                 "prior_scale": self.prior_scale, "hidden_dim": self.hidden_dim,
                 "activation": self.activation, "hypernet_prior_scale": self.hypernet_prior_scale,
+                "hypernet_posterior": self.hypernet_posterior,
                 "init_scale": self.init_scale, "flow_transforms": self.flow_transforms,
                 "flow_hidden": self.flow_hidden}
+
+    def _make_generators_random(self):
+        # Every generator parameter becomes a sample site named after it; the prior's dtype
+        # and device follow a buffer so .to()/.double() carry over.
+        self.register_buffer("_prior_reference", torch.zeros(()))
+        pyro.nn.module.to_pyro_module_(self.generators)
+        scale = self.hypernet_prior_scale
+        for module in list(self.generators.modules()):
+            for name, param in list(module.named_parameters(recurse=False)):
+                shape = tuple(param.shape)
+                delattr(module, name)
+                setattr(module, name, pyro.nn.PyroSample(
+                    lambda _, shape=shape: dist.Normal(
+                        self._prior_reference.new_zeros(shape), scale).to_event(len(shape))))
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self, x, name="x"):
@@ -262,7 +289,7 @@ class BayesianHypernet(PyroModule):
         if y is not None:
             y = self._targets(y, num, x)
         out = mlp_forward(x, self.weights(self._sample_embeddings(x)), self.activation)
-        if self.hypernet_prior_scale is not None:
+        if self.hypernet_prior_scale is not None and not self.hypernet_posterior:
             prior = dist.Normal(x.new_zeros(()), self.hypernet_prior_scale)
             pyro.factor("hypernet.prior",
                         sum(prior.log_prob(p).sum() for p in self.generators.parameters()))
@@ -317,15 +344,34 @@ class BayesianHypernet(PyroModule):
         draws = [self.autoguide(x) for _ in range(num_samples)]
         return self._embeddings_from({k: torch.stack([d[k] for d in draws]) for k in draws[0]})
 
+    @pyro_method
+    def _weights_given(self, latents):
+        # Under poutine.condition the generator's parameter sites take the guide's values.
+        return self.weights(self._embeddings_from(latents))
+
+    def _posterior_weights(self, x, num_samples):
+        """One ``[(W_l, b_l)]`` per guide draw (a random generator differs between draws)."""
+        _check_positive("num_samples", num_samples, int)
+        for _ in range(num_samples):
+            latents = self.autoguide(x)
+            yield poutine.condition(self._weights_given, data=latents)(latents)
+
     @torch.no_grad()
     def sample_weights(self, x, num_samples):
         """``[(W_l, b_l)]`` with a leading dimension of ``num_samples`` draws from the guide."""
+        if self.hypernet_posterior:
+            draws = list(self._posterior_weights(self._inputs(x), num_samples))
+            return [tuple(torch.stack([d[layer][i] for d in draws]) for i in range(2))
+                    for layer in range(len(draws[0]))]
         return self.weights(self.sample_embeddings(x, num_samples))
 
     @torch.no_grad()
     def sample_outputs(self, x, num_samples=100, chunk_size=16):
         """Target outputs ``(S, N, n_L)`` under ``S`` guide samples (logits or means)."""
         inputs = self._inputs(x)
+        if self.hypernet_posterior:
+            return torch.stack([mlp_forward(inputs, weights, self.activation)
+                                for weights in self._posterior_weights(inputs, num_samples)])
         embeddings = self.sample_embeddings(inputs, num_samples)
         outputs = []
         for start in range(0, num_samples, chunk_size):
