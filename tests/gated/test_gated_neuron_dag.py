@@ -46,7 +46,7 @@ def _reference_teacher(m, gates):
     return Teacher(adj != 0, adj, bias, m.num_inputs, m.num_hidden, m.num_outputs)
 
 
-@pytest.mark.parametrize("method", ["levels", "dense", "sequential"])
+@pytest.mark.parametrize("method", ["auto", "levels", "dense", "sequential"])
 def test_parallel_evaluation_equals_neuron_by_neuron_reference(method):
     pyro.set_rng_seed(0)
     m = NeuronDAG(4, 12, 3, method=method).double()
@@ -198,10 +198,10 @@ def test_bad_configurations_raise_clear_errors():
     m = NeuronDAG(2, 2, 1)
     with pytest.raises(ValueError, match=r"x: expected shape \(batch, 2\), got \(4, 3\)"):
         m(torch.randn(4, 3), torch.ones(m.num_gates))
-    with pytest.raises(ValueError, match=r"gates: expected shape \(\.\.\., 8\)"):
+    with pytest.raises(ValueError, match=r"gates: expected shape \(\.\.\., 9\)"):
         m(torch.randn(4, 2), torch.ones(7))
     with pytest.raises(ValueError, match="dim -2 must be 1"):
-        m(torch.randn(4, 2), torch.ones(3, 8))
+        m(torch.randn(4, 2), torch.ones(3, 9))
     with pytest.raises(ValueError, match="y: expected floating targets of shape"):
         m.fit(torch.randn(4, 2), torch.randn(4), num_steps=1)
     with pytest.raises(ValueError, match="num_steps: expected a positive int"):
