@@ -125,6 +125,12 @@ def _presence_weight(z_pres):
         yield
 
 
+def _stack(tensors, lead):
+    """Stack per-step tensors of shape (..., E) on a new dim 0, broadcasting ``...`` to
+    ``lead``."""
+    return torch.stack([t.expand(lead + t.shape[-1:]) for t in tensors])
+
+
 def _mlp(sizes, final_bias=None):
     layers = []
     for i in range(len(sizes) - 1):
@@ -254,7 +260,12 @@ class AIR(PyroModule):
         return out.reshape(-1, self.window_size, self.window_size)
 
     def _render(self, z_what, z_where):
-        return place_window(self._decode(z_what), z_where, self.image_size, self.align_corners)
+        """Windows of ``z_what`` (..., D) placed at ``z_where`` (..., 3): (..., H, H)."""
+        lead = torch.broadcast_shapes(z_what.shape[:-1], z_where.shape[:-1])
+        windows = self._decode(z_what.expand(lead + z_what.shape[-1:]).reshape(-1, z_what.shape[-1]))
+        canvas = place_window(windows, z_where.expand(lead + (3,)).reshape(-1, 3),
+                              self.image_size, self.align_corners)
+        return canvas.reshape(lead + canvas.shape[-2:])
 
     def _empty_log_likelihood(self, x_flat):
         sd = self.likelihood_sd
@@ -280,11 +291,15 @@ class AIR(PyroModule):
                     z_where.append(pyro.sample(f"z_where_{t}", where_prior.to_event(1)))
                     z_what.append(pyro.sample(f"z_what_{t}", what_prior.to_event(1)))
                 z_pres.append(prev)
-            # Every step's window is decoded and placed in one batched call.
-            windows = self._render(torch.cat(z_what), torch.cat(z_where))
-            canvas = (torch.stack(z_pres).reshape(steps, n, 1, 1)
-                      * windows.reshape(steps, n, *windows.shape[1:])).sum(0)
-            pyro.sample("obs", dist.Normal(canvas.reshape(n, -1), self.likelihood_sd)
+            # Every step's window is decoded and placed in one batched call; leading dims
+            # (vectorized particles) broadcast.
+            lead = torch.broadcast_shapes(*(p.shape for p in z_pres),
+                                          *(w.shape[:-1] for w in z_where),
+                                          *(w.shape[:-1] for w in z_what))
+            windows = self._render(_stack(z_what, lead), _stack(z_where, lead))
+            canvas = (_stack([p.unsqueeze(-1) for p in z_pres], lead).unsqueeze(-1)
+                      * windows).sum(0)
+            pyro.sample("obs", dist.Normal(canvas.flatten(-2), self.likelihood_sd)
                         .to_event(1), obs=x_flat)
         return canvas
 
@@ -320,12 +335,14 @@ class AIR(PyroModule):
                 image_gates = rnn.image_gates(residual)
                 if baseline is not None:
                     bl_image_gates = baseline.image_gates(residual.detach())
-            latents = torch.cat([z_where, z_what, z_pres.unsqueeze(-1)], dim=-1)
+            lead = torch.broadcast_shapes(z_where.shape[:-1], z_what.shape[:-1], z_pres.shape)
+            latents = torch.cat([z_where.expand(lead + (3,)), z_what.expand(lead + z_what.shape[-1:]),
+                                 z_pres.expand(lead).unsqueeze(-1)], dim=-1)
             h, c = rnn.step(image_gates, latents, h, c)
             head = predict(h)
-            pres_prob = torch.sigmoid(head[:, 0]) * z_pres
-            where_loc = prior_loc + head[:, 1:4]
-            where_scale = prior_scale * F.softplus(head[:, 4:7])
+            pres_prob = torch.sigmoid(head[..., 0]) * z_pres
+            where_loc = prior_loc + head[..., 1:4]
+            where_scale = prior_scale * F.softplus(head[..., 4:7])
             infer = {}
             if baseline is not None:
                 bl_h, bl_c = baseline.step(bl_image_gates, latents.detach(), bl_h, bl_c)
@@ -335,12 +352,15 @@ class AIR(PyroModule):
             with _presence_weight(z_pres):
                 z_where = sample(f"z_where_{t}",
                                  dist.Normal(where_loc, where_scale).to_event(1), {})
-                glimpse = extract_window(images, z_where, self.window_size, self.align_corners)
-                what_loc, what_scale = encoder(glimpse.reshape(n, -1)).chunk(2, dim=-1)
+                lead = z_where.shape[:-1]
+                glimpse = extract_window(images.expand(lead + images.shape[-2:]).reshape(
+                    (-1,) + images.shape[-2:]), z_where.reshape(-1, 3), self.window_size,
+                    self.align_corners)
+                what_loc, what_scale = encoder(glimpse.reshape(lead + (-1,))).chunk(2, dim=-1)
                 z_what = sample(f"z_what_{t}",
                                 dist.Normal(what_loc, F.softplus(what_scale)).to_event(1), {})
             if self.dair:
-                canvas = canvas + z_pres.unsqueeze(-1) * self._render(z_what, z_where).reshape(n, -1)
+                canvas = canvas + z_pres.unsqueeze(-1) * self._render(z_what, z_where).flatten(-2)
             out.append((z_pres, pres_prob, z_where, z_what))
         return out
 
@@ -377,11 +397,8 @@ class AIR(PyroModule):
     def reconstruct(self, images, inferred=None):
         """Decoder mean of the objects :meth:`infer` finds: (N, H, H)."""
         inferred = inferred or self.infer(images)
-        n, steps = inferred.z_pres.shape
-        windows = self._render(inferred.z_what.transpose(0, 1).reshape(n * steps, -1),
-                               inferred.z_where.transpose(0, 1).reshape(n * steps, 3))
-        windows = windows.reshape(steps, n, self.image_size, self.image_size)
-        return (inferred.z_pres.t().reshape(steps, n, 1, 1) * windows).sum(0)
+        windows = self._render(inferred.z_what, inferred.z_where)
+        return (inferred.z_pres[..., None, None] * windows).sum(1)
 
     @torch.no_grad()
     def sample_prior(self, num_images):

@@ -8,18 +8,25 @@ import pyro.infer
 import torch
 
 from probnets.data import check_images, multi_mnist
-from probnets.infer import DisARM_ELBO, REBAR_ELBO, RELAX_ELBO, Relaxed_ELBO, ScoreFunction_ELBO
+from probnets.infer import (
+    VIMCO_ELBO,
+    DisARM_ELBO,
+    REBAR_ELBO,
+    RELAX_ELBO,
+    Relaxed_ELBO,
+    ScoreFunction_ELBO,
+)
 from probnets.models.air import AIR, count_accuracy, count_confusion
 from probnets.tasks.base import Task, TaskRun, register
 from probnets.train import Anneal, BatchSampler, Exponential, resolve_device
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 from probnets.viz.images import curves
 
-ESTIMATORS = ("score", "relaxed", "rebar", "relax", "disarm", "tracegraph")
+ESTIMATORS = ("score", "relaxed", "rebar", "relax", "disarm", "vimco", "tracegraph")
 BASELINES = ("lstm", "nvil", "avg", "none")
 
 
-def make_elbo(estimator, baseline="lstm", temperature=0.5):
+def make_elbo(estimator, baseline="lstm", temperature=0.5, num_particles=5):
     """The ELBO for ``--estimator``; ``tracegraph`` is Pyro's own ``TraceGraph_ELBO`` (the
     reference's estimator), the rest are :mod:`probnets.infer` estimators."""
     if estimator == "score":
@@ -35,6 +42,8 @@ def make_elbo(estimator, baseline="lstm", temperature=0.5):
         return RELAX_ELBO(init_temperature=temperature)
     if estimator == "disarm":
         return DisARM_ELBO()
+    if estimator == "vimco":
+        return VIMCO_ELBO(num_particles=num_particles)
     raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
 
 
@@ -68,6 +77,8 @@ class AIRTask(Task):
                             help="learning rate of the baseline LSTM (default 1e-2)")
         parser.add_argument("--temperature", type=float, default=0.5,
                             help="(initial) temperature of relaxed/rebar/relax (default 0.5)")
+        parser.add_argument("--num-particles", type=int, default=5,
+                            help="particles of --estimator vimco (default 5)")
         parser.add_argument("--dair", action="store_true",
                             help="DAIR: the guide reads image minus reconstruction so far")
         parser.add_argument("--num-train", type=int, default=10000,
@@ -105,7 +116,7 @@ class AIRTask(Task):
                   dair=args.dair,
                   use_baseline=args.estimator in ("score", "tracegraph")
                   and args.baseline == "lstm").to(device=device, dtype=dtype)
-        elbo = make_elbo(args.estimator, args.baseline, args.temperature)
+        elbo = make_elbo(args.estimator, args.baseline, args.temperature, args.num_particles)
         schedules = []
         if args.z_pres_prior_start is not None:
             schedules.append(Anneal(air, "z_pres_prior", Exponential(
