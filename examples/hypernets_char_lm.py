@@ -60,7 +60,10 @@ def weight_change_figure(model, corpus, path, n_chars=120):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ids = corpus.test[1000:1000 + n_chars]
+    # A stretch of prose (the corpus also has tables and code), starting at a sentence.
+    text = "".join(corpus.vocab[i] for i in corpus.test.tolist())
+    start = text.index(". The ", 2000) + 2
+    ids = corpus.test[start:start + n_chars]
     model.eval()
     with torch.no_grad():
         x = model.embedding(ids.unsqueeze(1))
@@ -73,7 +76,7 @@ def weight_change_figure(model, corpus, path, n_chars=120):
         part = change[:, row * (n_chars // 2):(row + 1) * (n_chars // 2)]
         ax.imshow(part / change.max(), aspect="auto", cmap="magma", vmin=0, vmax=1)
         ax.set_yticks(range(4), ["i", "f", "g", "o"])
-        ax.set_xticks(range(part.shape[1]), [c if c != "\n" else "⏎" for c in lines[row]],
+        ax.set_xticks(range(part.shape[1]), [{"\n": "⏎", " ": "␣"}.get(c, c) for c in lines[row]],
                       fontsize=7, family="monospace")
     axes[0].set_title("HyperLSTM: size of the change of each gate's recurrent weights, "
                       "||W_t - W_{t-1}||_F, per character (test text)")
@@ -98,6 +101,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="hyperlstm,layernorm_lstm,lstm")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--save-hyperlstm", default=None, help="path for the trained state_dict")
     parser.add_argument("--figures", default=None, help="directory for the PNG figures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,6 +133,8 @@ def main():
     for r in rows:
         print(f"{r['model']:16s}{r['hidden']:7d}{r['params']:9d}{r['valid_bpc']:11.3f}"
               f"{r['test_bpc']:10.3f}{r['train_seconds'] / args.steps:8.2f}")
+    if args.save_hyperlstm and "hyperlstm" in models:
+        torch.save(models["hyperlstm"].state_dict(), args.save_hyperlstm)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "rows": rows, "curves": curves}, f, indent=1)

@@ -50,7 +50,7 @@ DYNAMIC_CONV2D_METHODS = ("auto", "grouped", "grouped_channels_last", "unfold", 
 # Thresholds of the "auto" rule; measured, see the module docstring.
 _SMALL_CHANNEL_PRODUCT = 64
 _MIN_CHANNELS_LAST_POSITIONS = 12 * 12
-_TINY_LINEAR = 256
+_TINY_LINEAR = 4096
 
 
 def _check_tensor(name, value):
@@ -70,9 +70,9 @@ def dynamic_linear(x, weight, bias=None, method="auto"):
         ``y[b, ..., :] = weight[b] @ x[b, ..., :] + bias[b]``.
 
     Implemented as one ``baddbmm`` with the weight untransposed (``W_b X_b^T``), which
-    measured fastest at most shapes; for one input vector per example and tiny matrices
-    (``in * out <= 256``) a broadcast multiply-and-sum is about twice as fast, so that
-    case uses it (``examples/bench_dynamic_layers.py``).
+    measured fastest at most shapes; for one input vector per example and small matrices
+    (``in * out <= 4096``, e.g. 64x64) a broadcast multiply-and-sum measured up to twice as
+    fast, so that case uses it (``examples/bench_dynamic_layers.py``).
     """
     _check_tensor("x", x)
     _check_tensor("weight", weight)
