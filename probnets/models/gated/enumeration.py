@@ -32,7 +32,7 @@ def all_gate_configurations(num_gates, like):
 
 
 def log_joint_table(model, x, y):
-    """
+    r"""
     :math:`\log p(y, z)` for every gate configuration ``z``, shape ``(2**E,)``, with the
     model's current weights, fixed noise scale and fixed ``BernoulliPrior``.
     """
