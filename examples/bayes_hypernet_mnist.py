@@ -117,8 +117,8 @@ MODELS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=[m for m in MODELS if m != "bayes-hypernet/unit-tanh"],
-                        choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        default=[m for m in MODELS if m != "bayes-hypernet/unit-tanh"])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam lr of the hypernetworks")
