@@ -74,8 +74,10 @@ class BayesHypernetTask(Task):
                             default="mean_field",
                             help="variational family over embeddings (delta: MAP embeddings, "
                                  "the deterministic-hypernet baseline)")
-        parser.add_argument("--parameterization", choices=["layer", "unit"], default="unit",
-                            help="one embedding per layer, or per unit (Karaletsos et al.)")
+        parser.add_argument("--parameterization", choices=["layer", "unit"], default=None,
+                            help="one embedding per layer, or per unit (Karaletsos et al.); "
+                                 "default unit for gap1d, layer for mnist (the per-unit ReLU "
+                                 "network dies on MNIST, see guides/bayes_hypernet.md)")
         parser.add_argument("--generator", choices=["linear", "mlp", "identity"], default=None,
                             help="weight generator of the layer parameterization")
         parser.add_argument("--embedding-dim", type=int, default=None,
@@ -125,12 +127,14 @@ class BayesHypernetTask(Task):
             task = "classification"
             extras = {"test_x": test_x, "test_y": test_y,
                       "ood": out_of_distribution(test_x, args.seed)}
+        parameterization = args.parameterization or ("unit" if args.problem == "gap1d"
+                                                     else "layer")
         embedding_dim = args.embedding_dim
         if embedding_dim is None and args.generator != "identity":
-            embedding_dim = 2 if args.parameterization == "unit" else 8
+            embedding_dim = 2 if parameterization == "unit" else 8
         model = BayesianHypernet(
             widths, task=task, embedding_dim=embedding_dim, guide=args.guide,
-            parameterization=args.parameterization, generator=args.generator, noise=args.noise,
+            parameterization=parameterization, generator=args.generator, noise=args.noise,
             noise_scale=args.noise_scale, prior_scale=args.prior_scale,
             hidden_dim=args.hidden_dim, hypernet_prior_scale=args.hypernet_prior_scale,
             hypernet_posterior=args.hypernet_posterior,
@@ -166,9 +170,9 @@ class BayesHypernetTask(Task):
                              os.path.join(args.out, "predictive_bands.png"),
                              epistemic_std=prediction.epistemic_std, x_train=run.extras["x"][:, 0],
                              y_train=run.extras["y"], truth=gap_function(grid[:, 0]),
-                             title=f"{args.parameterization} embeddings, {args.guide} guide")
+                             title=f"{model.parameterization} embeddings, {args.guide} guide")
             return
         prediction = model.predict(run.extras["test_x"], args.num_samples)
         ece, bins = expected_calibration_error(prediction.probs, run.extras["test_y"])
-        reliability_diagram({f"{args.parameterization}/{args.guide}": (bins, float(ece))},
+        reliability_diagram({f"{model.parameterization}/{args.guide}": (bins, float(ece))},
                             os.path.join(args.out, "reliability.png"))
