@@ -44,6 +44,7 @@ def estimators(particles):
         "disarm": lambda: infer.DisARM_ELBO(num_particles=particles),
         "relaxed": lambda: infer.Relaxed_ELBO(temperature=0.5, num_particles=particles),
         "rebar": lambda: infer.REBAR_ELBO(num_particles=particles),
+        "vimco": lambda: infer.VIMCO_ELBO(num_particles=particles),
     }
 
 
