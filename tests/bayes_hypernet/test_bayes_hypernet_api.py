@@ -183,3 +183,34 @@ def test_auroc_matches_pairwise_counting_with_ties():
     pairs = (pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()
     assert auroc(neg, pos) == pytest.approx(pairs.mean().item())
     assert auroc(torch.zeros(3), torch.ones(2)) == 1.0
+
+
+def test_hypernet_posterior_makes_generator_parameters_latent():
+    pyro.set_rng_seed(0)
+    model = BayesianHypernet([2, 4, 1], parameterization="unit", embedding_dim=2, hidden_dim=3,
+                             hypernet_prior_scale=1.0, hypernet_posterior=True).double()
+    x, y = torch.randn(9, 2, dtype=torch.float64), torch.randn(9, dtype=torch.float64)
+    model.fit(x, y, num_steps=2)
+    trace = pyro.poutine.trace(model.model).get_trace(x, y)
+    site = trace.nodes["generators.0.readout.weight"]
+    assert site["type"] == "sample" and not site["is_observed"]
+    assert site["value"].dtype == torch.float64
+    # Different guide draws give different generators, so the same embeddings would give
+    # different weights; both enter the predictive spread.
+    (w0, b0), (w1, b1) = model.sample_weights(x, 6)
+    assert w0.shape == (6, 4, 2) and w1.shape == (6, 1, 4)
+    assert model.predict(x, 6).epistemic_std.min() > 0
+    with pytest.raises(ValueError, match="hypernet_posterior=True needs hypernet_prior_scale"):
+        BayesianHypernet([2, 1], hypernet_posterior=True)
+
+
+@pytest.mark.parametrize("task,widths", [("classification", [3, 4, 2]), ("regression", [3, 4, 1])])
+def test_predict_before_fit_samples_the_prior_guide(task, widths):
+    model = BayesianHypernet(widths, task=task, parameterization="unit", embedding_dim=2)
+    x = torch.randn(5, 3)
+    model.predict(x, num_samples=2)
+    trace = pyro.poutine.trace(model.guide).get_trace(x)
+    latent = {name for name, site in trace.nodes.items()
+              if site["type"] == "sample" and not name.startswith("units")
+              and not name.endswith("_unconstrained")}
+    assert latent == {"z.units0", "z.units1", "z.units2"}

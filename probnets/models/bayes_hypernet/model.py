@@ -182,7 +182,10 @@ class BayesianHypernet(PyroModule):
         # Set by fit() (or by hand): the likelihood of a mini-batch of B examples is scaled by
         # num_data / B, making each step's loss an unbiased estimate of the full-data -ELBO.
         self.num_data = None
-        self.autoguide = make_guide(guide, self.model, init_scale, flow_transforms, flow_hidden)
+        # The guide never sees the observation site, so it can be set up (e.g. by predict())
+        # from inputs alone, where "obs" would otherwise look like a latent variable.
+        self.autoguide = make_guide(guide, poutine.block(self.model, hide=["obs"]), init_scale,
+                                    flow_transforms, flow_hidden)
 
     def config(self):
         """Constructor arguments, enough to rebuild the model (e.g. from a checkpoint)."""
