@@ -154,7 +154,8 @@ def main(argv=None):
 
     print(f"AIR step, batch {args.batch_size}, LSTM 256, window 28, 3 steps, "
           f"{args.threads} thread(s); interleaved, shared CPU: compare ratios, not seconds")
-    header = f"{'config':34s} {'median s/step':>13s} {'min s/step':>10s} {'ratio':>7s} {'peak MB':>8s}"
+    header = (f"{'config':34s} {'median s/step':>13s} {'min s/step':>10s} {'ratio':>7s} "
+              f"{'peak MB':>8s}")
     print(header)
     for row in rows:
         print(f"{row['config']:34s} {row['median_s_per_step']:13.3f} {row['min_s_per_step']:10.3f} "

@@ -262,7 +262,8 @@ class AIR(PyroModule):
     def _render(self, z_what, z_where):
         """Windows of ``z_what`` (..., D) placed at ``z_where`` (..., 3): (..., H, H)."""
         lead = torch.broadcast_shapes(z_what.shape[:-1], z_where.shape[:-1])
-        windows = self._decode(z_what.expand(lead + z_what.shape[-1:]).reshape(-1, z_what.shape[-1]))
+        size = z_what.shape[-1]
+        windows = self._decode(z_what.expand(lead + (size,)).reshape(-1, size))
         canvas = place_window(windows, z_where.expand(lead + (3,)).reshape(-1, 3),
                               self.image_size, self.align_corners)
         return canvas.reshape(lead + canvas.shape[-2:])
@@ -336,7 +337,8 @@ class AIR(PyroModule):
                 if baseline is not None:
                     bl_image_gates = baseline.image_gates(residual.detach())
             lead = torch.broadcast_shapes(z_where.shape[:-1], z_what.shape[:-1], z_pres.shape)
-            latents = torch.cat([z_where.expand(lead + (3,)), z_what.expand(lead + z_what.shape[-1:]),
+            latents = torch.cat([z_where.expand(lead + (3,)),
+                                 z_what.expand(lead + z_what.shape[-1:]),
                                  z_pres.expand(lead).unsqueeze(-1)], dim=-1)
             h, c = rnn.step(image_gates, latents, h, c)
             head = predict(h)

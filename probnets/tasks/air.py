@@ -164,7 +164,8 @@ class AIRTask(Task):
 
     def add_eval_arguments(self, parser):
         parser.add_argument("--data", required=True,
-                            help=".npz with `images` (N, H, W) in [0, 1] or uint8 and `counts` (N,)")
+                            help=".npz with `images` (N, H, W) in [0, 1] or uint8 and "
+                                 "`counts` (N,)")
 
     def evaluate(self, args):
         device = resolve_device(args.device)
