@@ -11,8 +11,8 @@ Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` 
 - :class:`UnitGenerator` (one embedding per unit, Karaletsos et al. 2018, "Probabilistic
   Meta-Representations of Neural Networks", eq. 3): the weight from input unit :math:`i` to
   output unit :math:`j` is :math:`w_{ji} = g_w(z^{in}_i, z^{out}_j)` and the bias
-  :math:`b_j = g_b(z^{out}_j)`, where :math:`g_w(a, c) = v^\top \tanh(U a + V c + e) + d`
-  and :math:`g_b` is a small MLP. :math:`g` has :math:`O(E H)` parameters whatever the layer
+  :math:`b_j = g_b(z^{out}_j)`, where :math:`g_w(a, c) = v^\top \tanh(U a + V c)` (odd, so
+  weights have prior mean zero) and :math:`g_b` is a small MLP. :math:`g` has :math:`O(E H)` parameters whatever the layer
   size, so the weights are compressed into :math:`(n_{in} + n_{out}) E` latent numbers. We
   generate weights deterministically (Karaletsos et al. add Gaussian noise per weight).
 
@@ -82,9 +82,12 @@ class UnitGenerator(nn.Module):
     def __init__(self, n_in, n_out, embedding_dim, hidden_dim=32):
         super().__init__()
         self.n_in, self.n_out = n_in, n_out
+        # No biases: g_w is then odd in (z_in, z_out), so weights have mean zero under the
+        # prior. With biases, all weights of a layer shared one offset at initialisation, which
+        # for nonnegative inputs (pixels) switched every ReLU unit off for good.
         self.from_input = nn.Linear(embedding_dim, hidden_dim, bias=False)
-        self.from_output = nn.Linear(embedding_dim, hidden_dim)
-        self.readout = nn.Linear(hidden_dim, 1)
+        self.from_output = nn.Linear(embedding_dim, hidden_dim, bias=False)
+        self.readout = nn.Linear(hidden_dim, 1, bias=False)
         self.bias_net = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.Tanh(),
                                       nn.Linear(hidden_dim, 1))
         self.weight_scale = 1.0 / math.sqrt(n_in)
