@@ -154,9 +154,9 @@ class HyperLSTMCell(nn.Module):
                 self.eps, 0.0, self.training,
             )
             d_x, d_h, delta = w_d.bmm(t, w_z.mm(t, hh, z_bias).view(B, 12, Nz)).split(4, dim=1)
-            pre = d_x * x_main[t] + d_h * rec_main.view(B, 4, H) + delta
             if bias is not None:
-                pre = pre + bias
+                delta = delta + bias
+            pre = torch.addcmul(torch.addcmul(delta, d_x, x_main[t]), d_h, rec_main.view(B, 4, H))
             h, c = layer_norm_lstm_update(
                 pre, c, gamma, beta, self.cell_norm_weight, self.cell_norm_bias,
                 self.eps, self.recurrent_dropout, self.training,
