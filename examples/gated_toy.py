@@ -83,7 +83,7 @@ def run(name, seed, args):
         noise_scale=args.noise_scale,
         init_logit=0.0,
     )
-    stop = WiringConverged(model)
+    stop = WiringConverged(model, patience=args.patience)
     start = time.perf_counter()
     history = model.fit(
         toy.x,
@@ -137,6 +137,8 @@ def main():
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--gate-lr", type=float, default=0.05)
     parser.add_argument("--record-every", type=int, default=25)
+    parser.add_argument("--patience", type=int, default=3,
+                        help="stop after this many stable checks (100 steps apart)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="gated_toy.json")
     parser.add_argument("--figures", default=None, help="directory for gated_toy_*.png")

@@ -277,6 +277,8 @@ class GatedNetwork(PyroModule):
         :returns: ``self.history``, a dict of lists ``step``, ``loss`` (ELBO loss per datum)
             and, if recorded, ``gate_probs`` (a ``(T, E)`` tensor) at ``gate_steps``.
         """
+        # Imported here: the convenience loop sits on top of the trainer, which the rest of
+        # this module (model, guide) must not depend on.
         from probnets.train import BatchSampler, Trainer
 
         self._check_data(x, y)
