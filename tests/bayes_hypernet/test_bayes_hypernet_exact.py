@@ -2,8 +2,8 @@
 
 With ``y = X w + ε``, ``ε ~ N(0, σ² I)`` and ``w ~ N(0, α² I)`` (bias included as a column of
 ones), the posterior is ``N(μ, Σ)`` with precision ``Λ = Xᵀ X / σ² + I / α²``,
-``Σ = Λ⁻¹`` and ``μ = Σ Xᵀ y / σ²``. The full-rank guide's family contains it, so SVI's optimum
-is exact. The mean-field optimum of KL(q || p) for a Gaussian p has the exact mean and
+``Σ = Λ⁻¹`` and ``μ = Σ Xᵀ y / σ²``. The full-rank guide's family contains it, so SVI's
+optimum is exact. The mean-field optimum of KL(q || p) for a Gaussian p has the exact mean and
 variances ``1 / Λ_ii`` (not ``Σ_ii``); the inputs are correlated so the two differ.
 """
 

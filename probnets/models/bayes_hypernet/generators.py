@@ -12,9 +12,10 @@ Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` 
   Meta-Representations of Neural Networks", eq. 3): the weight from input unit :math:`i` to
   output unit :math:`j` is :math:`w_{ji} = g_w(z^{in}_i, z^{out}_j)` and the bias
   :math:`b_j = g_b(z^{out}_j)`, where :math:`g_w(a, c) = v^\top \tanh(U a + V c)` (odd, so
-  weights have prior mean zero) and :math:`g_b` is a small MLP. :math:`g` has :math:`O(E H)` parameters whatever the layer
-  size, so the weights are compressed into :math:`(n_{in} + n_{out}) E` latent numbers. We
-  generate weights deterministically (Karaletsos et al. add Gaussian noise per weight).
+  weights have prior mean zero) and :math:`g_b` is a small MLP. :math:`g` has
+  :math:`O(E H)` parameters whatever the layer size, so the weights are compressed into
+  :math:`(n_{in} + n_{out}) E` latent numbers. We generate weights deterministically
+  (Karaletsos et al. add Gaussian noise per weight).
 
 Every generated weight matrix is divided by :math:`\sqrt{n_{in}}` (except for the identity
 generator, whose prior must be exactly the one asked for), so that generators whose outputs

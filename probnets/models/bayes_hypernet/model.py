@@ -28,10 +28,10 @@ MAP estimates under :math:`\theta \sim \mathcal N(0, s_\theta^2 I)` with
 prior with the same variational family as :math:`z` (then the model is a Bayesian neural
 network over :math:`(z, \theta)`; this matters because a point-estimated generator can learn
 to make the weights insensitive to :math:`z`, which shrinks the epistemic uncertainty away
-from the data too, see ``guides/bayes_hypernet.md``). The predictive distribution averages the likelihood over
-:math:`q(z)`; its epistemic part is the spread across samples of :math:`z`: the variance of
-the mean function (regression) or the mutual information between the label and :math:`z`
-(classification, Houlsby et al. 2011).
+from the data too, see ``guides/bayes_hypernet.md``). The predictive distribution averages
+the likelihood over :math:`q(z)`; its epistemic part is the spread across samples of
+:math:`z`: the variance of the mean function (regression) or the mutual information between
+the label and :math:`z` (classification, Houlsby et al. 2011).
 
 With a linear target, the identity (or any affine) generator, Gaussian :math:`q` and known
 noise, the model is Bayesian linear regression and the full-rank guide's optimum is its exact
@@ -56,13 +56,18 @@ from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule, PyroParam, pyro_method
 from torch import nn
 
-from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS, LayerGenerator, UnitGenerator
+from probnets.models.bayes_hypernet.generators import (
+    LAYER_GENERATORS,
+    LayerGenerator,
+    UnitGenerator,
+)
 from probnets.models.bayes_hypernet.guides import GUIDES, make_guide
 from probnets.models.bayes_hypernet.target import mlp_forward, parse_target
 
 RegressionPrediction = namedtuple(
     "RegressionPrediction", ["mean", "std", "epistemic_std", "aleatoric_std"])
-RegressionPrediction.__doc__ = """Predictive moments; ``std**2 = epistemic_std**2 + aleatoric_std**2``."""
+RegressionPrediction.__doc__ = """Predictive moments:
+``std**2 = epistemic_std**2 + aleatoric_std**2``."""
 ClassificationPrediction = namedtuple(
     "ClassificationPrediction", ["probs", "entropy", "mutual_information"])
 ClassificationPrediction.__doc__ = """Predictive class probabilities, their entropy (total
@@ -402,7 +407,8 @@ class BayesianHypernet(PyroModule):
         aleatoric = self.noise_scale.to(mean).expand_as(mean)
         std = (epistemic ** 2 + aleatoric ** 2).sqrt()
         if self.widths[-1] == 1:
-            mean, std, epistemic, aleatoric = (t.squeeze(-1) for t in (mean, std, epistemic, aleatoric))
+            mean, std, epistemic, aleatoric = (
+                t.squeeze(-1) for t in (mean, std, epistemic, aleatoric))
         return RegressionPrediction(mean, std, epistemic, aleatoric)
 
 
