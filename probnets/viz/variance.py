@@ -32,11 +32,11 @@ def _save(fig, path):
 
 def plot_log_variance(report, path=None, title=None, ax=None):
     """Horizontal bars of each estimator's log-variance (natural log of the per-parameter
-    gradient variance averaged over parameters), lowest at the top; the reference
-    REINFORCE-style estimator is whichever is listed first in the report."""
+    gradient variance averaged over parameters), lowest at the top, values annotated."""
     names = list(report.estimators)
     values = [report.estimators[n].log_variance for n in names]
     finite = [v if math.isfinite(v) else float("nan") for v in values]
+    # barh draws index 0 at the bottom: sort by decreasing value so the lowest is on top.
     order = sorted(range(len(names)), key=lambda i: -finite[i] if finite[i] == finite[i] else 0)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.2))
