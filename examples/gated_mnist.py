@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from probnets.data import load_mnist
-from probnets.models.gated import BernoulliPrior, LayerDAG, NeuronDAG
+from probnets.models.gated import BernoulliPrior, CostPenalty, LayerDAG, NeuronDAG
 
 
 def accuracy(probs, labels):
@@ -101,10 +101,11 @@ def layer_dag_runs(data, args):
     rows = []
 
     def build(p):
+        cost = CostPenalty(args.layer_cost_weight, "flops") if args.layer_cost_weight else None
         return LayerDAG(layer_blocks(), (1, 28, 28), merge="concat", gate="hard_concrete",
-                        prior=BernoulliPrior(p), init_logit=2.0)
+                        prior=BernoulliPrior(p), init_logit=2.0, cost=cost)
 
-    for variant in ("dense", "chain"):
+    for variant in () if args.skip_layer_baselines else ("dense", "chain"):
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
         model = build(0.5)
@@ -131,7 +132,7 @@ def layer_dag_runs(data, args):
                   gate_betas=(0.9, 0.9), batch_size=args.batch_size)
         seconds = time.perf_counter() - start
         mask = (model.gate_probs() > 0.5).to(xtr)
-        common = {"model": "layer DAG", "prior_p": p, "active": int(mask.sum()),
+        common = {"model": "layer DAG", "prior_p": p, "cost_weight": args.layer_cost_weight, "active": int(mask.sum()),
                   "candidates": mask.numel(), "fraction_active": float(mask.mean()),
                   "edge_probs": model.edge_probs().tolist()}
         rows.append({**common, "variant": "gated",
@@ -165,7 +166,11 @@ def main():
     parser.add_argument("--gate-lr", type=float, default=0.05)
     parser.add_argument("--priors", type=float, nargs="+", default=[0.1, 0.01, 0.001])
     parser.add_argument("--layer-priors", type=float, nargs="+", default=[0.1, 0.001])
+    parser.add_argument("--layer-cost-weight", type=float, default=0.0,
+                        help="CostPenalty weight (nats per activation element) on layer gates")
     parser.add_argument("--skip-layer", action="store_true")
+    parser.add_argument("--skip-neuron", action="store_true")
+    parser.add_argument("--skip-layer-baselines", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="gated_mnist.json")
     parser.add_argument("--figures", default=None, help="directory for gated_mnist_*.png")
@@ -175,7 +180,7 @@ def main():
     train, test = load_mnist("train"), load_mnist("test")
     data = ((train.images, train.labels), (test.images, test.labels))
     print(f"data: {train.source}, {len(train.labels)} train / {len(test.labels)} test")
-    rows = neuron_dag_runs(data, args)
+    rows = [] if args.skip_neuron else neuron_dag_runs(data, args)
     if not args.skip_layer:
         rows += layer_dag_runs(data, args)
 

@@ -123,6 +123,34 @@ def run(name, seed, args):
     return result, model, history
 
 
+def step_timing(args):
+    """Seconds per training step of each estimator, measured round-robin (several rounds of
+    ``--timing-steps`` steps each) so that load changes on the shared CPU hit all alike."""
+    toy = seed002_toy(args.num_data, seed=0)
+    totals = {name: 0.0 for name in args.estimators}
+    for _ in range(args.timing_rounds):
+        for name in args.estimators:
+            gate, elbo = make_estimator(name)
+            pyro.clear_param_store()
+            pyro.set_rng_seed(0)
+            model = NeuronDAG(5, 16, 4, gate=gate, prior=BernoulliPrior(args.prior_p),
+                              noise_scale=args.noise_scale, init_logit=0.0)
+            model.fit(toy.x, toy.y, 5, estimator=elbo, batch_size=args.batch_size)  # warm-up
+            start = time.perf_counter()
+            model.fit(toy.x, toy.y, args.timing_steps, estimator=elbo, lr=args.lr,
+                      gate_lr=args.gate_lr, gate_betas=(0.9, 0.9), batch_size=args.batch_size)
+            totals[name] += time.perf_counter() - start
+    steps = args.timing_steps * args.timing_rounds
+    ref = totals.get("hard_concrete", float("nan")) / steps
+    print("seconds per step, round-robin over estimators; ratio to hard-concrete (shared CPU)")
+    rows = []
+    for name, total in totals.items():
+        rows.append({"estimator": name, "ms_per_step": 1e3 * total / steps,
+                     "ratio_vs_hard_concrete": total / steps / ref})
+        print(f"{name:<14}{rows[-1]['ms_per_step']:>9.1f} ms{rows[-1]['ratio_vs_hard_concrete']:>7.2f}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -140,10 +168,18 @@ def main():
     parser.add_argument("--patience", type=int, default=3,
                         help="stop after this many stable checks (100 steps apart)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timing-steps", type=int, default=0,
+                        help="only measure seconds per step (this many steps per round)")
+    parser.add_argument("--timing-rounds", type=int, default=3)
     parser.add_argument("--out", default="gated_toy.json")
     parser.add_argument("--figures", default=None, help="directory for gated_toy_*.png")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.timing_steps:
+        rows = step_timing(args)
+        with open(args.out, "w") as f:
+            json.dump({"config": vars(args), "step_timing": rows}, f, indent=1)
+        return
 
     results = []
     print("time ratios are against the hard-concrete runs of this invocation (shared CPU)")
