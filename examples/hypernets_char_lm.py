@@ -70,7 +70,7 @@ def weight_change_figure(model, corpus, path, n_chars=120):
         _, _, modulation = model.rnn(x, return_modulation=True)
     change = modulation[:, 0, 0, :].t()  # (4 gates, T), layer 0
     text = [corpus.vocab[i] for i in ids.tolist()]
-    fig, axes = plt.subplots(2, 1, figsize=(16, 3.6), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(16, 3.8))
     lines = ["".join(text[: n_chars // 2]), "".join(text[n_chars // 2:])]
     for row, ax in enumerate(axes):
         part = change[:, row * (n_chars // 2):(row + 1) * (n_chars // 2)]
