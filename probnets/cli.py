@@ -16,6 +16,7 @@ import pyro
 import torch
 
 import probnets.tasks  # noqa: F401  (registers the tasks)
+from probnets.tasks import variance as variance_command
 from probnets.tasks.base import tasks
 from probnets.train import NonFiniteLossError, Trainer, distributed, parse_schedule, resolve_device
 
@@ -88,6 +89,8 @@ def add_common_arguments(parser, task):
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the objective of deterministic models (not SVI "
                             "models: Pyro's effect handlers break the graph at every site)")
+    group.add_argument("--threads", type=_positive_int, default=None,
+                       help="torch intra-op threads (default: torch's choice)")
     group.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
     group.add_argument("--out", default=None,
                        help="run directory for checkpoints (*.pt), metrics.csv and figures "
@@ -118,6 +121,7 @@ def build_parser():
         sub = models.add_parser(name, help=task.help, description=task.help)
         task.add_arguments(sub)
         add_common_arguments(sub, task)
+    variance_command.add_arguments(commands)
     evaluate = commands.add_parser("eval", help="evaluate a trained model",
                                    description="Evaluate a checkpoint.")
     evaluators = evaluate.add_subparsers(dest="task", metavar="MODEL")
@@ -173,6 +177,8 @@ def train(args):
     else:
         device = resolve_device(args.device)
     main_process = distributed.is_main_process()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     _run_directory(args, create=main_process)
     args.dtype = _DTYPES[args.dtype]
     pyro.clear_param_store()
@@ -245,6 +251,8 @@ def main(argv=None):
         return train(args)
     if args.command == "eval":
         return evaluate(args)
+    if args.command == "variance":
+        return variance_command.run(args)
     parser.error(f"unknown command {args.command!r}")
 
 

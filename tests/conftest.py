@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+# The tests use small tensors, for which one intra-op thread is fastest; on a loaded 2-core
+# machine two threads spin against each other and tiny ops become hundreds of times slower.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

@@ -72,3 +72,14 @@ def test_compile_is_refused_for_svi_models(tmp_path, capsys):
                  "--no-progress"])
     assert code == 2
     assert "--compile: vae is an SVI model" in capsys.readouterr().err
+
+
+def test_variance_command_writes_table_json_and_figure(tmp_path, capsys):
+    out = tmp_path / "toy"
+    assert main(["variance", "toy", "--out", str(out), "--samples", "50",
+                 "--estimators", "score", "disarm"]) == 0
+    printed = capsys.readouterr().out
+    assert "score" in printed and "disarm" in printed
+    report = json.loads((out / "variance.json").read_text())
+    assert set(report["estimators"]) == {"score", "disarm"}
+    assert (out / "variance.png").exists()

@@ -1,0 +1,102 @@
+"""``probnets variance toy|sbn|custom``: compare gradient estimators on one problem.
+
+Each run measures every chosen estimator at the problem's initial parameters (adaptive ones
+after ``--tune`` control-variate steps) and, with ``--track-steps``, along a training run; it
+writes ``variance.txt`` / ``.json`` / ``.png`` and ``tracking.*`` into ``--out``
+(see :func:`probnets.infer.variance.run_variance`). ``custom --factory module:function`` takes
+any function returning a :class:`~probnets.infer.variance.Problem`, so any model/guide pair
+plugs in.
+"""
+
+import functools
+import importlib
+
+import torch
+
+from probnets.infer.variance import ADAPTIVE_ESTIMATORS, run_variance, standard_estimators
+
+
+def add_arguments(commands):
+    """Add the ``variance`` command and its problems to an argparse sub-parser collection."""
+    parser = commands.add_parser("variance", help="compare gradient estimators",
+                                 description=__doc__.splitlines()[0])
+    problems = parser.add_subparsers(dest="problem", metavar="PROBLEM")
+    problems.required = True
+    toy = problems.add_parser("toy", help="E[(b - t)^2], b ~ Bernoulli(sigmoid(theta))")
+    toy.add_argument("--target", type=float, default=0.45, help="t (default 0.45)")
+    toy.add_argument("--theta", type=float, default=0.0, help="initial logit (default 0)")
+    sbn = problems.add_parser("sbn", help="sigmoid belief net on binarized MNIST digits")
+    sbn.add_argument("--layers", type=int, nargs="+", default=[200],
+                     help="stochastic layer widths (default 200)")
+    sbn.add_argument("--batch-size", type=int, default=24)
+    custom = problems.add_parser("custom", help="any Problem factory")
+    custom.add_argument("--factory", required=True, help="module:function returning a Problem")
+    for sub in (toy, sbn, custom):
+        sub.add_argument("--out", required=True, help="output directory")
+        sub.add_argument("--estimators", nargs="+", default=None,
+                         choices=list(standard_estimators()), metavar="NAME",
+                         help=f"subset of {list(standard_estimators())} (default all)")
+        sub.add_argument("--samples", type=int, default=1000,
+                         help="gradient samples per estimator at the initial parameters")
+        sub.add_argument("--tune", type=int, default=0,
+                         help=f"control-variate tuning steps for {list(ADAPTIVE_ESTIMATORS)} "
+                              "before measuring")
+        sub.add_argument("--cv-lr", type=float, default=1e-2)
+        sub.add_argument("--track-steps", type=int, default=0,
+                         help="also train this many steps, measuring along the way")
+        sub.add_argument("--track-every", type=int, default=100)
+        sub.add_argument("--track-samples", type=int, default=100)
+        sub.add_argument("--lr", type=float, default=1e-3)
+        sub.add_argument("--temperature", type=float, default=0.5, help="for 'relaxed'")
+        sub.add_argument("--particles", type=int, default=2, help="for 'loo' and 'vimco'")
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--float64", action="store_true")
+        sub.add_argument("--threads", type=int, default=1,
+                         help="torch intra-op threads (1 is fastest for these small tensors)")
+    return parser
+
+
+def _problem_factory(args):
+    dtype = torch.float64 if args.float64 else torch.float32
+    if args.problem == "toy":
+        from probnets.models.toy import toy_problem
+
+        return functools.partial(toy_problem, target=args.target, theta=args.theta, dtype=dtype)
+    if args.problem == "sbn":
+        from probnets.data import load_mnist
+        from probnets.models.sbn import sbn_problem
+
+        train, test = load_mnist("train"), load_mnist("test")
+        print(f"data: {train.source}, {len(train.labels)} train / {len(test.labels)} test digits")
+        return functools.partial(
+            sbn_problem, train.images.to(dtype), layers=(784,) + tuple(args.layers),
+            batch_size=args.batch_size, seed=args.seed, eval_images=test.images.to(dtype))
+    module_name, _, function_name = args.factory.partition(":")
+    if not function_name:
+        raise ValueError(f"--factory must be 'module:function', got {args.factory!r}")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def run(args):
+    torch.set_num_threads(args.threads)
+    estimators = standard_estimators(args.estimators, temperature=args.temperature,
+                                     num_particles=args.particles)
+    tune = {name: args.tune for name in estimators if name in ADAPTIVE_ESTIMATORS}
+
+    def progress(name, item):
+        if isinstance(item, dict):
+            print(f"  [{name}] step {item['step']}: log_variance {item['log_variance']:.3f}, "
+                  f"train_loss {item['train_loss']}", flush=True)
+        else:
+            print(f"  [{name}] log_variance {item.log_variance:.3f}", flush=True)
+
+    variance, tracking = run_variance(
+        _problem_factory(args), estimators, args.out, num_samples=args.samples,
+        cv_tune_steps=tune, cv_lr=args.cv_lr, track_steps=args.track_steps,
+        track_every=args.track_every, track_samples=args.track_samples, lr=args.lr,
+        seed=args.seed, progress=progress)
+    print(variance.table())
+    if tracking is not None:
+        print(tracking.table())
+    print(f"wrote {args.out}")
+    return 0
