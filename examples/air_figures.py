@@ -1,7 +1,8 @@
 """Figures of a (possibly still running) ``probnets train air`` run from its checkpoint.
 
 Writes ``<prefix>reconstructions.png`` (held-out scenes and reconstructions, boxes coloured by
-step), ``<prefix>confusion.png`` and, from the run's ``eval.csv``, ``<prefix>accuracy.png``;
+step), ``<prefix>confusion.png`` and, from the run's ``eval.csv`` and ``metrics.csv``,
+``<prefix>accuracy.png`` and ``<prefix>elbo.png``;
 prints the held-out count accuracy as JSON.
 
     python examples/air_figures.py --run runs/air --out guides/figures --prefix air_mnist_
@@ -51,6 +52,13 @@ def main(argv=None):
         curves({"held-out": (steps, [float(r["test_count_accuracy"]) for r in rows]),
                 "train": (steps, [float(r["train_count_accuracy"]) for r in rows])},
                os.path.join(args.out, f"{args.prefix}accuracy.png"), ylabel="count accuracy")
+    metrics_csv = os.path.join(args.run, "metrics.csv")
+    if os.path.exists(metrics_csv):
+        with open(metrics_csv) as f:
+            rows = list(csv.DictReader(f))
+        curves({"train": ([int(r["step"]) for r in rows],
+                          [float(r["elbo_per_image"]) for r in rows])},
+               os.path.join(args.out, f"{args.prefix}elbo.png"), ylabel="ELBO per image")
     print(json.dumps({"count_accuracy": accuracy, "num_images": len(images),
                       "confusion": confusion.tolist()}))
     return 0
