@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from ._recurrent import (
-    LoopWeight,
     StackedRecurrent,
     fused_gate_affine,
     init_lstm_weights,
@@ -66,10 +65,10 @@ class LayerNormLSTMCell(nn.Module):
         """
         h, c = state
         gamma, beta = fused_gate_affine(self.gate_norm_weight, self.gate_norm_bias)
-        w_hh = LoopWeight(self.weight_hh.t(), *x_proj.shape[:2])
+        w_hh = self.weight_hh.t()
         outputs = []
-        for t, x_t in enumerate(x_proj.unbind(0)):
-            pre = w_hh.mm(t, h, x_t).view(-1, 4, self.hidden_size)
+        for x_t in x_proj.unbind(0):
+            pre = torch.addmm(x_t, h, w_hh).view(-1, 4, self.hidden_size)
             h, c = layer_norm_lstm_update(
                 pre, c, gamma, beta, self.cell_norm_weight, self.cell_norm_bias,
                 self.eps, self.recurrent_dropout, self.training,

@@ -171,35 +171,6 @@ def test_gradients_float64():
         assert p.grad is not None and p.grad.dtype == torch.float64, name
 
 
-def test_loop_weight_gradients_equal_plain_autograd():
-    """The one-GEMM weight gradients equal autograd's per-step accumulation."""
-    from probnets.nn import _recurrent
-
-    pyro.set_rng_seed(9)
-    m = make(HyperLSTM, num_layers=2).double()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    x = torch.randn(6, 3, I, dtype=torch.float64)
-    m(x)[0].pow(2).sum().backward()
-    fast = {n: p.grad.clone() for n, p in m.named_parameters()}
-    m.zero_grad()
-
-    class Plain(_recurrent.LoopWeight):
-        def __init__(self, weight, steps, batch):
-            self.weight, self.zeros = weight, None
-
-    original = _recurrent.LoopWeight
-    try:
-        import probnets.nn.hyperlstm as hl
-        hl.LoopWeight = Plain
-        m(x)[0].pow(2).sum().backward()
-    finally:
-        hl.LoopWeight = original
-    for n, p in m.named_parameters():
-        torch.testing.assert_close(fast[n], p.grad, msg=n)
-
-
 def test_errors():
     m = make(HyperLSTM, num_layers=2)
     with pytest.raises(ValueError, match=r"input must have last dimension input_size=5, got shape \(3, 2, 4\)"):
