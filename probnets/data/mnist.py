@@ -166,8 +166,11 @@ def load_offline_subset(split):
         members = np.flatnonzero(labels == digit)
         rank[members] = np.arange(len(members))
     keep = rank < OFFLINE_TRAIN_PER_CLASS if split == "train" else rank >= OFFLINE_TRAIN_PER_CLASS
-    images = pixels[keep].reshape(-1, 28, 28).astype(np.float32) / 255.0
-    return MNIST(torch.from_numpy(images), torch.from_numpy(labels[keep].copy()), OFFLINE_SOURCE)
+    # The file is sorted by class; a fixed shuffle makes "the first N digits" a mixed sample,
+    # as it is in the official files.
+    index = np.flatnonzero(keep)[np.random.default_rng(0).permutation(int(keep.sum()))]
+    images = pixels[index].reshape(-1, 28, 28).astype(np.float32) / 255.0
+    return MNIST(torch.from_numpy(images), torch.from_numpy(labels[index]), OFFLINE_SOURCE)
 
 
 def load_mnist(split="train", root=None, download=True):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from probnets.data import ChecksumError, check_images, check_labels, load_mnist, read_idx
+from probnets.data.mnist import load_offline_subset
 from probnets.data import mnist as mnist_module
 
 # The package exports the functions under the modules' names; reach the modules themselves.
@@ -107,6 +108,9 @@ def test_offline_fallback_warns_and_is_a_fixed_stratified_split(tmp_path, monkey
     assert train.images.shape == (4000, 28, 28) and test.images.shape == (1000, 28, 28)
     assert torch.bincount(train.labels).tolist() == [400] * 10
     assert torch.bincount(test.labels).tolist() == [100] * 10
+    # In a fixed mixed order (the shipped file is sorted by class).
+    assert len(set(train.labels[:50].tolist())) == 10
+    assert torch.equal(load_offline_subset("train").labels, train.labels)
     # No test digit is also a training digit.
     train_rows = {row.numpy().tobytes() for row in train.images.reshape(4000, -1)}
     assert not any(row.numpy().tobytes() in train_rows for row in test.images.reshape(1000, -1))
