@@ -1,0 +1,23 @@
+import json
+
+import pytest
+
+from probnets.cli import main
+
+
+@pytest.mark.parametrize("argv, metric", [
+    (["hyperlstm", "--hidden-size", "16", "--hyper-size", "8", "--embedding-size", "8",
+      "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
+    (["hyperlstm", "--rnn", "layernorm_lstm", "--hidden-size", "16", "--seq-len", "10",
+      "--batch-size", "4"], "valid_bpc"),
+    (["reactive", "--iterations", "2", "--batch-size", "16"], "test_accuracy"),
+    (["hypercnn", "--batch-size", "16"], "test_accuracy"),
+    (["hypercnn", "--no-hyper", "--batch-size", "16"], "test_accuracy"),
+])
+def test_deterministic_hypernet_tasks_train_and_evaluate(tmp_path, argv, metric):
+    out = tmp_path / "run"
+    assert main(["train", *argv, "--steps", "3", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["bad_steps"] == 0
+    assert metric in summary["eval"]
+    assert (out / "last.pt").exists()
