@@ -83,3 +83,13 @@ def test_variance_command_writes_table_json_and_figure(tmp_path, capsys):
     report = json.loads((out / "variance.json").read_text())
     assert set(report["estimators"]) == {"score", "disarm"}
     assert (out / "variance.png").exists()
+
+
+def test_variance_air_measures_the_guide_not_its_baseline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PROBNETS_DATA", str(tmp_path / "data"))
+    out = tmp_path / "air"
+    assert main(["variance", "air", "--num-images", "40", "--batch-size", "4", "--samples", "3",
+                 "--estimators", "score", "relaxed", "--out", str(out)]) == 0
+    report = json.loads((out / "variance.json").read_text())
+    assert set(report["estimators"]) == {"score", "relaxed"}
+    assert report["params"] and not any("baseline" in name for name in report["params"])

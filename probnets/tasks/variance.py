@@ -11,6 +11,7 @@ plugs in.
 import functools
 import importlib
 
+import pyro.poutine as poutine
 import torch
 
 from probnets.infer.variance import ADAPTIVE_ESTIMATORS, run_variance, standard_estimators
@@ -29,9 +30,13 @@ def add_arguments(commands):
     sbn.add_argument("--layers", type=int, nargs="+", default=[200],
                      help="stochastic layer widths (default 200)")
     sbn.add_argument("--batch-size", type=int, default=24)
+    air = problems.add_parser("air", help="AIR's z_pres sites on multi-MNIST (0-2 digits)")
+    air.add_argument("--num-images", type=int, default=2000, help="training canvases")
+    air.add_argument("--batch-size", type=int, default=64)
+    air.add_argument("--dair", action="store_true", help="the DAIR guide")
     custom = problems.add_parser("custom", help="any Problem factory")
     custom.add_argument("--factory", required=True, help="module:function returning a Problem")
-    for sub in (toy, sbn, custom):
+    for sub in (toy, sbn, air, custom):
         sub.add_argument("--out", required=True, help="output directory")
         sub.add_argument("--estimators", nargs="+", default=None,
                          choices=list(standard_estimators()), metavar="NAME",
@@ -71,10 +76,46 @@ def _problem_factory(args):
         return functools.partial(
             sbn_problem, train.images.to(dtype), layers=(784,) + tuple(args.layers),
             batch_size=args.batch_size, seed=args.seed, eval_images=test.images.to(dtype))
+    if args.problem == "air":
+        return functools.partial(air_problem, num_images=args.num_images,
+                                 batch_size=args.batch_size, seed=args.seed, dair=args.dair,
+                                 dtype=dtype)
     module_name, _, function_name = args.factory.partition(":")
     if not function_name:
         raise ValueError(f"--factory must be 'module:function', got {args.factory!r}")
     return getattr(importlib.import_module(module_name), function_name)
+
+
+def air_problem(num_images=2000, batch_size=64, seed=0, dair=False, dtype=torch.float32):
+    """AIR (or DAIR) at its initial parameters on multi-MNIST training canvases: gradients of
+    the guide's parameters, whose variance comes from the ``z_pres`` sites (the model's
+    baseline LSTM is used by the score-function estimators, as in the paper)."""
+    from probnets.data import multi_mnist
+    from probnets.infer.variance import Problem
+    from probnets.models.air import AIR
+
+    data = multi_mnist(num_images, max_digits=2, split="train", seed=seed)
+    print(f"data: multi-MNIST from {data.source}, {num_images} canvases")
+    images = data.images.to(dtype)
+    air = AIR(dair=dair).to(dtype)
+
+    def batch(step):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        return (images[torch.randint(num_images, (batch_size,), generator=generator)],)
+
+    def evaluate():
+        inferred = air.infer(images[:500])
+        return {"count_accuracy": float((inferred.counts.cpu() == data.counts[:500]).float()
+                                        .mean())}
+
+    # Measure the guide's own parameters: the baseline LSTM's gradient is that of its
+    # regression loss, not of the ELBO.
+    with poutine.trace(param_only=True) as params:
+        air.guide(images[:2])
+    guide_params = [name for name in params.trace.nodes if "baseline" not in name]
+    return Problem(name="air" + ("-dair" if dair else ""), model=air.model, guide=air.guide,
+                   args=(images[:batch_size],), batch=batch, evaluate=evaluate,
+                   params=guide_params)
 
 
 def run(args):
