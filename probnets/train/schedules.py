@@ -3,13 +3,13 @@
 Every schedule is a pure function of the step, ``value = schedule(step)``, so a resumed run
 recomputes exactly the values an uninterrupted run would have seen; the checkpoint needs only
 the step. :class:`Anneal` applies a schedule to an attribute of an object each step (an ELBO's
-``temperature``, a model's ``z_pres_prior_p``), and learning-rate schedules are factors that
+``temperature``, AIR's ``z_pres_prior``), and learning-rate schedules are factors that
 multiply each parameter group's base learning rate.
 
 Example::
 
     Anneal(elbo, "temperature", Exponential(1.0, 0.1, steps=10_000))
-    Anneal(model, "z_pres_prior_p", Exponential(0.99, 1e-5, steps=100_000))
+    Anneal(air, "z_pres_prior", Exponential(0.99, 1e-5, steps=100_000))
 """
 
 import math
