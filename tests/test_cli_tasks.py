@@ -21,3 +21,14 @@ def test_deterministic_hypernet_tasks_train_and_evaluate(tmp_path, argv, metric)
     assert summary["steps"] == 3 and summary["bad_steps"] == 0
     assert metric in summary["eval"]
     assert (out / "last.pt").exists()
+
+
+@pytest.mark.parametrize("gate", ["hard_concrete", "bernoulli"])
+def test_gated_task_reports_recovered_wiring(tmp_path, gate):
+    out = tmp_path / gate
+    assert main(["train", "gated", "--gate", gate, "--estimator", "disarm", "--steps", "5",
+                 "--num-train", "200", "--out", str(out), "--no-progress"]) == 0
+    evaluation = json.loads((out / "summary.json").read_text())["eval"]
+    assert 0 <= evaluation["true_dependencies"] <= 10
+    assert {"spurious_dependencies", "input_a_cut", "active_edges"} <= set(evaluation)
+    assert (out / "adjacency.png").exists()
