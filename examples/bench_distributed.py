@@ -51,23 +51,24 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--out", default="bench_distributed.json")
     args = parser.parse_args()
-    rows = []
+    per_rank_threads = max(args.threads // args.ranks, 1)
+    timings = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "r.json")
-        train(-1, args.batch_size, args.steps, args.threads, path)
-        single = json.load(open(path))["seconds"]
-        launch_local(train, args.ranks, args.batch_size, args.steps,
-                     max(args.threads // args.ranks, 1), path)
-        multi = json.load(open(path))["seconds"]
-    for name, seconds in (("1 process", single), (f"{args.ranks} gloo ranks", multi)):
-        rows.append({"config": name, "seconds": seconds,
-                     "examples_per_second": args.steps * args.batch_size / seconds,
-                     "speedup_vs_1": single / seconds})
+        for threads in sorted({args.threads, per_rank_threads}, reverse=True):
+            train(-1, args.batch_size, args.steps, threads, path)
+            timings[f"1 process, {threads} thread(s)"] = json.load(open(path))["seconds"]
+        launch_local(train, args.ranks, args.batch_size, args.steps, per_rank_threads, path)
+        timings[f"{args.ranks} ranks x {per_rank_threads} thread(s)"] = json.load(open(path))["seconds"]
+    single = next(iter(timings.values()))
+    rows = [{"config": name, "seconds": seconds,
+             "examples_per_second": args.steps * args.batch_size / seconds,
+             "speedup_vs_1": single / seconds} for name, seconds in timings.items()]
     print(f"VAE 784-256-16, global batch {args.batch_size}, {args.steps} steps, "
           f"{args.threads} threads in all (ratios measured in this run)")
-    print(f"{'config':<16}{'seconds':>10}{'examples/s':>14}{'speed-up':>10}")
+    print(f"{'config':<28}{'seconds':>10}{'examples/s':>14}{'speed-up':>10}")
     for row in rows:
-        print(f"{row['config']:<16}{row['seconds']:>10.2f}{row['examples_per_second']:>14.0f}"
+        print(f"{row['config']:<28}{row['seconds']:>10.2f}{row['examples_per_second']:>14.0f}"
               f"{row['speedup_vs_1']:>10.2f}")
     with open(args.out, "w") as f:
         json.dump({"args": vars(args), "rows": rows}, f, indent=2)
