@@ -1,3 +1,4 @@
+import pyro
 import pytest
 import torch
 
@@ -13,3 +14,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pyro_state():
+    """Every test starts with an empty param store and seed 0."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)

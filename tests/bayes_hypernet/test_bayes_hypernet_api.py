@@ -13,16 +13,6 @@ from probnets.models.bayes_hypernet import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The machine is shared; one thread avoids oversubscription stalls in tiny ops.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("parameterization,generator,guide", [
     ("layer", "linear", "mean_field"), ("layer", "mlp", "full_rank"),
     ("layer", "identity", "flow"), ("unit", None, "delta"), ("unit", None, "flow")])

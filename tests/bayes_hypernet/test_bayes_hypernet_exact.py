@@ -8,22 +8,12 @@ variances ``1 / Λ_ii`` (not ``Σ_ii``); the inputs are correlated so the two di
 """
 
 import pyro
-import pytest
 import torch
 
 from probnets.models.bayes_hypernet import BayesianHypernet
 from probnets.train import Cosine
 
 SIGMA, ALPHA = 0.5, 1.0
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    torch.set_num_threads(threads)
 
 
 def regression_problem():

@@ -7,21 +7,11 @@ predictive standard deviation also contains the fixed noise, 0.1.
 """
 
 import pyro
-import pytest
 import torch
 
 from probnets.models.bayes_hypernet import BayesianHypernet
 from probnets.models.bayes_hypernet.toy import gap_regions, gap_regression
 from probnets.train import Cosine
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    torch.set_num_threads(threads)
 
 
 def epistemic(model):

@@ -4,17 +4,8 @@ import json
 import os
 
 import pytest
-import torch
 
 from probnets.cli import main
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_gap1d_run_writes_metrics_and_bands(tmp_path):

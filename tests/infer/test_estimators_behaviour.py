@@ -26,14 +26,6 @@ F64 = dict(dtype=torch.float64)
 OBS = torch.tensor([1.0, 0.2], **F64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def model():
     b = pyro.sample("b", dist.Bernoulli(torch.tensor(0.5, **F64)))
     k = pyro.sample("k", dist.OneHotCategorical(logits=torch.zeros(3, **F64) + b.unsqueeze(-1)))

@@ -19,7 +19,6 @@ from probnets.infer import (
     DisARM_ELBO,
     REBAR_ELBO,
     RELAX_ELBO,
-    Relaxed_ELBO,
     ScoreFunction_ELBO,
 )
 
@@ -74,15 +73,6 @@ def make_model(one_hot_c, estimators=None):
 
 
 PARAMS = ("mu", "la", "lc", "ld", "lz")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: intra-op threads only add synchronisation cost on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 _EXACT = {}

@@ -20,14 +20,6 @@ X = torch.tensor(0.8, dtype=torch.float64)
 PARAMS = ("mu", "la", "lc", "lz")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def model(reps):
     mu = pyro.param("mu", torch.tensor([0.5, -0.5, 1.0], dtype=torch.float64))
     with pyro.plate("reps", reps):

@@ -11,16 +11,6 @@ from probnets.infer.exact import exact_elbo, exact_gradient
 from probnets.models.toy import ToyBernoulli
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("theta", [-1.3, 0.0, 2.0])
 @pytest.mark.parametrize("target", [0.45, 0.499])
 def test_toy_gradient_matches_closed_form(theta, target):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import pyro
-import pyro.distributions as dist
 import pyro.poutine as poutine
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO
 from probnets.infer.exact import exact_gradient
@@ -20,16 +19,6 @@ from probnets.infer.variance import (
     track,
 )
 from probnets.models.toy import ToyBernoulli, toy_problem
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _BiasedELBO(Trace_ELBO):

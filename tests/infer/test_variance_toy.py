@@ -11,16 +11,6 @@ from probnets.infer.variance import ADAPTIVE_ESTIMATORS, measure, standard_estim
 from probnets.models.toy import ToyBernoulli, toy_problem
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_closed_form_variance_and_optimal_baseline():
     toy = ToyBernoulli(target=0.45)
     assert toy.exact_variance() == pytest.approx(0.0159390625, rel=1e-12)

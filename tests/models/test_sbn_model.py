@@ -20,16 +20,6 @@ from probnets.infer import (
 from probnets.models.sbn import SigmoidBeliefNet, binarize, sbn_problem
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _patterns(n, dim=12, dtype=torch.float64, seed=0):
     """Binary data from two prototypes with 5% flipped pixels."""
     g = torch.Generator().manual_seed(seed)
