@@ -5,23 +5,12 @@ import pyro
 import pytest
 import torch
 
+from probnets.data.squares import squares
 from probnets.models.air import AIR
 from probnets.tasks.air import evaluate_counts, make_elbo
 from probnets.train import BatchSampler, Trainer
 
 
-def squares(n, size=24, side=6, max_objects=2, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    counts = torch.randint(0, max_objects + 1, (n,), generator=generator)
-    images = torch.zeros(n, size, size)
-    for i in range(n):
-        placed = 0
-        while placed < counts[i]:
-            x, y = torch.randint(0, size - side + 1, (2,), generator=generator).tolist()
-            if images[i, y:y + side, x:x + side].sum() == 0:
-                images[i, y:y + side, x:x + side] = 0.9
-                placed += 1
-    return images, counts
 
 
 def train_on_squares(estimator, steps, dair, z_pres_prior, seed=0):
