@@ -44,6 +44,7 @@ from typing import Callable, Optional
 import torch
 
 import pyro
+import pyro.infer
 import pyro.optim
 import pyro.poutine as poutine
 from pyro.poutine.messenger import Messenger
@@ -113,10 +114,12 @@ def standard_estimators(names=None, temperature=0.5, num_particles=2):
     ``score`` REINFORCE without baseline; ``score+avg`` with a decaying-average baseline;
     ``nvil`` with a learned input-dependent baseline (Mnih & Gregor 2014); ``loo`` with
     ``num_particles`` samples and leave-one-out baselines; ``relaxed`` Concrete / Gumbel-
-    softmax at ``temperature`` (biased); ``rebar-fixed`` REBAR with eta = 1 and temperature
+    softmax at ``temperature`` (biased; also the initial temperature of ``rebar`` and ``relax``);
+    ``rebar-fixed`` REBAR with eta = 1 and temperature
     0.5 held fixed; ``rebar`` REBAR with learned eta and temperature; ``relax`` RELAX;
     ``vimco`` the ``num_particles``-sample bound with leave-one-out baselines (a different
-    objective); ``disarm`` DisARM (two antithetic evaluations).
+    objective); ``disarm`` DisARM (two antithetic evaluations); ``tracegraph`` Pyro's own
+    ``TraceGraph_ELBO``, as the reference.
 
     :param names: subset (and order) of the names above; default all.
     """
@@ -134,10 +137,11 @@ def standard_estimators(names=None, temperature=0.5, num_particles=2):
         "loo": lambda: ScoreFunction_ELBO(num_particles=num_particles, baseline="loo"),
         "relaxed": lambda: Relaxed_ELBO(temperature=temperature),
         "rebar-fixed": lambda: REBAR_ELBO(learn_eta=False, learn_temperature=False),
-        "rebar": lambda: REBAR_ELBO(),
-        "relax": lambda: RELAX_ELBO(),
+        "rebar": lambda: REBAR_ELBO(init_temperature=temperature),
+        "relax": lambda: RELAX_ELBO(init_temperature=temperature),
         "vimco": lambda: VIMCO_ELBO(num_particles=num_particles),
         "disarm": lambda: DisARM_ELBO(),
+        "tracegraph": lambda: pyro.infer.TraceGraph_ELBO(),
     }
     if names is None:
         return table

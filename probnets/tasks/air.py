@@ -4,18 +4,10 @@
 import os
 
 import numpy as np
-import pyro.infer
 import torch
 
 from probnets.data import check_images, multi_mnist
-from probnets.infer import (
-    VIMCO_ELBO,
-    DisARM_ELBO,
-    REBAR_ELBO,
-    RELAX_ELBO,
-    Relaxed_ELBO,
-    ScoreFunction_ELBO,
-)
+from probnets.infer.variance import standard_estimators
 from probnets.models.air import AIR, count_accuracy, count_confusion
 from probnets.tasks.base import Task, TaskRun, register
 from probnets.train import Anneal, BatchSampler, Exponential, resolve_device
@@ -27,24 +19,15 @@ BASELINES = ("lstm", "nvil", "avg", "none")
 
 
 def make_elbo(estimator, baseline="lstm", temperature=0.5, num_particles=5):
-    """The ELBO for ``--estimator``; ``tracegraph`` is Pyro's own ``TraceGraph_ELBO`` (the
-    reference's estimator), the rest are :mod:`probnets.infer` estimators."""
+    """The ELBO for ``--estimator`` from the shared registry
+    (:func:`probnets.infer.variance.standard_estimators`); for ``score``, ``--baseline`` picks
+    the model's LSTM baseline (``lstm``), none, NVIL or a decaying average."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if estimator == "score":
-        default = {"lstm": None, "none": None, "nvil": "nvil", "avg": "decaying_avg"}[baseline]
-        return ScoreFunction_ELBO(baseline=default)
-    if estimator == "tracegraph":
-        return pyro.infer.TraceGraph_ELBO()
-    if estimator == "relaxed":
-        return Relaxed_ELBO(temperature=temperature)
-    if estimator == "rebar":
-        return REBAR_ELBO(init_temperature=temperature)
-    if estimator == "relax":
-        return RELAX_ELBO(init_temperature=temperature)
-    if estimator == "disarm":
-        return DisARM_ELBO()
-    if estimator == "vimco":
-        return VIMCO_ELBO(num_particles=num_particles)
-    raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        estimator = {"lstm": "score", "none": "score", "nvil": "nvil", "avg": "score+avg"}[baseline]
+    return standard_estimators([estimator], temperature=temperature,
+                               num_particles=num_particles)[estimator]()
 
 
 def evaluate_counts(air, images, counts, batch_size=500):
