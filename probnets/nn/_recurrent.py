@@ -19,6 +19,20 @@ def init_lstm_weights(weight_ih, weight_hh, hidden_size):
             nn.init.orthogonal_(block)
 
 
+def add_layer_norm_lstm_parameters(cell, input_size, hidden_size, bias):
+    """Register the parameters of a layer-norm LSTM cell on ``cell``: input and recurrent
+    weights (initialised by :func:`init_lstm_weights`), the optional bias, and the layer-norm
+    gains and offsets of the four gates and of the cell state."""
+    cell.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+    cell.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+    cell.bias = nn.Parameter(torch.zeros(4 * hidden_size)) if bias else None
+    cell.gate_norm_weight = nn.Parameter(torch.ones(4, hidden_size))
+    cell.gate_norm_bias = nn.Parameter(torch.zeros(4, hidden_size))
+    cell.cell_norm_weight = nn.Parameter(torch.ones(hidden_size))
+    cell.cell_norm_bias = nn.Parameter(torch.zeros(hidden_size))
+    init_lstm_weights(cell.weight_ih, cell.weight_hh, hidden_size)
+
+
 def fused_gate_affine(gamma, beta):
     """Fold the forget bias and ``tanh`` into the layer-norm affine of the gates.
 

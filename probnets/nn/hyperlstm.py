@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from ._recurrent import (
     StackedRecurrent,
     fused_gate_affine,
-    init_lstm_weights,
+    add_layer_norm_lstm_parameters,
     layer_norm_lstm_update,
 )
 from .layer_norm_lstm import LayerNormLSTMCell
@@ -80,14 +80,7 @@ class HyperLSTMCell(nn.Module):
         self.eps = eps
         H, Nz = hidden_size, hyper_embedding_size
 
-        self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * H, H))
-        self.bias = nn.Parameter(torch.zeros(4 * H)) if bias else None
-        self.gate_norm_weight = nn.Parameter(torch.ones(4, H))
-        self.gate_norm_bias = nn.Parameter(torch.zeros(4, H))
-        self.cell_norm_weight = nn.Parameter(torch.ones(H))
-        self.cell_norm_bias = nn.Parameter(torch.zeros(H))
-        init_lstm_weights(self.weight_ih, self.weight_hh, H)
+        add_layer_norm_lstm_parameters(self, input_size, H, bias)
 
         self.hyper_cell = LayerNormLSTMCell(input_size + H, hyper_size, eps=eps)
         # Rows: 4 gates x (input scale z_x, recurrent scale z_h, bias z_b), Nz each.

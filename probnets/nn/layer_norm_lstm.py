@@ -7,7 +7,7 @@ from torch import nn
 from ._recurrent import (
     StackedRecurrent,
     fused_gate_affine,
-    init_lstm_weights,
+    add_layer_norm_lstm_parameters,
     layer_norm_lstm_update,
 )
 
@@ -45,14 +45,7 @@ class LayerNormLSTMCell(nn.Module):
         self.hidden_size = hidden_size
         self.recurrent_dropout = float(recurrent_dropout)
         self.eps = eps
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias = nn.Parameter(torch.zeros(4 * hidden_size)) if bias else None
-        self.gate_norm_weight = nn.Parameter(torch.ones(4, hidden_size))
-        self.gate_norm_bias = nn.Parameter(torch.zeros(4, hidden_size))
-        self.cell_norm_weight = nn.Parameter(torch.ones(hidden_size))
-        self.cell_norm_bias = nn.Parameter(torch.zeros(hidden_size))
-        init_lstm_weights(self.weight_ih, self.weight_hh, hidden_size)
+        add_layer_norm_lstm_parameters(self, input_size, hidden_size, bias)
 
     def input_projection(self, x):
         """``W_x x + b`` for inputs of any leading shape (done once for a whole sequence)."""
