@@ -19,6 +19,7 @@ import probnets.tasks  # noqa: F401  (registers the tasks)
 from probnets.tasks import variance as variance_command
 from probnets.tasks.base import tasks
 from probnets.train import NonFiniteLossError, Trainer, distributed, parse_schedule, resolve_device
+from probnets.train.precision import check_precision_supported
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -85,7 +86,8 @@ def add_common_arguments(parser, task):
     group.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
                        help="floating-point precision of model and data")
     group.add_argument("--precision", choices=["32", "bf16", "16-mixed"], default="32",
-                       help="32 (default) or bf16 autocast; 16-mixed is not supported yet")
+                       help="32 (default); bf16 autocast; or 16-mixed: float16 autocast "
+                            "with dynamic loss scaling")
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the objective of deterministic models (not SVI "
                             "models: Pyro's effect handlers break the graph at every site)")
@@ -177,6 +179,11 @@ def train(args):
     else:
         device = resolve_device(args.device)
     main_process = distributed.is_main_process()
+    try:
+        check_precision_supported(args.precision, device)
+    except ValueError as error:
+        print(f"probnets: error: --precision: {error}", file=sys.stderr)
+        return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     _run_directory(args, create=main_process)

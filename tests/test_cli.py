@@ -93,3 +93,13 @@ def test_variance_air_measures_the_guide_not_its_baseline(tmp_path, capsys, monk
     report = json.loads((out / "variance.json").read_text())
     assert set(report["estimators"]) == {"score", "relaxed"}
     assert report["params"] and not any("baseline" in name for name in report["params"])
+
+
+def test_float16_mixed_precision_from_the_command_line(tmp_path):
+    out = tmp_path / "fp16"
+    assert main(["train", "vae", "--precision", "16-mixed", "--steps", "6", "--batch-size", "32",
+                 "--hidden-dim", "32", "--latent-dim", "4", "--num-test", "50", "--no-progress",
+                 "--out", str(out)]) == 0
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "loss_scale" in header and "overflow_steps" in header
+    assert "loss_scale" in load_checkpoint(out / "last.pt")

@@ -359,12 +359,11 @@ class DiscreteELBO(ELBO):
         K = self.num_particles
         params = [p for p in terms["guide_params"].values()]
         names = list(terms["guide_params"].keys())
-        before = [p.grad.clone() if p.grad is not None else None for p in params]
+        # A is taken with autograd.grad, not read off .grad: .grad may hold a scaled gradient
+        # (loss scaling seeds every backward pass with S) and REBAR's variance is not linear.
+        A = torch.autograd.grad(terms["surrogate"], params, retain_graph=True, allow_unused=True)
+        A = [g.detach() if g is not None else torch.zeros_like(p) for g, p in zip(A, params)]
         terms["surrogate"].backward(retain_graph=True)
-        A = []
-        for p, g0 in zip(params, before):
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            A.append((g - g0 if g0 is not None else g).detach())
 
         def cv_grad(estimator):
             # gradient of the negative ELBO's control-variate part:
@@ -417,10 +416,9 @@ class DiscreteELBO(ELBO):
                     cv_params.append(store["cv.relax.eta." + name].unconstrained())
         cv_params = list({id(p): p for p in cv_params}.values())
         cv_grads = torch.autograd.grad(variance, cv_params, allow_unused=True) if cv_params else []
-        for i, p in enumerate(params):
-            extra = (ghat[i] - A[i]).detach()
-            p.grad = extra if p.grad is None else p.grad + extra
-        for p, g in zip(cv_params, cv_grads):
-            if g is None:
-                continue
-            p.grad = g.detach() if p.grad is None else p.grad + g.detach()
+        # Accumulated through autograd rather than assigned to .grad, so that whatever wraps
+        # the backward passes (loss scaling, gradient hooks) sees these terms as well.
+        leaves = params + [p for p, g in zip(cv_params, cv_grads) if g is not None]
+        seeds = ([(g - a).detach() for g, a in zip(ghat, A)]
+                 + [g.detach() for g in cv_grads if g is not None])
+        torch.autograd.backward(leaves, seeds)

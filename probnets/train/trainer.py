@@ -13,6 +13,9 @@ as in :class:`pyro.infer.SVI`, with what long research runs need around it:
   ELBO registers itself, e.g. REBAR's ``cv.*`` control-variate parameters, are trained too) and
   assigned to groups by the first matching :mod:`fnmatch` rule in ``param_groups``; each group
   has its own learning rate, optimizer settings and gradient-norm clip.
+- **Precision.** ``"bf16"`` autocasts the objective to bfloat16; ``"16-mixed"`` to float16 with
+  dynamic loss scaling that reaches the backward passes ELBOs run inside ``loss_and_grads``
+  (:mod:`probnets.train.precision`); overflowing steps are skipped and the scale halved.
 - **Schedules.** A learning-rate factor and any number of :class:`~probnets.train.Anneal`
   objects, all pure functions of the step.
 - **NaN/Inf guard.** A non-finite loss or gradient skips the update and is counted and logged
@@ -25,6 +28,7 @@ as in :class:`pyro.infer.SVI`, with what long research runs need around it:
   ``metrics.csv`` / ``eval.csv`` in the run directory (and TensorBoard when installed).
 """
 
+import contextlib
 import fnmatch
 import math
 import os
@@ -47,6 +51,7 @@ from probnets.train.checkpoint import (
 )
 from probnets.train import distributed
 from probnets.train.metrics import MetricsLogger
+from probnets.train.precision import ScaledBackward, autocast
 from probnets.train.schedules import Constant
 
 CHECKPOINT_NAME = "last.pt"
@@ -227,9 +232,12 @@ class Trainer:
         ``model_fn``/``guide_fn`` as bound methods are found automatically.
     :param checkpoint_extra: dict stored in every checkpoint under ``"extra"`` (e.g. the model's
         constructor arguments, so it can be rebuilt from the checkpoint alone).
-    :param str precision: ``"32"``, or ``"bf16"`` to run the loss under
-        :func:`torch.autocast` with bfloat16 (matrix products and convolutions in bfloat16,
-        parameters, optimizer and reductions in float32).
+    :param str precision: ``"32"``; ``"bf16"`` to run the loss under :func:`torch.autocast`
+        with bfloat16 (matrix products and convolutions in bfloat16, parameters, optimizer and
+        reductions in float32); or ``"16-mixed"``, autocast to float16 with dynamic loss
+        scaling (:mod:`probnets.train.precision`).
+    :param float initial_loss_scale: the first loss scale of ``"16-mixed"`` (halved on every
+        overflowing step, doubled after 2000 good ones).
     :param distributed_sync: sum gradients over the ranks of the :mod:`torch.distributed`
         process group (default: whenever one with more than one rank is initialized); see
         :mod:`probnets.train.distributed`.
@@ -240,7 +248,8 @@ class Trainer:
                  schedules=(), metrics_fn=None, eval_fn=None, eval_every=None, log_every=1,
                  out_dir=None, checkpoint_every=None, resume=False, max_bad_steps=10,
                  modules=(), checkpoint_extra=None, progress=True, tensorboard=True,
-                 description="train", distributed_sync=None, precision="32", _objective=None):
+                 description="train", distributed_sync=None, precision="32", initial_loss_scale=2.0 ** 16,
+                 _objective=None):
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
         if not (isinstance(lr, (int, float)) and lr > 0):
@@ -253,11 +262,8 @@ class Trainer:
             raise ValueError("resume=True needs out_dir (the run directory holding last.pt)")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "16-mixed":
-            raise ValueError(
-                "precision '16-mixed' is not supported yet: float16 needs loss scaling before "
-                "backward, and Pyro ELBOs run backward inside loss_and_grads; use 'bf16', which "
-                "has float32's exponent range and needs no scaling")
+        if not initial_loss_scale > 0:
+            raise ValueError(f"initial_loss_scale must be positive, got {initial_loss_scale!r}")
         if not isinstance(max_bad_steps, int) or max_bad_steps < 1:
             raise ValueError(f"max_bad_steps must be a positive integer, got {max_bad_steps!r}")
         self.objective = _objective or _SVIObjective(model_fn, guide_fn, loss)
@@ -281,6 +287,9 @@ class Trainer:
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.progress, self.description = progress, description
         self.precision = precision
+        self.initial_loss_scale = float(initial_loss_scale)
+        self.scaler = None  # torch.amp.GradScaler of "16-mixed", made on the data's device
+        self.overflow_steps = 0
         # Under torch.distributed gradients are summed over ranks and only rank 0 writes.
         if distributed_sync is None:
             distributed_sync = distributed.world_size() > 1
@@ -393,15 +402,28 @@ class Trainer:
                 "(--clip-norm) or check the data.")
         return message
 
+    def _make_scaler(self, batch):
+        if self.precision == "16-mixed" and self.scaler is None:
+            device = _batch_device(batch)
+            self.scaler = torch.amp.GradScaler(device.type, init_scale=self.initial_loss_scale)
+            # The scaler creates its scale tensor on the first scale() call; the backward
+            # passes are seeded by ScaledBackward instead, so make that call here.
+            self.scaler.scale(torch.ones((), device=device))
+
+    def _is_overflow(self, loss, grads_finite):
+        """A float16 overflow: finite loss, non-finite scaled gradients, and a scale that can
+        still come down (below 1 the non-finite gradients are not the scale's doing)."""
+        return (self.scaler is not None and math.isfinite(loss) and not grads_finite
+                and self.scaler.get_scale() >= 1.0)
+
     def train_step(self, batch):
         """One guarded optimisation step; returns the loss (``nan`` when skipped)."""
         for schedule in self.schedules:
             schedule.apply(self.step)
-        if self.precision == "bf16":
-            device_type = _batch_device(batch).type
-            with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
-                loss, named = self.objective(batch)
-        else:
+        self._make_scaler(batch)
+        scaling = (ScaledBackward(self.scaler.get_scale()) if self.scaler is not None
+                   else contextlib.nullcontext())
+        with autocast(self.precision, _batch_device(batch)), scaling:
             loss, named = self.objective(batch)
         if not named:
             raise RuntimeError(
@@ -412,9 +434,14 @@ class Trainer:
         if self.sync is not None:
             self.sync.gradients(named)
             loss = self.sync.scalar(loss, _device_of(named))
+        if self.scaler is not None:
+            # Summed over ranks first, so an overflow on any rank is seen by all of them.
+            self.scaler.unscale_(self.optimizer)
         norms, finite = self._grad_norms_and_clip()
         self.last_grad_norms = norms
-        if not (math.isfinite(loss) and finite):
+        if self._is_overflow(loss, finite):
+            self.overflow_steps += 1
+        elif not (math.isfinite(loss) and finite):
             self._bad_step(batch, loss, named)
         else:
             self._consecutive_bad = 0
@@ -422,6 +449,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.update()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -454,6 +483,9 @@ class Trainer:
             state["data"] = self.data.state_dict()
         if self.loss is not None and hasattr(self.loss, "state_dict"):
             state["loss"] = self.loss.state_dict()
+        if self.scaler is not None:
+            state["loss_scale"] = {"scaler": self.scaler.state_dict(),
+                                   "overflow_steps": self.overflow_steps}
         return state
 
     def save(self, path=None):
@@ -484,7 +516,9 @@ class Trainer:
         # One pass creates every lazily registered parameter (estimator control variates,
         # PyroModule registrations) so values can be copied *into* the tensors the modules
         # hold; it draws random numbers and a batch, both restored below.
-        _, named = self.objective(next(self.data))
+        batch = next(self.data)
+        self._make_scaler(batch)
+        _, named = self.objective(batch)
         self._register(named)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
@@ -501,6 +535,9 @@ class Trainer:
             self.data.load_state_dict(state["data"])
         if "loss" in state and hasattr(self.loss, "load_state_dict"):
             self.loss.load_state_dict(state["loss"])
+        if "loss_scale" in state and self.scaler is not None:
+            self.scaler.load_state_dict(state["loss_scale"]["scaler"])
+            self.overflow_steps = state["loss_scale"]["overflow_steps"]
         set_rng_state(state["rng"] if self.sync is None else state["rng"][distributed.rank()])
         self.step, self.bad_steps = state["step"], state["bad_steps"]
         self.logger.truncate_after(self.step)
@@ -512,6 +549,9 @@ class Trainer:
         row = {"step": self.step, "loss": self.last_loss,
                "lr": self.lr * self.lr_schedule(self.step - 1), "bad_steps": self.bad_steps,
                "seconds_per_step": seconds}
+        if self.scaler is not None:
+            row["loss_scale"] = self.scaler.get_scale()
+            row["overflow_steps"] = self.overflow_steps
         for name, norm in self.last_grad_norms.items():
             row[f"grad_norm[{name}]"] = norm
         for schedule in self.schedules:

@@ -1,0 +1,93 @@
+"""Reduced-precision training: autocast regions and loss scaling for SVI.
+
+``bf16`` runs the objective under :func:`torch.autocast` with bfloat16, which has float32's
+exponent range, so gradients need no rescaling. ``16-mixed`` uses float16, whose smallest
+normal number is 6.1e-5: small gradients of float16 activations flush to zero unless the
+backward pass is seeded with a large factor ``S`` (Micikevicius et al. 2018, "Mixed Precision
+Training", section 3.2) and the accumulated gradients are divided by ``S`` before the update.
+
+The difficulty with Pyro is that ELBOs run ``backward`` themselves, inside
+``loss_and_grads``, so there is no loss tensor to multiply. :class:`ScaledBackward` is a
+:class:`torch.overrides.TorchFunctionMode` that multiplies the seed of every
+``Tensor.backward`` / :func:`torch.autograd.backward` call made under it. Back-propagation is
+linear in its seed, so every gradient accumulated into ``.grad`` by those calls is exactly
+``S`` times the unscaled one, whatever the surrogate objective (score-function terms,
+baselines, control variates) looks like. Gradients assigned to ``.grad`` directly, or
+obtained with :func:`torch.autograd.grad`, are not scaled: estimators that need those must
+accumulate their results with ``torch.autograd.backward(leaves, grads)``, as
+:mod:`probnets.infer` does.
+
+The scale itself is managed by :class:`torch.amp.GradScaler` (dynamic: halved after a step
+whose gradients overflow, which is then skipped; doubled after ``growth_interval`` good steps).
+"""
+
+import contextlib
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16-mixed": torch.float16}
+
+
+class ScaledBackward(TorchFunctionMode):
+    """Seed every backward pass run under this mode with ``scale`` instead of 1.
+
+    :param float scale: the loss scale ``S``; gradients accumulated into ``.grad`` by
+        ``Tensor.backward`` and :func:`torch.autograd.backward` come out multiplied by it.
+    """
+
+    def __init__(self, scale):
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale!r}")
+        self.scale = float(scale)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is torch.Tensor.backward:
+            tensor, *rest = args
+            gradient = rest[0] if rest else kwargs.pop("gradient", None)
+            rest = rest[1:]
+            return func(tensor, self._scaled_seed(tensor, gradient), *rest, **kwargs)
+        if func is torch.autograd.backward:
+            tensors, *rest = args
+            grad_tensors = rest[0] if rest else kwargs.pop("grad_tensors", None)
+            rest = rest[1:]
+            if torch.is_tensor(tensors):
+                tensors, grad_tensors = [tensors], [grad_tensors]
+            else:
+                tensors = list(tensors)
+                if grad_tensors is None or torch.is_tensor(grad_tensors):
+                    grad_tensors = [grad_tensors] * len(tensors)
+            seeds = [self._scaled_seed(t, g) for t, g in zip(tensors, grad_tensors)]
+            return func(tensors, seeds, *rest, **kwargs)
+        return func(*args, **kwargs)
+
+    def _scaled_seed(self, tensor, gradient):
+        if gradient is None:
+            if tensor.numel() != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            return torch.full_like(tensor, self.scale)
+        return gradient * self.scale
+
+
+def autocast(precision, device):
+    """The autocast context of ``precision`` (``"32"``: none) on ``device``."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def check_precision_supported(precision, device):
+    """Raise a ValueError naming ``precision`` when ``device`` cannot autocast to it."""
+    if precision == "32":
+        return
+    device_type = torch.device(device).type
+    if not torch.amp.is_autocast_available(device_type):
+        raise ValueError(f"precision {precision!r}: torch.autocast is not available on "
+                         f"{device_type!r}; use '32'")
+    if device_type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision 'bf16': this GPU has no bfloat16 support; use '16-mixed'")
+
+
+__all__ = ["AUTOCAST_DTYPES", "ScaledBackward", "autocast", "check_precision_supported"]
