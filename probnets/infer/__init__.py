@@ -8,6 +8,7 @@ per-site ``infer`` keys (``estimator``, ``temperature``, ``straight_through``,
 from probnets.infer.disarm import DisARM_ELBO
 from probnets.infer.discrete_elbo import DiscreteELBO
 from probnets.infer.rebar import REBAR_ELBO
+from probnets.infer.registry import standard_estimators
 from probnets.infer.relax import RELAX_ELBO
 from probnets.infer.relaxed import Relaxed_ELBO
 from probnets.infer.score_function import ScoreFunction_ELBO
@@ -21,4 +22,5 @@ __all__ = [
     "Relaxed_ELBO",
     "ScoreFunction_ELBO",
     "VIMCO_ELBO",
+    "standard_estimators",
 ]

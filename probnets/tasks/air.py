@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from probnets.data import check_images, multi_mnist
-from probnets.infer.variance import standard_estimators
+from probnets.infer import standard_estimators
 from probnets.models.air import AIR, count_accuracy, count_confusion
 from probnets.tasks.base import Task, TaskRun, register
 from probnets.train import Anneal, BatchSampler, Exponential, resolve_device
@@ -20,7 +20,7 @@ BASELINES = ("lstm", "nvil", "avg", "none")
 
 def make_elbo(estimator, baseline="lstm", temperature=0.5, num_particles=5):
     """The ELBO for ``--estimator`` from the shared registry
-    (:func:`probnets.infer.variance.standard_estimators`); for ``score``, ``--baseline`` picks
+    (:func:`probnets.infer.standard_estimators`); for ``score``, ``--baseline`` picks
     the model's LSTM baseline (``lstm``), none, NVIL or a decaying average."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")

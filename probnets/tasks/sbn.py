@@ -1,7 +1,7 @@
 """``probnets train sbn``: a sigmoid belief net on dynamically binarized MNIST digits.
 
 The REBAR / RELAX benchmark model: 200 Bernoulli units per stochastic layer, linear layers,
-batch 24. ``--estimator`` picks any estimator of :func:`probnets.infer.variance.standard_estimators`
+batch 24. ``--estimator`` picks any estimator of :func:`probnets.infer.standard_estimators`
 (the model itself is unchanged). Evaluation reports the held-out ELBO during training and an
 importance-sampled log-likelihood at the end.
 """
@@ -9,7 +9,7 @@ importance-sampled log-likelihood at the end.
 import os
 
 from probnets.data import load_mnist
-from probnets.infer.variance import standard_estimators
+from probnets.infer import standard_estimators
 from probnets.models.sbn import SigmoidBeliefNet, binarize
 from probnets.tasks.base import Task, TaskRun, register
 from probnets.train import BatchSampler

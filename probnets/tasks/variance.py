@@ -14,7 +14,8 @@ import importlib
 import pyro.poutine as poutine
 import torch
 
-from probnets.infer.variance import ADAPTIVE_ESTIMATORS, run_variance, standard_estimators
+from probnets.infer import standard_estimators
+from probnets.infer.variance import ADAPTIVE_ESTIMATORS, run_variance
 
 
 def add_arguments(commands):

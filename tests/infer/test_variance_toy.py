@@ -7,7 +7,8 @@ import torch
 
 import pyro
 import pyro.poutine as poutine
-from probnets.infer.variance import ADAPTIVE_ESTIMATORS, measure, standard_estimators
+from probnets.infer import standard_estimators
+from probnets.infer.variance import ADAPTIVE_ESTIMATORS, measure
 from probnets.models.toy import ToyBernoulli, toy_problem
 
 

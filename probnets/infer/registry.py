@@ -1,0 +1,52 @@
+"""The estimators of :mod:`probnets.infer` by short name, the one table every command line
+(``probnets train sbn|air|gated --estimator``, ``probnets variance``) and benchmark resolves
+names through."""
+
+import pyro.infer
+
+from probnets.infer.disarm import DisARM_ELBO
+from probnets.infer.rebar import REBAR_ELBO
+from probnets.infer.relax import RELAX_ELBO
+from probnets.infer.relaxed import Relaxed_ELBO
+from probnets.infer.score_function import ScoreFunction_ELBO
+from probnets.infer.vimco import VIMCO_ELBO
+
+
+def standard_estimators(names=None, temperature=0.5, num_particles=2):
+    """``{name: factory}`` of the estimators compared by default (factories, so every run
+    gets a fresh estimator):
+
+    ``score`` REINFORCE without baseline; ``score+avg`` with a decaying-average baseline;
+    ``nvil`` with a learned input-dependent baseline (Mnih & Gregor 2014); ``loo`` with
+    ``num_particles`` samples and leave-one-out baselines; ``relaxed`` Concrete / Gumbel-
+    softmax at ``temperature`` (biased; also the initial temperature of ``rebar`` and ``relax``);
+    ``rebar-fixed`` REBAR with eta = 1 and temperature
+    0.5 held fixed; ``rebar`` REBAR with learned eta and temperature; ``relax`` RELAX;
+    ``vimco`` the ``num_particles``-sample bound with leave-one-out baselines (a different
+    objective); ``disarm`` DisARM (two antithetic evaluations); ``tracegraph`` Pyro's own
+    ``TraceGraph_ELBO``, as the reference.
+
+    :param names: subset (and order) of the names above; default all.
+    """
+    table = {
+        "score": lambda: ScoreFunction_ELBO(),
+        "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg"),
+        "nvil": lambda: ScoreFunction_ELBO(baseline="nvil"),
+        "loo": lambda: ScoreFunction_ELBO(num_particles=num_particles, baseline="loo"),
+        "relaxed": lambda: Relaxed_ELBO(temperature=temperature),
+        "rebar-fixed": lambda: REBAR_ELBO(learn_eta=False, learn_temperature=False),
+        "rebar": lambda: REBAR_ELBO(init_temperature=temperature),
+        "relax": lambda: RELAX_ELBO(init_temperature=temperature),
+        "vimco": lambda: VIMCO_ELBO(num_particles=num_particles),
+        "disarm": lambda: DisARM_ELBO(),
+        "tracegraph": lambda: pyro.infer.TraceGraph_ELBO(),
+    }
+    if names is None:
+        return table
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"unknown estimator names {unknown}; choose from {list(table)}")
+    return {n: table[n] for n in names}
+
+
+__all__ = ["standard_estimators"]
