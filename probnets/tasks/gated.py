@@ -5,7 +5,7 @@
 dependencies are recovered, spurious ones, and whether input ``a`` is cut off.
 ``--problem mnist`` classifies digits with a neuron DAG and reports held-out accuracy against
 the fraction of active connections. Bernoulli gates train under any estimator of
-:func:`probnets.infer.variance.standard_estimators`; ``--gate hard_concrete`` uses
+:func:`probnets.infer.standard_estimators`; ``--gate hard_concrete`` uses
 reparameterized L0 gates instead (Louizos et al., 2018).
 """
 
@@ -15,7 +15,7 @@ import pyro.infer
 
 from probnets.data import load_mnist
 from probnets.data.dag_toy import seed002_toy
-from probnets.infer.variance import standard_estimators
+from probnets.infer import standard_estimators
 from probnets.models.gated import BernoulliPrior, NeuronDAG
 from probnets.tasks.base import Task, TaskRun, register
 from probnets.train import BatchSampler
