@@ -95,6 +95,10 @@ def main():
     parser.add_argument("--hyper-size", type=int, default=64)
     parser.add_argument("--hyper-embedding", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout on embeddings and outputs, every model")
+    parser.add_argument("--recurrent-dropout", type=float, default=0.0,
+                        help="dropout on the candidate (HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--valid-chars", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
@@ -111,8 +115,9 @@ def main():
     print(f"corpus {corpus.source}: {len(corpus.train)} train / {len(corpus.valid)} valid / "
           f"{len(corpus.test)} test chars, vocab {vocab}")
     torch.manual_seed(args.seed)
-    hyper = CharLanguageModel(vocab, "hyperlstm", args.embedding, args.hidden,
-                              hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding)
+    hyper = CharLanguageModel(vocab, "hyperlstm", args.embedding, args.hidden, dropout=args.dropout,
+                              hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding,
+                              recurrent_dropout=args.recurrent_dropout)
     target = n_params(hyper)
     rows, curves, models = [], {}, {}
     for rnn in args.models.split(","):
@@ -121,7 +126,9 @@ def main():
             model, hidden = hyper, args.hidden
         else:
             hidden = matched_hidden(rnn, vocab, args.embedding, target)
-            model = CharLanguageModel(vocab, rnn, args.embedding, hidden)
+            extra = {"recurrent_dropout": args.recurrent_dropout} if rnn == "layernorm_lstm" else {}
+            model = CharLanguageModel(vocab, rnn, args.embedding, hidden, dropout=args.dropout,
+                                      **extra)
         curve, seconds = train(model, corpus, args, rnn)
         test_bpc = evaluate_bpc(model, corpus.test, args.seq_len, 8)
         rows.append({"model": rnn, "hidden": hidden, "params": n_params(model),

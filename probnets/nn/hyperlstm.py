@@ -19,6 +19,173 @@ __all__ = ["HyperLSTMCell", "HyperLSTM"]
 _INITIAL_SCALE = 0.1
 
 
+def _gate_norm(pre, gamma, beta, eps):
+    """Layer norm per gate of pre-activations ``(B, 4, H)``, the fused affine and one
+    ``sigmoid`` for all gates (see :func:`fused_gate_affine`); returns the normalised
+    ``n`` too."""
+    n = torch.native_layer_norm(pre, pre.shape[-1:], None, None, eps)[0]
+    return n, torch.sigmoid(torch.addcmul(beta, n, gamma))
+
+
+def _cell_norm(c, weight, bias, eps):
+    """``(LN(c), tanh(weight LN(c) + bias))`` and the layer-norm statistics of ``c``."""
+    nc, mean, rstd = torch.native_layer_norm(c, c.shape[-1:], None, None, eps)
+    return nc, torch.tanh(torch.addcmul(bias, nc, weight)), mean, rstd
+
+
+class _LayerNormLSTMStep:
+    """Forward and hand-written backward of the layer-norm LSTM update of
+    :func:`layer_norm_lstm_update`, for :class:`_HyperLSTMScan`.
+
+    Per step only the gate pre-activations, the gate values and the (masked) candidate
+    are kept; the layer norms are recomputed in the backward pass, which is cheaper on a CPU
+    than writing and later re-reading fresh memory for them. The gradients of the affine
+    parameters are accumulated in place.
+    """
+
+    def __init__(self, gamma, beta, cell_weight, cell_bias, eps):
+        self.gamma, self.beta, self.eps = gamma, beta, eps
+        self.cell_weight, self.cell_bias = cell_weight, cell_bias
+        self.grads = None
+
+    def zero_grads(self):
+        """Fresh accumulators, once per backward pass (a graph kept with ``retain_graph``
+        may be differentiated more than once)."""
+        self.grads = [torch.zeros_like(self.gamma), torch.zeros_like(self.beta),
+                      torch.zeros_like(self.cell_weight), torch.zeros_like(self.cell_bias)]
+
+    def forward(self, pre, c, mask):
+        _, s = _gate_norm(pre, self.gamma, self.beta, self.eps)
+        i, f, g, o = s.unbind(1)
+        g = 2.0 * g - 1.0  # tanh of the g pre-activation, see fused_gate_affine
+        if mask is not None:
+            g = g * mask
+        c_new = torch.addcmul(f * c, i, g)
+        h = o * _cell_norm(c_new, self.cell_weight, self.cell_bias, self.eps)[1]
+        return h, c_new, (pre, s, g)
+
+    def backward(self, dh, dc, saved, c, c_new, mask):
+        """``dpre, dc_prev`` from ``dh, dc`` (gradients of the step's ``h`` and ``c``)."""
+        pre, s, g = saved
+        H = pre.shape[-1]
+        i, f, _, o = s.unbind(1)
+        nc, th, c_mean, c_rstd = _cell_norm(c_new, self.cell_weight, self.cell_bias, self.eps)
+        dy = torch.ops.aten.tanh_backward(dh * o, th)
+        self.grads[2].add_((dy * nc).sum(0))
+        self.grads[3].add_(dy.sum(0))
+        dc = dc + torch.ops.aten.native_layer_norm_backward(
+            dy * self.cell_weight, c_new, (H,), c_mean, c_rstd, None, None,
+            [True, False, False])[0]
+        dg = dc * i
+        if mask is not None:
+            dg = dg * mask
+        da = torch.ops.aten.sigmoid_backward(
+            torch.stack([dc * g, dc * c, 2.0 * dg, dh * th], dim=1), s)
+        n, mean, rstd = torch.native_layer_norm(pre, (H,), None, None, self.eps)
+        self.grads[0].add_((da * n).sum(0))
+        self.grads[1].add_(da.sum(0))
+        dpre = torch.ops.aten.native_layer_norm_backward(
+            da * self.gamma, pre, (H,), mean, rstd, None, None, [True, False, False])[0]
+        return dpre, dc * f
+
+
+class _HyperLSTMScan(torch.autograd.Function):
+    """The whole recurrence of a :class:`HyperLSTMCell`, with a hand-written backward.
+
+    Autograd would record ~35 small operations per step and replay each as a backward node
+    with its bookkeeping and fresh buffers. Here the forward runs unrecorded and keeps only
+    what the backward cannot cheaply recompute; the backward is one reverse loop in which
+    every gradient of a parameter is accumulated in place (``addmm_``) and one matmul carries
+    the gradient through everything that read ``h_{t-1}``.
+    """
+
+    @staticmethod
+    def forward(ctx, x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight,
+                bias, gamma, beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
+                hcell_bias, mask, eps):
+        T, B = x_main.shape[:2]
+        H, Nh = h.shape[-1], hh.shape[-1]
+        Nz = scale_weight.shape[1]
+        main = _LayerNormLSTMStep(gamma, beta, cell_weight, cell_bias, eps)
+        hyper = _LayerNormLSTMStep(hgamma, hbeta, hcell_weight, hcell_bias, eps)
+        w_h_t, w_hyper_t, w_z_t = w_h.t(), w_hyper.t(), w_z.t()
+        bias = None if bias is None else bias.view(4, H)
+        states = [(h, c, hh, hc)]
+        saved = []
+        for t in range(T):
+            rec_main, rec_hyper = torch.mm(h, w_h_t).split([4 * H, 4 * Nh], dim=1)
+            pre_hyper = torch.addmm(x_hyper[t] + rec_hyper, hh, w_hyper_t).view(B, 4, Nh)
+            hh, hc, hyper_saved = hyper.forward(pre_hyper, hc, None)
+            z = torch.addmm(z_bias, hh, w_z_t).view(B, 12, Nz)
+            d_x, d_h, delta = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
+            if bias is not None:
+                delta = delta + bias
+            rec_main = rec_main.view(B, 4, H)
+            pre = torch.addcmul(torch.addcmul(delta, d_x, x_main[t].view(B, 4, H)), d_h, rec_main)
+            h, c, main_saved = main.forward(pre, c, None if mask is None else mask[t])
+            states.append((h, c, hh, hc))
+            saved.append((main_saved, hyper_saved, z, rec_main))
+        ctx.main, ctx.hyper, ctx.states, ctx.saved = main, hyper, states, saved
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask)
+        outputs = torch.stack([s[0] for s in states[1:]])
+        hyper_outputs = torch.stack([s[2] for s in states[1:]])
+        return outputs, h, c, hh, hc, hyper_outputs
+
+    @staticmethod
+    def backward(ctx, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs):
+        x_main, w_h, w_hyper, w_z, scale_weight, mask = ctx.saved_tensors
+        main, hyper, states = ctx.main, ctx.hyper, ctx.states
+        main.zero_grads()
+        hyper.zero_grads()
+        T, B = x_main.shape[:2]
+        H, Nh = states[0][0].shape[-1], states[0][2].shape[-1]
+        Nz = scale_weight.shape[1]
+        zero = x_main.new_zeros(())
+        dh = zero if dh is None else dh
+        dc = zero if dc is None else dc
+        dhh = zero if dhh is None else dhh
+        dhc = zero if dhc is None else dhc
+        d_x_main = torch.empty_like(x_main)
+        d_x_hyper = x_main.new_empty(T, B, 4 * Nh)
+        d_w_h, d_w_hyper, d_w_z = torch.zeros_like(w_h), torch.zeros_like(w_hyper), torch.zeros_like(w_z)
+        d_scale = torch.zeros_like(scale_weight)
+        d_z_bias = w_z.new_zeros(12 * Nz)
+        d_bias = x_main.new_zeros(4, H)
+        scale_t = scale_weight.transpose(1, 2)
+        for t in reversed(range(T)):
+            (main_saved, hyper_saved, z, rec_main) = ctx.saved[t]
+            h_prev, c_prev, hh_prev, hc_prev = states[t]
+            _, c_new, hh_new, hc_new = states[t + 1]
+            if d_outputs is not None:
+                dh = dh + d_outputs[t]
+            dpre, dc = main.backward(dh, dc, main_saved, c_prev, c_new,
+                                     None if mask is None else mask[t])
+            d_bias.add_(dpre.sum(0))
+            d_x, d_h, _ = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
+            torch.mul(dpre, d_x, out=d_x_main[t].view(B, 4, H))
+            # Gradients of d = (d_x, d_h, delta), gate-major for the per-gate matmuls.
+            dd = torch.cat([dpre * x_main[t].view(B, 4, H), dpre * rec_main, dpre], 1).transpose(0, 1)
+            d_scale.baddbmm_(z.transpose(0, 1).transpose(1, 2), dd)
+            dz = torch.bmm(dd, scale_t).transpose(0, 1).reshape(B, 12 * Nz)
+            d_z_bias.add_(dz.sum(0))
+            d_w_z.addmm_(dz.t(), hh_new)
+            dhh = torch.addmm(dhh, dz, w_z)
+            if d_hyper_outputs is not None:
+                dhh = dhh + d_hyper_outputs[t]
+            dph, dhc = hyper.backward(dhh, dhc, hyper_saved, hc_prev, hc_new, None)
+            dph = dph.view(B, 4 * Nh)
+            d_x_hyper[t] = dph
+            d_rec = torch.cat([(dpre * d_h).view(B, 4 * H), dph], 1)
+            d_w_h.addmm_(d_rec.t(), h_prev)
+            d_w_hyper.addmm_(dph.t(), hh_prev)
+            dhh = torch.mm(dph, w_hyper)
+            dh = torch.mm(d_rec, w_h)
+        return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
+                d_scale, d_bias.view(4 * H) if ctx.has_bias else None, *main.grads,
+                *hyper.grads, None, None)
+
+
 class HyperLSTMCell(nn.Module):
     r"""The HyperLSTM cell: a layer-norm LSTM whose weights a smaller hyper LSTM rescales.
 
@@ -118,47 +285,22 @@ class HyperLSTMCell(nn.Module):
             ``(T, B, N_h)`` (for :meth:`modulation`).
         """
         x_main, x_hyper = x_proj
-        h, c, hh, hc = state
-        H, Nh, Nz = self.hidden_size, self.hyper_size, self.hyper_embedding_size
         hyper = self.hyper_cell
         gamma, beta = fused_gate_affine(self.gate_norm_weight, self.gate_norm_bias)
         hgamma, hbeta = fused_gate_affine(hyper.gate_norm_weight, hyper.gate_norm_bias)
-        # One matmul per step for everything that reads h_{t-1}: the main recurrent weights
-        # and the h-part of the hyper cell's input weights.
-        T, B = x_hyper.shape[:2]
-        # One matmul per step for everything that reads h_{t-1}: the main recurrent weights
-        # and the h-part of the hyper cell's input weights.
-        w_h = torch.cat([self.weight_hh, hyper.weight_ih[:, self.input_size:]]).t()
-        w_hyper = hyper.weight_hh.t()
-        w_z = self.embedding_weight.t()
-        z_bias = self._embedding_bias()
-        bias = None if self.bias is None else self.bias.view(4, H)
-        # unbind, not indexing: its backward stacks the step gradients once instead of
-        # scattering each into a full-size zero tensor.
-        x_main = x_main.view(T, B, 4, H).unbind(0)
-        x_hyper = x_hyper.unbind(0)
-        outputs, hyper_outputs = [], []
-        for t in range(T):
-            # split, not slicing: the backward is one cat, not zero-filled buffers per slice.
-            rec_main, rec_hyper = torch.mm(h, w_h).split([4 * H, 4 * Nh], dim=1)
-            pre_hyper = torch.addmm(x_hyper[t] + rec_hyper, hh, w_hyper).view(B, 4, Nh)
-            hh, hc = layer_norm_lstm_update(
-                pre_hyper, hc, hgamma, hbeta, hyper.cell_norm_weight, hyper.cell_norm_bias,
-                self.eps, 0.0, self.training,
-            )
-            z = torch.addmm(z_bias, hh, w_z).view(B, 12, Nz)
-            d = torch.bmm(z.transpose(0, 1), self.scale_weight).transpose(0, 1)  # (B, 12, H)
-            d_x, d_h, delta = d.split(4, dim=1)
-            if bias is not None:
-                delta = delta + bias
-            pre = torch.addcmul(torch.addcmul(delta, d_x, x_main[t]), d_h, rec_main.view(B, 4, H))
-            h, c = layer_norm_lstm_update(
-                pre, c, gamma, beta, self.cell_norm_weight, self.cell_norm_bias,
-                self.eps, self.recurrent_dropout, self.training,
-            )
-            outputs.append(h)
-            hyper_outputs.append(hh)
-        return torch.stack(outputs), (h, c, hh, hc), torch.stack(hyper_outputs)
+        # Everything that reads h_{t-1}: the main recurrent weights and the h-part of the
+        # hyper cell's input weights, one matmul per step.
+        w_h = torch.cat([self.weight_hh, hyper.weight_ih[:, self.input_size:]])
+        mask = None
+        if self.training and self.recurrent_dropout > 0.0:
+            keep = 1.0 - self.recurrent_dropout
+            mask = x_main.new_empty(*x_main.shape[:2], self.hidden_size).bernoulli_(keep) / keep
+        outputs, h, c, hh, hc, hyper_outputs = _HyperLSTMScan.apply(
+            x_main, x_hyper, *state, w_h, hyper.weight_hh, self.embedding_weight,
+            self._embedding_bias(), self.scale_weight, self.bias, gamma, beta,
+            self.cell_norm_weight, self.cell_norm_bias, hgamma, hbeta, hyper.cell_norm_weight,
+            hyper.cell_norm_bias, mask, self.eps)
+        return outputs, (h, c, hh, hc), hyper_outputs
 
     def modulation(self, hyper_outputs, initial_hyper_h):
         r"""Per-step size of the change of the recurrent weights, per gate.

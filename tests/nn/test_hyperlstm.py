@@ -191,3 +191,29 @@ def test_errors():
         LayerNormLSTM(I, H, dropout=1.5)
     with pytest.raises(ValueError, match=r"x must have shape \(B, 5\), got shape \(5,\)"):
         m.cells[0](torch.randn(I))
+
+
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.4])
+@pytest.mark.parametrize("bias", [True, False])
+def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent_dropout, bias):
+    """The scan's backward against finite differences, for every input, parameter and
+    output (sequence, final state and hyper outputs), with and without a dropout mask.
+    gradcheck differentiates one graph several times, so this also checks that repeated
+    backward passes do not accumulate into each other."""
+    from probnets.nn.hyperlstm import _HyperLSTMScan
+
+    pyro.set_rng_seed(9)
+    cell = HyperLSTMCell(2, 3, hyper_size=4, hyper_embedding_size=2, bias=bias,
+                         recurrent_dropout=recurrent_dropout).double().train()
+    calls = []
+    original = _HyperLSTMScan.apply
+    monkeypatch.setattr(_HyperLSTMScan, "apply", lambda *args: calls.append(args) or original(*args))
+    x = torch.randn(3, 2, 2, dtype=torch.float64)
+    state = tuple(0.5 * torch.randn(2, n, dtype=torch.float64) for n in (3, 3, 4, 4))
+    cell.scan(cell.input_projection(x), state)
+    (args,) = calls
+    mask_index = 20
+    assert (args[mask_index] is None) == (recurrent_dropout == 0.0)
+    inputs = tuple(a.detach().clone().requires_grad_(i != mask_index) if torch.is_tensor(a) else a
+                   for i, a in enumerate(args))
+    assert torch.autograd.gradcheck(original, inputs, atol=1e-6)
