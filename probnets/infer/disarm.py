@@ -27,6 +27,7 @@ class DisARM_ELBO(DiscreteELBO):
 
     :param int num_particles: vectorized particles.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -39,5 +40,6 @@ class DisARM_ELBO(DiscreteELBO):
 
     default_estimator = "disarm"
 
-    def __init__(self, num_particles=1, max_plate_nesting=float("inf")):
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
+    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), cache_dependencies=False):
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
+                         cache_dependencies=cache_dependencies)

@@ -58,6 +58,18 @@ class DiscreteELBO(ELBO):
     :param float init_eta: initial REBAR η.
     :param bool relax_rebar_cv: RELAX control variate ``c_φ + η f(σ_λ(·))`` instead of ``c_φ``.
     :param int hidden_size: hidden units of NVIL and RELAX networks.
+    :param bool cache_dependencies: reuse the dependency structure (which log-density terms
+        are downstream of which discrete site) found by provenance tracking on an earlier
+        step whose traces had the same sites and shapes, instead of tracking provenance
+        again. Provenance makes every tensor operation after the first discrete sample go
+        through a ``__torch_function__`` wrapper and pytree flattening, about a third of a
+        score-function step of AIR. Valid when the program's control flow does not branch
+        on sampled values (presence handled by masking, a fixed number of steps, as in
+        :class:`~probnets.models.air.AIR`); a branch that changes which sites run changes
+        the signature and triggers tracking again, but a branch that only changes which
+        tensors feed which site, with the same sites and shapes, would go unnoticed.
+        When the signature is new, the untracked draw is discarded and a fresh one is drawn
+        with tracking, so the estimator stays unbiased.
     """
 
     default_estimator = "score"
@@ -77,6 +89,7 @@ class DiscreteELBO(ELBO):
         learn_eta=True,
         relax_rebar_cv=True,
         hidden_size=100,
+        cache_dependencies=False,
     ):
         if not isinstance(num_particles, int) or num_particles < 1:
             raise ValueError(
@@ -106,6 +119,8 @@ class DiscreteELBO(ELBO):
         self.hidden_size = hidden_size
         self.baselines = Baselines(baseline, baseline_beta, hidden_size)
         self.surrogates = {}  # RELAX networks, one per site
+        self.cache_dependencies = bool(cache_dependencies)
+        self._dependencies = {}  # trace signature -> dependents, see cache_dependencies
 
     # site classification ---------------------------------------------------------------
 
@@ -164,6 +179,23 @@ class DiscreteELBO(ELBO):
         )
         return TraceCosts(model_trace, guide_trace, guide_pass.relaxed, guide_pass.frozen)
 
+    def _first_pass(self, model, guide, args, kwargs):
+        """The hard first pass and its costs, with the dependency structure from provenance
+        or, with ``cache_dependencies``, from an earlier pass of the same signature."""
+        if self.cache_dependencies and self._dependencies:
+            first = GuidePass(self, "hard", track=False)
+            costs = self._run(model, guide, args, kwargs, first)
+            dependents = self._dependencies.get(costs.signature())
+            if dependents is not None:
+                costs.dependents = dependents
+                first.costs = costs
+                return first, costs
+        first = GuidePass(self, "hard")
+        costs = first.costs = self._run(model, guide, args, kwargs, first)
+        if self.cache_dependencies:
+            self._dependencies[costs.signature()] = costs.dependents
+        return first, costs
+
     def _get_trace(self, model, guide, args, kwargs):
         first = GuidePass(self, "hard")
         costs = self._run(model, guide, args, kwargs, first)
@@ -182,8 +214,7 @@ class DiscreteELBO(ELBO):
         REBAR/RELAX site: ``logq``, ``c_z``, ``c_zt``), ``guide_params``.
         """
         model, guide = self._wrap(model, guide, args, kwargs)
-        first = GuidePass(self, "hard")
-        costs = first.costs = self._run(model, guide, args, kwargs, first)
+        first, costs = self._first_pass(model, guide, args, kwargs)
         K = self.num_particles
         surrogate_elbo = 0.0
         baseline_loss = 0.0

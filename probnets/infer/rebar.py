@@ -49,6 +49,7 @@ class REBAR_ELBO(DiscreteELBO):
     :param bool learn_eta: descend the variance in :math:`\eta`.
     :param int num_particles: vectorized particles.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -66,10 +67,12 @@ class REBAR_ELBO(DiscreteELBO):
         learn_eta=True,
         num_particles=1,
         max_plate_nesting=float("inf"),
+        cache_dependencies=False,
     ):
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
+            cache_dependencies=cache_dependencies,
             init_temperature=init_temperature,
             init_eta=init_eta,
             learn_temperature=learn_temperature,

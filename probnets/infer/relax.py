@@ -34,6 +34,7 @@ class RELAX_ELBO(DiscreteELBO):
     :param bool learn_temperature: descend the variance in :math:`\log\lambda`.
     :param int num_particles: vectorized particles.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -51,10 +52,12 @@ class RELAX_ELBO(DiscreteELBO):
         learn_temperature=True,
         num_particles=1,
         max_plate_nesting=float("inf"),
+        cache_dependencies=False,
     ):
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
+            cache_dependencies=cache_dependencies,
             init_temperature=init_temperature,
             learn_temperature=learn_temperature,
             relax_rebar_cv=rebar_cv,

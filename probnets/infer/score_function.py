@@ -40,6 +40,7 @@ class ScoreFunction_ELBO(DiscreteELBO):
     :param float baseline_beta: decay of the running averages.
     :param int hidden_size: hidden units of the automatic NVIL networks.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -62,10 +63,12 @@ class ScoreFunction_ELBO(DiscreteELBO):
         baseline_beta=0.9,
         hidden_size=100,
         max_plate_nesting=float("inf"),
+        cache_dependencies=False,
     ):
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
+            cache_dependencies=cache_dependencies,
             baseline=baseline,
             baseline_beta=baseline_beta,
             hidden_size=hidden_size,

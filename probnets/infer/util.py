@@ -234,10 +234,12 @@ class GuidePass(Messenger):
     ``z``; hard in the antithetic pass); continuous sites after it are redrawn.
     """
 
-    def __init__(self, elbo, mode="hard", first=None, target=None, temperature=None):
+    def __init__(self, elbo, mode="hard", first=None, target=None, temperature=None,
+                 track=True):
         super().__init__()
         self.elbo = elbo
         self.mode = mode
+        self.track = track  # tag first-pass values with provenance
         self.first = first  # the first pass: its records, site order and values
         self.records = {} if first is None else first.records
         self.target = target
@@ -306,7 +308,8 @@ class GuidePass(Messenger):
                 value = value.argmax(-1)
             if estimator in ("rebar", "relax"):
                 rec.v = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
-            value = track_provenance(value, frozenset({msg["name"]}))
+            if self.track:
+                value = track_provenance(value, frozenset({msg["name"]}))
         self.records[msg["name"]] = rec
         msg["value"] = value
         msg["done"] = True
@@ -442,6 +445,19 @@ class TraceCosts:
                     self.dependents.setdefault(key, []).append((side, name))
                 elbo = elbo + cost.sum()
         self.elbo = elbo if isinstance(elbo, torch.Tensor) else torch.tensor(float(elbo))
+
+    def signature(self):
+        """The structure of the traces: ``(side, name, shape, observed)`` of every sample
+        site in execution order. Equal signatures mean the same sites with the same shapes;
+        with control flow that does not branch on sampled values they also mean the same
+        dependency structure (see ``cache_dependencies`` of
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`)."""
+        return tuple(
+            (side, name, tuple(site["value"].shape), site["is_observed"])
+            for side, trace in (("guide", self.guide_trace), ("model", self.model_trace))
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample"
+        )
 
     def downstream_cost(self, name, dependents=None):
         """
