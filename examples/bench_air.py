@@ -4,11 +4,17 @@ Configuration (Pyro's examples/air tutorial run): batch 64, 50x50 canvases, 3 st
 window 28, z_what 50, MLPs of 200 units, baseline LSTM. One "step" is ``loss_and_grads`` plus an
 Adam update, as in ``pyro.infer.SVI.step``.
 
+Every probnets row steps the fused Adam that :class:`probnets.train.Trainer` uses where
+PyTorch has it; the reference row steps ``torch.optim.Adam`` with its defaults, as
+``pyro.optim.Adam`` does in the reference.
+
 Compared in the same process, interleaved round by round (the CPU is shared, so absolute times
 are noisy; the ratios are the result):
 
-- ``probnets``: :class:`probnets.models.air.AIR` with ``ScoreFunction_ELBO`` (the default of
-  ``probnets train air``);
+- ``probnets``: :class:`probnets.models.air.AIR` with
+  ``ScoreFunction_ELBO(cache_dependencies=True)`` (the default of ``probnets train air``: the
+  dependency structure found by provenance on the first step is reused afterwards);
+- ``probnets-provenance``: the same, tracking provenance at every step;
 - ``probnets+tracegraph``: the same model and guide under Pyro's ``TraceGraph_ELBO``;
 - ``reference-recurrence+tracegraph``: Pyro's ``TraceGraph_ELBO`` with the guide recurrence the
   reference uses: ``nn.LSTMCell`` on ``[image, latents]`` at every step (the image part of the
@@ -52,9 +58,11 @@ class ReferenceRecurrence:
         return self.cell(torch.cat([image, latents], dim=-1), (h, c))
 
 
-CONFIGS = ("probnets", "probnets+tracegraph", "reference-recurrence+tracegraph",
-           "floor-trace-elbo")
-ELBOS = {"probnets": ScoreFunction_ELBO, "floor-trace-elbo": pyro.infer.Trace_ELBO}
+CONFIGS = ("probnets", "probnets-provenance", "probnets+tracegraph",
+           "reference-recurrence+tracegraph", "floor-trace-elbo")
+ELBOS = {"probnets": lambda: ScoreFunction_ELBO(cache_dependencies=True),
+         "probnets-provenance": ScoreFunction_ELBO,
+         "floor-trace-elbo": pyro.infer.Trace_ELBO}
 
 
 def peak_rss_mb():
@@ -78,7 +86,10 @@ def setup(name, batch_size, seed=0):
     images = torch.rand(batch_size, 50, 50, generator=generator) * 0.5
     elbo = ELBOS.get(name, pyro.infer.TraceGraph_ELBO)()
     recurrence = ReferenceRecurrence if name.startswith("reference") else air_module._Recurrence
-    optimizer = torch.optim.Adam(air.parameters(), lr=1e-4)
+    # probnets' Trainer picks the fused Adam where PyTorch has one; the reference steps
+    # pyro.optim.Adam, i.e. torch.optim.Adam's defaults (a per-tensor loop on a CPU)
+    fused = {} if name.startswith("reference") else {"fused": True}
+    optimizer = torch.optim.Adam(air.parameters(), lr=1e-4, **fused)
 
     def step():
         saved = air_module._Recurrence
