@@ -22,8 +22,6 @@ from probnets.train import BatchSampler, Trainer
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 
 
-
-
 def run(args, seed):
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
