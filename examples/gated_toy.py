@@ -24,31 +24,24 @@ import pyro
 import torch
 
 from probnets.data.dag_toy import seed002_toy
+from probnets.infer import Relaxed_ELBO, standard_estimators
 from probnets.models.gated import BernoulliPrior, NeuronDAG
 
 
 def make_estimator(name):
-    import probnets.infer as infer
-
+    """``(gate kind, ELBO)`` for a name of ``--estimators``: ``hard_concrete`` (L0 gates,
+    pathwise gradients under Pyro's ``Trace_ELBO``), ``relaxed_st`` (straight-through
+    Concrete at temperature 0.5), or any name of :func:`probnets.infer.standard_estimators`
+    for Bernoulli gates (VIMCO and leave-one-out with 4 particles)."""
     if name == "hard_concrete":
         return "hard_concrete", pyro.infer.Trace_ELBO()
-    if name == "tracegraph":
-        return "bernoulli", pyro.infer.TraceGraph_ELBO()
-    if name == "score":
-        return "bernoulli", infer.ScoreFunction_ELBO(baseline="decaying_avg")
-    if name == "relaxed":
-        return "bernoulli", infer.Relaxed_ELBO(temperature=0.5)
     if name == "relaxed_st":
-        return "bernoulli", infer.Relaxed_ELBO(temperature=0.5, straight_through=True)
-    if name == "disarm":
-        return "bernoulli", infer.DisARM_ELBO()
-    if name == "rebar":
-        return "bernoulli", infer.REBAR_ELBO()
-    if name == "relax":
-        return "bernoulli", infer.RELAX_ELBO()
-    if name == "vimco":
-        return "bernoulli", infer.VIMCO_ELBO(num_particles=4)
-    raise ValueError(f"--estimators: unknown estimator {name!r}")
+        return "bernoulli", Relaxed_ELBO(temperature=0.5, straight_through=True)
+    table = standard_estimators(num_particles=4)
+    if name not in table:
+        raise ValueError(f"--estimators: unknown estimator {name!r}; choose from "
+                         f"{['hard_concrete', 'relaxed_st', *table]}")
+    return "bernoulli", table[name]()
 
 
 class WiringConverged:
@@ -155,7 +148,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--estimators", nargs="+", default=["hard_concrete", "relaxed", "disarm", "score"]
+        "--estimators", nargs="+", default=["hard_concrete", "relaxed", "disarm", "score+avg"]
     )
     parser.add_argument("--max-steps", type=int, default=4000)
     parser.add_argument("--num-data", type=int, default=1000)

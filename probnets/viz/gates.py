@@ -6,11 +6,10 @@ Every function draws on a given ``ax`` (or a new figure) and returns the figure;
 shown or saved here (use :func:`save_figure`).
 """
 
-import os
-import tempfile
-
 import matplotlib.pyplot as plt
 import torch
+
+from probnets.viz.images import save_figure  # noqa: F401  (the figures' writer, re-exported)
 
 
 def _axes(ax, figsize):
@@ -99,19 +98,3 @@ def plot_accuracy_vs_connections(curves, ax=None, title=None, ylabel="test accur
         ax.set_title(title)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig, path, dpi=120):
-    """Write ``fig`` to ``path`` atomically (temporary file, then rename) and close it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        plt.close(fig)

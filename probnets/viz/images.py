@@ -10,10 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def save_figure(fig, path, dpi=120):
-    """Save ``fig`` to ``path`` through a temporary file and close it."""
+    """Save ``fig`` to ``path`` atomically (temporary file, then rename) and close it; the
+    format follows the extension (PNG without one)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".png", dir=directory)
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
