@@ -95,8 +95,9 @@ def random_teacher_dag(
     return Teacher(adj, weight, bias, num_inputs, num_hidden, num_outputs)
 
 
-def teacher_forward(teacher, x, activation=torch.tanh):
-    """Evaluate a teacher neuron by neuron (hidden: ``activation``, outputs: linear)."""
+def teacher_forward(teacher, x, activation=torch.tanh, return_hidden=False):
+    """Evaluate a teacher neuron by neuron (hidden: ``activation``, outputs: linear); with
+    ``return_hidden`` also the hidden neurons' values ``(B, H)``."""
     I, H = teacher.num_inputs, teacher.num_hidden
     w = teacher.weight.to(x)
     b = teacher.bias.to(x)
@@ -105,7 +106,10 @@ def teacher_forward(teacher, x, activation=torch.tanh):
     for i in range(I, n):
         pre = b[i] + sum(w[i, j] * values[j] for j in range(i))
         values.append(activation(pre) if i < I + H else pre)
-    return torch.stack(values[I + H :], -1)
+    outputs = torch.stack(values[I + H :], -1)
+    if return_hidden:
+        return outputs, torch.stack(values[I : I + H], -1) if H else x.new_zeros(len(x), 0)
+    return outputs
 
 
 def teacher_data(teacher, num_samples, noise_scale=0.1, seed=0, activation=torch.tanh):

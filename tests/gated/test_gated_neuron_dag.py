@@ -7,7 +7,10 @@ from probnets.infer import DisARM_ELBO
 from probnets.models.gated import BernoulliPrior, BetaBernoulliPrior, CostPenalty, NeuronDAG
 from probnets.models.gated.structure import (
     auroc,
+    match_hidden_units,
     neuron_dag_edges,
+    path_strength,
+    permute_hidden,
     reachability,
     structural_hamming_distance,
     topological_levels,
@@ -178,6 +181,41 @@ def test_structure_metrics():
     assert auroc(torch.tensor([0.5, 0.5]), torch.tensor([1, 0])) == 0.5
     rows, cols = neuron_dag_edges(2, 1, 1)
     assert list(zip(rows.tolist(), cols.tolist())) == [(2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
+
+
+def test_hidden_units_matched_across_a_relabelled_sign_flipped_copy():
+    pyro.set_rng_seed(3)
+    net = NeuronDAG(3, 5, 2, init_logit=0.0)
+    x = torch.randn(200, 3)
+    gates = torch.ones(net.num_gates)
+    hidden = net.hidden_activations(x, gates)
+    assert hidden.shape == (200, 5)
+    shuffle = torch.tensor([3, 0, 4, 1, 2])
+    flips = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0])
+    perm, corr = match_hidden_units(hidden, hidden[:, shuffle] * flips)
+    # other[:, perm[k]] is reference unit k: shuffle[perm[k]] == k
+    assert shuffle[perm].tolist() == list(range(5))
+    torch.testing.assert_close(corr, torch.ones(5))
+    with pytest.raises(ValueError, match="reference, other"):
+        match_hidden_units(hidden, hidden[:, :4])
+
+
+def test_permute_hidden_relabels_rows_and_columns():
+    adj = torch.zeros(5, 5)
+    adj[2, 0] = 1.0  # input 0 -> hidden 2 (old hidden index 0)
+    adj[3, 2] = 2.0  # hidden 2 -> hidden 3
+    adj[4, 3] = 3.0  # hidden 3 -> output 4
+    swapped = permute_hidden(adj, 2, torch.tensor([1, 0]))
+    assert swapped[3, 0] == 1.0 and swapped[2, 3] == 2.0 and swapped[4, 2] == 3.0
+    assert swapped.sum() == adj.sum()
+
+
+def test_path_strength_is_the_strongest_path_product():
+    probs = torch.zeros(5, 5)  # inputs 0, 1; hidden 2, 3; output 4
+    probs[2, 0], probs[4, 2] = 0.9, 0.5   # 0 -> 2 -> 4: 0.45
+    probs[3, 0], probs[4, 3] = 0.6, 0.8   # 0 -> 3 -> 4: 0.48
+    probs[4, 1] = 0.3                     # 1 -> 4 directly
+    torch.testing.assert_close(path_strength(probs, 2, 1), torch.tensor([[0.48, 0.3]]))
 
 
 def test_bad_configurations_raise_clear_errors():

@@ -139,6 +139,16 @@ class NeuronDAG(GatedNetwork):
         :param torch.Tensor gates: ``(E,)`` or ``batch + (1, E)``.
         :returns: ``(B, O)`` or ``batch + (B, O)`` output means / logits.
         """
+        _, out, batch = self._evaluate(x, gates, method)
+        return self._restore(out, batch)
+
+    def hidden_activations(self, x, gates, method=None):
+        """The hidden neurons' values, ``(B, H)`` or ``batch + (B, H)``, for the same
+        arguments as :meth:`forward` (e.g. to match them to another network's neurons)."""
+        h, _, batch = self._evaluate(x, gates, method)
+        return self._restore(h, batch)
+
+    def _evaluate(self, x, gates, method):
         method = self.method if method is None else method
         if method not in EVALUATION_METHODS:
             raise ValueError(f"method: expected one of {EVALUATION_METHODS}, got {method!r}")
@@ -161,7 +171,7 @@ class NeuronDAG(GatedNetwork):
             + h @ adj[:, output_rows, hidden_rows].transpose(-1, -2)
             + bias_o
         )
-        return self._restore(out, batch)
+        return h, out, batch
 
     def _hidden(self, pre_h, w_hh, flat_gates, method):
         act = self.activation

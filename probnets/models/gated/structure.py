@@ -96,3 +96,67 @@ def auroc(scores, labels):
     greater = (pos.unsqueeze(1) > neg.unsqueeze(0)).double().sum()
     ties = (pos.unsqueeze(1) == neg.unsqueeze(0)).double().sum()
     return float((greater + 0.5 * ties) / (pos.numel() * neg.numel()))
+
+
+def match_hidden_units(reference, other):
+    """
+    The assignment of ``other``'s hidden units to ``reference``'s that maximises the total
+    absolute correlation of their activations on the same inputs (Hungarian algorithm,
+    :func:`scipy.optimize.linear_sum_assignment`). Hidden units of two networks that compute
+    the same function are interchangeable, so edge-level comparisons of two wirings are only
+    meaningful after such a matching; the absolute value admits sign-flipped units
+    (``tanh`` is odd).
+
+    :param torch.Tensor reference: ``(N, H)`` activations.
+    :param torch.Tensor other: ``(N, H)`` activations on the same ``N`` inputs.
+    :returns: ``perm`` with ``other[:, perm[k]]`` matched to ``reference[:, k]``, and the
+        matched absolute correlations ``(H,)``.
+    """
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError as error:  # scipy is not a core dependency of probnets
+        raise ImportError("match_hidden_units needs scipy: pip install scipy") from error
+
+    if reference.dim() != 2 or reference.shape != other.shape:
+        raise ValueError(
+            "reference, other: expected two (N, H) tensors of one shape, got "
+            f"{tuple(reference.shape)} and {tuple(other.shape)}"
+        )
+
+    def standardise(a):
+        a = a - a.mean(0)
+        return a / a.norm(dim=0).clamp_min(1e-12)
+
+    corr = (standardise(reference).T @ standardise(other)).abs()  # (H_ref, H_other)
+    rows, cols = linear_sum_assignment(corr.detach().cpu().numpy(), maximize=True)
+    perm = torch.as_tensor(cols[rows.argsort()], device=reference.device)
+    return perm, corr[torch.arange(len(perm), device=corr.device), perm]
+
+
+def permute_hidden(matrix, num_inputs, perm):
+    """Relabel the hidden nodes of an ``(n, n)`` node matrix (inputs, hidden, outputs) so that
+    new hidden node ``k`` is old hidden node ``perm[k]``."""
+    H = len(perm)
+    order = torch.cat([
+        torch.arange(num_inputs, device=perm.device),
+        num_inputs + perm,
+        torch.arange(num_inputs + H, matrix.shape[0], device=perm.device),
+    ])
+    return matrix[order][:, order]
+
+
+def path_strength(probs, num_inputs, num_outputs):
+    """
+    ``(O, I)`` strength of the strongest directed path from each input to each output: the
+    maximum over paths of the product of the edges' inclusion probabilities (a score for
+    dependency AUROC; it is 1 for a path of certain edges and 0 without any path).
+
+    :param torch.Tensor probs: ``(n, n)`` edge probabilities, ``[i, j]`` for ``j -> i``,
+        strictly lower-triangular.
+    """
+    n = probs.shape[0]
+    strength = torch.zeros(n, num_inputs, dtype=probs.dtype, device=probs.device)
+    strength[:num_inputs] = torch.eye(num_inputs, dtype=probs.dtype, device=probs.device)
+    for i in range(num_inputs, n):
+        strength[i] = (probs[i, :i].unsqueeze(-1) * strength[:i]).amax(0)
+    return strength[n - num_outputs:]
