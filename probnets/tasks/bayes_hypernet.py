@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pyro.infer
 import torch
 
@@ -9,7 +10,7 @@ from probnets.data import load_mnist
 from probnets.models.bayes_hypernet import BayesianHypernet, auroc, expected_calibration_error
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regions, gap_regression
 from probnets.tasks.base import Task, TaskRun, register
-from probnets.train import BatchSampler
+from probnets.train import BatchSampler, resolve_device
 from probnets.viz.uncertainty import predictive_bands, reliability_diagram
 
 
@@ -66,6 +67,7 @@ class BayesHypernetTask(Task):
     default_steps = 3000
     default_batch_size = 100
     default_lr = 1e-2
+    supports_eval = True
 
     def add_arguments(self, parser):
         parser.add_argument("--problem", choices=["gap1d", "mnist"], default="gap1d",
@@ -176,3 +178,45 @@ class BayesHypernetTask(Task):
         ece, bins = expected_calibration_error(prediction.probs, run.extras["test_y"])
         reliability_diagram({f"{model.parameterization}/{args.guide}": (bins, float(ece))},
                             os.path.join(args.out, "reliability.png"))
+
+    def add_eval_arguments(self, parser):
+        parser.add_argument("--data", required=True,
+                            help=".npz with `x` (N, inputs) and `y` (N,) class labels or "
+                                 "(N,) / (N, outputs) regression targets")
+        parser.add_argument("--num-samples", type=int, default=100,
+                            help="posterior samples of the embeddings (default 100)")
+
+    def evaluate(self, args):
+        device = resolve_device(args.device)
+        model = BayesianHypernet.load(args.checkpoint, map_location=device)
+        with np.load(args.data) as stored:
+            missing = {"x", "y"} - set(stored.files)
+            if missing:
+                raise SystemExit(f"probnets: error: --data {args.data} lacks {sorted(missing)} "
+                                 f"(has {stored.files})")
+            x, y = stored["x"], stored["y"]
+        dtype = model.noise_scale.dtype
+        x = torch.as_tensor(x).to(device=device, dtype=dtype)
+        y = torch.as_tensor(y).to(device)
+        inputs = model.widths[0]
+        if x.dim() != 2 or x.shape[1] != inputs or len(y) != len(x):
+            raise SystemExit(f"probnets: error: --data x must have shape (N, {inputs}) and y "
+                             f"N entries, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+        if not torch.isfinite(x).all():
+            raise SystemExit("probnets: error: --data x holds NaN or infinite values")
+        log_lik = model.predictive_log_likelihood(x, y, args.num_samples)
+        row = {"num_examples": len(x), "nll": float(-log_lik.mean())}
+        prediction = model.predict(x, args.num_samples)
+        if model.task == "classification":
+            if y.is_floating_point() or (y < 0).any() or (y >= model.widths[-1]).any():
+                raise SystemExit(f"probnets: error: --data y must be class labels in "
+                                 f"0..{model.widths[-1] - 1}")
+            ece, _ = expected_calibration_error(prediction.probs, y)
+            row.update(accuracy=float((prediction.probs.argmax(-1) == y).double().mean()),
+                       ece=float(ece))
+        else:
+            target = y.to(prediction.mean).view(prediction.mean.shape)
+            row.update(rmse=float((prediction.mean - target).pow(2).mean().sqrt()),
+                       mean_predictive_std=float(prediction.std.mean()),
+                       mean_epistemic_std=float(prediction.epistemic_std.mean()))
+        return row

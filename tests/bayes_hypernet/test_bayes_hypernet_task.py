@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
 
+import numpy as np
 import pytest
+import torch
 
 from probnets.cli import main
 
@@ -25,3 +28,59 @@ def test_bad_task_argument_is_reported(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "bayes-hypernet", "--guide", "laplace", "--out", str(tmp_path)])
     assert "invalid choice: 'laplace'" in capsys.readouterr().err
+
+
+def _train(tmp_path, *extra):
+    out = str(tmp_path / "run")
+    code = main(["train", "bayes-hypernet", "--out", out, "--no-progress", *extra])
+    assert code == 0
+    return os.path.join(out, "last.pt")
+
+
+def _evaluate(checkpoint, data, capsys, *extra):
+    capsys.readouterr()
+    assert main(["eval", "bayes-hypernet", "--checkpoint", checkpoint, "--data", data, "--json",
+                 *extra]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_eval_regression_scores_the_right_targets_above_wrong_ones(tmp_path, capsys):
+    from probnets.models.bayes_hypernet.toy import gap_regression
+
+    checkpoint = _train(tmp_path, "--problem", "gap1d", "--steps", "300", "--width", "16",
+                        "--lr", "0.03", "--seed", "0", "--dtype", "float64")
+    x, y = gap_regression(60, noise=0.1, seed=5, dtype=torch.float64)
+    good, wrong = str(tmp_path / "good.npz"), str(tmp_path / "wrong.npz")
+    np.savez(good, x=x.numpy(), y=y.numpy())
+    np.savez(wrong, x=x.numpy(), y=(y + 2.0).numpy())
+    on_data = _evaluate(checkpoint, good, capsys, "--num-samples", "50")
+    shifted = _evaluate(checkpoint, wrong, capsys, "--num-samples", "50")
+    assert on_data["num_examples"] == 60
+    assert {"nll", "rmse", "mean_predictive_std", "mean_epistemic_std"} <= set(on_data)
+    assert on_data["rmse"] < 0.5 < shifted["rmse"]
+    assert on_data["nll"] < shifted["nll"]
+
+
+def test_eval_classification_reports_accuracy_and_calibration(tmp_path, capsys):
+    from probnets.data import load_mnist
+
+    checkpoint = _train(tmp_path, "--problem", "mnist", "--steps", "150", "--width", "32",
+                        "--num-train", "1000", "--num-test", "100", "--seed", "0")
+    test = load_mnist("test")
+    data = str(tmp_path / "digits.npz")
+    keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(1))[:300]
+    np.savez(data, x=test.images[keep].reshape(300, -1).numpy(), y=test.labels[keep].numpy())
+    row = _evaluate(checkpoint, data, capsys, "--num-samples", "20")
+    assert row["num_examples"] == 300
+    assert row["accuracy"] > 0.5  # chance is 0.1
+    assert 0.0 <= row["ece"] <= 1.0 and row["nll"] > 0.0
+
+
+def test_eval_rejects_bad_data(tmp_path, capsys):
+    checkpoint = _train(tmp_path, "--problem", "gap1d", "--steps", "2", "--width", "4")
+    missing, shape = str(tmp_path / "missing.npz"), str(tmp_path / "shape.npz")
+    np.savez(missing, x=np.zeros((3, 1)))
+    np.savez(shape, x=np.zeros((3, 2)), y=np.zeros(3))
+    for data, message in ((missing, "lacks ['y']"), (shape, "x must have shape (N, 1)")):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            main(["eval", "bayes-hypernet", "--checkpoint", checkpoint, "--data", data])

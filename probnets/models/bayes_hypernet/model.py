@@ -45,6 +45,7 @@ Dayan, Ghahramani, "Probabilistic Meta-Representations of Neural Networks", arXi
 (2018); Ritter & Karaletsos, "TyXe: Pyro-based Bayesian neural nets for Pytorch" (2022).
 """
 
+import math
 from collections import namedtuple
 
 import pyro
@@ -386,6 +387,50 @@ class BayesianHypernet(PyroModule):
             chunk = [z[start:start + chunk_size] for z in embeddings]
             outputs.append(mlp_forward(inputs, self.weights(chunk), self.activation))
         return torch.cat(outputs)
+
+    @classmethod
+    def load(cls, checkpoint_path, map_location="cpu"):
+        """Rebuild a model from a ``probnets train bayes-hypernet`` checkpoint (its
+        ``extra["config"]``) with its trained guide, ready for :meth:`predict`."""
+        from probnets.train import load_checkpoint
+
+        state = load_checkpoint(checkpoint_path, map_location=map_location)
+        config = dict(state.get("extra", {}).get("config") or {})
+        config.pop("problem", None)
+        if "target" not in config or "task" not in config:
+            raise ValueError(f"{checkpoint_path!r} holds no BayesianHypernet configuration in "
+                             "extra['config']; was it written by `probnets train bayes-hypernet`?")
+        target = config.pop("target")
+        model = cls(target, **config)
+        module_states = state.get("modules", [])
+        like = next((v for m in module_states for v in m.values() if v.is_floating_point()),
+                    None)
+        if like is not None:
+            model.to(device=like.device, dtype=like.dtype)
+        # the autoguide creates its parameters on first use: run it once so they exist
+        model.predict(torch.zeros(1, model.widths[0], dtype=model.noise_scale.dtype,
+                                  device=model.noise_scale.device), num_samples=1)
+        keys = set(model.state_dict())
+        module_state = next((m for m in module_states if set(m) == keys), None)
+        if module_state is None:
+            raise ValueError(f"{checkpoint_path!r} holds no module state matching "
+                             f"BayesianHypernet({target}, {config})")
+        model.load_state_dict(module_state)
+        return model.eval()
+
+    @torch.no_grad()
+    def predictive_log_likelihood(self, x, y, num_samples=100):
+        """Per-example log posterior predictive density ``log (1/S) Σ_s p(y | x, w_s)``,
+        ``(N,)``, with ``w_s`` drawn from the guide (Categorical or Normal likelihood)."""
+        outputs = self.sample_outputs(x, num_samples)  # (S, N, out)
+        if self.task == "classification":
+            log_p = outputs.log_softmax(-1).gather(
+                -1, y.long().view(1, -1, 1).expand(len(outputs), -1, 1)).squeeze(-1)
+        else:
+            y = y.view(outputs.shape[1:]).to(outputs)
+            log_p = torch.distributions.Normal(outputs, self.noise_scale.to(outputs)).log_prob(
+                y).sum(-1)
+        return torch.logsumexp(log_p, 0) - math.log(len(outputs))
 
     @torch.no_grad()
     def predict(self, x, num_samples=100):
