@@ -9,7 +9,7 @@ import torch
 from probnets.data import check_images, multi_mnist
 from probnets.infer import DiscreteELBO, standard_estimators
 from probnets.models.air import AIR, count_accuracy, count_confusion
-from probnets.tasks.base import Task, TaskRun, register
+from probnets.tasks.base import Task, TaskRun, load_npz_arrays, register
 from probnets.train import Anneal, BatchSampler, Exponential, resolve_device
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 from probnets.viz.images import curves
@@ -163,12 +163,7 @@ class AIRTask(Task):
     def evaluate(self, args):
         device = resolve_device(args.device)
         air = AIR.load(args.checkpoint, map_location=device)
-        with np.load(args.data) as stored:
-            missing = {"images", "counts"} - set(stored.files)
-            if missing:
-                raise SystemExit(f"probnets: error: --data {args.data} lacks {sorted(missing)} "
-                                 f"(has {stored.files})")
-            images, counts = stored["images"], stored["counts"]
+        images, counts = load_npz_arrays(args.data, ("images", "counts"))
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255
         dtype = next(air.parameters()).dtype

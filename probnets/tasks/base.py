@@ -9,6 +9,8 @@ flags, seeding, device selection, the run directory, resuming.
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
+
 _REGISTRY = {}
 
 
@@ -60,6 +62,17 @@ class Task:
         """Evaluate ``args.checkpoint``; return a dict of results (printed, or JSON with
         ``--json``)."""
         raise NotImplementedError
+
+
+def load_npz_arrays(path, names):
+    """The arrays ``names`` of the ``--data`` file ``path``, or a command-line error naming
+    what is missing and what the file holds."""
+    with np.load(path) as stored:
+        missing = set(names) - set(stored.files)
+        if missing:
+            raise SystemExit(f"probnets: error: --data {path} lacks {sorted(missing)} "
+                             f"(has {stored.files})")
+        return tuple(stored[name] for name in names)
 
 
 def register(task_class):

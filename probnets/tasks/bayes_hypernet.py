@@ -2,14 +2,13 @@
 
 import os
 
-import numpy as np
 import pyro.infer
 import torch
 
 from probnets.data import load_mnist
 from probnets.models.bayes_hypernet import BayesianHypernet, auroc, expected_calibration_error
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regions, gap_regression
-from probnets.tasks.base import Task, TaskRun, register
+from probnets.tasks.base import Task, TaskRun, load_npz_arrays, register
 from probnets.train import BatchSampler, resolve_device
 from probnets.viz.uncertainty import predictive_bands, reliability_diagram
 
@@ -189,12 +188,7 @@ class BayesHypernetTask(Task):
     def evaluate(self, args):
         device = resolve_device(args.device)
         model = BayesianHypernet.load(args.checkpoint, map_location=device)
-        with np.load(args.data) as stored:
-            missing = {"x", "y"} - set(stored.files)
-            if missing:
-                raise SystemExit(f"probnets: error: --data {args.data} lacks {sorted(missing)} "
-                                 f"(has {stored.files})")
-            x, y = stored["x"], stored["y"]
+        x, y = load_npz_arrays(args.data, ("x", "y"))
         dtype = model.noise_scale.dtype
         x = torch.as_tensor(x).to(device=device, dtype=dtype)
         y = torch.as_tensor(y).to(device)
