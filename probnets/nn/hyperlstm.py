@@ -130,7 +130,10 @@ class _HyperLSTMScan(torch.autograd.Function):
         ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask)
         outputs = torch.stack([s[0] for s in states[1:]])
         hyper_outputs = torch.stack([s[2] for s in states[1:]])
-        return outputs, h, c, hh, hc, hyper_outputs
+        # The final state is returned as copies: ctx keeps the originals in `states`, and an
+        # output held by its own ctx is a reference cycle autograd never frees (every
+        # training step would leak its saved tensors).
+        return outputs, h.clone(), c.clone(), hh.clone(), hc.clone(), hyper_outputs
 
     @staticmethod
     def backward(ctx, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs):
