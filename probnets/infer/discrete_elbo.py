@@ -68,8 +68,9 @@ class DiscreteELBO(ELBO):
         :class:`~probnets.models.air.AIR`); a branch that changes which sites run changes
         the signature and triggers tracking again, but a branch that only changes which
         tensors feed which site, with the same sites and shapes, would go unnoticed.
-        When the signature is new, the untracked draw is discarded and a fresh one is drawn
-        with tracking, so the estimator stays unbiased.
+        When the signature is new, the same draw is run again with tracking (random state
+        rewound), so the estimator stays unbiased; a guide or model with other side effects
+        (e.g. batch-norm statistics) would see them twice on such a step.
     """
 
     default_estimator = "score"
@@ -183,6 +184,8 @@ class DiscreteELBO(ELBO):
         """The hard first pass and its costs, with the dependency structure from provenance
         or, with ``cache_dependencies``, from an earlier pass of the same signature."""
         if self.cache_dependencies and self._dependencies:
+            rng = get_rng_state()
+            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
             first = GuidePass(self, "hard", track=False)
             costs = self._run(model, guide, args, kwargs, first)
             dependents = self._dependencies.get(costs.signature())
@@ -190,6 +193,12 @@ class DiscreteELBO(ELBO):
                 costs.dependents = dependents
                 first.costs = costs
                 return first, costs
+            # A new structure: run the same draw again with provenance (the random state
+            # rewound), so the sample used is the one whose structure was new; drawing
+            # afresh instead would favour the structures already cached.
+            set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
         first = GuidePass(self, "hard")
         costs = first.costs = self._run(model, guide, args, kwargs, first)
         if self.cache_dependencies:
