@@ -1,5 +1,7 @@
 """Forward + backward time of HyperLSTM against nn.LSTM, an nn.LSTMCell loop and the
-layer-norm LSTM, on one sequence batch (default T=100, B=32, H=256, input 256).
+layer-norm LSTM, on one sequence batch (default T=100, B=32, H=256, input 256). The
+HyperLSTM is timed twice: eager, and with ``compile_steps=True`` (its per-step functions
+through ``torch.compile``; the one-off compile time, in the warm-up call, is reported apart).
 
 Methods are timed round-robin and the median over repeats reported; the CPU is shared with
 other jobs, so read the ratios to nn.LSTM measured in the same run, not absolute times.
@@ -57,26 +59,36 @@ def main():
         "LayerNormLSTM": LayerNormLSTM(args.input, args.hidden),
         "HyperLSTM": HyperLSTM(args.input, args.hidden, hyper_size=args.hyper_size,
                                hyper_embedding_size=args.hyper_embedding),
+        "HyperLSTM, compiled steps": HyperLSTM(
+            args.input, args.hidden, hyper_size=args.hyper_size,
+            hyper_embedding_size=args.hyper_embedding, compile_steps=True),
     }
     x = torch.randn(args.steps, args.batch, args.input, requires_grad=True)
+
+    def forward_backward(model):
+        t0 = time.perf_counter()
+        output, _ = model(x)
+        output.sum().backward()
+        return time.perf_counter() - t0
+
+    warmup = {name: forward_backward(model) for name, model in models.items()}
     times = {name: [] for name in models}
     for _ in range(args.repeats):
         for name, model in models.items():
-            t0 = time.perf_counter()
-            output, _ = model(x)
-            output.sum().backward()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(forward_backward(model))
     med = {name: statistics.median(ts) for name, ts in times.items()}
     ref = med["nn.LSTM"]
     print(f"T={args.steps} B={args.batch} H={args.hidden} input={args.input} "
           f"hyper={args.hyper_size}/{args.hyper_embedding}, threads={torch.get_num_threads()}")
     print("fwd+bwd per sequence batch, median of round-robin repeats (shared CPU: trust ratios)")
-    print(f"{'model':16s}{'params':>10s}{'ms':>10s}{'x nn.LSTM':>11s}")
+    print(f"{'model':27s}{'params':>10s}{'ms':>10s}{'x nn.LSTM':>11s}{'first call s':>14s}")
     rows = []
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:16s}{params:10d}{1e3 * med[name]:10.1f}{med[name] / ref:11.2f}")
-        rows.append({"model": name, "params": params, "ms": 1e3 * med[name], "ratio": med[name] / ref})
+        print(f"{name:27s}{params:10d}{1e3 * med[name]:10.1f}{med[name] / ref:11.2f}"
+              f"{warmup[name]:14.2f}")
+        rows.append({"model": name, "params": params, "ms": 1e3 * med[name],
+                     "ratio": med[name] / ref, "first_call_s": warmup[name]})
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"config": vars(args), "rows": rows}, f, indent=1)

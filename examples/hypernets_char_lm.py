@@ -99,6 +99,8 @@ def main():
                         help="dropout on embeddings and outputs, every model")
     parser.add_argument("--recurrent-dropout", type=float, default=0.0,
                         help="dropout on the candidate (HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
+    parser.add_argument("--compile-steps", action="store_true",
+                        help="HyperLSTM(compile_steps=True): its per-step kernels fused by torch.compile")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--valid-chars", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
@@ -117,7 +119,8 @@ def main():
     torch.manual_seed(args.seed)
     hyper = CharLanguageModel(vocab, "hyperlstm", args.embedding, args.hidden, dropout=args.dropout,
                               hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding,
-                              recurrent_dropout=args.recurrent_dropout)
+                              recurrent_dropout=args.recurrent_dropout,
+                              compile_steps=args.compile_steps)
     target = n_params(hyper)
     rows, curves, models = [], {}, {}
     for rnn in args.models.split(","):

@@ -8,6 +8,8 @@ from probnets.cli import main
 @pytest.mark.parametrize("argv, metric", [
     (["hyperlstm", "--hidden-size", "16", "--hyper-size", "8", "--embedding-size", "8",
       "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
+    (["hyperlstm", "--compile-steps", "--hidden-size", "16", "--hyper-size", "8",
+      "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
     (["hyperlstm", "--rnn", "layernorm_lstm", "--hidden-size", "16", "--seq-len", "10",
       "--batch-size", "4"], "valid_bpc"),
     (["reactive", "--iterations", "2", "--batch-size", "16"], "test_accuracy"),

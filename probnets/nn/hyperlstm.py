@@ -33,60 +33,110 @@ def _cell_norm(c, weight, bias, eps):
     return nc, torch.tanh(torch.addcmul(bias, nc, weight)), mean, rstd
 
 
-class _LayerNormLSTMStep:
-    """Forward and hand-written backward of the layer-norm LSTM update of
-    :func:`layer_norm_lstm_update`, for :class:`_HyperLSTMScan`.
+def _lstm_forward(pre, c, norm, mask, eps):
+    """The layer-norm LSTM update of :func:`layer_norm_lstm_update` on pre-activations
+    ``(B, 4, H)``; ``norm = (gamma, beta, cell_weight, cell_bias)``. Returns ``h, c_new``
+    and what :func:`_lstm_backward` needs: the gate values ``s`` and the (masked)
+    candidate ``g``. The layer norms are recomputed in the backward pass, which is cheaper
+    on a CPU than writing and later re-reading fresh memory for them."""
+    gamma, beta, cell_weight, cell_bias = norm
+    _, s = _gate_norm(pre, gamma, beta, eps)
+    i, f, g, o = s.unbind(1)
+    g = 2.0 * g - 1.0  # tanh of the g pre-activation, see fused_gate_affine
+    if mask is not None:
+        g = g * mask
+    c_new = torch.addcmul(f * c, i, g)
+    h = o * _cell_norm(c_new, cell_weight, cell_bias, eps)[1]
+    return h, c_new, s, g
 
-    Per step only the gate pre-activations, the gate values and the (masked) candidate
-    are kept; the layer norms are recomputed in the backward pass, which is cheaper on a CPU
-    than writing and later re-reading fresh memory for them. The gradients of the affine
-    parameters are accumulated in place.
-    """
 
-    def __init__(self, gamma, beta, cell_weight, cell_bias, eps):
-        self.gamma, self.beta, self.eps = gamma, beta, eps
-        self.cell_weight, self.cell_bias = cell_weight, cell_bias
-        self.grads = None
+def _lstm_backward(dh, dc, pre, s, g, c, c_new, norm, grads, mask, eps):
+    """Hand-written backward of :func:`_lstm_forward`: ``dpre, dc_prev`` from ``dh, dc``,
+    and ``grads`` (of ``norm``'s four tensors) plus this step's contribution."""
+    gamma, _, cell_weight, cell_bias = norm
+    H = pre.shape[-1]
+    i, f, _, o = s.unbind(1)
+    nc, th, c_mean, c_rstd = _cell_norm(c_new, cell_weight, cell_bias, eps)
+    dy = torch.ops.aten.tanh_backward(dh * o, th)
+    d_cell_weight = grads[2] + (dy * nc).sum(0)
+    d_cell_bias = grads[3] + dy.sum(0)
+    dc = dc + torch.ops.aten.native_layer_norm_backward(
+        dy * cell_weight, c_new, (H,), c_mean, c_rstd, None, None, [True, False, False])[0]
+    dg = dc * i
+    if mask is not None:
+        dg = dg * mask
+    da = torch.ops.aten.sigmoid_backward(
+        torch.stack([dc * g, dc * c, 2.0 * dg, dh * th], dim=1), s)
+    n, mean, rstd = torch.native_layer_norm(pre, (H,), None, None, eps)
+    d_gamma = grads[0] + (da * n).sum(0)
+    d_beta = grads[1] + da.sum(0)
+    dpre = torch.ops.aten.native_layer_norm_backward(
+        da * gamma, pre, (H,), mean, rstd, None, None, [True, False, False])[0]
+    return dpre, dc * f, (d_gamma, d_beta, d_cell_weight, d_cell_bias)
 
-    def zero_grads(self):
-        """Fresh accumulators, once per backward pass (a graph kept with ``retain_graph``
-        may be differentiated more than once)."""
-        self.grads = [torch.zeros_like(self.gamma), torch.zeros_like(self.beta),
-                      torch.zeros_like(self.cell_weight), torch.zeros_like(self.cell_bias)]
 
-    def forward(self, pre, c, mask):
-        _, s = _gate_norm(pre, self.gamma, self.beta, self.eps)
-        i, f, g, o = s.unbind(1)
-        g = 2.0 * g - 1.0  # tanh of the g pre-activation, see fused_gate_affine
-        if mask is not None:
-            g = g * mask
-        c_new = torch.addcmul(f * c, i, g)
-        h = o * _cell_norm(c_new, self.cell_weight, self.cell_bias, self.eps)[1]
-        return h, c_new, (pre, s, g)
+def _scan_forward_step(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z_bias,
+                       scale_weight, bias, norm, hyper_norm, mask, eps):
+    """One step of :class:`_HyperLSTMScan`'s forward pass: the new state and what the
+    backward pass keeps of this step."""
+    B, H = h.shape
+    Nh, Nz = hh.shape[-1], scale_weight.shape[1]
+    rec_main, rec_hyper = torch.mm(h, w_h_t).split([4 * H, 4 * Nh], dim=1)
+    pre_hyper = torch.addmm(x_hyper + rec_hyper, hh, w_hyper_t).view(B, 4, Nh)
+    hh, hc, s_hyper, g_hyper = _lstm_forward(pre_hyper, hc, hyper_norm, None, eps)
+    z = torch.addmm(z_bias, hh, w_z_t).view(B, 12, Nz)
+    d_x, d_h, delta = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
+    if bias is not None:
+        delta = delta + bias
+    rec_main = rec_main.view(B, 4, H)
+    pre = torch.addcmul(torch.addcmul(delta, d_x, x_main.view(B, 4, H)), d_h, rec_main)
+    h, c, s, g = _lstm_forward(pre, c, norm, mask, eps)
+    return h, c, hh, hc, (pre, s, g, pre_hyper, s_hyper, g_hyper, z, rec_main)
 
-    def backward(self, dh, dc, saved, c, c_new, mask):
-        """``dpre, dc_prev`` from ``dh, dc`` (gradients of the step's ``h`` and ``c``)."""
-        pre, s, g = saved
-        H = pre.shape[-1]
-        i, f, _, o = s.unbind(1)
-        nc, th, c_mean, c_rstd = _cell_norm(c_new, self.cell_weight, self.cell_bias, self.eps)
-        dy = torch.ops.aten.tanh_backward(dh * o, th)
-        self.grads[2].add_((dy * nc).sum(0))
-        self.grads[3].add_(dy.sum(0))
-        dc = dc + torch.ops.aten.native_layer_norm_backward(
-            dy * self.cell_weight, c_new, (H,), c_mean, c_rstd, None, None,
-            [True, False, False])[0]
-        dg = dc * i
-        if mask is not None:
-            dg = dg * mask
-        da = torch.ops.aten.sigmoid_backward(
-            torch.stack([dc * g, dc * c, 2.0 * dg, dh * th], dim=1), s)
-        n, mean, rstd = torch.native_layer_norm(pre, (H,), None, None, self.eps)
-        self.grads[0].add_((da * n).sum(0))
-        self.grads[1].add_(da.sum(0))
-        dpre = torch.ops.aten.native_layer_norm_backward(
-            da * self.gamma, pre, (H,), mean, rstd, None, None, [True, False, False])[0]
-        return dpre, dc * f
+
+def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new, x_main,
+                        w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
+                        hyper_norm_grads, d_bias, d_z_bias, mask, eps):
+    """One step of :class:`_HyperLSTMScan`'s backward pass, without the weight-gradient
+    matmuls (the caller accumulates those in place). ``dh, dhh`` include the gradients of
+    this step's outputs. Returns the gradients flowing to step ``t - 1``, this step's input
+    gradients, the operands of the weight-gradient matmuls and the updated small
+    accumulators."""
+    pre, s, g, pre_hyper, s_hyper, g_hyper, z, rec_main = saved
+    B, _, H = pre.shape
+    Nh = pre_hyper.shape[-1]
+    dpre, dc, norm_grads = _lstm_backward(dh, dc, pre, s, g, c_prev, c_new, norm, norm_grads,
+                                          mask, eps)
+    d_bias = d_bias + dpre.sum(0)
+    d_x, d_h, _ = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
+    d_x_main = (dpre * d_x).view(B, 4 * H)
+    # Gradients of d = (d_x, d_h, delta), gate-major for the per-gate matmuls.
+    dd = torch.cat([dpre * x_main.view(B, 4, H), dpre * rec_main, dpre], 1).transpose(0, 1)
+    dz = torch.bmm(dd, scale_weight.transpose(1, 2)).transpose(0, 1).reshape(B, -1)
+    d_z_bias = d_z_bias + dz.sum(0)
+    dhh = torch.addmm(dhh, dz, w_z)
+    dph, dhc, hyper_norm_grads = _lstm_backward(dhh, dhc, pre_hyper, s_hyper, g_hyper, hc_prev,
+                                                hc_new, hyper_norm, hyper_norm_grads, None, eps)
+    dph = dph.view(B, 4 * Nh)
+    d_rec = torch.cat([(dpre * d_h).view(B, 4 * H), dph], 1)
+    dhh = torch.mm(dph, w_hyper)
+    dh = torch.mm(d_rec, w_h)
+    return (dh, dc, dhh, dhc, d_x_main, dph, d_rec, dd, dz, norm_grads, hyper_norm_grads,
+            d_bias, d_z_bias)
+
+
+_compiled_steps = {}
+
+
+def _steps(compiled):
+    """The per-step functions, eager or compiled once per process with ``torch.compile``
+    (Inductor fuses each step's ~30 small elementwise and layer-norm kernels)."""
+    if not compiled:
+        return _scan_forward_step, _scan_backward_step
+    if not _compiled_steps:
+        _compiled_steps["forward"] = torch.compile(_scan_forward_step, fullgraph=True)
+        _compiled_steps["backward"] = torch.compile(_scan_backward_step, fullgraph=True)
+    return _compiled_steps["forward"], _compiled_steps["backward"]
 
 
 class _HyperLSTMScan(torch.autograd.Function):
@@ -95,39 +145,33 @@ class _HyperLSTMScan(torch.autograd.Function):
     Autograd would record ~35 small operations per step and replay each as a backward node
     with its bookkeeping and fresh buffers. Here the forward runs unrecorded and keeps only
     what the backward cannot cheaply recompute; the backward is one reverse loop in which
-    every gradient of a parameter is accumulated in place (``addmm_``) and one matmul carries
-    the gradient through everything that read ``h_{t-1}``.
+    every gradient of a weight matrix is accumulated in place (``addmm_``) and one matmul
+    carries the gradient through everything that read ``h_{t-1}``.
     """
 
     @staticmethod
     def forward(ctx, x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight,
                 bias, gamma, beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
-                hcell_bias, mask, eps):
-        T, B = x_main.shape[:2]
-        H, Nh = h.shape[-1], hh.shape[-1]
-        Nz = scale_weight.shape[1]
-        main = _LayerNormLSTMStep(gamma, beta, cell_weight, cell_bias, eps)
-        hyper = _LayerNormLSTMStep(hgamma, hbeta, hcell_weight, hcell_bias, eps)
+                hcell_bias, mask, eps, compiled):
+        T = x_main.shape[0]
+        H = h.shape[-1]
+        forward_step, _ = _steps(compiled)
+        norm = (gamma, beta, cell_weight, cell_bias)
+        hyper_norm = (hgamma, hbeta, hcell_weight, hcell_bias)
         w_h_t, w_hyper_t, w_z_t = w_h.t(), w_hyper.t(), w_z.t()
         bias = None if bias is None else bias.view(4, H)
         states = [(h, c, hh, hc)]
         saved = []
         for t in range(T):
-            rec_main, rec_hyper = torch.mm(h, w_h_t).split([4 * H, 4 * Nh], dim=1)
-            pre_hyper = torch.addmm(x_hyper[t] + rec_hyper, hh, w_hyper_t).view(B, 4, Nh)
-            hh, hc, hyper_saved = hyper.forward(pre_hyper, hc, None)
-            z = torch.addmm(z_bias, hh, w_z_t).view(B, 12, Nz)
-            d_x, d_h, delta = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
-            if bias is not None:
-                delta = delta + bias
-            rec_main = rec_main.view(B, 4, H)
-            pre = torch.addcmul(torch.addcmul(delta, d_x, x_main[t].view(B, 4, H)), d_h, rec_main)
-            h, c, main_saved = main.forward(pre, c, None if mask is None else mask[t])
+            h, c, hh, hc, step_saved = forward_step(
+                h, c, hh, hc, x_main[t], x_hyper[t], w_h_t, w_hyper_t, w_z_t, z_bias,
+                scale_weight, bias, norm, hyper_norm, None if mask is None else mask[t], eps)
             states.append((h, c, hh, hc))
-            saved.append((main_saved, hyper_saved, z, rec_main))
-        ctx.main, ctx.hyper, ctx.states, ctx.saved = main, hyper, states, saved
+            saved.append(step_saved)
+        ctx.states, ctx.saved, ctx.eps, ctx.compiled = states, saved, eps, compiled
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask)
+        ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask, gamma, beta,
+                              cell_weight, cell_bias, hgamma, hbeta, hcell_weight, hcell_bias)
         outputs = torch.stack([s[0] for s in states[1:]])
         hyper_outputs = torch.stack([s[2] for s in states[1:]])
         # The final state is returned as copies: ctx keeps the originals in `states`, and an
@@ -137,56 +181,49 @@ class _HyperLSTMScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs):
-        x_main, w_h, w_hyper, w_z, scale_weight, mask = ctx.saved_tensors
-        main, hyper, states = ctx.main, ctx.hyper, ctx.states
-        main.zero_grads()
-        hyper.zero_grads()
+        x_main, w_h, w_hyper, w_z, scale_weight, mask, *norms = ctx.saved_tensors
+        norm, hyper_norm = tuple(norms[:4]), tuple(norms[4:])
+        states = ctx.states
+        _, backward_step = _steps(ctx.compiled)
         T, B = x_main.shape[:2]
         H, Nh = states[0][0].shape[-1], states[0][2].shape[-1]
-        Nz = scale_weight.shape[1]
-        zero = x_main.new_zeros(())
+        zero = x_main.new_zeros(B, H)
         dh = zero if dh is None else dh
         dc = zero if dc is None else dc
-        dhh = zero if dhh is None else dhh
-        dhc = zero if dhc is None else dhc
+        dhh = zero.new_zeros(B, Nh) if dhh is None else dhh
+        dhc = zero.new_zeros(B, Nh) if dhc is None else dhc
         d_x_main = torch.empty_like(x_main)
         d_x_hyper = x_main.new_empty(T, B, 4 * Nh)
         d_w_h, d_w_hyper, d_w_z = torch.zeros_like(w_h), torch.zeros_like(w_hyper), torch.zeros_like(w_z)
         d_scale = torch.zeros_like(scale_weight)
-        d_z_bias = w_z.new_zeros(12 * Nz)
+        d_z_bias = w_z.new_zeros(w_z.shape[0])
         d_bias = x_main.new_zeros(4, H)
-        scale_t = scale_weight.transpose(1, 2)
+        # Fresh accumulators per backward pass (a graph kept with ``retain_graph`` may be
+        # differentiated more than once).
+        norm_grads = tuple(torch.zeros_like(p) for p in norm)
+        hyper_norm_grads = tuple(torch.zeros_like(p) for p in hyper_norm)
         for t in reversed(range(T)):
-            (main_saved, hyper_saved, z, rec_main) = ctx.saved[t]
+            step_saved = ctx.saved[t]
             h_prev, c_prev, hh_prev, hc_prev = states[t]
             _, c_new, hh_new, hc_new = states[t + 1]
             if d_outputs is not None:
                 dh = dh + d_outputs[t]
-            dpre, dc = main.backward(dh, dc, main_saved, c_prev, c_new,
-                                     None if mask is None else mask[t])
-            d_bias.add_(dpre.sum(0))
-            d_x, d_h, _ = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
-            torch.mul(dpre, d_x, out=d_x_main[t].view(B, 4, H))
-            # Gradients of d = (d_x, d_h, delta), gate-major for the per-gate matmuls.
-            dd = torch.cat([dpre * x_main[t].view(B, 4, H), dpre * rec_main, dpre], 1).transpose(0, 1)
-            d_scale.baddbmm_(z.transpose(0, 1).transpose(1, 2), dd)
-            dz = torch.bmm(dd, scale_t).transpose(0, 1).reshape(B, 12 * Nz)
-            d_z_bias.add_(dz.sum(0))
-            d_w_z.addmm_(dz.t(), hh_new)
-            dhh = torch.addmm(dhh, dz, w_z)
             if d_hyper_outputs is not None:
                 dhh = dhh + d_hyper_outputs[t]
-            dph, dhc = hyper.backward(dhh, dhc, hyper_saved, hc_prev, hc_new, None)
-            dph = dph.view(B, 4 * Nh)
-            d_x_hyper[t] = dph
-            d_rec = torch.cat([(dpre * d_h).view(B, 4 * H), dph], 1)
+            (dh_next, dc, dhh_next, dhc, d_x_main[t], d_x_hyper[t], d_rec, dd, dz, norm_grads,
+             hyper_norm_grads, d_bias, d_z_bias) = backward_step(
+                dh, dc, dhh, dhc, step_saved, c_prev, c_new, hc_prev, hc_new, x_main[t],
+                w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
+                hyper_norm_grads, d_bias, d_z_bias, None if mask is None else mask[t], ctx.eps)
+            z = step_saved[6]
+            d_scale.baddbmm_(z.transpose(0, 1).transpose(1, 2), dd)
+            d_w_z.addmm_(dz.t(), hh_new)
             d_w_h.addmm_(d_rec.t(), h_prev)
-            d_w_hyper.addmm_(dph.t(), hh_prev)
-            dhh = torch.mm(dph, w_hyper)
-            dh = torch.mm(d_rec, w_h)
+            d_w_hyper.addmm_(d_x_hyper[t].t(), hh_prev)
+            dh, dhh = dh_next, dhh_next
         return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
-                d_scale, d_bias.view(4 * H) if ctx.has_bias else None, *main.grads,
-                *hyper.grads, None, None)
+                d_scale, d_bias.view(4 * H) if ctx.has_bias else None, *norm_grads,
+                *hyper_norm_grads, None, None, None)
 
 
 class HyperLSTMCell(nn.Module):
@@ -230,10 +267,14 @@ class HyperLSTMCell(nn.Module):
     :param bool bias: learn the main bias :math:`b` (initialised at 0).
     :param float recurrent_dropout: dropout probability on the main cell's candidate.
     :param float eps: layer-norm epsilon.
+    :param bool compile_steps: run each step's forward and hand-written backward through
+        ``torch.compile`` (Inductor fuses their ~30 small elementwise and layer-norm kernels;
+        compiled once per process and input shape, which takes tens of seconds; see
+        ``guides/hypernets.md`` for the speed-up).
     """
 
     def __init__(self, input_size, hidden_size, hyper_size=128, hyper_embedding_size=16,
-                 bias=True, recurrent_dropout=0.0, eps=1e-5):
+                 bias=True, recurrent_dropout=0.0, eps=1e-5, compile_steps=False):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("hyper_size", hyper_size),
@@ -248,6 +289,7 @@ class HyperLSTMCell(nn.Module):
         self.hyper_embedding_size = hyper_embedding_size
         self.recurrent_dropout = float(recurrent_dropout)
         self.eps = eps
+        self.compile_steps = bool(compile_steps)
         H, Nz = hidden_size, hyper_embedding_size
 
         add_layer_norm_lstm_parameters(self, input_size, H, bias)
@@ -302,7 +344,7 @@ class HyperLSTMCell(nn.Module):
             x_main, x_hyper, *state, w_h, hyper.weight_hh, self.embedding_weight,
             self._embedding_bias(), self.scale_weight, self.bias, gamma, beta,
             self.cell_norm_weight, self.cell_norm_bias, hgamma, hbeta, hyper.cell_norm_weight,
-            hyper.cell_norm_bias, mask, self.eps)
+            hyper.cell_norm_bias, mask, self.eps, self.compile_steps)
         return outputs, (h, c, hh, hc), hyper_outputs
 
     def modulation(self, hyper_outputs, initial_hyper_h):
@@ -355,24 +397,26 @@ class HyperLSTM(StackedRecurrent):
 
     Speed (``examples/bench_hyperlstm.py``): input projections of all steps are computed at
     once; per step the main recurrent matmul is fused with the hyper cell's ``h``-input
-    matmul and one ``sigmoid`` covers all gates. Forward + backward measured 3.8-5.1x
-    ``nn.LSTM`` (T=100, B=32, H=256), against a 2.5x target: see ``guides/hypernets.md``.
+    matmul and one ``sigmoid`` covers all gates. Forward + backward measured 3.2x
+    ``nn.LSTM`` at one thread and 4.5x at two (T=100, B=32, H=256), 2.7x and 3.4x with
+    ``compile_steps=True``, against a 2.5x target: see ``guides/hypernets.md``.
 
     :param float dropout: dropout on each layer's output except the last (training only).
     :param float recurrent_dropout: see :class:`HyperLSTMCell`.
+    :param bool compile_steps: see :class:`HyperLSTMCell`.
     """
 
     state_names = ("h", "c", "hyper_h", "hyper_c")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, hyper_size=128, hyper_embedding_size=16, recurrent_dropout=0.0,
-                 eps=1e-5):
+                 eps=1e-5, compile_steps=False):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         self.hyper_size = hyper_size
         self.hyper_embedding_size = hyper_embedding_size
         self.cells = nn.ModuleList(
             HyperLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, hyper_size,
-                          hyper_embedding_size, bias, recurrent_dropout, eps)
+                          hyper_embedding_size, bias, recurrent_dropout, eps, compile_steps)
             for layer in range(num_layers)
         )
 

@@ -83,12 +83,16 @@ class HyperLSTMTask(Task):
         parser.add_argument("--num-layers", type=int, default=1)
         parser.add_argument("--hyper-size", type=int, default=64, help="HyperLSTM only")
         parser.add_argument("--hyper-embedding-size", type=int, default=16, help="HyperLSTM only")
+        parser.add_argument("--compile-steps", action="store_true",
+                            help="HyperLSTM only: fuse each step's kernels with torch.compile "
+                                 "(tens of seconds of compiling first; see guides/hypernets.md)")
         parser.add_argument("--dropout", type=float, default=0.0)
         parser.add_argument("--seq-len", type=int, default=50, help="truncation length T")
 
     def build(self, args, device):
         corpus = load_pydoc_corpus()
-        extra = ({"hyper_size": args.hyper_size, "hyper_embedding_size": args.hyper_embedding_size}
+        extra = ({"hyper_size": args.hyper_size, "hyper_embedding_size": args.hyper_embedding_size,
+                  "compile_steps": args.compile_steps}
                  if args.rnn == "hyperlstm" else {})
         model = CharLanguageModel(len(corpus.vocab), args.rnn, args.embedding_size,
                                   args.hidden_size, args.num_layers, args.dropout, **extra)
