@@ -98,7 +98,7 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
                         w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
                         hyper_norm_grads, d_bias, d_z_bias, mask, eps):
     """One step of :class:`_HyperLSTMScan`'s backward pass, without the weight-gradient
-    matmuls (the caller accumulates those in place). ``dh, dhh`` include the gradients of
+    matmuls (:func:`_scan_backward_chunk` does those once per chunk). ``dh, dhh`` include the gradients of
     this step's outputs. Returns the gradients flowing to step ``t - 1``, this step's input
     gradients, the operands of the weight-gradient matmuls and the updated small
     accumulators."""
@@ -125,18 +125,73 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
             d_bias, d_z_bias)
 
 
-_compiled_steps = {}
+def _scan_forward_chunk(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z_bias,
+                        scale_weight, bias, norm, hyper_norm, mask, eps):
+    """``len(x_main)`` consecutive steps of :func:`_scan_forward_step`: the state after each
+    step and what the backward pass keeps of each."""
+    states, saved = [], []
+    for t in range(x_main.shape[0]):
+        h, c, hh, hc, step_saved = _scan_forward_step(
+            h, c, hh, hc, x_main[t], x_hyper[t], w_h_t, w_hyper_t, w_z_t, z_bias, scale_weight,
+            bias, norm, hyper_norm, None if mask is None else mask[t], eps)
+        states.append((h, c, hh, hc))
+        saved.append(step_saved)
+    return states, saved
 
 
-def _steps(compiled):
-    """The per-step functions, eager or compiled once per process with ``torch.compile``
+def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, states, x_main,
+                         w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
+                         hyper_norm_grads, d_bias, d_z_bias, mask, eps):
+    """The backward pass over the ``K = len(x_main)`` steps of one chunk, last step first.
+
+    ``states`` holds the ``K + 1`` states from the one before the chunk to its last,
+    ``saved`` what :func:`_scan_forward_chunk` kept. Returns the gradients flowing into the
+    state before the chunk, the chunk's input gradients ``(K, B, 4H)`` and ``(K, B, 4N_h)``,
+    its contributions to the weight gradients (sums over steps, each one matmul over all
+    ``K * B`` rows) and the updated small accumulators."""
+    K = x_main.shape[0]
+    d_x_main, d_x_hyper, d_recs, dds, dzs = [None] * K, [None] * K, [None] * K, [None] * K, [None] * K
+    for t in reversed(range(K)):
+        if d_outputs is not None:
+            dh = dh + d_outputs[t]
+        if d_hyper_outputs is not None:
+            dhh = dhh + d_hyper_outputs[t]
+        (dh, dc, dhh, dhc, d_x_main[t], d_x_hyper[t], d_recs[t], dds[t], dzs[t], norm_grads,
+         hyper_norm_grads, d_bias, d_z_bias) = _scan_backward_step(
+            dh, dc, dhh, dhc, saved[t], states[t][1], states[t + 1][1], states[t][3],
+            states[t + 1][3], x_main[t], w_h, w_hyper, w_z, scale_weight, norm, hyper_norm,
+            norm_grads, hyper_norm_grads, d_bias, d_z_bias, None if mask is None else mask[t],
+            eps)
+    d_x_hyper = torch.stack(d_x_hyper)
+    hh_prev = torch.cat([state[2] for state in states[:-1]])
+    hh_new = torch.cat([state[2] for state in states[1:]])
+    d_w_h = torch.mm(torch.cat(d_recs).t(), torch.cat([state[0] for state in states[:-1]]))
+    d_w_hyper = torch.mm(d_x_hyper.flatten(0, 1).t(), hh_prev)
+    d_w_z = torch.mm(torch.cat(dzs).t(), hh_new)
+    # sum_t z_t^T dd_t per gate row: (12, N_z, K B) @ (12, K B, H).
+    z = torch.cat([step_saved[6] for step_saved in saved])
+    d_scale = torch.bmm(z.permute(1, 2, 0), torch.cat(dds, dim=1))
+    return (dh, dc, dhh, dhc, torch.stack(d_x_main), d_x_hyper, d_w_h, d_w_hyper, d_w_z,
+            d_scale, norm_grads, hyper_norm_grads, d_bias, d_z_bias)
+
+
+# Steps per chunk. Longer chunks make the weight-gradient matmuls larger and save per-call
+# overhead (Python, and Dynamo's guards when compiled, which unrolls a chunk into one graph)
+# but cost compile time; 5 measured best eager (1, 5, 10, 100) and 2.9x vs 3.4x nn.LSTM
+# compiled (5 vs 1) on T=100, B=32, H=256.
+_CHUNK = 5
+_compiled_chunks = {}
+
+
+def _chunk_functions(compiled):
+    """The chunk functions, eager or compiled once per process with ``torch.compile``
     (Inductor fuses each step's ~30 small elementwise and layer-norm kernels)."""
     if not compiled:
-        return _scan_forward_step, _scan_backward_step
-    if not _compiled_steps:
-        _compiled_steps["forward"] = torch.compile(_scan_forward_step, fullgraph=True)
-        _compiled_steps["backward"] = torch.compile(_scan_backward_step, fullgraph=True)
-    return _compiled_steps["forward"], _compiled_steps["backward"]
+        return _scan_forward_chunk, _scan_backward_chunk
+    if not _compiled_chunks:
+        _compiled_chunks["forward"] = torch.compile(_scan_forward_chunk, fullgraph=True)
+        _compiled_chunks["backward"] = torch.compile(_scan_backward_chunk, fullgraph=True)
+    return _compiled_chunks["forward"], _compiled_chunks["backward"]
 
 
 class _HyperLSTMScan(torch.autograd.Function):
@@ -144,9 +199,10 @@ class _HyperLSTMScan(torch.autograd.Function):
 
     Autograd would record ~35 small operations per step and replay each as a backward node
     with its bookkeeping and fresh buffers. Here the forward runs unrecorded and keeps only
-    what the backward cannot cheaply recompute; the backward is one reverse loop in which
-    every gradient of a weight matrix is accumulated in place (``addmm_``) and one matmul
-    carries the gradient through everything that read ``h_{t-1}``.
+    what the backward cannot cheaply recompute; the backward is one reverse loop, in chunks
+    of steps, that carries the gradient through
+    everything that read ``h_{t-1}`` with one matmul per step and sums each chunk's
+    weight gradients with one matmul per weight.
     """
 
     @staticmethod
@@ -155,19 +211,21 @@ class _HyperLSTMScan(torch.autograd.Function):
                 hcell_bias, mask, eps, compiled):
         T = x_main.shape[0]
         H = h.shape[-1]
-        forward_step, _ = _steps(compiled)
+        forward_chunk, _ = _chunk_functions(compiled)
         norm = (gamma, beta, cell_weight, cell_bias)
         hyper_norm = (hgamma, hbeta, hcell_weight, hcell_bias)
         w_h_t, w_hyper_t, w_z_t = w_h.t(), w_hyper.t(), w_z.t()
         bias = None if bias is None else bias.view(4, H)
         states = [(h, c, hh, hc)]
         saved = []
-        for t in range(T):
-            h, c, hh, hc, step_saved = forward_step(
-                h, c, hh, hc, x_main[t], x_hyper[t], w_h_t, w_hyper_t, w_z_t, z_bias,
-                scale_weight, bias, norm, hyper_norm, None if mask is None else mask[t], eps)
-            states.append((h, c, hh, hc))
-            saved.append(step_saved)
+        for start in range(0, T, _CHUNK):
+            steps = slice(start, start + _CHUNK)
+            chunk_states, chunk_saved = forward_chunk(
+                *states[-1], x_main[steps], x_hyper[steps], w_h_t, w_hyper_t, w_z_t, z_bias,
+                scale_weight, bias, norm, hyper_norm, None if mask is None else mask[steps], eps)
+            states += chunk_states
+            saved += chunk_saved
+        h, c, hh, hc = states[-1]
         ctx.states, ctx.saved, ctx.eps, ctx.compiled = states, saved, eps, compiled
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask, gamma, beta,
@@ -184,7 +242,7 @@ class _HyperLSTMScan(torch.autograd.Function):
         x_main, w_h, w_hyper, w_z, scale_weight, mask, *norms = ctx.saved_tensors
         norm, hyper_norm = tuple(norms[:4]), tuple(norms[4:])
         states = ctx.states
-        _, backward_step = _steps(ctx.compiled)
+        _, backward_chunk = _chunk_functions(ctx.compiled)
         T, B = x_main.shape[:2]
         H, Nh = states[0][0].shape[-1], states[0][2].shape[-1]
         zero = x_main.new_zeros(B, H)
@@ -202,25 +260,20 @@ class _HyperLSTMScan(torch.autograd.Function):
         # differentiated more than once).
         norm_grads = tuple(torch.zeros_like(p) for p in norm)
         hyper_norm_grads = tuple(torch.zeros_like(p) for p in hyper_norm)
-        for t in reversed(range(T)):
-            step_saved = ctx.saved[t]
-            h_prev, c_prev, hh_prev, hc_prev = states[t]
-            _, c_new, hh_new, hc_new = states[t + 1]
-            if d_outputs is not None:
-                dh = dh + d_outputs[t]
-            if d_hyper_outputs is not None:
-                dhh = dhh + d_hyper_outputs[t]
-            (dh_next, dc, dhh_next, dhc, d_x_main[t], d_x_hyper[t], d_rec, dd, dz, norm_grads,
-             hyper_norm_grads, d_bias, d_z_bias) = backward_step(
-                dh, dc, dhh, dhc, step_saved, c_prev, c_new, hc_prev, hc_new, x_main[t],
-                w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
-                hyper_norm_grads, d_bias, d_z_bias, None if mask is None else mask[t], ctx.eps)
-            z = step_saved[6]
-            d_scale.baddbmm_(z.transpose(0, 1).transpose(1, 2), dd)
-            d_w_z.addmm_(dz.t(), hh_new)
-            d_w_h.addmm_(d_rec.t(), h_prev)
-            d_w_hyper.addmm_(d_x_hyper[t].t(), hh_prev)
-            dh, dhh = dh_next, dhh_next
+        for start in reversed(range(0, T, _CHUNK)):
+            steps = slice(start, start + _CHUNK)
+            K = len(range(T)[steps])
+            (dh, dc, dhh, dhc, d_x_main[steps], d_x_hyper[steps], chunk_w_h, chunk_w_hyper,
+             chunk_w_z, chunk_scale, norm_grads, hyper_norm_grads, d_bias, d_z_bias) = backward_chunk(
+                dh, dc, dhh, dhc, None if d_outputs is None else d_outputs[steps],
+                None if d_hyper_outputs is None else d_hyper_outputs[steps],
+                ctx.saved[start:start + K], states[start:start + K + 1], x_main[steps], w_h,
+                w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads, hyper_norm_grads,
+                d_bias, d_z_bias, None if mask is None else mask[steps], ctx.eps)
+            d_w_h += chunk_w_h
+            d_w_hyper += chunk_w_hyper
+            d_w_z += chunk_w_z
+            d_scale += chunk_scale
         return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
                 d_scale, d_bias.view(4 * H) if ctx.has_bias else None, *norm_grads,
                 *hyper_norm_grads, None, None, None)
@@ -267,10 +320,10 @@ class HyperLSTMCell(nn.Module):
     :param bool bias: learn the main bias :math:`b` (initialised at 0).
     :param float recurrent_dropout: dropout probability on the main cell's candidate.
     :param float eps: layer-norm epsilon.
-    :param bool compile_steps: run each step's forward and hand-written backward through
-        ``torch.compile`` (Inductor fuses their ~30 small elementwise and layer-norm kernels;
-        compiled once per process and input shape, which takes tens of seconds; see
-        ``guides/hypernets.md`` for the speed-up).
+    :param bool compile_steps: run the forward and hand-written backward of each chunk of
+        5 steps through ``torch.compile`` (Inductor fuses each step's ~30 small elementwise
+        and layer-norm kernels; compiled once per process, input shape and dtype, which
+        takes tens of seconds; see ``guides/hypernets.md`` for the speed-up).
     """
 
     def __init__(self, input_size, hidden_size, hyper_size=128, hyper_embedding_size=16,
@@ -398,7 +451,7 @@ class HyperLSTM(StackedRecurrent):
     Speed (``examples/bench_hyperlstm.py``): input projections of all steps are computed at
     once; per step the main recurrent matmul is fused with the hyper cell's ``h``-input
     matmul and one ``sigmoid`` covers all gates. Forward + backward measured 3.2x
-    ``nn.LSTM`` at one thread and 4.5x at two (T=100, B=32, H=256), 2.7x and 3.4x with
+    ``nn.LSTM`` at one thread and 5.0x at two (T=100, B=32, H=256), 2.5x and 3.1x with
     ``compile_steps=True``, against a 2.5x target: see ``guides/hypernets.md``.
 
     :param float dropout: dropout on each layer's output except the last (training only).
