@@ -98,10 +98,10 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
                         w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
                         hyper_norm_grads, d_bias, d_z_bias, mask, eps):
     """One step of :class:`_HyperLSTMScan`'s backward pass, without the weight-gradient
-    matmuls (:func:`_scan_backward_chunk` does those once per chunk). ``dh, dhh`` include the gradients of
-    this step's outputs. Returns the gradients flowing to step ``t - 1``, this step's input
-    gradients, the operands of the weight-gradient matmuls and the updated small
-    accumulators."""
+    matmuls (:func:`_scan_backward_chunk` does those once per chunk). ``dh, dhh`` include
+    the gradients of this step's outputs. Returns the gradients flowing to step ``t - 1``,
+    this step's input gradients, the operands of the weight-gradient matmuls and the
+    updated small accumulators."""
     pre, s, g, pre_hyper, s_hyper, g_hyper, z, rec_main = saved
     B, _, H = pre.shape
     Nh = pre_hyper.shape[-1]
@@ -150,7 +150,7 @@ def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, st
     its contributions to the weight gradients (sums over steps, each one matmul over all
     ``K * B`` rows) and the updated small accumulators."""
     K = x_main.shape[0]
-    d_x_main, d_x_hyper, d_recs, dds, dzs = [None] * K, [None] * K, [None] * K, [None] * K, [None] * K
+    d_x_main, d_x_hyper, d_recs, dds, dzs = ([None] * K for _ in range(5))
     for t in reversed(range(K)):
         if d_outputs is not None:
             dh = dh + d_outputs[t]
@@ -252,8 +252,7 @@ class _HyperLSTMScan(torch.autograd.Function):
         dhc = zero.new_zeros(B, Nh) if dhc is None else dhc
         d_x_main = torch.empty_like(x_main)
         d_x_hyper = x_main.new_empty(T, B, 4 * Nh)
-        d_w_h, d_w_hyper, d_w_z = torch.zeros_like(w_h), torch.zeros_like(w_hyper), torch.zeros_like(w_z)
-        d_scale = torch.zeros_like(scale_weight)
+        d_w_h, d_w_hyper, d_w_z, d_scale = map(torch.zeros_like, (w_h, w_hyper, w_z, scale_weight))
         d_z_bias = w_z.new_zeros(w_z.shape[0])
         d_bias = x_main.new_zeros(4, H)
         # Fresh accumulators per backward pass (a graph kept with ``retain_graph`` may be
