@@ -17,6 +17,13 @@ and the ``dense`` baselines: the same DAG with every candidate connection on, tr
 same number of steps (for the layer DAG also the plain chain L1 -> L2 -> ... ).
 
     python examples/gated_mnist.py --steps 1500 --priors 0.1 0.01 0.001
+
+Layer DAG only, gates per feature map, a FLOPs cost, then a figure from several runs (x: the
+share of the activation elements carried into blocks, i.e. of the FLOPs cost, that stays on):
+
+    python examples/gated_mnist.py --skip-neuron --layer-gate-per feature_map \
+        --layer-priors 0.1 --layer-cost-weight 0.3 --seed 1 --out fm_w0.3_s1.json
+    python examples/gated_mnist.py --replot *.json --figures guides/figures
 """
 
 import argparse
@@ -58,7 +65,7 @@ def neuron_dag_runs(data, args):
 
     if not args.skip_dense:
         pyro.clear_param_store()
-        pyro.set_rng_seed(0)
+        pyro.set_rng_seed(args.seed)
         dense = build(0.5).export_architecture(0.0)  # every candidate edge on
         start = time.perf_counter()
         dense.fit(xtr, ytr, args.steps, lr=args.lr, batch_size=args.batch_size)
@@ -71,7 +78,7 @@ def neuron_dag_runs(data, args):
         print(json.dumps(rows[-1]), flush=True)
     for p in args.priors:
         pyro.clear_param_store()
-        pyro.set_rng_seed(0)
+        pyro.set_rng_seed(args.seed)
         model = build(p)
         start = time.perf_counter()
         model.fit(xtr, ytr, args.steps, lr=args.lr, gate_lr=args.gate_lr,
@@ -115,13 +122,19 @@ def layer_dag_runs(data, args):
 
     def build(p):
         cost = CostPenalty(args.layer_cost_weight, "flops") if args.layer_cost_weight else None
-        return LayerDAG(layer_blocks(), (1, 28, 28), merge="concat",
+        return LayerDAG(layer_blocks(), (1, 28, 28), merge="concat", gate_per=args.layer_gate_per,
                         gate=gate_kind_and_estimator(args.estimator)[0],
                         prior=BernoulliPrior(p), init_logit=2.0, cost=cost)
 
+    def flops_fraction(model, mask):
+        """Share of the activation elements carried into blocks (the FLOPs cost) that the
+        active connections carry."""
+        costs = model.gate_costs("flops")
+        return float((costs * mask.to(costs)).sum() / costs.sum())
+
     for variant in () if args.skip_layer_baselines else ("dense", "chain"):
         pyro.clear_param_store()
-        pyro.set_rng_seed(0)
+        pyro.set_rng_seed(args.seed)
         model = build(0.5)
         net = model.export_architecture(0.0)
         if variant == "chain":
@@ -134,12 +147,13 @@ def layer_dag_runs(data, args):
         rows.append({"model": "layer DAG", "variant": variant, "prior_p": None,
                      "active": net.num_active, "candidates": net.mask.numel(),
                      "fraction_active": net.fraction_active,
+                     "flops_fraction": flops_fraction(model, net.mask),
                      "test_accuracy": accuracy(net.predict(xte), yte),
                      "seconds": time.perf_counter() - start})
         print(json.dumps(rows[-1]), flush=True)
     for p in args.layer_priors:
         pyro.clear_param_store()
-        pyro.set_rng_seed(0)
+        pyro.set_rng_seed(args.seed)
         model = build(p)
         start = time.perf_counter()
         model.fit(xtr, ytr, args.layer_steps, lr=args.lr, gate_lr=args.gate_lr,
@@ -147,8 +161,11 @@ def layer_dag_runs(data, args):
                   estimator=gate_kind_and_estimator(args.estimator)[1])
         seconds = time.perf_counter() - start
         mask = (model.gate_probs() > 0.5).to(xtr)
-        common = {"model": "layer DAG", "prior_p": p, "estimator": args.estimator, "cost_weight": args.layer_cost_weight, "active": int(mask.sum()),
+        common = {"model": "layer DAG", "prior_p": p, "estimator": args.estimator,
+                  "cost_weight": args.layer_cost_weight, "gate_per": args.layer_gate_per,
+                  "active": int(mask.sum()),
                   "candidates": mask.numel(), "fraction_active": float(mask.mean()),
+                  "flops_fraction": flops_fraction(model, mask),
                   "edge_probs": model.edge_probs().tolist()}
         rows.append({**common, "variant": "gated",
                      "test_accuracy": accuracy(model.predict(xte, num_samples=10), yte),
@@ -171,6 +188,30 @@ def save_adjacency(model, directory):
     save_figure(fig, os.path.join(directory, "gated_mnist_adjacency.png"))
 
 
+def plot_layer_dag_flops(paths, directory):
+    """Layer-DAG accuracy against the share of the FLOPs cost left on, pooled over runs."""
+    from probnets.viz.gates import plot_accuracy_vs_connections, save_figure
+
+    curves, sources = {}, set()
+    for path in paths:
+        with open(path) as f:
+            run = json.load(f)
+        sources.add(run["source"])
+        for r in run["rows"]:
+            if r["model"] != "layer DAG":
+                continue
+            name = r["variant"] if r["prior_p"] is None else (
+                f"{r['variant']}, gate per {r.get('gate_per', 'layer')}")
+            curves.setdefault(name, []).append((r["flops_fraction"], r["test_accuracy"]))
+    fig = plot_accuracy_vs_connections(
+        curves, title=f"MNIST layer DAG ({', '.join(sorted(sources))})",
+        xlabel="share of activation elements carried into blocks (FLOPs cost)", lines=False)
+    fig.set_size_inches(8, 3.5)
+    fig.axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    save_figure(fig, os.path.join(directory, "gated_layer_dag_flops.png"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--hidden", type=int, default=32)
@@ -185,16 +226,25 @@ def main():
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--gate-lr", type=float, default=0.05)
     parser.add_argument("--priors", type=float, nargs="+", default=[0.1, 0.01, 0.001])
-    parser.add_argument("--layer-priors", type=float, nargs="+", default=[0.1, 0.001])
+    parser.add_argument("--layer-priors", type=float, nargs="*", default=[0.1, 0.001])
     parser.add_argument("--layer-cost-weight", type=float, default=0.0,
                         help="CostPenalty weight (nats per activation element) on layer gates")
+    parser.add_argument("--layer-gate-per", choices=["layer", "feature_map"], default="layer",
+                        help="one gate per layer connection or per feature map")
     parser.add_argument("--skip-layer", action="store_true")
     parser.add_argument("--skip-neuron", action="store_true")
     parser.add_argument("--skip-layer-baselines", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="gated_mnist.json")
     parser.add_argument("--figures", default=None, help="directory for gated_mnist_*.png")
+    parser.add_argument("--replot", nargs="+", default=None, metavar="JSON",
+                        help="only draw gated_layer_dag_flops.png (into --figures) from the "
+                             "layer-DAG rows of these earlier outputs")
     args = parser.parse_args()
+    if args.replot:
+        plot_layer_dag_flops(args.replot, args.figures or ".")
+        return
     torch.set_num_threads(args.threads)
 
     train, test = load_mnist("train"), load_mnist("test")

@@ -79,18 +79,20 @@ def plot_adjacency(edge_probs, groups=None, labels=None, ax=None, title=None):
     return fig
 
 
-def plot_accuracy_vs_connections(curves, ax=None, title=None, ylabel="test accuracy"):
+def plot_accuracy_vs_connections(curves, ax=None, title=None, ylabel="test accuracy",
+                                 xlabel="fraction of active connections", lines=True):
     """
     :param dict curves: ``name -> list of (fraction_active, accuracy)`` points.
+    :param bool lines: join a curve's points (off for points pooled over seeds).
     """
     fig, ax = _axes(ax, (5, 3.5))
     for i, (name, points) in enumerate(curves.items()):
         points = sorted(points)
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
-        ax.plot(xs, ys, "o-" if len(points) > 1 else "o", color=f"C{i}", label=name)
+        ax.plot(xs, ys, "o-" if lines and len(points) > 1 else "o", color=f"C{i}", label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("fraction of active connections")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
