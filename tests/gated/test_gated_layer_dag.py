@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from probnets.models.gated import CostPenalty, LayerDAG
+from probnets.models.gated import BernoulliPrior, CostPenalty, LayerDAG
 
 
 def _blocks():
@@ -151,3 +151,23 @@ def test_bad_configurations_raise_clear_errors():
         m(torch.randn(3, 1, 8, 8), torch.ones(m.num_gates))
     with pytest.raises(ValueError, match="y: expected int64 class labels"):
         m.fit(torch.randn(3, 2, 8, 8), torch.randn(3, 3), num_steps=1)
+
+
+def test_flops_cost_prunes_feature_map_gates():
+    """A FLOPs cost switches off the feature maps whose activation traffic the likelihood
+    does not pay for; under a neutral prior and no cost the same run keeps them all."""
+    torch.set_num_threads(1)
+    x = torch.randn(64, 2, 8, 8)
+    y = (x[:, 0].mean((1, 2)) > 0).long()  # one channel's mean decides the class
+    carried = {}
+    for weight in (0.0, 0.2):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(3)
+        m = LayerDAG(_blocks(), (2, 8, 8), merge="concat", gate_per="feature_map",
+                     gate="hard_concrete", init_logit=2.0, prior=BernoulliPrior(0.5),
+                     cost=CostPenalty(weight, "flops") if weight else None)
+        m.fit(x, y, num_steps=150, lr=0.01, gate_lr=0.1, gate_betas=(0.9, 0.9))
+        costs = m.gate_costs("flops")
+        carried[weight] = float((costs * (m.gate_probs() > 0.5)).sum() / costs.sum())
+    assert carried[0.0] == 1.0
+    assert carried[0.2] < 0.3
