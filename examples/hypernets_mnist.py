@@ -30,7 +30,7 @@ def build(name):
     }[name]()
 
 
-def train(name, train_set, test_set, epochs, batch_size, lr, seed):
+def train(name, train_set, test_set, epochs, batch_size, lr, seed, clip_norm=None):
     torch.manual_seed(seed)
     model = build(name)
     objective = cross_entropy_objective(model)
@@ -47,6 +47,8 @@ def train(name, train_set, test_set, epochs, batch_size, lr, seed):
             loss = objective(images[idx], labels[idx])
             optimizer.zero_grad()
             loss.backward()
+            if clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
             schedule.step()
     row = {
@@ -67,7 +69,13 @@ def main():
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--clip-norm", type=float, default=None,
+                        help="clip the gradient's global norm (default: no clipping)")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first_seed .. first_seed + seeds - 1")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="a subset of the experiment's models")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -77,10 +85,16 @@ def main():
     print(f"data: {train_set.source}, {len(train_set.labels)} train / {len(test_set.labels)} test")
     models = ["cnn", "hypercnn"] if args.experiment == "hypercnn" else [
         "reactive", "reactive_gru", "static_cnn", "static_cnn_small"]
+    if args.models:
+        unknown = sorted(set(args.models) - set(models))
+        if unknown:
+            parser.error(f"--models: {unknown} not in the {args.experiment} experiment's {models}")
+        models = args.models
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name in models:
-            row = train(name, train_set[:2], test_set[:2], args.epochs, args.batch_size, args.lr, seed)
+            row = train(name, train_set[:2], test_set[:2], args.epochs, args.batch_size, args.lr,
+                        seed, args.clip_norm)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'model':18s}{'params':>8s}{'test acc (mean over seeds)':>28s}{'conv MFLOPs/img':>17s}")
