@@ -25,8 +25,14 @@ def build(name):
         "hypercnn": lambda: HyperCNN(hyper=True),
         "reactive": lambda: ReactiveQueryNet(iterations=4, channels=(6, 6, 6)),
         "reactive_gru": lambda: ReactiveQueryNet(iterations=4, channels=(6, 6, 6), update="gru"),
+        "reactive_gru_init0.5": lambda: ReactiveQueryNet(iterations=4, channels=(6, 6, 6),
+                                                         update="gru", generator_init_scale=0.5),
+        "reactive_gru_8_16_16": lambda: ReactiveQueryNet(iterations=2, channels=(8, 16, 16),
+                                                         update="gru"),
         "static_cnn": lambda: StaticQueryCNN(channels=(16, 32, 32)),
         "static_cnn_small": lambda: StaticQueryCNN(channels=(6, 6, 6)),
+        "static_cnn_8_16_16": lambda: StaticQueryCNN(channels=(8, 16, 16)),
+        "static_cnn_large": lambda: StaticQueryCNN(channels=(64, 128, 128)),
     }[name]()
 
 
@@ -84,7 +90,8 @@ def main():
     train_set, test_set = load_mnist("train", download=False), load_mnist("test", download=False)
     print(f"data: {train_set.source}, {len(train_set.labels)} train / {len(test_set.labels)} test")
     models = ["cnn", "hypercnn"] if args.experiment == "hypercnn" else [
-        "reactive", "reactive_gru", "static_cnn", "static_cnn_small"]
+        "reactive", "reactive_gru", "reactive_gru_init0.5", "reactive_gru_8_16_16", "static_cnn",
+        "static_cnn_small", "static_cnn_8_16_16", "static_cnn_large"]
     if args.models:
         unknown = sorted(set(args.models) - set(models))
         if unknown:

@@ -154,10 +154,16 @@ class ReactiveTask(_DigitClassifierTask):
         parser.add_argument("--context-size", type=int, default=64)
         parser.add_argument("--update", choices=["gru", "residual"], default="gru",
                             help="how the pooled CNN output updates the context")
+        parser.add_argument("--channels", type=int, nargs="+", default=[6, 6, 6],
+                            help="output channels of each layer of the query CNN")
+        parser.add_argument("--generator-init-scale", type=float, default=0.1,
+                            help="initial size of the generated part of the kernels relative "
+                                 "to the static part")
 
     def make_model(self, args):
         return ReactiveQueryNet(context_size=args.context_size, iterations=args.iterations,
-                                update=args.update)
+                                update=args.update, channels=tuple(args.channels),
+                                generator_init_scale=args.generator_init_scale)
 
 
 @register

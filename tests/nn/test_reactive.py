@@ -66,3 +66,19 @@ def test_accuracy_and_errors():
         ReactiveQueryNet()(torch.rand(2, 1, 20, 20))
     with pytest.raises(ValueError, match="update must be 'residual' or 'gru'"):
         ReactiveQueryNet(update="lstm")
+
+
+def test_generator_init_scale_sets_the_generated_share_of_the_kernels():
+    """The generated part of the first query's kernels, relative to the static part, is about
+    ``generator_init_scale`` for unit-scale contexts; 0 gives a static CNN."""
+    pyro.set_rng_seed(4)
+    context = torch.randn(256, 64)
+    for scale in (0.1, 0.5):
+        net = ReactiveQueryNet(generator_init_scale=scale)
+        with torch.no_grad():
+            ratio = (net.generator(context) - net.generator.bias).std() / net.generator.bias.std()
+        assert ratio.item() == pytest.approx(scale, rel=0.1)
+    static = ReactiveQueryNet(generator_init_scale=0.0)
+    assert torch.equal(static.generator(context)[0], static.generator(context)[1])
+    with pytest.raises(ValueError, match="generator_init_scale must be >= 0"):
+        ReactiveQueryNet(generator_init_scale=-1.0)
