@@ -150,12 +150,14 @@ class ReactiveTask(_DigitClassifierTask):
     help = "reactive query network: a per-example CNN generated at every iteration (MNIST)"
 
     def add_arguments(self, parser):
-        parser.add_argument("--iterations", type=int, default=4, help="queries per image")
+        parser.add_argument("--iterations", type=int, default=2, help="queries per image")
         parser.add_argument("--context-size", type=int, default=64)
         parser.add_argument("--update", choices=["gru", "residual"], default="gru",
                             help="how the pooled CNN output updates the context")
-        parser.add_argument("--channels", type=int, nargs="+", default=[6, 6, 6],
-                            help="output channels of each layer of the query CNN")
+        parser.add_argument("--channels", type=int, nargs="+", default=[8, 16, 16],
+                            help="output channels of each layer of the query CNN (the default, "
+                                 "with 2 queries, is the configuration of guides/hypernets.md "
+                                 "that beats the static CNNs)")
         parser.add_argument("--generator-init-scale", type=float, default=0.1,
                             help="initial size of the generated part of the kernels relative "
                                  "to the static part")
