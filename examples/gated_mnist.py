@@ -200,6 +200,9 @@ def plot_layer_dag_flops(paths, directory):
         for r in run["rows"]:
             if r["model"] != "layer DAG":
                 continue
+            if "flops_fraction" not in r:
+                raise SystemExit(f"{path}: layer-DAG rows without flops_fraction (written by an "
+                                 "older version of this script); rerun it")
             name = r["variant"] if r["prior_p"] is None else (
                 f"{r['variant']}, gate per {r.get('gate_per', 'layer')}")
             curves.setdefault(name, []).append((r["flops_fraction"], r["test_accuracy"]))
