@@ -1,6 +1,6 @@
 """Forward + backward time of HyperLSTM against nn.LSTM, an nn.LSTMCell loop and the
 layer-norm LSTM, on one sequence batch (default T=100, B=32, H=256, input 256). The
-HyperLSTM is timed twice: eager, and with ``compile_steps=True`` (its per-step functions
+HyperLSTM is timed twice: eager, and with ``compile_steps=True`` (its chunks of steps
 through ``torch.compile``; the one-off compile time, in the warm-up call, is reported apart).
 
 Methods are timed round-robin and the median over repeats reported; the CPU is shared with

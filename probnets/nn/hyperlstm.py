@@ -163,11 +163,11 @@ def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, st
             norm_grads, hyper_norm_grads, d_bias, d_z_bias, None if mask is None else mask[t],
             eps)
     d_x_hyper = torch.stack(d_x_hyper)
-    hh_prev = torch.cat([state[2] for state in states[:-1]])
-    hh_new = torch.cat([state[2] for state in states[1:]])
+    B = x_main.shape[1]
+    hh = torch.cat([state[2] for state in states])  # ((K + 1) B, N_h): before and after each step
     d_w_h = torch.mm(torch.cat(d_recs).t(), torch.cat([state[0] for state in states[:-1]]))
-    d_w_hyper = torch.mm(d_x_hyper.flatten(0, 1).t(), hh_prev)
-    d_w_z = torch.mm(torch.cat(dzs).t(), hh_new)
+    d_w_hyper = torch.mm(d_x_hyper.flatten(0, 1).t(), hh[:K * B])
+    d_w_z = torch.mm(torch.cat(dzs).t(), hh[B:])
     # sum_t z_t^T dd_t per gate row: (12, N_z, K B) @ (12, K B, H).
     z = torch.cat([step_saved[6] for step_saved in saved])
     d_scale = torch.bmm(z.permute(1, 2, 0), torch.cat(dds, dim=1))
@@ -200,9 +200,8 @@ class _HyperLSTMScan(torch.autograd.Function):
     Autograd would record ~35 small operations per step and replay each as a backward node
     with its bookkeeping and fresh buffers. Here the forward runs unrecorded and keeps only
     what the backward cannot cheaply recompute; the backward is one reverse loop, in chunks
-    of steps, that carries the gradient through
-    everything that read ``h_{t-1}`` with one matmul per step and sums each chunk's
-    weight gradients with one matmul per weight.
+    of steps, that carries the gradient through everything that read ``h_{t-1}`` with one
+    matmul per step and sums each chunk's weight gradients with one matmul per weight.
     """
 
     @staticmethod
@@ -261,7 +260,7 @@ class _HyperLSTMScan(torch.autograd.Function):
         hyper_norm_grads = tuple(torch.zeros_like(p) for p in hyper_norm)
         for start in reversed(range(0, T, _CHUNK)):
             steps = slice(start, start + _CHUNK)
-            K = len(range(T)[steps])
+            K = min(_CHUNK, T - start)
             (dh, dc, dhh, dhc, d_x_main[steps], d_x_hyper[steps], chunk_w_h, chunk_w_hyper,
              chunk_w_z, chunk_scale, norm_grads, hyper_norm_grads, d_bias, d_z_bias) = backward_chunk(
                 dh, dc, dhh, dhc, None if d_outputs is None else d_outputs[steps],
