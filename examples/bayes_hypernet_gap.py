@@ -2,7 +2,10 @@
 
 The same problem as ``probnets train bayes-hypernet --problem gap1d``, through the model's
 own ``fit``/``predict``; prints the mean epistemic and predictive standard deviations on the
-data, in the gap and outside, and writes the figure.
+data, in the gap and outside, and writes the figure. With ``--gp-lengthscales`` it also
+prints the same numbers for exact GP regression (squared-exponential kernel, signal scale 1,
+the same known noise) on the same data: what an exact Bayesian regressor with that prior
+lengthscale would report.
 
     python examples/bayes_hypernet_gap.py --parameterization unit --activation tanh \
         --steps 1500 --lr 0.03 --figure runs/gap_unit.png
@@ -14,7 +17,7 @@ import json
 import pyro
 import torch
 
-from probnets.models.bayes_hypernet import BayesianHypernet
+from probnets.models.bayes_hypernet import BayesianHypernet, GaussianProcessRegression
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regression
 from probnets.tasks.bayes_hypernet import gap_metrics
 from probnets.train import Cosine
@@ -38,6 +41,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figure", default="gap.png")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--gp-lengthscales", type=float, nargs="*", default=[],
+                        help="also report exact GP regression with these kernel lengthscales")
     args = parser.parse_args(argv)
 
     pyro.set_rng_seed(args.seed)
@@ -50,7 +55,11 @@ def main(argv=None):
                              hypernet_posterior=args.hypernet_posterior)
     model.fit(x, y, num_steps=args.steps, lr=args.lr, progress=args.progress,
               lr_schedule=Cosine(1.0, 0.1, args.steps))
-    print(json.dumps(gap_metrics(model, 200), indent=2))
+    rows = {"model": gap_metrics(model, 200)}
+    for lengthscale in args.gp_lengthscales:
+        gp = GaussianProcessRegression(x, y, lengthscale=lengthscale, noise_scale=0.1)
+        rows[f"gp, lengthscale {lengthscale:g}"] = gap_metrics(gp, None)
+    print(json.dumps(rows, indent=2))
     grid = torch.linspace(-6, 6, 241).unsqueeze(-1)
     prediction = model.predict(grid, 200)
     predictive_bands(grid[:, 0], prediction.mean, prediction.std, args.figure,

@@ -2,6 +2,7 @@
 predictive uncertainty that results (see :class:`BayesianHypernet`)."""
 
 from probnets.models.bayes_hypernet.generators import LayerGenerator, UnitGenerator
+from probnets.models.bayes_hypernet.gp_reference import GaussianProcessRegression
 from probnets.models.bayes_hypernet.guides import AutoAffineIAFNormal, make_guide
 from probnets.models.bayes_hypernet.metrics import auroc, expected_calibration_error
 from probnets.models.bayes_hypernet.model import (
@@ -15,6 +16,7 @@ __all__ = [
     "AutoAffineIAFNormal",
     "BayesianHypernet",
     "ClassificationPrediction",
+    "GaussianProcessRegression",
     "LayerGenerator",
     "RegressionPrediction",
     "UnitGenerator",
