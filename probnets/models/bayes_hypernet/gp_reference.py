@@ -20,7 +20,7 @@ evaluation code (e.g. :func:`probnets.tasks.bayes_hypernet.gap_metrics`) scores 
 
 import torch
 
-from probnets.models.bayes_hypernet.model import RegressionPrediction
+from probnets.models.bayes_hypernet.model import RegressionPrediction, _check_positive
 
 
 class GaussianProcessRegression:
@@ -32,10 +32,9 @@ class GaussianProcessRegression:
     """
 
     def __init__(self, x, y, lengthscale=1.0, signal_scale=1.0, noise_scale=0.1):
-        for name, value in (("lengthscale", lengthscale), ("signal_scale", signal_scale),
-                            ("noise_scale", noise_scale)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        _check_positive("lengthscale", lengthscale)
+        _check_positive("signal_scale", signal_scale)
+        _check_positive("noise_scale", noise_scale)
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2:
             raise ValueError(f"x must be a floating-point tensor (N, D), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
