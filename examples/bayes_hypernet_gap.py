@@ -29,6 +29,9 @@ def main(argv=None):
     parser.add_argument("--parameterization", choices=["unit", "layer"], default="unit")
     parser.add_argument("--guide", choices=["mean_field", "full_rank", "flow", "delta"],
                         default="mean_field")
+    parser.add_argument("--generator", choices=["linear", "mlp", "identity"], default=None,
+                        help="weight generator of the layer parameterization (identity: the "
+                             "embeddings are the weights, a mean-field BNN)")
     parser.add_argument("--activation", default="tanh")
     parser.add_argument("--embedding-dim", type=int, default=None,
                         help="default 2 (unit) or 8 (layer)")
@@ -36,6 +39,8 @@ def main(argv=None):
     parser.add_argument("--num-points", type=int, default=120)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=0.03)
+    parser.add_argument("--init-scale", type=float, default=0.1,
+                        help="initial standard deviation of the guide")
     parser.add_argument("--hypernet-prior-scale", type=float, default=None)
     parser.add_argument("--hypernet-posterior", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -47,10 +52,14 @@ def main(argv=None):
 
     pyro.set_rng_seed(args.seed)
     x, y = gap_regression(args.num_points, seed=args.seed)
-    embedding_dim = args.embedding_dim or (2 if args.parameterization == "unit" else 8)
+    if args.generator == "identity":
+        embedding_dim = None
+    else:
+        embedding_dim = args.embedding_dim or (2 if args.parameterization == "unit" else 8)
     model = BayesianHypernet([1, args.width, args.width, 1], parameterization=args.parameterization,
-                             guide=args.guide, embedding_dim=embedding_dim,
-                             activation=args.activation, noise_scale=0.1,
+                             guide=args.guide, generator=args.generator,
+                             embedding_dim=embedding_dim, activation=args.activation,
+                             noise_scale=0.1, init_scale=args.init_scale,
                              hypernet_prior_scale=args.hypernet_prior_scale,
                              hypernet_posterior=args.hypernet_posterior)
     model.fit(x, y, num_steps=args.steps, lr=args.lr, progress=args.progress,
@@ -65,7 +74,9 @@ def main(argv=None):
     predictive_bands(grid[:, 0], prediction.mean, prediction.std, args.figure,
                      epistemic_std=prediction.epistemic_std, x_train=x[:, 0], y_train=y,
                      truth=gap_function(grid[:, 0]),
-                     title=f"{args.parameterization} embeddings, {args.guide} guide")
+                     title=f"{args.parameterization} embeddings"
+                           f"{', ' + args.generator + ' generator' if args.generator else ''}, "
+                           f"{args.guide} guide")
 
 
 if __name__ == "__main__":

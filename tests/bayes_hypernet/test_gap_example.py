@@ -1,0 +1,32 @@
+"""``examples/bayes_hypernet_gap.py`` runs end to end with each generator it offers."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bayes_hypernet_gap.py"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("bayes_hypernet_gap", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("flags", [
+    ["--parameterization", "layer", "--generator", "identity", "--init-scale", "0.01"],
+    ["--parameterization", "unit", "--gp-lengthscales", "1"],
+])
+def test_gap_example_prints_metrics_and_writes_the_figure(flags, tmp_path, capsys):
+    figure = tmp_path / "bands.png"
+    load_example().main(flags + ["--steps", "20", "--num-points", "30", "--width", "8",
+                                 "--figure", str(figure)])
+    rows = json.loads(capsys.readouterr().out)
+    expected = {"model"} | ({"gp, lengthscale 1"} if "--gp-lengthscales" in flags else set())
+    assert set(rows) == expected
+    for row in rows.values():
+        assert row["std_ratio_gap"] > 0 and row["std_ratio_outside"] > 0
+    assert figure.stat().st_size > 0
