@@ -98,6 +98,9 @@ class BayesHypernetTask(Task):
                             help="regression noise std (the data's is 0.1)")
         parser.add_argument("--prior-scale", type=float, default=1.0,
                             help="prior std of the embeddings")
+        parser.add_argument("--init-scale", type=float, default=0.1,
+                            help="initial std of the Gaussian and flow guides (the mean-field "
+                                 "BNN, --generator identity, fits gap1d best from 0.01)")
         parser.add_argument("--hypernet-prior-scale", type=float, default=None,
                             help="Normal prior std on the hypernetwork's parameters (MAP "
                                  "unless --hypernet-posterior)")
@@ -138,7 +141,7 @@ class BayesHypernetTask(Task):
             parameterization=parameterization, generator=args.generator, noise=args.noise,
             noise_scale=args.noise_scale, prior_scale=args.prior_scale,
             hidden_dim=args.hidden_dim, hypernet_prior_scale=args.hypernet_prior_scale,
-            hypernet_posterior=args.hypernet_posterior,
+            hypernet_posterior=args.hypernet_posterior, init_scale=args.init_scale,
             activation=args.activation or ("tanh" if args.problem == "gap1d" else "relu"),
         ).to(device=device, dtype=dtype)
         model.num_data = x.shape[0]

@@ -84,3 +84,12 @@ def test_eval_rejects_bad_data(tmp_path, capsys):
     for data, message in ((missing, "lacks ['y']"), (shape, "x must have shape (N, 1)")):
         with pytest.raises(SystemExit, match=re.escape(message)):
             main(["eval", "bayes-hypernet", "--checkpoint", checkpoint, "--data", data])
+
+
+def test_identity_generator_and_init_scale_reach_the_checkpoint(tmp_path):
+    checkpoint = _train(tmp_path, "--problem", "gap1d", "--steps", "2", "--width", "8",
+                        "--parameterization", "layer", "--generator", "identity",
+                        "--init-scale", "0.01", "--num-samples", "3")
+    config = torch.load(checkpoint, weights_only=False)["extra"]["config"]
+    assert config["generator"] == "identity" and config["embedding_dim"] is None
+    assert config["init_scale"] == 0.01
