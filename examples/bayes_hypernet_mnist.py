@@ -6,6 +6,8 @@ Every model has the same target, an MLP 784-100-10 (ReLU). Compared:
 - ``bayes-hypernet/<guide>``: the same hypernetwork with a posterior over the embeddings;
 - ``bayes-hypernet/unit``: per-unit embeddings (Karaletsos et al. 2018), mean-field
   (``unit-tanh``: the same with a tanh target, the only exception to the ReLU target);
+- ``bnn/mean_field``: the uncompressed limit, ``generator="identity"``: the embeddings are
+  the weights, so this is a mean-field BNN with a N(0, ``--prior-scale``²) prior on each;
 - ``mc-dropout``: an ordinary 784-100-10 MLP with dropout (p = 0.5 on the hidden layer and
   0.2 on the input), dropout kept on at test time (Gal & Ghahramani 2016).
 
@@ -111,6 +113,8 @@ MODELS = {
     "bayes-hypernet/unit": dict(parameterization="unit", guide="mean_field", embedding_dim=2),
     "bayes-hypernet/unit-tanh": dict(parameterization="unit", guide="mean_field",
                                      embedding_dim=2, activation="tanh"),
+    "bnn/mean_field": dict(parameterization="layer", generator="identity", guide="mean_field",
+                           embedding_dim=None),
     "mc-dropout": None,
 }
 
@@ -125,6 +129,9 @@ def main(argv=None):
     parser.add_argument("--lr-dropout", type=float, default=1e-3, help="Adam lr of MC dropout")
     parser.add_argument("--width", type=int, default=100, help="hidden width of the target")
     parser.add_argument("--embedding-dim", type=int, default=8, help="layer embedding size")
+    parser.add_argument("--prior-scale", type=float, default=1.0,
+                        help="prior standard deviation of the embeddings (of the weights, for "
+                             "bnn/mean_field)")
     parser.add_argument("--num-samples", type=int, default=50, help="posterior samples")
     parser.add_argument("--num-train", type=int, default=60000)
     parser.add_argument("--num-test", type=int, default=1000)
@@ -148,6 +155,7 @@ def main(argv=None):
         else:
             kwargs = dict(MODELS[name])
             kwargs.setdefault("embedding_dim", args.embedding_dim)
+            kwargs.setdefault("prior_scale", args.prior_scale)
             predict, seconds = train_hypernet(name, kwargs, x, y, args)
         row, bins = evaluate(predict, test_x, test_y, ood, args.num_samples)
         row["train_seconds"] = seconds
