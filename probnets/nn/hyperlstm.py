@@ -457,9 +457,10 @@ class HyperLSTM(StackedRecurrent):
 
     Speed (``examples/bench_hyperlstm.py``): input projections of all steps are computed at
     once; per step the main recurrent matmul is fused with the hyper cell's ``h``-input
-    matmul and one ``sigmoid`` covers all gates. Forward + backward measured 3.2x
-    ``nn.LSTM`` at one thread and 5.0x at two (T=100, B=32, H=256), 2.5x and 3.1x with
-    ``compile_steps=True``, against a 2.5x target: see ``guides/hypernets.md``.
+    matmul and one ``sigmoid`` covers all gates; ``compile_steps=True`` fuses the rest. The
+    measured ratios to ``nn.LSTM`` (about 2.2-2.4x at one thread and 2.4-2.9x at two,
+    compiled, on T=100, B=32, H=256) and how they move with the machine's load are in
+    ``guides/hypernets.md``.
 
     :param float dropout: dropout on each layer's output except the last (training only).
     :param float recurrent_dropout: see :class:`HyperLSTMCell`.
