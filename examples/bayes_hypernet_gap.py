@@ -18,6 +18,7 @@ import pyro
 import torch
 
 from probnets.models.bayes_hypernet import BayesianHypernet, GaussianProcessRegression
+from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regression
 from probnets.tasks.bayes_hypernet import gap_metrics
 from probnets.train import Cosine
@@ -29,9 +30,10 @@ def main(argv=None):
     parser.add_argument("--parameterization", choices=["unit", "layer"], default="unit")
     parser.add_argument("--guide", choices=["mean_field", "full_rank", "flow", "delta"],
                         default="mean_field")
-    parser.add_argument("--generator", choices=["linear", "mlp", "identity"], default=None,
+    parser.add_argument("--generator", choices=list(LAYER_GENERATORS), default=None,
                         help="weight generator of the layer parameterization (identity: the "
-                             "embeddings are the weights, a mean-field BNN)")
+                             "embeddings are the weights, a mean-field BNN; subspace: a fixed "
+                             "random subspace of them)")
     parser.add_argument("--activation", default="tanh")
     parser.add_argument("--embedding-dim", type=int, default=None,
                         help="default 2 (unit) or 8 (layer)")

@@ -6,6 +6,8 @@ Every model has the same target, an MLP 784-100-10 (ReLU). Compared:
 - ``bayes-hypernet/<guide>``: the same hypernetwork with a posterior over the embeddings;
 - ``bayes-hypernet/unit``: per-unit embeddings (Karaletsos et al. 2018), mean-field
   (``unit-tanh``: the same with a tanh target, the only exception to the ReLU target);
+- ``bayes-hypernet/subspace``: a fixed random ``E``-dimensional subspace of each layer's
+  weights around a learned offset (``generator="subspace"``), mean-field;
 - ``bnn/mean_field``: the uncompressed limit, ``generator="identity"``: the embeddings are
   the weights, so this is a mean-field BNN with a N(0, ``--prior-scale``²) prior on each;
 - ``mc-dropout``: an ordinary 784-100-10 MLP with dropout (p = 0.5 on the hidden layer and
@@ -113,6 +115,8 @@ MODELS = {
     "bayes-hypernet/unit": dict(parameterization="unit", guide="mean_field", embedding_dim=2),
     "bayes-hypernet/unit-tanh": dict(parameterization="unit", guide="mean_field",
                                      embedding_dim=2, activation="tanh"),
+    "bayes-hypernet/subspace": dict(parameterization="layer", generator="subspace",
+                                    guide="mean_field"),
     "bnn/mean_field": dict(parameterization="layer", generator="identity", guide="mean_field",
                            embedding_dim=None),
     "mc-dropout": None,

@@ -7,6 +7,7 @@ import torch
 
 from probnets.data import load_mnist
 from probnets.models.bayes_hypernet import BayesianHypernet, auroc, expected_calibration_error
+from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regions, gap_regression
 from probnets.tasks.base import Task, TaskRun, load_npz_arrays, register
 from probnets.train import BatchSampler, resolve_device
@@ -79,7 +80,7 @@ class BayesHypernetTask(Task):
                             help="one embedding per layer, or per unit (Karaletsos et al.); "
                                  "default unit for gap1d, layer for mnist (the per-unit ReLU "
                                  "network dies on MNIST, see guides/bayes_hypernet.md)")
-        parser.add_argument("--generator", choices=["linear", "mlp", "identity"], default=None,
+        parser.add_argument("--generator", choices=list(LAYER_GENERATORS), default=None,
                             help="weight generator of the layer parameterization")
         parser.add_argument("--embedding-dim", type=int, default=None,
                             help="dimension of each embedding (default 2 for units, 8 for "

@@ -15,7 +15,8 @@ from probnets.models.bayes_hypernet import (
 
 @pytest.mark.parametrize("parameterization,generator,guide", [
     ("layer", "linear", "mean_field"), ("layer", "mlp", "full_rank"),
-    ("layer", "identity", "flow"), ("unit", None, "delta"), ("unit", None, "flow")])
+    ("layer", "identity", "flow"), ("layer", "subspace", "full_rank"), ("unit", None, "delta"),
+    ("unit", None, "flow")])
 def test_classification_shapes_every_guide(parameterization, generator, guide):
     pyro.set_rng_seed(0)
     model = BayesianHypernet([6, 5, 3], task="classification", guide=guide,
@@ -52,6 +53,30 @@ def test_regression_float64_end_to_end(parameterization):
     assert torch.allclose(prediction.std ** 2,
                           prediction.epistemic_std ** 2 + prediction.aleatoric_std ** 2)
     assert model.sample_outputs(x, 5).dtype == torch.float64
+
+
+def test_subspace_generator_has_a_bnn_prior_in_a_fixed_random_subspace():
+    torch.manual_seed(0)
+    model = BayesianHypernet([4, 3, 2], generator="subspace", embedding_dim=5, prior_scale=0.5,
+                             guide="full_rank").double()
+    first = model.generators[0]
+    # Rows of unit norm: under z ~ N(0, s^2 I) each weight is N(offset, s^2), as in a BNN.
+    assert first.basis.shape == (3 * 5, 5) and first.basis.dtype == torch.float64
+    assert torch.allclose(first.basis.norm(dim=1), torch.ones(15, dtype=torch.float64))
+    z = torch.randn(200_000, 5, dtype=torch.float64) * 0.5
+    weight, bias = first(z)
+    assert weight.shape == (200_000, 3, 4) and bias.shape == (200_000, 3)
+    flat = torch.cat([weight.flatten(1), bias], dim=1)
+    assert torch.allclose(flat.mean(0), first.offset.detach(), atol=0.01)
+    assert torch.allclose(flat.std(0), torch.full((15,), 0.5, dtype=torch.float64), rtol=0.02)
+    # The basis is a buffer: saved with the model, never trained.
+    assert "generators.0.basis" in model.state_dict()
+    assert "basis" not in dict(first.named_parameters())
+    basis = first.basis.clone()
+    x, y = torch.randn(9, 4, dtype=torch.float64), torch.randn(9, 2, dtype=torch.float64)
+    model.fit(x, y, num_steps=3, lr=0.1)
+    assert torch.equal(first.basis, basis)
+    assert model.predict(x, num_samples=4).mean.dtype == torch.float64
 
 
 def test_single_output_regression_accepts_flat_targets_and_returns_flat_moments():

@@ -6,8 +6,15 @@ Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` 
   :math:`\mathrm{vec}(W_l, b_l) = h_l(z_l)` with :math:`h_l` the identity (then
   :math:`E = n_{out} n_{in} + n_{out}` and the model is a plain Bayesian neural network), an
   affine map (a linear hypernetwork, Ha et al. 2016, eq. 2; the weights are then jointly
-  Gaussian under a Gaussian :math:`q(z)`, with rank-:math:`E` covariance) or a one-hidden-layer
-  MLP.
+  Gaussian under a Gaussian :math:`q(z)`, with rank-:math:`E` covariance), a one-hidden-layer
+  MLP, or a *fixed random subspace* around a learned offset,
+  :math:`\mathrm{vec}(W_l, b_l) = c_l + P_l z_l` with :math:`P_l` drawn once, rows of unit
+  norm, and never trained (the random subspaces of Li et al. 2018, "Measuring the Intrinsic
+  Dimension of Objective Landscapes", and Izmailov et al. 2019, "Subspace Inference for
+  Bayesian Deep Learning"). Under :math:`z_l \sim \mathcal N(0, s^2 I)` every weight then has
+  the prior :math:`\mathcal N(c, s^2)` of a plain BNN, but all of them move in :math:`E`
+  directions; since nothing learns :math:`P_l`, the prior cannot shrink the way a learned
+  generator's does.
 - :class:`UnitGenerator` (one embedding per unit, Karaletsos et al. 2018, "Probabilistic
   Meta-Representations of Neural Networks", eq. 3): the weight from input unit :math:`i` to
   output unit :math:`j` is :math:`w_{ji} = g_w(z^{in}_i, z^{out}_j)` and the bias
@@ -18,7 +25,7 @@ Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` 
   (Karaletsos et al. add Gaussian noise per weight).
 
 Every generated weight matrix is divided by :math:`\sqrt{n_{in}}` (except for the identity
-generator, whose prior must be exactly the one asked for), so that generators whose outputs
+and subspace generators, whose priors must be exactly the one asked for), so that generators whose outputs
 are :math:`O(1)` give fan-in-scaled weights and one learning rate fits every layer. All
 generators accept leading sample dimensions on :math:`z` and return weights
 ``(..., n_out, n_in)`` and biases ``(..., n_out)``.
@@ -29,7 +36,7 @@ import math
 import torch
 from torch import nn
 
-LAYER_GENERATORS = ("identity", "linear", "mlp")
+LAYER_GENERATORS = ("identity", "linear", "mlp", "subspace")
 
 
 class LayerGenerator(nn.Module):
@@ -38,11 +45,13 @@ class LayerGenerator(nn.Module):
     :param int n_in: inputs of the target layer.
     :param int n_out: outputs of the target layer.
     :param int embedding_dim: :math:`E` (must be ``n_out * (n_in + 1)`` for ``"identity"``).
-    :param str kind: ``"identity"``, ``"linear"`` or ``"mlp"``.
+    :param str kind: ``"identity"``, ``"linear"``, ``"mlp"`` or ``"subspace"``.
     :param int hidden_dim: width of the ``"mlp"`` generator's hidden layer.
+    :param float prior_scale: :math:`s`, the prior std of ``z``; the ``"subspace"``
+        generator's offset starts at a draw from :math:`\mathcal N(0, s^2)`, the weights' prior.
     """
 
-    def __init__(self, n_in, n_out, embedding_dim, kind="linear", hidden_dim=32):
+    def __init__(self, n_in, n_out, embedding_dim, kind="linear", hidden_dim=32, prior_scale=1.0):
         super().__init__()
         if kind not in LAYER_GENERATORS:
             raise ValueError(f"generator must be one of {LAYER_GENERATORS}, got {kind!r}")
@@ -55,6 +64,11 @@ class LayerGenerator(nn.Module):
                     f"weights and biases, {n_out} * ({n_in} + 1) = {self.num_weights}, got "
                     f"{embedding_dim}")
             self.net = None
+        elif kind == "subspace":
+            basis = torch.randn(self.num_weights, embedding_dim)
+            self.register_buffer("basis", basis / basis.norm(dim=1, keepdim=True))
+            self.offset = nn.Parameter(torch.randn(self.num_weights) * prior_scale)
+            self.net = None
         elif kind == "linear":
             self.net = nn.Linear(embedding_dim, self.num_weights)
         else:
@@ -63,10 +77,15 @@ class LayerGenerator(nn.Module):
         if self.net is not None:
             # The weights start as a function of z alone, so q(z) carries them from step one.
             nn.init.zeros_(self.net[-1].bias if kind == "mlp" else self.net.bias)
-        self.weight_scale = 1.0 if kind == "identity" else 1.0 / math.sqrt(n_in)
+        self.weight_scale = 1.0 if kind in ("identity", "subspace") else 1.0 / math.sqrt(n_in)
 
     def forward(self, z):
-        flat = z if self.net is None else self.net(z)
+        if self.kind == "identity":
+            flat = z
+        elif self.kind == "subspace":
+            flat = nn.functional.linear(z, self.basis, self.offset)
+        else:
+            flat = self.net(z)
         weight = flat[..., :self.n_out * self.n_in].reshape(*flat.shape[:-1], self.n_out, self.n_in)
         return weight * self.weight_scale, flat[..., self.n_out * self.n_in:]
 

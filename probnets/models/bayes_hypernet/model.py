@@ -14,7 +14,9 @@ estimate). Two parameterizations (see :mod:`.generators`):
 
 - ``"layer"``: one embedding :math:`z_l \in \mathbb R^E` per layer (a plate over layers);
   ``generator="identity"`` makes :math:`z_l` the layer's weights, i.e. a plain Bayesian
-  neural network with prior :math:`\mathcal N(0, s^2 I)`;
+  neural network with prior :math:`\mathcal N(0, s^2 I)`, and ``generator="subspace"`` the
+  coordinates of the weights in a fixed random :math:`E`-dimensional subspace around a
+  learned offset (each weight's prior is still :math:`\mathcal N(c, s^2)`);
 - ``"unit"``: one embedding per unit, :math:`z^l_i \in \mathbb R^E` for every unit :math:`i`
   of every layer including input and output (a plate over units per layer), each weight a
   function of the latents of the two units it connects (Karaletsos et al. 2018).
@@ -103,8 +105,10 @@ class BayesianHypernet(PyroModule):
     :param str guide: ``"mean_field"``, ``"full_rank"``, ``"flow"`` or ``"delta"`` (MAP
         embeddings: the deterministic-hypernetwork baseline).
     :param str parameterization: ``"layer"`` or ``"unit"``.
-    :param str generator: for ``"layer"``: ``"linear"`` (default), ``"mlp"`` or
-        ``"identity"``; ``"unit"`` always uses :class:`.UnitGenerator`.
+    :param str generator: for ``"layer"``: ``"linear"`` (default), ``"mlp"``,
+        ``"identity"`` or ``"subspace"`` (a fixed random ``E``-dimensional subspace of each
+        layer's weights around a learned offset: a BNN's prior, with ``E`` random numbers per
+        layer); ``"unit"`` always uses :class:`.UnitGenerator`.
     :param str noise: ``"fixed"`` or ``"learned"`` observation noise (regression).
     :param float noise_scale: :math:`\\sigma`, or its initial value when learned.
     :param float prior_scale: :math:`s`, the prior standard deviation of the embeddings.
@@ -174,7 +178,8 @@ class BayesianHypernet(PyroModule):
         if parameterization == "layer":
             self.generators = nn.ModuleList(
                 LayerGenerator(n_in, n_out, n_out * (n_in + 1) if generator == "identity"
-                               else embedding_dim, kind=generator, hidden_dim=hidden_dim)
+                               else embedding_dim, kind=generator, hidden_dim=hidden_dim,
+                               prior_scale=prior_scale)
                 for n_in, n_out in pairs)
         else:
             self.generators = nn.ModuleList(
