@@ -134,8 +134,8 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=100, help="hidden width of the target")
     parser.add_argument("--embedding-dim", type=int, default=8, help="layer embedding size")
     parser.add_argument("--prior-scale", type=float, default=1.0,
-                        help="prior standard deviation of the embeddings (of the weights, for "
-                             "bnn/mean_field)")
+                        help="prior standard deviation of the embeddings (of each weight, for "
+                             "bnn/mean_field and bayes-hypernet/subspace)")
     parser.add_argument("--num-samples", type=int, default=50, help="posterior samples")
     parser.add_argument("--num-train", type=int, default=60000)
     parser.add_argument("--num-test", type=int, default=1000)

@@ -25,9 +25,9 @@ Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` 
   (Karaletsos et al. add Gaussian noise per weight).
 
 Every generated weight matrix is divided by :math:`\sqrt{n_{in}}` (except for the identity
-and subspace generators, whose priors must be exactly the one asked for), so that generators whose outputs
-are :math:`O(1)` give fan-in-scaled weights and one learning rate fits every layer. All
-generators accept leading sample dimensions on :math:`z` and return weights
+and subspace generators, whose priors must be exactly the one asked for), so that generators
+whose outputs are :math:`O(1)` give fan-in-scaled weights and one learning rate fits every
+layer. All generators accept leading sample dimensions on :math:`z` and return weights
 ``(..., n_out, n_in)`` and biases ``(..., n_out)``.
 """
 
