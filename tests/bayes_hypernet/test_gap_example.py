@@ -1,4 +1,4 @@
-"""``examples/bayes_hypernet_gap.py`` runs end to end with each generator it offers."""
+"""``examples/bayes_hypernet_gap.py`` runs end to end: uncompressed, subspace, per-unit."""
 
 import importlib.util
 import json
@@ -18,6 +18,8 @@ def load_example():
 
 @pytest.mark.parametrize("flags", [
     ["--parameterization", "layer", "--generator", "identity", "--init-scale", "0.01"],
+    ["--parameterization", "layer", "--generator", "subspace", "--embedding-dim", "4",
+     "--guide", "full_rank"],
     ["--parameterization", "unit", "--gp-lengthscales", "1"],
 ])
 def test_gap_example_prints_metrics_and_writes_the_figure(flags, tmp_path, capsys):
