@@ -54,10 +54,9 @@ def main(argv=None):
 
     pyro.set_rng_seed(args.seed)
     x, y = gap_regression(args.num_points, seed=args.seed)
-    if args.generator == "identity":
-        embedding_dim = None
-    else:
-        embedding_dim = args.embedding_dim or (2 if args.parameterization == "unit" else 8)
+    embedding_dim = args.embedding_dim
+    if embedding_dim is None and args.generator != "identity":
+        embedding_dim = 2 if args.parameterization == "unit" else 8
     model = BayesianHypernet([1, args.width, args.width, 1], parameterization=args.parameterization,
                              guide=args.guide, generator=args.generator,
                              embedding_dim=embedding_dim, activation=args.activation,
