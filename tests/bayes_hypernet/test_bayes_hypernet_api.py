@@ -16,7 +16,7 @@ from probnets.models.bayes_hypernet import (
 @pytest.mark.parametrize("parameterization,generator,guide", [
     ("layer", "linear", "mean_field"), ("layer", "mlp", "full_rank"),
     ("layer", "identity", "flow"), ("layer", "subspace", "full_rank"), ("unit", None, "delta"),
-    ("unit", None, "flow")])
+    ("unit", None, "flow"), ("input_unit", None, "mean_field"), ("input_unit", None, "flow")])
 def test_classification_shapes_every_guide(parameterization, generator, guide):
     pyro.set_rng_seed(0)
     model = BayesianHypernet([6, 5, 3], task="classification", guide=guide,
@@ -38,7 +38,7 @@ def test_classification_shapes_every_guide(parameterization, generator, guide):
         assert prediction.mutual_information.abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("parameterization", ["layer", "unit"])
+@pytest.mark.parametrize("parameterization", ["layer", "unit", "input_unit"])
 def test_regression_float64_end_to_end(parameterization):
     pyro.set_rng_seed(0)
     model = BayesianHypernet([2, 8, 8, 3], parameterization=parameterization, guide="flow",
@@ -120,6 +120,49 @@ def test_unit_embeddings_are_plated_per_layer():
     assert trace.nodes["z.units1"]["cond_indep_stack"][0].name == "units1"
 
 
+def test_input_unit_embeddings_generate_low_rank_weights_with_independent_inputs():
+    torch.manual_seed(0)
+    model = BayesianHypernet([3, 4, 2], parameterization="input_unit", embedding_dim=5,
+                             prior_scale=0.5).double()
+    trace = pyro.poutine.trace(model.model).get_trace(torch.randn(7, 3, dtype=torch.float64))
+    shapes = {name: tuple(site["value"].shape) for name, site in trace.nodes.items()
+              if site["type"] == "sample" and name.startswith("z.")}
+    assert shapes == {"z.units0": (3, 5), "z.units1": (4, 5)}  # no latents on the outputs
+    first = model.generators[0]
+    z = torch.randn(2, 3, 5, dtype=torch.float64)
+    weight, bias = first(z)
+    for s in range(2):
+        for j in range(4):
+            for i in range(3):
+                expected = first.output_factors[j] @ z[s, i] / 3 ** 0.5
+                assert torch.allclose(weight[s, j, i], expected)
+    assert bias.shape == (2, 4) and weight.dtype == torch.float64
+    # Under the prior, w_ji ~ N(0, s^2 |a_j|^2 / n_in), independent across inputs i.
+    with torch.no_grad():
+        weight, _ = first(0.5 * torch.randn(200000, 3, 5, dtype=torch.float64))
+    expected_variance = 0.25 * first.output_factors.detach().pow(2).sum(-1) / 3
+    assert torch.allclose(weight.var(0), expected_variance[:, None].expand(4, 3), rtol=0.02)
+    covariance = torch.einsum("sj,sk->jk", weight[:, :, 0], weight[:, :, 1]) / len(weight)
+    assert covariance.abs().max() < 0.01
+
+
+def test_kl_weight_scales_every_prior_and_guide_term_but_not_the_likelihood():
+    pyro.set_rng_seed(0)
+    model = BayesianHypernet([2, 3, 1], parameterization="input_unit", embedding_dim=2,
+                             hypernet_prior_scale=0.5, kl_weight=0.2)
+    x, y = torch.randn(5, 2), torch.randn(5)
+    model.fit(x, y, num_steps=1)
+    guide_trace = pyro.poutine.trace(model.guide).get_trace(x, y)
+    model_trace = pyro.poutine.trace(pyro.poutine.replay(model.model, trace=guide_trace)).get_trace(
+        x, y)
+    scales = {name: site["scale"] for name, site in model_trace.nodes.items()
+              if site["type"] == "sample" and name not in ("units0", "units1", "data")}
+    assert scales == {"z.units0": 0.2, "z.units1": 0.2, "hypernet.prior": 0.2, "obs": 1.0}
+    assert all(site["scale"] == 0.2 for name, site in guide_trace.nodes.items()
+               if name.startswith("z."))
+    assert model.config()["kl_weight"] == 0.2
+
+
 def test_hypernet_prior_adds_the_log_density_of_the_generator():
     pyro.set_rng_seed(0)
     model = BayesianHypernet([2, 3, 1], embedding_dim=2, hypernet_prior_scale=0.5)
@@ -147,6 +190,9 @@ def test_unsupported_target_layers_are_named(layer, name):
     ({"target": [3, 1], "noise": "hetero"}, "noise must be one of"),
     ({"target": [3, 1], "generator": "identity", "embedding_dim": 4}, "embedding_dim must be None"),
     ({"target": [3, 1], "parameterization": "unit", "generator": "mlp"}, "takes no generator"),
+    ({"target": [3, 1], "parameterization": "input_unit", "generator": "unit"},
+     "takes no generator"),
+    ({"target": [3, 1], "kl_weight": 0.0}, "kl_weight must be a positive number"),
     ({"target": [3, 1], "embedding_dim": 0}, "embedding_dim must be a positive int"),
     ({"target": [3, 1], "prior_scale": -1.0}, "prior_scale must be a positive number"),
     ({"target": [3, 1], "activation": "swish"}, "activation must be one of"),

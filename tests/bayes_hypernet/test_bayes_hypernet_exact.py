@@ -67,3 +67,28 @@ def test_mean_field_guide_matches_mean_and_diagonal_precision_only():
     assert torch.allclose(variance, 1 / precision.diagonal(), rtol=0.1)
     # ... which understates the true marginal variances of the correlated weights.
     assert (variance[:2] < 0.75 * covariance.diagonal()[:2]).all()
+
+
+def test_kl_weight_targets_the_tempered_posterior():
+    """With ``kl_weight`` β the optimum is ``p(y | w)^(1/β) p(w)``: for a Gaussian likelihood
+    the exact posterior under noise variance ``β σ²``."""
+    x, y, _, _, _ = regression_problem()
+    beta = 0.25
+    design = torch.cat([x, torch.ones(30, 1, dtype=x.dtype)], -1)
+    precision = design.T @ design / (beta * SIGMA ** 2) + torch.eye(3, dtype=x.dtype) / ALPHA ** 2
+    covariance = torch.linalg.inv(precision)
+    mean = covariance @ design.T @ y / (beta * SIGMA ** 2)
+    pyro.set_rng_seed(0)
+    model = BayesianHypernet([2, 1], generator="identity", guide="full_rank", noise_scale=SIGMA,
+                             prior_scale=ALPHA, kl_weight=beta).double()
+    # The narrower posterior takes the guide's scale longer to reach than the untempered one.
+    model.fit(x, y, num_steps=2000, lr=0.05, num_particles=16,
+              lr_schedule=Cosine(1.0, 0.0, 2000))
+    posterior = model.autoguide.get_posterior()
+    assert torch.allclose(posterior.loc.detach(), mean, atol=0.02)
+    relative = (posterior.covariance_matrix.detach() - covariance).norm() / covariance.norm()
+    assert relative < 0.1
+    # ... which is about β times the untempered posterior covariance here (data dominate).
+    untempered = torch.linalg.inv(design.T @ design / SIGMA ** 2
+                                  + torch.eye(3, dtype=x.dtype) / ALPHA ** 2)
+    assert posterior.covariance_matrix.detach().trace() < 0.4 * untempered.trace()

@@ -1,7 +1,11 @@
 """Bayesian hypernetworks: priors over hypernetwork embeddings, SVI over them, and the
 predictive uncertainty that results (see :class:`BayesianHypernet`)."""
 
-from probnets.models.bayes_hypernet.generators import LayerGenerator, UnitGenerator
+from probnets.models.bayes_hypernet.generators import (
+    InputUnitGenerator,
+    LayerGenerator,
+    UnitGenerator,
+)
 from probnets.models.bayes_hypernet.gp_reference import GaussianProcessRegression
 from probnets.models.bayes_hypernet.guides import AutoAffineIAFNormal, make_guide
 from probnets.models.bayes_hypernet.metrics import auroc, expected_calibration_error
@@ -17,6 +21,7 @@ __all__ = [
     "BayesianHypernet",
     "ClassificationPrediction",
     "GaussianProcessRegression",
+    "InputUnitGenerator",
     "LayerGenerator",
     "RegressionPrediction",
     "UnitGenerator",

@@ -1,6 +1,6 @@
 r"""Weight generators: deterministic maps from latent embeddings to one target layer's weights.
 
-Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` outputs:
+Three parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` outputs:
 
 - :class:`LayerGenerator` (one embedding :math:`z_l \in \mathbb R^E` per layer):
   :math:`\mathrm{vec}(W_l, b_l) = h_l(z_l)` with :math:`h_l` the identity (then
@@ -23,6 +23,17 @@ Two parameterizations of a layer with :math:`n_{in}` inputs and :math:`n_{out}` 
   :math:`O(E H)` parameters whatever the layer size, so the weights are compressed into
   :math:`(n_{in} + n_{out}) E` latent numbers. We generate weights deterministically
   (Karaletsos et al. add Gaussian noise per weight).
+- :class:`InputUnitGenerator` (one embedding per *input* unit of each layer, the output side
+  learned): :math:`W_l = A_l Z_l^\top / \sqrt{n_{in}}`, i.e. :math:`w_{ji} = a_j^\top z_i /
+  \sqrt{n_{in}}`, with :math:`Z_l \in \mathbb R^{n_{in} \times E}` random and the output
+  factors :math:`A_l \in \mathbb R^{n_{out} \times E}` and biases point estimates. Each
+  input unit's outgoing weights move only with that unit's latent, so the posterior can stay
+  at the prior for inputs the data never exercise (the border pixels of digits) while
+  pinning down the ones it does: inputs unlike the data then get large epistemic uncertainty,
+  which dense generators, whose every direction also moves constrained weights, lose. Under
+  the prior the weights are Gaussian with :math:`\mathrm{Var}\, w_{ji} = s^2 \lVert a_j
+  \rVert^2 / n_{in}`, independent across inputs :math:`i`. :math:`n_{in} E` random numbers
+  per layer.
 
 Every generated weight matrix is divided by :math:`\sqrt{n_{in}}` (except for the identity
 and subspace generators, whose priors must be exactly the one asked for), so that generators
@@ -40,7 +51,7 @@ LAYER_GENERATORS = ("identity", "linear", "mlp", "subspace")
 
 
 class LayerGenerator(nn.Module):
-    """Weights of one layer from one embedding ``z`` of shape ``(..., E)``.
+    r"""Weights of one layer from one embedding ``z`` of shape ``(..., E)``.
 
     :param int n_in: inputs of the target layer.
     :param int n_out: outputs of the target layer.
@@ -119,3 +130,26 @@ class UnitGenerator(nn.Module):
                             + self.from_input(z_in).unsqueeze(-3))
         weight = self.readout(hidden).squeeze(-1) * self.weight_scale
         return weight, self.bias_net(z_out).squeeze(-1)
+
+
+class InputUnitGenerator(nn.Module):
+    """Weights of one layer from per-input-unit embeddings and learned output factors.
+
+    :param int n_in: inputs of the target layer.
+    :param int n_out: outputs of the target layer.
+    :param int embedding_dim: :math:`E`, dimension of each input unit's latent.
+    """
+
+    def __init__(self, n_in, n_out, embedding_dim):
+        super().__init__()
+        self.n_in, self.n_out = n_in, n_out
+        # Rows of norm ~1, so each weight starts with the prior variance s^2 / n_in.
+        self.output_factors = nn.Parameter(torch.randn(n_out, embedding_dim)
+                                           / math.sqrt(embedding_dim))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        self.weight_scale = 1.0 / math.sqrt(n_in)
+
+    def forward(self, z_in):
+        """``z_in`` ``(..., n_in, E)`` -> ``(W, b)``."""
+        weight = torch.matmul(self.output_factors, z_in.transpose(-1, -2)) * self.weight_scale
+        return weight, self.bias.expand(*weight.shape[:-1])

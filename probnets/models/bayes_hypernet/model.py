@@ -10,7 +10,7 @@ from a hypernetwork :math:`h_\theta` and latent embeddings :math:`z`:
 
 with :math:`p` a Categorical over the logits (classification) or
 :math:`\mathcal N(f(x_n), \sigma^2)` (regression; :math:`\sigma` fixed or a learned point
-estimate). Two parameterizations (see :mod:`.generators`):
+estimate). Three parameterizations (see :mod:`.generators`):
 
 - ``"layer"``: one embedding :math:`z_l \in \mathbb R^E` per layer (a plate over layers);
   ``generator="identity"`` makes :math:`z_l` the layer's weights, i.e. a plain Bayesian
@@ -19,7 +19,20 @@ estimate). Two parameterizations (see :mod:`.generators`):
   learned offset (each weight's prior is still :math:`\mathcal N(c, s^2)`);
 - ``"unit"``: one embedding per unit, :math:`z^l_i \in \mathbb R^E` for every unit :math:`i`
   of every layer including input and output (a plate over units per layer), each weight a
-  function of the latents of the two units it connects (Karaletsos et al. 2018).
+  function of the latents of the two units it connects (Karaletsos et al. 2018);
+- ``"input_unit"``: one embedding per input-side unit of every layer,
+  :math:`W_l = A_l Z_l^\top / \sqrt{n_{l-1}}` with the output factors :math:`A_l` and
+  the biases point estimates (:class:`.InputUnitGenerator`): each input's outgoing weights
+  have their own latents, so inputs the data never exercise keep their prior uncertainty.
+
+The prior terms can be down-weighted, ``kl_weight`` :math:`\beta`: SVI then maximises
+:math:`\mathbb E_q[\log p(y \mid x, z)] - \beta\, \mathrm{KL}(q(z) \,\|\, p(z))`,
+the ELBO of the tempered posterior :math:`p_\beta(z \mid y) \propto p(y \mid x,
+z)^{1/\beta} p(z)` (likelihood tempering; Wenzel et al. 2020, "How Good is the Bayes
+Posterior in Deep Neural Networks Really?", and the KL weighting of Blundell et al. 2015).
+With a Gaussian likelihood this is the posterior under noise variance :math:`\beta
+\sigma^2`. It is not the Bayes posterior of the model as written; use it knowingly, and
+choose :math:`\beta` on held-out data.
 
 Inference is SVI on :math:`z` (Krueger et al. 2017 use a flow *as* the hypernetwork over weights;
 here the flow, ``guide="flow"``, is the variational family over embeddings, which are far
@@ -62,6 +75,7 @@ from torch import nn
 from probnets.models.bayes_hypernet.generators import (
     LAYER_GENERATORS,
     LayerGenerator,
+    InputUnitGenerator,
     UnitGenerator,
 )
 from probnets.models.bayes_hypernet.guides import GUIDES, make_guide
@@ -77,7 +91,7 @@ ClassificationPrediction.__doc__ = """Predictive class probabilities, their entr
 uncertainty, nats) and the mutual information between label and embeddings (epistemic)."""
 
 TASKS = ("regression", "classification")
-PARAMETERIZATIONS = ("layer", "unit")
+PARAMETERIZATIONS = ("layer", "unit", "input_unit")
 NOISES = ("fixed", "learned")
 
 
@@ -104,11 +118,12 @@ class BayesianHypernet(PyroModule):
         ``None`` for ``generator="identity"``, whose embeddings are the weights).
     :param str guide: ``"mean_field"``, ``"full_rank"``, ``"flow"`` or ``"delta"`` (MAP
         embeddings: the deterministic-hypernetwork baseline).
-    :param str parameterization: ``"layer"`` or ``"unit"``.
+    :param str parameterization: ``"layer"``, ``"unit"`` or ``"input_unit"``.
     :param str generator: for ``"layer"``: ``"linear"`` (default), ``"mlp"``,
         ``"identity"`` or ``"subspace"`` (a fixed random ``E``-dimensional subspace of each
         layer's weights around a learned offset: a BNN's prior, with ``E`` random numbers per
-        layer); ``"unit"`` always uses :class:`.UnitGenerator`.
+        layer); ``"unit"`` and ``"input_unit"`` take none (:class:`.UnitGenerator`,
+        :class:`.InputUnitGenerator`).
     :param str noise: ``"fixed"`` or ``"learned"`` observation noise (regression).
     :param float noise_scale: :math:`\\sigma`, or its initial value when learned.
     :param float prior_scale: :math:`s`, the prior standard deviation of the embeddings.
@@ -119,6 +134,9 @@ class BayesianHypernet(PyroModule):
     :param bool hypernet_posterior: infer the hypernetwork parameters too (needs
         ``hypernet_prior_scale``); they start at a draw from their prior.
     :param float init_scale: initial standard deviation of the Gaussian and flow guides.
+    :param float kl_weight: :math:`\beta`, the weight of every prior term (the embeddings',
+        and the hypernetwork's under ``hypernet_prior_scale``) against the likelihood; below 1
+        a tempered ("cold") posterior, see the module docstring. Default 1: the ELBO.
     :param int flow_transforms: IAF layers of the flow guide.
     :param list flow_hidden: hidden widths of each IAF (default ``[2 * latent_dim]``).
     """
@@ -126,20 +144,22 @@ class BayesianHypernet(PyroModule):
     def __init__(self, target, task="regression", embedding_dim=None, guide="mean_field",
                  parameterization="layer", generator=None, noise="fixed", noise_scale=0.1,
                  prior_scale=1.0, hidden_dim=32, activation="relu", hypernet_prior_scale=None,
-                 hypernet_posterior=False, init_scale=0.1, flow_transforms=2, flow_hidden=None):
+                 hypernet_posterior=False, init_scale=0.1, flow_transforms=2, flow_hidden=None,
+                 kl_weight=1.0):
         super().__init__()
         _check_choice("task", task, TASKS)
         _check_choice("guide", guide, GUIDES)
         _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
         _check_choice("noise", noise, NOISES)
-        if generator is None:
-            generator = "linear" if parameterization == "layer" else "unit"
         if parameterization == "layer":
+            generator = "linear" if generator is None else generator
             _check_choice("generator", generator, LAYER_GENERATORS)
-        elif generator != "unit":
+        elif generator not in (None, parameterization):
             raise ValueError(
-                f"parameterization='unit' generates weights from pairs of unit embeddings and "
-                f"takes no generator argument, got generator={generator!r}")
+                f"parameterization={parameterization!r} generates weights from unit embeddings "
+                f"and takes no generator argument, got generator={generator!r}")
+        else:
+            generator = parameterization
         if generator == "identity":
             if embedding_dim is not None:
                 raise ValueError(
@@ -152,6 +172,7 @@ class BayesianHypernet(PyroModule):
         _check_positive("prior_scale", prior_scale)
         _check_positive("hidden_dim", hidden_dim, int)
         _check_positive("init_scale", init_scale)
+        _check_positive("kl_weight", kl_weight)
         if hypernet_prior_scale is not None:
             _check_positive("hypernet_prior_scale", hypernet_prior_scale)
             if generator == "identity":
@@ -172,7 +193,7 @@ class BayesianHypernet(PyroModule):
         self.guide_kind, self.noise, self.prior_scale = guide, noise, float(prior_scale)
         self.hypernet_prior_scale = hypernet_prior_scale
         self.hypernet_posterior = bool(hypernet_posterior)
-        self.hidden_dim, self.init_scale = hidden_dim, init_scale
+        self.hidden_dim, self.init_scale, self.kl_weight = hidden_dim, init_scale, float(kl_weight)
         self.flow_transforms, self.flow_hidden = flow_transforms, flow_hidden
         pairs = list(zip(widths[:-1], widths[1:]))
         if parameterization == "layer":
@@ -181,9 +202,12 @@ class BayesianHypernet(PyroModule):
                                else embedding_dim, kind=generator, hidden_dim=hidden_dim,
                                prior_scale=prior_scale)
                 for n_in, n_out in pairs)
-        else:
+        elif parameterization == "unit":
             self.generators = nn.ModuleList(
                 UnitGenerator(n_in, n_out, embedding_dim, hidden_dim) for n_in, n_out in pairs)
+        else:
+            self.generators = nn.ModuleList(
+                InputUnitGenerator(n_in, n_out, embedding_dim) for n_in, n_out in pairs)
         if self.hypernet_posterior:
             self._make_generators_random()
         if noise == "learned":
@@ -208,7 +232,7 @@ class BayesianHypernet(PyroModule):
                 "activation": self.activation, "hypernet_prior_scale": self.hypernet_prior_scale,
                 "hypernet_posterior": self.hypernet_posterior,
                 "init_scale": self.init_scale, "flow_transforms": self.flow_transforms,
-                "flow_hidden": self.flow_hidden}
+                "flow_hidden": self.flow_hidden, "kl_weight": self.kl_weight}
 
     def _make_generators_random(self):
         # Every generator parameter becomes a sample site named after it; the prior's dtype
@@ -261,10 +285,15 @@ class BayesianHypernet(PyroModule):
     def _prior(self, x, dim):
         return dist.Normal(x.new_zeros(()), self.prior_scale).expand([dim]).to_event(1)
 
+    def _unit_widths(self):
+        """Widths of the layers whose units carry embeddings (``"unit"``: all of them,
+        ``"input_unit"``: all but the output layer)."""
+        return self.widths if self.parameterization == "unit" else self.widths[:-1]
+
     def _sample_embeddings(self, x):
-        if self.parameterization == "unit":
+        if self.parameterization != "layer":
             latents = []
-            for index, width in enumerate(self.widths):
+            for index, width in enumerate(self._unit_widths()):
                 with pyro.plate(f"units{index}", width, device=x.device):
                     latents.append(pyro.sample(f"z.units{index}",
                                                self._prior(x, self.embedding_dim)))
@@ -288,8 +317,8 @@ class BayesianHypernet(PyroModule):
 
     def _embeddings_from(self, latents):
         """Order a guide's ``{site: value}`` dict like :meth:`_sample_embeddings` returns it."""
-        if self.parameterization == "unit":
-            return [latents[f"z.units{i}"] for i in range(len(self.widths))]
+        if self.parameterization != "layer":
+            return [latents[f"z.units{i}"] for i in range(len(self._unit_widths()))]
         if self.generator == "identity":
             return [latents[f"z.layer{i}"].squeeze(-2) for i in range(len(self.generators))]
         return list(latents["z.layers"].unbind(-2))
@@ -302,11 +331,14 @@ class BayesianHypernet(PyroModule):
         num = x.shape[0]
         if y is not None:
             y = self._targets(y, num, x)
-        out = mlp_forward(x, self.weights(self._sample_embeddings(x)), self.activation)
-        if self.hypernet_prior_scale is not None and not self.hypernet_posterior:
-            prior = dist.Normal(x.new_zeros(()), self.hypernet_prior_scale)
-            pyro.factor("hypernet.prior",
-                        sum(prior.log_prob(p).sum() for p in self.generators.parameters()))
+        # Every prior term (embeddings, random or MAP generator) weighs kl_weight.
+        with poutine.scale(scale=self.kl_weight):
+            weights = self.weights(self._sample_embeddings(x))
+            if self.hypernet_prior_scale is not None and not self.hypernet_posterior:
+                prior = dist.Normal(x.new_zeros(()), self.hypernet_prior_scale)
+                pyro.factor("hypernet.prior",
+                            sum(prior.log_prob(p).sum() for p in self.generators.parameters()))
+        out = mlp_forward(x, weights, self.activation)
         scale = 1.0 if self.num_data is None else self.num_data / num
         with poutine.scale(scale=scale), pyro.plate("data", num, device=x.device):
             if self.task == "classification":
@@ -318,8 +350,11 @@ class BayesianHypernet(PyroModule):
 
     @pyro_method
     def guide(self, x, y=None):
-        """The variational distribution over the embeddings (an autoguide on :meth:`model`)."""
-        return self.autoguide(x, y)
+        """The variational distribution over the embeddings (an autoguide on :meth:`model`);
+        its log-density weighs ``kl_weight`` like the prior's, making the KL term
+        ``kl_weight * KL(q || p)``."""
+        with poutine.scale(scale=self.kl_weight):
+            return self.autoguide(x, y)
 
     # ------------------------------------------------------------------ TyXe-like surface
     def fit(self, x, y, num_steps, batch_size=None, lr=1e-2, num_particles=1, seed=0,
