@@ -19,6 +19,7 @@ import torch
 
 from probnets.models.bayes_hypernet import BayesianHypernet, GaussianProcessRegression
 from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS
+from probnets.models.bayes_hypernet.model import PARAMETERIZATIONS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regression
 from probnets.tasks.bayes_hypernet import gap_metrics
 from probnets.train import Cosine
@@ -27,7 +28,7 @@ from probnets.viz.uncertainty import predictive_bands
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parameterization", choices=["unit", "layer"], default="unit")
+    parser.add_argument("--parameterization", choices=list(PARAMETERIZATIONS), default="unit")
     parser.add_argument("--guide", choices=["mean_field", "full_rank", "flow", "delta"],
                         default="mean_field")
     parser.add_argument("--generator", choices=list(LAYER_GENERATORS), default=None,
@@ -36,13 +37,15 @@ def main(argv=None):
                              "random subspace of them)")
     parser.add_argument("--activation", default="tanh")
     parser.add_argument("--embedding-dim", type=int, default=None,
-                        help="default 2 (unit) or 8 (layer)")
+                        help="default 2 (unit) or 8 (layer, input_unit)")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--num-points", type=int, default=120)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=0.03)
     parser.add_argument("--init-scale", type=float, default=0.1,
                         help="initial standard deviation of the guide")
+    parser.add_argument("--kl-weight", type=float, default=1.0,
+                        help="weight of the prior terms in the ELBO (below 1: tempered)")
     parser.add_argument("--hypernet-prior-scale", type=float, default=None)
     parser.add_argument("--hypernet-posterior", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -62,7 +65,8 @@ def main(argv=None):
                              embedding_dim=embedding_dim, activation=args.activation,
                              noise_scale=0.1, init_scale=args.init_scale,
                              hypernet_prior_scale=args.hypernet_prior_scale,
-                             hypernet_posterior=args.hypernet_posterior)
+                             hypernet_posterior=args.hypernet_posterior,
+                             kl_weight=args.kl_weight)
     model.fit(x, y, num_steps=args.steps, lr=args.lr, progress=args.progress,
               lr_schedule=Cosine(1.0, 0.1, args.steps))
     rows = {"model": gap_metrics(model, 200)}

@@ -93,3 +93,21 @@ def test_identity_generator_and_init_scale_reach_the_checkpoint(tmp_path):
     config = torch.load(checkpoint, weights_only=False)["extra"]["config"]
     assert config["generator"] == "identity" and config["embedding_dim"] is None
     assert config["init_scale"] == 0.01
+
+
+def test_input_unit_model_with_kl_weight_trains_reloads_and_classifies(tmp_path, capsys):
+    from probnets.data import load_mnist
+    from probnets.models.bayes_hypernet import BayesianHypernet
+
+    checkpoint = _train(tmp_path, "--problem", "mnist", "--steps", "150", "--width", "32",
+                        "--num-train", "1000", "--num-test", "100", "--seed", "0",
+                        "--parameterization", "input_unit", "--embedding-dim", "4",
+                        "--kl-weight", "0.1", "--num-samples", "5")
+    model = BayesianHypernet.load(checkpoint)
+    assert (model.parameterization, model.kl_weight, model.embedding_dim) == ("input_unit", 0.1, 4)
+    digits = load_mnist("test")
+    keep = torch.randperm(len(digits.labels), generator=torch.Generator().manual_seed(1))[:300]
+    data = str(tmp_path / "digits.npz")
+    np.savez(data, x=digits.images[keep].reshape(300, -1).numpy(), y=digits.labels[keep].numpy())
+    row = _evaluate(checkpoint, data, capsys, "--num-samples", "20")
+    assert row["accuracy"] > 0.5
