@@ -74,8 +74,8 @@ from torch import nn
 
 from probnets.models.bayes_hypernet.generators import (
     LAYER_GENERATORS,
-    LayerGenerator,
     InputUnitGenerator,
+    LayerGenerator,
     UnitGenerator,
 )
 from probnets.models.bayes_hypernet.guides import GUIDES, make_guide
