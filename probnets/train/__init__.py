@@ -2,7 +2,7 @@
 
 from probnets.train.checkpoint import load_checkpoint, save_checkpoint
 from probnets.train.devices import resolve_device
-from probnets.train.sampler import BatchSampler
+from probnets.train.sampler import BatchSampler, repeat_epochs
 from probnets.train.schedules import (
     Anneal,
     Constant,
@@ -30,6 +30,7 @@ __all__ = [
     "Warmup",
     "load_checkpoint",
     "parse_schedule",
+    "repeat_epochs",
     "resolve_device",
     "save_checkpoint",
 ]

@@ -105,3 +105,20 @@ class BatchSampler:
         self._order = state["order"]
         self._position = state["position"]
         self.epoch = state["epoch"]
+
+
+def repeat_epochs(loader, convert=None):
+    """An endless stream of batch tuples from an iterable of batches (e.g. a
+    :class:`torch.utils.data.DataLoader`), starting a new pass, with the loader's own
+    shuffling, whenever one ends; ``convert(batch) -> batch`` is applied to each (e.g. to move
+    it to the model's device). Unlike :class:`BatchSampler` its position is not checkpointed:
+    a resumed run starts a fresh pass."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+            yield batch if convert is None else convert(batch)
+        if empty:
+            raise ValueError("the data loader yielded no batches (an iterator, unlike a "
+                             "DataLoader, is used up after one pass)")

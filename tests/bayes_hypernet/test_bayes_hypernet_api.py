@@ -101,6 +101,31 @@ def test_minibatch_likelihood_is_scaled_to_the_data_set():
     assert torch.allclose(replayed.nodes["obs"]["log_prob_sum"], 10 * unscaled)
 
 
+def test_fit_takes_a_data_loader_and_scales_the_likelihood_to_its_data_set():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    pyro.set_rng_seed(0)
+    x = torch.linspace(-2, 2, 40).unsqueeze(-1)
+    y = 0.5 * x[:, 0]
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)  # float32 batches
+    model = BayesianHypernet([1, 1], generator="identity", noise_scale=0.1).double()
+    result = model.fit(loader, num_steps=300, lr=0.05)
+    assert model.num_data == 40
+    assert len(result.history) == 300  # 5 batches per pass: the loader was passed over 60 times
+    assert abs(model.predict(torch.tensor([[1.0]], dtype=torch.float64), 50).mean.item() - 0.5) < 0.1
+    with pytest.raises(ValueError, match="y and batch_size must be None"):
+        model.fit(loader, y, num_steps=1)
+    with pytest.raises(ValueError, match="pass num_data"):
+        model.fit(iter(loader), num_steps=1)
+    model.fit(iter(loader), num_steps=2, num_data=40)  # an unsized iterable with num_data
+    with pytest.raises(ValueError, match=r"\(x, y\) batches, got 1"):
+        model.fit(DataLoader(TensorDataset(x), batch_size=8), num_steps=1)
+    with pytest.raises(ValueError, match="yielded no batches"):
+        model.fit(DataLoader(TensorDataset(x[:0], y[:0])), num_steps=1, num_data=1)
+    with pytest.raises(ValueError, match="num_steps must be a positive int"):
+        model.fit(x, y)
+
+
 def test_images_are_flattened_and_module_targets_are_read():
     target = nn.Sequential(nn.Linear(16, 5), nn.Tanh(), nn.Linear(5, 4))
     assert parse_target(target, "relu") == ([16, 5, 4], "tanh")

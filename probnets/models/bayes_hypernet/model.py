@@ -357,30 +357,61 @@ class BayesianHypernet(PyroModule):
             return self.autoguide(x, y)
 
     # ------------------------------------------------------------------ TyXe-like surface
-    def fit(self, x, y, num_steps, batch_size=None, lr=1e-2, num_particles=1, seed=0,
-            progress=False, **trainer_kwargs):
+    def fit(self, x, y=None, num_steps=None, batch_size=None, lr=1e-2, num_particles=1, seed=0,
+            progress=False, num_data=None, **trainer_kwargs):
         """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
 
-        :param x: inputs ``(N, n_0)`` (or ``(N, ...)``).
-        :param y: targets ``(N,)``/``(N, n_L)`` (regression) or labels ``(N,)``.
+        :param x: inputs ``(N, n_0)`` (or ``(N, ...)``); or an iterable of ``(x, y)``
+            mini-batches, such as a :class:`torch.utils.data.DataLoader` (TyXe's style), passed
+            over again whenever it ends, each batch moved to the model's device and dtype.
+        :param y: targets ``(N,)``/``(N, n_L)`` (regression) or labels ``(N,)``; ``None`` with
+            a loader.
         :param int num_steps: optimisation steps.
-        :param int batch_size: mini-batch size (``None``: full batch).
+        :param int batch_size: mini-batch size (``None``: full batch); tensors only.
         :param float lr: Adam learning rate.
         :param int num_particles: samples of ``z`` per ELBO estimate (vectorized).
-        :param int seed: seed of the mini-batch order.
+        :param int seed: seed of the mini-batch order (tensors only).
+        :param int num_data: size of the data set behind a loader, which scales each batch's
+            likelihood (default ``len(loader.dataset)``).
         :param trainer_kwargs: passed on to :class:`~probnets.train.Trainer` (e.g.
             ``lr_schedule``, ``clip_norm``, ``out_dir``).
         :returns: the :class:`~probnets.train.TrainResult`.
         """
-        from probnets.train import BatchSampler, Trainer
+        from probnets.train import BatchSampler, Trainer, repeat_epochs
 
-        inputs = self._inputs(x)
-        targets = self._targets(y, inputs.shape[0], inputs)
+        _check_positive("num_steps", num_steps, int)
         _check_positive("num_particles", num_particles, int)
-        self.num_data = inputs.shape[0]
+        if isinstance(x, torch.Tensor):
+            inputs = self._inputs(x)
+            targets = self._targets(y, inputs.shape[0], inputs)
+            self.num_data = inputs.shape[0]
+            data = BatchSampler(inputs, targets, batch_size=batch_size, seed=seed)
+        else:
+            if y is not None or batch_size is not None:
+                raise ValueError("with a data loader, y and batch_size must be None (the loader "
+                                 "yields (x, y) batches of its own size)")
+            if num_data is None:
+                if not hasattr(getattr(x, "dataset", None), "__len__"):
+                    raise ValueError("pass num_data, the size of the data set behind the loader "
+                                     "(it has no sized .dataset)")
+                num_data = len(x.dataset)
+            _check_positive("num_data", num_data, int)
+            self.num_data = num_data
+            reference = self.noise_scale
+
+            def to_model(batch):
+                if len(batch) != 2:
+                    raise ValueError(f"the data loader must yield (x, y) batches, got "
+                                     f"{len(batch)} item(s)")
+                batch_x, batch_y = batch
+                if self.task == "regression":
+                    batch_y = batch_y.to(dtype=reference.dtype)
+                return (batch_x.to(device=reference.device, dtype=reference.dtype),
+                        batch_y.to(reference.device))
+
+            data = repeat_epochs(x, to_model)
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                           max_plate_nesting=1)
-        data = BatchSampler(inputs, targets, batch_size=batch_size, seed=seed)
         trainer = Trainer(self.model, self.guide, elbo, data,
                           steps=num_steps, lr=lr, progress=progress, **trainer_kwargs)
         return trainer.run()
