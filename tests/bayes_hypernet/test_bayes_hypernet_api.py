@@ -124,6 +124,10 @@ def test_fit_takes_a_data_loader_and_scales_the_likelihood_to_its_data_set():
         model.fit(DataLoader(TensorDataset(x[:0], y[:0])), num_steps=1, num_data=1)
     with pytest.raises(ValueError, match="num_steps must be a positive int"):
         model.fit(x, y)
+    with pytest.raises(ValueError, match="num_data is for data loaders"):
+        model.fit(x.double(), y.double(), num_steps=1, num_data=40)
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        model.fit(DataLoader(TensorDataset(torch.arange(40).view(40, 1), y)), num_steps=1)
 
 
 def test_images_are_flattened_and_module_targets_are_read():

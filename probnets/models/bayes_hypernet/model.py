@@ -382,6 +382,8 @@ class BayesianHypernet(PyroModule):
         _check_positive("num_steps", num_steps, int)
         _check_positive("num_particles", num_particles, int)
         if isinstance(x, torch.Tensor):
+            if num_data is not None:
+                raise ValueError("num_data is for data loaders; with tensors it is len(x)")
             inputs = self._inputs(x)
             targets = self._targets(y, inputs.shape[0], inputs)
             self.num_data = inputs.shape[0]
@@ -399,15 +401,18 @@ class BayesianHypernet(PyroModule):
             self.num_data = num_data
             reference = self.noise_scale
 
+            def like_model(t):
+                # Floating-point tensors take the model's dtype; anything else is left for
+                # model() to judge (integer images are refused there, not silently cast).
+                if isinstance(t, torch.Tensor) and t.is_floating_point():
+                    return t.to(device=reference.device, dtype=reference.dtype)
+                return t.to(reference.device) if isinstance(t, torch.Tensor) else t
+
             def to_model(batch):
                 if len(batch) != 2:
                     raise ValueError(f"the data loader must yield (x, y) batches, got "
                                      f"{len(batch)} item(s)")
-                batch_x, batch_y = batch
-                if self.task == "regression":
-                    batch_y = batch_y.to(dtype=reference.dtype)
-                return (batch_x.to(device=reference.device, dtype=reference.dtype),
-                        batch_y.to(reference.device))
+                return tuple(like_model(t) for t in batch)
 
             data = repeat_epochs(x, to_model)
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
