@@ -19,9 +19,10 @@ import torch
 
 from probnets.models.bayes_hypernet import BayesianHypernet, GaussianProcessRegression
 from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS
+from probnets.models.bayes_hypernet.guides import GUIDES
 from probnets.models.bayes_hypernet.model import PARAMETERIZATIONS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regression
-from probnets.tasks.bayes_hypernet import gap_metrics
+from probnets.tasks.bayes_hypernet import default_embedding_dim, gap_metrics
 from probnets.train import Cosine
 from probnets.viz.uncertainty import predictive_bands
 
@@ -29,7 +30,7 @@ from probnets.viz.uncertainty import predictive_bands
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parameterization", choices=list(PARAMETERIZATIONS), default="unit")
-    parser.add_argument("--guide", choices=["mean_field", "full_rank", "flow", "delta"],
+    parser.add_argument("--guide", choices=list(GUIDES),
                         default="mean_field")
     parser.add_argument("--generator", choices=list(LAYER_GENERATORS), default=None,
                         help="weight generator of the layer parameterization (identity: the "
@@ -57,9 +58,8 @@ def main(argv=None):
 
     pyro.set_rng_seed(args.seed)
     x, y = gap_regression(args.num_points, seed=args.seed)
-    embedding_dim = args.embedding_dim
-    if embedding_dim is None and args.generator != "identity":
-        embedding_dim = 2 if args.parameterization == "unit" else 8
+    embedding_dim = default_embedding_dim(args.embedding_dim, args.parameterization,
+                                          args.generator)
     model = BayesianHypernet([1, args.width, args.width, 1], parameterization=args.parameterization,
                              guide=args.guide, generator=args.generator,
                              embedding_dim=embedding_dim, activation=args.activation,

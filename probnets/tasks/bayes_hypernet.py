@@ -8,6 +8,7 @@ import torch
 from probnets.data import load_mnist
 from probnets.models.bayes_hypernet import BayesianHypernet, auroc, expected_calibration_error
 from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS
+from probnets.models.bayes_hypernet.guides import GUIDES
 from probnets.models.bayes_hypernet.model import PARAMETERIZATIONS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regions, gap_regression
 from probnets.tasks.base import Task, TaskRun, load_npz_arrays, register
@@ -45,6 +46,14 @@ def classification_metrics(prediction, labels, ood_predictions):
     return row
 
 
+def default_embedding_dim(embedding_dim, parameterization, generator):
+    """The command lines' default: 2 per unit, 8 per layer or input unit, none for the
+    identity generator (whose embeddings are the weights); a given value is kept."""
+    if embedding_dim is not None or generator == "identity":
+        return embedding_dim
+    return 2 if parameterization == "unit" else 8
+
+
 def gap_metrics(model, num_samples):
     """Mean predictive and epistemic std on the data, in the gap and outside, and ratios."""
     regions = gap_regions(dtype=model.noise_scale.dtype, device=model.noise_scale.device)
@@ -73,7 +82,7 @@ class BayesHypernetTask(Task):
     def add_arguments(self, parser):
         parser.add_argument("--problem", choices=["gap1d", "mnist"], default="gap1d",
                             help="gap1d: sin(x) with no data in (-1, 1); mnist: digit classes")
-        parser.add_argument("--guide", choices=["mean_field", "full_rank", "flow", "delta"],
+        parser.add_argument("--guide", choices=list(GUIDES),
                             default="mean_field",
                             help="variational family over embeddings (delta: MAP embeddings, "
                                  "the deterministic-hypernet baseline)")
@@ -140,9 +149,7 @@ class BayesHypernetTask(Task):
                       "ood": out_of_distribution(test_x, args.seed)}
         parameterization = args.parameterization or ("unit" if args.problem == "gap1d"
                                                      else "layer")
-        embedding_dim = args.embedding_dim
-        if embedding_dim is None and args.generator != "identity":
-            embedding_dim = 2 if parameterization == "unit" else 8
+        embedding_dim = default_embedding_dim(args.embedding_dim, parameterization, args.generator)
         model = BayesianHypernet(
             widths, task=task, embedding_dim=embedding_dim, guide=args.guide,
             parameterization=parameterization, generator=args.generator, noise=args.noise,
