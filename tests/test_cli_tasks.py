@@ -12,6 +12,9 @@ from probnets.cli import main
       "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
     (["hyperlstm", "--rnn", "layernorm_lstm", "--hidden-size", "16", "--seq-len", "10",
       "--batch-size", "4"], "valid_bpc"),
+    (["hyperlstm", "--recurrent-dropout", "0.1", "--dropout", "0.1", "--hidden-size", "16",
+      "--hyper-size", "8", "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4"],
+     "valid_bpc"),
     (["reactive", "--iterations", "2", "--batch-size", "16"], "test_accuracy"),
     (["hypercnn", "--batch-size", "16"], "test_accuracy"),
     (["hypercnn", "--no-hyper", "--batch-size", "16"], "test_accuracy"),
@@ -23,6 +26,17 @@ def test_deterministic_hypernet_tasks_train_and_evaluate(tmp_path, argv, metric)
     assert summary["steps"] == 3 and summary["bad_steps"] == 0
     assert metric in summary["eval"]
     assert (out / "last.pt").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rnn", "lstm", "--recurrent-dropout", "0.1"], "nn.LSTM has no recurrent dropout"),
+    (["--recurrent-dropout", "1.5"], r"recurrent_dropout must be in \[0, 1\)"),
+    (["--rnn", "lstm", "--dropout", "-0.1"], r"dropout must be in \[0, 1\)"),
+])
+def test_hyperlstm_task_rejects_bad_dropout(tmp_path, argv, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["train", "hyperlstm", *argv, "--hidden-size", "8", "--steps", "1",
+              "--out", str(tmp_path / "run"), "--no-progress"])
 
 
 @pytest.mark.parametrize("gate", ["hard_concrete", "bernoulli"])

@@ -34,6 +34,8 @@ class CharLanguageModel(nn.Module):
         super().__init__()
         if rnn not in RNN_TYPES:
             raise ValueError(f"rnn must be one of {RNN_TYPES}, got {rnn!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.rnn_type = rnn
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_size)

@@ -86,16 +86,29 @@ class HyperLSTMTask(Task):
         parser.add_argument("--compile-steps", action="store_true",
                             help="HyperLSTM only: fuse each step's kernels with torch.compile "
                                  "(tens of seconds of compiling first; see guides/hypernets.md)")
-        parser.add_argument("--dropout", type=float, default=0.0)
+        parser.add_argument("--dropout", type=float, default=0.0,
+                            help="dropout on the character embeddings and the recurrent output")
+        parser.add_argument("--recurrent-dropout", type=float, default=0.0,
+                            help="dropout on the cell's candidate, without memory loss "
+                                 "(hyperlstm and layernorm_lstm; nn.LSTM has none)")
         parser.add_argument("--seq-len", type=int, default=50, help="truncation length T")
 
     def build(self, args, device):
+        if args.recurrent_dropout and args.rnn == "lstm":
+            raise SystemExit("probnets: error: --recurrent-dropout: nn.LSTM has no recurrent "
+                             "dropout (use --rnn hyperlstm or layernorm_lstm, or --dropout)")
         corpus = load_pydoc_corpus()
-        extra = ({"hyper_size": args.hyper_size, "hyper_embedding_size": args.hyper_embedding_size,
-                  "compile_steps": args.compile_steps}
-                 if args.rnn == "hyperlstm" else {})
-        model = CharLanguageModel(len(corpus.vocab), args.rnn, args.embedding_size,
-                                  args.hidden_size, args.num_layers, args.dropout, **extra)
+        extra = {}
+        if args.rnn != "lstm":
+            extra["recurrent_dropout"] = args.recurrent_dropout
+        if args.rnn == "hyperlstm":
+            extra.update(hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding_size,
+                         compile_steps=args.compile_steps)
+        try:
+            model = CharLanguageModel(len(corpus.vocab), args.rnn, args.embedding_size,
+                                      args.hidden_size, args.num_layers, args.dropout, **extra)
+        except ValueError as error:
+            raise SystemExit(f"probnets: error: {error}") from None
         model = model.to(device=device, dtype=args.dtype)
         batches = TBPTTBatches(corpus.train.to(device), args.seq_len, args.batch_size)
         valid = corpus.valid.to(device)
@@ -106,6 +119,7 @@ class HyperLSTMTask(Task):
             eval_fn=lambda trainer: {"valid_bpc": evaluate_bpc(model, valid, args.seq_len)},
             data_source=corpus.source,
             config={"rnn": args.rnn, "hidden_size": args.hidden_size,
+                    "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
                     "parameters": sum(p.numel() for p in model.parameters())})
 
     def finish(self, run, result, args):
