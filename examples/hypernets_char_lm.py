@@ -85,7 +85,7 @@ def weight_change_figure(model, corpus, path, n_chars=120):
     plt.close(fig)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seq-len", type=int, default=100)
@@ -99,8 +99,10 @@ def main():
                         help="dropout on embeddings and outputs, every model")
     parser.add_argument("--recurrent-dropout", type=float, default=0.0,
                         help="dropout on the candidate (HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
-    parser.add_argument("--compile-steps", action="store_true",
-                        help="HyperLSTM(compile_steps=True): its per-step kernels fused by torch.compile")
+    parser.add_argument("--compile-steps", action=argparse.BooleanOptionalAction, default=True,
+                        help="HyperLSTM(compile_steps=True): its per-step kernels fused by "
+                             "torch.compile after a one-off compile of about a minute (default "
+                             "on; --no-compile-steps runs eagerly)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--valid-chars", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
@@ -109,7 +111,7 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--save-hyperlstm", default=None, help="path for the trained state_dict")
     parser.add_argument("--figures", default=None, help="directory for the PNG figures")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     corpus = load_pydoc_corpus()
