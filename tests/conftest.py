@@ -1,3 +1,6 @@
+import importlib.util
+import pathlib
+
 import pyro
 import pytest
 import torch
@@ -21,3 +24,18 @@ def fresh_pyro_state():
     """Every test starts with an empty param store and seed 0."""
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
+
+
+@pytest.fixture
+def load_example():
+    """``load_example(name)`` imports ``examples/<name>.py`` as a module, so a test can call
+    its ``main(argv)``."""
+    examples = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, examples / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

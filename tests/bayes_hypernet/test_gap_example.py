@@ -1,19 +1,8 @@
 """``examples/bayes_hypernet_gap.py`` runs end to end: uncompressed, subspace, per-unit."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
-
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bayes_hypernet_gap.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("bayes_hypernet_gap", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("flags", [
@@ -22,10 +11,12 @@ def load_example():
      "--guide", "full_rank"],
     ["--parameterization", "unit", "--gp-lengthscales", "1"],
 ])
-def test_gap_example_prints_metrics_and_writes_the_figure(flags, tmp_path, capsys):
+def test_gap_example_prints_metrics_and_writes_the_figure(flags, tmp_path, capsys,
+                                                          load_example):
     figure = tmp_path / "bands.png"
-    load_example().main(flags + ["--steps", "20", "--num-points", "30", "--width", "8",
-                                 "--figure", str(figure)])
+    example = load_example("bayes_hypernet_gap")
+    example.main(flags + ["--steps", "20", "--num-points", "30", "--width", "8",
+                          "--figure", str(figure)])
     rows = json.loads(capsys.readouterr().out)
     expected = {"model"} | ({"gp, lengthscale 1"} if "--gp-lengthscales" in flags else set())
     assert set(rows) == expected

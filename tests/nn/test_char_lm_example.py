@@ -1,25 +1,14 @@
 """``examples/hypernets_char_lm.py`` (the source of the guide's bits-per-character tables)
 runs end to end on tiny models."""
 
-import importlib.util
 import json
-import pathlib
 
 import torch
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "hypernets_char_lm.py"
 
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("hypernets_char_lm", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_char_lm_example_trains_three_models_of_matched_size(tmp_path):
+def test_char_lm_example_trains_three_models_of_matched_size(tmp_path, load_example):
     out = tmp_path / "char_lm.json"
-    load_example().main([
+    load_example("hypernets_char_lm").main([
         "--steps", "4", "--eval-every", "2", "--seq-len", "10", "--batch-size", "4",
         "--embedding", "8", "--hidden", "16", "--hyper-size", "8", "--hyper-embedding", "4",
         "--recurrent-dropout", "0.1", "--dropout", "0.1", "--valid-chars", "500",
