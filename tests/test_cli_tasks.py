@@ -1,15 +1,18 @@
 import json
 
 import pytest
+import torch
 
 from probnets.cli import main
+from probnets.nn import hyperlstm
 
 
 @pytest.mark.parametrize("argv, metric", [
     (["hyperlstm", "--hidden-size", "16", "--hyper-size", "8", "--embedding-size", "8",
       "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
-    (["hyperlstm", "--compile-steps", "--hidden-size", "16", "--hyper-size", "8",
-      "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
+    pytest.param(["hyperlstm", "--compile-steps", "--hidden-size", "16", "--hyper-size", "8",
+                  "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4"], "valid_bpc",
+                 marks=pytest.mark.slow),  # ~100 s of compiling; the fast wiring test is below
     (["hyperlstm", "--rnn", "layernorm_lstm", "--hidden-size", "16", "--seq-len", "10",
       "--batch-size", "4"], "valid_bpc"),
     (["hyperlstm", "--recurrent-dropout", "0.1", "--dropout", "0.1", "--hidden-size", "16",
@@ -26,6 +29,21 @@ def test_deterministic_hypernet_tasks_train_and_evaluate(tmp_path, argv, metric)
     assert summary["steps"] == 3 and summary["bad_steps"] == 0
     assert metric in summary["eval"]
     assert (out / "last.pt").exists()
+
+
+def test_compile_steps_flag_compiles_the_hyperlstm_chunks(tmp_path, monkeypatch):
+    compiled = []
+
+    def record_compile(fn, **options):
+        compiled.append(fn.__name__)
+        return fn
+
+    monkeypatch.setattr(hyperlstm, "_compiled_chunks", {})
+    monkeypatch.setattr(torch, "compile", record_compile)
+    assert main(["train", "hyperlstm", "--compile-steps", "--hidden-size", "16", "--hyper-size",
+                 "8", "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4",
+                 "--steps", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert compiled == ["_scan_forward_chunk", "_scan_backward_chunk"]
 
 
 @pytest.mark.parametrize("argv, message", [
