@@ -12,7 +12,7 @@ from probnets.nn import hyperlstm
       "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
     pytest.param(["hyperlstm", "--compile-steps", "--hidden-size", "16", "--hyper-size", "8",
                   "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4"], "valid_bpc",
-                 marks=pytest.mark.slow),  # ~100 s of compiling; the fast wiring test is below
+                 marks=pytest.mark.slow),  # ~100 s with a cold Inductor cache; fast test below
     (["hyperlstm", "--rnn", "layernorm_lstm", "--hidden-size", "16", "--seq-len", "10",
       "--batch-size", "4"], "valid_bpc"),
     (["hyperlstm", "--recurrent-dropout", "0.1", "--dropout", "0.1", "--hidden-size", "16",
