@@ -1,12 +1,16 @@
 """Forward + backward time of HyperLSTM against nn.LSTM, an nn.LSTMCell loop and the
 layer-norm LSTM, on one sequence batch (default T=100, B=32, H=256, input 256). The
-HyperLSTM is timed twice: eager, and with ``compile_steps=True`` (its chunks of steps
-through ``torch.compile``; the one-off compile time, in the warm-up call, is reported apart).
+HyperLSTM is timed for each hyper-cell size ``N_h/N_z`` given (default: 128/16, the paper's
+absolute sizes, half the main width here; and 32/4, the paper's proportion of 1000 main
+units to 128 hyper units, and about the proportion chosen on validation for the character
+model in ``guides/hypernets.md``), each twice: eager, and with ``compile_steps=True`` (its
+chunks of steps through ``torch.compile``; the one-off compile time, in the warm-up call, is
+reported apart).
 
 Methods are timed round-robin and the median over repeats reported; the CPU is shared with
 other jobs, so read the ratios to nn.LSTM measured in the same run, not absolute times.
 
-    python examples/bench_hyperlstm.py [--out bench_hyperlstm.json]
+    python examples/bench_hyperlstm.py [--threads 2] [--hyper 128/16 32/4] [--out bench.json]
 """
 
 import argparse
@@ -36,14 +40,26 @@ class LSTMCellLoop(nn.Module):
         return torch.stack(outputs), (h, c)
 
 
+def hyper_sizes(text):
+    """``"128/16"`` -> ``(128, 16)``, for ``--hyper``."""
+    try:
+        width, embedding = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N_h/N_z such as 128/16, got {text!r}")
+    if width < 1 or embedding < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return width, embedding
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--input", type=int, default=256)
-    parser.add_argument("--hyper-size", type=int, default=128)
-    parser.add_argument("--hyper-embedding", type=int, default=16)
+    parser.add_argument("--hyper", type=hyper_sizes, nargs="+", default=[(128, 16), (32, 4)],
+                        metavar="N_h/N_z", help="hyper cell width / embedding size, one "
+                        "HyperLSTM per pair")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default=None)
     parser.add_argument("--threads", type=int, default=1,
@@ -57,12 +73,12 @@ def main():
         "nn.LSTM": nn.LSTM(args.input, args.hidden),
         "LSTMCell loop": LSTMCellLoop(args.input, args.hidden),
         "LayerNormLSTM": LayerNormLSTM(args.input, args.hidden),
-        "HyperLSTM": HyperLSTM(args.input, args.hidden, hyper_size=args.hyper_size,
-                               hyper_embedding_size=args.hyper_embedding),
-        "HyperLSTM, compiled steps": HyperLSTM(
-            args.input, args.hidden, hyper_size=args.hyper_size,
-            hyper_embedding_size=args.hyper_embedding, compile_steps=True),
     }
+    for width, embedding in args.hyper:
+        for compiled in (False, True):
+            name = f"HyperLSTM {width}/{embedding}" + (", compiled steps" if compiled else "")
+            models[name] = HyperLSTM(args.input, args.hidden, hyper_size=width,
+                                     hyper_embedding_size=embedding, compile_steps=compiled)
     x = torch.randn(args.steps, args.batch, args.input, requires_grad=True)
 
     def forward_backward(model):
@@ -79,13 +95,13 @@ def main():
     med = {name: statistics.median(ts) for name, ts in times.items()}
     ref = med["nn.LSTM"]
     print(f"T={args.steps} B={args.batch} H={args.hidden} input={args.input} "
-          f"hyper={args.hyper_size}/{args.hyper_embedding}, threads={torch.get_num_threads()}")
+          f"threads={torch.get_num_threads()}")
     print("fwd+bwd per sequence batch, median of round-robin repeats (shared CPU: trust ratios)")
-    print(f"{'model':27s}{'params':>10s}{'ms':>10s}{'x nn.LSTM':>11s}{'first call s':>14s}")
+    print(f"{'model':34s}{'params':>10s}{'ms':>10s}{'x nn.LSTM':>11s}{'first call s':>14s}")
     rows = []
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:27s}{params:10d}{1e3 * med[name]:10.1f}{med[name] / ref:11.2f}"
+        print(f"{name:34s}{params:10d}{1e3 * med[name]:10.1f}{med[name] / ref:11.2f}"
               f"{warmup[name]:14.2f}")
         rows.append({"model": name, "params": params, "ms": 1e3 * med[name],
                      "ratio": med[name] / ref, "first_call_s": warmup[name]})

@@ -457,9 +457,10 @@ class HyperLSTM(StackedRecurrent):
 
     Speed (``examples/bench_hyperlstm.py``): input projections of all steps are computed at
     once; per step the main recurrent matmul is fused with the hyper cell's ``h``-input
-    matmul and one ``sigmoid`` covers all gates; ``compile_steps=True`` fuses the rest. The
-    measured ratios to ``nn.LSTM`` (about 2.2-2.4x at one thread and 2.4-2.9x at two,
-    compiled, on T=100, B=32, H=256) and how they move with the machine's load are in
+    matmul and one ``sigmoid`` covers all gates; ``compile_steps=True`` fuses the rest.
+    Compiled, on T=100, B=32, H=256, forward + backward measured 1.8-2.2x ``nn.LSTM`` with a
+    hyper cell in the paper's proportion (32/4) and 2.6-3.0x with one half the main width
+    (128/16); the runs and how the ratios move with the machine's load are in
     ``guides/hypernets.md``.
 
     :param float dropout: dropout on each layer's output except the last (training only).
