@@ -1,5 +1,6 @@
-"""Character language models on the offline pydoc corpus: HyperLSTM vs a layer-norm LSTM
-vs nn.LSTM with (nearly) the same parameter count, trained the same number of steps.
+"""Character language models on an offline corpus (``--corpus pydoc``, the default, or
+``docstrings``, see :mod:`probnets.data.chars`): HyperLSTM vs a layer-norm LSTM vs nn.LSTM with
+(nearly) the same parameter count, trained the same number of steps.
 
     python examples/hypernets_char_lm.py --steps 1500 --out runs/char_lm.json \
         --figures guides/figures
@@ -14,7 +15,7 @@ import time
 
 import torch
 
-from probnets.data.chars import TBPTTBatches, load_pydoc_corpus
+from probnets.data.chars import TBPTTBatches, load_corpus
 from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
 
 
@@ -103,6 +104,9 @@ def main(argv=None):
                         help="HyperLSTM(compile_steps=True): its per-step kernels fused by "
                              "torch.compile after a one-off compile of about a minute (default "
                              "on; --no-compile-steps runs eagerly)")
+    parser.add_argument("--corpus", choices=["pydoc", "docstrings"], default="pydoc",
+                        help="pydoc_data.topics (418k training characters) or the standard "
+                             "library's docstrings (1.5M)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--valid-chars", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
@@ -114,7 +118,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    corpus = load_pydoc_corpus()
+    corpus = load_corpus(args.corpus)
     vocab = len(corpus.vocab)
     print(f"corpus {corpus.source}: {len(corpus.train)} train / {len(corpus.valid)} valid / "
           f"{len(corpus.test)} test chars, vocab {vocab}")

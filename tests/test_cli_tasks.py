@@ -31,6 +31,16 @@ def test_deterministic_hypernet_tasks_train_and_evaluate(tmp_path, argv, metric)
     assert (out / "last.pt").exists()
 
 
+def test_hyperlstm_task_trains_on_the_docstring_corpus(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "hyperlstm", "--corpus", "docstrings", "--rnn", "lstm", "--hidden-size",
+                 "8", "--embedding-size", "4", "--seq-len", "10", "--batch-size", "4",
+                 "--steps", "2", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"].startswith("standard-library docstrings (Python 3.")
+    assert 0.0 < summary["eval"]["valid_bpc"] < 8.0
+
+
 def test_compile_steps_flag_compiles_the_hyperlstm_chunks(tmp_path, monkeypatch):
     compiled = []
 

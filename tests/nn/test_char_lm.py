@@ -4,7 +4,13 @@ import pyro
 import pytest
 import torch
 
-from probnets.data.chars import TBPTTBatches, batchify, load_pydoc_corpus
+from probnets.data.chars import (
+    TBPTTBatches,
+    batchify,
+    load_corpus,
+    load_docstring_corpus,
+    load_pydoc_corpus,
+)
 from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
 
 
@@ -16,6 +22,37 @@ def test_corpus_is_deterministic_and_splits_cover_the_text():
     assert int(torch.cat([a.train, a.valid, a.test]).max()) < len(a.vocab)
     text = "".join(a.vocab[i] for i in a.train[:2000].tolist())
     assert " the " in text
+
+
+def decode(corpus, ids):
+    return "".join(corpus.vocab[i] for i in ids.tolist())
+
+
+def test_docstring_corpus_reads_module_class_and_function_docstrings_in_path_order(tmp_path):
+    (tmp_path / "b.py").write_text(
+        '"""Module b."""\n\nclass K:\n    """Class K."""\n\n    def f(self):\n'
+        '        """Method f."""\n\ndef g():\n    pass\n')
+    (tmp_path / "a.py").write_text('"""Module a, first in path order."""\n')
+    for skipped in ("test", "idlelib", "site-packages"):
+        (tmp_path / skipped).mkdir()
+        (tmp_path / skipped / "c.py").write_text(f'"""Skipped {skipped}."""\n')
+    (tmp_path / "broken.py").write_text('"""Does not parse."""\ndef (:\n')
+    corpus = load_docstring_corpus(0.1, 0.1, stdlib=tmp_path)
+    text = decode(corpus, torch.cat([corpus.train, corpus.valid, corpus.test]))
+    assert text == "Module a, first in path order.\n\nModule b.\n\nClass K.\n\nMethod f.\n"
+    n = len(text)
+    assert len(corpus.valid) == len(corpus.test) == int(0.1 * n)
+    assert corpus.vocab == "".join(sorted(set(text)))
+    assert str(tmp_path) in corpus.source
+    with pytest.raises(ValueError, match="no docstrings found"):
+        load_docstring_corpus(stdlib=tmp_path / "test" / "empty")
+
+
+def test_standard_library_docstring_corpus_is_larger_and_deterministic():
+    corpus = load_corpus("docstrings")
+    assert corpus.source.startswith("standard-library docstrings (Python 3.")
+    assert len(corpus.train) > 3 * len(load_pydoc_corpus().train)
+    assert " the " in decode(corpus, corpus.valid[:5000])
 
 
 def test_tbptt_batches_continue_each_other():
@@ -57,5 +94,7 @@ def test_errors():
         CharLanguageModel(5, "gru")
     with pytest.raises(ValueError, match="valid_fraction and test_fraction"):
         load_pydoc_corpus(valid_fraction=0.7)
+    with pytest.raises(ValueError, match="unknown corpus 'wiki'"):
+        load_corpus("wiki")
     with pytest.raises(ValueError, match="inputs must be int64 ids"):
         CharLanguageModel(5, "lstm", 4, 8)(torch.zeros(3, 2))
