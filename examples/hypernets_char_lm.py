@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from probnets.data.chars import TBPTTBatches, load_corpus
+from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
 from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
 
 
@@ -104,7 +104,7 @@ def main(argv=None):
                         help="HyperLSTM(compile_steps=True): its per-step kernels fused by "
                              "torch.compile after a one-off compile of about a minute (default "
                              "on; --no-compile-steps runs eagerly)")
-    parser.add_argument("--corpus", choices=["pydoc", "docstrings"], default="pydoc",
+    parser.add_argument("--corpus", choices=CORPORA, default="pydoc",
                         help="pydoc_data.topics (418k training characters) or the standard "
                              "library's docstrings (1.5M)")
     parser.add_argument("--eval-every", type=int, default=250)

@@ -19,7 +19,7 @@ from collections import namedtuple
 
 import torch
 
-__all__ = ["CharCorpus", "load_pydoc_corpus", "load_docstring_corpus", "load_corpus",
+__all__ = ["CharCorpus", "CORPORA", "load_pydoc_corpus", "load_docstring_corpus", "load_corpus",
            "TBPTTBatches", "batchify"]
 
 CharCorpus = namedtuple("CharCorpus", ["train", "valid", "test", "vocab", "source"])
@@ -93,6 +93,7 @@ def load_docstring_corpus(valid_fraction=0.05, test_fraction=0.05, stdlib=None):
 
 
 _LOADERS = {"pydoc": load_pydoc_corpus, "docstrings": load_docstring_corpus}
+CORPORA = tuple(_LOADERS)  # the names load_corpus accepts
 
 
 def load_corpus(name, valid_fraction=0.05, test_fraction=0.05):
