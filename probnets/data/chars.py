@@ -69,7 +69,8 @@ def load_docstring_corpus(valid_fraction=0.05, test_fraction=0.05, stdlib=None):
     the docstrings of the module, its classes and its functions in :func:`ast.walk` order,
     separated by blank lines. Files that do not parse are skipped. The text is split
     contiguously: the first ``1 - valid_fraction - test_fraction`` for training, then
-    validation, then test, so held-out text comes from modules the training text never saw.
+    validation, then test, so held-out text comes from modules the training text never saw
+    (but for the one module cut at the boundary).
     """
     root = pathlib.Path(sysconfig.get_paths()["stdlib"] if stdlib is None else stdlib)
     skip = {"test", "tests", "idlelib", "site-packages"}
