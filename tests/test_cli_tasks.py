@@ -41,6 +41,18 @@ def test_hyperlstm_task_trains_on_the_docstring_corpus(tmp_path):
     assert 0.0 < summary["eval"]["valid_bpc"] < 8.0
 
 
+def test_hyperlstm_task_defaults_to_the_validated_hyper_cell_and_records_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "hyperlstm", "--hidden-size", "16", "--embedding-size", "8",
+                 "--seq-len", "10", "--batch-size", "4", "--steps", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"]["lr"] == pytest.approx(4e-3)
+    config = torch.load(out / "last.pt", weights_only=False)["extra"]["config"]
+    assert config["hyper_size"] == 16 and config["hyper_embedding_size"] == 4
+    assert config["rnn"] == "hyperlstm" and config["parameters"] > 0
+
+
 def test_compile_steps_flag_compiles_the_hyperlstm_chunks(tmp_path, monkeypatch):
     compiled = []
 
