@@ -17,6 +17,7 @@ import torch
 
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
 from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
+from probnets.train import parse_schedule
 
 
 def n_params(model):
@@ -40,8 +41,11 @@ def train(model, corpus, args, label):
     batches = TBPTTBatches(corpus.train, args.seq_len, args.batch_size)
     objective = TBPTTObjective(model, batches)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    lr_factor = parse_schedule(args.lr_schedule, args.steps)
     curve, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * lr_factor(step - 1)
         loss = objective(*next(batches))
         optimizer.zero_grad()
         loss.backward()
@@ -96,6 +100,9 @@ def main(argv=None):
     parser.add_argument("--hyper-size", type=int, default=64)
     parser.add_argument("--hyper-embedding", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr-schedule", default="constant",
+                        help="factor on --lr over the run, as `probnets train`'s: constant | "
+                             "cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="dropout on embeddings and outputs, every model")
     parser.add_argument("--recurrent-dropout", type=float, default=0.0,
@@ -116,6 +123,10 @@ def main(argv=None):
     parser.add_argument("--save-hyperlstm", default=None, help="path for the trained state_dict")
     parser.add_argument("--figures", default=None, help="directory for the PNG figures")
     args = parser.parse_args(argv)
+    try:
+        parse_schedule(args.lr_schedule, args.steps)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
 
     corpus = load_corpus(args.corpus)
@@ -144,7 +155,7 @@ def main(argv=None):
                      "valid_bpc": curve[-1][1], "test_bpc": test_bpc, "train_seconds": seconds})
         curves[rnn], models[rnn] = curve, model
     print(f"\nsteps={args.steps} T={args.seq_len} B={args.batch_size} lr={args.lr} "
-          f"(valid on the first {args.valid_chars} chars)")
+          f"({args.lr_schedule}) (valid on the first {args.valid_chars} chars)")
     print(f"{'model':16s}{'hidden':>7s}{'params':>9s}{'valid bpc':>11s}{'test bpc':>10s}{'s/step':>8s}")
     for r in rows:
         print(f"{r['model']:16s}{r['hidden']:7d}{r['params']:9d}{r['valid_bpc']:11.3f}"
