@@ -27,7 +27,7 @@ def test_char_lm_example_trains_three_models_of_matched_size(tmp_path, load_exam
         assert (tmp_path / figure).stat().st_size > 0
 
 
-def test_char_lm_example_follows_the_learning_rate_schedule(tmp_path, load_example, monkeypatch):
+def test_char_lm_example_follows_the_learning_rate_schedule(load_example, monkeypatch):
     seen = []
 
     class RecordingAdam(torch.optim.Adam):
