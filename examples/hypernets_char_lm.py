@@ -7,10 +7,17 @@
 
 Prints held-out bits per character, writes JSON, the validation curves and the
 "how much the weights changed" figure of seed 003 for the trained HyperLSTM.
+
+With ``--checkpoint-dir DIR`` each model's training is checkpointed to ``DIR/<model>.pt`` at
+every evaluation (weights, Adam's moments, the data position, the recurrent state carried by
+truncated back-propagation and the random states). Running the same command again resumes
+each model where its checkpoint left it, continuing exactly as an uninterrupted run; a model
+whose checkpoint is at the last step is only evaluated again.
 """
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -18,6 +25,18 @@ import torch
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
 from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
 from probnets.train import parse_schedule
+from probnets.train.checkpoint import (
+    FORMAT_VERSION,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+
+# Arguments that change what training computes: a checkpoint resumes only if they agree.
+RESUME_ARGS = ("corpus", "steps", "seq_len", "batch_size", "embedding", "hidden", "hyper_size",
+               "hyper_embedding", "lr", "lr_schedule", "dropout", "recurrent_dropout",
+               "eval_every", "valid_chars", "seed")
 
 
 def n_params(model):
@@ -36,14 +55,37 @@ def matched_hidden(rnn, vocab, embedding, target):
     return min((lo, lo + 1), key=lambda h: abs(n_params(CharLanguageModel(vocab, rnn, embedding, h)) - target))
 
 
-def train(model, corpus, args, label):
+def resume(path, label, args, model, optimizer, batches, objective):
+    """Load ``path`` into the training objects; returns the curve, steps done and seconds."""
+    saved = load_checkpoint(path)
+    changed = [f"--{key.replace('_', '-')} {saved['args'].get(key)!r} -> {getattr(args, key)!r}"
+               for key in RESUME_ARGS if saved["args"].get(key) != getattr(args, key)]
+    if saved["model_name"] != label:
+        raise ValueError(f"checkpoint {path} holds a {saved['model_name']}, not a {label}")
+    if changed:
+        raise ValueError(f"checkpoint {path} was written with other arguments "
+                         f"({', '.join(changed)}); remove it or use another --checkpoint-dir")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    batches.load_state_dict(saved["batches"])
+    objective.state = None if saved["rnn_state"] is None else tuple(saved["rnn_state"])
+    set_rng_state(saved["rng"])
+    print(f"{label:15s} resumed from {path} at step {saved['step']}", flush=True)
+    return [tuple(point) for point in saved["curve"]], saved["step"], saved["seconds"]
+
+
+def train(model, corpus, args, label, checkpoint=None):
     torch.manual_seed(args.seed)
     batches = TBPTTBatches(corpus.train, args.seq_len, args.batch_size)
     objective = TBPTTObjective(model, batches)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     lr_factor = parse_schedule(args.lr_schedule, args.steps)
-    curve, start = [], time.perf_counter()
-    for step in range(1, args.steps + 1):
+    curve, done, seconds = [], 0, 0.0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        curve, done, seconds = resume(checkpoint, label, args, model, optimizer, batches,
+                                      objective)
+    start = time.perf_counter() - seconds
+    for step in range(done + 1, args.steps + 1):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * lr_factor(step - 1)
         loss = objective(*next(batches))
@@ -56,6 +98,15 @@ def train(model, corpus, args, label):
             curve.append((step, bpc))
             print(f"{label:15s} step {step:5d} train {loss.item() / 0.6931:.3f} valid {bpc:.3f} bpc "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
+            if checkpoint is not None:
+                carried = objective.state
+                save_checkpoint(checkpoint, {
+                    "format": FORMAT_VERSION, "model_name": label, "args": vars(args),
+                    "step": step, "curve": curve, "seconds": time.perf_counter() - start,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "batches": batches.state_dict(),
+                    "rnn_state": None if carried is None else list(carried),
+                    "rng": get_rng_state()})
     return curve, time.perf_counter() - start
 
 
@@ -122,6 +173,9 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     parser.add_argument("--save-hyperlstm", default=None, help="path for the trained state_dict")
     parser.add_argument("--figures", default=None, help="directory for the PNG figures")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="checkpoint each model to DIR/<model>.pt at every evaluation and "
+                             "resume from there when the command is run again")
     args = parser.parse_args(argv)
     try:
         parse_schedule(args.lr_schedule, args.steps)
@@ -149,7 +203,10 @@ def main(argv=None):
             extra = {"recurrent_dropout": args.recurrent_dropout} if rnn == "layernorm_lstm" else {}
             model = CharLanguageModel(vocab, rnn, args.embedding, hidden, dropout=args.dropout,
                                       **extra)
-        curve, seconds = train(model, corpus, args, rnn)
+        checkpoint = None
+        if args.checkpoint_dir:
+            checkpoint = os.path.join(args.checkpoint_dir, f"{rnn}.pt")
+        curve, seconds = train(model, corpus, args, rnn, checkpoint)
         test_bpc = evaluate_bpc(model, corpus.test, args.seq_len, 8)
         rows.append({"model": rnn, "hidden": hidden, "params": n_params(model),
                      "valid_bpc": curve[-1][1], "test_bpc": test_bpc, "train_seconds": seconds})
@@ -166,8 +223,6 @@ def main(argv=None):
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "rows": rows, "curves": curves}, f, indent=1)
     if args.figures:
-        import os
-
         import matplotlib
 
         matplotlib.use("Agg")

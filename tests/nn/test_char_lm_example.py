@@ -48,3 +48,54 @@ def test_char_lm_example_rejects_an_unknown_schedule(load_example, capsys):
     with pytest.raises(SystemExit):
         load_example("hypernets_char_lm").main(["--lr-schedule", "linear"])
     assert "unknown schedule 'linear'" in capsys.readouterr().err
+
+
+TINY_RUN = ["--steps", "6", "--eval-every", "2", "--seq-len", "10", "--batch-size", "4",
+            "--embedding", "8", "--hidden", "16", "--hyper-size", "8", "--hyper-embedding", "4",
+            "--dropout", "0.1", "--recurrent-dropout", "0.1", "--valid-chars", "300",
+            "--models", "hyperlstm,layernorm_lstm", "--no-compile-steps", "--threads", "1"]
+
+
+def test_char_lm_example_resumes_a_killed_run_exactly(tmp_path, load_example):
+    def run(name, kill_at_call=None):
+        example = load_example("hypernets_char_lm")
+        if kill_at_call is not None:
+            calls, evaluate = [], example.evaluate_bpc
+
+            def evaluate_until_killed(*args, **kwargs):
+                calls.append(None)
+                if len(calls) == kill_at_call:
+                    raise KeyboardInterrupt
+                return evaluate(*args, **kwargs)
+
+            example.evaluate_bpc = evaluate_until_killed
+        example.main(TINY_RUN + ["--checkpoint-dir", str(tmp_path / name),
+                                 "--out", str(tmp_path / f"{name}.json"),
+                                 "--save-hyperlstm", str(tmp_path / f"{name}.pt")])
+        return json.loads((tmp_path / f"{name}.json").read_text())
+
+    uninterrupted = run("straight")
+    # The HyperLSTM evaluates at steps 2, 4, 6 and on the test text (4 calls); the
+    # layer-norm LSTM's third call is its step-6 evaluation, so the kill leaves its step-4
+    # checkpoint (and the HyperLSTM's finished one) behind.
+    with pytest.raises(KeyboardInterrupt):
+        run("killed", kill_at_call=7)
+    assert not (tmp_path / "killed.json").exists()
+    saved = torch.load(tmp_path / "killed" / "layernorm_lstm.pt", weights_only=True)
+    assert saved["step"] == 4
+    resumed = run("killed")
+    assert resumed["curves"] == uninterrupted["curves"]
+    for new, old in zip(resumed["rows"], uninterrupted["rows"]):
+        assert (new["model"], new["valid_bpc"], new["test_bpc"]) == \
+            (old["model"], old["valid_bpc"], old["test_bpc"])
+    straight = torch.load(tmp_path / "straight.pt", weights_only=True)
+    for name, tensor in torch.load(tmp_path / "killed.pt", weights_only=True).items():
+        assert torch.equal(tensor, straight[name]), name
+
+
+def test_char_lm_example_refuses_a_checkpoint_of_other_arguments(tmp_path, load_example):
+    example = load_example("hypernets_char_lm")
+    tiny_lstm = TINY_RUN + ["--models", "lstm", "--checkpoint-dir", str(tmp_path)]
+    example.main(tiny_lstm)
+    with pytest.raises(ValueError, match=r"--lr 0.002 -> 0.01.*another --checkpoint-dir"):
+        example.main(tiny_lstm + ["--lr", "0.01"])
