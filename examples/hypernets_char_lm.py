@@ -23,7 +23,7 @@ import time
 import torch
 
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
-from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
+from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size
 from probnets.train import parse_schedule
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
@@ -41,18 +41,6 @@ RESUME_ARGS = ("corpus", "steps", "seq_len", "batch_size", "embedding", "hidden"
 
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
-
-
-def matched_hidden(rnn, vocab, embedding, target):
-    """Hidden size whose model has the parameter count closest to ``target``."""
-    lo, hi = 1, 2048  # parameter count grows with h: bisect for the last h below target
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if n_params(CharLanguageModel(vocab, rnn, embedding, mid)) <= target:
-            lo = mid
-        else:
-            hi = mid - 1
-    return min((lo, lo + 1), key=lambda h: abs(n_params(CharLanguageModel(vocab, rnn, embedding, h)) - target))
 
 
 def resume(path, label, args, model, optimizer, batches, objective):
@@ -199,7 +187,7 @@ def main(argv=None):
         if rnn == "hyperlstm":
             model, hidden = hyper, args.hidden
         else:
-            hidden = matched_hidden(rnn, vocab, args.embedding, target)
+            hidden = matched_hidden_size(rnn, vocab, target, args.embedding)
             extra = {"recurrent_dropout": args.recurrent_dropout} if rnn == "layernorm_lstm" else {}
             model = CharLanguageModel(vocab, rnn, args.embedding, hidden, dropout=args.dropout,
                                       **extra)

@@ -53,6 +53,28 @@ def test_hyperlstm_task_defaults_to_the_validated_hyper_cell_and_records_it(tmp_
     assert config["rnn"] == "hyperlstm" and config["parameters"] > 0
 
 
+def test_hyperlstm_task_matches_the_baselines_to_the_default_hyperlstm_by_default(tmp_path):
+    parameters = {}
+    for rnn in ("hyperlstm", "layernorm_lstm", "lstm"):
+        out = tmp_path / rnn
+        assert main(["train", "hyperlstm", "--rnn", rnn, "--embedding-size", "8", "--seq-len",
+                     "10", "--batch-size", "4", "--steps", "1", "--out", str(out),
+                     "--no-progress"]) == 0
+        config = torch.load(out / "last.pt", weights_only=False)["extra"]["config"]
+        parameters[rnn] = config["parameters"]
+        if rnn == "hyperlstm":
+            assert config["hidden_size"] == 128
+        else:
+            assert config["hidden_size"] > 128  # no hyper cell: the width takes its parameters
+    for rnn in ("layernorm_lstm", "lstm"):
+        assert abs(parameters[rnn] - parameters["hyperlstm"]) < 0.01 * parameters["hyperlstm"]
+    out = tmp_path / "given"
+    assert main(["train", "hyperlstm", "--rnn", "lstm", "--hidden-size", "20", "--embedding-size",
+                 "8", "--seq-len", "10", "--batch-size", "4", "--steps", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert torch.load(out / "last.pt", weights_only=False)["extra"]["config"]["hidden_size"] == 20
+
+
 def test_compile_steps_flag_compiles_the_hyperlstm_chunks(tmp_path, monkeypatch):
     compiled = []
 

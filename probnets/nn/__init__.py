@@ -2,7 +2,7 @@
 the HyperLSTM and the layer-norm LSTM, the reactive query network, and the small
 objectives used to train them (``Trainer.for_objective``)."""
 
-from .char_lm import CharLanguageModel, TBPTTObjective, evaluate_bpc
+from .char_lm import CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size
 from .classify import accuracy, cross_entropy_objective
 from .functional import dynamic_conv2d, dynamic_linear
 from .hyperlstm import HyperLSTM, HyperLSTMCell
@@ -27,4 +27,5 @@ __all__ = [
     "dynamic_conv2d",
     "dynamic_linear",
     "evaluate_bpc",
+    "matched_hidden_size",
 ]

@@ -11,7 +11,8 @@ from torch.nn import functional as F
 from .hyperlstm import HyperLSTM
 from .layer_norm_lstm import LayerNormLSTM
 
-__all__ = ["CharLanguageModel", "TBPTTObjective", "evaluate_bpc", "RNN_TYPES"]
+__all__ = ["CharLanguageModel", "TBPTTObjective", "evaluate_bpc", "matched_hidden_size",
+           "RNN_TYPES"]
 
 RNN_TYPES = ("hyperlstm", "layernorm_lstm", "lstm")
 
@@ -58,6 +59,35 @@ class CharLanguageModel(nn.Module):
         logits, state = self(inputs, state)
         nll = F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
         return nll, state
+
+
+def matched_hidden_size(rnn, vocab_size, target_parameters, embedding_size=64, num_layers=1,
+                        max_hidden_size=2048, **rnn_kwargs):
+    """The hidden size at which ``CharLanguageModel(vocab_size, rnn, embedding_size, hidden,
+    num_layers, **rnn_kwargs)`` has the parameter count closest to ``target_parameters``, so
+    that recurrent networks are compared at equal size.
+
+    The count grows with the hidden size, so bisection over ``[1, max_hidden_size]`` finds the
+    last size at or below the target, and it or the next is the closest. The candidates are
+    built like any model, drawing their initial weights from torch's global generator, so a
+    seeded script that calls this gets the same models on every run.
+    """
+    def count(hidden):
+        model = CharLanguageModel(vocab_size, rnn, embedding_size, hidden, num_layers,
+                                  **rnn_kwargs)
+        return sum(p.numel() for p in model.parameters())
+
+    low, high = 1, max_hidden_size
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count(middle) <= target_parameters:
+            low = middle
+        else:
+            high = middle - 1
+    if low == max_hidden_size:
+        raise ValueError(f"a {rnn} model of hidden size max_hidden_size={max_hidden_size} has "
+                         f"at most {target_parameters} parameters; raise max_hidden_size")
+    return min((low, low + 1), key=lambda hidden: abs(count(hidden) - target_parameters))
 
 
 def _detach(state):

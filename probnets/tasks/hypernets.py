@@ -25,6 +25,7 @@ from probnets.nn import (
     accuracy,
     cross_entropy_objective,
     evaluate_bpc,
+    matched_hidden_size,
 )
 from probnets.tasks.base import Task, TaskRun, register
 from probnets.train import BatchSampler
@@ -68,6 +69,9 @@ class _CarriedStateBatches:
         self.objective.state = None if saved is None else tuple(saved)
 
 
+DEFAULT_HYPERLSTM_HIDDEN = 128
+
+
 @register
 class HyperLSTMTask(Task):
     name = "hyperlstm"
@@ -79,7 +83,11 @@ class HyperLSTMTask(Task):
     def add_arguments(self, parser):
         parser.add_argument("--rnn", choices=["hyperlstm", "layernorm_lstm", "lstm"],
                             default="hyperlstm", help="recurrent network (default hyperlstm)")
-        parser.add_argument("--hidden-size", type=int, default=128)
+        parser.add_argument("--hidden-size", type=int, default=None,
+                            help=f"recurrent width (default {DEFAULT_HYPERLSTM_HIDDEN} for the "
+                                 "HyperLSTM; for layernorm_lstm and lstm, the width at which "
+                                 "the model has the parameter count of that default HyperLSTM, "
+                                 "so that default runs of the three compare at equal size)")
         parser.add_argument("--embedding-size", type=int, default=32)
         parser.add_argument("--num-layers", type=int, default=1)
         parser.add_argument("--hyper-size", type=int, default=16,
@@ -104,15 +112,27 @@ class HyperLSTMTask(Task):
             raise SystemExit("probnets: error: --recurrent-dropout: nn.LSTM has no recurrent "
                              "dropout (use --rnn hyperlstm or layernorm_lstm, or --dropout)")
         corpus = load_corpus(args.corpus)
+        vocab_size = len(corpus.vocab)
+        hyper_sizes = dict(hyper_size=args.hyper_size,
+                           hyper_embedding_size=args.hyper_embedding_size)
         extra = {}
         if args.rnn != "lstm":
             extra["recurrent_dropout"] = args.recurrent_dropout
         if args.rnn == "hyperlstm":
-            extra.update(hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding_size,
-                         compile_steps=args.compile_steps)
+            extra.update(hyper_sizes, compile_steps=args.compile_steps)
+        hidden_size = args.hidden_size
         try:
-            model = CharLanguageModel(len(corpus.vocab), args.rnn, args.embedding_size,
-                                      args.hidden_size, args.num_layers, args.dropout, **extra)
+            if hidden_size is None and args.rnn == "hyperlstm":
+                hidden_size = DEFAULT_HYPERLSTM_HIDDEN
+            elif hidden_size is None:
+                reference = CharLanguageModel(vocab_size, "hyperlstm", args.embedding_size,
+                                              DEFAULT_HYPERLSTM_HIDDEN, args.num_layers,
+                                              **hyper_sizes)
+                hidden_size = matched_hidden_size(
+                    args.rnn, vocab_size, sum(p.numel() for p in reference.parameters()),
+                    args.embedding_size, args.num_layers)
+            model = CharLanguageModel(vocab_size, args.rnn, args.embedding_size, hidden_size,
+                                      args.num_layers, args.dropout, **extra)
         except ValueError as error:
             raise SystemExit(f"probnets: error: {error}") from None
         model = model.to(device=device, dtype=args.dtype)
@@ -124,7 +144,7 @@ class HyperLSTMTask(Task):
             metrics_fn=lambda trainer: {"train_bpc": trainer.last_loss / 0.6931471805599453},
             eval_fn=lambda trainer: {"valid_bpc": evaluate_bpc(model, valid, args.seq_len)},
             data_source=corpus.source,
-            config={"rnn": args.rnn, "hidden_size": args.hidden_size,
+            config={"rnn": args.rnn, "hidden_size": hidden_size,
                     "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
                     "parameters": sum(p.numel() for p in model.parameters()),
                     **{name: value for name, value in extra.items() if name.startswith("hyper")}})

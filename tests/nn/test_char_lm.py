@@ -11,7 +11,7 @@ from probnets.data.chars import (
     load_docstring_corpus,
     load_pydoc_corpus,
 )
-from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc
+from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size
 
 
 def test_corpus_is_deterministic_and_splits_cover_the_text():
@@ -89,6 +89,34 @@ def test_char_lm_objective_carries_state_and_bpc_is_uniform_at_zero_logits():
             model.decoder.weight.zero_()
             model.decoder.bias.zero_()
         assert evaluate_bpc(model, ids, 10, 4) == pytest.approx(math.log2(11))
+
+
+def _parameters(hidden, rnn, **kwargs):
+    return sum(p.numel() for p in CharLanguageModel(50, rnn, 8, hidden, **kwargs).parameters())
+
+
+@pytest.mark.parametrize("rnn, kwargs", [
+    ("layernorm_lstm", {}),
+    ("lstm", {}),
+    ("hyperlstm", {"hyper_size": 8, "hyper_embedding_size": 4}),
+])
+@pytest.mark.parametrize("target", [20_000, 60_000])
+def test_matched_hidden_size_is_the_closest_in_parameters(rnn, kwargs, target):
+    hidden = matched_hidden_size(rnn, 50, target, embedding_size=8, max_hidden_size=256, **kwargs)
+    below, at, above = (_parameters(h, rnn, **kwargs) for h in (hidden - 1, hidden, hidden + 1))
+    # the count grows with the size, so the neighbours bracket the target and are no closer
+    assert below < target < above
+    assert abs(at - target) <= min(target - below, above - target)
+
+
+def test_matched_hidden_size_passes_recurrent_arguments_and_layers():
+    target = _parameters(24, "hyperlstm", hyper_size=8, hyper_embedding_size=4)
+    assert matched_hidden_size("hyperlstm", 50, target, 8, hyper_size=8,
+                               hyper_embedding_size=4) == 24
+    two_layers = matched_hidden_size("lstm", 50, target, 8, num_layers=2)
+    assert two_layers < matched_hidden_size("lstm", 50, target, 8)
+    with pytest.raises(ValueError, match="raise max_hidden_size"):
+        matched_hidden_size("lstm", 50, 10 ** 9, 8, max_hidden_size=64)
 
 
 def test_errors():
