@@ -36,7 +36,10 @@ from probnets.train.checkpoint import (
 # Arguments that change what training computes: a checkpoint resumes only if they agree.
 RESUME_ARGS = ("corpus", "steps", "seq_len", "batch_size", "embedding", "hidden", "hyper_size",
                "hyper_embedding", "lr", "lr_schedule", "dropout", "recurrent_dropout",
-               "eval_every", "valid_chars", "seed")
+               "hyper_recurrent_dropout", "eval_every", "valid_chars", "seed")
+# Of those, the ones added after checkpoints were first written, with the value that older
+# checkpoints were trained with.
+ADDED_ARGS = {"hyper_recurrent_dropout": 0.0}
 
 
 def n_params(model):
@@ -46,8 +49,9 @@ def n_params(model):
 def resume(path, label, args, model, optimizer, batches, objective):
     """Load ``path`` into the training objects; returns the curve, steps done and seconds."""
     saved = load_checkpoint(path)
-    changed = [f"--{key.replace('_', '-')} {saved['args'].get(key)!r} -> {getattr(args, key)!r}"
-               for key in RESUME_ARGS if saved["args"].get(key) != getattr(args, key)]
+    saved_args = {**ADDED_ARGS, **saved["args"]}
+    changed = [f"--{key.replace('_', '-')} {saved_args.get(key)!r} -> {getattr(args, key)!r}"
+               for key in RESUME_ARGS if saved_args.get(key) != getattr(args, key)]
     if saved["model_name"] != label:
         raise ValueError(f"checkpoint {path} holds a {saved['model_name']}, not a {label}")
     if changed:
@@ -146,6 +150,8 @@ def main(argv=None):
                         help="dropout on embeddings and outputs, every model")
     parser.add_argument("--recurrent-dropout", type=float, default=0.0,
                         help="dropout on the candidate (HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
+    parser.add_argument("--hyper-recurrent-dropout", type=float, default=0.0,
+                        help="dropout on the HyperLSTM's hyper-cell candidate")
     parser.add_argument("--compile-steps", action=argparse.BooleanOptionalAction, default=True,
                         help="HyperLSTM(compile_steps=True): its per-step kernels fused by "
                              "torch.compile after a one-off compile of about a minute (default "
@@ -179,6 +185,7 @@ def main(argv=None):
     hyper = CharLanguageModel(vocab, "hyperlstm", args.embedding, args.hidden, dropout=args.dropout,
                               hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding,
                               recurrent_dropout=args.recurrent_dropout,
+                              hyper_recurrent_dropout=args.hyper_recurrent_dropout,
                               compile_steps=args.compile_steps)
     target = n_params(hyper)
     rows, curves, models = [], {}, {}

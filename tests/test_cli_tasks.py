@@ -15,9 +15,9 @@ from probnets.nn import hyperlstm
                  marks=pytest.mark.slow),  # ~100 s with a cold Inductor cache; fast test below
     (["hyperlstm", "--rnn", "layernorm_lstm", "--hidden-size", "16", "--seq-len", "10",
       "--batch-size", "4"], "valid_bpc"),
-    (["hyperlstm", "--recurrent-dropout", "0.1", "--dropout", "0.1", "--hidden-size", "16",
-      "--hyper-size", "8", "--embedding-size", "8", "--seq-len", "10", "--batch-size", "4"],
-     "valid_bpc"),
+    (["hyperlstm", "--recurrent-dropout", "0.1", "--hyper-recurrent-dropout", "0.1",
+      "--dropout", "0.1", "--hidden-size", "16", "--hyper-size", "8", "--embedding-size", "8",
+      "--seq-len", "10", "--batch-size", "4"], "valid_bpc"),
     (["reactive", "--iterations", "2", "--batch-size", "16"], "test_accuracy"),
     (["hypercnn", "--batch-size", "16"], "test_accuracy"),
     (["hypercnn", "--no-hyper", "--batch-size", "16"], "test_accuracy"),
@@ -93,6 +93,9 @@ def test_compile_steps_flag_compiles_the_hyperlstm_chunks(tmp_path, monkeypatch)
 @pytest.mark.parametrize("argv, message", [
     (["--rnn", "lstm", "--recurrent-dropout", "0.1"], "nn.LSTM has no recurrent dropout"),
     (["--recurrent-dropout", "1.5"], r"recurrent_dropout must be in \[0, 1\)"),
+    (["--rnn", "layernorm_lstm", "--hyper-recurrent-dropout", "0.1"],
+     "only the HyperLSTM has a hyper cell"),
+    (["--hyper-recurrent-dropout", "1.5"], r"hyper_recurrent_dropout must be in \[0, 1\)"),
     (["--rnn", "lstm", "--dropout", "-0.1"], r"dropout must be in \[0, 1\)"),
 ])
 def test_hyperlstm_task_rejects_bad_dropout(tmp_path, argv, message):

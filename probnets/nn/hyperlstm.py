@@ -76,14 +76,14 @@ def _lstm_backward(dh, dc, pre, s, g, c, c_new, norm, grads, mask, eps):
 
 
 def _scan_forward_step(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z_bias,
-                       scale_weight, bias, norm, hyper_norm, mask, eps):
+                       scale_weight, bias, norm, hyper_norm, mask, hyper_mask, eps):
     """One step of :class:`_HyperLSTMScan`'s forward pass: the new state and what the
     backward pass keeps of this step."""
     B, H = h.shape
     Nh, Nz = hh.shape[-1], scale_weight.shape[1]
     rec_main, rec_hyper = torch.mm(h, w_h_t).split([4 * H, 4 * Nh], dim=1)
     pre_hyper = torch.addmm(x_hyper + rec_hyper, hh, w_hyper_t).view(B, 4, Nh)
-    hh, hc, s_hyper, g_hyper = _lstm_forward(pre_hyper, hc, hyper_norm, None, eps)
+    hh, hc, s_hyper, g_hyper = _lstm_forward(pre_hyper, hc, hyper_norm, hyper_mask, eps)
     z = torch.addmm(z_bias, hh, w_z_t).view(B, 12, Nz)
     d_x, d_h, delta = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
     if bias is not None:
@@ -96,7 +96,7 @@ def _scan_forward_step(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z
 
 def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new, x_main,
                         w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
-                        hyper_norm_grads, d_bias, d_z_bias, mask, eps):
+                        hyper_norm_grads, d_bias, d_z_bias, mask, hyper_mask, eps):
     """One step of :class:`_HyperLSTMScan`'s backward pass, without the weight-gradient
     matmuls (:func:`_scan_backward_chunk` does those once per chunk). ``dh, dhh`` include
     the gradients of this step's outputs. Returns the gradients flowing to step ``t - 1``,
@@ -116,7 +116,8 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
     d_z_bias = d_z_bias + dz.sum(0)
     dhh = torch.addmm(dhh, dz, w_z)
     dph, dhc, hyper_norm_grads = _lstm_backward(dhh, dhc, pre_hyper, s_hyper, g_hyper, hc_prev,
-                                                hc_new, hyper_norm, hyper_norm_grads, None, eps)
+                                                hc_new, hyper_norm, hyper_norm_grads, hyper_mask,
+                                                eps)
     dph = dph.view(B, 4 * Nh)
     d_rec = torch.cat([(dpre * d_h).view(B, 4 * H), dph], 1)
     dhh = torch.mm(dph, w_hyper)
@@ -126,14 +127,15 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
 
 
 def _scan_forward_chunk(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z_bias,
-                        scale_weight, bias, norm, hyper_norm, mask, eps):
+                        scale_weight, bias, norm, hyper_norm, mask, hyper_mask, eps):
     """``len(x_main)`` consecutive steps of :func:`_scan_forward_step`: the state after each
     step and what the backward pass keeps of each."""
     states, saved = [], []
     for t in range(x_main.shape[0]):
         h, c, hh, hc, step_saved = _scan_forward_step(
             h, c, hh, hc, x_main[t], x_hyper[t], w_h_t, w_hyper_t, w_z_t, z_bias, scale_weight,
-            bias, norm, hyper_norm, None if mask is None else mask[t], eps)
+            bias, norm, hyper_norm, None if mask is None else mask[t],
+            None if hyper_mask is None else hyper_mask[t], eps)
         states.append((h, c, hh, hc))
         saved.append(step_saved)
     return states, saved
@@ -141,7 +143,7 @@ def _scan_forward_chunk(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, 
 
 def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, states, x_main,
                          w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
-                         hyper_norm_grads, d_bias, d_z_bias, mask, eps):
+                         hyper_norm_grads, d_bias, d_z_bias, mask, hyper_mask, eps):
     """The backward pass over the ``K = len(x_main)`` steps of one chunk, last step first.
 
     ``states`` holds the ``K + 1`` states from the one before the chunk to its last,
@@ -161,7 +163,7 @@ def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, st
             dh, dc, dhh, dhc, saved[t], states[t][1], states[t + 1][1], states[t][3],
             states[t + 1][3], x_main[t], w_h, w_hyper, w_z, scale_weight, norm, hyper_norm,
             norm_grads, hyper_norm_grads, d_bias, d_z_bias, None if mask is None else mask[t],
-            eps)
+            None if hyper_mask is None else hyper_mask[t], eps)
     d_x_hyper = torch.stack(d_x_hyper)
     B = x_main.shape[1]
     hh = torch.cat([state[2] for state in states])  # ((K + 1) B, N_h): before and after each step
@@ -213,7 +215,7 @@ class _HyperLSTMScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight,
                 bias, gamma, beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
-                hcell_bias, mask, eps, compiled):
+                hcell_bias, mask, hyper_mask, eps, compiled):
         T = x_main.shape[0]
         H = h.shape[-1]
         forward_chunk, _ = _chunk_functions(compiled)
@@ -230,14 +232,16 @@ class _HyperLSTMScan(torch.autograd.Function):
             steps = slice(start, start + _CHUNK)
             chunk_states, chunk_saved = forward_chunk(
                 *states[-1], x_main[steps], x_hyper[steps], w_h_t, w_hyper_t, w_z_t, z_bias,
-                scale_weight, bias, norm, hyper_norm, None if mask is None else mask[steps], eps)
+                scale_weight, bias, norm, hyper_norm, None if mask is None else mask[steps],
+                None if hyper_mask is None else hyper_mask[steps], eps)
             states += chunk_states
             saved += chunk_saved
         h, c, hh, hc = states[-1]
         ctx.states, ctx.saved, ctx.eps, ctx.compiled = states, saved, eps, compiled
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask, gamma, beta,
-                              cell_weight, cell_bias, hgamma, hbeta, hcell_weight, hcell_bias)
+        ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask, hyper_mask, gamma,
+                              beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
+                              hcell_bias)
         outputs = torch.stack([s[0] for s in states[1:]])
         hyper_outputs = torch.stack([s[2] for s in states[1:]])
         # The final state is returned as copies: ctx keeps the originals in `states`, and an
@@ -247,7 +251,7 @@ class _HyperLSTMScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs):
-        x_main, w_h, w_hyper, w_z, scale_weight, mask, *norms = ctx.saved_tensors
+        x_main, w_h, w_hyper, w_z, scale_weight, mask, hyper_mask, *norms = ctx.saved_tensors
         norm, hyper_norm = tuple(norms[:4]), tuple(norms[4:])
         states = ctx.states
         _, backward_chunk = _chunk_functions(ctx.compiled)
@@ -276,14 +280,15 @@ class _HyperLSTMScan(torch.autograd.Function):
                 None if d_hyper_outputs is None else d_hyper_outputs[steps],
                 ctx.saved[start:start + K], states[start:start + K + 1], x_main[steps], w_h,
                 w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads, hyper_norm_grads,
-                d_bias, d_z_bias, None if mask is None else mask[steps], ctx.eps)
+                d_bias, d_z_bias, None if mask is None else mask[steps],
+                None if hyper_mask is None else hyper_mask[steps], ctx.eps)
             d_w_h += chunk_w_h
             d_w_hyper += chunk_w_hyper
             d_w_z += chunk_w_z
             d_scale += chunk_scale
         return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
                 d_scale, d_bias.view(4 * H) if ctx.has_bias else None, *norm_grads,
-                *hyper_norm_grads, None, None, None)
+                *hyper_norm_grads, None, None, None, None)
 
 
 class HyperLSTMCell(nn.Module):
@@ -331,23 +336,30 @@ class HyperLSTMCell(nn.Module):
         5 steps through ``torch.compile`` (Inductor fuses each step's ~30 small elementwise
         and layer-norm kernels; compiled once per process, input shape and dtype, which
         takes tens of seconds; see ``guides/hypernets.md`` for the speed-up).
+    :param float hyper_recurrent_dropout: dropout probability on the hyper cell's candidate,
+        also without memory loss (the reference cell's ``hyper_use_recurrent_dropout``,
+        off by default as there).
     """
 
     def __init__(self, input_size, hidden_size, hyper_size=128, hyper_embedding_size=16,
-                 bias=True, recurrent_dropout=0.0, eps=1e-5, compile_steps=False):
+                 bias=True, recurrent_dropout=0.0, eps=1e-5, compile_steps=False,
+                 hyper_recurrent_dropout=0.0):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("hyper_size", hyper_size),
                             ("hyper_embedding_size", hyper_embedding_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not 0.0 <= recurrent_dropout < 1.0:
-            raise ValueError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout!r}")
+        for name, value in (("recurrent_dropout", recurrent_dropout),
+                            ("hyper_recurrent_dropout", hyper_recurrent_dropout)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.hyper_size = hyper_size
         self.hyper_embedding_size = hyper_embedding_size
         self.recurrent_dropout = float(recurrent_dropout)
+        self.hyper_recurrent_dropout = float(hyper_recurrent_dropout)
         self.eps = eps
         self.compile_steps = bool(compile_steps)
         H, Nz = hidden_size, hyper_embedding_size
@@ -396,16 +408,22 @@ class HyperLSTMCell(nn.Module):
         # Everything that reads h_{t-1}: the main recurrent weights and the h-part of the
         # hyper cell's input weights, one matmul per step.
         w_h = torch.cat([self.weight_hh, hyper.weight_ih[:, self.input_size:]])
-        mask = None
-        if self.training and self.recurrent_dropout > 0.0:
-            keep = 1.0 - self.recurrent_dropout
-            mask = x_main.new_empty(*x_main.shape[:2], self.hidden_size).bernoulli_(keep) / keep
+        mask = self._candidate_mask(x_main, self.recurrent_dropout, self.hidden_size)
+        hyper_mask = self._candidate_mask(x_main, self.hyper_recurrent_dropout, self.hyper_size)
         outputs, h, c, hh, hc, hyper_outputs = _HyperLSTMScan.apply(
             x_main, x_hyper, *state, w_h, hyper.weight_hh, self.embedding_weight,
             self._embedding_bias(), self.scale_weight, self.bias, gamma, beta,
             self.cell_norm_weight, self.cell_norm_bias, hgamma, hbeta, hyper.cell_norm_weight,
-            hyper.cell_norm_bias, mask, self.eps, self.compile_steps)
+            hyper.cell_norm_bias, mask, hyper_mask, self.eps, self.compile_steps)
         return outputs, (h, c, hh, hc), hyper_outputs
+
+    def _candidate_mask(self, x_main, p, width):
+        """Inverted-dropout mask ``(T, B, width)`` for a candidate, or None (not training
+        or ``p = 0``)."""
+        if not self.training or p == 0.0:
+            return None
+        keep = 1.0 - p
+        return x_main.new_empty(*x_main.shape[:2], width).bernoulli_(keep) / keep
 
     def modulation(self, hyper_outputs, initial_hyper_h):
         r"""Per-step size of the change of the recurrent weights, per gate.
@@ -466,19 +484,21 @@ class HyperLSTM(StackedRecurrent):
     :param float dropout: dropout on each layer's output except the last (training only).
     :param float recurrent_dropout: see :class:`HyperLSTMCell`.
     :param bool compile_steps: see :class:`HyperLSTMCell`.
+    :param float hyper_recurrent_dropout: see :class:`HyperLSTMCell`.
     """
 
     state_names = ("h", "c", "hyper_h", "hyper_c")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, hyper_size=128, hyper_embedding_size=16, recurrent_dropout=0.0,
-                 eps=1e-5, compile_steps=False):
+                 eps=1e-5, compile_steps=False, hyper_recurrent_dropout=0.0):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         self.hyper_size = hyper_size
         self.hyper_embedding_size = hyper_embedding_size
         self.cells = nn.ModuleList(
             HyperLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, hyper_size,
-                          hyper_embedding_size, bias, recurrent_dropout, eps, compile_steps)
+                          hyper_embedding_size, bias, recurrent_dropout, eps, compile_steps,
+                          hyper_recurrent_dropout)
             for layer in range(num_layers)
         )
 

@@ -102,6 +102,8 @@ class HyperLSTMTask(Task):
         parser.add_argument("--recurrent-dropout", type=float, default=0.0,
                             help="dropout on the cell's candidate, without memory loss "
                                  "(hyperlstm and layernorm_lstm; nn.LSTM has none)")
+        parser.add_argument("--hyper-recurrent-dropout", type=float, default=0.0,
+                            help="HyperLSTM only: dropout on the hyper cell's candidate")
         parser.add_argument("--seq-len", type=int, default=50, help="truncation length T")
         parser.add_argument("--corpus", choices=CORPORA, default="pydoc",
                             help="pydoc_data.topics (418k training characters, the default) or "
@@ -111,6 +113,9 @@ class HyperLSTMTask(Task):
         if args.recurrent_dropout and args.rnn == "lstm":
             raise SystemExit("probnets: error: --recurrent-dropout: nn.LSTM has no recurrent "
                              "dropout (use --rnn hyperlstm or layernorm_lstm, or --dropout)")
+        if args.hyper_recurrent_dropout and args.rnn != "hyperlstm":
+            raise SystemExit("probnets: error: --hyper-recurrent-dropout: only the HyperLSTM has "
+                             "a hyper cell (use --rnn hyperlstm)")
         corpus = load_corpus(args.corpus)
         vocab_size = len(corpus.vocab)
         hyper_sizes = dict(hyper_size=args.hyper_size,
@@ -119,7 +124,8 @@ class HyperLSTMTask(Task):
         if args.rnn != "lstm":
             extra["recurrent_dropout"] = args.recurrent_dropout
         if args.rnn == "hyperlstm":
-            extra.update(hyper_sizes, compile_steps=args.compile_steps)
+            extra.update(hyper_sizes, compile_steps=args.compile_steps,
+                         hyper_recurrent_dropout=args.hyper_recurrent_dropout)
         hidden_size = args.hidden_size
         try:
             if hidden_size is None and args.rnn == "hyperlstm":

@@ -52,8 +52,8 @@ def test_char_lm_example_rejects_an_unknown_schedule(load_example, capsys):
 
 TINY_RUN = ["--steps", "6", "--eval-every", "2", "--seq-len", "10", "--batch-size", "4",
             "--embedding", "8", "--hidden", "16", "--hyper-size", "8", "--hyper-embedding", "4",
-            "--dropout", "0.1", "--recurrent-dropout", "0.1", "--valid-chars", "300",
-            "--models", "hyperlstm,layernorm_lstm", "--no-compile-steps", "--threads", "1"]
+            "--dropout", "0.1", "--recurrent-dropout", "0.1", "--hyper-recurrent-dropout", "0.1",
+            "--valid-chars", "300", "--models", "hyperlstm,layernorm_lstm", "--no-compile-steps", "--threads", "1"]
 
 
 def test_char_lm_example_resumes_a_killed_run_exactly(tmp_path, load_example):
@@ -99,3 +99,23 @@ def test_char_lm_example_refuses_a_checkpoint_of_other_arguments(tmp_path, load_
     example.main(tiny_lstm)
     with pytest.raises(ValueError, match=r"--lr 0.002 -> 0.01.*another --checkpoint-dir"):
         example.main(tiny_lstm + ["--lr", "0.01"])
+
+
+def test_char_lm_example_resumes_a_checkpoint_written_before_an_argument_existed(
+        tmp_path, load_example):
+    """A checkpoint whose arguments lack one added later (``--hyper-recurrent-dropout``)
+    resumes when the new argument has the value the old runs used, and only then."""
+    example = load_example("hypernets_char_lm")
+    tiny = list(TINY_RUN)
+    at = tiny.index("--hyper-recurrent-dropout")
+    del tiny[at:at + 2]
+    tiny_hyper = tiny + ["--models", "hyperlstm", "--steps", "2",
+                         "--checkpoint-dir", str(tmp_path)]
+    example.main(tiny_hyper)
+    path = tmp_path / "hyperlstm.pt"
+    saved = torch.load(path, weights_only=True)
+    del saved["args"]["hyper_recurrent_dropout"]
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match=r"--hyper-recurrent-dropout 0.0 -> 0.2"):
+        example.main(tiny_hyper + ["--hyper-recurrent-dropout", "0.2"])
+    example.main(tiny_hyper)  # resumes at its last step and finishes

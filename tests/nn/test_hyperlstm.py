@@ -151,6 +151,25 @@ def test_dropout_only_in_training(cls):
     assert (c - a).abs().max() > 1e-6
 
 
+def test_hyper_recurrent_dropout_only_in_training():
+    """Dropout on the hyper cell's candidate reaches the main output through the weight
+    scalings (once the embeddings depend on the hyper state) and only in training."""
+    pyro.set_rng_seed(13)
+    m = make(HyperLSTM, hyper_recurrent_dropout=0.5).double()
+    with torch.no_grad():
+        m.cells[0].embedding_weight.normal_(0.0, 0.5)
+    x = torch.randn(5, 3, I, dtype=torch.float64)
+    m.eval()
+    a, b = m(x), m(x)
+    for u, v in zip((a[0], *a[1]), (b[0], *b[1])):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+    m.train()
+    c, d = m(x), m(x)
+    assert (c[0] - d[0]).abs().max() > 1e-6
+    assert (c[1][3] - d[1][3]).abs().max() > 1e-6  # the hyper cell's memory
+    assert (c[0] - a[0]).abs().max() > 1e-6
+
+
 def test_recurrent_dropout_keeps_memory():
     """Dropping every candidate unit leaves c_t = sigma(f) c_{t-1}: memory decays but is
     never erased (Semeniuta et al. 2016)."""
@@ -191,22 +210,28 @@ def test_errors():
         HyperLSTM(I, 0)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
         LayerNormLSTM(I, H, dropout=1.5)
+    with pytest.raises(ValueError, match=r"hyper_recurrent_dropout must be in \[0, 1\), got 1.0"):
+        HyperLSTM(I, H, hyper_recurrent_dropout=1.0)
     with pytest.raises(ValueError, match=r"x must have shape \(B, 5\), got shape \(5,\)"):
         m.cells[0](torch.randn(I))
 
 
-@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.4])
+@pytest.mark.parametrize("recurrent_dropout, hyper_recurrent_dropout",
+                         [(0.0, 0.0), (0.4, 0.0), (0.4, 0.3)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent_dropout, bias):
+def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent_dropout,
+                                                          hyper_recurrent_dropout, bias):
     """The scan's backward against finite differences, for every input, parameter and
-    output (sequence, final state and hyper outputs), with and without a dropout mask.
+    output (sequence, final state and hyper outputs), with and without dropout masks on the
+    main and the hyper cell's candidates.
     gradcheck differentiates one graph several times, so this also checks that repeated
     backward passes do not accumulate into each other."""
     from probnets.nn.hyperlstm import _HyperLSTMScan
 
     pyro.set_rng_seed(9)
     cell = HyperLSTMCell(2, 3, hyper_size=4, hyper_embedding_size=2, bias=bias,
-                         recurrent_dropout=recurrent_dropout).double().train()
+                         recurrent_dropout=recurrent_dropout,
+                         hyper_recurrent_dropout=hyper_recurrent_dropout).double().train()
     calls = []
     original = _HyperLSTMScan.apply
     monkeypatch.setattr(_HyperLSTMScan, "apply", lambda *args: calls.append(args) or original(*args))
@@ -214,10 +239,14 @@ def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent
     state = tuple(0.5 * torch.randn(2, n, dtype=torch.float64) for n in (3, 3, 4, 4))
     cell.scan(cell.input_projection(x), state)
     (args,) = calls
-    mask_index = 20
+    mask_index, hyper_mask_index = 20, 21
     assert (args[mask_index] is None) == (recurrent_dropout == 0.0)
-    inputs = tuple(a.detach().clone().requires_grad_(i != mask_index) if torch.is_tensor(a) else a
-                   for i, a in enumerate(args))
+    assert (args[hyper_mask_index] is None) == (hyper_recurrent_dropout == 0.0)
+    if hyper_recurrent_dropout:
+        assert args[hyper_mask_index].shape == (3, 2, 4)
+        assert (args[hyper_mask_index] == 0).any()
+    inputs = tuple(a.detach().clone().requires_grad_(i not in (mask_index, hyper_mask_index))
+                   if torch.is_tensor(a) else a for i, a in enumerate(args))
     assert torch.autograd.gradcheck(original, inputs, atol=1e-6)
 
 
@@ -251,10 +280,11 @@ def test_training_steps_do_not_accumulate_tensors():
 def test_compiled_steps_equal_eager():
     """``compile_steps=True`` runs the same per-step functions through ``torch.compile``:
     outputs, final states and every gradient equal the eager scan's (float64, two layers,
-    recurrent dropout, a state carried in)."""
+    recurrent dropout on both cells, a state carried in)."""
     pyro.set_rng_seed(11)
-    eager = make(HyperLSTM, num_layers=2, recurrent_dropout=0.3).double().train()
-    compiled = make(HyperLSTM, num_layers=2, recurrent_dropout=0.3, compile_steps=True)
+    dropouts = dict(recurrent_dropout=0.3, hyper_recurrent_dropout=0.2)
+    eager = make(HyperLSTM, num_layers=2, **dropouts).double().train()
+    compiled = make(HyperLSTM, num_layers=2, compile_steps=True, **dropouts)
     compiled.double().train().load_state_dict(eager.state_dict())
     x = torch.randn(6, 3, I, dtype=torch.float64)
     state = tuple(0.5 * torch.randn(2, 3, n, dtype=torch.float64) for n in (H, H, NH, NH))
