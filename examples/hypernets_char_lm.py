@@ -36,14 +36,27 @@ from probnets.train.checkpoint import (
 # Arguments that change what training computes: a checkpoint resumes only if they agree.
 RESUME_ARGS = ("corpus", "steps", "seq_len", "batch_size", "embedding", "hidden", "hyper_size",
                "hyper_embedding", "lr", "lr_schedule", "dropout", "recurrent_dropout",
-               "hyper_recurrent_dropout", "eval_every", "valid_chars", "seed")
+               "hyper_recurrent_dropout", "weight_decay", "eval_every", "valid_chars", "seed")
 # Of those, the ones added after checkpoints were first written, with the value that older
 # checkpoints were trained with.
-ADDED_ARGS = {"hyper_recurrent_dropout": 0.0}
+ADDED_ARGS = {"hyper_recurrent_dropout": 0.0, "weight_decay": 0.0}
 
 
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
+
+
+def make_optimizer(model, lr, weight_decay):
+    """Adam, or with ``weight_decay > 0`` AdamW (Loshchilov & Hutter, 2019): each step shrinks
+    the weight matrices by ``lr * weight_decay``, apart from the gradient step. Vectors (biases,
+    layer-norm gains and shifts) are not decayed: shrinking them changes the function without
+    limiting its capacity."""
+    if weight_decay == 0:
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    vectors = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": matrices, "weight_decay": weight_decay},
+                              {"params": vectors, "weight_decay": 0.0}], lr=lr)
 
 
 def resume(path, label, args, model, optimizer, batches, objective):
@@ -70,7 +83,7 @@ def train(model, corpus, args, label, checkpoint=None):
     torch.manual_seed(args.seed)
     batches = TBPTTBatches(corpus.train, args.seq_len, args.batch_size)
     objective = TBPTTObjective(model, batches)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay)
     lr_factor = parse_schedule(args.lr_schedule, args.steps)
     curve, done, seconds = [], 0, 0.0
     if checkpoint is not None and os.path.exists(checkpoint):
@@ -152,6 +165,9 @@ def main(argv=None):
                         help="dropout on the candidate (HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
     parser.add_argument("--hyper-recurrent-dropout", type=float, default=0.0,
                         help="dropout on the HyperLSTM's hyper-cell candidate")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="decoupled weight decay on the weight matrices (AdamW), every model; "
+                             "0 (the default) trains with Adam")
     parser.add_argument("--compile-steps", action=argparse.BooleanOptionalAction, default=True,
                         help="HyperLSTM(compile_steps=True): its per-step kernels fused by "
                              "torch.compile after a one-off compile of about a minute (default "
@@ -175,6 +191,8 @@ def main(argv=None):
         parse_schedule(args.lr_schedule, args.steps)
     except ValueError as error:
         parser.error(str(error))
+    if args.weight_decay < 0:
+        parser.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
     torch.set_num_threads(args.threads)
 
     corpus = load_corpus(args.corpus)
@@ -207,7 +225,8 @@ def main(argv=None):
                      "valid_bpc": curve[-1][1], "test_bpc": test_bpc, "train_seconds": seconds})
         curves[rnn], models[rnn] = curve, model
     print(f"\nsteps={args.steps} T={args.seq_len} B={args.batch_size} lr={args.lr} "
-          f"({args.lr_schedule}) (valid on the first {args.valid_chars} chars)")
+          f"({args.lr_schedule}) weight decay {args.weight_decay} "
+          f"(valid on the first {args.valid_chars} chars)")
     print(f"{'model':16s}{'hidden':>7s}{'params':>9s}{'valid bpc':>11s}{'test bpc':>10s}{'s/step':>8s}")
     for r in rows:
         print(f"{r['model']:16s}{r['hidden']:7d}{r['params']:9d}{r['valid_bpc']:11.3f}"

@@ -53,7 +53,7 @@ def test_char_lm_example_rejects_an_unknown_schedule(load_example, capsys):
 TINY_RUN = ["--steps", "6", "--eval-every", "2", "--seq-len", "10", "--batch-size", "4",
             "--embedding", "8", "--hidden", "16", "--hyper-size", "8", "--hyper-embedding", "4",
             "--dropout", "0.1", "--recurrent-dropout", "0.1", "--hyper-recurrent-dropout", "0.1",
-            "--valid-chars", "300", "--models", "hyperlstm,layernorm_lstm", "--no-compile-steps",
+            "--weight-decay", "0.1", "--valid-chars", "300", "--models", "hyperlstm,layernorm_lstm", "--no-compile-steps",
             "--threads", "1"]
 
 
@@ -102,21 +102,43 @@ def test_char_lm_example_refuses_a_checkpoint_of_other_arguments(tmp_path, load_
         example.main(tiny_lstm + ["--lr", "0.01"])
 
 
+@pytest.mark.parametrize("flag, new_value", [("--hyper-recurrent-dropout", "0.2"),
+                                              ("--weight-decay", "0.1")])
 def test_char_lm_example_resumes_a_checkpoint_written_before_an_argument_existed(
-        tmp_path, load_example):
-    """A checkpoint whose arguments lack one added later (``--hyper-recurrent-dropout``)
-    resumes when the new argument has the value the old runs used, and only then."""
+        tmp_path, load_example, flag, new_value):
+    """A checkpoint whose arguments lack one added later resumes when the new argument has
+    the value the old runs used, and only then."""
     example = load_example("hypernets_char_lm")
     tiny = list(TINY_RUN)
-    at = tiny.index("--hyper-recurrent-dropout")
+    at = tiny.index(flag)
     del tiny[at:at + 2]
     tiny_hyper = tiny + ["--models", "hyperlstm", "--steps", "2",
                          "--checkpoint-dir", str(tmp_path)]
     example.main(tiny_hyper)
     path = tmp_path / "hyperlstm.pt"
     saved = torch.load(path, weights_only=True)
-    del saved["args"]["hyper_recurrent_dropout"]
+    del saved["args"][flag[2:].replace("-", "_")]
     torch.save(saved, path)
-    with pytest.raises(ValueError, match=r"--hyper-recurrent-dropout 0.0 -> 0.2"):
-        example.main(tiny_hyper + ["--hyper-recurrent-dropout", "0.2"])
+    with pytest.raises(ValueError, match=rf"{flag} 0.0 -> {new_value}"):
+        example.main(tiny_hyper + [flag, new_value])
     example.main(tiny_hyper)  # resumes at its last step and finishes
+
+
+def test_weight_decay_shrinks_the_weight_matrices_only(load_example):
+    example = load_example("hypernets_char_lm")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = example.make_optimizer(model, lr=0.1, weight_decay=0.5)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # with no gradient, AdamW only decays: W <- (1 - lr * decay) W
+    for name, p in model.named_parameters():
+        factor = 0.95 if p.dim() == 2 else 1.0
+        assert torch.allclose(p, factor * before[name]), name
+    assert type(example.make_optimizer(model, lr=0.1, weight_decay=0.0)) is torch.optim.Adam
+
+
+def test_char_lm_example_rejects_a_negative_weight_decay(load_example, capsys):
+    with pytest.raises(SystemExit):
+        load_example("hypernets_char_lm").main(["--weight-decay", "-0.1"])
+    assert "--weight-decay must be >= 0, got -0.1" in capsys.readouterr().err
