@@ -51,6 +51,16 @@ def _positive_float(text):
     return value
 
 
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _device(text):
     try:
         resolve_device(text)
@@ -78,6 +88,9 @@ def add_common_arguments(parser, task):
     group.add_argument("--cv-lr", type=_positive_float, default=None,
                        help="learning rate of baselines and control variates (parameters named "
                             "cv.* or *baseline*); default: --lr")
+    group.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
+                       help="decoupled weight decay (as AdamW's) of the weight matrices; biases "
+                            "and norm gains are not decayed (default 0)")
     group.add_argument("--clip-norm", type=_positive_float, default=None,
                        help="clip each parameter group's gradient norm to this value")
     group.add_argument("--lr-schedule", type=_schedule, default="constant",
@@ -207,7 +220,7 @@ def train(args):
         param_groups.setdefault("*baseline*", {})["lr"] = args.cv_lr
     common = dict(
         steps=args.steps, lr=args.lr, param_groups=param_groups, clip_norm=args.clip_norm,
-        lr_schedule=parse_schedule(args.lr_schedule, args.steps), schedules=run.schedules,
+        weight_decay=args.weight_decay, lr_schedule=parse_schedule(args.lr_schedule, args.steps), schedules=run.schedules,
         metrics_fn=run.metrics_fn, eval_fn=run.eval_fn,
         eval_every=args.eval_every or max(args.steps // 10, 1), log_every=args.log_every,
         out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,

@@ -24,6 +24,8 @@ def error_of(capsys, argv):
     (["train", "vae", "--dtype", "float16"], "argument --dtype: invalid choice"),
     (["train", "vae", "--lr-schedule", "linear"], "unknown schedule 'linear'"),
     (["train", "vae", "--seed", "-1"], "argument --seed: expected an integer >= 0"),
+    (["train", "vae", "--weight-decay", "-0.01"],
+     "argument --weight-decay: expected a number >= 0, got '-0.01'"),
     (["train", "nonsense"], "argument MODEL: invalid choice: 'nonsense'"),
     (["train", "vae", "--resume"], "--resume needs --out"),
 ])

@@ -1,3 +1,4 @@
+import copy
 import csv
 import math
 import os
@@ -234,6 +235,44 @@ def test_deterministic_objective_and_float64():
                           atol=1e-2)
 
 
+def test_weight_decay_is_adamw_on_the_weight_matrices_only():
+    """Adam with ``weight_decay`` takes AdamW's steps on the matrices and Adam's on the
+    vectors, at every group's scheduled learning rate."""
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3), torch.randn(32, 2)
+    net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    reference = copy.deepcopy(net)
+    schedule = Exponential(1.0, 0.1, 6)
+
+    def loss_of(module):
+        return lambda a, b: ((module(a) - b) ** 2).mean()
+
+    Trainer.for_objective(loss_of(net), net, BatchSampler(x, y, batch_size=8, seed=0), steps=6,
+                          lr=0.05, weight_decay=0.5, lr_schedule=schedule,
+                          param_groups={"2.*": {"lr": 0.02}}, progress=False,
+                          tensorboard=False).run()
+
+    def groups(module, lr):
+        return [{"params": [p for p in module.parameters() if p.dim() >= 2], "lr": lr,
+                 "weight_decay": 0.5},
+                {"params": [p for p in module.parameters() if p.dim() < 2], "lr": lr,
+                 "weight_decay": 0.0}]
+
+    # The reference: AdamW on the first layer and the norm, another on the last layer.
+    first, last = nn.Sequential(reference[0], reference[1]), reference[2]
+    optimizers = [torch.optim.AdamW(groups(first, 0.05)), torch.optim.AdamW(groups(last, 0.02))]
+    for step, (a, b) in zip(range(6), BatchSampler(x, y, batch_size=8, seed=0)):
+        for optimizer, base_lr in zip(optimizers, (0.05, 0.02)):
+            for group in optimizer.param_groups:
+                group["lr"] = base_lr * schedule(step)
+        loss_of(reference)(a, b).backward()
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad()
+    for (name, trained), expected in zip(net.named_parameters(), reference.parameters()):
+        assert torch.allclose(trained, expected, atol=1e-6), name
+
+
 def test_trainer_rejects_bad_arguments():
     with pytest.raises(ValueError, match="steps must be"):
         Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=-1)
@@ -244,6 +283,9 @@ def test_trainer_rejects_bad_arguments():
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
         Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1,
                 resume=True)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1,
+                weight_decay=-0.1)
 
 
 def test_no_parameters_is_a_clear_error():
