@@ -8,6 +8,7 @@ lists a model's options.
 import argparse
 import datetime
 import json
+import math
 import os
 import sys
 import warnings
@@ -41,24 +42,21 @@ _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _float_above(minimum, strict, description):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (value > minimum if strict else value >= minimum) or value == math.inf:
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+_positive_float = _float_above(0.0, True, "a positive number")
+_non_negative_float = _float_above(0.0, False, "a number >= 0")
 
 
 def _device(text):
@@ -220,7 +218,8 @@ def train(args):
         param_groups.setdefault("*baseline*", {})["lr"] = args.cv_lr
     common = dict(
         steps=args.steps, lr=args.lr, param_groups=param_groups, clip_norm=args.clip_norm,
-        weight_decay=args.weight_decay, lr_schedule=parse_schedule(args.lr_schedule, args.steps), schedules=run.schedules,
+        weight_decay=args.weight_decay, lr_schedule=parse_schedule(args.lr_schedule, args.steps),
+        schedules=run.schedules,
         metrics_fn=run.metrics_fn, eval_fn=run.eval_fn,
         eval_every=args.eval_every or max(args.steps // 10, 1), log_every=args.log_every,
         out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,

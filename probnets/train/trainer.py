@@ -260,11 +260,11 @@ class Trainer:
 
     def __init__(self, model_fn, guide_fn, loss, data, *, steps, lr=1e-3, param_groups=None,
                  clip_norm=None, optimizer="adam", weight_decay=0.0, optim_args=None,
-                 lr_schedule=None,
-                 schedules=(), metrics_fn=None, eval_fn=None, eval_every=None, log_every=1,
-                 out_dir=None, checkpoint_every=None, resume=False, max_bad_steps=10,
+                 lr_schedule=None, schedules=(), metrics_fn=None, eval_fn=None, eval_every=None,
+                 log_every=1, out_dir=None, checkpoint_every=None, resume=False, max_bad_steps=10,
                  modules=(), checkpoint_extra=None, progress=True, tensorboard=True,
-                 description="train", distributed_sync=None, precision="32", initial_loss_scale=2.0 ** 16,
+                 description="train", distributed_sync=None, precision="32",
+                 initial_loss_scale=2.0 ** 16,
                  _objective=None):
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative integer, got {steps!r}")

@@ -53,8 +53,8 @@ def test_char_lm_example_rejects_an_unknown_schedule(load_example, capsys):
 TINY_RUN = ["--steps", "6", "--eval-every", "2", "--seq-len", "10", "--batch-size", "4",
             "--embedding", "8", "--hidden", "16", "--hyper-size", "8", "--hyper-embedding", "4",
             "--dropout", "0.1", "--recurrent-dropout", "0.1", "--hyper-recurrent-dropout", "0.1",
-            "--weight-decay", "0.1", "--valid-chars", "300", "--models", "hyperlstm,layernorm_lstm", "--no-compile-steps",
-            "--threads", "1"]
+            "--weight-decay", "0.1", "--valid-chars", "300", "--models", "hyperlstm,layernorm_lstm",
+            "--no-compile-steps", "--threads", "1"]
 
 
 def test_char_lm_example_resumes_a_killed_run_exactly(tmp_path, load_example):
