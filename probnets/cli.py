@@ -59,6 +59,11 @@ _positive_float = _float_above(0.0, True, "a positive number")
 _non_negative_float = _float_above(0.0, False, "a number >= 0")
 
 
+def _clip_norm(text):
+    """A positive gradient-norm bound, or ``none`` to turn a task's default clipping off."""
+    return None if text.lower() == "none" else _positive_float(text)
+
+
 def _device(text):
     try:
         resolve_device(text)
@@ -89,8 +94,9 @@ def add_common_arguments(parser, task):
     group.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
                        help="decoupled weight decay (as AdamW's) of the weight matrices; biases "
                             "and norm gains are not decayed (default 0)")
-    group.add_argument("--clip-norm", type=_positive_float, default=None,
-                       help="clip each parameter group's gradient norm to this value")
+    group.add_argument("--clip-norm", type=_clip_norm, default=task.default_clip_norm,
+                       help="clip each parameter group's gradient norm to this value, or none "
+                            f"(default {task.default_clip_norm or 'none'})")
     group.add_argument("--lr-schedule", type=_schedule, default="constant",
                        help="constant | cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]")
     group.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N]")

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -51,6 +52,29 @@ def test_hyperlstm_task_defaults_to_the_validated_hyper_cell_and_records_it(tmp_
     config = torch.load(out / "last.pt", weights_only=False)["extra"]["config"]
     assert config["hyper_size"] == 16 and config["hyper_embedding_size"] == 4
     assert config["rnn"] == "hyperlstm" and config["parameters"] > 0
+
+
+@pytest.mark.parametrize("flags, expected", [([], 1.0), (["--clip-norm", "none"], math.inf),
+                                             (["--clip-norm", "0.5"], 0.5)])
+def test_hyperlstm_task_clips_gradients_at_one_unless_told_otherwise(tmp_path, monkeypatch,
+                                                                     flags, expected):
+    bounds = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm: bounds.append(max_norm) or clip(params, max_norm))
+    assert main(["train", "hyperlstm", "--rnn", "lstm", "--hidden-size", "8", "--embedding-size",
+                 "4", "--seq-len", "10", "--batch-size", "4", "--steps", "2", "--out",
+                 str(tmp_path / "run"), "--no-progress", *flags]) == 0
+    assert bounds == [expected, expected]
+
+
+def test_clip_norm_default_is_per_task_and_rejects_bad_values(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "hyperlstm", "--clip-norm", "0", "--steps", "1"])
+    assert "expected a positive number, got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "reactive", "--help"])
+    assert "(default none)" in capsys.readouterr().out
 
 
 def test_hyperlstm_task_matches_the_baselines_to_the_default_hyperlstm_by_default(tmp_path):

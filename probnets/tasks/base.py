@@ -41,6 +41,7 @@ class Task:
     default_steps = 1000
     default_batch_size = 64
     default_lr = 1e-3
+    default_clip_norm = None
 
     def add_arguments(self, parser):
         """Add the task's own options to its ``argparse`` sub-parser."""

@@ -79,6 +79,7 @@ class HyperLSTMTask(Task):
     default_steps = 1500
     default_batch_size = 16
     default_lr = 4e-3  # chosen on validation for all three recurrent networks (guide)
+    default_clip_norm = 1.0  # as examples/hypernets_char_lm.py, where every reported run clips
 
     def add_arguments(self, parser):
         parser.add_argument("--rnn", choices=["hyperlstm", "layernorm_lstm", "lstm"],
