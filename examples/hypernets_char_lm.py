@@ -23,7 +23,8 @@ import time
 import torch
 
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
-from probnets.nn import CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size
+from probnets.nn import (CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size,
+                         weight_decay_groups)
 from probnets.train import parse_schedule
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
@@ -48,15 +49,13 @@ def n_params(model):
 
 def make_optimizer(model, lr, weight_decay):
     """Adam, or with ``weight_decay > 0`` AdamW (Loshchilov & Hutter, 2019): each step shrinks
-    the weight matrices by ``lr * weight_decay``, apart from the gradient step. Vectors (biases,
-    layer-norm gains and shifts) are not decayed: shrinking them changes the function without
-    limiting its capacity."""
+    the weight matrices by ``lr * weight_decay``, apart from the gradient step. Biases and
+    layer-norm gains and shifts (the per-gate ones are (4, H) matrices) are not decayed:
+    shrinking them changes the function without limiting its capacity
+    (:mod:`probnets.nn.weight_decay`)."""
     if weight_decay == 0:
         return torch.optim.Adam(model.parameters(), lr=lr)
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    vectors = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": matrices, "weight_decay": weight_decay},
-                              {"params": vectors, "weight_decay": 0.0}], lr=lr)
+    return torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=lr)
 
 
 def resume(path, label, args, model, optimizer, batches, objective):

@@ -9,6 +9,7 @@ from .hyperlstm import HyperLSTM, HyperLSTMCell
 from .hypernet import HyperCNN, HyperConv2d, StaticHyperNetwork
 from .layer_norm_lstm import LayerNormLSTM, LayerNormLSTMCell
 from .reactive import ReactiveQueryNet, StaticQueryCNN
+from .weight_decay import decayed_parameters, weight_decay_groups
 
 __all__ = [
     "CharLanguageModel",
@@ -24,8 +25,10 @@ __all__ = [
     "TBPTTObjective",
     "accuracy",
     "cross_entropy_objective",
+    "decayed_parameters",
     "dynamic_conv2d",
     "dynamic_linear",
     "evaluate_bpc",
     "matched_hidden_size",
+    "weight_decay_groups",
 ]

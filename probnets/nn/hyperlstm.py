@@ -341,6 +341,9 @@ class HyperLSTMCell(nn.Module):
         off by default as there).
     """
 
+    # Layer-norm gains and shifts of the gates, kept as (4, H) matrices (see weight_decay.py).
+    no_weight_decay = ("gate_norm_weight", "gate_norm_bias")
+
     def __init__(self, input_size, hidden_size, hyper_size=128, hyper_embedding_size=16,
                  bias=True, recurrent_dropout=0.0, eps=1e-5, compile_steps=False,
                  hyper_recurrent_dropout=0.0):

@@ -37,6 +37,9 @@ class LayerNormLSTMCell(nn.Module):
     :param float eps: layer-norm epsilon.
     """
 
+    # Layer-norm gains and shifts of the gates, kept as (4, H) matrices (see weight_decay.py).
+    no_weight_decay = ("gate_norm_weight", "gate_norm_bias")
+
     def __init__(self, input_size, hidden_size, bias=True, recurrent_dropout=0.0, eps=1e-5):
         super().__init__()
         if not 0.0 <= recurrent_dropout < 1.0:

@@ -15,8 +15,9 @@ as in :class:`pyro.infer.SVI`, with what long research runs need around it:
   has its own learning rate, optimizer settings and gradient-norm clip.
 - **Weight decay.** ``weight_decay`` shrinks the weight matrices (parameters of two or more
   dimensions) by ``1 - lr * weight_decay`` before each update, decoupled from the gradient as in
-  AdamW (Loshchilov & Hutter, 2019), with any optimizer; vectors (biases, norm gains) are left
-  alone.
+  AdamW (Loshchilov & Hutter, 2019), with any optimizer; vectors (biases, norm gains) and the
+  matrices a module lists in ``no_weight_decay`` (such as the layer-norm LSTM's per-gate gains,
+  see :mod:`probnets.nn.weight_decay`) are left alone.
 - **Precision.** ``"bf16"`` autocasts the objective to bfloat16; ``"16-mixed"`` to float16 with
   dynamic loss scaling that reaches the backward passes ELBOs run inside ``loss_and_grads``
   (:mod:`probnets.train.precision`); overflowing steps are skipped and the scale halved.
@@ -44,6 +45,7 @@ import pyro.poutine as poutine
 import torch
 from tqdm.auto import tqdm
 
+from probnets.nn.weight_decay import decayed_parameters
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
     decode_constraint,
@@ -225,9 +227,11 @@ class Trainer:
     :param float clip_norm: default per-group gradient-norm clip (``None``: no clipping).
     :param str optimizer: ``"adam"`` (default), ``"adamw"`` or ``"sgd"``.
     :param float weight_decay: decoupled weight decay of the parameters with two or more
-        dimensions: each step multiplies them by ``1 - lr * weight_decay`` (``lr`` their group's
-        scheduled rate) before the optimizer's update, so ``optimizer="adam"`` with it is
-        AdamW on the weight matrices alone. Default 0.
+        dimensions, except those a module names in ``no_weight_decay``
+        (:func:`probnets.nn.decayed_parameters`): each step multiplies them by
+        ``1 - lr * weight_decay`` (``lr`` their group's scheduled rate) before the optimizer's
+        update, so ``optimizer="adam"`` with it is AdamW on the weight matrices alone.
+        Default 0.
     :param dict optim_args: further arguments of the optimizer (``betas``...). Its own
         ``weight_decay`` there applies to every parameter, vectors too.
         Unless they set ``fused`` or ``foreach``, the fused implementation (one kernel over all
@@ -324,6 +328,7 @@ class Trainer:
         self._pending_optimizer_state = {}
         self.last_loss = float("nan")
         self.last_grad_norms = {}
+        self._decay_exempt = None  # ids of module matrices weight decay leaves alone
         self.logger = MetricsLogger(out_dir if self.is_main else None, tensorboard=tensorboard)
         self.result = TrainResult()
 
@@ -486,8 +491,13 @@ class Trainer:
 
     @torch.no_grad()
     def _decay_weight_matrices(self):
+        if self._decay_exempt is None:  # the modules are fixed, and loading copies into them
+            decayed = {id(p) for module in self.modules for p in decayed_parameters(module)}
+            self._decay_exempt = {id(p) for module in self.modules
+                                  for p in module.parameters()} - decayed
         for group in self.optimizer.param_groups:
-            matrices = [p for p in group["params"] if p.dim() >= 2 and p.grad is not None]
+            matrices = [p for p in group["params"]
+                        if p.dim() >= 2 and p.grad is not None and id(p) not in self._decay_exempt]
             if matrices:
                 torch._foreach_mul_(matrices, 1.0 - group["lr"] * self.weight_decay)
 

@@ -12,6 +12,7 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 from torch import nn
 from torch.distributions import constraints
 
+from probnets.nn import LayerNormLSTM
 from probnets.train import (
     Anneal,
     BatchSampler,
@@ -271,6 +272,23 @@ def test_weight_decay_is_adamw_on_the_weight_matrices_only():
             optimizer.zero_grad()
     for (name, trained), expected in zip(net.named_parameters(), reference.parameters()):
         assert torch.allclose(trained, expected, atol=1e-6), name
+
+
+def test_weight_decay_leaves_the_matrices_a_module_exempts_alone():
+    """The layer-norm LSTM's per-gate gains and shifts are (4, H) matrices, but gains: with a
+    zero gradient, SGD steps only decay, and only the weight matrices shrink."""
+    rnn = LayerNormLSTM(2, 3)
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.uniform_(0.5, 1.0)
+    before = {name: p.detach().clone() for name, p in rnn.named_parameters()}
+    x = torch.randn(4, 5, 2)
+    Trainer.for_objective(lambda a: 0.0 * rnn(a)[0].sum(), rnn, BatchSampler(x, batch_size=4),
+                          steps=1, lr=0.1, optimizer="sgd", weight_decay=0.5, progress=False,
+                          tensorboard=False).run()
+    for name, p in rnn.named_parameters():
+        factor = 0.95 if name.endswith(("weight_ih", "weight_hh")) else 1.0
+        assert torch.allclose(p, factor * before[name]), name
 
 
 def test_trainer_rejects_bad_arguments():
