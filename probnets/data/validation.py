@@ -37,7 +37,9 @@ def check_images(images, name="images", size=None, channels=False):
 def check_labels(labels, num_examples, name="labels", num_classes=None):
     """Check integer labels of shape (N,) matching ``num_examples`` (and ``num_classes``)."""
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
-        raise TypeError(f"{name} must be an integer tensor, got {getattr(labels, 'dtype', type(labels))}")
+        raise TypeError(
+            f"{name} must be an integer tensor, got {getattr(labels, 'dtype', type(labels))}"
+        )
     if labels.shape != (num_examples,):
         raise ValueError(f"{name} must have shape ({num_examples},), got {tuple(labels.shape)}")
     if num_classes is not None and labels.numel() and (

@@ -84,7 +84,8 @@ def categorical_gumbel(logits, u):
 
 def categorical_conditional_gumbel(logits, b, v):
     """
-    Sample ``z̃ ~ p(z | argmax z = b)`` for the Gumbel reparameterization, differentiably in the logits.
+    Sample ``z̃ ~ p(z | argmax z = b)`` for the Gumbel reparameterization,
+    differentiably in the logits.
 
     With normalized logits ``ℓ`` and ``k* = argmax b`` (REBAR, appendix):
     ``z̃_{k*} = −log(−log v_{k*})`` and, for ``k ≠ k*``,

@@ -6,7 +6,8 @@ class DisARM_ELBO(DiscreteELBO):
     The DisARM estimator (Dong, Mnih, Tucker 2020), the Rao-Blackwellized form of ARM
     (Yin & Zhou 2019), for Bernoulli guide sites.
 
-    For a Bernoulli site with logits :math:`\alpha` drawn as :math:`b = H(\mathrm{logit}\,u + \alpha)`,
+    For a Bernoulli site with logits :math:`\alpha` drawn as
+    :math:`b = H(\mathrm{logit}\,u + \alpha)`,
     its antithetic partner is :math:`\tilde b = H(\mathrm{logit}(1-u) + \alpha)`. With
     :math:`f` the site's downstream cost evaluated once with :math:`b` and once with
     :math:`\tilde b` (everything upstream fixed, downstream discrete sites reusing their

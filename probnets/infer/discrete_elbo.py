@@ -449,7 +449,9 @@ class DiscreteELBO(ELBO):
             est = terms["cv"][name]["estimator"]
             store = pyro.get_param_store()
             if self.learn_temperature:
-                cv_params.append(store["cv.{}.log_temperature.{}".format(est, name)].unconstrained())
+                cv_params.append(
+                    store["cv.{}.log_temperature.{}".format(est, name)].unconstrained()
+                )
             if est == "relax":
                 cv_params.extend(self.surrogates[name].parameters())
                 if self.relax_rebar_cv:

@@ -471,7 +471,9 @@ def _measure_one(name, elbo, model, guide, args, kwargs, num_samples, params, ex
         z = torch.where(
             stderr > 0,
             diff.abs() / stderr.clamp(min=torch.finfo(torch.float64).tiny),
-            torch.where(diff.abs() > tol, torch.full_like(diff, float("inf")), torch.zeros_like(diff)),
+            torch.where(
+                diff.abs() > tol, torch.full_like(diff, float("inf")), torch.zeros_like(diff)
+            ),
         )
         bias_z = float(z.max())
         denom = float(m.norm() * e.norm())
@@ -551,7 +553,9 @@ def measure(
     reference = reference or next(iter(results))
     ref_seconds = results[reference].seconds_per_estimate
     for stats in results.values():
-        stats.time_ratio = stats.seconds_per_estimate / ref_seconds if ref_seconds > 0 else float("nan")
+        stats.time_ratio = (
+            stats.seconds_per_estimate / ref_seconds if ref_seconds > 0 else float("nan")
+        )
     return VarianceReport(
         estimators=results,
         params=params,

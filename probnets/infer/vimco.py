@@ -95,7 +95,8 @@ class VIMCO_ELBO(ELBO):
         particle = frozenset(f for f in common if f.name == "num_particles_vectorized")
         # a per-element bound needs one scalar scale (plate subsampling) shared by all sites
         scales = {
-            float(s["scale"]) if not torch.is_tensor(s["scale"]) or s["scale"].numel() == 1 else None
+            float(s["scale"])
+            if not torch.is_tensor(s["scale"]) or s["scale"].numel() == 1 else None
             for _, s in sites
         }
         per_element = len(common) > len(particle) and len(scales) == 1 and None not in scales

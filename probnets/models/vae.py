@@ -4,7 +4,8 @@ The generative model is
 
 .. math::
 
-    z \\sim \\mathcal N(0, I_d), \\qquad x_i \\mid z \\sim \\mathrm{Bernoulli}(\\sigma(f_\\theta(z))_i),
+    z \\sim \\mathcal N(0, I_d), \\qquad
+    x_i \\mid z \\sim \\mathrm{Bernoulli}(\\sigma(f_\\theta(z))_i),
 
 and the guide is the amortized Gaussian :math:`q_\\phi(z \\mid x) = \\mathcal N(\\mu_\\phi(x),
 \\mathrm{diag}\\,\\sigma^2_\\phi(x))`. It is the smallest complete Pyro model here and the one the

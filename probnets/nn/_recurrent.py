@@ -100,7 +100,8 @@ class StackedRecurrent(nn.Module):
         if input.dim() not in (2, 3):
             raise ValueError(
                 f"input must have shape (T, B, {self.input_size}), (B, T, {self.input_size}) "
-                f"with batch_first=True, or unbatched (T, {self.input_size}); got {tuple(input.shape)}"
+                f"with batch_first=True, or unbatched (T, {self.input_size}); "
+                f"got {tuple(input.shape)}"
             )
         if input.shape[-1] != self.input_size:
             raise ValueError(
@@ -123,9 +124,10 @@ class StackedRecurrent(nn.Module):
 
     def _check_state(self, state, batch, sizes, unbatched, x):
         if not isinstance(state, (tuple, list)) or len(state) not in (2, len(sizes)):
+            length = len(state) if isinstance(state, (tuple, list)) else "-"
             raise ValueError(
                 f"state must be a tuple {self.state_names} (or its first two entries), "
-                f"got {type(state).__name__} of length {len(state) if isinstance(state, (tuple, list)) else '-'}"
+                f"got {type(state).__name__} of length {length}"
             )
         state = list(state)
         # (h, c) alone: the remaining components (the hyper cell's) start at zero.

@@ -100,7 +100,9 @@ def dynamic_linear(x, weight, bias=None, method="auto"):
         tiny = x3.shape[1] == 1 and in_features * out_features <= _TINY_LINEAR
         method = "mulsum" if tiny else "bmm"
     if method == "loop":
-        y = torch.stack([F.linear(x3[b], weight[b], None if bias is None else bias[b]) for b in range(B)])
+        y = torch.stack(
+            [F.linear(x3[b], weight[b], None if bias is None else bias[b]) for b in range(B)]
+        )
         return y.reshape(B, *middle, out_features)
     if method == "mulsum":
         y = (weight.unsqueeze(1) * x3.unsqueeze(2)).sum(-1)

@@ -275,7 +275,8 @@ class _HyperLSTMScan(torch.autograd.Function):
             steps = slice(start, start + _CHUNK)
             K = min(_CHUNK, T - start)
             (dh, dc, dhh, dhc, d_x_main[steps], d_x_hyper[steps], chunk_w_h, chunk_w_hyper,
-             chunk_w_z, chunk_scale, norm_grads, hyper_norm_grads, d_bias, d_z_bias) = backward_chunk(
+             chunk_w_z, chunk_scale, norm_grads, hyper_norm_grads, d_bias,
+             d_z_bias) = backward_chunk(
                 dh, dc, dhh, dhc, None if d_outputs is None else d_outputs[steps],
                 None if d_hyper_outputs is None else d_hyper_outputs[steps],
                 ctx.saved[start:start + K], states[start:start + K + 1], x_main[steps], w_h,
@@ -386,10 +387,12 @@ class HyperLSTMCell(nn.Module):
         return main, hyper
 
     def _embedding_bias(self):
-        return torch.cat([self.embedding_bias, self.embedding_bias.new_zeros(4 * self.hyper_embedding_size)])
+        zeros = self.embedding_bias.new_zeros(4 * self.hyper_embedding_size)
+        return torch.cat([self.embedding_bias, zeros])
 
     def scales(self, hyper_h, embedding_bias=None):
-        """``(d_x, d_h, delta)``, each of shape ``(..., 4, H)``, from hyper outputs ``(..., N_h)``."""
+        """``(d_x, d_h, delta)``, each of shape ``(..., 4, H)``, from hyper outputs
+        ``(..., N_h)``."""
         if embedding_bias is None:
             embedding_bias = self._embedding_bias()
         z = F.linear(hyper_h, self.embedding_weight, embedding_bias)
@@ -451,7 +454,9 @@ class HyperLSTMCell(nn.Module):
         """One step: ``x`` of shape ``(B, input_size)``, ``state`` ``(h, c, hyper_h, hyper_c)``
         or None; returns the new state tuple (``state[0]`` is the output ``h``)."""
         if x.dim() != 2 or x.shape[-1] != self.input_size:
-            raise ValueError(f"x must have shape (B, {self.input_size}), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (B, {self.input_size}), got shape {tuple(x.shape)}"
+            )
         if state is None:
             B = x.shape[0]
             state = (x.new_zeros(B, self.hidden_size), x.new_zeros(B, self.hidden_size),

@@ -69,7 +69,8 @@ class StaticHyperNetwork(nn.Module):
         nn.init.normal_(self.weight_out, 0.0, 1.0 / math.sqrt(3.0 * fan_in * hidden_dim))
 
     def forward(self, z):
-        """Kernel slices ``(..., N_out, N_in, f, f)`` from embeddings ``z`` of shape ``(..., N_z)``."""
+        """Kernel slices ``(..., N_out, N_in, f, f)`` from embeddings ``z`` of shape
+        ``(..., N_z)``."""
         if not isinstance(z, torch.Tensor):
             raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
         if z.dim() < 1 or z.shape[-1] != self.embedding_dim:
@@ -77,7 +78,8 @@ class StaticHyperNetwork(nn.Module):
                 f"z must have shape (..., {self.embedding_dim}), got shape {tuple(z.shape)}"
             )
         batch = z.shape[:-1]
-        a = F.linear(z, self.weight_in, self.bias_in).view(*batch, self.in_channels, self.hidden_dim)
+        a = F.linear(z, self.weight_in, self.bias_in)
+        a = a.view(*batch, self.in_channels, self.hidden_dim)
         k = F.linear(a, self.weight_out, self.bias_out)  # (..., N_in, N_out * f * f)
         k = k.view(*batch, self.in_channels, self.out_channels, *self.kernel_size)
         return k.transpose(-4, -3)
@@ -169,7 +171,9 @@ class HyperCNN(nn.Module):
         if x.dim() == 3:
             x = x.unsqueeze(1)
         if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"x must have shape (B, 1, 28, 28) or (B, 28, 28), got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (B, 1, 28, 28) or (B, 28, 28), got {tuple(x.shape)}"
+            )
         h = F.max_pool2d(torch.relu(self.conv1(x)), 2)
         h = F.max_pool2d(torch.relu(self.conv2(h)), 2)
         return self.fc(h.flatten(1))

@@ -26,7 +26,8 @@ class ReactiveQueryNet(nn.Module):
 
     .. math::
 
-        \theta_t &= G c_{t-1} + g \qquad \text{(hypernetwork: kernels and biases of the query CNN)} \\
+        \theta_t &= G c_{t-1} + g \qquad
+               \text{(hypernetwork: kernels and biases of the query CNN)} \\
         r_t &= \mathrm{pool}(\mathrm{CNN}_{\theta_t}(x)) \qquad \text{(per-example CNN, run with
                :func:`~probnets.nn.functional.dynamic_conv2d`)} \\
         c_t &= \mathrm{LN}(c_{t-1} + U_2\, \mathrm{ReLU}(U_1 [c_{t-1}; r_t]))

@@ -71,7 +71,8 @@ class GatedTask(Task):
 
         def evaluate(trainer):
             active = net.gate_probs() > 0.5
-            row = {"active_edges": int(active.sum()), "active_fraction": float(active.float().mean())}
+            row = {"active_edges": int(active.sum()),
+                   "active_fraction": float(active.float().mean())}
             if test is None:
                 found = net.dependencies()
                 row.update(true_dependencies=int((found & toy.dependencies).sum()),

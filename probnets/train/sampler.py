@@ -43,7 +43,9 @@ class BatchSampler:
                 f"{[t.shape[0] for t in tensors]}"
             )
         if batch_size is not None and not (isinstance(batch_size, int) and 0 < batch_size <= n):
-            raise ValueError(f"batch_size must be an integer in [1, {n}] or None, got {batch_size!r}")
+            raise ValueError(
+                f"batch_size must be an integer in [1, {n}] or None, got {batch_size!r}"
+            )
         if shard == "auto":
             shard = (distributed.rank(), distributed.world_size())
         self.rank, self.world_size = shard

@@ -122,7 +122,9 @@ class _SVIObjective:
             # (unconstrained values), not through pyro.param, which would round-trip them
             # through the constraint's transform.
             store.set_state({
-                "params": {n: v.to(_device_of(current)).requires_grad_() for n, v in missing.items()},
+                "params": {
+                    n: v.to(_device_of(current)).requires_grad_() for n, v in missing.items()
+                },
                 "constraints": {n: decode_constraint(codes[n]) for n in missing},
             })
 

@@ -109,12 +109,15 @@ class GatedNetwork(PyroModule):
         self.fixed_noise_scale = None
         if likelihood == "normal":
             if noise_scale is None:
-                self.noise_scale = PyroParam(torch.tensor(1.0), constraint=dist.constraints.positive)
+                self.noise_scale = PyroParam(
+                    torch.tensor(1.0), constraint=dist.constraints.positive
+                )
             elif isinstance(noise_scale, (int, float)) and noise_scale > 0:
                 self.fixed_noise_scale = float(noise_scale)
             else:
                 raise ValueError(
-                    f"noise_scale: expected None (learned) or a positive number, got {noise_scale!r}"
+                    "noise_scale: expected None (learned) or a positive number, "
+                    f"got {noise_scale!r}"
                 )
         self.num_data = None
         self.history = None
