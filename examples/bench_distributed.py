@@ -59,7 +59,8 @@ def main():
             train(-1, args.batch_size, args.steps, threads, path)
             timings[f"1 process, {threads} thread(s)"] = json.load(open(path))["seconds"]
         launch_local(train, args.ranks, args.batch_size, args.steps, per_rank_threads, path)
-        timings[f"{args.ranks} ranks x {per_rank_threads} thread(s)"] = json.load(open(path))["seconds"]
+        config = f"{args.ranks} ranks x {per_rank_threads} thread(s)"
+        timings[config] = json.load(open(path))["seconds"]
     single = next(iter(timings.values()))
     rows = [{"config": name, "seconds": seconds,
              "examples_per_second": args.steps * args.batch_size / seconds,

@@ -70,9 +70,11 @@ def bench_conv(batch, channels, size, repeats, budget):
 
     fns = {"static": run(lambda h, w, p: F.conv2d(h, w, padding=p), static_w)}
     for method in DYNAMIC_CONV2D_METHODS:
-        fns[method] = run(lambda h, w, p, m=method: dynamic_conv2d(h, w, padding=p, method=m), dyn_w)
+        fns[method] = run(
+            lambda h, w, p, m=method: dynamic_conv2d(h, w, padding=p, method=m), dyn_w)
     med = time_interleaved(fns, repeats, budget)
-    chosen = [choose_conv2d_method(batch, i, o, size, size) for i, o in zip(channels[:-1], channels[1:])]
+    chosen = [choose_conv2d_method(batch, i, o, size, size)
+              for i, o in zip(channels[:-1], channels[1:])]
     return med, chosen
 
 
@@ -91,7 +93,8 @@ def bench_linear(batch, rows, in_f, out_f, repeats, budget):
 
 def print_table(title, rows, methods):
     print(f"\n{title}")
-    print("fwd+bwd median ms; [x static, x loop] measured in the same run (shared CPU: trust ratios)")
+    print("fwd+bwd median ms; [x static, x loop] measured in the same run "
+          "(shared CPU: trust ratios)")
     head = f"{'shape':34s}" + "".join(f"{m:>26s}" for m in methods)
     print(head)
     for row in rows:
@@ -158,12 +161,14 @@ def main():
     print_table("dynamic_linear", lin_rows, ("static",) + DYNAMIC_LINEAR_METHODS)
 
     def summary(rows, methods):
-        auto_vs_best = [r["ms"]["auto"] / min(r["ms"][m] for m in methods if m != "auto") for r in rows]
+        auto_vs_best = [r["ms"]["auto"] / min(r["ms"][m] for m in methods if m != "auto")
+                        for r in rows]
         return {
             "auto_over_best_dynamic_max": max(auto_vs_best),
             "auto_over_best_dynamic_median": statistics.median(auto_vs_best),
             "auto_over_loop_max": max(r["ms"]["auto"] / r["ms"]["loop"] for r in rows),
-            "auto_over_static_median": statistics.median(r["ms"]["auto"] / r["ms"]["static"] for r in rows),
+            "auto_over_static_median": statistics.median(
+                r["ms"]["auto"] / r["ms"]["static"] for r in rows),
         }
 
     result = {

@@ -76,8 +76,8 @@ def main():
             "overflow_steps": trainer.overflow_steps,
             "final_loss_scale": trainer.scaler.get_scale() if trainer.scaler else None,
         })
-    print(f"VAE 784-256-16, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds each, "
-          f"device {args.device}, {args.threads} thread(s); loss and scale of the last round")
+    print(f"VAE 784-256-16, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds "
+          f"each, device {args.device}, {args.threads} thread(s); loss and scale of the last round")
     print(f"{'precision':>10} {'s/step':>9} {'ratio':>6} {'loss (last 20)':>15} "
           f"{'overflows':>9} {'scale':>8}")
     for row in rows:

@@ -59,7 +59,8 @@ def neuron_dag_runs(data, args):
 
     def build(p):
         return NeuronDAG(
-            784, args.hidden, 10, activation=torch.relu, gate=gate_kind_and_estimator(args.estimator)[0],
+            784, args.hidden, 10, activation=torch.relu,
+            gate=gate_kind_and_estimator(args.estimator)[0],
             prior=BernoulliPrior(p), likelihood="categorical", init_logit=2.0,
         )
 
@@ -88,8 +89,9 @@ def neuron_dag_runs(data, args):
         mask = (model.gate_probs() > 0.5).to(xtr)
         with torch.no_grad():
             pruned = accuracy(torch.softmax(model(xte, mask), -1), yte)
-        common = {"model": "neuron DAG", "prior_p": p, "estimator": args.estimator, "active": int(mask.sum()),
-                  "candidates": mask.numel(), "fraction_active": float(mask.mean())}
+        common = {"model": "neuron DAG", "prior_p": p, "estimator": args.estimator,
+                  "active": int(mask.sum()), "candidates": mask.numel(),
+                  "fraction_active": float(mask.mean())}
         rows.append({**common, "variant": "gated",
                      "test_accuracy": accuracy(model.predict(xte, num_samples=10), yte),
                      "seconds": seconds})

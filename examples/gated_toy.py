@@ -57,7 +57,8 @@ class WiringConverged:
         probs = self.model.gate_probs()
         edges = probs > 0.5
         decided = bool(((probs < 0.1) | (probs > 0.9)).all())
-        self.stable = self.stable + 1 if (self.last is not None and torch.equal(edges, self.last)) else 0
+        unchanged = self.last is not None and torch.equal(edges, self.last)
+        self.stable = self.stable + 1 if unchanged else 0
         self.last = edges
         return decided and self.stable >= self.patience
 
@@ -140,7 +141,8 @@ def step_timing(args):
     for name, total in totals.items():
         rows.append({"estimator": name, "ms_per_step": 1e3 * total / steps,
                      "ratio_vs_hard_concrete": total / steps / ref})
-        print(f"{name:<14}{rows[-1]['ms_per_step']:>9.1f} ms{rows[-1]['ratio_vs_hard_concrete']:>7.2f}")
+        print(f"{name:<14}{rows[-1]['ms_per_step']:>9.1f} ms"
+              f"{rows[-1]['ratio_vs_hard_concrete']:>7.2f}")
     return rows
 
 

@@ -100,8 +100,8 @@ def train(model, corpus, args, label, checkpoint=None):
         if step % args.eval_every == 0 or step == args.steps:
             bpc = evaluate_bpc(model, corpus.valid[: args.valid_chars], args.seq_len, 8)
             curve.append((step, bpc))
-            print(f"{label:15s} step {step:5d} train {loss.item() / 0.6931:.3f} valid {bpc:.3f} bpc "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            print(f"{label:15s} step {step:5d} train {loss.item() / 0.6931:.3f} "
+                  f"valid {bpc:.3f} bpc ({time.perf_counter() - start:.0f} s)", flush=True)
             if checkpoint is not None:
                 carried = objective.state
                 save_checkpoint(checkpoint, {
@@ -161,7 +161,8 @@ def main(argv=None):
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="dropout on embeddings and outputs, every model")
     parser.add_argument("--recurrent-dropout", type=float, default=0.0,
-                        help="dropout on the candidate (HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
+                        help="dropout on the candidate "
+                             "(HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
     parser.add_argument("--hyper-recurrent-dropout", type=float, default=0.0,
                         help="dropout on the HyperLSTM's hyper-cell candidate")
     parser.add_argument("--weight-decay", type=float, default=0.0,
@@ -226,7 +227,8 @@ def main(argv=None):
     print(f"\nsteps={args.steps} T={args.seq_len} B={args.batch_size} lr={args.lr} "
           f"({args.lr_schedule}) weight decay {args.weight_decay} "
           f"(valid on the first {args.valid_chars} chars)")
-    print(f"{'model':16s}{'hidden':>7s}{'params':>9s}{'valid bpc':>11s}{'test bpc':>10s}{'s/step':>8s}")
+    print(f"{'model':16s}{'hidden':>7s}{'params':>9s}{'valid bpc':>11s}"
+          f"{'test bpc':>10s}{'s/step':>8s}")
     for r in rows:
         print(f"{r['model']:16s}{r['hidden']:7d}{r['params']:9d}{r['valid_bpc']:11.3f}"
               f"{r['test_bpc']:10.3f}{r['train_seconds'] / args.steps:8.2f}")

@@ -1,6 +1,7 @@
 """Train the MNIST hypernetwork models and their static baselines; print a table, write JSON.
 
-    python examples/hypernets_mnist.py hypercnn --epochs 15   # Ha et al.'s CNN: hypernet vs ordinary
+    python examples/hypernets_mnist.py hypercnn --epochs 15   # Ha et al.'s CNN:
+                                                              # hypernet vs ordinary
     python examples/hypernets_mnist.py reactive --epochs 15   # reactive query net vs static CNN
 
 Data: ``probnets.data.load_mnist`` (the official files if cached, otherwise the offline
@@ -16,7 +17,8 @@ import time
 import torch
 
 from probnets.data import load_mnist
-from probnets.nn import HyperCNN, ReactiveQueryNet, StaticQueryCNN, accuracy, cross_entropy_objective
+from probnets.nn import (HyperCNN, ReactiveQueryNet, StaticQueryCNN, accuracy,
+                         cross_entropy_objective)
 
 
 def build(name):
@@ -104,7 +106,8 @@ def main():
                         seed, args.clip_norm)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\n{'model':18s}{'params':>8s}{'test acc (mean over seeds)':>28s}{'conv MFLOPs/img':>17s}")
+    print(f"\n{'model':18s}{'params':>8s}{'test acc (mean over seeds)':>28s}"
+          f"{'conv MFLOPs/img':>17s}")
     for name in models:
         mine = [r for r in rows if r["model"] == name]
         accs = [r["test_accuracy"] for r in mine]

@@ -44,7 +44,8 @@ def test_resume_missing_checkpoint_and_existing_run(tmp_path, capsys):
         capsys, ["train", "vae", "--resume", "--out", str(tmp_path / "none")])
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"")
-    assert "already holds a run" in error_of(capsys, ["train", "vae", "--out", str(tmp_path / "run")])
+    assert "already holds a run" in error_of(
+        capsys, ["train", "vae", "--out", str(tmp_path / "run")])
 
 
 def test_train_resume_equals_uninterrupted(tmp_path):

@@ -112,7 +112,8 @@ def test_fit_takes_a_data_loader_and_scales_the_likelihood_to_its_data_set():
     result = model.fit(loader, num_steps=300, lr=0.05)
     assert model.num_data == 40
     assert len(result.history) == 300  # 5 batches per pass: the loader was passed over 60 times
-    assert abs(model.predict(torch.tensor([[1.0]], dtype=torch.float64), 50).mean.item() - 0.5) < 0.1
+    x_new = torch.tensor([[1.0]], dtype=torch.float64)
+    assert abs(model.predict(x_new, 50).mean.item() - 0.5) < 0.1
     with pytest.raises(ValueError, match="y and batch_size must be None"):
         model.fit(loader, y, num_steps=1)
     with pytest.raises(ValueError, match="pass num_data"):

@@ -45,13 +45,15 @@ def test_unsupported_non_reparameterized_distribution():
 @pytest.mark.parametrize("elbo", [lambda: Relaxed_ELBO(0.5), REBAR_ELBO, RELAX_ELBO])
 def test_relaxations_reject_integer_categorical(elbo):
     model, guide = site_pair(cat)
-    with pytest.raises(ValueError, match="integer-valued Categorical cannot hold; use OneHotCategorical"):
+    with pytest.raises(ValueError,
+                       match="integer-valued Categorical cannot hold; use OneHotCategorical"):
         elbo().loss(model, guide)
 
 
 def test_disarm_rejects_non_bernoulli():
     model, guide = site_pair(onehot)
-    with pytest.raises(ValueError, match="DisARM handles Bernoulli sites only, but the site is one_hot"):
+    with pytest.raises(ValueError,
+                       match="DisARM handles Bernoulli sites only, but the site is one_hot"):
         DisARM_ELBO().loss(model, guide)
 
 
@@ -62,17 +64,21 @@ def test_rebar_downstream_integer_categorical_is_rejected():
 
     def guide():
         b = pyro.sample("b", dist.Bernoulli(torch.tensor(0.3)))
-        pyro.sample("c", dist.Categorical(torch.stack([0.5 + 0 * b, 0.5 - 0 * b], -1)), infer={"estimator": "score"})
+        pyro.sample("c", dist.Categorical(torch.stack([0.5 + 0 * b, 0.5 - 0 * b], -1)),
+                    infer={"estimator": "score"})
 
-    with pytest.raises(ValueError, match="site 'c' is an integer Categorical downstream of REBAR site 'b'"):
+    with pytest.raises(ValueError,
+                       match="site 'c' is an integer Categorical downstream of REBAR site 'b'"):
         REBAR_ELBO().loss_and_grads(model, guide)
 
 
 def test_missing_temperature():
     model, guide = site_pair(bern, {"estimator": "relaxed"})
-    with pytest.raises(ValueError, match="site 'z' uses the relaxed estimator but has no temperature"):
+    with pytest.raises(ValueError,
+                       match="site 'z' uses the relaxed estimator but has no temperature"):
         ScoreFunction_ELBO().loss(model, guide)
-    with pytest.raises(ValueError, match="expected temperature to be a positive float, but got None"):
+    with pytest.raises(ValueError,
+                       match="expected temperature to be a positive float, but got None"):
         Relaxed_ELBO(temperature=None)
 
 
@@ -105,10 +111,12 @@ def test_baseline_errors():
     with pytest.raises(ValueError, match="baseline_beta must be in"):
         ScoreFunction_ELBO(baseline="decaying_avg", baseline_beta=1.0)
     model, guide = site_pair(bern)
-    with pytest.raises(ValueError, match="leave-one-out baseline needs num_particles > 1, but got num_particles=1"):
+    with pytest.raises(ValueError, match="leave-one-out baseline needs num_particles > 1, "
+                                         "but got num_particles=1"):
         ScoreFunction_ELBO(baseline="loo").loss_and_grads(model, guide)
     model, guide = site_pair(bern, {"baseline": {"use_decaying_avg": True}})
-    with pytest.raises(ValueError, match=r"site 'z': unknown baseline options \['use_decaying_avg'\]"):
+    with pytest.raises(ValueError,
+                       match=r"site 'z': unknown baseline options \['use_decaying_avg'\]"):
         ScoreFunction_ELBO().loss_and_grads(model, guide)
 
 
@@ -119,7 +127,8 @@ def test_num_particles_must_be_positive_int():
 
 def test_differentiable_loss_not_available_for_learned_control_variates():
     model, guide = site_pair(bern)
-    with pytest.raises(NotImplementedError, match="REBAR_ELBO.differentiable_loss is not available"):
+    with pytest.raises(NotImplementedError,
+                       match="REBAR_ELBO.differentiable_loss is not available"):
         REBAR_ELBO().differentiable_loss(model, guide)
 
 

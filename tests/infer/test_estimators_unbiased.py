@@ -41,7 +41,8 @@ def make_model(one_hot_c, estimators=None):
         w_d = torch.tensor([[1.0, 0.0, -1.0], [0.0, 0.5, 0.0], [-1.0, 0.0, 1.0]], **f64)
         a = pyro.sample("a", dist.Bernoulli(torch.tensor(0.4, **f64)))
         if one_hot_c:
-            c = pyro.sample("c", dist.OneHotCategorical(probs=a.unsqueeze(-1) * probs_c[1] + (1 - a.unsqueeze(-1)) * probs_c[0]))
+            probs_c_a = a.unsqueeze(-1) * probs_c[1] + (1 - a.unsqueeze(-1)) * probs_c[0]
+            c = pyro.sample("c", dist.OneHotCategorical(probs=probs_c_a))
             d_logits = c @ w_d
         else:
             c = pyro.sample("c", dist.Categorical(probs_c[a.long()]))
@@ -55,7 +56,8 @@ def make_model(one_hot_c, estimators=None):
     def guide(x, idx):
         la = pyro.param("la", torch.tensor(0.2, **f64))
         lc = pyro.param("lc", torch.tensor([[0.1, -0.3, 0.4], [0.5, 0.0, -0.2]], **f64))
-        ld = pyro.param("ld", torch.tensor([[0.3, 0.1, -0.1], [0.0, -0.4, 0.2], [0.6, 0.0, 0.1]], **f64))
+        ld = pyro.param(
+            "ld", torch.tensor([[0.3, 0.1, -0.1], [0.0, -0.4, 0.2], [0.6, 0.0, 0.1]], **f64))
         lz = pyro.param("lz", torch.tensor([0.1, -0.2, 0.3, 0.0, 0.4], **f64))
         a = pyro.sample("a", dist.Bernoulli(logits=la), infer=infer("a"))
         lc_a = a.unsqueeze(-1) * lc[1] + (1 - a.unsqueeze(-1)) * lc[0]
@@ -139,12 +141,14 @@ def z_scores(samples, exact):
 K = 256
 CASES = [
     ("score", lambda: ScoreFunction_ELBO(num_particles=K), False, {}),
-    ("score-decaying", lambda: ScoreFunction_ELBO(num_particles=K, baseline="decaying_avg"), False, {}),
+    ("score-decaying", lambda: ScoreFunction_ELBO(num_particles=K, baseline="decaying_avg"),
+     False, {}),
     ("score-nvil", lambda: ScoreFunction_ELBO(num_particles=K, baseline="nvil"), False, {}),
     ("score-loo", lambda: ScoreFunction_ELBO(num_particles=K, baseline="loo"), False, {}),
     ("disarm+score", lambda: DisARM_ELBO(num_particles=K), False, {"c": "score", "d": "score"}),
     ("rebar", lambda: REBAR_ELBO(num_particles=K), True, {}),
-    ("mixed", lambda: ScoreFunction_ELBO(num_particles=K), True, {"a": "relax", "c": "relax", "z": "disarm"}),
+    ("mixed", lambda: ScoreFunction_ELBO(num_particles=K), True,
+     {"a": "relax", "c": "relax", "z": "disarm"}),
 ]
 
 
@@ -172,7 +176,8 @@ def cont_model():
 def cont_guide():
     la = pyro.param("la", torch.tensor(0.2, dtype=torch.float64))
     m = pyro.param("m", torch.tensor([-0.3, 0.8], dtype=torch.float64))
-    s = pyro.param("s", torch.tensor(0.6, dtype=torch.float64), constraint=dist.constraints.positive)
+    s = pyro.param("s", torch.tensor(0.6, dtype=torch.float64),
+                   constraint=dist.constraints.positive)
     a = pyro.sample("a", dist.Bernoulli(logits=la))
     pyro.sample("w", dist.Normal(m[0] + (m[1] - m[0]) * a, s))
 
@@ -184,7 +189,8 @@ def cont_exact():
 
     def expected_log_normal(mean, sd, loc, scale):  # E_{w~N(mean, sd)} log N(w | loc, scale)
         scale = torch.as_tensor(scale, dtype=torch.float64)
-        return -0.5 * torch.log(2 * torch.pi * scale**2) - ((mean - loc) ** 2 + sd**2) / (2 * scale**2)
+        return (-0.5 * torch.log(2 * torch.pi * scale**2)
+                - ((mean - loc) ** 2 + sd**2) / (2 * scale**2))
 
     elbo = 0.0
     for a in (0.0, 1.0):
@@ -196,7 +202,8 @@ def cont_exact():
             + expected_log_normal(mean, s, 0.7, 0.5)
             + 0.5 * torch.log(2 * torch.pi * torch.e * s**2)
         )
-        elbo = elbo + q_a * (torch.log(torch.tensor(p_a, dtype=torch.float64)) - torch.log(q_a) + inner)
+        log_p_a = torch.log(torch.tensor(p_a, dtype=torch.float64))
+        elbo = elbo + q_a * (log_p_a - torch.log(q_a) + inner)
     params = [pyro.param(n).unconstrained() for n in ("la", "m", "s")]
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(-elbo, params)])
 
@@ -215,7 +222,8 @@ def test_continuous_site_downstream_of_discrete(make_elbo):
     for _ in range(20):
         elbo.loss_and_grads(cont_model, cont_guide)
         store = pyro.get_param_store()
-        out.append(torch.cat([store[n].unconstrained().grad.reshape(-1).clone() for n in ("la", "m", "s")]))
+        out.append(torch.cat([store[n].unconstrained().grad.reshape(-1).clone()
+                              for n in ("la", "m", "s")]))
         for n in store.keys():
             store[n].unconstrained().grad = None
     z = z_scores(torch.stack(out), exact)

@@ -43,7 +43,8 @@ def test_dynamic_conv2d_matches_per_example_conv(case, dtype):
     expected_grads = torch.autograd.grad(expected, inputs, upstream)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
     for method in DYNAMIC_CONV2D_METHODS:
-        y = dynamic_conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, method=method)
+        y = dynamic_conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation,
+                           method=method)
         assert y.dtype == dtype
         assert y.shape == expected.shape
         torch.testing.assert_close(y, expected, **tol, msg=method)
@@ -59,7 +60,8 @@ def test_dynamic_conv2d_gradcheck_float64():
     b = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
     for method in ("grouped_channels_last",):
         assert torch.autograd.gradcheck(
-            lambda x, w, b: dynamic_conv2d(x, w, b, stride=2, padding=1, dilation=(1, 2), method=method),
+            lambda x, w, b: dynamic_conv2d(x, w, b, stride=2, padding=1, dilation=(1, 2),
+                                           method=method),
             (x, w, b))
 
 
@@ -67,8 +69,10 @@ def test_dynamic_conv2d_chains_channels_last_outputs():
     # The channels-last path returns a strided view; feeding it to the next layer must work.
     pyro.set_rng_seed(2)
     x = torch.randn(4, 1, 16, 16, dtype=torch.float64)
-    w1, w2 = torch.randn(4, 6, 1, 3, 3, dtype=torch.float64), torch.randn(4, 6, 6, 3, 3, dtype=torch.float64)
-    h = dynamic_conv2d(dynamic_conv2d(x, w1, padding=1, method="grouped_channels_last"), w2, padding=1)
+    w1 = torch.randn(4, 6, 1, 3, 3, dtype=torch.float64)
+    w2 = torch.randn(4, 6, 6, 3, 3, dtype=torch.float64)
+    first = dynamic_conv2d(x, w1, padding=1, method="grouped_channels_last")
+    h = dynamic_conv2d(first, w2, padding=1)
     expected = reference_conv(reference_conv(x, w1, None, 1, 1, 1), w2, None, 1, 1, 1)
     torch.testing.assert_close(h, expected)
 
@@ -94,7 +98,8 @@ def test_dynamic_linear_matches_loop(x_shape, out_features):
         for bias in (b, None):
             y = dynamic_linear(x, w, bias, method=method)
             assert y.dtype == torch.float64 and y.shape == expected.shape
-            torch.testing.assert_close(y, expected if bias is not None else expected - b.view(5, *[1] * (x.dim() - 2), -1))
+            torch.testing.assert_close(y, expected if bias is not None
+                                       else expected - b.view(5, *[1] * (x.dim() - 2), -1))
         grads = torch.autograd.grad(dynamic_linear(x, w, b, method=method), (x, w, b), upstream)
         for g, e in zip(grads, expected_grads):
             torch.testing.assert_close(g, e)
@@ -118,13 +123,16 @@ def test_dynamic_linear_errors():
 
 def test_dynamic_conv2d_errors():
     x, w = torch.randn(2, 3, 8, 8), torch.randn(2, 4, 3, 3, 3)
-    with pytest.raises(ValueError, match=r"x must have shape \(B, C_in, H, W\), got shape \(3, 8, 8\)"):
+    with pytest.raises(ValueError,
+                       match=r"x must have shape \(B, C_in, H, W\), got shape \(3, 8, 8\)"):
         dynamic_conv2d(x[0], w)
     with pytest.raises(ValueError, match=r"weight must have shape \(B, C_out, C_in, kH, kW\)"):
         dynamic_conv2d(x, w[0])
-    with pytest.raises(ValueError, match=r"weight must have shape \(2, C_out, 3, kH, kW\).*got shape \(2, 4, 5, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"weight must have shape \(2, C_out, 3, kH, kW\)"
+                                         r".*got shape \(2, 4, 5, 3, 3\)"):
         dynamic_conv2d(x, torch.randn(2, 4, 5, 3, 3))
-    with pytest.raises(ValueError, match=r"weight must have shape \(2, C_out, 3, kH, kW\).*got shape \(3, 4, 3, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"weight must have shape \(2, C_out, 3, kH, kW\)"
+                                         r".*got shape \(3, 4, 3, 3, 3\)"):
         dynamic_conv2d(x, torch.randn(3, 4, 3, 3, 3))
     with pytest.raises(ValueError, match=r"bias must have shape \(2, 4\), got shape \(4,\)"):
         dynamic_conv2d(x, w, torch.randn(4))

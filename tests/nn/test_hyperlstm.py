@@ -66,7 +66,8 @@ def test_hyper_state_matters_and_h_c_pair_starts_hyper_at_zero():
     _, state = m(x)
     out_full, _ = m(x, state)
     out_pair, _ = m(x, state[:2])
-    out_zero_hyper, _ = m(x, (state[0], state[1], torch.zeros_like(state[2]), torch.zeros_like(state[3])))
+    out_zero_hyper, _ = m(x, (state[0], state[1], torch.zeros_like(state[2]),
+                              torch.zeros_like(state[3])))
     torch.testing.assert_close(out_pair, out_zero_hyper)
     assert (out_full - out_pair).abs().max() > 1e-6
 
@@ -83,7 +84,8 @@ def test_initialisation_equals_layer_norm_lstm():
         for hc, lc in zip(hyper.cells, ln.cells):
             for name in ("weight_ih", "weight_hh", "gate_norm_weight", "gate_norm_bias",
                          "cell_norm_weight", "cell_norm_bias"):
-                getattr(lc, name).copy_(getattr(hc, name) + 0.1 * torch.randn_like(getattr(hc, name)))
+                getattr(lc, name).copy_(getattr(hc, name)
+                                        + 0.1 * torch.randn_like(getattr(hc, name)))
                 getattr(hc, name).copy_(getattr(lc, name))
             for p in hc.hyper_cell.parameters():
                 p.normal_()
@@ -194,13 +196,15 @@ def test_gradients_float64():
 
 def test_errors():
     m = make(HyperLSTM, num_layers=2)
-    with pytest.raises(ValueError, match=r"input must have last dimension input_size=5, got shape \(3, 2, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"input must have last dimension input_size=5, got shape \(3, 2, 4\)"):
         m(torch.randn(3, 2, 4))
     with pytest.raises(ValueError, match="input must have shape"):
         m(torch.randn(3, 2, 1, I))
     with pytest.raises(ValueError, match=r"state h must have shape \(2, 2, 7\), got \(1, 2, 7\)"):
         m(torch.randn(3, 2, I), (torch.zeros(1, 2, H), torch.zeros(1, 2, H)))
-    with pytest.raises(ValueError, match=r"state hyper_h must have shape \(2, 2, 6\), got \(2, 2, 7\)"):
+    with pytest.raises(ValueError,
+                       match=r"state hyper_h must have shape \(2, 2, 6\), got \(2, 2, 7\)"):
         m(torch.randn(3, 2, I), (torch.zeros(2, 2, H),) * 4)
     with pytest.raises(ValueError, match="state must be a tuple"):
         m(torch.randn(3, 2, I), torch.zeros(2, 2, H))
@@ -234,7 +238,8 @@ def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent
                          hyper_recurrent_dropout=hyper_recurrent_dropout).double().train()
     calls = []
     original = _HyperLSTMScan.apply
-    monkeypatch.setattr(_HyperLSTMScan, "apply", lambda *args: calls.append(args) or original(*args))
+    monkeypatch.setattr(_HyperLSTMScan, "apply",
+                        lambda *args: calls.append(args) or original(*args))
     x = torch.randn(3, 2, 2, dtype=torch.float64)
     state = tuple(0.5 * torch.randn(2, n, dtype=torch.float64) for n in (3, 3, 4, 4))
     cell.scan(cell.input_projection(x), state)

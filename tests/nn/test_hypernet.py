@@ -35,7 +35,8 @@ def test_hyperconv_tiles_slices_and_shares_generator():
     assert kernel.shape == (6, 4, 3, 3) and conv_a.tiles == (2, 2)
     for j in range(2):
         for i in range(2):
-            torch.testing.assert_close(kernel[3 * j:3 * j + 3, 2 * i:2 * i + 2], net(conv_a.embeddings[j, i]))
+            torch.testing.assert_close(kernel[3 * j:3 * j + 3, 2 * i:2 * i + 2],
+                                       net(conv_a.embeddings[j, i]))
     x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
     y = conv_a(x)
     torch.testing.assert_close(y, F.conv2d(x, kernel, conv_a.bias, padding=1))
@@ -54,7 +55,8 @@ def test_hypercnn_parameter_counts_and_float64():
     assert conv_weights == 12544
     n_ord = sum(p.numel() for p in ordinary.parameters())
     n_hyp = sum(p.numel() for p in hyper.parameters())
-    assert n_ord - n_hyp == conv_weights - 4240 - 4  # kernel replaced by generator + one 4-d embedding
+    # kernel replaced by generator + one 4-d embedding
+    assert n_ord - n_hyp == conv_weights - 4240 - 4
     out = hyper.double()(torch.rand(3, 28, 28, dtype=torch.float64))
     assert out.shape == (3, 10) and out.dtype == torch.float64
 

@@ -46,7 +46,8 @@ def test_context_changes_the_query():
 
 def test_flop_counts():
     net = ReactiveQueryNet(image_size=28, channels=(6, 6, 6), iterations=4)
-    per_query = conv2d_flops(1, 6, 3, 28, 28) + conv2d_flops(6, 6, 3, 14, 14) + conv2d_flops(6, 6, 3, 7, 7)
+    per_query = (conv2d_flops(1, 6, 3, 28, 28) + conv2d_flops(6, 6, 3, 14, 14)
+                 + conv2d_flops(6, 6, 3, 7, 7))
     assert per_query == 2 * (54 * 784 + 324 * 196 + 324 * 49)
     assert net.conv_flops_per_image() == 4 * per_query
     assert net.hypernet_flops_per_image() == 4 * 2 * 64 * (60 + 330 + 330)
@@ -62,7 +63,8 @@ def test_accuracy_and_errors():
     assert accuracy(net, x, y, batch_size=4) == pytest.approx(expected)
     with pytest.raises(ValueError, match="same length"):
         accuracy(net, x, y[:3])
-    with pytest.raises(ValueError, match=r"x must have shape \(B, 1, 28, 28\), got shape \(2, 1, 20, 20\)"):
+    with pytest.raises(ValueError,
+                       match=r"x must have shape \(B, 1, 28, 28\), got shape \(2, 1, 20, 20\)"):
         ReactiveQueryNet()(torch.rand(2, 1, 20, 20))
     with pytest.raises(ValueError, match="update must be 'residual' or 'gru'"):
         ReactiveQueryNet(update="lstm")
