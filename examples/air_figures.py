@@ -17,7 +17,7 @@ import torch
 
 from probnets.data import multi_mnist
 from probnets.models.air import AIR
-from probnets.tasks.air import evaluate_counts
+from probnets.experiments.air import evaluate_counts
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 from probnets.viz.images import curves
 

@@ -17,7 +17,7 @@ import torch
 
 from probnets.data.squares import squares
 from probnets.models.air import AIR
-from probnets.tasks.air import ESTIMATORS, evaluate_counts, make_elbo
+from probnets.experiments.air import ESTIMATORS, evaluate_counts, make_elbo
 from probnets.train import BatchSampler, Trainer
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 

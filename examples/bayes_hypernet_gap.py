@@ -22,7 +22,7 @@ from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS
 from probnets.models.bayes_hypernet.guides import GUIDES
 from probnets.models.bayes_hypernet.model import PARAMETERIZATIONS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regression
-from probnets.tasks.bayes_hypernet import default_embedding_dim, gap_metrics
+from probnets.experiments.bayes_hypernet import default_embedding_dim, gap_metrics
 from probnets.train import Cosine
 from probnets.viz.uncertainty import predictive_bands
 

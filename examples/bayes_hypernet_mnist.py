@@ -38,12 +38,16 @@ import pyro
 import torch
 from torch import nn
 
+from probnets.experiments.bayes_hypernet import (
+    classification_metrics,
+    mnist_arrays,
+    out_of_distribution,
+)
 from probnets.models.bayes_hypernet import (
     BayesianHypernet,
     ClassificationPrediction,
     expected_calibration_error,
 )
-from probnets.tasks.bayes_hypernet import classification_metrics, mnist_arrays, out_of_distribution
 from probnets.train import BatchSampler, Trainer
 from probnets.viz.uncertainty import reliability_diagram
 

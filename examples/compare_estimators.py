@@ -7,7 +7,8 @@ The same as ``probnets variance ...``:
         --track-steps 1000 --track-every 250
     python examples/compare_estimators.py custom --factory mypkg.mymod:make_problem --out runs/x
 
-See :mod:`probnets.tasks.variance` for what each run writes.
+See ``probnets variance --help`` and :func:`probnets.experiments.run_variance` for what each
+run writes.
 """
 
 import sys

@@ -4,8 +4,9 @@ Subpackages mirror Pyro's namespaces:
 
 - :mod:`probnets.distributions` -- distributions Pyro lacks (hard-concrete, relaxations
   that keep their noise).
-- :mod:`probnets.infer` -- gradient estimators for discrete latents, each a Pyro ELBO, and
-  :mod:`probnets.infer.variance`, the estimator-comparison harness.
+- :mod:`probnets.infer` -- gradient estimators for discrete latents, each a Pyro ELBO.
+- :mod:`probnets.experiments` -- what compares and evaluates: the estimator-comparison
+  harness, its problems, and metrics shared by the tasks and examples.
 - :mod:`probnets.nn` -- deterministic building blocks (hypernetworks, HyperLSTM, per-example
   layers, spatial transformer).
 - :mod:`probnets.models` -- Pyro models, each with its guide beside it.

@@ -9,9 +9,7 @@ import pyro
 import pyro.distributions as dist
 from pyro.nn import PyroModule, pyro_method
 
-from probnets.infer.variance import Problem
-
-__all__ = ["SigmoidBeliefNet", "binarize", "sbn_problem"]
+__all__ = ["SigmoidBeliefNet", "binarize"]
 
 
 def binarize(images, seed=None, generator=None):
@@ -189,72 +187,3 @@ class SigmoidBeliefNet(PyroModule):
             remaining -= k
         return torch.logsumexp(torch.stack(chunks), dim=0) - math.log(num_samples)
 
-
-def sbn_problem(
-    images,
-    layers=(784, 200),
-    batch_size=24,
-    seed=0,
-    eval_images=None,
-    eval_size=1000,
-    eval_samples=1,
-):
-    """A :class:`~probnets.infer.variance.Problem` for a sigmoid belief net on images.
-
-    :param images: training intensities in [0, 1], shape ``(N, 28, 28)`` or ``(N, D)``
-        (e.g. ``probnets.data.load_mnist("train").images``).
-    :param batch_size: minibatch size (24 in the REBAR experiments). Variance is measured on
-        one fixed binarized minibatch; training minibatches are reshuffled every epoch and
-        binarized afresh (dynamic binarization), deterministically from ``seed``.
-    :param eval_images: optional held-out intensities; the evaluation metrics are the mean
-        ELBO (``eval_samples`` samples per image) on up to ``eval_size`` fixed binarized
-        training images (``elbo_train``) and held-out images (``elbo_test``).
-    """
-    if not torch.is_tensor(images) or not images.is_floating_point():
-        raise TypeError("images must be a floating-point tensor of intensities in [0, 1]")
-    images = images.reshape(images.shape[0], -1)
-    if images.shape[1] != layers[0]:
-        raise ValueError(
-            f"images must have {layers[0]} pixels per image to match layers[0], "
-            f"got {images.shape[1]}"
-        )
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= images.shape[0]:
-        raise ValueError(
-            f"batch_size must be an int in [1, {images.shape[0]}], got {batch_size!r}"
-        )
-    num = images.shape[0]
-    net = SigmoidBeliefNet(layers, data_mean=images.mean(0)).to(dtype=images.dtype)
-    fixed = binarize(images[:batch_size], seed=seed)
-    train_eval = binarize(images[:eval_size], seed=seed + 1)
-    test_eval = (
-        None
-        if eval_images is None
-        else binarize(eval_images.reshape(eval_images.shape[0], -1)[:eval_size], seed=seed + 2)
-    )
-    per_epoch = num // batch_size
-    perms = {}
-
-    def batch(step):
-        epoch, index = divmod(step, per_epoch)
-        if epoch not in perms:
-            perms.clear()
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            perms[epoch] = torch.randperm(num, generator=g)
-        idx = perms[epoch][index * batch_size : (index + 1) * batch_size]
-        g = torch.Generator(device=images.device).manual_seed(seed * 1_000_003 + 7919 * step + 1)
-        return (binarize(images[idx.to(images.device)], generator=g),)
-
-    def evaluate():
-        out = {"elbo_train": float(net.elbo(train_eval, eval_samples).mean())}
-        if test_eval is not None:
-            out["elbo_test"] = float(net.elbo(test_eval, eval_samples).mean())
-        return out
-
-    return Problem(
-        name=f"sbn_{'x'.join(str(n) for n in layers[1:])}",
-        model=net.model,
-        guide=net.guide,
-        args=(fixed,),
-        batch=batch,
-        evaluate=evaluate,
-    )

@@ -8,9 +8,7 @@ import pyro
 import pyro.distributions as dist
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
-from probnets.infer.variance import Problem
-
-__all__ = ["ToyBernoulli", "toy_problem"]
+__all__ = ["ToyBernoulli"]
 
 
 class ToyBernoulli(PyroModule):
@@ -89,25 +87,3 @@ class ToyBernoulli(PyroModule):
         mean = p * g1 + (1 - p) * g0
         return p * g1**2 + (1 - p) * g0**2 - mean**2
 
-
-def toy_problem(target=0.45, theta=0.0, dtype=torch.float32):
-    """A :class:`~probnets.infer.variance.Problem` for the harness: the toy at logit
-    ``theta`` with its exact gradient and, along training, the exact loss ``L(theta)`` and
-    ``sigma(theta)``."""
-    toy = ToyBernoulli(target=target, theta=theta).to(dtype=dtype)
-
-    def evaluate():
-        return {
-            "expected_loss": toy.expected_loss(),
-            "prob": float(torch.sigmoid(toy.theta_unconstrained.detach())),
-        }
-
-    return Problem(
-        name=f"toy_t{target:g}",
-        model=toy.model,
-        guide=toy.guide,
-        args=(),
-        exact=toy.exact_gradient,
-        params=["theta"],
-        evaluate=evaluate,
-    )

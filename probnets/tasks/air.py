@@ -7,45 +7,12 @@ import numpy as np
 import torch
 
 from probnets.data import check_images, multi_mnist
-from probnets.infer import DiscreteELBO, standard_estimators
-from probnets.models.air import AIR, count_accuracy, count_confusion
+from probnets.experiments.air import BASELINES, ESTIMATORS, evaluate_counts, make_elbo
+from probnets.models.air import AIR
 from probnets.tasks.base import Task, TaskRun, load_npz_arrays, register
 from probnets.train import Anneal, BatchSampler, Exponential, resolve_device
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 from probnets.viz.images import curves
-
-ESTIMATORS = ("score", "relaxed", "rebar", "relax", "disarm", "vimco", "tracegraph")
-BASELINES = ("lstm", "nvil", "avg", "none")
-
-
-def make_elbo(estimator, baseline="lstm", temperature=0.5, num_particles=5):
-    """The ELBO for ``--estimator`` from the shared registry
-    (:func:`probnets.infer.standard_estimators`); for ``score``, ``--baseline`` picks
-    the model's LSTM baseline (``lstm``), none, NVIL or a decaying average.
-
-    AIR runs a fixed number of steps and handles presence by masking, so its dependency
-    structure never changes: the probnets estimators reuse it (``cache_dependencies``)
-    instead of tracking provenance at every step."""
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    if estimator == "score":
-        estimator = {"lstm": "score", "none": "score", "nvil": "nvil", "avg": "score+avg"}[baseline]
-    elbo = standard_estimators([estimator], temperature=temperature,
-                               num_particles=num_particles)[estimator]()
-    if isinstance(elbo, DiscreteELBO):
-        elbo.cache_dependencies = True
-    return elbo
-
-
-def evaluate_counts(air, images, counts, batch_size=500):
-    """Count accuracy and confusion (rows: true 0..max, columns: inferred 0..T) of ``air``."""
-    pred = torch.cat([air.infer(images[i:i + batch_size]).counts
-                      for i in range(0, len(images), batch_size)]).cpu()
-    counts = counts.cpu().long()
-    num_true = max(int(counts.max()) + 1, 1)
-    confusion = count_confusion(pred, counts, num_true=num_true, num_pred=air.num_steps + 1)
-    return count_accuracy(pred, counts), confusion
-
 
 @register
 class AIRTask(Task):

@@ -1,21 +1,29 @@
-"""``probnets variance toy|sbn|custom``: compare gradient estimators on one problem.
+"""``probnets variance toy|sbn|air|custom``: compare gradient estimators on one problem.
 
 Each run measures every chosen estimator at the problem's initial parameters (adaptive ones
 after ``--tune`` control-variate steps) and, with ``--track-steps``, along a training run; it
 writes ``variance.txt`` / ``.json`` / ``.png`` and ``tracking.*`` into ``--out``
-(see :func:`probnets.infer.variance.run_variance`). ``custom --factory module:function`` takes
-any function returning a :class:`~probnets.infer.variance.Problem`, so any model/guide pair
+(measured by :func:`probnets.experiments.run_variance`, drawn by
+:func:`probnets.viz.variance.plot_variance_run`). ``custom --factory module:function`` takes
+any function returning a :class:`~probnets.experiments.Problem`, so any model/guide pair
 plugs in.
 """
 
 import functools
 import importlib
 
-import pyro.poutine as poutine
 import torch
 
+from probnets.data import load_mnist, multi_mnist
+from probnets.experiments import (
+    ADAPTIVE_ESTIMATORS,
+    air_problem,
+    run_variance,
+    sbn_problem,
+    toy_problem,
+)
 from probnets.infer import standard_estimators
-from probnets.infer.variance import ADAPTIVE_ESTIMATORS, run_variance
+from probnets.viz.variance import plot_variance_run
 
 
 def add_arguments(commands):
@@ -63,60 +71,25 @@ def add_arguments(commands):
 
 
 def _problem_factory(args):
+    """``() -> Problem`` for the chosen problem; data is loaded once, here."""
     dtype = torch.float64 if args.float64 else torch.float32
     if args.problem == "toy":
-        from probnets.models.toy import toy_problem
-
         return functools.partial(toy_problem, target=args.target, theta=args.theta, dtype=dtype)
     if args.problem == "sbn":
-        from probnets.data import load_mnist
-        from probnets.models.sbn import sbn_problem
-
         train, test = load_mnist("train"), load_mnist("test")
         print(f"data: {train.source}, {len(train.labels)} train / {len(test.labels)} test digits")
         return functools.partial(
             sbn_problem, train.images.to(dtype), layers=(784,) + tuple(args.layers),
             batch_size=args.batch_size, seed=args.seed, eval_images=test.images.to(dtype))
     if args.problem == "air":
-        return functools.partial(air_problem, num_images=args.num_images,
-                                 batch_size=args.batch_size, seed=args.seed, dair=args.dair,
-                                 dtype=dtype)
+        data = multi_mnist(args.num_images, max_digits=2, split="train", seed=args.seed)
+        print(f"data: multi-MNIST from {data.source}, {args.num_images} canvases")
+        return functools.partial(air_problem, data.images.to(dtype), data.counts,
+                                 batch_size=args.batch_size, seed=args.seed, dair=args.dair)
     module_name, _, function_name = args.factory.partition(":")
     if not function_name:
         raise ValueError(f"--factory must be 'module:function', got {args.factory!r}")
     return getattr(importlib.import_module(module_name), function_name)
-
-
-def air_problem(num_images=2000, batch_size=64, seed=0, dair=False, dtype=torch.float32):
-    """AIR (or DAIR) at its initial parameters on multi-MNIST training canvases: gradients of
-    the guide's parameters, whose variance comes from the ``z_pres`` sites (the model's
-    baseline LSTM is used by the score-function estimators, as in the paper)."""
-    from probnets.data import multi_mnist
-    from probnets.infer.variance import Problem
-    from probnets.models.air import AIR
-
-    data = multi_mnist(num_images, max_digits=2, split="train", seed=seed)
-    print(f"data: multi-MNIST from {data.source}, {num_images} canvases")
-    images = data.images.to(dtype)
-    air = AIR(dair=dair).to(dtype)
-
-    def batch(step):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        return (images[torch.randint(num_images, (batch_size,), generator=generator)],)
-
-    def evaluate():
-        inferred = air.infer(images[:500])
-        return {"count_accuracy": float((inferred.counts.cpu() == data.counts[:500]).float()
-                                        .mean())}
-
-    # Measure the guide's own parameters: the baseline LSTM's gradient is that of its
-    # regression loss, not of the ELBO.
-    with poutine.trace(param_only=True) as params:
-        air.guide(images[:2])
-    guide_params = [name for name in params.trace.nodes if "baseline" not in name]
-    return Problem(name="air" + ("-dair" if dair else ""), model=air.model, guide=air.guide,
-                   args=(images[:batch_size],), batch=batch, evaluate=evaluate,
-                   params=guide_params)
 
 
 def run(args):
@@ -137,6 +110,7 @@ def run(args):
         cv_tune_steps=tune, cv_lr=args.cv_lr, track_steps=args.track_steps,
         track_every=args.track_every, track_samples=args.track_samples, lr=args.lr,
         seed=args.seed, progress=progress)
+    plot_variance_run(variance, tracking, args.out)
     print(variance.table())
     if tracking is not None:
         print(tracking.table())

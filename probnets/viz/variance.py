@@ -1,7 +1,9 @@
-"""Figures for the estimator-comparison harness (:mod:`probnets.infer.variance`).
+"""Figures for the estimator-comparison harness (:mod:`probnets.experiments`).
 
-Both functions take the report objects (or anything with the same attributes) and return the
-matplotlib ``Figure``; with ``path`` they also save it (to a temporary file, then renamed).
+``plot_log_variance`` and ``plot_tracking`` take the report objects (or anything with the
+same attributes) and return the matplotlib ``Figure``; with ``path`` they also save it (to a
+temporary file, then renamed). ``plot_variance_run`` writes every figure of a
+:func:`~probnets.experiments.run_variance` run.
 """
 
 import math
@@ -13,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_log_variance", "plot_tracking"]
+__all__ = ["plot_log_variance", "plot_tracking", "plot_variance_run"]
 
 
 def _save(fig, path):
@@ -28,6 +30,21 @@ def _save(fig, path):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _annotate_bar(ax, y, value, shown):
+    """Write ``value`` beside the bar at height ``y`` whose drawn length is ``shown`` (NaN
+    for an infinite value, which gets no bar and its label at zero)."""
+    outward = (shown or 0) >= 0
+    ax.annotate(
+        f"{value:.2f}",
+        (shown if shown == shown else 0.0, y),
+        xytext=(3 if outward else -3, 0),
+        textcoords="offset points",
+        ha="left" if outward else "right",
+        va="center",
+        fontsize=8,
+    )
 
 
 def plot_log_variance(report, path=None, title=None, ax=None):
@@ -47,15 +64,7 @@ def plot_log_variance(report, path=None, title=None, ax=None):
     ax.set_yticks(list(ys))
     ax.set_yticklabels([names[i] for i in order])
     for y, i in zip(ys, order):
-        ax.annotate(
-            f"{values[i]:.2f}",
-            (finite[i] if finite[i] == finite[i] else 0.0, y),
-            xytext=(3 if (finite[i] or 0) >= 0 else -3, 0),
-            textcoords="offset points",
-            ha="left" if (finite[i] or 0) >= 0 else "right",
-            va="center",
-            fontsize=8,
-        )
+        _annotate_bar(ax, y, values[i], finite[i])
     ax.axvline(0.0, color="black", linewidth=0.6)
     ax.set_xlabel("log variance (natural log, per-parameter, averaged)")
     ax.set_title(title or "Gradient-estimator variance")
@@ -85,3 +94,28 @@ def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
     if path is not None:
         _save(fig, path)
     return fig
+
+
+def plot_variance_run(variance, tracking, out_dir):
+    """Every figure of a :func:`~probnets.experiments.run_variance` run, saved in ``out_dir``
+    and closed: ``variance.png`` (log-variance bars at the initial params) and, when
+    ``tracking`` is not ``None``, ``tracking_log_variance.png`` and one
+    ``tracking_<metric>.png`` per ``metric.*`` field of the records.
+
+    :returns: the paths written, in that order.
+    """
+    problem = variance.meta.get("problem", "?")
+    paths = [os.path.join(out_dir, "variance.png")]
+    plt.close(plot_log_variance(variance, path=paths[0],
+                                title=f"{problem}: log-variance at initial params"))
+    if tracking is None:
+        return paths
+    keys = ["log_variance"] + sorted(
+        {k for recs in tracking.runs.values() for k in recs[-1] if k.startswith("metric.")})
+    for key in keys:
+        name = key.replace("metric.", "", 1)
+        what = "log-variance" if key == "log_variance" else name
+        paths.append(os.path.join(out_dir, f"tracking_{name}.png"))
+        plt.close(plot_tracking(tracking, key, path=paths[-1],
+                                title=f"{problem}: {what} along training"))
+    return paths

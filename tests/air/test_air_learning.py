@@ -7,7 +7,7 @@ import torch
 
 from probnets.data.squares import squares
 from probnets.models.air import AIR
-from probnets.tasks.air import evaluate_counts, make_elbo
+from probnets.experiments.air import evaluate_counts, make_elbo
 from probnets.train import BatchSampler, Trainer
 
 

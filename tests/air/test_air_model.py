@@ -11,7 +11,7 @@ from probnets.models.air import (
     count_confusion,
     geometric_presence_probs,
 )
-from probnets.tasks.air import ESTIMATORS, make_elbo
+from probnets.experiments.air import ESTIMATORS, make_elbo
 from probnets.train import BatchSampler, Trainer
 
 SMALL = dict(image_size=16, num_steps=3, window_size=8, z_what_size=3, rnn_hidden_size=8,

@@ -5,7 +5,7 @@ import torch
 
 from probnets.models.bayes_hypernet import GaussianProcessRegression
 from probnets.models.bayes_hypernet.toy import gap_regression
-from probnets.tasks.bayes_hypernet import gap_metrics
+from probnets.experiments.bayes_hypernet import gap_metrics
 
 
 def test_interpolates_with_small_noise_and_reverts_to_the_prior_far_away():

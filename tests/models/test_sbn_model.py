@@ -17,7 +17,8 @@ from probnets.infer import (
     ScoreFunction_ELBO,
     VIMCO_ELBO,
 )
-from probnets.models.sbn import SigmoidBeliefNet, binarize, sbn_problem
+from probnets.experiments import sbn_problem
+from probnets.models.sbn import SigmoidBeliefNet, binarize
 
 
 def _patterns(n, dim=12, dtype=torch.float64, seed=0):

@@ -15,7 +15,7 @@ makes that prior explicit (its lengthscale :math:`\ell`) and its posterior exact
 
 (Rasmussen & Williams 2006, eqs. 2.25-2.26). :class:`GaussianProcessRegression` has the
 ``predict`` and ``noise_scale`` of :class:`.BayesianHypernet` (regression), so the same
-evaluation code (e.g. :func:`probnets.tasks.bayes_hypernet.gap_metrics`) scores both.
+evaluation code (e.g. :func:`probnets.experiments.bayes_hypernet.gap_metrics`) scores both.
 """
 
 import torch

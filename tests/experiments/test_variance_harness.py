@@ -10,15 +10,18 @@ import torch
 import pyro
 import pyro.poutine as poutine
 from pyro.infer import Trace_ELBO, TraceGraph_ELBO
-from probnets.infer.exact import exact_gradient
-from probnets.infer.variance import (
+from probnets.experiments import (
     TrackingReport,
     VarianceReport,
     measure,
     run_variance,
+    toy_problem,
     track,
 )
-from probnets.models.toy import ToyBernoulli, toy_problem
+from probnets.infer.exact import exact_gradient
+from probnets.models.sbn import SigmoidBeliefNet, binarize
+from probnets.models.toy import ToyBernoulli
+from probnets.viz.variance import plot_variance_run
 
 
 class _BiasedELBO(Trace_ELBO):
@@ -101,8 +104,6 @@ def test_biased_estimator_is_detected():
 
 
 def test_multi_site_model_against_enumeration():
-    from probnets.models.sbn import SigmoidBeliefNet, binarize
-
     net = SigmoidBeliefNet((6, 3, 2)).double()
     x = binarize(torch.rand(2, 6, dtype=torch.float64), seed=1)
     exact = exact_gradient(net.model, net.guide, x)
@@ -261,6 +262,7 @@ def test_run_variance_writes_table_json_and_figures(tmp_path):
         track_samples=5,
         lr=0.1,
     )
+    plot_variance_run(variance, tracking, str(tmp_path))
     names = set(os.listdir(tmp_path))
     assert {
         "variance.txt",

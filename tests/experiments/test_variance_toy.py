@@ -7,9 +7,9 @@ import torch
 
 import pyro
 import pyro.poutine as poutine
+from probnets.experiments import ADAPTIVE_ESTIMATORS, measure, toy_problem
 from probnets.infer import standard_estimators
-from probnets.infer.variance import ADAPTIVE_ESTIMATORS, measure
-from probnets.models.toy import ToyBernoulli, toy_problem
+from probnets.models.toy import ToyBernoulli
 
 
 def test_closed_form_variance_and_optimal_baseline():

@@ -1,0 +1,59 @@
+"""What the AIR experiments share: the estimator chosen for the ``z_pres`` sites and count
+evaluation (accuracy and confusion of the MAP object counts)."""
+
+import torch
+
+from probnets.infer import DiscreteELBO, standard_estimators
+from probnets.models.air import count_accuracy, count_confusion
+
+__all__ = ["BASELINES", "ESTIMATORS", "evaluate_counts", "make_elbo"]
+
+#: Estimators AIR trains under (``tracegraph`` is Pyro's ``TraceGraph_ELBO``).
+ESTIMATORS = ("score", "relaxed", "rebar", "relax", "disarm", "vimco", "tracegraph")
+#: Baselines of the ``score`` estimator: the model's LSTM, NVIL, a decaying average, none.
+BASELINES = ("lstm", "nvil", "avg", "none")
+
+# The registry name of the score-function estimator with each baseline; the LSTM baseline
+# lives in the model (``AIR(use_baseline=True)``), so the estimator itself is plain.
+_SCORE_WITH_BASELINE = {"lstm": "score", "none": "score", "nvil": "nvil", "avg": "score+avg"}
+
+
+def make_elbo(estimator, baseline="lstm", temperature=0.5, num_particles=5):
+    """The ELBO named ``estimator`` from the shared registry
+    (:func:`probnets.infer.standard_estimators`); for ``score``, ``baseline`` picks the
+    model's LSTM baseline (``lstm``), none, NVIL or a decaying average.
+
+    AIR runs a fixed number of steps and handles presence by masking, so its dependency
+    structure never changes: the probnets estimators reuse it (``cache_dependencies``)
+    instead of tracking provenance at every step.
+
+    :param str estimator: one of :data:`ESTIMATORS`.
+    :param str baseline: one of :data:`BASELINES` (used by ``score`` only).
+    :param float temperature: (initial) temperature of ``relaxed``, ``rebar``, ``relax``.
+    :param int num_particles: particles of ``vimco``.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if estimator == "score":
+        estimator = _SCORE_WITH_BASELINE[baseline]
+    elbo = standard_estimators([estimator], temperature=temperature,
+                               num_particles=num_particles)[estimator]()
+    if isinstance(elbo, DiscreteELBO):
+        elbo.cache_dependencies = True
+    return elbo
+
+
+def evaluate_counts(air, images, counts, batch_size=500):
+    """Count accuracy and confusion (rows: true 0..max, columns: inferred 0..T) of ``air``'s
+    MAP counts on ``images``, inferred ``batch_size`` canvases at a time.
+
+    :returns: ``(accuracy, confusion)``, a float and a ``(max true + 1, T + 1)`` tensor.
+    """
+    pred = torch.cat([air.infer(images[i:i + batch_size]).counts
+                      for i in range(0, len(images), batch_size)]).cpu()
+    counts = counts.cpu().long()
+    num_true = max(int(counts.max()) + 1, 1)
+    confusion = count_confusion(pred, counts, num_true=num_true, num_pred=air.num_steps + 1)
+    return count_accuracy(pred, counts), confusion
