@@ -86,10 +86,21 @@ def _problem_factory(args):
         print(f"data: multi-MNIST from {data.source}, {args.num_images} canvases")
         return functools.partial(air_problem, data.images.to(dtype), data.counts,
                                  batch_size=args.batch_size, seed=args.seed, dair=args.dair)
-    module_name, _, function_name = args.factory.partition(":")
-    if not function_name:
-        raise ValueError(f"--factory must be 'module:function', got {args.factory!r}")
-    return getattr(importlib.import_module(module_name), function_name)
+    return _import_factory(args.factory)
+
+
+def _import_factory(spec):
+    """The function named by ``module:function``; a bad name is a one-line CLI error."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise SystemExit(f"probnets: error: --factory must be 'module:function', got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise SystemExit(f"probnets: error: --factory {spec!r}: {error}") from None
+    if not callable(factory):
+        raise SystemExit(f"probnets: error: --factory {spec!r} is not callable")
+    return factory
 
 
 def run(args):
