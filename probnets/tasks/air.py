@@ -11,11 +11,20 @@ import torch
 from probnets.data import check_images, multi_mnist
 from probnets.infer import DiscreteELBO, standard_estimators
 from probnets.models.air import AIR, count_accuracy, count_confusion
-from probnets.tasks.base import Task, TaskRun, load_npz_arrays, model_record, register
+from probnets.tasks.base import (
+    Task,
+    TaskRun,
+    load_npz_arrays,
+    load_trained,
+    model_record,
+    register,
+)
 from probnets.tasks.config import (
     ConfigError,
     EvalConfig,
     RunConfig,
+    integer_at_least,
+    non_negative_int,
     number_in,
     positive,
     positive_int,
@@ -90,9 +99,9 @@ class AIRConfig(RunConfig):
     num_test: int = setting(1000, check=positive_int,
                             help="held-out canvases, built from MNIST test digits "
                                  "(default 1000)")
-    max_digits: int = setting(2, check=positive_int,
+    max_digits: int = setting(2, check=non_negative_int,
                               help="digits per canvas are uniform on 0..max (default 2)")
-    canvas_size: int = setting(50, check=positive_int, help="canvas side (50)")
+    canvas_size: int = setting(50, check=integer_at_least(28), help="canvas side (50)")
     max_objects: int = setting(3, check=positive_int, help="model steps T (default 3)")
     window_size: int = setting(28, check=positive_int, help="object window (28)")
     rnn_hidden_size: int = setting(256, check=positive_int, help="LSTM units (256)")
@@ -188,7 +197,7 @@ class AIRTask(Task):
 
     def evaluate(self, config):
         device = resolve_device(config.device)
-        air = AIR.load(config.checkpoint, map_location=device)
+        air = load_trained(AIR, config.checkpoint, device)
         images, counts = load_npz_arrays(config.data, ("images", "counts"))
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255

@@ -8,6 +8,8 @@ run directory, resuming. The command line (:mod:`probnets.cli`) only parses flag
 config and calls it.
 """
 
+import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -83,6 +85,19 @@ def model_record(module, **constructor_arguments):
     that are objects themselves (e.g. a prior)."""
     cls = type(module)
     return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": constructor_arguments}
+
+
+def load_trained(model_class, path, device):
+    """``model_class.load(path, map_location=device)``, or a :class:`ConfigError` naming
+    ``checkpoint`` when ``path`` is missing, unreadable or a checkpoint of another model."""
+    if not os.path.isfile(path):
+        raise ConfigError("checkpoint", f"{{checkpoint}}: no file at {path}")
+    try:
+        return model_class.load(path, map_location=device)
+    # torch.load reports truncated or corrupted files as EOFError, RuntimeError or
+    # UnpicklingError; the models' loaders report other checkpoints as ValueError
+    except (ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        raise ConfigError("checkpoint", f"{{checkpoint}} {path}: {error}") from None
 
 
 def load_npz_arrays(path, names, field="data"):

@@ -18,7 +18,14 @@ from probnets.models.bayes_hypernet.guides import GUIDES
 from probnets.models.bayes_hypernet.model import PARAMETERIZATIONS
 from probnets.models.bayes_hypernet.target import ACTIVATIONS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regions, gap_regression
-from probnets.tasks.base import Task, TaskRun, load_npz_arrays, model_record, register
+from probnets.tasks.base import (
+    Task,
+    TaskRun,
+    load_npz_arrays,
+    load_trained,
+    model_record,
+    register,
+)
 from probnets.tasks.config import (
     ConfigError,
     EvalConfig,
@@ -233,7 +240,7 @@ class BayesHypernetTask(Task):
 
     def evaluate(self, config):
         device = resolve_device(config.device)
-        model = BayesianHypernet.load(config.checkpoint, map_location=device)
+        model = load_trained(BayesianHypernet, config.checkpoint, device)
         x, y = load_npz_arrays(config.data, ("x", "y"))
         dtype = model.noise_scale.dtype
         x = torch.as_tensor(x).to(device=device, dtype=dtype)

@@ -125,12 +125,12 @@ class HyperLSTMConfig(RunConfig):
     def validate(self):
         if self.recurrent_dropout and self.rnn == "lstm":
             raise ConfigError("recurrent_dropout",
-                              "{recurrent_dropout}: nn.LSTM has no recurrent dropout (use {rnn} "
-                              "hyperlstm or layernorm_lstm, or {dropout})")
+                              "{recurrent_dropout}: nn.LSTM has no recurrent dropout (set {rnn} to "
+                              "hyperlstm or layernorm_lstm, or use {dropout})")
         if self.hyper_recurrent_dropout and self.rnn != "hyperlstm":
             raise ConfigError("hyper_recurrent_dropout",
                               "{hyper_recurrent_dropout}: only the HyperLSTM has a hyper cell "
-                              "(use {rnn} hyperlstm)")
+                              "(set {rnn} to hyperlstm)")
 
 
 @register

@@ -150,14 +150,7 @@ def _run_directory(config, name, create):
         if distributed.world_size() > 1:  # every rank uses rank 0's directory
             out = distributed.broadcast_object(out)
     out = os.fspath(out)
-    checkpoint = os.path.join(out, CHECKPOINT_NAME)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError("out", f"{{out}} {out} is a file, not a directory")
-    if config.resume and not os.path.exists(checkpoint):
-        raise ConfigError("resume", f"{{resume}}: no checkpoint at {checkpoint}")
-    if not config.resume and os.path.exists(checkpoint):
-        raise ConfigError("out", f"{out} already holds a run; pass {{resume}} to continue it or "
-                                 "choose another {out}")
+    _check_run_directory(out, config.resume)
     if create:
         try:
             os.makedirs(out, exist_ok=True)
@@ -167,6 +160,18 @@ def _run_directory(config, name, create):
         if not os.access(out, os.W_OK | os.X_OK):
             raise ConfigError("out", f"the run directory {out} is not writable")
     return out
+
+
+def _check_run_directory(out, resume):
+    """A new run needs a directory without a run in it; a resumed one, its checkpoint."""
+    checkpoint = os.path.join(out, CHECKPOINT_NAME)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError("out", f"{{out}} {out} is a file, not a directory")
+    if resume and not os.path.exists(checkpoint):
+        raise ConfigError("resume", f"{{resume}}: no checkpoint at {checkpoint}")
+    if not resume and os.path.exists(checkpoint):
+        raise ConfigError("out", f"{out} already holds a run; pass {{resume}} to continue it or "
+                                 "choose another {out}")
 
 
 def run_record(task, run, config):
