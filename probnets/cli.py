@@ -30,6 +30,7 @@ from probnets.tasks import (
     tasks,
 )
 from probnets.tasks import variance as variance_command
+from probnets.tasks.config import spell_fields
 from probnets.train import (
     NonFiniteLossError,
     distributed,
@@ -118,8 +119,8 @@ def _help(config_class, spec):
     if text is None:
         return None
     shown = "none" if spec.default is None else str(spec.default)
-    text = ConfigError(spec.name, text).render(
-        lambda name: shown if name == "default" else flag_of(config_class, name))
+    text = spell_fields(text, lambda name: shown if name == "default"
+                        else flag_of(config_class, name))
     return text.replace("%", "%%")
 
 
@@ -162,7 +163,7 @@ def _add_field(group, config_class, spec, hint):
     else:
         if sequence:
             options["nargs"] = "+"
-        if spec.name in _SHARED_TYPES and issubclass(config_class, RunConfig):
+        if spec.name in _SHARED_TYPES:
             options["type"] = _SHARED_TYPES[spec.name]
         elif kind in (int, float):
             options["type"] = kind
@@ -277,27 +278,32 @@ def _warnings_as_lines():
         yield
 
 
-def _report_progress_on_stderr():
-    """Print the library's ``probnets`` log records (run start...) as ``probnets ...``."""
+@contextlib.contextmanager
+def _progress_on_stderr():
+    """Print the library's ``probnets`` log records (the run's start...) on stderr."""
     logger = logging.getLogger("probnets")
-    if not any(getattr(handler, "_probnets_cli", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("probnets %(message)s"))
-        handler._probnets_cli = True
-        logger.addHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("probnets %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    _report_progress_on_stderr()
-    if args.command == "train":
-        return train(args)
-    if args.command == "eval":
-        return evaluate(args)
-    if args.command == "variance":
-        return variance_command.run(args)
+    with _progress_on_stderr():
+        if args.command == "train":
+            return train(args)
+        if args.command == "eval":
+            return evaluate(args)
+        if args.command == "variance":
+            return variance_command.run(args)
     parser.error(f"unknown command {args.command!r}")
 
 

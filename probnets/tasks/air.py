@@ -31,7 +31,7 @@ from probnets.tasks.config import (
     retune,
     setting,
 )
-from probnets.train import Anneal, BatchSampler, Exponential, resolve_device
+from probnets.train import Anneal, BatchSampler, Exponential
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 from probnets.viz.images import curves
 
@@ -195,8 +195,7 @@ class AIRTask(Task):
             curves({"train": (steps, [row["elbo_per_image"] for row in result.history])},
                    os.path.join(config.out, "elbo.png"), ylabel="ELBO per image")
 
-    def evaluate(self, config):
-        device = resolve_device(config.device)
+    def evaluate(self, config, device):
         air = load_trained(AIR, config.checkpoint, device)
         images, counts = load_npz_arrays(config.data, ("images", "counts"))
         if images.dtype == np.uint8:

@@ -74,8 +74,9 @@ class Task:
     def supports_eval(self):
         return self.eval_config_class is not None
 
-    def evaluate(self, config):
-        """Evaluate ``config.checkpoint`` as ``config`` says; return a dict of results."""
+    def evaluate(self, config, device):
+        """Evaluate ``config.checkpoint`` on ``device`` as ``config`` (the task's
+        ``eval_config_class``) says; return a dict of results."""
         raise NotImplementedError
 
 

@@ -37,7 +37,7 @@ from probnets.tasks.config import (
     retune,
     setting,
 )
-from probnets.train import BatchSampler, resolve_device
+from probnets.train import BatchSampler
 from probnets.viz.uncertainty import predictive_bands, reliability_diagram
 
 
@@ -238,8 +238,7 @@ class BayesHypernetTask(Task):
         reliability_diagram({f"{model.parameterization}/{config.guide}": (bins, float(ece))},
                             os.path.join(config.out, "reliability.png"))
 
-    def evaluate(self, config):
-        device = resolve_device(config.device)
+    def evaluate(self, config, device):
         model = load_trained(BayesianHypernet, config.checkpoint, device)
         x, y = load_npz_arrays(config.data, ("x", "y"))
         dtype = model.noise_scale.dtype

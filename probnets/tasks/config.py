@@ -15,6 +15,7 @@ drift.
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -44,7 +45,13 @@ class ConfigError(ValueError):
 
     def render(self, spell):
         """The message with every ``{name}`` placeholder replaced by ``spell(name)``."""
-        return _PLACEHOLDER.sub(lambda match: spell(match.group(1)), self.template)
+        return spell_fields(self.template, spell)
+
+
+def spell_fields(text, spell):
+    """``text`` with every ``{name}`` placeholder (a field name, as in error messages and help
+    texts) replaced by ``spell(name)``."""
+    return _PLACEHOLDER.sub(lambda match: spell(match.group(1)), text)
 
 
 class UnsupportedSettingError(ConfigError):
@@ -101,6 +108,8 @@ probability = number_in(0, 1, low_open=True, high_open=True)
 
 
 def one_of(choices):
+    """Check: one of ``choices``."""
+
     def check(name, value):
         if value not in choices:
             raise ConfigError(name, f"{name} must be one of {tuple(choices)}, got {value!r}")
@@ -114,6 +123,7 @@ def _boolean(name, value):
 
 
 def positive_ints(name, value):
+    """Check: a non-empty tuple of positive integers (lists are stored as tuples)."""
     if not (isinstance(value, tuple) and value and all(_is_int(v) and v > 0 for v in value)):
         raise ConfigError(name, f"{name} must be a non-empty sequence of positive integers, "
                                 f"got {value!r}")
@@ -146,7 +156,7 @@ def _schedule(name, value):
 
 
 def _path(name, value):
-    if not isinstance(value, (str, bytes)) and not hasattr(value, "__fspath__"):
+    if not isinstance(value, str):
         raise ConfigError(name, f"{name} must be a path, got {type(value).__name__}")
 
 
@@ -192,9 +202,12 @@ class _Checked:
     """Runs every field's check after ``__init__``, then the class's :meth:`validate`."""
 
     def __post_init__(self):
-        for spec in dataclasses.fields(self):  # sequences are stored as tuples
-            if isinstance(getattr(self, spec.name), list):
-                setattr(self, spec.name, tuple(getattr(self, spec.name)))
+        for spec in dataclasses.fields(self):  # sequences are stored as tuples, paths as str
+            value = getattr(self, spec.name)
+            if isinstance(value, list):
+                setattr(self, spec.name, tuple(value))
+            elif isinstance(value, os.PathLike):
+                setattr(self, spec.name, os.fspath(value))
         self.normalize()
         _check_fields(self)
         self.validate()
@@ -205,11 +218,17 @@ class _Checked:
     def validate(self):
         """Checks that involve more than one field (raise :class:`ConfigError`)."""
 
+    def to_dict(self):
+        """The fields as JSON-ready values (tuples as lists):
+        ``type(config)(**config.to_dict()) == config``."""
+        return {spec.name: _plain(getattr(self, spec.name)) for spec in dataclasses.fields(self)}
+
 
 @dataclass(kw_only=True)
 class RunConfig(_Checked):
     """Settings every training run shares. Subclass it per task (see :mod:`probnets.tasks`);
-    a subclass changes a shared default with :func:`retune`."""
+    a subclass changes a shared default with :func:`retune`. Each field's help is in its
+    metadata (``dataclasses.fields(config)``) and in ``probnets train NAME -h``."""
 
     steps: int = setting(1000, help="total optimisation steps (default {default})",
                          check=positive_int)
@@ -278,10 +297,6 @@ class RunConfig(_Checked):
         """Steps between evaluations: :attr:`eval_every`, or a tenth of the run."""
         return self.eval_every or max(self.steps // 10, 1)
 
-    def to_dict(self):
-        """The fields as JSON-ready values (tuples as lists)."""
-        return {spec.name: _plain(getattr(self, spec.name)) for spec in dataclasses.fields(self)}
-
 
 @dataclass(kw_only=True)
 class EvalConfig(_Checked):
@@ -289,9 +304,6 @@ class EvalConfig(_Checked):
 
     checkpoint: str = setting(help="a checkpoint (*.pt) of this model", check=_path)
     device: str = setting("auto", check=_device, help="auto | cpu | cuda[:N]")
-
-    def to_dict(self):
-        return {spec.name: _plain(getattr(self, spec.name)) for spec in dataclasses.fields(self)}
 
 
 def retune(name, default):
@@ -302,11 +314,7 @@ def retune(name, default):
 
 
 def _plain(value):
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__fspath__"):
-        return str(value.__fspath__())
-    return value
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
 def common_field_names():

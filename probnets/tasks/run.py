@@ -94,8 +94,15 @@ def run_task(config):
 
 def evaluate_task(config):
     """Evaluate a checkpoint as the task's eval config (e.g.
-    :class:`~probnets.tasks.AIREvalConfig`) says; returns a dict of results."""
-    return task_for(config).evaluate(config)
+    :class:`~probnets.tasks.AIREvalConfig`) says; returns a dict of results.
+
+    :raises ConfigError: naming ``checkpoint`` or ``data`` when they cannot be used.
+    """
+    try:
+        device = resolve_device(config.device)
+    except ValueError as error:
+        raise UnsupportedSettingError("device", str(error)) from None
+    return task_for(config).evaluate(config, device)
 
 
 def _make_trainer(task, run, config):
