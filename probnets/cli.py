@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import typing
 import warnings
@@ -26,11 +27,13 @@ from probnets.tasks import (
     RunConfig,
     UnsupportedSettingError,
     evaluate_task,
+    load_config,
     run_task,
     tasks,
 )
 from probnets.tasks import variance as variance_command
 from probnets.tasks.config import spell_fields
+from probnets.tasks.run import CONFIG_FILE
 from probnets.train import (
     NonFiniteLossError,
     distributed,
@@ -145,12 +148,12 @@ def _parser_of(parse):
     return read
 
 
-def _add_field(group, config_class, spec, hint):
+def _add_field(group, config_class, spec, hint, defaults=True):
     options = {"dest": spec.name, "help": _help(config_class, spec)}
     if spec.default is dataclasses.MISSING:
         options["required"] = True
     else:
-        options["default"] = spec.default
+        options["default"] = spec.default if defaults else argparse.SUPPRESS
     flag = flag_of(config_class, spec.name)
     kind, sequence = _value_type(hint)
     if kind is bool:
@@ -170,12 +173,13 @@ def _add_field(group, config_class, spec, hint):
     return group.add_argument(flag, **options)
 
 
-def add_config_arguments(parser, config_class, names):
-    """Add to ``parser`` (or an argument group) the option of each field in ``names``."""
+def add_config_arguments(parser, config_class, names, defaults=True):
+    """Add to ``parser`` (or an argument group) the option of each field in ``names``;
+    ``defaults=False`` leaves the fields of flags not given out of the parsed namespace."""
     hints = typing.get_type_hints(config_class)
     specs = {spec.name: spec for spec in dataclasses.fields(config_class)}
     for name in names:
-        _add_field(parser, config_class, specs[name], hints[name])
+        _add_field(parser, config_class, specs[name], hints[name], defaults)
 
 
 def _field_names(config_class):
@@ -198,7 +202,9 @@ def error_line(config_class, error):
     return f"probnets: error: {text if text.startswith(flag) else f'{flag}: {text}'}"
 
 
-def build_parser():
+def build_parser(defaults=True):
+    """The ``probnets`` parser; with ``defaults=False``, ``train`` namespaces hold only the
+    options given on the command line."""
     parser = argparse.ArgumentParser(
         prog="probnets", description="Probabilistic neural networks in Pyro.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -211,8 +217,9 @@ def build_parser():
     for name, task in sorted(tasks().items()):
         sub = models.add_parser(name, help=task.help, description=task.help)
         own = [field for field in _field_names(task.config_class) if field not in shared]
-        add_config_arguments(sub, task.config_class, own)
-        add_config_arguments(sub.add_argument_group(_SHARED_GROUP), task.config_class, shared)
+        add_config_arguments(sub, task.config_class, own, defaults)
+        add_config_arguments(sub.add_argument_group(_SHARED_GROUP), task.config_class, shared,
+                             defaults)
     variance_command.add_arguments(commands)
     evaluate = commands.add_parser("eval", help="evaluate a trained model",
                                    description="Evaluate a checkpoint.")
@@ -245,9 +252,29 @@ def evaluate(args):
     return 0
 
 
-def train(args):
+def _resumed_config(config, given):
+    """``config`` with the settings of the run it resumes, except those given as flags (which
+    :func:`~probnets.tasks.run_task` checks against the run)."""
+    if config.out is None or not os.path.exists(os.path.join(config.out, CONFIG_FILE)):
+        return config  # no run to read (run_task says so), or one from before config.json
+    try:
+        stored = load_config(config.out)
+    except ConfigError as error:
+        raise SystemExit(error_line(type(config), error)) from None
+    if type(stored) is not type(config):
+        return config  # another task's run: run_task refuses it
+    values = stored.to_dict()
+    values.update({name: getattr(config, name) for name in given}, out=config.out, resume=True)
+    return config_from_args(type(config), argparse.Namespace(**values))
+
+
+def train(args, given=()):
+    """``probnets train``: ``given`` names the fields set by flags (with ``--resume``, the
+    others come from the run's ``config.json``)."""
     config_class = tasks()[args.task].config_class
     config = config_from_args(config_class, args)
+    if config.resume:
+        config = _resumed_config(config, given)
     try:
         with _warnings_as_lines():
             summary = run_task(config)
@@ -299,7 +326,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with _progress_on_stderr():
         if args.command == "train":
-            return train(args)
+            given = vars(build_parser(defaults=False).parse_args(argv))
+            return train(args, given=set(given) - {"command", "task"})
         if args.command == "eval":
             return evaluate(args)
         if args.command == "variance":

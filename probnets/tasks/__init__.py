@@ -20,7 +20,7 @@ from probnets.tasks.config import (
 )
 from probnets.tasks.gated import GatedConfig
 from probnets.tasks.hypernets import HyperCNNConfig, HyperLSTMConfig, ReactiveConfig
-from probnets.tasks.run import evaluate_task, run_task
+from probnets.tasks.run import evaluate_task, load_config, run_task
 from probnets.tasks.sbn import SBNConfig
 from probnets.tasks.vae import VAEConfig
 
@@ -42,6 +42,7 @@ __all__ = [
     "UnsupportedSettingError",
     "VAEConfig",
     "evaluate_task",
+    "load_config",
     "model_record",
     "register",
     "run_task",

@@ -102,6 +102,7 @@ class BayesHypernetConfig(RunConfig):
     steps: int = retune("steps", 3000)
     batch_size: int = retune("batch_size", 100)
     lr: float = retune("lr", 1e-2)
+    resumable_fields = RunConfig.resumable_fields | {"num_samples"}
     problem: str = setting("gap1d", choices=["gap1d", "mnist"],
                            help="gap1d: sin(x) with no data in (-1, 1); mnist: digit classes")
     guide: str = setting("mean_field", choices=list(GUIDES),

@@ -228,7 +228,16 @@ class _Checked:
 class RunConfig(_Checked):
     """Settings every training run shares. Subclass it per task (see :mod:`probnets.tasks`);
     a subclass changes a shared default with :func:`retune`. Each field's help is in its
-    metadata (``dataclasses.fields(config)``) and in ``probnets train NAME -h``."""
+    metadata (``dataclasses.fields(config)``) and in ``probnets train NAME -h``.
+
+    ``resumable_fields`` are the settings a resumed run may change (run length, schedule of
+    logging and checkpoints, where and how fast it runs); every other one must equal the
+    run's ``config.json``.
+    """
+
+    resumable_fields = frozenset({
+        "steps", "out", "resume", "device", "threads", "compile", "progress", "log_every",
+        "eval_every", "checkpoint_every", "max_bad_steps"})
 
     steps: int = setting(1000, help="total optimisation steps (default {default})",
                          check=positive_int)

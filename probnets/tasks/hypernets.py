@@ -93,6 +93,7 @@ class HyperLSTMConfig(RunConfig):
     batch_size: int = retune("batch_size", 16)
     lr: float = retune("lr", 4e-3)  # chosen on validation for all three recurrent networks
     clip_norm: Optional[float] = retune("clip_norm", 1.0)  # every reported run clips (guide)
+    resumable_fields = RunConfig.resumable_fields | {"compile_steps"}
     rnn: str = setting("hyperlstm", choices=["hyperlstm", "layernorm_lstm", "lstm"],
                        help="recurrent network (default hyperlstm)")
     hidden_size: Optional[int] = setting(

@@ -10,6 +10,16 @@ The task is the one whose config class ``config`` is. The run directory ``config
 and constructor arguments, library versions, the git commit), ``last.pt``, ``metrics.csv``,
 ``eval.csv``, the task's figures and ``summary.json``, whose content is also returned.
 
+To continue a run, resume it with the configuration it was started with, changing only the
+settings of :attr:`RunConfig.resumable_fields` (such as ``steps``)::
+
+    config = load_config("runs/vae")
+    run_task(dataclasses.replace(config, steps=600, resume=True))
+
+A resumed config that contradicts the run's ``config.json`` elsewhere is refused with a
+:class:`ConfigError` naming the field and both values; resuming a run that already reached
+``steps`` changes nothing and returns its summary.
+
 Progress is reported through the ``probnets`` logger (the command line prints it) and a tqdm
 bar (``progress=False`` hides it).
 """
@@ -19,6 +29,7 @@ import datetime
 import json
 import logging
 import os
+import pickle
 import platform
 import subprocess
 import tempfile
@@ -27,7 +38,7 @@ import pyro
 import torch
 
 import probnets
-from probnets.tasks.base import task_for
+from probnets.tasks.base import task_for, tasks
 from probnets.tasks.config import ConfigError, UnsupportedSettingError
 from probnets.train import (
     CHECKPOINT_NAME,
@@ -61,6 +72,11 @@ def run_task(config):
     device = _select_device(config)
     main_process = distributed.is_main_process()
     config = dataclasses.replace(config, out=_run_directory(config, task.name, main_process))
+    if config.resume:
+        _check_resumed_config(config, task)
+        finished = _finished_run_summary(config)
+        if finished is not None:
+            return finished if main_process else None
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     pyro.clear_param_store()
@@ -89,6 +105,60 @@ def run_task(config):
                "final": result.history[-1] if result.history else {},
                "eval": result.eval_history[-1] if result.eval_history else {}}
     write_json(os.path.join(config.out, SUMMARY_FILE), summary)
+    return summary
+
+
+def load_config(out):
+    """The config of the run in directory ``out``, read from its ``config.json``."""
+    path = os.path.join(os.fspath(out), CONFIG_FILE)
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        config_class = tasks()[record["task"]].config_class
+        known = {spec.name for spec in dataclasses.fields(config_class)}
+        values = {name: value for name, value in record["config"].items() if name in known}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError("out", f"{{out}} {out}: no readable {CONFIG_FILE} "
+                                 f"({type(error).__name__}: {error})") from None
+    return config_class(**dict(values, out=os.fspath(out)))
+
+
+def _check_resumed_config(config, task):
+    """Refuse to continue the run in ``config.out`` with settings other than its own (runs
+    from before ``config.json`` are not checked)."""
+    if not os.path.exists(os.path.join(config.out, CONFIG_FILE)):
+        return
+    stored = load_config(config.out)
+    if task_for(stored) is not task:
+        raise ConfigError("resume", f"{{resume}}: the run in {config.out} is a "
+                                    f"{task_for(stored).name} run, not {task.name}")
+    may_change = ", ".join(f"{{{name}}}" for name in sorted(config.resumable_fields)
+                           if name not in ("out", "resume"))
+    for spec in dataclasses.fields(stored):
+        name = spec.name
+        old, new = getattr(stored, name), getattr(config, name, None)
+        if name not in config.resumable_fields and old != new:
+            raise ConfigError(name, f"{{{name}}} {new!r} contradicts the run in {config.out}, "
+                                    f"started with {old!r} ({CONFIG_FILE}); only {may_change} "
+                                    "may change on resume")
+
+
+def _finished_run_summary(config):
+    """The summary of the run in ``config.out`` when its checkpoint has reached
+    ``config.steps`` already (so resuming has nothing to do), else ``None``."""
+    try:
+        with open(os.path.join(config.out, SUMMARY_FILE)) as f:
+            summary = json.load(f)
+        # mmap: only the step is read, not the parameters
+        step = torch.load(os.path.join(config.out, CHECKPOINT_NAME), map_location="cpu",
+                          weights_only=True, mmap=True)["step"]
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
+            pickle.UnpicklingError):
+        return None  # no summary, or a checkpoint the trainer will report on
+    if step < config.steps or summary.get("steps") != step:
+        return None
+    logger.info("resume: the run in %s is at step %d and steps=%d asks for no more; nothing "
+                "to do", config.out, step, config.steps)
     return summary
 
 

@@ -38,6 +38,7 @@ class SBNConfig(RunConfig):
     steps: int = retune("steps", 5000)
     batch_size: int = retune("batch_size", 24)
     lr: float = retune("lr", 3e-4)
+    resumable_fields = RunConfig.resumable_fields | {"ll_samples"}
     estimator: str = setting("nvil", choices=list(standard_estimators()),
                              help="gradient estimator for the Bernoulli layers (default nvil)")
     layers: tuple[int, ...] = setting(
