@@ -58,6 +58,9 @@ logger = logging.getLogger("probnets")
 def run_task(config):
     """Train the task ``config`` describes and return its summary.
 
+    The run owns Pyro's global state: it clears the param store and seeds every generator
+    with ``config.seed`` before building the model.
+
     :param config: a task config, e.g. :class:`~probnets.tasks.VAEConfig`.
     :returns: dict with ``task``, ``steps``, ``bad_steps``, ``data``, ``checkpoint``,
         ``final`` (the last metrics row) and ``eval`` (the last evaluation), as written to

@@ -82,3 +82,25 @@ def test_load_config_names_an_unreadable_run(tmp_path):
     with pytest.raises(ConfigError, match="no readable config.json") as error:
         load_config(tmp_path)
     assert error.value.field == "out"
+
+
+def test_a_run_from_before_config_json_and_the_model_record_still_resumes(tmp_path):
+    out = tmp_path / "old"
+    assert main([*FIRST, "--out", str(out)]) == 0
+    (out / "config.json").unlink()
+    state = torch.load(out / "last.pt", weights_only=True)
+    state["extra"].pop("model")
+    torch.save(state, out / "last.pt")
+    # without config.json the flags must be repeated, as they had to be then
+    assert main([*FIRST, "--out", str(out), "--resume", "--steps", "6"]) == 0
+    assert load_checkpoint(out / "last.pt")["step"] == 6
+    assert load_config(out).steps == 6  # and the run has a config.json from now on
+
+
+def test_a_float64_config_trains_in_float64(tmp_path):
+    run_task(GatedConfig(steps=2, num_train=50, hidden=3, dtype=torch.float64,
+                         out=str(tmp_path), progress=False))
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["params"] and all(v.dtype == torch.float64 for v in state["params"].values()
+                                   if v.is_floating_point())
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["dtype"] == "float64"
