@@ -1,28 +1,45 @@
 """The ``probnets`` command: ``probnets train NAME [options]`` and friends.
 
-Every training command shares the flags of :func:`add_common_arguments` and adds its own (see
-:mod:`probnets.tasks`). ``probnets train --help`` lists the models; ``probnets train NAME -h``
-lists a model's options.
+Every ``probnets train NAME`` option is a field of the task's config dataclass (see
+:mod:`probnets.tasks`): the options shared by every model come from
+:class:`~probnets.tasks.RunConfig`, the model's own from its subclass, help text included, so
+the command line and ``run_task(config)`` cannot drift. This module parses flags into a
+config, calls :func:`~probnets.tasks.run_task` and turns errors into one
+``probnets: error: ...`` line, naming the flag of the config field at fault.
+``probnets train --help`` lists the models; ``probnets train NAME -h`` a model's options.
 """
 
 import argparse
-import datetime
+import contextlib
+import dataclasses
 import json
+import logging
 import math
 import os
 import sys
+import typing
 import warnings
 
-import pyro
-import torch
-
 import probnets.tasks  # noqa: F401  (registers the tasks)
+from probnets.tasks import (
+    ConfigError,
+    EvalConfig,
+    RunConfig,
+    UnsupportedSettingError,
+    evaluate_task,
+    load_config,
+    run_task,
+    tasks,
+)
 from probnets.tasks import variance as variance_command
-from probnets.tasks.base import tasks
-from probnets.train import NonFiniteLossError, Trainer, distributed, parse_schedule, resolve_device
-from probnets.train.precision import check_precision_supported
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from probnets.tasks.config import spell_fields
+from probnets.tasks.run import CONFIG_FILE
+from probnets.train import (
+    NonFiniteLossError,
+    distributed,
+    parse_schedule,
+    resolve_device,
+)
 
 
 def _int_at_least(minimum, description):
@@ -80,54 +97,114 @@ def _schedule(text):
     return text
 
 
-def add_common_arguments(parser, task):
-    group = parser.add_argument_group("training (common to every model)")
-    group.add_argument("--steps", type=_positive_int, default=task.default_steps,
-                       help=f"total optimisation steps (default {task.default_steps})")
-    group.add_argument("--batch-size", type=_positive_int, default=task.default_batch_size,
-                       help=f"examples per step (default {task.default_batch_size})")
-    group.add_argument("--lr", type=_positive_float, default=task.default_lr,
-                       help=f"learning rate (default {task.default_lr})")
-    group.add_argument("--cv-lr", type=_positive_float, default=None,
-                       help="learning rate of baselines and control variates (parameters named "
-                            "cv.* or *baseline*); default: --lr")
-    group.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
-                       help="decoupled weight decay (as AdamW's) of the weight matrices; biases "
-                            "and norm gains are not decayed (default 0)")
-    group.add_argument("--clip-norm", type=_clip_norm, default=task.default_clip_norm,
-                       help="clip each parameter group's gradient norm to this value, or none "
-                            f"(default {task.default_clip_norm or 'none'})")
-    group.add_argument("--lr-schedule", type=_schedule, default="constant",
-                       help="constant | cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]")
-    group.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N]")
-    group.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
-                       help="floating-point precision of model and data")
-    group.add_argument("--precision", choices=["32", "bf16", "16-mixed"], default="32",
-                       help="32 (default); bf16 autocast; or 16-mixed: float16 autocast "
-                            "with dynamic loss scaling")
-    group.add_argument("--compile", action="store_true",
-                       help="torch.compile the objective of deterministic models (not SVI "
-                            "models: Pyro's effect handlers break the graph at every site)")
-    group.add_argument("--threads", type=_positive_int, default=None,
-                       help="torch intra-op threads (default: torch's choice)")
-    group.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    group.add_argument("--out", default=None,
-                       help="run directory for checkpoints (*.pt), metrics.csv and figures "
-                            "(default runs/NAME-TIMESTAMP)")
-    group.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint")
-    group.add_argument("--checkpoint-every", type=_positive_int, default=500,
-                       help="steps between checkpoints (default 500; always one at the end)")
-    group.add_argument("--eval-every", type=_positive_int, default=None,
-                       help="steps between held-out evaluations (default: steps / 10)")
-    group.add_argument("--log-every", type=_positive_int, default=10,
-                       help="steps between rows of metrics.csv (default 10)")
-    group.add_argument("--max-bad-steps", type=_positive_int, default=10,
-                       help="consecutive non-finite steps tolerated before stopping")
-    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+# The shared flags keep the parsers (and so the messages) they had before configs existed;
+# every other field is read by its type and checked by its config.
+_SHARED_TYPES = {
+    "steps": _positive_int, "batch_size": _positive_int, "lr": _positive_float,
+    "cv_lr": _positive_float, "weight_decay": _non_negative_float, "clip_norm": _clip_norm,
+    "lr_schedule": _schedule, "device": _device, "threads": _positive_int,
+    "seed": _non_negative_int, "checkpoint_every": _positive_int,
+    "eval_every": _positive_int, "log_every": _positive_int, "max_bad_steps": _positive_int,
+}
+_SHARED_GROUP = "training (common to every model)"
 
 
-def build_parser():
+def flag_of(config_class, name):
+    """The command-line flag of field ``name`` of ``config_class``."""
+    spec = {spec.name: spec for spec in dataclasses.fields(config_class)}.get(name)
+    if spec is not None and spec.metadata.get("flag"):
+        return spec.metadata["flag"]
+    return "--" + name.replace("_", "-")
+
+
+def _help(config_class, spec):
+    text = spec.metadata.get("help")
+    if text is None:
+        return None
+    shown = "none" if spec.default is None else str(spec.default)
+    text = spell_fields(text, lambda name: shown if name == "default"
+                        else flag_of(config_class, name))
+    return text.replace("%", "%%")
+
+
+def _value_type(hint):
+    """``(element type, is_sequence)`` of a field's annotation (``Optional`` unwrapped)."""
+    arguments = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union:
+        return _value_type(arguments[0])
+    if typing.get_origin(hint) is tuple:
+        return arguments[0], True
+    return hint, False
+
+
+def _parser_of(parse):
+    def read(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    read.__name__ = getattr(parse, "__name__", "value")
+    return read
+
+
+def _add_field(group, config_class, spec, hint, defaults=True):
+    options = {"dest": spec.name, "help": _help(config_class, spec)}
+    if spec.default is dataclasses.MISSING:
+        options["required"] = True
+    else:
+        options["default"] = spec.default if defaults else argparse.SUPPRESS
+    flag = flag_of(config_class, spec.name)
+    kind, sequence = _value_type(hint)
+    if kind is bool:
+        options["action"] = "store_false" if spec.default else "store_true"
+        return group.add_argument(flag, **options)
+    if spec.metadata.get("choices") is not None:
+        options["choices"] = spec.metadata["choices"]
+    if spec.metadata.get("parse") is not None:  # one argument, read by the field's parser
+        options["type"] = _parser_of(spec.metadata["parse"])
+    else:
+        if sequence:
+            options["nargs"] = "+"
+        if spec.name in _SHARED_TYPES:
+            options["type"] = _SHARED_TYPES[spec.name]
+        elif kind in (int, float):
+            options["type"] = kind
+    return group.add_argument(flag, **options)
+
+
+def add_config_arguments(parser, config_class, names, defaults=True):
+    """Add to ``parser`` (or an argument group) the option of each field in ``names``;
+    ``defaults=False`` leaves the fields of flags not given out of the parsed namespace."""
+    hints = typing.get_type_hints(config_class)
+    specs = {spec.name: spec for spec in dataclasses.fields(config_class)}
+    for name in names:
+        _add_field(parser, config_class, specs[name], hints[name], defaults)
+
+
+def _field_names(config_class):
+    return [spec.name for spec in dataclasses.fields(config_class)]
+
+
+def config_from_args(config_class, args):
+    """The ``config_class`` of parsed ``args``; a bad value exits with one error line."""
+    values = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(config_class)}
+    try:
+        return config_class(**values)
+    except ConfigError as error:
+        raise SystemExit(error_line(config_class, error)) from None
+
+
+def error_line(config_class, error):
+    """``probnets: error: --flag: ...`` for a :class:`ConfigError` of ``config_class``."""
+    flag = flag_of(config_class, error.field)
+    text = error.render(lambda name: flag_of(config_class, name))
+    return f"probnets: error: {text if text.startswith(flag) else f'{flag}: {text}'}"
+
+
+def build_parser(defaults=True):
+    """The ``probnets`` parser; with ``defaults=False``, ``train`` namespaces hold only the
+    options given on the command line."""
     parser = argparse.ArgumentParser(
         prog="probnets", description="Probabilistic neural networks in Pyro.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -136,10 +213,13 @@ def build_parser():
                                 description="Train a model with SVI.")
     models = train.add_subparsers(dest="task", metavar="MODEL")
     models.required = True
+    shared = _field_names(RunConfig)
     for name, task in sorted(tasks().items()):
         sub = models.add_parser(name, help=task.help, description=task.help)
-        task.add_arguments(sub)
-        add_common_arguments(sub, task)
+        own = [field for field in _field_names(task.config_class) if field not in shared]
+        add_config_arguments(sub, task.config_class, own, defaults)
+        add_config_arguments(sub.add_argument_group(_SHARED_GROUP), task.config_class, shared,
+                             defaults)
     variance_command.add_arguments(commands)
     evaluate = commands.add_parser("eval", help="evaluate a trained model",
                                    description="Evaluate a checkpoint.")
@@ -149,18 +229,21 @@ def build_parser():
         if not task.supports_eval:
             continue
         sub = evaluators.add_parser(name, help=task.help, description=task.help)
-        sub.add_argument("--checkpoint", required=True, help="a checkpoint (*.pt) of this model")
-        sub.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda[:N]")
+        common = _field_names(EvalConfig)
+        add_config_arguments(sub, task.eval_config_class, common)
         sub.add_argument("--json", action="store_true", help="print one JSON object")
-        task.add_eval_arguments(sub)
+        add_config_arguments(sub, task.eval_config_class, [
+            field for field in _field_names(task.eval_config_class) if field not in common])
     return parser
 
 
 def evaluate(args):
-    task = tasks()[args.task]
-    if not os.path.isfile(args.checkpoint):
-        raise SystemExit(f"probnets: error: --checkpoint: no file at {args.checkpoint}")
-    results = task.evaluate(args)
+    config_class = tasks()[args.task].eval_config_class
+    config = config_from_args(config_class, args)
+    try:
+        results = evaluate_task(config)
+    except ConfigError as error:
+        raise SystemExit(error_line(config_class, error)) from None
     if args.json:
         print(json.dumps(results, default=float))
     else:
@@ -169,115 +252,86 @@ def evaluate(args):
     return 0
 
 
-def _run_directory(args, create=True):
-    if args.out is None:
-        if args.resume:
-            raise SystemExit("probnets: error: --resume needs --out DIR (the run to continue)")
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        args.out = os.path.join("runs", f"{args.task}-{stamp}")
-        if distributed.world_size() > 1:  # every rank uses rank 0's directory
-            args.out = distributed.broadcast_object(args.out)
-    checkpoint = os.path.join(args.out, "last.pt")
-    if args.resume and not os.path.exists(checkpoint):
-        raise SystemExit(f"probnets: error: --resume: no checkpoint at {checkpoint}")
-    if not args.resume and os.path.exists(checkpoint):
-        raise SystemExit(
-            f"probnets: error: {args.out} already holds a run; pass --resume to continue it or "
-            "choose another --out")
-    if create:
-        os.makedirs(args.out, exist_ok=True)
+def _resumed_config(config, given):
+    """``config`` with the settings of the run it resumes, except those given as flags (which
+    :func:`~probnets.tasks.run_task` checks against the run)."""
+    if config.out is None or not os.path.exists(os.path.join(config.out, CONFIG_FILE)):
+        return config  # no run to read (run_task says so), or one from before config.json
+    try:
+        stored = load_config(config.out)
+    except ConfigError as error:
+        raise SystemExit(error_line(type(config), error)) from None
+    if type(stored) is not type(config):
+        return config  # another task's run: run_task refuses it
+    values = stored.to_dict()
+    values.update({name: getattr(config, name) for name in given}, out=config.out, resume=True)
+    return config_from_args(type(config), argparse.Namespace(**values))
 
 
-def train(args):
-    task = tasks()[args.task]
-    if distributed.launched_distributed():
-        # torchrun: every rank builds the same model (same seed), then draws its own noise.
-        device = distributed.init_distributed(args.device)
-    else:
-        device = resolve_device(args.device)
-    main_process = distributed.is_main_process()
+def train(args, given=()):
+    """``probnets train``: ``given`` names the fields set by flags (with ``--resume``, the
+    others come from the run's ``config.json``)."""
+    config_class = tasks()[args.task].config_class
+    config = config_from_args(config_class, args)
+    if config.resume:
+        config = _resumed_config(config, given)
     try:
-        check_precision_supported(args.precision, device)
-    except ValueError as error:
-        print(f"probnets: error: --precision: {error}", file=sys.stderr)
+        with _warnings_as_lines():
+            summary = run_task(config)
+    except UnsupportedSettingError as error:
+        print(error_line(config_class, error), file=sys.stderr)
         return 2
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    _run_directory(args, create=main_process)
-    args.dtype = _DTYPES[args.dtype]
-    pyro.clear_param_store()
-    pyro.set_rng_seed(args.seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        run = task.build(args, device)
-    if distributed.world_size() > 1:
-        pyro.set_rng_seed(args.seed + 7919 * distributed.rank())
-    for warning in caught if main_process else ():
-        print(f"warning: {warning.message}", file=sys.stderr)
-    if main_process:
-        print(f"probnets train {task.name}: data={run.data_source or 'n/a'} device={device} "
-              f"dtype={str(args.dtype).replace('torch.', '')} seed={args.seed} "
-              f"ranks={distributed.world_size()} out={args.out}", file=sys.stderr)
-    param_groups = dict(run.param_groups)
-    if args.cv_lr is not None:
-        param_groups.setdefault("cv.*", {})["lr"] = args.cv_lr
-        param_groups.setdefault("*baseline*", {})["lr"] = args.cv_lr
-    common = dict(
-        steps=args.steps, lr=args.lr, param_groups=param_groups, clip_norm=args.clip_norm,
-        weight_decay=args.weight_decay, lr_schedule=parse_schedule(args.lr_schedule, args.steps),
-        schedules=run.schedules,
-        metrics_fn=run.metrics_fn, eval_fn=run.eval_fn,
-        eval_every=args.eval_every or max(args.steps // 10, 1), log_every=args.log_every,
-        out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        max_bad_steps=args.max_bad_steps, progress=not args.no_progress,
-        precision=args.precision,
-        checkpoint_extra={"task": task.name, "config": run.config,
-                          "data_source": run.data_source},
-        description=f"train {task.name}")
-    if args.compile and run.model_fn is not None:
-        print(f"probnets: error: --compile: {task.name} is an SVI model; Pyro's effect "
-              "handlers break the compiled graph at every sample and param site, so compiling "
-              "its step does not help", file=sys.stderr)
-        return 2
-    if args.compile:
-        run.objective_fn = torch.compile(run.objective_fn)
-    try:
-        if run.model_fn is not None:
-            trainer = Trainer(run.model_fn, run.guide_fn, run.loss, run.data, **common)
-        else:
-            trainer = Trainer.for_objective(run.objective_fn, run.module, run.data, **common)
-    except ValueError as error:
-        print(f"probnets: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        result = trainer.run()
+    except ConfigError as error:
+        raise SystemExit(error_line(config_class, error)) from None
     except NonFiniteLossError as error:
         print(f"probnets: error: {error}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130
-    if not main_process:
-        return 0
-    task.finish(run, result, args)
-    summary = {"task": task.name, "steps": result.step, "bad_steps": result.bad_steps,
-               "data": run.data_source, "checkpoint": result.checkpoint,
-               "final": result.history[-1] if result.history else {},
-               "eval": result.eval_history[-1] if result.eval_history else {}}
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=float)
-    print(json.dumps({k: summary[k] for k in ("steps", "bad_steps", "eval")}, default=float))
+    if summary is not None:  # ranks other than 0 of a distributed run report nothing
+        print(json.dumps({k: summary[k] for k in ("steps", "bad_steps", "eval")}, default=float))
     return 0
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show warnings as ``warning: ...`` lines on stderr (rank 0 only)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if distributed.is_main_process():
+            print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def _progress_on_stderr():
+    """Print the library's ``probnets`` log records (the run's start...) on stderr."""
+    logger = logging.getLogger("probnets")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("probnets %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train":
-        return train(args)
-    if args.command == "eval":
-        return evaluate(args)
-    if args.command == "variance":
-        return variance_command.run(args)
+    with _progress_on_stderr():
+        if args.command == "train":
+            given = vars(build_parser(defaults=False).parse_args(argv))
+            return train(args, given=set(given) - {"command", "task"})
+        if args.command == "eval":
+            return evaluate(args)
+        if args.command == "variance":
+            return variance_command.run(args)
     parser.error(f"unknown command {args.command!r}")
 
 

@@ -418,15 +418,28 @@ class AIR(PyroModule):
 
     @classmethod
     def load(cls, checkpoint_path, map_location="cpu"):
-        """Rebuild an AIR from a ``probnets train air`` checkpoint (its ``extra["config"]``)
-        and load its parameters."""
+        """Rebuild an AIR from a training checkpoint and load its parameters.
+
+        The checkpoint's ``extra["model"]`` names the model's class and constructor arguments;
+        checkpoints written before it existed keep the arguments in ``extra["config"]``.
+        """
         from probnets.train import load_checkpoint
 
         state = load_checkpoint(checkpoint_path, map_location=map_location)
-        config = state.get("extra", {}).get("config")
+        extra = state.get("extra", {})
+        record = extra.get("model")
+        if isinstance(record, dict) and "class" in record:
+            name = f"{cls.__module__}.{cls.__qualname__}"
+            if record["class"] != name:
+                raise ValueError(f"{checkpoint_path!r} holds a {record['class']}, not an "
+                                 f"{name}")
+            config = record.get("config")
+        else:  # the layout before checkpoints recorded their model
+            config = extra.get("config")
         if not isinstance(config, dict) or "num_steps" not in config:
             raise ValueError(f"{checkpoint_path!r} holds no AIR configuration in "
-                             "extra['config']; was it written by `probnets train air`?")
+                             "extra['model'] or extra['config']; was it written by "
+                             "`probnets train air`?")
         air = cls(**config)
         keys = set(air.state_dict())
         module_state = next((m for m in state.get("modules", []) if set(m) == keys), None)

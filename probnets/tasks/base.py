@@ -1,22 +1,33 @@
-"""What a ``probnets train NAME`` command is made of.
+"""What a training task is made of.
 
-A :class:`Task` adds its own command-line options, builds everything a
-:class:`~probnets.train.Trainer` needs from the parsed arguments (:class:`TaskRun`), and writes
-its figures when the run ends. The command line (:mod:`probnets.cli`) does the rest: common
-flags, seeding, device selection, the run directory, resuming.
+A :class:`Task` pairs a config class (a :class:`~probnets.tasks.config.RunConfig` subclass
+holding the task's options) with the code that turns a config into everything a
+:class:`~probnets.train.Trainer` needs (:class:`TaskRun`) and writes the task's figures when
+the run ends. :func:`probnets.tasks.run_task` does the rest: seeding, device selection, the
+run directory, resuming. The command line (:mod:`probnets.cli`) only parses flags into a
+config and calls it.
 """
 
+import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
+
+from probnets.tasks.config import ConfigError
 
 _REGISTRY = {}
 
 
 @dataclass
 class TaskRun:
-    """Everything a training run needs; ``model_fn is None`` means a deterministic objective."""
+    """Everything a training run needs; ``model_fn is None`` means a deterministic objective.
+
+    ``config`` is the task's summary of the model (kept in the checkpoint's ``extra["config"]``,
+    as before); ``model`` is the model's class path and constructor arguments (see
+    :func:`model_record`), from which the model can be rebuilt without the task.
+    """
 
     data: object
     model_fn: Optional[Callable] = None
@@ -29,61 +40,112 @@ class TaskRun:
     metrics_fn: Optional[Callable] = None
     eval_fn: Optional[Callable] = None
     config: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
     data_source: str = ""
     extras: dict = field(default_factory=dict)  # task-private objects for finish()
 
+    @property
+    def is_svi(self):
+        """Whether the run trains a Pyro model and guide (else a deterministic objective)."""
+        return self.model_fn is not None
+
 
 class Task:
-    """A trainable model family on the command line."""
+    """A trainable model family: its config class, how to build a run, what to write after.
+
+    Subclasses set ``name`` (the command's name), ``help``, ``config_class`` and, when they
+    evaluate checkpoints, ``eval_config_class``.
+    """
 
     name = None
     help = ""
-    default_steps = 1000
-    default_batch_size = 64
-    default_lr = 1e-3
-    default_clip_norm = None
+    config_class = None
+    eval_config_class = None
 
-    def add_arguments(self, parser):
-        """Add the task's own options to its ``argparse`` sub-parser."""
-
-    def build(self, args, device):
-        """Return a :class:`TaskRun` for the parsed ``args`` on ``device``."""
+    def build(self, config, device):
+        """Return a :class:`TaskRun` for ``config`` on ``device`` (the data, model, loss...)."""
         raise NotImplementedError
 
-    def finish(self, run, result, args):
-        """Write figures and summaries into ``args.out`` after training."""
+    def finish(self, run, result, config):
+        """Write figures and summaries into ``config.out`` after training; may append rows to
+        ``result.eval_history`` (they reach ``summary.json``)."""
 
-    # ``probnets eval NAME --checkpoint C ...``; tasks without evaluation keep the defaults.
-    supports_eval = False
+    @property
+    def supports_eval(self):
+        return self.eval_config_class is not None
 
-    def add_eval_arguments(self, parser):
-        """Add options of ``probnets eval NAME`` (``--checkpoint`` and ``--json`` are common)."""
-
-    def evaluate(self, args):
-        """Evaluate ``args.checkpoint``; return a dict of results (printed, or JSON with
-        ``--json``)."""
+    def evaluate(self, config, device):
+        """Evaluate ``config.checkpoint`` on ``device`` as ``config`` (the task's
+        ``eval_config_class``) says; return a dict of results."""
         raise NotImplementedError
 
 
-def load_npz_arrays(path, names):
-    """The arrays ``names`` of the ``--data`` file ``path``, or a command-line error naming
-    what is missing and what the file holds."""
-    with np.load(path) as stored:
+def model_record(module, **constructor_arguments):
+    """``{"class": "package.module.Class", "config": {...}}``: what rebuilds ``module``
+    (``Class(**config)``) before its state dict is loaded. Nested records describe arguments
+    that are objects themselves (e.g. a prior)."""
+    cls = type(module)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": constructor_arguments}
+
+
+def load_trained(model_class, path, device):
+    """``model_class.load(path, map_location=device)``, or a :class:`ConfigError` naming
+    ``checkpoint`` when ``path`` is missing, unreadable or a checkpoint of another model."""
+    if not os.path.isfile(path):
+        raise ConfigError("checkpoint", f"{{checkpoint}}: no file at {path}")
+    try:
+        return model_class.load(path, map_location=device)
+    # torch.load reports truncated or corrupted files as EOFError, RuntimeError or
+    # UnpicklingError; the models' loaders report other checkpoints as ValueError
+    except (ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        raise ConfigError("checkpoint", f"{{checkpoint}} {path}: {error}") from None
+
+
+def load_npz_arrays(path, names, field="data"):
+    """The arrays ``names`` of the ``.npz`` file ``path``; a :class:`ConfigError` naming
+    ``field`` when the file cannot be read or lacks one of them."""
+    try:
+        stored = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ConfigError(field, f"{{{field}}} {path}: not a readable .npz file "
+                                 f"({error})") from None
+    if not isinstance(stored, np.lib.npyio.NpzFile):
+        raise ConfigError(field, f"{{{field}}} {path} holds one array, not an .npz archive of "
+                                 f"{list(names)}")
+    with stored:
         missing = set(names) - set(stored.files)
         if missing:
-            raise SystemExit(f"probnets: error: --data {path} lacks {sorted(missing)} "
-                             f"(has {stored.files})")
+            raise ConfigError(field, f"{{{field}}} {path} lacks {sorted(missing)} "
+                                     f"(has {stored.files})")
         return tuple(stored[name] for name in names)
 
 
 def register(task_class):
-    """Class decorator adding a :class:`Task` to ``probnets train``."""
+    """Class decorator adding a :class:`Task` to :func:`tasks` (and ``probnets train``)."""
     task = task_class()
     if not task.name or task.name in _REGISTRY:
         raise ValueError(f"task name {task.name!r} is missing or already registered")
+    if task.config_class is None:
+        raise ValueError(f"task {task.name!r} has no config_class")
     _REGISTRY[task.name] = task
     return task_class
 
 
 def tasks():
+    """The registered tasks by name."""
     return dict(_REGISTRY)
+
+
+def task_for(config):
+    """The task whose config class ``config`` is (or derives from)."""
+    for task in _REGISTRY.values():
+        if type(config) is task.config_class:
+            return task
+    for task in _REGISTRY.values():
+        if isinstance(config, task.config_class):
+            return task
+        if task.eval_config_class is not None and isinstance(config, task.eval_config_class):
+            return task
+    known = sorted(t.config_class.__name__ for t in _REGISTRY.values())
+    raise TypeError(f"config must be one of the task configs {known}, got "
+                    f"{type(config).__name__}")

@@ -10,6 +10,8 @@ reparameterized L0 gates instead (Louizos et al., 2018).
 """
 
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import pyro.infer
 
@@ -17,57 +19,70 @@ from probnets.data import load_mnist
 from probnets.data.dag_toy import seed002_toy
 from probnets.infer import standard_estimators
 from probnets.models.gated import BernoulliPrior, NeuronDAG
-from probnets.tasks.base import Task, TaskRun, register
+from probnets.tasks.base import Task, TaskRun, model_record, register
+from probnets.tasks.config import (
+    RunConfig,
+    positive,
+    positive_int,
+    probability,
+    retune,
+    setting,
+)
 from probnets.train import BatchSampler
 from probnets.viz.gates import plot_adjacency, save_figure
+
+
+@dataclass(kw_only=True)
+class GatedConfig(RunConfig):
+    """``probnets train gated``: a neuron DAG with latent edge gates, on the toy or MNIST."""
+
+    steps: int = retune("steps", 4000)
+    batch_size: int = retune("batch_size", 100)
+    lr: float = retune("lr", 1e-2)
+    problem: str = setting("toy", choices=["toy", "mnist"], help=None)
+    # Bernoulli gates under DisARM recovered the toy's wiring on every seed of
+    # guides/gated.md, hard-concrete gates on fewer.
+    gate: str = setting("bernoulli", choices=["bernoulli", "hard_concrete"],
+                        help="gate type (default bernoulli)")
+    estimator: str = setting("disarm", choices=list(standard_estimators()),
+                             help="estimator of Bernoulli gates (default disarm)")
+    prior_p: float = setting(0.01, check=probability,
+                             help="prior inclusion probability of an edge (default 0.01)")
+    gate_lr: float = setting(0.05, check=positive,
+                             help="learning rate of the gate logits (default 0.05)")
+    hidden: Optional[int] = setting(None, check=positive_int,
+                                    help="hidden neurons (default 16 for toy, 32 for mnist)")
+    num_train: int = setting(2000, check=positive_int, help="toy samples (default 2000)")
 
 
 @register
 class GatedTask(Task):
     name = "gated"
     help = "neuron DAG with latent Bernoulli / hard-concrete edge gates (toy or MNIST)"
-    default_steps = 4000
-    default_batch_size = 100
-    default_lr = 1e-2
+    config_class = GatedConfig
 
-    def add_arguments(self, parser):
-        parser.add_argument("--problem", choices=["toy", "mnist"], default="toy")
-        # Bernoulli gates under DisARM recovered the toy's wiring on 3/3 seeds, hard-concrete
-        # gates on 1/3 (guides/gated.md).
-        parser.add_argument("--gate", choices=["bernoulli", "hard_concrete"],
-                            default="bernoulli", help="gate type (default bernoulli)")
-        parser.add_argument("--estimator", choices=list(standard_estimators()),
-                            default="disarm", help="estimator of Bernoulli gates (default disarm)")
-        parser.add_argument("--prior-p", type=float, default=0.01,
-                            help="prior inclusion probability of an edge (default 0.01)")
-        parser.add_argument("--gate-lr", type=float, default=0.05,
-                            help="learning rate of the gate logits (default 0.05)")
-        parser.add_argument("--hidden", type=int, default=None,
-                            help="hidden neurons (default 16 for toy, 32 for mnist)")
-        parser.add_argument("--num-train", type=int, default=2000,
-                            help="toy samples (default 2000)")
-
-    def build(self, args, device):
-        if args.problem == "toy":
-            toy = seed002_toy(args.num_train, seed=args.seed, dtype=args.dtype)
+    def build(self, config, device):
+        dtype = config.torch_dtype
+        if config.problem == "toy":
+            toy = seed002_toy(config.num_train, seed=config.seed, dtype=dtype)
             x, y, source = toy.x, toy.y, "seed002-toy"
-            shape, likelihood = (5, args.hidden or 16, 4), "normal"
+            shape, likelihood = (5, config.hidden or 16, 4), "normal"
             test = None
         else:
             train, held_out = load_mnist("train"), load_mnist("test")
-            x, y, source = train.images.reshape(-1, 784).to(args.dtype), train.labels, train.source
-            shape, likelihood = (784, args.hidden or 32, 10), "categorical"
-            test = (held_out.images.reshape(-1, 784).to(device=device, dtype=args.dtype),
+            x, y, source = train.images.reshape(-1, 784).to(dtype), train.labels, train.source
+            shape, likelihood = (784, config.hidden or 32, 10), "categorical"
+            test = (held_out.images.reshape(-1, 784).to(device=device, dtype=dtype),
                     held_out.labels.to(device))
-        net = NeuronDAG(*shape, gate=args.gate, prior=BernoulliPrior(args.prior_p),
-                        likelihood=likelihood, noise_scale=1.0 if test is None else None,
-                        init_logit=0.0)
-        net = net.to(device=device, dtype=args.dtype)
+        arguments = dict(gate=config.gate, likelihood=likelihood,
+                         noise_scale=1.0 if test is None else None, init_logit=0.0)
+        net = NeuronDAG(*shape, prior=BernoulliPrior(config.prior_p), **arguments)
+        net = net.to(device=device, dtype=dtype)
         net.num_data = len(x)
-        if args.gate == "hard_concrete":
+        if config.gate == "hard_concrete":
             elbo = pyro.infer.Trace_ELBO()
         else:
-            elbo = standard_estimators([args.estimator])[args.estimator]()
+            elbo = standard_estimators([config.estimator])[config.estimator]()
 
         def evaluate(trainer):
             active = net.gate_probs() > 0.5
@@ -83,18 +98,21 @@ class GatedTask(Task):
                 row["test_accuracy"] = float((probs.argmax(-1) == test[1]).float().mean())
             return row
 
+        prior = model_record(net.prior, p=config.prior_p)
         return TaskRun(
-            data=BatchSampler(x, y, batch_size=min(args.batch_size, len(x)), seed=args.seed,
+            data=BatchSampler(x, y, batch_size=min(config.batch_size, len(x)), seed=config.seed,
                               device=device),
             model_fn=net.model, guide_fn=net.guide, loss=elbo, module=net,
             # A short second-moment memory lets the small, steady prior gradient switch unused
             # gates off (see GatedNetwork.fit).
-            param_groups={"*gate_logits": {"lr": args.gate_lr, "betas": (0.9, 0.9)}},
+            param_groups={"*gate_logits": {"lr": config.gate_lr, "betas": (0.9, 0.9)}},
             eval_fn=evaluate, data_source=source,
-            config={"shape": list(shape), "gate": args.gate, "prior_p": args.prior_p,
-                    "estimator": args.estimator if args.gate == "bernoulli" else None})
+            config={"shape": list(shape), "gate": config.gate, "prior_p": config.prior_p,
+                    "estimator": config.estimator if config.gate == "bernoulli" else None},
+            model=model_record(net, num_inputs=shape[0], num_hidden=shape[1],
+                               num_outputs=shape[2], prior=prior, **arguments))
 
-    def finish(self, run, result, args):
+    def finish(self, run, result, config):
         fig = plot_adjacency(run.module.edge_probs().cpu(), title="posterior inclusion "
-                             f"probabilities ({args.problem}, {args.gate})")
-        save_figure(fig, os.path.join(args.out, "adjacency.png"))
+                             f"probabilities ({config.problem}, {config.gate})")
+        save_figure(fig, os.path.join(config.out, "adjacency.png"))

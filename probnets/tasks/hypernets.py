@@ -14,6 +14,8 @@ continues exactly as an uninterrupted one.
 """
 
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 from probnets.data import load_mnist
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
@@ -27,7 +29,17 @@ from probnets.nn import (
     evaluate_bpc,
     matched_hidden_size,
 )
-from probnets.tasks.base import Task, TaskRun, register
+from probnets.tasks.base import Task, TaskRun, model_record, register
+from probnets.tasks.config import (
+    ConfigError,
+    RunConfig,
+    dropout_rate,
+    non_negative,
+    positive_int,
+    positive_ints,
+    retune,
+    setting,
+)
 from probnets.train import BatchSampler
 from probnets.viz.images import curves
 
@@ -72,160 +84,193 @@ class _CarriedStateBatches:
 DEFAULT_HYPERLSTM_HIDDEN = 128
 
 
+@dataclass(kw_only=True)
+class HyperLSTMConfig(RunConfig):
+    """``probnets train hyperlstm``: a character language model trained with truncated
+    back-propagation; held-out bits per character."""
+
+    steps: int = retune("steps", 1500)
+    batch_size: int = retune("batch_size", 16)
+    lr: float = retune("lr", 4e-3)  # chosen on validation for all three recurrent networks
+    clip_norm: Optional[float] = retune("clip_norm", 1.0)  # every reported run clips (guide)
+    resumable_fields = RunConfig.resumable_fields | {"compile_steps"}
+    rnn: str = setting("hyperlstm", choices=["hyperlstm", "layernorm_lstm", "lstm"],
+                       help="recurrent network (default hyperlstm)")
+    hidden_size: Optional[int] = setting(
+        None, check=positive_int,
+        help=f"recurrent width (default {DEFAULT_HYPERLSTM_HIDDEN} for the HyperLSTM; for "
+             "layernorm_lstm and lstm, the width at which the model has the parameter count of "
+             "that default HyperLSTM, so that default runs of the three compare at equal size)")
+    embedding_size: int = setting(32, check=positive_int, help=None)
+    num_layers: int = setting(1, check=positive_int, help=None)
+    hyper_size: int = setting(16, check=positive_int,
+                              help="HyperLSTM only: N_h (default chosen on validation, see "
+                                   "guide)")
+    hyper_embedding_size: int = setting(4, check=positive_int, help="HyperLSTM only: N_z")
+    compile_steps: bool = setting(
+        False, help="HyperLSTM only: fuse each step's kernels with torch.compile (tens of "
+                    "seconds of compiling first; see guides/hypernets.md)")
+    dropout: float = setting(0.0, check=dropout_rate,
+                             help="dropout on the character embeddings and the recurrent output")
+    recurrent_dropout: float = setting(
+        0.0, check=dropout_rate,
+        help="dropout on the cell's candidate, without memory loss (hyperlstm and "
+             "layernorm_lstm; nn.LSTM has none)")
+    hyper_recurrent_dropout: float = setting(
+        0.0, check=dropout_rate, help="HyperLSTM only: dropout on the hyper cell's candidate")
+    seq_len: int = setting(50, check=positive_int, help="truncation length T")
+    corpus: str = setting("pydoc", choices=CORPORA,
+                          help="pydoc_data.topics (418k training characters, the default) or "
+                               "the standard library's docstrings (1.5M)")
+
+    def validate(self):
+        if self.recurrent_dropout and self.rnn == "lstm":
+            raise ConfigError("recurrent_dropout",
+                              "{recurrent_dropout}: nn.LSTM has no recurrent dropout (set {rnn} to "
+                              "hyperlstm or layernorm_lstm, or use {dropout})")
+        if self.hyper_recurrent_dropout and self.rnn != "hyperlstm":
+            raise ConfigError("hyper_recurrent_dropout",
+                              "{hyper_recurrent_dropout}: only the HyperLSTM has a hyper cell "
+                              "(set {rnn} to hyperlstm)")
+
+
 @register
 class HyperLSTMTask(Task):
     name = "hyperlstm"
     help = "character language model with a HyperLSTM (or a layer-norm / plain LSTM)"
-    default_steps = 1500
-    default_batch_size = 16
-    default_lr = 4e-3  # chosen on validation for all three recurrent networks (guide)
-    default_clip_norm = 1.0  # as examples/hypernets_char_lm.py, where every reported run clips
+    config_class = HyperLSTMConfig
 
-    def add_arguments(self, parser):
-        parser.add_argument("--rnn", choices=["hyperlstm", "layernorm_lstm", "lstm"],
-                            default="hyperlstm", help="recurrent network (default hyperlstm)")
-        parser.add_argument("--hidden-size", type=int, default=None,
-                            help=f"recurrent width (default {DEFAULT_HYPERLSTM_HIDDEN} for the "
-                                 "HyperLSTM; for layernorm_lstm and lstm, the width at which "
-                                 "the model has the parameter count of that default HyperLSTM, "
-                                 "so that default runs of the three compare at equal size)")
-        parser.add_argument("--embedding-size", type=int, default=32)
-        parser.add_argument("--num-layers", type=int, default=1)
-        parser.add_argument("--hyper-size", type=int, default=16,
-                            help="HyperLSTM only: N_h (default chosen on validation, see guide)")
-        parser.add_argument("--hyper-embedding-size", type=int, default=4,
-                            help="HyperLSTM only: N_z")
-        parser.add_argument("--compile-steps", action="store_true",
-                            help="HyperLSTM only: fuse each step's kernels with torch.compile "
-                                 "(tens of seconds of compiling first; see guides/hypernets.md)")
-        parser.add_argument("--dropout", type=float, default=0.0,
-                            help="dropout on the character embeddings and the recurrent output")
-        parser.add_argument("--recurrent-dropout", type=float, default=0.0,
-                            help="dropout on the cell's candidate, without memory loss "
-                                 "(hyperlstm and layernorm_lstm; nn.LSTM has none)")
-        parser.add_argument("--hyper-recurrent-dropout", type=float, default=0.0,
-                            help="HyperLSTM only: dropout on the hyper cell's candidate")
-        parser.add_argument("--seq-len", type=int, default=50, help="truncation length T")
-        parser.add_argument("--corpus", choices=CORPORA, default="pydoc",
-                            help="pydoc_data.topics (418k training characters, the default) or "
-                                 "the standard library's docstrings (1.5M)")
-
-    def build(self, args, device):
-        if args.recurrent_dropout and args.rnn == "lstm":
-            raise SystemExit("probnets: error: --recurrent-dropout: nn.LSTM has no recurrent "
-                             "dropout (use --rnn hyperlstm or layernorm_lstm, or --dropout)")
-        if args.hyper_recurrent_dropout and args.rnn != "hyperlstm":
-            raise SystemExit("probnets: error: --hyper-recurrent-dropout: only the HyperLSTM has "
-                             "a hyper cell (use --rnn hyperlstm)")
-        corpus = load_corpus(args.corpus)
-        vocab_size = len(corpus.vocab)
-        hyper_sizes = dict(hyper_size=args.hyper_size,
-                           hyper_embedding_size=args.hyper_embedding_size)
-        extra = {}
-        if args.rnn != "lstm":
-            extra["recurrent_dropout"] = args.recurrent_dropout
-        if args.rnn == "hyperlstm":
-            extra.update(hyper_sizes, compile_steps=args.compile_steps,
-                         hyper_recurrent_dropout=args.hyper_recurrent_dropout)
-        hidden_size = args.hidden_size
-        try:
-            if hidden_size is None and args.rnn == "hyperlstm":
-                hidden_size = DEFAULT_HYPERLSTM_HIDDEN
-            elif hidden_size is None:
-                reference = CharLanguageModel(vocab_size, "hyperlstm", args.embedding_size,
-                                              DEFAULT_HYPERLSTM_HIDDEN, args.num_layers,
-                                              **hyper_sizes)
-                hidden_size = matched_hidden_size(
-                    args.rnn, vocab_size, sum(p.numel() for p in reference.parameters()),
-                    args.embedding_size, args.num_layers)
-            model = CharLanguageModel(vocab_size, args.rnn, args.embedding_size, hidden_size,
-                                      args.num_layers, args.dropout, **extra)
-        except ValueError as error:
-            raise SystemExit(f"probnets: error: {error}") from None
-        model = model.to(device=device, dtype=args.dtype)
-        batches = TBPTTBatches(corpus.train.to(device), args.seq_len, args.batch_size)
+    def build(self, config, device):
+        corpus = load_corpus(config.corpus)
+        arguments = _char_model_arguments(config, len(corpus.vocab))
+        model = CharLanguageModel(**arguments).to(device=device, dtype=config.torch_dtype)
+        batches = TBPTTBatches(corpus.train.to(device), config.seq_len, config.batch_size)
         valid = corpus.valid.to(device)
         objective = TBPTTObjective(model, batches)
+        seq_len = config.seq_len
         return TaskRun(
             data=_CarriedStateBatches(batches, objective), objective_fn=objective, module=model,
             metrics_fn=lambda trainer: {"train_bpc": trainer.last_loss / 0.6931471805599453},
-            eval_fn=lambda trainer: {"valid_bpc": evaluate_bpc(model, valid, args.seq_len)},
+            eval_fn=lambda trainer: {"valid_bpc": evaluate_bpc(model, valid, seq_len)},
             data_source=corpus.source,
-            config={"rnn": args.rnn, "hidden_size": hidden_size,
-                    "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
+            config={"rnn": config.rnn, "hidden_size": arguments["hidden_size"],
+                    "dropout": config.dropout, "recurrent_dropout": config.recurrent_dropout,
                     "parameters": sum(p.numel() for p in model.parameters()),
-                    **{name: value for name, value in extra.items() if name.startswith("hyper")}})
+                    **{name: value for name, value in arguments.items()
+                       if name.startswith("hyper")}},
+            model=model_record(model, **arguments))
 
-    def finish(self, run, result, args):
-        _eval_curve(result, "valid_bpc", os.path.join(args.out, "valid_bpc.png"),
-                    "bits per character", f"{args.rnn}, held-out text")
+    def finish(self, run, result, config):
+        _eval_curve(result, "valid_bpc", os.path.join(config.out, "valid_bpc.png"),
+                    "bits per character", f"{config.rnn}, held-out text")
+
+
+def _char_model_arguments(config, vocab_size):
+    """Constructor arguments of the :class:`CharLanguageModel` of ``config``; an unset
+    ``hidden_size`` matches the parameter count of the default HyperLSTM."""
+    hyper_sizes = dict(hyper_size=config.hyper_size,
+                       hyper_embedding_size=config.hyper_embedding_size)
+    rnn_arguments = {}
+    if config.rnn != "lstm":
+        rnn_arguments["recurrent_dropout"] = config.recurrent_dropout
+    if config.rnn == "hyperlstm":
+        rnn_arguments.update(hyper_sizes, compile_steps=config.compile_steps,
+                             hyper_recurrent_dropout=config.hyper_recurrent_dropout)
+    hidden_size = config.hidden_size
+    if hidden_size is None and config.rnn == "hyperlstm":
+        hidden_size = DEFAULT_HYPERLSTM_HIDDEN
+    elif hidden_size is None:
+        reference = CharLanguageModel(vocab_size, "hyperlstm", config.embedding_size,
+                                      DEFAULT_HYPERLSTM_HIDDEN, config.num_layers, **hyper_sizes)
+        hidden_size = matched_hidden_size(
+            config.rnn, vocab_size, sum(p.numel() for p in reference.parameters()),
+            config.embedding_size, config.num_layers)
+    return dict(vocab_size=vocab_size, rnn=config.rnn, embedding_size=config.embedding_size,
+                hidden_size=hidden_size, num_layers=config.num_layers, dropout=config.dropout,
+                **rnn_arguments)
 
 
 class _DigitClassifierTask(Task):
-    """MNIST digit classification with a deterministic network."""
+    """MNIST digit classification with a deterministic network (``model_class`` built from
+    :meth:`model_arguments`)."""
 
-    default_steps = 2000
-    default_batch_size = 64
-    default_lr = 1e-3
+    model_class = None
 
-    def make_model(self, args):
+    def model_arguments(self, config):
+        """Constructor arguments of ``model_class`` for ``config``."""
         raise NotImplementedError
 
-    def build(self, args, device):
+    def build(self, config, device):
+        dtype = config.torch_dtype
         train, test = load_mnist("train"), load_mnist("test")
-        model = self.make_model(args).to(device=device, dtype=args.dtype)
-        test_images = test.images.to(device=device, dtype=args.dtype)
+        arguments = self.model_arguments(config)
+        model = self.model_class(**arguments).to(device=device, dtype=dtype)
+        test_images = test.images.to(device=device, dtype=dtype)
         test_labels = test.labels.to(device)
-        config = {"parameters": sum(p.numel() for p in model.parameters())}
+        summary = {"parameters": sum(p.numel() for p in model.parameters())}
         if hasattr(model, "conv_flops_per_image"):
-            config["conv_flops_per_image"] = model.conv_flops_per_image()
+            summary["conv_flops_per_image"] = model.conv_flops_per_image()
         return TaskRun(
-            data=BatchSampler(train.images.to(args.dtype), train.labels,
-                              batch_size=args.batch_size, seed=args.seed, device=device),
+            data=BatchSampler(train.images.to(dtype), train.labels,
+                              batch_size=config.batch_size, seed=config.seed, device=device),
             objective_fn=cross_entropy_objective(model), module=model,
             eval_fn=lambda trainer: {"test_accuracy": accuracy(model, test_images, test_labels)},
-            data_source=train.source, config=config)
+            data_source=train.source, config=summary, model=model_record(model, **arguments))
 
-    def finish(self, run, result, args):
+    def finish(self, run, result, config):
         print(f"{self.name}: {run.config}")
-        _eval_curve(result, "test_accuracy", os.path.join(args.out, "test_accuracy.png"),
+        _eval_curve(result, "test_accuracy", os.path.join(config.out, "test_accuracy.png"),
                     "accuracy", f"{self.name}, held-out digits")
+
+
+@dataclass(kw_only=True)
+class ReactiveConfig(RunConfig):
+    """``probnets train reactive``: the reactive query network on MNIST digits."""
+
+    steps: int = retune("steps", 2000)
+    iterations: int = setting(2, check=positive_int, help="queries per image")
+    context_size: int = setting(64, check=positive_int, help=None)
+    update: str = setting("gru", choices=["gru", "residual"],
+                          help="how the pooled CNN output updates the context")
+    channels: tuple[int, ...] = setting(
+        (8, 16, 16), check=positive_ints,
+        help="output channels of each layer of the query CNN (the default, with 2 queries, is "
+             "the configuration of guides/hypernets.md that beats the static CNNs)")
+    generator_init_scale: float = setting(
+        0.1, check=non_negative,
+        help="initial size of the generated part of the kernels relative to the static part")
 
 
 @register
 class ReactiveTask(_DigitClassifierTask):
     name = "reactive"
     help = "reactive query network: a per-example CNN generated at every iteration (MNIST)"
+    config_class = ReactiveConfig
+    model_class = ReactiveQueryNet
 
-    def add_arguments(self, parser):
-        parser.add_argument("--iterations", type=int, default=2, help="queries per image")
-        parser.add_argument("--context-size", type=int, default=64)
-        parser.add_argument("--update", choices=["gru", "residual"], default="gru",
-                            help="how the pooled CNN output updates the context")
-        parser.add_argument("--channels", type=int, nargs="+", default=[8, 16, 16],
-                            help="output channels of each layer of the query CNN (the default, "
-                                 "with 2 queries, is the configuration of guides/hypernets.md "
-                                 "that beats the static CNNs)")
-        parser.add_argument("--generator-init-scale", type=float, default=0.1,
-                            help="initial size of the generated part of the kernels relative "
-                                 "to the static part")
+    def model_arguments(self, config):
+        return dict(context_size=config.context_size, iterations=config.iterations,
+                    update=config.update, channels=list(config.channels),
+                    generator_init_scale=config.generator_init_scale)
 
-    def make_model(self, args):
-        return ReactiveQueryNet(context_size=args.context_size, iterations=args.iterations,
-                                update=args.update, channels=tuple(args.channels),
-                                generator_init_scale=args.generator_init_scale)
+
+@dataclass(kw_only=True)
+class HyperCNNConfig(RunConfig):
+    """``probnets train hypercnn``: Ha et al.'s MNIST CNN with a generated second kernel."""
+
+    steps: int = retune("steps", 2000)
+    hyper: bool = setting(True, flag="--no-hyper",
+                          help="the ordinary CNN of the same layout instead")
+    embedding_dim: int = setting(4, check=positive_int,
+                                 help="hypernetwork layer-embedding size (default 4)")
 
 
 @register
 class HyperCNNTask(_DigitClassifierTask):
     name = "hypercnn"
     help = "MNIST CNN whose second kernel a static hypernetwork generates (Ha et al.)"
+    config_class = HyperCNNConfig
+    model_class = HyperCNN
 
-    def add_arguments(self, parser):
-        parser.add_argument("--no-hyper", action="store_true",
-                            help="the ordinary CNN of the same layout instead")
-        parser.add_argument("--embedding-dim", type=int, default=4,
-                            help="hypernetwork layer-embedding size (default 4)")
-
-    def make_model(self, args):
-        return HyperCNN(hyper=not args.no_hyper, embedding_dim=args.embedding_dim)
+    def model_arguments(self, config):
+        return dict(hyper=config.hyper, embedding_dim=config.embedding_dim)

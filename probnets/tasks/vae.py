@@ -1,13 +1,15 @@
 """``probnets train vae``: the small VAE on statically binarized MNIST digits."""
 
 import os
+from dataclasses import dataclass
 
 import pyro.infer
 import torch
 
 from probnets.data import load_mnist
 from probnets.models.vae import VAE
-from probnets.tasks.base import Task, TaskRun, register
+from probnets.tasks.base import Task, TaskRun, model_record, register
+from probnets.tasks.config import RunConfig, positive_int, retune, setting
 from probnets.train import BatchSampler
 from probnets.viz.images import curves, image_rows
 
@@ -20,25 +22,32 @@ def binarized_mnist(split, seed, dtype, device):
     return images.to(device=device, dtype=dtype), mnist.source
 
 
+@dataclass(kw_only=True)
+class VAEConfig(RunConfig):
+    """``probnets train vae``: a Gaussian-latent VAE on binarized MNIST."""
+
+    steps: int = retune("steps", 2000)
+    batch_size: int = retune("batch_size", 100)
+    latent_dim: int = setting(16, check=positive_int, help="dimension of z")
+    hidden_dim: int = setting(256, check=positive_int, help="hidden layer width")
+    num_test: int = setting(1000, check=positive_int,
+                            help="held-out digits used for the test ELBO (default 1000)")
+
+
 @register
 class VAETask(Task):
     name = "vae"
     help = "Gaussian-latent VAE on binarized MNIST (the training loop's reference model)"
-    default_steps = 2000
-    default_batch_size = 100
+    config_class = VAEConfig
 
-    def add_arguments(self, parser):
-        parser.add_argument("--latent-dim", type=int, default=16, help="dimension of z")
-        parser.add_argument("--hidden-dim", type=int, default=256, help="hidden layer width")
-        parser.add_argument("--num-test", type=int, default=1000,
-                            help="held-out digits used for the test ELBO (default 1000)")
-
-    def build(self, args, device):
-        train, source = binarized_mnist("train", args.seed, args.dtype, device)
-        test, _ = binarized_mnist("test", args.seed, args.dtype, device)
-        test = test[:args.num_test]
-        vae = VAE(28, args.latent_dim, args.hidden_dim).to(device=device, dtype=args.dtype)
+    def build(self, config, device):
+        dtype = config.torch_dtype
+        train, source = binarized_mnist("train", config.seed, dtype, device)
+        test, _ = binarized_mnist("test", config.seed, dtype, device)
+        test = test[:config.num_test]
+        vae = VAE(28, config.latent_dim, config.hidden_dim).to(device=device, dtype=dtype)
         elbo = pyro.infer.Trace_ELBO()
+        batch_size = config.batch_size
 
         def evaluate(trainer):
             with torch.no_grad():
@@ -46,19 +55,20 @@ class VAETask(Task):
             return {"test_elbo_per_image": -loss / len(test)}
 
         return TaskRun(
-            data=BatchSampler(train, batch_size=args.batch_size, seed=args.seed),
+            data=BatchSampler(train, batch_size=batch_size, seed=config.seed),
             model_fn=vae.model, guide_fn=vae.guide, loss=elbo,
-            metrics_fn=lambda trainer: {"elbo_per_image": -trainer.last_loss / args.batch_size},
-            eval_fn=evaluate, config=vae.config(), data_source=source,
-            module=vae, extras={"test": test})
+            metrics_fn=lambda trainer: {"elbo_per_image": -trainer.last_loss / batch_size},
+            eval_fn=evaluate, config=vae.config(), model=model_record(vae, **vae.config()),
+            data_source=source, module=vae, extras={"test": test})
 
-    def finish(self, run, result, args):
+    def finish(self, run, result, config):
         vae = run.module
         test = run.extras["test"]
         sample = test[torch.linspace(0, len(test) - 1, 10).long()]  # spread over the classes
-        image_rows([sample, vae.reconstruct(sample)], os.path.join(args.out, "reconstructions.png"),
+        image_rows([sample, vae.reconstruct(sample)],
+                   os.path.join(config.out, "reconstructions.png"),
                    titles=["data", "reconstruction (decoder mean)"])
         if result.history:
             steps = [row["step"] for row in result.history]
             curves({"train": (steps, [row["elbo_per_image"] for row in result.history])},
-                   os.path.join(args.out, "elbo.png"), ylabel="ELBO per image")
+                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image")
