@@ -16,3 +16,5 @@ Subpackages mirror Pyro's namespaces:
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["data", "distributions", "infer", "models", "nn", "train", "viz"]

@@ -8,17 +8,34 @@ follows the generator used by Eslami et al. (2016) and Pyro's AIR example.
 
 Training canvases are built from the training digits and test canvases from the test digits, so
 the two splits share no source digit.
+
+Generated sets are cached as ``.npz`` files under ``multi_mnist/`` in the data directory. A
+cached file that cannot be read, or whose arrays do not have the requested shapes, is treated
+like a missing one: a :class:`~probnets.data.mnist.DataCacheWarning` names it and the set is
+built again (and the file replaced). When the cache cannot be written the set is returned
+uncached, with a warning.
 """
 
 import os
-import tempfile
+import warnings
+import zipfile
+import zlib
 from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probnets.data.mnist import data_root, load_mnist
+from probnets.data.mnist import (
+    DataCacheWarning,
+    PathLike,
+    data_root,
+    load_mnist,
+    publish,
+    writable_temp_file,
+)
 
 MultiMNIST = namedtuple("MultiMNIST", ["images", "counts", "labels", "boxes", "source"])
 MultiMNIST.__doc__ = """Multi-object canvases.
@@ -30,13 +47,15 @@ pixels, 0 where there is no digit; source: the MNIST source used (see :func:`loa
 MAX_REDRAWS = 1000
 
 
-def _shrink(digit, scale):
+def _shrink(digit: torch.Tensor, scale: float) -> torch.Tensor:
     size = max(int(28 / scale), 4)
     return F.interpolate(digit[None, None], size=(size, size), mode="bilinear",
                          align_corners=False, antialias=True)[0, 0].clamp_(0, 1)
 
 
-def compose(digits, labels, num_images, max_digits, canvas_size, generator):
+def compose(digits: torch.Tensor, labels: torch.Tensor, num_images: int, max_digits: int,
+            canvas_size: int,
+            generator: np.random.Generator | int | Sequence[int]) -> tuple[torch.Tensor, ...]:
     """Draw ``num_images`` canvases from a pool of ``digits`` (M, 28, 28) with ``labels``."""
     rng = np.random.default_rng(generator)
     images = torch.zeros(num_images, canvas_size, canvas_size)
@@ -70,8 +89,8 @@ def compose(digits, labels, num_images, max_digits, canvas_size, generator):
     return images, counts, out_labels, boxes
 
 
-def multi_mnist(num_images, max_digits=2, canvas_size=50, split="train", seed=0, root=None,
-                cache=True):
+def multi_mnist(num_images: int, max_digits: int = 2, canvas_size: int = 50, split: str = "train",
+                seed: int = 0, root: Optional[PathLike] = None, cache: bool = True) -> MultiMNIST:
     """Generate (or load from the cache) a multi-MNIST split.
 
     :param int num_images: number of canvases.
@@ -97,17 +116,58 @@ def multi_mnist(num_images, max_digits=2, canvas_size=50, split="train", seed=0,
         data_root(root), "multi_mnist",
         f"{mnist.source}-{split}-n{num_images}-k{max_digits}-c{canvas_size}-s{seed}.npz")
     if cache and os.path.exists(path):
-        with np.load(path) as stored:
-            return MultiMNIST(*(torch.from_numpy(stored[k]) for k in MultiMNIST._fields[:-1]),
-                              mnist.source)
+        stored = _read_cache(path, num_images, max_digits, canvas_size)
+        if stored is not None:
+            images, counts, labels, boxes = stored
+            return MultiMNIST(images, counts, labels, boxes, mnist.source)
     images, counts, labels, boxes = compose(
         mnist.images, mnist.labels, num_images, max_digits, canvas_size,
         generator=[seed, 0 if split == "train" else 1])
     if cache:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(path))
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, images=images.numpy(), counts=counts.numpy(),
-                                labels=labels.numpy(), boxes=boxes.numpy())
-        os.replace(tmp, path)
+        _write_cache(path, images=images, counts=counts, labels=labels, boxes=boxes)
     return MultiMNIST(images, counts, labels, boxes, mnist.source)
+
+
+def _read_cache(path: str, num_images: int, max_digits: int,
+                canvas_size: int) -> Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                    torch.Tensor]]:
+    """The arrays of a cached set as tensors, or None (with a warning) when it is unusable."""
+    expected = {
+        "images": ((num_images, canvas_size, canvas_size), "f"),
+        "counts": ((num_images,), "i"),
+        "labels": ((num_images, max_digits), "i"),
+        "boxes": ((num_images, max_digits, 4), "f"),
+    }
+    try:
+        with np.load(path) as stored:
+            arrays = {name: stored[name] for name in expected}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        problem = f"cannot be read ({type(error).__name__}: {error})"
+    else:
+        wrong = [f"{name} {arrays[name].shape} {arrays[name].dtype}"
+                 for name, (shape, kind) in expected.items()
+                 if arrays[name].shape != shape or arrays[name].dtype.kind != kind]
+        if not wrong:
+            images, counts, labels, boxes = (torch.from_numpy(arrays[n]) for n in expected)
+            return images, counts, labels, boxes
+        problem = "holds arrays of the wrong shape or dtype: " + ", ".join(wrong)
+    warnings.warn(f"multi-MNIST cache {path} {problem}; building the set again",
+                  DataCacheWarning, stacklevel=3)
+    return None
+
+
+def _write_cache(path: str, **tensors: torch.Tensor) -> None:
+    """Write ``tensors`` to ``path`` atomically; warn (and keep going) when that fails."""
+    tmp = None
+    try:
+        fd, tmp = writable_temp_file(os.path.dirname(path), suffix=".npz")
+        arrays: dict[str, Any] = {name: t.numpy() for name, t in tensors.items()}
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        publish(tmp, path)
+    except OSError as error:
+        warnings.warn(f"could not write the multi-MNIST cache {path} ({error}); the set is "
+                      "used without caching", DataCacheWarning, stacklevel=3)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)

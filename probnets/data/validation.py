@@ -1,9 +1,13 @@
 """Input checks shared by models and commands: bad data fails early and says what was expected."""
 
+from typing import Optional, Union
+
 import torch
 
 
-def check_images(images, name="images", size=None, channels=False):
+def check_images(images: torch.Tensor, name: str = "images",
+                 size: Optional[Union[int, tuple[int, int]]] = None,
+                 channels: bool = False) -> torch.Tensor:
     """Check a float image batch: a tensor of shape (N, H, W) (or (N, C, H, W) with
     ``channels=True``), finite, with values in [0, 1], and of spatial ``size`` when given.
 
@@ -34,7 +38,8 @@ def check_images(images, name="images", size=None, channels=False):
     return images
 
 
-def check_labels(labels, num_examples, name="labels", num_classes=None):
+def check_labels(labels: torch.Tensor, num_examples: int, name: str = "labels",
+                 num_classes: Optional[int] = None) -> torch.Tensor:
     """Check integer labels of shape (N,) matching ``num_examples`` (and ``num_classes``)."""
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
         raise TypeError(
