@@ -44,7 +44,7 @@ from probnets.models.bayes_hypernet import (
     expected_calibration_error,
 )
 from probnets.tasks.bayes_hypernet import classification_metrics, mnist_arrays, out_of_distribution
-from probnets.train import BatchSampler, Trainer
+from probnets.train import BatchSampler, LossObjective, TrainConfig, Trainer
 from probnets.viz.uncertainty import reliability_diagram
 
 
@@ -103,9 +103,9 @@ def train_dropout(x, y, args):
     net = DropoutMLP((784, args.width, 10))
     net.train()
     start = time.perf_counter()
-    Trainer.for_objective(lambda xb, yb: nn.functional.cross_entropy(net(xb), yb), net,
-                          BatchSampler(x, y, batch_size=args.batch_size, seed=args.seed),
-                          steps=args.steps, lr=args.lr_dropout, progress=args.progress).run()
+    Trainer(LossObjective(lambda xb, yb: nn.functional.cross_entropy(net(xb), yb), net),
+            BatchSampler(x, y, batch_size=args.batch_size, seed=args.seed),
+            TrainConfig(steps=args.steps, lr=args.lr_dropout, progress=args.progress)).run()
     return net.predict, time.perf_counter() - start
 
 

@@ -6,6 +6,7 @@ lists a model's options.
 """
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -19,7 +20,18 @@ import torch
 import probnets.tasks  # noqa: F401  (registers the tasks)
 from probnets.tasks import variance as variance_command
 from probnets.tasks.base import tasks
-from probnets.train import NonFiniteLossError, Trainer, distributed, parse_schedule, resolve_device
+from probnets.train import (
+    Evaluation,
+    LossObjective,
+    NonFiniteLossError,
+    StepMetrics,
+    SVIObjective,
+    TrainConfig,
+    Trainer,
+    distributed,
+    parse_schedule,
+    resolve_device,
+)
 from probnets.train.precision import check_precision_supported
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -188,6 +200,15 @@ def _run_directory(args, create=True):
         os.makedirs(args.out, exist_ok=True)
 
 
+def _with_flag(error):
+    """A TrainConfig error (``"lr must be ..."``) with the flag that sets the field."""
+    field = str(error).split(" ", 1)[0]
+    if field in {f.name for f in dataclasses.fields(TrainConfig)}:
+        flag = "out" if field == "out_dir" else field.replace("_", "-")
+        return f"--{flag}: {error}"
+    return str(error)
+
+
 def train(args):
     task = tasks()[args.task]
     if distributed.launched_distributed():
@@ -226,7 +247,6 @@ def train(args):
         steps=args.steps, lr=args.lr, param_groups=param_groups, clip_norm=args.clip_norm,
         weight_decay=args.weight_decay, lr_schedule=parse_schedule(args.lr_schedule, args.steps),
         schedules=run.schedules,
-        metrics_fn=run.metrics_fn, eval_fn=run.eval_fn,
         eval_every=args.eval_every or max(args.steps // 10, 1), log_every=args.log_every,
         out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
         max_bad_steps=args.max_bad_steps, progress=not args.no_progress,
@@ -234,6 +254,8 @@ def train(args):
         checkpoint_extra={"task": task.name, "config": run.config,
                           "data_source": run.data_source},
         description=f"train {task.name}")
+    callbacks = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
+    callbacks += [Evaluation(run.eval_fn)] if run.eval_fn is not None else []
     if args.compile and run.model_fn is not None:
         print(f"probnets: error: --compile: {task.name} is an SVI model; Pyro's effect "
               "handlers break the compiled graph at every sample and param site, so compiling "
@@ -242,19 +264,19 @@ def train(args):
     if args.compile:
         run.objective_fn = torch.compile(run.objective_fn)
     try:
-        if run.model_fn is not None:
-            trainer = Trainer(run.model_fn, run.guide_fn, run.loss, run.data, **common)
-        else:
-            trainer = Trainer.for_objective(run.objective_fn, run.module, run.data, **common)
+        objective = (SVIObjective(run.model_fn, run.guide_fn, run.loss)
+                     if run.model_fn is not None else LossObjective(run.objective_fn, run.module))
+        trainer = Trainer(objective, run.data, TrainConfig(**common), callbacks=callbacks)
     except ValueError as error:
-        print(f"probnets: error: {error}", file=sys.stderr)
+        print(f"probnets: error: {_with_flag(error)}", file=sys.stderr)
         return 2
     try:
         result = trainer.run()
     except NonFiniteLossError as error:
-        print(f"probnets: error: {error}", file=sys.stderr)
+        print(f"probnets: error: {error} (--lr, --clip-norm)", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
+        print(f"probnets: interrupted; continue with --out {args.out} --resume", file=sys.stderr)
         return 130
     if not main_process:
         return 0

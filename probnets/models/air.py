@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
+from probnets.checkpoint import load_checkpoint
 from probnets.data.validation import check_images
 from probnets.nn.spatial import MIN_SCALE, extract_window, place_window, window_box
 
@@ -420,8 +421,6 @@ class AIR(PyroModule):
     def load(cls, checkpoint_path, map_location="cpu"):
         """Rebuild an AIR from a ``probnets train air`` checkpoint (its ``extra["config"]``)
         and load its parameters."""
-        from probnets.train import load_checkpoint
-
         state = load_checkpoint(checkpoint_path, map_location=map_location)
         config = state.get("extra", {}).get("config")
         if not isinstance(config, dict) or "num_steps" not in config:

@@ -24,7 +24,6 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 
 def launched_distributed():
@@ -93,10 +92,11 @@ class GradientSync:
         for param in params:
             by_kind.setdefault((param.grad.dtype, param.grad.device), []).append(param.grad)
         for grads in by_kind.values():
-            flat = _flatten_dense_tensors(grads)
+            # One all-reduce per dtype and device over a flat buffer, as DDP's buckets do.
+            flat = torch.cat([grad.reshape(-1) for grad in grads])
             dist.all_reduce(flat)
-            for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-                grad.copy_(reduced)
+            for grad, reduced in zip(grads, flat.split([grad.numel() for grad in grads])):
+                grad.copy_(reduced.view_as(grad))
 
     def scalar(self, value, device):
         """The sum over ranks of a Python float (NaN and inf propagate)."""
