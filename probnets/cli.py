@@ -209,6 +209,15 @@ def _with_flag(error):
     return str(error)
 
 
+def _trainer(run, config):
+    """The Trainer of a task's run: its objective, data and callbacks under ``config``."""
+    objective = (SVIObjective(run.model_fn, run.guide_fn, run.loss)
+                 if run.model_fn is not None else LossObjective(run.objective_fn, run.module))
+    callbacks = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
+    callbacks += [Evaluation(run.eval_fn)] if run.eval_fn is not None else []
+    return Trainer(objective, run.data, config, callbacks=callbacks)
+
+
 def train(args):
     task = tasks()[args.task]
     if distributed.launched_distributed():
@@ -254,8 +263,6 @@ def train(args):
         checkpoint_extra={"task": task.name, "config": run.config,
                           "data_source": run.data_source},
         description=f"train {task.name}")
-    callbacks = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
-    callbacks += [Evaluation(run.eval_fn)] if run.eval_fn is not None else []
     if args.compile and run.model_fn is not None:
         print(f"probnets: error: --compile: {task.name} is an SVI model; Pyro's effect "
               "handlers break the compiled graph at every sample and param site, so compiling "
@@ -264,9 +271,7 @@ def train(args):
     if args.compile:
         run.objective_fn = torch.compile(run.objective_fn)
     try:
-        objective = (SVIObjective(run.model_fn, run.guide_fn, run.loss)
-                     if run.model_fn is not None else LossObjective(run.objective_fn, run.module))
-        trainer = Trainer(objective, run.data, TrainConfig(**common), callbacks=callbacks)
+        trainer = _trainer(run, TrainConfig(**common))
     except ValueError as error:
         print(f"probnets: error: {_with_flag(error)}", file=sys.stderr)
         return 2
