@@ -79,8 +79,8 @@ def _clip_norm(text):
 def _device(text):
     try:
         resolve_device(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    except ValueError as error:  # "device ...": name the flag
+        raise argparse.ArgumentTypeError(f"--{error}") from None
     return text
 
 
@@ -137,6 +137,8 @@ def add_common_arguments(parser, task):
     group.add_argument("--max-bad-steps", type=_positive_int, default=10,
                        help="consecutive non-finite steps tolerated before stopping")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    group.add_argument("--tensorboard", action="store_true",
+                       help="also log to OUT/tensorboard (needs the tensorboard package)")
 
 
 def build_parser():
@@ -259,6 +261,7 @@ def train(args):
         eval_every=args.eval_every or max(args.steps // 10, 1), log_every=args.log_every,
         out_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
         max_bad_steps=args.max_bad_steps, progress=not args.no_progress,
+        tensorboard=args.tensorboard,
         precision=args.precision,
         checkpoint_extra={"task": task.name, "config": run.config,
                           "data_source": run.data_source},
@@ -272,7 +275,7 @@ def train(args):
         run.objective_fn = torch.compile(run.objective_fn)
     try:
         trainer = _trainer(run, TrainConfig(**common))
-    except ValueError as error:
+    except (ValueError, ImportError) as error:
         print(f"probnets: error: {_with_flag(error)}", file=sys.stderr)
         return 2
     try:

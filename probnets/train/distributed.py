@@ -52,8 +52,8 @@ def init_distributed(device_spec="auto"):
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_spec in ("auto", "cuda")
     if device_spec.startswith("cuda:"):
-        raise ValueError("under torchrun pass --device auto or cuda: each rank takes "
-                         "cuda:LOCAL_RANK itself")
+        raise ValueError(f"under torchrun the device must be 'auto' or 'cuda' (each rank "
+                         f"takes cuda:LOCAL_RANK itself), got {device_spec!r}")
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)

@@ -279,3 +279,21 @@ def test_batch_sampler_data_in_fit_batches():
     assert isinstance(batches, BatchSampler) and next(batches)[0].shape == (2,)
     with pytest.raises(ValueError, match="batch_size is for tensors"):
         default_fitting.fit_batches([(x,)], batch_size=2)
+
+
+def test_cli_tensorboard_is_a_flag(tmp_path, capsys):
+    from probnets.cli import main
+
+    argv = ["train", "vae", "--steps", "1", "--batch-size", "8", "--no-progress",
+            "--out", str(tmp_path / "run"), "--tensorboard"]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        assert main(argv) == 2
+        assert "needs the tensorboard package" in capsys.readouterr().err
+    else:
+        assert main(argv) == 0
+        assert os.listdir(tmp_path / "run" / "tensorboard")
+    capsys.readouterr()
+    assert main(argv[:-1] + ["--out", str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "tensorboard").exists()
