@@ -22,6 +22,19 @@ from pyro import poutine
 from probnets.checkpoint import decode_constraint, encode_constraint
 
 
+def param_leaf(value):
+    """The tensor the optimizer updates behind the value of a ``param`` site.
+
+    For a constrained parameter the site's value is ``transform_to(constraint)(leaf)``, and
+    Pyro's param store attaches a weak reference to the unconstrained leaf to it as
+    ``value.unconstrained`` (``ParamStoreDict.__getitem__``); :class:`pyro.infer.SVI` finds its
+    parameters the same way. There is no other public route from a trace to the leaf, so this
+    is the one place that relies on the attribute (pinned by ``tests/train/test_parts.py``).
+    """
+    unconstrained = getattr(value, "unconstrained", None)
+    return unconstrained() if unconstrained is not None else value
+
+
 def bound_modules(*fns):
     """The :class:`torch.nn.Module` objects that ``fns`` are bound methods of."""
     modules = []
@@ -59,12 +72,8 @@ class SVIObjective:
     def __call__(self, batch):
         with poutine.trace(param_only=True) as capture:
             loss = self.elbo.loss_and_grads(self.model_fn, self.guide_fn, *batch)
-        params = {}
-        for name, site in capture.trace.nodes.items():
-            value = site["value"]
-            unconstrained = getattr(value, "unconstrained", None)
-            params[name] = unconstrained() if unconstrained is not None else value
-        return float(loss), params
+        return float(loss), {name: param_leaf(site["value"])
+                             for name, site in capture.trace.nodes.items()}
 
     def named_state(self):
         store = pyro.get_param_store()
@@ -184,4 +193,4 @@ def copy_into(target, value, name):
         target.copy_(value)
 
 
-__all__ = ["LossObjective", "SVIObjective", "bound_modules"]
+__all__ = ["LossObjective", "SVIObjective", "bound_modules", "param_leaf"]

@@ -297,3 +297,20 @@ def test_cli_tensorboard_is_a_flag(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv[:-1] + ["--out", str(tmp_path / "plain")]) == 0
     assert not (tmp_path / "plain" / "tensorboard").exists()
+
+
+def test_param_leaf_is_the_param_stores_unconstrained_tensor():
+    """Pins the one Pyro behaviour the SVI objective relies on beyond its public API: a
+    constrained param site's value carries ``.unconstrained``, a weak reference to the leaf."""
+    from pyro.distributions import constraints
+
+    from probnets.train.objectives import param_leaf
+
+    pyro.clear_param_store()
+    with pyro.poutine.trace(param_only=True) as capture:
+        pyro.param("scale", torch.ones(3), constraint=constraints.positive)
+        pyro.param("loc", torch.zeros(3))
+    leaves = dict(pyro.get_param_store().named_parameters())
+    for name in ("scale", "loc"):
+        leaf = param_leaf(capture.trace.nodes[name]["value"])
+        assert leaf is leaves[name] and leaf.is_leaf and leaf.requires_grad, name
