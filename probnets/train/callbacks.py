@@ -15,20 +15,26 @@ Evaluation callbacks run on rank 0 only under :mod:`torch.distributed`; the othe
 rank.
 """
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: the trainer imports this module
+    from probnets.train.trainer import Trainer
+
 
 class Callback:
     """Base class; every hook does nothing."""
 
-    def on_run_start(self, trainer):
+    def on_run_start(self, trainer: "Trainer") -> None:
         pass
 
-    def on_log(self, trainer, row):
+    def on_log(self, trainer: "Trainer", row: dict) -> dict | None:
         return None
 
-    def on_step_end(self, trainer):
+    def on_step_end(self, trainer: "Trainer") -> None:
         pass
 
-    def on_end(self, trainer):
+    def on_end(self, trainer: "Trainer") -> None:
         pass
 
 
@@ -39,7 +45,7 @@ class StepMetrics(Callback):
         ``lambda t: {"elbo_per_image": -t.last_loss / batch_size}``.
     """
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[["Trainer"], dict]) -> None:
         if not callable(fn):
             raise TypeError(f"StepMetrics needs a callable fn(trainer) -> dict, got {fn!r}")
         self.fn = fn
@@ -59,7 +65,7 @@ class Evaluation(Callback):
         ``None`` there too: only at the end).
     """
 
-    def __init__(self, fn, every=None):
+    def __init__(self, fn: Callable[["Trainer"], dict], every: int | None = None) -> None:
         if not callable(fn):
             raise TypeError(f"Evaluation needs a callable fn(trainer) -> dict, got {fn!r}")
         if every is not None and not (isinstance(every, int) and every >= 1):

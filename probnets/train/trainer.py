@@ -24,7 +24,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -76,7 +78,8 @@ class Trainer:
     summed over ranks, and rank 0 alone logs, evaluates and writes checkpoints.
     """
 
-    def __init__(self, objective, data, config, callbacks=()):
+    def __init__(self, objective: Any, data: Iterable, config: TrainConfig,
+                 callbacks: Iterable[Any] = ()) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config)}")
         if not (callable(objective) and all(hasattr(objective, m) for m in _OBJECTIVE_METHODS)):
@@ -102,8 +105,8 @@ class Trainer:
         self.loggers = make_loggers(config, log_dir) if self.is_main else []
         self.step = 0
         self.last_loss = float("nan")
-        self.last_grad_norms = {}
-        self.last_evaluation = None
+        self.last_grad_norms: dict[str, float] = {}
+        self.last_evaluation: dict | None = None
         self.result = TrainResult()
 
     # ------------------------------------------------------------------ the parts' state
@@ -132,7 +135,7 @@ class Trainer:
         return self.checkpoints.path
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, batch):
+    def train_step(self, batch: tuple) -> float:
         """One guarded optimisation step; returns the loss (a skipped step's too)."""
         for schedule in self.config.schedules:
             schedule.apply(self.step)
@@ -173,7 +176,7 @@ class Trainer:
         self.groups.step(self.step)
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self):
+    def state_dict(self) -> dict:
         """Everything a resumed run needs, as plain values (see :mod:`probnets.checkpoint`)."""
         state = {
             "format": FORMAT_VERSION,
@@ -200,7 +203,7 @@ class Trainer:
         return {s.name: float(s.schedule(max(self.step - 1, 0))) for s in self.config.schedules
                 if hasattr(s, "schedule")}
 
-    def save(self, path=None):
+    def save(self, path: str | os.PathLike | None = None) -> str:
         """Write a checkpoint (default ``out_dir/last.pt``); collective under
         torch.distributed: every rank calls it, rank 0 writes."""
         target = path if path is not None else self.checkpoints.path
@@ -214,7 +217,7 @@ class Trainer:
         self.result.checkpoint = os.fspath(target)
         return self.result.checkpoint
 
-    def load(self, path):
+    def load(self, path: str | os.PathLike) -> dict:
         """Continue from a checkpoint, exactly where the run that wrote it was."""
         state = load_checkpoint(path)
         self._check_compatible(state, path)
@@ -288,7 +291,7 @@ class Trainer:
         self.result.history.append(row)
         return row
 
-    def record_evaluation(self, values):
+    def record_evaluation(self, values: dict) -> dict:
         """Log an evaluation's ``{name: value}`` at the current step (loggers get
         ``eval/<name>``), add it to ``result.eval_history`` and the progress bar."""
         row = {"step": self.step, **values}
@@ -305,7 +308,7 @@ class Trainer:
                 method(self)
 
     # ------------------------------------------------------------------ the loop
-    def run(self):
+    def run(self) -> TrainResult:
         """Train up to ``config.steps``; returns a :class:`TrainResult`."""
         if self.config.resume:
             self.load(self.checkpoints.resume_path(self.config.resume))
