@@ -25,7 +25,7 @@ from probnets.train.checkpoint import (
 )
 from probnets.train.config import TrainConfig
 from probnets.train.devices import resolve_device
-from probnets.train.fitting import TrainerFactory
+from probnets.train.fitting import DefaultTrainerFactory
 from probnets.train.guard import NonFiniteLossError
 from probnets.train.loggers import CsvLogger, Logger, TensorBoardLogger
 from probnets.train.objectives import LossObjective, SVIObjective
@@ -51,6 +51,7 @@ __all__ = [
     "Constant",
     "Cosine",
     "CsvLogger",
+    "DefaultTrainerFactory",
     "Evaluation",
     "Exponential",
     "Linear",
@@ -64,7 +65,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
-    "TrainerFactory",
     "Warmup",
     "distributed",
     "load_checkpoint",

@@ -19,7 +19,7 @@ def fit_batches(data, batch_size=None, seed=0, convert=None):
     return repeat_epochs(data, convert)
 
 
-class TrainerFactory:
+class DefaultTrainerFactory:
     """Makes a :class:`~probnets.train.Trainer` for a model's ``fit``.
 
     ``batch_size``, ``seed`` and ``convert`` say how batches are drawn (:func:`fit_batches`),
@@ -40,6 +40,6 @@ class TrainerFactory:
                        callbacks=callbacks)
 
 
-register_default_trainer(TrainerFactory())
+register_default_trainer(DefaultTrainerFactory())
 
-__all__ = ["TrainerFactory", "fit_batches"]
+__all__ = ["DefaultTrainerFactory", "fit_batches"]

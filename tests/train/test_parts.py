@@ -221,7 +221,7 @@ def test_config_errors_name_the_field():
 
 
 def test_model_fit_trains_through_the_factory_it_is_given():
-    class Recording(default_fitting.TrainerFactory):
+    class Recording(default_fitting.DefaultTrainerFactory):
         def __init__(self):
             self.settings = None
 
