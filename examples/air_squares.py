@@ -18,7 +18,7 @@ import torch
 from probnets.data.squares import squares
 from probnets.models.air import AIR
 from probnets.experiments.air import ESTIMATORS, evaluate_counts, make_elbo
-from probnets.train import BatchSampler, Trainer
+from probnets.train import BatchSampler, Evaluation, SVIObjective, TrainConfig, Trainer
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 
 
@@ -33,11 +33,12 @@ def run(args, seed):
               use_baseline=args.estimator in ("score", "tracegraph"))
     start = time.perf_counter()
     trainer = Trainer(
-        air.model, air.guide, make_elbo(args.estimator), BatchSampler(train, batch_size=32,
-                                                                      seed=seed),
-        steps=args.steps, lr=args.lr, param_groups={"*baseline*": {"lr": 1e-2}},
-        eval_fn=lambda t: {"accuracy": evaluate_counts(air, test, test_counts)[0]},
-        eval_every=args.eval_every, progress=False, tensorboard=False)
+        SVIObjective(air.model, air.guide, make_elbo(args.estimator)),
+        BatchSampler(train, batch_size=32, seed=seed),
+        TrainConfig(steps=args.steps, lr=args.lr, param_groups={"*baseline*": {"lr": 1e-2}},
+                    eval_every=args.eval_every, progress=False),
+        callbacks=[Evaluation(lambda t: {"accuracy":
+                                         evaluate_counts(air, test, test_counts)[0]})])
     result = trainer.run()
     accuracy, confusion = evaluate_counts(air, test, test_counts)
     if args.figures:

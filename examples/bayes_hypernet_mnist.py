@@ -48,7 +48,7 @@ from probnets.models.bayes_hypernet import (
     ClassificationPrediction,
     expected_calibration_error,
 )
-from probnets.train import BatchSampler, Trainer
+from probnets.train import BatchSampler, LossObjective, TrainConfig, Trainer
 from probnets.viz.uncertainty import reliability_diagram
 
 
@@ -107,9 +107,9 @@ def train_dropout(x, y, args):
     net = DropoutMLP((784, args.width, 10))
     net.train()
     start = time.perf_counter()
-    Trainer.for_objective(lambda xb, yb: nn.functional.cross_entropy(net(xb), yb), net,
-                          BatchSampler(x, y, batch_size=args.batch_size, seed=args.seed),
-                          steps=args.steps, lr=args.lr_dropout, progress=args.progress).run()
+    Trainer(LossObjective(lambda xb, yb: nn.functional.cross_entropy(net(xb), yb), net),
+            BatchSampler(x, y, batch_size=args.batch_size, seed=args.seed),
+            TrainConfig(steps=args.steps, lr=args.lr_dropout, progress=args.progress)).run()
     return net.predict, time.perf_counter() - start
 
 

@@ -18,7 +18,7 @@ import pyro.infer
 import torch
 
 from probnets.models.vae import VAE
-from probnets.train import BatchSampler, Trainer
+from probnets.train import BatchSampler, SVIObjective, TrainConfig, Trainer
 from probnets.train.distributed import launch_local
 
 
@@ -30,13 +30,12 @@ def train(rank, batch_size, steps, threads, result_path):
     vae = VAE(28, latent_dim=16, hidden_dim=256)
     if rank >= 0:
         pyro.set_rng_seed(1 + rank)
-    trainer = Trainer(vae.model, vae.guide, pyro.infer.Trace_ELBO(),
-                      BatchSampler(images, batch_size=batch_size, seed=0), steps=steps,
-                      lr=1e-3, progress=False)
+    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+                      BatchSampler(images, batch_size=batch_size, seed=0),
+                      TrainConfig(steps=steps + 1, lr=1e-3, progress=False))
     trainer.train_step(next(trainer.data))  # warm-up: allocations, first registration
     start = time.perf_counter()
-    trainer.steps = steps + 1
-    trainer.run()
+    trainer.run()  # the remaining `steps` steps
     seconds = time.perf_counter() - start
     if rank <= 0:
         with open(result_path, "w") as f:

@@ -19,7 +19,7 @@ import pyro.infer
 import torch
 
 from probnets.models.vae import VAE
-from probnets.train import BatchSampler, Trainer
+from probnets.train import BatchSampler, SVIObjective, TrainConfig, Trainer
 
 PRECISIONS = ("32", "bf16", "16-mixed")
 
@@ -30,9 +30,9 @@ def vae_trainer(precision, device, batch_size):
     generator = torch.Generator().manual_seed(0)
     images = torch.bernoulli(torch.rand(4096, 28, 28, generator=generator)).to(device)
     vae = VAE(28, latent_dim=16, hidden_dim=256).to(device)
-    return Trainer(vae.model, vae.guide, pyro.infer.Trace_ELBO(),
-                   BatchSampler(images, batch_size=batch_size, seed=0), steps=0, lr=1e-3,
-                   precision=precision, progress=False, tensorboard=False)
+    return Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+                   BatchSampler(images, batch_size=batch_size, seed=0),
+                   TrainConfig(steps=0, lr=1e-3, precision=precision, progress=False))
 
 
 def main():

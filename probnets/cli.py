@@ -84,8 +84,8 @@ def _clip_norm(text):
 def _device(text):
     try:
         resolve_device(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    except ValueError as error:  # "device ...": name the flag
+        raise argparse.ArgumentTypeError(f"--{error}") from None
     return text
 
 
@@ -284,9 +284,12 @@ def train(args, given=()):
     except ConfigError as error:
         raise SystemExit(error_line(config_class, error)) from None
     except NonFiniteLossError as error:
-        print(f"probnets: error: {error}", file=sys.stderr)
+        print(f"probnets: error: {error} (--lr, --clip-norm)", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
+        if config.out is not None:
+            print(f"probnets: interrupted; continue with --out {config.out} --resume",
+                  file=sys.stderr)
         return 130
     if summary is not None:  # ranks other than 0 of a distributed run report nothing
         print(json.dumps({k: summary[k] for k in ("steps", "bad_steps", "eval")}, default=float))

@@ -27,13 +27,13 @@ def test_no_hand_pinned_cuda_in_library_code():
 @pytest.mark.cuda
 def test_vae_trains_on_cuda():
     from probnets.models.vae import VAE
-    from probnets.train import BatchSampler, Trainer
+    from probnets.train import BatchSampler, SVIObjective, TrainConfig, Trainer
 
     device = torch.device("cuda")
     pyro.clear_param_store()
     vae = VAE(8, 2, 16).to(device)
     images = torch.bernoulli(torch.full((64, 8, 8), 0.3, device=device))
-    trainer = Trainer(vae.model, vae.guide, pyro.infer.Trace_ELBO(),
-                      BatchSampler(images, batch_size=32), steps=5, progress=False)
+    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+                      BatchSampler(images, batch_size=32), TrainConfig(steps=5, progress=False))
     trainer.run()
     assert all(p.device.type == "cuda" for p in vae.parameters())

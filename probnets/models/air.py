@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
+from probnets.checkpoint import load_checkpoint
 from probnets.data.validation import check_images
 from probnets.nn.spatial import MIN_SCALE, extract_window, place_window, window_box
 
@@ -423,8 +424,6 @@ class AIR(PyroModule):
         The checkpoint's ``extra["model"]`` names the model's class and constructor arguments;
         checkpoints written before it existed keep the arguments in ``extra["config"]``.
         """
-        from probnets.train import load_checkpoint
-
         state = load_checkpoint(checkpoint_path, map_location=map_location)
         extra = state.get("extra", {})
         record = extra.get("model")

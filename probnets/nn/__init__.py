@@ -1,6 +1,6 @@
 """Deterministic building blocks: per-example (dynamic) layers, static hypernetworks,
 the HyperLSTM and the layer-norm LSTM, the reactive query network, and the small
-objectives used to train them (``Trainer.for_objective``)."""
+objectives used to train them (with :class:`~probnets.train.LossObjective`)."""
 
 from .char_lm import CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size
 from .classify import accuracy, cross_entropy_objective

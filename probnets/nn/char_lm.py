@@ -100,7 +100,7 @@ class TBPTTObjective:
     Carries the model's recurrent state (detached) from one call to the next, so
     consecutive batches must continue each other, as :class:`probnets.data.chars.TBPTTBatches`
     yields them; the state restarts at zero when ``batches.new_epoch`` is set or the batch
-    size changes. Pass it to ``Trainer.for_objective(objective, model, batches, ...)``.
+    size changes. Pass it to ``Trainer(LossObjective(objective, model), batches, config)``.
     """
 
     def __init__(self, model, batches=None):

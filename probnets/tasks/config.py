@@ -237,7 +237,7 @@ class RunConfig(_Checked):
 
     resumable_fields = frozenset({
         "steps", "out", "resume", "device", "threads", "compile", "progress", "log_every",
-        "eval_every", "checkpoint_every", "max_bad_steps"})
+        "eval_every", "checkpoint_every", "max_bad_steps", "tensorboard"})
 
     steps: int = setting(1000, help="total optimisation steps (default {default})",
                          check=positive_int)
@@ -290,6 +290,8 @@ class RunConfig(_Checked):
         help="consecutive non-finite steps tolerated before stopping")
     progress: bool = setting(True, flag="--no-progress",
                              help="hide the progress bar")
+    tensorboard: bool = setting(
+        False, help="also log to OUT/tensorboard (needs the tensorboard package)")
 
     def normalize(self):
         if isinstance(self.dtype, torch.dtype):  # accept torch.float64 as well as "float64"

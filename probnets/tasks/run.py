@@ -42,6 +42,11 @@ from probnets.tasks.base import task_for, tasks
 from probnets.tasks.config import ConfigError, UnsupportedSettingError
 from probnets.train import (
     CHECKPOINT_NAME,
+    Evaluation,
+    LossObjective,
+    StepMetrics,
+    SVIObjective,
+    TrainConfig,
     Trainer,
     distributed,
     parse_schedule,
@@ -189,17 +194,26 @@ def _make_trainer(task, run, config):
         steps=config.steps, lr=config.lr, param_groups=param_groups, clip_norm=config.clip_norm,
         weight_decay=config.weight_decay,
         lr_schedule=parse_schedule(config.lr_schedule, config.steps), schedules=run.schedules,
-        metrics_fn=run.metrics_fn, eval_fn=run.eval_fn, eval_every=config.eval_interval,
-        log_every=config.log_every, out_dir=config.out,
+        eval_every=config.eval_interval, log_every=config.log_every, out_dir=config.out,
         checkpoint_every=config.checkpoint_every, resume=config.resume,
         max_bad_steps=config.max_bad_steps, progress=config.progress,
-        precision=config.precision,
+        tensorboard=config.tensorboard, precision=config.precision,
         checkpoint_extra={"task": task.name, "config": run.config, "model": run.model,
                           "data_source": run.data_source},
         description=f"train {task.name}")
-    if run.is_svi:
-        return Trainer(run.model_fn, run.guide_fn, run.loss, run.data, **options)
-    return Trainer.for_objective(run.objective_fn, run.module, run.data, **options)
+    try:
+        train_config = TrainConfig(**options)
+    except ValueError as error:  # TrainConfig names its field first, as in "lr must be ..."
+        field = str(error).split(" ", 1)[0]
+        raise ConfigError("out" if field == "out_dir" else field, str(error)) from None
+    objective = (SVIObjective(run.model_fn, run.guide_fn, run.loss) if run.is_svi
+                 else LossObjective(run.objective_fn, run.module))
+    callbacks = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
+    callbacks += [Evaluation(run.eval_fn)] if run.eval_fn is not None else []
+    try:
+        return Trainer(objective, run.data, train_config, callbacks=callbacks)
+    except ImportError as error:  # tensorboard=True without the package
+        raise UnsupportedSettingError("tensorboard", str(error)) from None
 
 
 def _select_device(config):

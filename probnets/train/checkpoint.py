@@ -1,133 +1,106 @@
-"""Checkpoints that survive a kill and load with ``torch.load(weights_only=True)``.
+"""Where and when a run's checkpoints are written, and which are kept.
 
-A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts, so it can be
-loaded with ``weights_only=True`` (no pickled code is executed on load). Objects that are not of
-those kinds are encoded here:
+The file format (atomic writes, ``weights_only`` loading, constraint and random-state encoding)
+lives in :mod:`probnets.checkpoint` and is re-exported here; this module decides the policy:
 
-- Pyro parameter constraints become small tuples (``("interval", 0.0, 1.0)``) and are decoded
-  back to :mod:`torch.distributions.constraints` objects;
-- the NumPy and Python random states become tensors / nested lists.
-
-Writes go to a temporary file in the same directory, are flushed to disk, and are then renamed
-over the target (:func:`os.replace` is atomic on POSIX and Windows), so a process killed mid-write
-leaves either the previous checkpoint or the new one, never a truncated file.
+- ``<out_dir>/last.pt`` is rewritten every ``every`` steps and at the end of the run, and is
+  what ``resume=True`` continues from;
+- with ``keep > 0`` a copy of each periodic checkpoint is also kept as
+  ``<out_dir>/checkpoints/step-<step>.pt``, the ``keep`` most recent ones, older ones deleted.
+  Copies are written atomically too, so every file on disk is complete.
 """
 
 import os
-import random
+import re
+import shutil
 import tempfile
 
-import numpy as np
-import torch
-from pyro.distributions import constraints
+from probnets.checkpoint import (
+    FORMAT_VERSION,
+    decode_constraint,
+    encode_constraint,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 
-FORMAT_VERSION = 1
-
-_SIMPLE_CONSTRAINTS = {
-    "real": constraints.real,
-    "real_vector": constraints.real_vector,
-    "positive": constraints.positive,
-    "nonnegative": constraints.nonnegative,
-    "unit_interval": constraints.unit_interval,
-    "simplex": constraints.simplex,
-    "lower_cholesky": constraints.lower_cholesky,
-    "positive_definite": constraints.positive_definite,
-    "corr_cholesky": constraints.corr_cholesky,
-    "ordered_vector": constraints.ordered_vector,
-}
+CHECKPOINT_NAME = "last.pt"
+KEPT_DIRECTORY = "checkpoints"
+_KEPT_PATTERN = re.compile(r"^step-(\d+)\.pt$")
 
 
-def encode_constraint(constraint, name="<param>"):
-    """Encode a constraint as a tuple that ``weights_only`` loading accepts."""
-    for key, known in _SIMPLE_CONSTRAINTS.items():
-        if constraint is known:
-            return (key,)
-    if isinstance(constraint, constraints.independent):
-        base = encode_constraint(constraint.base_constraint, name)
-        return ("independent", constraint.reinterpreted_batch_ndims) + base
-    if isinstance(constraint, constraints.interval):
-        return ("interval", float(constraint.lower_bound), float(constraint.upper_bound))
-    if isinstance(constraint, constraints.greater_than):
-        return ("greater_than", float(constraint.lower_bound))
-    if isinstance(constraint, constraints.less_than):
-        return ("less_than", float(constraint.upper_bound))
-    raise ValueError(
-        f"cannot checkpoint parameter {name!r}: its constraint {constraint!r} has no encoding; "
-        f"supported are {sorted(_SIMPLE_CONSTRAINTS)} and interval/greater_than/less_than/"
-        "independent"
-    )
+class Checkpointer:
+    """The checkpoint policy of one run directory.
+
+    :param out_dir: the run directory (``None``: no checkpoints unless a path is given).
+    :param int every: steps between periodic checkpoints (``None``: only at the end).
+    :param int keep: how many step-numbered copies to keep besides ``last.pt`` (0: none).
+    """
+
+    def __init__(self, out_dir, every=None, keep=0):
+        self.out_dir = None if out_dir is None else os.fspath(out_dir)
+        self.every = every
+        self.keep = keep
+
+    @property
+    def path(self):
+        """``<out_dir>/last.pt``, or ``None`` without a run directory."""
+        return None if self.out_dir is None else os.path.join(self.out_dir, CHECKPOINT_NAME)
+
+    def resume_path(self, resume):
+        """The checkpoint ``resume`` names: ``True`` for :attr:`path`, else a path."""
+        return self.path if resume is True else os.fspath(resume)
+
+    def due(self, step, last):
+        """Whether a checkpoint is written after ``step`` (``last``: the run's final step)."""
+        if self.out_dir is None:
+            return False
+        return last or bool(self.every and step % self.every == 0)
+
+    def write(self, state, path=None):
+        """Write ``state`` atomically to ``path`` (default :attr:`path`) and apply retention."""
+        path = os.fspath(path) if path is not None else self.path
+        if path is None:
+            raise ValueError("no checkpoint path: pass path= or give the Trainer an out_dir")
+        save_checkpoint(path, state)
+        if self.keep and path == self.path:
+            self._keep_copy(path, state["step"])
+        return path
+
+    def kept(self):
+        """The retained step-numbered checkpoints, oldest first."""
+        directory = os.path.join(self.out_dir, KEPT_DIRECTORY) if self.out_dir else None
+        if directory is None or not os.path.isdir(directory):
+            return []
+        found = sorted((int(m.group(1)), name) for name in os.listdir(directory)
+                       if (m := _KEPT_PATTERN.match(name)))
+        return [os.path.join(directory, name) for _, name in found]
+
+    def _keep_copy(self, path, step):
+        directory = os.path.join(self.out_dir, KEPT_DIRECTORY)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, os.path.join(directory, f"step-{step:08d}.pt"))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        for old in self.kept()[:-self.keep]:
+            os.unlink(old)
 
 
-def decode_constraint(code):
-    """Inverse of :func:`encode_constraint`."""
-    kind, args = code[0], code[1:]
-    if kind in _SIMPLE_CONSTRAINTS:
-        return _SIMPLE_CONSTRAINTS[kind]
-    if kind == "independent":
-        return constraints.independent(decode_constraint(args[1:]), args[0])
-    if kind == "interval":
-        return constraints.interval(*args)
-    if kind == "greater_than":
-        return constraints.greater_than(*args)
-    if kind == "less_than":
-        return constraints.less_than(*args)
-    raise ValueError(f"unknown constraint code {code!r} in checkpoint")
-
-
-def get_rng_state():
-    """All random states that influence a run: Python, NumPy, torch CPU and CUDA."""
-    py_version, py_state, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
-    state = {
-        "python": [py_version, list(py_state), py_gauss],
-        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos),
-                  int(np_has_gauss), float(np_cached)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    """Inverse of :func:`get_rng_state`."""
-    py_version, py_state, py_gauss = state["python"]
-    random.setstate((py_version, tuple(py_state), py_gauss))
-    np_kind, np_keys, np_pos, np_has_gauss, np_cached = state["numpy"]
-    np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss,
-                         np_cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path, state):
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path!r} is not a probnets checkpoint of format {FORMAT_VERSION} "
-            f"(found format {state.get('format') if isinstance(state, dict) else type(state)})"
-        )
-    return state
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FORMAT_VERSION",
+    "Checkpointer",
+    "decode_constraint",
+    "encode_constraint",
+    "get_rng_state",
+    "load_checkpoint",
+    "save_checkpoint",
+    "set_rng_state",
+]

@@ -24,7 +24,6 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 
 def launched_distributed():
@@ -53,8 +52,8 @@ def init_distributed(device_spec="auto"):
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_spec in ("auto", "cuda")
     if device_spec.startswith("cuda:"):
-        raise ValueError("under torchrun pass --device auto or cuda: each rank takes "
-                         "cuda:LOCAL_RANK itself")
+        raise ValueError(f"under torchrun the device must be 'auto' or 'cuda' (each rank "
+                         f"takes cuda:LOCAL_RANK itself), got {device_spec!r}")
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
@@ -93,10 +92,11 @@ class GradientSync:
         for param in params:
             by_kind.setdefault((param.grad.dtype, param.grad.device), []).append(param.grad)
         for grads in by_kind.values():
-            flat = _flatten_dense_tensors(grads)
+            # One all-reduce per dtype and device over a flat buffer, as DDP's buckets do.
+            flat = torch.cat([grad.reshape(-1) for grad in grads])
             dist.all_reduce(flat)
-            for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-                grad.copy_(reduced)
+            for grad, reduced in zip(grads, flat.split([grad.numel() for grad in grads])):
+                grad.copy_(reduced.view_as(grad))
 
     def scalar(self, value, device):
         """The sum over ranks of a Python float (NaN and inf propagate)."""

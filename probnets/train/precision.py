@@ -22,6 +22,7 @@ whose gradients overflow, which is then skipped; doubled after ``growth_interval
 """
 
 import contextlib
+import math
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -90,4 +91,76 @@ def check_precision_supported(precision, device):
         raise ValueError("precision 'bf16': this GPU has no bfloat16 support; use '16-mixed'")
 
 
-__all__ = ["AUTOCAST_DTYPES", "ScaledBackward", "autocast", "check_precision_supported"]
+class Precision:
+    """The precision part of a training step: the autocast region and, for ``"16-mixed"``,
+    the dynamic loss scale.
+
+    :param str precision: ``"32"``, ``"bf16"`` or ``"16-mixed"``.
+    :param float initial_loss_scale: the first scale of ``"16-mixed"`` (halved on every
+        overflowing step, doubled after 2000 good ones).
+    """
+
+    def __init__(self, precision="32", initial_loss_scale=2.0 ** 16):
+        if precision not in AUTOCAST_DTYPES and precision != "32":
+            raise ValueError(f"precision must be one of ('32', 'bf16', '16-mixed'), got "
+                             f"{precision!r}")
+        self.precision = precision
+        self.initial_loss_scale = float(initial_loss_scale)
+        self.scaler = None  # made on the data's device at the first step
+        self.overflow_steps = 0
+
+    def prepare(self, device):
+        """Create the ``"16-mixed"`` scaler on ``device`` (once)."""
+        if self.precision == "16-mixed" and self.scaler is None:
+            self.scaler = torch.amp.GradScaler(torch.device(device).type,
+                                               init_scale=self.initial_loss_scale)
+            # The scaler creates its scale tensor on the first scale() call; the backward
+            # passes are seeded by ScaledBackward instead, so make that call here.
+            self.scaler.scale(torch.ones((), device=device))
+
+    @contextlib.contextmanager
+    def region(self, device):
+        """Autocast, and seed backward passes with the loss scale, inside the block."""
+        self.prepare(device)
+        scaling = (ScaledBackward(self.scaler.get_scale()) if self.scaler is not None
+                   else contextlib.nullcontext())
+        with autocast(self.precision, device), scaling:
+            yield
+
+    def unscale(self, optimizer):
+        """Divide the gradients by the scale (call after any cross-rank reduction, so an
+        overflow on one rank is seen by all)."""
+        if self.scaler is not None and optimizer is not None:
+            self.scaler.unscale_(optimizer)
+
+    def is_overflow(self, loss, grads_finite):
+        """A float16 overflow: finite loss, non-finite scaled gradients, and a scale that can
+        still come down (below 1 the non-finite gradients are not the scale's doing)."""
+        overflow = (self.scaler is not None and math.isfinite(loss) and not grads_finite
+                    and self.scaler.get_scale() >= 1.0)
+        self.overflow_steps += int(overflow)
+        return overflow
+
+    def update(self):
+        """Adjust the scale after a step (halve after an overflow, grow after good steps)."""
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def metrics(self):
+        if self.scaler is None:
+            return {}
+        return {"loss_scale": self.scaler.get_scale(), "overflow_steps": self.overflow_steps}
+
+    def state_dict(self):
+        if self.scaler is None:
+            return None
+        return {"scaler": self.scaler.state_dict(), "overflow_steps": self.overflow_steps}
+
+    def load_state_dict(self, state):
+        if state is not None and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+            self.overflow_steps = state["overflow_steps"]
+
+
+__all__ = ["AUTOCAST_DTYPES", "Precision", "ScaledBackward", "autocast",
+           "check_precision_supported"]

@@ -119,7 +119,7 @@ class Anneal:
 
 
 def parse_schedule(spec, steps):
-    """Parse a CLI schedule string into a :class:`Schedule` factor.
+    """Parse a schedule specification string into a :class:`Schedule` factor.
 
     ``"constant"``, ``"cosine"`` (to 0 over ``steps``), ``"exp:0.01"`` (to 1% over ``steps``),
     ``"warmup:500"`` or ``"warmup:500,cosine"``.

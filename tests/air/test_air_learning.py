@@ -8,7 +8,7 @@ import torch
 from probnets.data.squares import squares
 from probnets.models.air import AIR
 from probnets.experiments.air import evaluate_counts, make_elbo
-from probnets.train import BatchSampler, Trainer
+from probnets.train import BatchSampler, SVIObjective, TrainConfig, Trainer
 
 
 
@@ -22,10 +22,10 @@ def train_on_squares(estimator, steps, dair, z_pres_prior, seed=0):
               encoder_hidden=32, decoder_hidden=32, predict_hidden=32, dair=dair,
               z_pres_prior=z_pres_prior, use_baseline=estimator == "score")
     before, _ = evaluate_counts(air, test, test_counts)
-    Trainer(air.model, air.guide, make_elbo(estimator), BatchSampler(train, batch_size=32,
-                                                                     seed=seed),
-            steps=steps, lr=3e-3, param_groups={"*baseline*": {"lr": 1e-2}}, progress=False,
-            tensorboard=False).run()
+    Trainer(SVIObjective(air.model, air.guide, make_elbo(estimator)),
+            BatchSampler(train, batch_size=32, seed=seed),
+            TrainConfig(steps=steps, lr=3e-3, param_groups={"*baseline*": {"lr": 1e-2}},
+                        progress=False)).run()
     after, confusion = evaluate_counts(air, test, test_counts)
     chance = torch.bincount(test_counts).max().item() / len(test_counts)
     return before, after, chance, confusion

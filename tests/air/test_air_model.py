@@ -12,7 +12,7 @@ from probnets.models.air import (
     geometric_presence_probs,
 )
 from probnets.experiments.air import ESTIMATORS, make_elbo
-from probnets.train import BatchSampler, Trainer
+from probnets.train import BatchSampler, SVIObjective, TrainConfig, Trainer
 
 SMALL = dict(image_size=16, num_steps=3, window_size=8, z_what_size=3, rnn_hidden_size=8,
              encoder_hidden=8, decoder_hidden=8, predict_hidden=8)
@@ -138,10 +138,10 @@ def test_baseline_is_used_gets_gradients_and_changes():
     names = [n for n, _ in air.named_parameters() if "baseline" in n]
     assert names
     before = {n: p.detach().clone() for n, p in air.named_parameters()}
-    trainer = Trainer(air.model, air.guide, make_elbo("score"),
-                      BatchSampler(x, batch_size=8, seed=0), steps=3, lr=1e-2,
-                      param_groups={"*baseline*": {"lr": 1e-1}}, progress=False,
-                      tensorboard=False)
+    trainer = Trainer(SVIObjective(air.model, air.guide, make_elbo("score")),
+                      BatchSampler(x, batch_size=8, seed=0),
+                      TrainConfig(steps=3, lr=1e-2, param_groups={"*baseline*": {"lr": 1e-1}},
+                                  progress=False))
     trainer.run()
     after = dict(air.named_parameters())
     for name in names:
@@ -186,10 +186,10 @@ def test_float64_end_to_end(tmp_path):
     pyro.set_rng_seed(0)
     air = small_air(dair=True).double()
     x = images(6, dtype=torch.float64)
-    trainer = Trainer(air.model, air.guide, make_elbo("score"),
-                      BatchSampler(x, batch_size=6, seed=0), steps=2, lr=1e-3,
-                      out_dir=str(tmp_path), checkpoint_extra={"config": air.config()},
-                      progress=False, tensorboard=False)
+    trainer = Trainer(SVIObjective(air.model, air.guide, make_elbo("score")),
+                      BatchSampler(x, batch_size=6, seed=0),
+                      TrainConfig(steps=2, lr=1e-3, out_dir=str(tmp_path),
+                                  checkpoint_extra={"config": air.config()}, progress=False))
     result = trainer.run()
     assert math.isfinite(result.history[-1]["loss"])
     assert all(p.dtype == torch.float64 for p in air.parameters())

@@ -291,7 +291,7 @@ def test_straight_through_forward_is_hard_and_backward_relaxed():
 )
 def test_float64_end_to_end_with_trainer(make_elbo, request):
     """Every estimator trains through probnets' Trainer in float64 (and sees cv.* params)."""
-    from probnets.train import Trainer
+    from probnets.train import SVIObjective, TrainConfig, Trainer
 
     def data():
         while True:
@@ -302,9 +302,10 @@ def test_float64_end_to_end_with_trainer(make_elbo, request):
     elbo = make_elbo()
     # DisARM is Bernoulli-only: route the one-hot site to the score function
     infer = {"k": {"estimator": "score"}} if "disarm" in request.node.name else {}
-    trainer = Trainer(model, poutine.infer_config(guide, lambda site: infer.get(site["name"], {})),
-                      elbo, data(), steps=3, lr=0.01,
-                      param_groups={"cv.*": {"lr": 0.01}}, progress=False, tensorboard=False)
+    routed = poutine.infer_config(guide, lambda site: infer.get(site["name"], {}))
+    trainer = Trainer(SVIObjective(model, routed, elbo), data(),
+                      TrainConfig(steps=3, lr=0.01, param_groups={"cv.*": {"lr": 0.01}},
+                                  progress=False))
     result = trainer.run()
     assert len(result.history) >= 1
     for name in pyro.get_param_store().keys():

@@ -8,7 +8,13 @@ import pyro.infer
 import pytest
 import torch
 
-from probnets.train import BatchSampler, Trainer, load_checkpoint
+from probnets.train import (
+    BatchSampler,
+    SVIObjective,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+)
 from probnets.train.distributed import launch_local
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(),
@@ -47,11 +53,12 @@ def train_regression(rank, out_dir, steps, batch_size, stochastic=False, resume=
     x, y = regression_data()
     if rank >= 0:
         pyro.set_rng_seed(100 + rank)
-    trainer = Trainer(noisy_model if stochastic else model,
-                      noisy_guide if stochastic else (lambda x, y: None),
-                      pyro.infer.Trace_ELBO(), BatchSampler(x, y, batch_size=batch_size, seed=0),
-                      steps=steps, lr=0.05, out_dir=out_dir, checkpoint_every=4,
-                      resume=resume, progress=False, tensorboard=False)
+    trainer = Trainer(SVIObjective(noisy_model if stochastic else model,
+                                   noisy_guide if stochastic else (lambda x, y: None),
+                                   pyro.infer.Trace_ELBO()),
+                      BatchSampler(x, y, batch_size=batch_size, seed=0),
+                      TrainConfig(steps=steps, lr=0.05, out_dir=out_dir, checkpoint_every=4,
+                                  resume=resume, progress=False))
     trainer.run()
 
 

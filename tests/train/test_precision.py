@@ -8,7 +8,13 @@ from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
 from probnets.infer.registry import standard_estimators
-from probnets.train import BatchSampler, Trainer, load_checkpoint
+from probnets.train import (
+    BatchSampler,
+    SVIObjective,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+)
 from probnets.train.precision import ScaledBackward, check_precision_supported
 
 
@@ -89,10 +95,10 @@ def vae_trainer(tmp_path, steps, **kwargs):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     vae = VAE(image_size=8, latent_dim=2, hidden_dim=16)
-    trainer = Trainer(vae.model, vae.guide, pyro.infer.Trace_ELBO(),
-                      BatchSampler(binary_images(), batch_size=32, seed=0), steps=steps,
-                      lr=1e-2, precision="16-mixed", progress=False, tensorboard=False,
-                      out_dir=str(tmp_path), **kwargs)
+    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+                      BatchSampler(binary_images(), batch_size=32, seed=0),
+                      TrainConfig(steps=steps, lr=1e-2, precision="16-mixed", progress=False,
+                                  out_dir=str(tmp_path), **kwargs))
     return vae, trainer
 
 
@@ -130,11 +136,9 @@ def test_float16_overflow_skips_the_step_and_lowers_the_scale(tmp_path):
 
 def test_unsupported_precision_is_a_clear_error():
     with pytest.raises(ValueError, match="precision must be one of"):
-        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1,
-                precision="fp8")
+        TrainConfig(steps=1, precision="fp8")
     with pytest.raises(ValueError, match="initial_loss_scale must be positive"):
-        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1,
-                precision="16-mixed", initial_loss_scale=0)
+        TrainConfig(steps=1, precision="16-mixed", initial_loss_scale=0)
     check_precision_supported("16-mixed", "cpu")
     with pytest.raises(ValueError, match="not available on 'meta'"):
         check_precision_supported("bf16", "meta")

@@ -12,17 +12,21 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 from torch import nn
 from torch.distributions import constraints
 
+from probnets import checkpoint as checkpoint_module
 from probnets.nn import LayerNormLSTM
 from probnets.train import (
     Anneal,
     BatchSampler,
     Exponential,
+    LossObjective,
     NonFiniteLossError,
+    StepMetrics,
+    SVIObjective,
+    TrainConfig,
     Trainer,
     load_checkpoint,
     save_checkpoint,
 )
-from probnets.train import checkpoint as checkpoint_module
 
 
 class MixedLatents(PyroModule):
@@ -60,14 +64,15 @@ def data(n=64):
     return torch.randn(n, 3, generator=g) + torch.tensor([1.0, -1.0, 0.5])
 
 
-def make(tmp_path, steps, seed=0, **kwargs):
+def make(tmp_path, steps, seed=0, callbacks=(), **kwargs):
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     m = MixedLatents()
     kwargs.setdefault("param_groups", {"*baseline*": {"lr": 0.05}})
-    trainer = Trainer(m.model, m.guide, pyro.infer.TraceGraph_ELBO(),
-                      BatchSampler(data(), batch_size=16, seed=seed), steps=steps, lr=0.01,
-                      out_dir=str(tmp_path), progress=False, tensorboard=False, **kwargs)
+    trainer = Trainer(SVIObjective(m.model, m.guide, pyro.infer.TraceGraph_ELBO()),
+                      BatchSampler(data(), batch_size=16, seed=seed),
+                      TrainConfig(steps=steps, lr=0.01, out_dir=str(tmp_path), progress=False,
+                                  **kwargs), callbacks=callbacks)
     return m, trainer
 
 
@@ -89,7 +94,8 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         return {}
 
     # The first run dies at step 25, after its step-20 checkpoint and 5 more metric rows.
-    _, t1 = make(tmp_path / "run", 30, checkpoint_every=10, metrics_fn=crash_at_25)
+    _, t1 = make(tmp_path / "run", 30, checkpoint_every=10,
+                 callbacks=[StepMetrics(crash_at_25)])
     with pytest.raises(Crash):
         t1.run()
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 20
@@ -143,9 +149,10 @@ def test_param_groups_get_their_own_learning_rate():
     def guide():
         pass
 
-    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), iter(lambda: (), None), steps=1,
-                      lr=0.1, optimizer="sgd", param_groups={"cv.*": {"lr": 1.0}},
-                      progress=False)
+    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+                      iter(lambda: (), None),
+                      TrainConfig(steps=1, lr=0.1, optimizer="sgd",
+                                  param_groups={"cv.*": {"lr": 1.0}}, progress=False))
     trainer.run()
     # loss = -factor, so SGD moves each parameter by +lr * d(factor)/d(param).
     assert torch.allclose(pyro.param("w").detach(), torch.tensor([0.1, 0.2]))
@@ -158,8 +165,10 @@ def test_gradient_clipping_per_group():
     def model():
         pyro.factor("f", pyro.param("w", torch.zeros(2)) @ torch.tensor([30.0, 40.0]))
 
-    trainer = Trainer(model, lambda: None, pyro.infer.Trace_ELBO(), iter(lambda: (), None),
-                      steps=1, lr=1.0, optimizer="sgd", clip_norm=5.0, progress=False)
+    trainer = Trainer(SVIObjective(model, lambda: None, pyro.infer.Trace_ELBO()),
+                      iter(lambda: (), None),
+                      TrainConfig(steps=1, lr=1.0, optimizer="sgd", clip_norm=5.0,
+                                  progress=False))
     trainer.run()
     assert torch.allclose(pyro.param("w").detach(), torch.tensor([3.0, 4.0]))
     assert trainer.last_grad_norms["default"] == pytest.approx(50.0)
@@ -180,9 +189,9 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
 
     pyro.clear_param_store()
     # Steps 2 and 3 are bad but the run recovers.
-    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), batches({2, 3}, 6), steps=6,
-                      lr=0.1, max_bad_steps=3, out_dir=str(tmp_path), progress=False,
-                      tensorboard=False)
+    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()), batches({2, 3}, 6),
+                      TrainConfig(steps=6, lr=0.1, max_bad_steps=3, out_dir=str(tmp_path),
+                                  progress=False))
     with pytest.warns(UserWarning, match="NaN"):
         trainer.run()
     assert trainer.bad_steps == 2
@@ -192,9 +201,10 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
 
     # Then 3 consecutive bad steps stop a run, naming the site.
     pyro.clear_param_store()
-    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), batches(set(range(2, 20)), 20),
-                      steps=20, lr=0.1, max_bad_steps=3, out_dir=str(tmp_path / "b"),
-                      checkpoint_every=1, progress=False, tensorboard=False)
+    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+                      batches(set(range(2, 20)), 20),
+                      TrainConfig(steps=20, lr=0.1, max_bad_steps=3, out_dir=str(tmp_path / "b"),
+                                  checkpoint_every=1, progress=False))
     with pytest.warns(UserWarning, match="NaN"), \
             pytest.raises(NonFiniteLossError, match=r"3 consecutive.*model:obs"):
         trainer.run()
@@ -211,10 +221,12 @@ def test_anneal_and_lr_schedule():
         seen.append(holder.temperature)
         pyro.factor("f", pyro.param("w", torch.zeros(())))
 
-    trainer = Trainer(model, lambda: None, pyro.infer.Trace_ELBO(), iter(lambda: (), None),
-                      steps=3, lr=1.0, optimizer="sgd", lr_schedule=lambda s: 0.5 ** s,
-                      schedules=[Anneal(holder, "temperature", Exponential(1.0, 0.01, 2))],
-                      progress=False)
+    trainer = Trainer(SVIObjective(model, lambda: None, pyro.infer.Trace_ELBO()),
+                      iter(lambda: (), None),
+                      TrainConfig(steps=3, lr=1.0, optimizer="sgd", lr_schedule=lambda s: 0.5 ** s,
+                                  schedules=[Anneal(holder, "temperature",
+                                                    Exponential(1.0, 0.01, 2))],
+                                  progress=False))
     trainer.run()
     assert seen == pytest.approx([1.0, 0.1, 0.01])
     assert pyro.param("w").item() == pytest.approx(1.0 + 0.5 + 0.25)
@@ -227,9 +239,9 @@ def test_deterministic_objective_and_float64():
     net = nn.Linear(2, 1).double()
     x = torch.randn(32, 2, dtype=torch.float64)
     y = x @ torch.tensor([[2.0], [-1.0]], dtype=torch.float64)
-    trainer = Trainer.for_objective(lambda a, b: ((net(a) - b) ** 2).mean(), net,
-                                    BatchSampler(x, y, batch_size=8), steps=300, lr=0.05,
-                                    progress=False)
+    trainer = Trainer(LossObjective(lambda a, b: ((net(a) - b) ** 2).mean(), net),
+                      BatchSampler(x, y, batch_size=8),
+                      TrainConfig(steps=300, lr=0.05, progress=False))
     trainer.run()
     assert net.weight.dtype == torch.float64
     assert torch.allclose(net.weight.detach(), torch.tensor([[2.0, -1.0]], dtype=torch.float64),
@@ -248,10 +260,9 @@ def test_weight_decay_is_adamw_on_the_weight_matrices_only():
     def loss_of(module):
         return lambda a, b: ((module(a) - b) ** 2).mean()
 
-    Trainer.for_objective(loss_of(net), net, BatchSampler(x, y, batch_size=8, seed=0), steps=6,
-                          lr=0.05, weight_decay=0.5, lr_schedule=schedule,
-                          param_groups={"2.*": {"lr": 0.02}}, progress=False,
-                          tensorboard=False).run()
+    Trainer(LossObjective(loss_of(net), net), BatchSampler(x, y, batch_size=8, seed=0),
+            TrainConfig(steps=6, lr=0.05, weight_decay=0.5, lr_schedule=schedule,
+                        param_groups={"2.*": {"lr": 0.02}}, progress=False)).run()
 
     def groups(module, lr):
         return [{"params": [p for p in module.parameters() if p.dim() >= 2], "lr": lr,
@@ -283,9 +294,9 @@ def test_weight_decay_leaves_the_matrices_a_module_exempts_alone():
             p.uniform_(0.5, 1.0)
     before = {name: p.detach().clone() for name, p in rnn.named_parameters()}
     x = torch.randn(4, 5, 2)
-    Trainer.for_objective(lambda a: 0.0 * rnn(a)[0].sum(), rnn, BatchSampler(x, batch_size=4),
-                          steps=1, lr=0.1, optimizer="sgd", weight_decay=0.5, progress=False,
-                          tensorboard=False).run()
+    Trainer(LossObjective(lambda a: 0.0 * rnn(a)[0].sum(), rnn), BatchSampler(x, batch_size=4),
+            TrainConfig(steps=1, lr=0.1, optimizer="sgd", weight_decay=0.5,
+                        progress=False)).run()
     for name, p in rnn.named_parameters():
         factor = 0.95 if name.endswith(("weight_ih", "weight_hh")) else 1.0
         assert torch.allclose(p, factor * before[name]), name
@@ -293,17 +304,15 @@ def test_weight_decay_leaves_the_matrices_a_module_exempts_alone():
 
 def test_trainer_rejects_bad_arguments():
     with pytest.raises(ValueError, match="steps must be"):
-        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=-1)
+        TrainConfig(steps=-1)
     with pytest.raises(ValueError, match="lr must be"):
-        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1, lr=0)
+        TrainConfig(steps=1, lr=0)
     with pytest.raises(TypeError, match="loss_and_grads"):
-        Trainer(lambda: None, lambda: None, object(), iter([]), steps=1)
+        SVIObjective(lambda: None, lambda: None, object())
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
-        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1,
-                resume=True)
+        TrainConfig(steps=1, resume=True)
     with pytest.raises(ValueError, match="weight_decay must be >= 0"):
-        Trainer(lambda: None, lambda: None, pyro.infer.Trace_ELBO(), iter([]), steps=1,
-                weight_decay=-0.1)
+        TrainConfig(steps=1, weight_decay=-0.1)
 
 
 def test_no_parameters_is_a_clear_error():
@@ -315,8 +324,8 @@ def test_no_parameters_is_a_clear_error():
     def guide():
         pyro.sample("z", dist.Normal(0.0, 1.0))
 
-    trainer = Trainer(model, guide, pyro.infer.Trace_ELBO(), iter(lambda: (), None), steps=1,
-                      progress=False)
+    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+                      iter(lambda: (), None), TrainConfig(steps=1, progress=False))
     with pytest.raises(RuntimeError, match="pyro_method"):
         trainer.run()
 
@@ -348,9 +357,9 @@ def test_bf16_autocast_trains_and_keeps_float32_parameters(tmp_path):
     pyro.set_rng_seed(0)
     images = torch.bernoulli(torch.full((64, 8, 8), 0.3))
     vae = VAE(image_size=8, latent_dim=2, hidden_dim=16)
-    trainer = Trainer(vae.model, vae.guide, pyro.infer.Trace_ELBO(),
-                      BatchSampler(images, batch_size=32), steps=40, lr=1e-2,
-                      precision="bf16", progress=False)
+    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+                      BatchSampler(images, batch_size=32),
+                      TrainConfig(steps=40, lr=1e-2, precision="bf16", progress=False))
     result = trainer.run()
     assert trainer.bad_steps == 0
     assert result.history[-1]["loss"] < result.history[0]["loss"]

@@ -72,6 +72,7 @@ from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule, PyroParam, pyro_method
 from torch import nn
 
+from probnets.checkpoint import load_checkpoint
 from probnets.models.bayes_hypernet.generators import (
     LAYER_GENERATORS,
     InputUnitGenerator,
@@ -80,6 +81,7 @@ from probnets.models.bayes_hypernet.generators import (
 )
 from probnets.models.bayes_hypernet.guides import GUIDES, make_guide
 from probnets.models.bayes_hypernet.target import mlp_forward, parse_target
+from probnets.models.fitting import resolve_trainer
 
 RegressionPrediction = namedtuple(
     "RegressionPrediction", ["mean", "std", "epistemic_std", "aleatoric_std"])
@@ -358,7 +360,7 @@ class BayesianHypernet(PyroModule):
 
     # ------------------------------------------------------------------ TyXe-like surface
     def fit(self, x, y=None, num_steps=None, batch_size=None, lr=1e-2, num_particles=1, seed=0,
-            progress=False, num_data=None, **trainer_kwargs):
+            progress=False, num_data=None, trainer=None, **trainer_kwargs):
         """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
 
         :param x: inputs ``(N, n_0)`` (or ``(N, ...)``); or an iterable of ``(x, y)``
@@ -373,12 +375,12 @@ class BayesianHypernet(PyroModule):
         :param int seed: seed of the mini-batch order (tensors only).
         :param int num_data: size of the data set behind a loader, which scales each batch's
             likelihood (default ``len(loader.dataset)``).
-        :param trainer_kwargs: passed on to :class:`~probnets.train.Trainer` (e.g.
-            ``lr_schedule``, ``clip_norm``, ``out_dir``).
+        :param trainer: the :class:`~probnets.models.fitting.TrainerFactory` to train with
+            (default: :mod:`probnets.train`'s).
+        :param trainer_kwargs: further :class:`~probnets.train.TrainConfig` settings (e.g.
+            ``lr_schedule``, ``clip_norm``, ``out_dir``) or ``callbacks``.
         :returns: the :class:`~probnets.train.TrainResult`.
         """
-        from probnets.train import BatchSampler, Trainer, repeat_epochs
-
         _check_positive("num_steps", num_steps, int)
         _check_positive("num_particles", num_particles, int)
         if isinstance(x, torch.Tensor):
@@ -387,7 +389,7 @@ class BayesianHypernet(PyroModule):
             inputs = self._inputs(x)
             targets = self._targets(y, inputs.shape[0], inputs)
             self.num_data = inputs.shape[0]
-            data = BatchSampler(inputs, targets, batch_size=batch_size, seed=seed)
+            data, convert = (inputs, targets), None
         else:
             if y is not None or batch_size is not None:
                 raise ValueError("with a data loader, y and batch_size must be None (the loader "
@@ -414,11 +416,12 @@ class BayesianHypernet(PyroModule):
                                      f"{len(batch)} item(s)")
                 return tuple(like_model(t) for t in batch)
 
-            data = repeat_epochs(x, to_model)
+            data, convert = x, to_model
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                           max_plate_nesting=1)
-        trainer = Trainer(self.model, self.guide, elbo, data,
-                          steps=num_steps, lr=lr, progress=progress, **trainer_kwargs)
+        trainer = resolve_trainer(trainer).svi(
+            self.model, self.guide, elbo, data, batch_size=batch_size, seed=seed,
+            convert=convert, steps=num_steps, lr=lr, progress=progress, **trainer_kwargs)
         return trainer.run()
 
     @torch.no_grad()
@@ -468,8 +471,6 @@ class BayesianHypernet(PyroModule):
     def load(cls, checkpoint_path, map_location="cpu"):
         """Rebuild a model from a ``probnets train bayes-hypernet`` checkpoint (its
         ``extra["config"]``) with its trained guide, ready for :meth:`predict`."""
-        from probnets.train import load_checkpoint
-
         state = load_checkpoint(checkpoint_path, map_location=map_location)
         config = dict(state.get("extra", {}).get("config") or {})
         config.pop("problem", None)

@@ -12,6 +12,7 @@ from pyro import distributions as dist
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from probnets.distributions import HardConcrete
+from probnets.models.fitting import resolve_trainer
 from probnets.models.gated.priors import (
     BernoulliPrior,
     BetaBernoulliPrior,
@@ -252,6 +253,7 @@ class GatedNetwork(PyroModule):
         param_groups=None,
         record_every=0,
         callback=None,
+        trainer=None,
     ):
         """
         Train weights and gate posteriors by stochastic variational inference, one
@@ -277,13 +279,11 @@ class GatedNetwork(PyroModule):
             ``self.history["gate_probs"]`` (0: never).
         :param callback: optional ``callable(step, loss)``; returning ``True`` stops training
             (e.g. once the wiring has converged).
+        :param trainer: the :class:`~probnets.models.fitting.TrainerFactory` to train with
+            (default: :mod:`probnets.train`'s).
         :returns: ``self.history``, a dict of lists ``step``, ``loss`` (ELBO loss per datum)
             and, if recorded, ``gate_probs`` (a ``(T, E)`` tensor) at ``gate_steps``.
         """
-        # Imported here: the convenience loop sits on top of the trainer, which the rest of
-        # this module (model, guide) must not depend on.
-        from probnets.train import BatchSampler, Trainer
-
         self._check_data(x, y)
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps: expected a positive int, got {num_steps!r}")
@@ -303,23 +303,19 @@ class GatedNetwork(PyroModule):
             "betas": tuple(gate_betas),
         }
         # The sampler's seed comes from torch's RNG, so pyro.set_rng_seed fixes the batches.
-        data = BatchSampler(
-            x,
-            y,
-            batch_size=None if batch_size is None or batch_size >= n else batch_size,
-            seed=int(torch.randint(2**31 - 1, ())),
-        )
-        trainer = Trainer(
+        trainer = resolve_trainer(trainer).svi(
             self.model,
             self.guide,
             estimator,
-            data,
+            (x, y),
+            batch_size=None if batch_size is None or batch_size >= n else batch_size,
+            seed=int(torch.randint(2**31 - 1, ())),
             steps=num_steps,
             lr=lr,
             param_groups=rules,
             progress=False,
-            tensorboard=False,
         )
+        data = trainer.data
         history = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}
         for step in range(num_steps):
             loss = trainer.train_step(next(data)) / n
@@ -397,22 +393,22 @@ class MaskedNetwork(torch.nn.Module):
             return F.mse_loss(out, y)
         return F.cross_entropy(out, y)
 
-    def fit(self, x, y, num_steps, lr=0.01, batch_size=None):
-        """Adam on the mean loss with :meth:`probnets.train.Trainer.for_objective`; returns
+    def fit(self, x, y, num_steps, lr=0.01, batch_size=None, trainer=None):
+        """Adam on the mean loss (a :class:`~probnets.train.LossObjective` trainer by
+        default, ``trainer=`` a :class:`~probnets.models.fitting.TrainerFactory`); returns
         the list of per-step losses. Parameters the loss does not touch (gate logits, prior,
         noise scale) get no gradient and stay as they are."""
-        from probnets.train import BatchSampler, Trainer
-
         self.network._check_data(x, y)
         n = x.shape[0]
-        data = BatchSampler(
-            x,
-            y,
+        trainer = resolve_trainer(trainer).loss(
+            self.loss,
+            self,
+            (x, y),
             batch_size=None if batch_size is None or batch_size >= n else batch_size,
             seed=int(torch.randint(2**31 - 1, ())),
-        )
-        trainer = Trainer.for_objective(
-            self.loss, self, data, steps=num_steps, lr=lr, progress=False, tensorboard=False
+            steps=num_steps,
+            lr=lr,
+            progress=False,
         )
         result = trainer.run()
         return [row["loss"] for row in result.history]

@@ -1,0 +1,98 @@
+"""Callbacks: user code that runs at fixed points of a :class:`~probnets.train.Trainer` run.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs; each receives the
+trainer (``trainer.step`` is the number of steps taken so far, ``trainer.last_loss`` the last
+step's loss, ``trainer.config`` the settings):
+
+- ``on_run_start(trainer)``: after resuming, before the first step of this run;
+- ``on_log(trainer, row)``: a metrics row is being logged; the returned dict (if any) is
+  merged into it;
+- ``on_step_end(trainer)``: after every step (and its logging), before the checkpoint of that
+  step is written, so what a callback does is part of the checkpointed state;
+- ``on_end(trainer)``: after the last step.
+
+Evaluation callbacks run on rank 0 only under :mod:`torch.distributed`; the others on every
+rank.
+"""
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: the trainer imports this module
+    from probnets.train.trainer import Trainer
+
+
+class Callback:
+    """Base class; every hook does nothing."""
+
+    def on_run_start(self, trainer: "Trainer") -> None:
+        pass
+
+    def on_log(self, trainer: "Trainer", row: dict) -> dict | None:
+        return None
+
+    def on_step_end(self, trainer: "Trainer") -> None:
+        pass
+
+    def on_end(self, trainer: "Trainer") -> None:
+        pass
+
+
+class StepMetrics(Callback):
+    """Extra scalars in every logged metrics row (and the progress bar).
+
+    :param fn: ``fn(trainer) -> dict`` of scalars, e.g.
+        ``lambda t: {"elbo_per_image": -t.last_loss / batch_size}``.
+    """
+
+    def __init__(self, fn: Callable[["Trainer"], dict]) -> None:
+        if not callable(fn):
+            raise TypeError(f"StepMetrics needs a callable fn(trainer) -> dict, got {fn!r}")
+        self.fn = fn
+
+    def on_log(self, trainer, row):
+        return self.fn(trainer)
+
+
+class Evaluation(Callback):
+    """A held-out evaluation every ``every`` steps and at the end of the run.
+
+    Its rows go to the loggers under ``eval/`` names (``eval.csv`` for the CSV logger), to
+    ``TrainResult.eval_history`` and to the progress bar.
+
+    :param fn: ``fn(trainer) -> dict`` of scalars.
+    :param int every: steps between evaluations (default: the config's ``eval_every``;
+        ``None`` there too: only at the end).
+    """
+
+    def __init__(self, fn: Callable[["Trainer"], dict], every: int | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"Evaluation needs a callable fn(trainer) -> dict, got {fn!r}")
+        if every is not None and not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"every must be a positive integer or None, got {every!r}")
+        self.fn = fn
+        self.every = every
+        self._interval = None
+        self._last_step = None
+
+    def on_run_start(self, trainer):
+        self._interval = self.every if self.every is not None else trainer.config.eval_every
+        self._last_step = None
+
+    def _evaluate(self, trainer):
+        if trainer.is_main:
+            trainer.record_evaluation(self.fn(trainer))
+        self._last_step = trainer.step
+
+    def on_step_end(self, trainer):
+        if trainer.step == trainer.config.steps or (
+                self._interval and trainer.step % self._interval == 0):
+            self._evaluate(trainer)
+
+    def on_end(self, trainer):
+        # A run resumed from its final checkpoint takes no step but still reports.
+        if self._last_step is None and trainer.step == trainer.config.steps:
+            self._evaluate(trainer)
+
+
+__all__ = ["Callback", "Evaluation", "StepMetrics"]

@@ -1,0 +1,206 @@
+"""Where a run's metrics go: a small logger protocol, CSV files by default, TensorBoard on
+request.
+
+A logger is any object with three methods (:class:`Logger`)::
+
+    log_metrics(step, metrics)   # {name: number} at a training step
+    log_config(config)           # the run's settings, once at the start, as plain values
+    close()
+
+The Trainer sends training rows with plain names (``loss``, ``lr``, ``grad_norm[default]``,
+what :class:`~probnets.train.StepMetrics` adds) and evaluation rows with names prefixed by
+``eval/``, the convention of TensorBoard, MLflow and Weights & Biases dashboards. A logger that
+also has ``truncate_after(step)`` is told, when a run resumes, to forget what the interrupted
+run logged after its checkpoint, so the record reads as if the run had never stopped.
+
+An MLflow logger, for example, is::
+
+    class MLflowLogger:
+        def __init__(self, run_name):
+            import mlflow
+            self.mlflow = mlflow
+            mlflow.start_run(run_name=run_name)
+
+        def log_metrics(self, step, metrics):
+            self.mlflow.log_metrics({k.replace("[", "_").replace("]", ""): v
+                                     for k, v in metrics.items()}, step=step)
+
+        def log_config(self, config):
+            self.mlflow.log_params(config)
+
+        def close(self):
+            self.mlflow.end_run()
+
+    TrainConfig(..., loggers=("csv", MLflowLogger("vae")))
+"""
+
+import csv
+import json
+import numbers
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+EVAL_PREFIX = "eval/"
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """What the Trainer calls on each of its loggers (rank 0 only)."""
+
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None: ...
+
+    def log_config(self, config: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CsvFile:
+    """Rows of values appended to one CSV file; the header grows when new keys appear.
+
+    :meth:`truncate_after` drops the rows with a ``step`` after the given one.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.fields = []
+        if os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                self.fields = next(csv.reader(f), [])
+
+    def _rows(self):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _rewrite(self, rows):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def write(self, row):
+        new = [k for k in row if k not in self.fields]
+        if new:
+            rows = self._rows()
+            self.fields = self.fields + new
+            self._rewrite(rows)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields, restval="").writerow(row)
+
+    def truncate_after(self, step):
+        if self.fields:
+            self._rewrite([r for r in self._rows() if int(float(r["step"])) <= step])
+
+
+class CsvLogger:
+    """``metrics.csv`` (training rows) and ``eval.csv`` (``eval/`` rows, prefix dropped) in
+    ``out_dir``, one row per logged step; the settings go to ``train_config.json``.
+
+    :param out_dir: the run directory.
+    """
+
+    def __init__(self, out_dir):
+        self.out_dir = os.fspath(out_dir)
+        os.makedirs(self.out_dir, exist_ok=True)
+        self.files = {}
+
+    def _file(self, stream):
+        if stream not in self.files:
+            self.files[stream] = CsvFile(os.path.join(self.out_dir, f"{stream}.csv"))
+        return self.files[stream]
+
+    def log_metrics(self, step, metrics):
+        train = {k: v for k, v in metrics.items() if not k.startswith(EVAL_PREFIX)}
+        evaluation = {k[len(EVAL_PREFIX):]: v for k, v in metrics.items()
+                      if k.startswith(EVAL_PREFIX)}
+        for stream, values in (("metrics", train), ("eval", evaluation)):
+            if values:
+                self._file(stream).write({"step": step, **values})
+
+    def log_config(self, config):
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.out_dir)
+        with os.fdopen(fd, "w") as f:
+            json.dump(config, f, indent=2, default=repr)
+        os.replace(tmp, os.path.join(self.out_dir, "train_config.json"))
+
+    def truncate_after(self, step):
+        for stream in ("metrics", "eval"):
+            if os.path.exists(os.path.join(self.out_dir, f"{stream}.csv")):
+                self._file(stream).truncate_after(step)
+
+    def close(self):
+        pass
+
+
+class TensorBoardLogger:
+    """Scalars in TensorBoard event files under ``log_dir``; the settings as hparams.
+
+    Needs the ``tensorboard`` package. On resume, events after the checkpoint's step are
+    purged (``SummaryWriter(purge_step=...)``), as the CSV rows are.
+
+    :param log_dir: the event-file directory (the Trainer uses ``out_dir/tensorboard``).
+    """
+
+    def __init__(self, log_dir):
+        # Imported on use: TensorBoard is an optional dependency.
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            raise ImportError("the 'tensorboard' logger needs the tensorboard package "
+                              "(pip install tensorboard)") from error
+        self._writer_class = SummaryWriter
+        self.log_dir = os.fspath(log_dir)
+        self._purge_step = None
+        self._writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            self._writer = self._writer_class(self.log_dir, purge_step=self._purge_step)
+        return self._writer
+
+    def log_metrics(self, step, metrics):
+        for key, value in metrics.items():
+            if isinstance(value, numbers.Real):
+                self.writer.add_scalar(key, value, step)
+
+    def log_config(self, config):
+        hparams = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v))
+                   for k, v in config.items()}
+        self.writer.add_hparams(hparams, {}, run_name=".")
+
+    def truncate_after(self, step):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._purge_step = step + 1
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+
+
+def make_loggers(config, out_dir):
+    """The loggers ``config.loggers`` / ``config.tensorboard`` ask for, for ``out_dir``.
+
+    Named file loggers need a run directory and are left out without one; logger objects are
+    used as they are.
+    """
+    names = [x for x in config.loggers if isinstance(x, str)]
+    if config.tensorboard and "tensorboard" not in names:
+        names.append("tensorboard")
+    loggers = []
+    if out_dir is not None:
+        factories = {"csv": lambda: CsvLogger(out_dir),
+                     "tensorboard": lambda: TensorBoardLogger(os.path.join(out_dir,
+                                                                           "tensorboard"))}
+        loggers += [factories[name]() for name in dict.fromkeys(names)]
+    return loggers + [x for x in config.loggers if not isinstance(x, str)]
+
+
+__all__ = ["EVAL_PREFIX", "CsvFile", "CsvLogger", "Logger", "TensorBoardLogger", "make_loggers"]
