@@ -1,16 +1,20 @@
 """Forward + backward time of HyperLSTM against nn.LSTM, an nn.LSTMCell loop and the
-layer-norm LSTM, on one sequence batch (default T=100, B=32, H=256, input 256). The
-HyperLSTM is timed for each hyper-cell size ``N_h/N_z`` given (default: 128/16, the paper's
-absolute sizes, half the main width here; and 32/4, the paper's proportion of 1000 main
-units to 128 hyper units, and about the proportion chosen on validation for the character
-model in ``guides/hypernets.md``), each twice: eager, and with ``compile_steps=True`` (its
-chunks of steps through ``torch.compile``; the one-off compile time, in the warm-up call, is
-reported apart).
+layer-norm LSTM, on one sequence batch (default T=100, B=32, H=256, input 256, one thread).
 
-Methods are timed round-robin and the median over repeats reported; the CPU is shared with
-other jobs, so read the ratios to nn.LSTM measured in the same run, not absolute times.
+The first HyperLSTM is the default one, ``HyperLSTM(input, hidden)`` (hyper cell
+``hidden // 8`` wide, embeddings of 4: 32/4 at H=256). ``--hyper N_h/N_z ...`` adds one
+HyperLSTM per size (default: 128/16, the paper's absolute sizes and the default before).
+``--compiled`` also times each with ``compile_steps=True`` (its chunks of steps through
+``torch.compile``; the one-off compile, in the warm-up call, takes minutes and is reported
+apart).
 
-    python examples/bench_hyperlstm.py [--threads 2] [--hyper 128/16 32/4] [--out bench.json]
+Methods are timed round-robin (interleaved) after one warm-up call each; each repeat's
+time is divided by nn.LSTM's in the same round, and the median ratio and its spread over
+the repeats (lowest and highest) are reported: the CPU is shared with other jobs, so read
+those ratios, not absolute times.
+
+    python examples/bench_hyperlstm.py [--threads 1] [--hyper 128/16 32/4] [--compiled] \
+        [--repeats 15] [--out bench.json]
 """
 
 import argparse
@@ -51,35 +55,32 @@ def hyper_sizes(text):
     return width, embedding
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--input", type=int, default=256)
-    parser.add_argument("--hyper", type=hyper_sizes, nargs="+", default=[(128, 16), (32, 4)],
-                        metavar="N_h/N_z", help="hyper cell width / embedding size, one "
-                        "HyperLSTM per pair")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: with other jobs on the cores, OpenMP's "
-                             "multi-thread barriers make timings several times slower and erratic)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
+def build_models(args):
+    """nn.LSTM, the LSTMCell loop, the layer-norm LSTM, the default HyperLSTM and one per
+    ``--hyper`` size (each also compiled with ``--compiled``), by name."""
     torch.manual_seed(0)
     models = {
         "nn.LSTM": nn.LSTM(args.input, args.hidden),
         "LSTMCell loop": LSTMCellLoop(args.input, args.hidden),
         "LayerNormLSTM": LayerNormLSTM(args.input, args.hidden),
     }
-    for width, embedding in args.hyper:
-        for compiled in (False, True):
-            name = f"HyperLSTM {width}/{embedding}" + (", compiled steps" if compiled else "")
+    default = HyperLSTM(args.input, args.hidden)
+    sizes = [(default.hyper_size, default.hyper_embedding_size)]
+    sizes += [size for size in args.hyper if size != sizes[0]]
+    for width, embedding in sizes:
+        for compiled in (False, True) if args.compiled else (False,):
+            name = f"HyperLSTM {width}/{embedding}"
+            if (width, embedding) == sizes[0]:
+                name += " (default)"
+            if compiled:
+                name += ", compiled steps"
             models[name] = HyperLSTM(args.input, args.hidden, hyper_size=width,
                                      hyper_embedding_size=embedding, compile_steps=compiled)
-    x = torch.randn(args.steps, args.batch, args.input, requires_grad=True)
+    return models
+
+
+def time_round_robin(models, x, repeats):
+    """One warm-up call per model, then ``repeats`` rounds timing every model once each."""
 
     def forward_backward(model):
         t0 = time.perf_counter()
@@ -89,22 +90,59 @@ def main():
 
     warmup = {name: forward_backward(model) for name, model in models.items()}
     times = {name: [] for name in models}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for name, model in models.items():
             times[name].append(forward_backward(model))
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    ref = med["nn.LSTM"]
+    return warmup, times
+
+
+def report(models, warmup, times, args):
+    """Print the table; returns its rows. Ratios are taken per round, against nn.LSTM's time
+    in the same round."""
+    ratios = {name: sorted(t / ref for t, ref in zip(ts, times["nn.LSTM"]))
+              for name, ts in times.items()}
     print(f"T={args.steps} B={args.batch} H={args.hidden} input={args.input} "
-          f"threads={torch.get_num_threads()}")
-    print("fwd+bwd per sequence batch, median of round-robin repeats (shared CPU: trust ratios)")
-    print(f"{'model':34s}{'params':>10s}{'ms':>10s}{'x nn.LSTM':>11s}{'first call s':>14s}")
+          f"threads={torch.get_num_threads()} repeats={args.repeats}")
+    print("fwd+bwd per sequence batch; ratio to nn.LSTM in the same round: median "
+          "[lowest, highest] over the repeats (shared CPU: trust ratios)")
+    print(f"{'model':40s}{'params':>9s}{'ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}"
+          f"{'first call s':>14s}")
     rows = []
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:34s}{params:10d}{1e3 * med[name]:10.1f}{med[name] / ref:11.2f}"
-              f"{warmup[name]:14.2f}")
-        rows.append({"model": name, "params": params, "ms": 1e3 * med[name],
-                     "ratio": med[name] / ref, "first_call_s": warmup[name]})
+        ms = 1e3 * statistics.median(times[name])
+        ratio = statistics.median(ratios[name])
+        low, high = ratios[name][0], ratios[name][-1]
+        print(f"{name:40s}{params:9d}{ms:9.1f}{ratio:11.2f}"
+              f"{f'[{low:.2f}, {high:.2f}]':>15s}{warmup[name]:14.2f}")
+        rows.append({"model": name, "params": params, "ms": ms, "ratio": ratio,
+                     "ratio_low": low, "ratio_high": high, "first_call_s": warmup[name]})
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--input", type=int, default=256)
+    parser.add_argument("--hyper", type=hyper_sizes, nargs="*", default=[(128, 16)],
+                        metavar="N_h/N_z", help="hyper cell width / embedding size, one "
+                        "HyperLSTM per pair besides the default one (default: 128/16)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time each HyperLSTM with compile_steps=True")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: with other jobs on the cores, OpenMP's "
+                             "multi-thread barriers make timings several times slower and erratic)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    models = build_models(args)
+    x = torch.randn(args.steps, args.batch, args.input, requires_grad=True)
+    warmup, times = time_round_robin(models, x, args.repeats)
+    rows = report(models, warmup, times, args)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"config": vars(args), "rows": rows}, f, indent=1)

@@ -24,7 +24,7 @@ import torch
 
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
 from probnets.nn import (CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size,
-                         weight_decay_groups)
+                         state_tensors, weight_decay_groups)
 from probnets.train import parse_schedule
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
@@ -109,7 +109,7 @@ def train(model, corpus, args, label, checkpoint=None):
                     "step": step, "curve": curve, "seconds": time.perf_counter() - start,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "batches": batches.state_dict(),
-                    "rnn_state": None if carried is None else list(carried),
+                    "rnn_state": None if carried is None else list(state_tensors(carried)),
                     "rng": get_rng_state()})
     return curve, time.perf_counter() - start
 

@@ -8,6 +8,28 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+_CONVERSIONS = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()",
+                torch.bfloat16: ".bfloat16()"}
+
+
+def check_tensor(name, value, like):
+    """Raise a ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a tensor of
+    ``like``'s dtype on ``like``'s device (the module's parameters or the checked input)."""
+    if not isinstance(value, torch.Tensor):
+        kind, hint = type(value).__name__, ""
+        if type(value).__module__ == "numpy":
+            kind = f"numpy.{kind}"
+            hint = f"; convert it with torch.as_tensor(..., dtype={like.dtype})"
+        raise TypeError(f"{name} must be a torch.Tensor, got {kind}{hint}")
+    if value.dtype != like.dtype:
+        conversion = _CONVERSIONS.get(like.dtype, f".to({like.dtype})")
+        raise TypeError(f"{name} must have dtype {like.dtype} (the module's parameters), got "
+                        f"{value.dtype}; convert it with {conversion}, or the module with "
+                        f".to({value.dtype}) if it is floating point")
+    if value.device != like.device:
+        raise ValueError(f"{name} must be on {like.device} (the module's device), got "
+                         f"{value.device}")
+
 
 def init_lstm_weights(weight_ih, weight_hh, hidden_size):
     """``nn.LSTM``'s uniform init for the input weights; each gate's recurrent block
@@ -92,11 +114,17 @@ class StackedRecurrent(nn.Module):
     def state_sizes(self):
         raise NotImplementedError
 
+    # How a state may be passed, for error messages.
+    state_help = "a pair (h_0, c_0)"
+
     def _prepare(self, input, state):
+        """Check ``input`` and ``state`` and bring them to the time-major layout: returns
+        ``x`` of shape ``(T, B, input_size)``, the per-layer states and whether the input was
+        unbatched."""
         if isinstance(input, nn.utils.rnn.PackedSequence):
             raise TypeError(f"{type(self).__name__} does not take PackedSequence input; pad it")
-        if not isinstance(input, torch.Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+        parameter = next(self.parameters())
+        check_tensor("input", input, parameter)
         if input.dim() not in (2, 3):
             raise ValueError(
                 f"input must have shape (T, B, {self.input_size}), (B, T, {self.input_size}) "
@@ -113,6 +141,9 @@ class StackedRecurrent(nn.Module):
             x = input.unsqueeze(1)
         else:
             x = input.transpose(0, 1) if self.batch_first else input
+        if x.shape[0] == 0:
+            raise ValueError(f"input must have at least one time step, got shape "
+                             f"{tuple(input.shape)}")
         batch = x.shape[1]
         sizes = self.state_sizes()
         if state is None:
@@ -124,11 +155,10 @@ class StackedRecurrent(nn.Module):
 
     def _check_state(self, state, batch, sizes, unbatched, x):
         if not isinstance(state, (tuple, list)) or len(state) not in (2, len(sizes)):
-            length = len(state) if isinstance(state, (tuple, list)) else "-"
-            raise ValueError(
-                f"state must be a tuple {self.state_names} (or its first two entries), "
-                f"got {type(state).__name__} of length {length}"
-            )
+            kind = type(state).__name__
+            if isinstance(state, (tuple, list)):
+                kind += f" of length {len(state)}"
+            raise TypeError(f"state must be {self.state_help}, got {kind}")
         state = list(state)
         # (h, c) alone: the remaining components (the hyper cell's) start at zero.
         for size in sizes[len(state):]:
@@ -136,10 +166,11 @@ class StackedRecurrent(nn.Module):
             state.append(x.new_zeros(shape))
         checked = []
         for name, s, size in zip(self.state_names, state, sizes):
+            check_tensor(f"state {name}", s, x)
             expected = (self.num_layers, size) if unbatched else (self.num_layers, batch, size)
-            if not isinstance(s, torch.Tensor) or tuple(s.shape) != expected:
-                got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-                raise ValueError(f"state {name} must have shape {expected}, got {got}")
+            if tuple(s.shape) != expected:
+                raise ValueError(f"state {name} must have shape {expected}, got "
+                                 f"{tuple(s.shape)}")
             checked.append(s.unsqueeze(1) if unbatched else s)
         return checked
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .hyperlstm import HyperLSTM
+from .hyperlstm import HyperLSTM, HyperLSTMState
 from .layer_norm_lstm import LayerNormLSTM
 
 __all__ = ["CharLanguageModel", "TBPTTObjective", "evaluate_bpc", "matched_hidden_size",
-           "RNN_TYPES"]
+           "state_tensors", "RNN_TYPES"]
 
 RNN_TYPES = ("hyperlstm", "layernorm_lstm", "lstm")
 
@@ -90,7 +90,17 @@ def matched_hidden_size(rnn, vocab_size, target_parameters, embedding_size=64, n
     return min((low, low + 1), key=lambda hidden: abs(count(hidden) - target_parameters))
 
 
+def state_tensors(state):
+    """Every tensor of a recurrent state as a plain tuple, for a checkpoint that must load
+    with ``weights_only=True``: ``(h, c)``, or ``(h, c, hyper_h, hyper_c)`` for a
+    :class:`~probnets.nn.HyperLSTMState`. Each recurrent network here takes that tuple back
+    as its state."""
+    return state.astuple() if isinstance(state, HyperLSTMState) else tuple(state)
+
+
 def _detach(state):
+    if isinstance(state, HyperLSTMState):
+        return state.detach()
     return tuple(s.detach() for s in state)
 
 

@@ -7,72 +7,104 @@ from torch.nn import functional as F
 
 from ._recurrent import (
     StackedRecurrent,
+    check_tensor,
     fused_gate_affine,
     add_layer_norm_lstm_parameters,
-    layer_norm_lstm_update,
 )
 from .layer_norm_lstm import LayerNormLSTMCell
 
-__all__ = ["HyperLSTMCell", "HyperLSTM"]
+__all__ = ["HyperLSTMCell", "HyperLSTM", "HyperLSTMState"]
+
+
+class HyperLSTMState(tuple):
+    """The state a :class:`HyperLSTM` (or :class:`HyperLSTMCell`) returns: the pair
+    ``(h, c)`` of ``nn.LSTM`` (``nn.LSTMCell``), so that ``out, (h_n, c_n) = m(x)`` works,
+    carrying the hyper cells' state as the attributes ``hyper_h`` and ``hyper_c``.
+
+    Passed back in, it continues the sequence exactly; a plain pair ``(h, c)`` starts the
+    hyper cells from zero. ``state.detach()`` detaches all four tensors (truncated
+    back-propagation); ``state.astuple()`` gives them as the plain tuple ``(h, c, hyper_h,
+    hyper_c)``, for checkpoints loaded with ``weights_only=True``, and the modules take that
+    tuple back as well.
+    """
+
+    def __new__(cls, h, c, hyper_h, hyper_c):
+        state = super().__new__(cls, (h, c))
+        state.hyper_h, state.hyper_c = hyper_h, hyper_c
+        return state
+
+    def __getnewargs__(self):
+        return self.astuple()
+
+    def astuple(self):
+        """``(h, c, hyper_h, hyper_c)`` as a plain tuple."""
+        return (self[0], self[1], self.hyper_h, self.hyper_c)
+
+    def detach(self):
+        """The same state with every tensor detached from the graph."""
+        return HyperLSTMState(*(s.detach() for s in self.astuple()))
+
+    def __repr__(self):
+        return (f"HyperLSTMState(h={self[0]!r}, c={self[1]!r}, hyper_h={self.hyper_h!r}, "
+                f"hyper_c={self.hyper_c!r})")
+
+
+def _flat_state(state):
+    """A state as passed in, with a :class:`HyperLSTMState` opened to its four tensors."""
+    return state.astuple() if isinstance(state, HyperLSTMState) else state
+
+
+def default_hyper_size(hidden_size):
+    """The default width of the hyper cell: ``hidden_size // 8`` (at least 4), about the
+    paper's proportion of 128 hyper units beside 1000 main units."""
+    return max(4, hidden_size // 8)
+
 
 # Ha et al.'s initial weight scaling d (from recurrent batch norm, Cooijmans et al. 2016).
 _INITIAL_SCALE = 0.1
 
 
-def _gate_norm(pre, gamma, beta, eps):
-    """Layer norm per gate of pre-activations ``(B, 4, H)``, the fused affine and one
-    ``sigmoid`` for all gates (see :func:`fused_gate_affine`); returns the normalised
-    ``n`` too."""
-    n = torch.native_layer_norm(pre, pre.shape[-1:], None, None, eps)[0]
-    return n, torch.sigmoid(torch.addcmul(beta, n, gamma))
-
-
-def _cell_norm(c, weight, bias, eps):
-    """``(LN(c), tanh(weight LN(c) + bias))`` and the layer-norm statistics of ``c``."""
-    nc, mean, rstd = torch.native_layer_norm(c, c.shape[-1:], None, None, eps)
-    return nc, torch.tanh(torch.addcmul(bias, nc, weight)), mean, rstd
-
-
 def _lstm_forward(pre, c, norm, mask, eps):
     """The layer-norm LSTM update of :func:`layer_norm_lstm_update` on pre-activations
     ``(B, 4, H)``; ``norm = (gamma, beta, cell_weight, cell_bias)``. Returns ``h, c_new``
-    and what :func:`_lstm_backward` needs: the gate values ``s`` and the (masked)
-    candidate ``g``. The layer norms are recomputed in the backward pass, which is cheaper
-    on a CPU than writing and later re-reading fresh memory for them."""
+    and what :func:`_lstm_backward` needs: the pre-activations, their layer norm and its
+    statistics, the gate values, the (masked) candidate, ``tanh`` of the normalised cell
+    and the cell's layer-norm statistics (kept, so the backward pass recomputes nothing)."""
     gamma, beta, cell_weight, cell_bias = norm
-    _, s = _gate_norm(pre, gamma, beta, eps)
+    H = pre.shape[-1]
+    n, mean, rstd = torch.native_layer_norm(pre, (H,), None, None, eps)
+    s = torch.sigmoid(torch.addcmul(beta, n, gamma))
     i, f, g, o = s.unbind(1)
     g = 2.0 * g - 1.0  # tanh of the g pre-activation, see fused_gate_affine
     if mask is not None:
         g = g * mask
     c_new = torch.addcmul(f * c, i, g)
-    h = o * _cell_norm(c_new, cell_weight, cell_bias, eps)[1]
-    return h, c_new, s, g
+    y, c_mean, c_rstd = torch.native_layer_norm(c_new, (H,), cell_weight, cell_bias, eps)
+    th = torch.tanh(y)
+    return o * th, c_new, (pre, n, mean, rstd, s, g, th, c_mean, c_rstd)
 
 
-def _lstm_backward(dh, dc, pre, s, g, c, c_new, norm, grads, mask, eps):
+def _lstm_backward(dh, dc, saved, c, c_new, norm, grads, mask):
     """Hand-written backward of :func:`_lstm_forward`: ``dpre, dc_prev`` from ``dh, dc``,
     and ``grads`` (of ``norm``'s four tensors) plus this step's contribution."""
+    pre, n, mean, rstd, s, g, th, c_mean, c_rstd = saved
     gamma, _, cell_weight, cell_bias = norm
     H = pre.shape[-1]
     i, f, _, o = s.unbind(1)
-    nc, th, c_mean, c_rstd = _cell_norm(c_new, cell_weight, cell_bias, eps)
     dy = torch.ops.aten.tanh_backward(dh * o, th)
-    d_cell_weight = grads[2] + (dy * nc).sum(0)
-    d_cell_bias = grads[3] + dy.sum(0)
-    dc = dc + torch.ops.aten.native_layer_norm_backward(
-        dy * cell_weight, c_new, (H,), c_mean, c_rstd, None, None, [True, False, False])[0]
+    d_c, d_cell_weight, d_cell_bias = torch.ops.aten.native_layer_norm_backward(
+        dy, c_new, (H,), c_mean, c_rstd, cell_weight, cell_bias, [True, True, True])
+    dc = dc + d_c
     dg = dc * i
     if mask is not None:
         dg = dg * mask
     da = torch.ops.aten.sigmoid_backward(
         torch.stack([dc * g, dc * c, 2.0 * dg, dh * th], dim=1), s)
-    n, mean, rstd = torch.native_layer_norm(pre, (H,), None, None, eps)
     d_gamma = grads[0] + (da * n).sum(0)
     d_beta = grads[1] + da.sum(0)
     dpre = torch.ops.aten.native_layer_norm_backward(
         da * gamma, pre, (H,), mean, rstd, None, None, [True, False, False])[0]
-    return dpre, dc * f, (d_gamma, d_beta, d_cell_weight, d_cell_bias)
+    return dpre, dc * f, (d_gamma, d_beta, grads[2] + d_cell_weight, grads[3] + d_cell_bias)
 
 
 def _scan_forward_step(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z_bias,
@@ -83,15 +115,15 @@ def _scan_forward_step(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z
     Nh, Nz = hh.shape[-1], scale_weight.shape[1]
     rec_main, rec_hyper = torch.mm(h, w_h_t).split([4 * H, 4 * Nh], dim=1)
     pre_hyper = torch.addmm(x_hyper + rec_hyper, hh, w_hyper_t).view(B, 4, Nh)
-    hh, hc, s_hyper, g_hyper = _lstm_forward(pre_hyper, hc, hyper_norm, hyper_mask, eps)
+    hh, hc, hyper_saved = _lstm_forward(pre_hyper, hc, hyper_norm, hyper_mask, eps)
     z = torch.addmm(z_bias, hh, w_z_t).view(B, 12, Nz)
     d_x, d_h, delta = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
     if bias is not None:
         delta = delta + bias
     rec_main = rec_main.view(B, 4, H)
     pre = torch.addcmul(torch.addcmul(delta, d_x, x_main.view(B, 4, H)), d_h, rec_main)
-    h, c, s, g = _lstm_forward(pre, c, norm, mask, eps)
-    return h, c, hh, hc, (pre, s, g, pre_hyper, s_hyper, g_hyper, z, rec_main)
+    h, c, main_saved = _lstm_forward(pre, c, norm, mask, eps)
+    return h, c, hh, hc, (main_saved, hyper_saved, z, rec_main)
 
 
 def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new, x_main,
@@ -102,11 +134,11 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
     the gradients of this step's outputs. Returns the gradients flowing to step ``t - 1``,
     this step's input gradients, the operands of the weight-gradient matmuls and the
     updated small accumulators."""
-    pre, s, g, pre_hyper, s_hyper, g_hyper, z, rec_main = saved
-    B, _, H = pre.shape
-    Nh = pre_hyper.shape[-1]
-    dpre, dc, norm_grads = _lstm_backward(dh, dc, pre, s, g, c_prev, c_new, norm, norm_grads,
-                                          mask, eps)
+    main_saved, hyper_saved, z, rec_main = saved
+    B, H = dh.shape
+    Nh = dhh.shape[-1]
+    dpre, dc, norm_grads = _lstm_backward(dh, dc, main_saved, c_prev, c_new, norm, norm_grads,
+                                          mask)
     d_bias = d_bias + dpre.sum(0)
     d_x, d_h, _ = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
     d_x_main = (dpre * d_x).view(B, 4 * H)
@@ -115,9 +147,8 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
     dz = torch.bmm(dd, scale_weight.transpose(1, 2)).transpose(0, 1).reshape(B, -1)
     d_z_bias = d_z_bias + dz.sum(0)
     dhh = torch.addmm(dhh, dz, w_z)
-    dph, dhc, hyper_norm_grads = _lstm_backward(dhh, dhc, pre_hyper, s_hyper, g_hyper, hc_prev,
-                                                hc_new, hyper_norm, hyper_norm_grads, hyper_mask,
-                                                eps)
+    dph, dhc, hyper_norm_grads = _lstm_backward(dhh, dhc, hyper_saved, hc_prev, hc_new,
+                                                hyper_norm, hyper_norm_grads, hyper_mask)
     dph = dph.view(B, 4 * Nh)
     d_rec = torch.cat([(dpre * d_h).view(B, 4 * H), dph], 1)
     dhh = torch.mm(dph, w_hyper)
@@ -171,7 +202,7 @@ def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, st
     d_w_hyper = torch.mm(d_x_hyper.flatten(0, 1).t(), hh[:K * B])
     d_w_z = torch.mm(torch.cat(dzs).t(), hh[B:])
     # sum_t z_t^T dd_t per gate row: (12, N_z, K B) @ (12, K B, H).
-    z = torch.cat([step_saved[6] for step_saved in saved])
+    z = torch.cat([step_saved[2] for step_saved in saved])
     d_scale = torch.bmm(z.permute(1, 2, 0), torch.cat(dds, dim=1))
     return (dh, dc, dhh, dhc, torch.stack(d_x_main), d_x_hyper, d_w_h, d_w_hyper, d_w_z,
             d_scale, norm_grads, hyper_norm_grads, d_bias, d_z_bias)
@@ -210,12 +241,20 @@ class _HyperLSTMScan(torch.autograd.Function):
     what the backward cannot cheaply recompute; the backward is one reverse loop, in chunks
     of steps, that carries the gradient through everything that read ``h_{t-1}`` with one
     matmul per step and sums each chunk's weight gradients with one matmul per weight.
+
+    That pass is right for first derivatives only. When the backward pass is itself
+    recorded (``create_graph=True``: double backward, gradient penalties, REBAR/RELAX's
+    variance gradients), :func:`_recorded_backward` recomputes the forward with autograd
+    from the saved inputs and differentiates that instead, so second derivatives are exact
+    (``gradgradcheck`` in the tests) at the cost of the recorded recomputation.
     """
 
     @staticmethod
-    def forward(ctx, x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight,
-                bias, gamma, beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
-                hcell_bias, mask, hyper_mask, eps, compiled):
+    def forward(ctx, *args):
+        *inputs, eps, compiled = args
+        (x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight, bias, gamma,
+         beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight, hcell_bias, mask,
+         hyper_mask) = inputs
         T = x_main.shape[0]
         H = h.shape[-1]
         forward_chunk, _ = _chunk_functions(compiled)
@@ -238,10 +277,9 @@ class _HyperLSTMScan(torch.autograd.Function):
             saved += chunk_saved
         h, c, hh, hc = states[-1]
         ctx.states, ctx.saved, ctx.eps, ctx.compiled = states, saved, eps, compiled
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(x_main, w_h, w_hyper, w_z, scale_weight, mask, hyper_mask, gamma,
-                              beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
-                              hcell_bias)
+        # Every tensor input, so that a backward pass that records a graph can recompute the
+        # forward with autograd (see `backward`).
+        ctx.save_for_backward(*inputs)
         outputs = torch.stack([s[0] for s in states[1:]])
         hyper_outputs = torch.stack([s[2] for s in states[1:]])
         # The final state is returned as copies: ctx keeps the originals in `states`, and an
@@ -250,8 +288,18 @@ class _HyperLSTMScan(torch.autograd.Function):
         return outputs, h.clone(), c.clone(), hh.clone(), hc.clone(), hyper_outputs
 
     @staticmethod
-    def backward(ctx, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs):
-        x_main, w_h, w_hyper, w_z, scale_weight, mask, hyper_mask, *norms = ctx.saved_tensors
+    def backward(ctx, *grads):
+        if torch.is_grad_enabled():
+            # The backward pass is itself being recorded (``create_graph=True``, as in
+            # double backward, gradient penalties, REBAR/RELAX's variance gradients): the
+            # hand-written pass below reads state the forward computed unrecorded, so its
+            # graph would miss every path through those states and give wrong second
+            # derivatives. Recompute the forward with autograd instead and differentiate
+            # that, recording.
+            return _recorded_backward(ctx, grads)
+        d_outputs, dh, dc, dhh, dhc, d_hyper_outputs = grads
+        (x_main, _, _, _, _, _, w_h, w_hyper, w_z, _, scale_weight, bias, *norms, mask,
+         hyper_mask) = ctx.saved_tensors
         norm, hyper_norm = tuple(norms[:4]), tuple(norms[4:])
         states = ctx.states
         _, backward_chunk = _chunk_functions(ctx.compiled)
@@ -288,8 +336,67 @@ class _HyperLSTMScan(torch.autograd.Function):
             d_w_z += chunk_w_z
             d_scale += chunk_scale
         return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
-                d_scale, d_bias.view(4 * H) if ctx.has_bias else None, *norm_grads,
+                d_scale, None if bias is None else d_bias.view(4 * H), *norm_grads,
                 *hyper_norm_grads, None, None, None, None)
+
+
+
+def _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, mask, eps):
+    """The update of :func:`_lstm_forward`, written with ordinary differentiable operations."""
+    a = torch.addcmul(beta, F.layer_norm(pre, pre.shape[-1:], eps=eps), gamma)
+    i, f, g, o = torch.sigmoid(a).unbind(-2)
+    g = 2.0 * g - 1.0
+    if mask is not None:
+        g = g * mask
+    c = f * c + i * g
+    h = o * torch.tanh(F.layer_norm(c, c.shape[-1:], cell_weight, cell_bias, eps))
+    return h, c
+
+
+def _recorded_scan(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight,
+                   bias, gamma, beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
+                   hcell_bias, mask, hyper_mask, eps):
+    """:class:`_HyperLSTMScan`'s function (same arguments and outputs) step by step with
+    autograd recording every operation: what a backward pass that is itself recorded
+    differentiates, and a reference for the hand-written pass."""
+    T, B = x_main.shape[:2]
+    H, Nh, Nz = h.shape[-1], hh.shape[-1], scale_weight.shape[1]
+    outputs, hyper_outputs = [], []
+    for t in range(T):
+        rec_main, rec_hyper = F.linear(h, w_h).split([4 * H, 4 * Nh], dim=-1)
+        pre_hyper = x_hyper[t] + rec_hyper + F.linear(hh, w_hyper)
+        hh, hc = _recorded_lstm_update(pre_hyper.view(B, 4, Nh), hc, hgamma, hbeta,
+                                       hcell_weight, hcell_bias,
+                                       None if hyper_mask is None else hyper_mask[t], eps)
+        z = F.linear(hh, w_z, z_bias).view(B, 12, Nz)
+        d_x, d_h, delta = torch.einsum("bgk,gkh->bgh", z, scale_weight).split(4, dim=1)
+        pre = d_x * x_main[t].view(B, 4, H) + d_h * rec_main.view(B, 4, H) + delta
+        if bias is not None:
+            pre = pre + bias.view(4, H)
+        h, c = _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias,
+                                     None if mask is None else mask[t], eps)
+        outputs.append(h)
+        hyper_outputs.append(hh)
+    return torch.stack(outputs), h, c, hh, hc, torch.stack(hyper_outputs)
+
+
+def _recorded_backward(ctx, grads):
+    """:class:`_HyperLSTMScan`'s backward pass for a recorded backward (``create_graph``):
+    the gradients of :func:`_recorded_scan`, with their own graph, so that they can be
+    differentiated again."""
+    inputs = ctx.saved_tensors
+    wanted = [i for i, needed in enumerate(ctx.needs_input_grad[:len(inputs)]) if needed]
+    with torch.enable_grad():
+        outputs = _recorded_scan(*inputs, ctx.eps)
+    pairs = [(out, grad) for out, grad in zip(outputs, grads)
+             if grad is not None and out.requires_grad]
+    input_grads = torch.autograd.grad([out for out, _ in pairs], [inputs[i] for i in wanted],
+                                      [grad for _, grad in pairs], create_graph=True,
+                                      allow_unused=True)
+    result = [None] * (len(inputs) + 2)  # and eps, compiled
+    for i, grad in zip(wanted, input_grads):
+        result[i] = torch.zeros_like(inputs[i]) if grad is None else grad
+    return tuple(result)
 
 
 class HyperLSTMCell(nn.Module):
@@ -328,8 +435,9 @@ class HyperLSTMCell(nn.Module):
 
     :param int input_size: width of :math:`x_t`.
     :param int hidden_size: width of the main state.
-    :param int hyper_size: width :math:`N_h` of the hyper LSTM (paper: 128).
-    :param int hyper_embedding_size: :math:`N_z` (paper: 16 for character models).
+    :param int hyper_size: width :math:`N_h` of the hyper LSTM; default
+        ``max(4, hidden_size // 8)``, about the paper's 128 beside 1000 main units.
+    :param int hyper_embedding_size: :math:`N_z` (default 4).
     :param bool bias: learn the main bias :math:`b` (initialised at 0).
     :param float recurrent_dropout: dropout probability on the main cell's candidate.
     :param float eps: layer-norm epsilon.
@@ -345,10 +453,12 @@ class HyperLSTMCell(nn.Module):
     # Layer-norm gains and shifts of the gates, kept as (4, H) matrices (see weight_decay.py).
     no_weight_decay = ("gate_norm_weight", "gate_norm_bias")
 
-    def __init__(self, input_size, hidden_size, hyper_size=128, hyper_embedding_size=16,
+    def __init__(self, input_size, hidden_size, hyper_size=None, hyper_embedding_size=4,
                  bias=True, recurrent_dropout=0.0, eps=1e-5, compile_steps=False,
                  hyper_recurrent_dropout=0.0):
         super().__init__()
+        if hyper_size is None and isinstance(hidden_size, int):
+            hyper_size = default_hyper_size(hidden_size)
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("hyper_size", hyper_size),
                             ("hyper_embedding_size", hyper_embedding_size)):
@@ -451,44 +561,87 @@ class HyperLSTMCell(nn.Module):
         return ((d_h[1:] - d_h[:-1]) * row_norms).norm(dim=-1)
 
     def forward(self, x, state=None):
-        """One step: ``x`` of shape ``(B, input_size)``, ``state`` ``(h, c, hyper_h, hyper_c)``
-        or None; returns the new state tuple (``state[0]`` is the output ``h``)."""
+        """One step, like ``nn.LSTMCell``: ``x`` of shape ``(B, input_size)``; ``state`` None,
+        a pair ``(h, c)`` of shape ``(B, hidden_size)`` (the hyper cell starts from zero), the
+        :class:`HyperLSTMState` of the previous step, or ``(h, c, hyper_h, hyper_c)``.
+        Returns the new :class:`HyperLSTMState`, which unpacks to ``h, c``."""
+        check_tensor("x", x, self.weight_ih)
         if x.dim() != 2 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"x must have shape (B, {self.input_size}), got shape {tuple(x.shape)}"
             )
-        if state is None:
-            B = x.shape[0]
-            state = (x.new_zeros(B, self.hidden_size), x.new_zeros(B, self.hidden_size),
-                     x.new_zeros(B, self.hyper_size), x.new_zeros(B, self.hyper_size))
         main, hyper = self.input_projection(x)
+        state = self._check_state(_flat_state(state), x)
         _, state, _ = self.scan((main.unsqueeze(0), hyper.unsqueeze(0)), state)
+        return HyperLSTMState(*state)
+
+    def _check_state(self, state, x):
+        B = x.shape[0]
+        sizes = (self.hidden_size, self.hidden_size, self.hyper_size, self.hyper_size)
+        if state is None:
+            return tuple(x.new_zeros(B, size) for size in sizes)
+        if not isinstance(state, (tuple, list)) or len(state) not in (2, 4):
+            kind = type(state).__name__
+            if isinstance(state, (tuple, list)):
+                kind += f" of length {len(state)}"
+            raise TypeError(f"state must be {HyperLSTM.state_help}, got {kind}")
+        state = tuple(state) + tuple(x.new_zeros(B, size) for size in sizes[len(state):])
+        for name, s, size in zip(HyperLSTM.state_names, state, sizes):
+            check_tensor(f"state {name}", s, x)
+            if tuple(s.shape) != (B, size):
+                raise ValueError(f"state {name} must have shape {(B, size)}, got "
+                                 f"{tuple(s.shape)}")
         return state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        # A state dict of other hyper sizes: say which sizes to build (the mismatch errors
+        # that follow name only the tensors).
+        error_msgs = args[-1]
+        hyper_weight = state_dict.get(prefix + "hyper_cell.weight_hh")
+        scale_weight = state_dict.get(prefix + "scale_weight")
+        if hyper_weight is not None and scale_weight is not None:
+            sizes = (hyper_weight.shape[-1], scale_weight.shape[1])
+            if sizes != (self.hyper_size, self.hyper_embedding_size):
+                error_msgs.append(
+                    f"{prefix or 'the cell'}: the state dict has hyper_size={sizes[0]}, "
+                    f"hyper_embedding_size={sizes[1]}, this module {self.hyper_size} and "
+                    f"{self.hyper_embedding_size}; build it with hyper_size={sizes[0]}, "
+                    f"hyper_embedding_size={sizes[1]} (the defaults were 128 and 16 until "
+                    f"hyper_size became hidden_size // 8)")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 class HyperLSTM(StackedRecurrent):
-    r"""Stacked :class:`HyperLSTMCell` layers, called like ``nn.LSTM``.
+    r"""Stacked :class:`HyperLSTMCell` layers, a drop-in for ``nn.LSTM``.
 
-    ``output, state = m(input, state=None)``: ``input`` is ``(T, B, input_size)``
-    (``(B, T, input_size)`` if ``batch_first``) or unbatched ``(T, input_size)``; ``output``
-    has ``nn.LSTM``'s shape; ``state = (h_n, c_n, hyper_h_n, hyper_c_n)`` where ``h_n, c_n``
-    are shaped like ``nn.LSTM``'s (``(num_layers, B, hidden_size)``) and the hyper cells'
-    states are ``(num_layers, B, hyper_size)``. Passing the returned state back in continues
-    the sequence exactly (truncated back-propagation keeps the hyper state); a pair
-    ``(h_0, c_0)`` starts the hyper cells from zero.
+    ``output, (h_n, c_n) = m(input)`` and ``m(input, (h_0, c_0))`` as with ``nn.LSTM``:
+    ``input`` is ``(T, B, input_size)`` (``(B, T, input_size)`` if ``batch_first``) or
+    unbatched ``(T, input_size)``; ``output``, ``h_n`` and ``c_n`` have ``nn.LSTM``'s shapes
+    (``(num_layers, B, hidden_size)`` for the states). The returned state is a
+    :class:`HyperLSTMState`: it unpacks to ``h_n, c_n`` and carries the hyper cells' states
+    (``(num_layers, B, hyper_size)``) as ``state.hyper_h`` and ``state.hyper_c``, so passing
+    it back in continues the sequence exactly (truncated back-propagation keeps the hyper
+    state; ``state.detach()`` detaches all four). A plain pair ``(h_0, c_0)`` starts the
+    hyper cells from zero; the flat tuple ``(h_0, c_0, hyper_h_0, hyper_c_0)`` of
+    ``state.astuple()`` (for checkpoints) is accepted too. Until this type, the state was
+    that flat 4-tuple, which ``nn.LSTM``-style unpacking could not take; parameters and
+    state dicts are unchanged.
 
     With ``return_modulation=True`` a third value is returned: the per-step size of the
     change of each layer's recurrent weights (:meth:`HyperLSTMCell.modulation`), shaped
     ``(T, B, num_layers, 4)`` (``(B, T, num_layers, 4)`` if ``batch_first``).
 
-    Speed (``examples/bench_hyperlstm.py``): input projections of all steps are computed at
-    once; per step the main recurrent matmul is fused with the hyper cell's ``h``-input
-    matmul and one ``sigmoid`` covers all gates; ``compile_steps=True`` fuses the rest.
-    Compiled, on T=100, B=32, H=256, forward + backward measured 1.8-2.2x ``nn.LSTM`` with a
-    hyper cell in the paper's proportion (32/4) and 2.6-3.0x with one half the main width
-    (128/16); the runs and how the ratios move with the machine's load are in
-    ``guides/hypernets.md``.
+    Speed (``examples/bench_hyperlstm.py`` prints the ratio to ``nn.LSTM``; measurements in
+    ``guides/hypernets.md``): input projections of all steps are computed at once; per step
+    the main recurrent matmul is fused with the hyper cell's ``h``-input matmul and one
+    ``sigmoid`` covers all gates; the backward pass is hand-written (second derivatives go
+    through an autograd recomputation, see :class:`_HyperLSTMScan`); ``compile_steps=True``
+    fuses the rest with ``torch.compile``.
 
+    :param int hyper_size: width :math:`N_h` of each hyper cell; default
+        ``max(4, hidden_size // 8)`` (the paper's proportion; it was 128 before, pass
+        ``hyper_size=128, hyper_embedding_size=16`` to load state dicts of that default).
+    :param int hyper_embedding_size: :math:`N_z` (default 4; 16 before).
     :param float dropout: dropout on each layer's output except the last (training only).
     :param float recurrent_dropout: see :class:`HyperLSTMCell`.
     :param bool compile_steps: see :class:`HyperLSTMCell`.
@@ -496,11 +649,15 @@ class HyperLSTM(StackedRecurrent):
     """
 
     state_names = ("h", "c", "hyper_h", "hyper_c")
+    state_help = ("a pair (h_0, c_0), the HyperLSTMState a call returned, or "
+                  "(h_0, c_0, hyper_h_0, hyper_c_0)")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, hyper_size=128, hyper_embedding_size=16, recurrent_dropout=0.0,
+                 dropout=0.0, hyper_size=None, hyper_embedding_size=4, recurrent_dropout=0.0,
                  eps=1e-5, compile_steps=False, hyper_recurrent_dropout=0.0):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
+        if hyper_size is None:
+            hyper_size = default_hyper_size(hidden_size)
         self.hyper_size = hyper_size
         self.hyper_embedding_size = hyper_embedding_size
         self.cells = nn.ModuleList(
@@ -515,7 +672,7 @@ class HyperLSTM(StackedRecurrent):
         return (H, H, Nh, Nh)
 
     def forward(self, input, state=None, return_modulation=False):
-        x, states, unbatched = self._prepare(input, state)
+        x, states, unbatched = self._prepare(input, _flat_state(state))
         finals, modulation = [], []
         for layer, cell in enumerate(self.cells):
             if layer > 0:
@@ -525,6 +682,7 @@ class HyperLSTM(StackedRecurrent):
             if return_modulation:
                 modulation.append(cell.modulation(hyper_outputs, states[layer][2]))
         output, state = self._finish(x, finals, unbatched)
+        state = HyperLSTMState(*state)
         if not return_modulation:
             return output, state
         modulation = torch.stack(modulation, dim=2)  # (T, B, L, 4)

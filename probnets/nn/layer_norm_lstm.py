@@ -6,6 +6,7 @@ from torch import nn
 
 from ._recurrent import (
     StackedRecurrent,
+    check_tensor,
     fused_gate_affine,
     add_layer_norm_lstm_parameters,
     layer_norm_lstm_update,
@@ -75,6 +76,7 @@ class LayerNormLSTMCell(nn.Module):
     def forward(self, x, state=None):
         """One step, like ``nn.LSTMCell``: ``x`` of shape ``(B, input_size)``, ``state`` a
         pair ``(h, c)`` of shape ``(B, hidden_size)`` or None; returns ``(h, c)``."""
+        check_tensor("x", x, self.weight_ih)
         if x.dim() != 2 or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"x must have shape (B, {self.input_size}), got shape {tuple(x.shape)}"

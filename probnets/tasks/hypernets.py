@@ -28,6 +28,7 @@ from probnets.nn import (
     cross_entropy_objective,
     evaluate_bpc,
     matched_hidden_size,
+    state_tensors,
 )
 from probnets.tasks.base import Task, TaskRun, model_record, register
 from probnets.tasks.config import (
@@ -73,7 +74,7 @@ class _CarriedStateBatches:
     def state_dict(self):
         state = self.objective.state
         return {"batches": self.batches.state_dict(),
-                "rnn_state": None if state is None else list(state)}
+                "rnn_state": None if state is None else list(state_tensors(state))}
 
     def load_state_dict(self, state):
         self.batches.load_state_dict(state["batches"])
