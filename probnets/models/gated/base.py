@@ -41,8 +41,8 @@ class GatedNetwork(PyroModule):
 
     **Model.** :math:`p \sim` ``prior`` (a number or ``"gate_p" ~ Beta``),
     ``"gates"`` :math:`z_k \sim \mathrm{Bernoulli}(p)`, and per datum ``"obs"``
-    :math:`y_n \sim \mathcal{N}(f_{w,z}(x_n), \sigma^2 I)` (``likelihood="normal"``, learned
-    :math:`\sigma` unless ``noise_scale`` is given) or
+    :math:`y_n \sim \mathcal{N}(f_{w,z}(x_n), \mathrm{diag}\,\sigma^2)` (``likelihood="normal"``,
+    :math:`\sigma` set by ``noise_scale``, see below) or
     :math:`\mathrm{Categorical}(\mathrm{softmax} f_{w,z}(x_n))`. Minibatches are scaled by
     ``num_data / batch`` through the ``"data"`` plate.
 
@@ -80,8 +80,16 @@ class GatedNetwork(PyroModule):
     :param str gate: ``"bernoulli"`` or ``"hard_concrete"``.
     :param prior: ``BernoulliPrior`` or ``BetaBernoulliPrior`` (default ``BernoulliPrior(0.01)``).
     :param str likelihood: ``"normal"`` or ``"categorical"``.
-    :param float noise_scale: fixed observation noise of the normal likelihood (``None``:
-        learned).
+    :param noise_scale: observation noise :math:`\sigma` of the normal likelihood.
+        ``"auto"`` (default): fixed, per output, at the standard deviation of that output's
+        training targets (set by :meth:`fit`; 1 before). With the weights point-estimated,
+        this scale is what makes the posterior prune: an edge is worth its
+        :math:`\log\frac{1-p}{p}` nats when it explains more than a fraction
+        :math:`2\log\frac{1-p}{p} / N` of its output's variance. A learned :math:`\sigma`
+        (``None``, the earlier default) shrinks to the residual noise, which sharpens the
+        likelihood until every co-adapted edge is individually indispensable: redundant
+        routes formed early in training are then never pruned, and on noiseless targets
+        :math:`\sigma \to 0` prunes nothing. A number fixes :math:`\sigma` for all outputs.
     :param float init_logit: initial guide logit of every gate.
     :param CostPenalty cost: optional expected-cost term.
 
@@ -102,7 +110,7 @@ class GatedNetwork(PyroModule):
         gate="bernoulli",
         prior=None,
         likelihood="normal",
-        noise_scale=None,
+        noise_scale="auto",
         init_logit=0.0,
         cost=None,
         hard_concrete_beta=2.0 / 3.0,
@@ -136,20 +144,32 @@ class GatedNetwork(PyroModule):
         HardConcrete(torch.zeros(1), hard_concrete_beta, hard_concrete_limits)
         self.gate_logits = torch.nn.Parameter(torch.full((self.num_gates,), float(init_logit)))
         self.fixed_noise_scale = None
+        self.noise_scale_mode = None
         if likelihood == "normal":
-            if noise_scale is None:
-                self.noise_scale = PyroParam(
-                    torch.tensor(1.0), constraint=dist.constraints.positive
-                )
-            elif isinstance(noise_scale, (int, float)) and noise_scale > 0:
-                self.fixed_noise_scale = float(noise_scale)
-            else:
-                raise ValueError(
-                    "noise_scale: expected None (learned) or a positive number, "
-                    f"got {noise_scale!r}"
-                )
+            self._set_noise_scale(noise_scale)
         self.num_data = None
         self.history = None
+
+    def _set_noise_scale(self, noise_scale):
+        if isinstance(noise_scale, str) and noise_scale == "auto":
+            self.noise_scale_mode = "auto"
+            # Set from the targets by fit; unit scale until then.
+            self.register_buffer("target_scale", None)
+        elif noise_scale is None:
+            self.noise_scale_mode = "learned"
+            self.noise_scale = PyroParam(torch.tensor(1.0), constraint=dist.constraints.positive)
+        elif (
+            isinstance(noise_scale, (int, float))
+            and not isinstance(noise_scale, bool)
+            and 0 < noise_scale < float("inf")
+        ):
+            self.noise_scale_mode = "fixed"
+            self.fixed_noise_scale = float(noise_scale)
+        else:
+            raise ValueError(
+                "noise_scale: expected None (learned), 'auto' (each output's standard "
+                f"deviation in the training targets) or a positive number, got {noise_scale!r}"
+            )
 
     # ----- gates -----------------------------------------------------------------------------
 
@@ -216,8 +236,11 @@ class GatedNetwork(PyroModule):
         return z
 
     def _obs_scale(self, like):
-        if self.fixed_noise_scale is not None:
+        if self.noise_scale_mode == "fixed":
             return like.new_tensor(self.fixed_noise_scale)
+        if self.noise_scale_mode == "auto":
+            scale = self.target_scale
+            return like.new_ones(()) if scale is None else scale.to(like)
         return self.noise_scale.to(like)
 
     @pyro_method
@@ -311,10 +334,11 @@ class GatedNetwork(PyroModule):
 
         The defaults are the setting that recovers sparse wiring with nothing but sizes given
         (``guides/gated.md`` has the measurements): together with the constructor's
-        ``prior=BernoulliPrior(0.01)`` and ``init_logit=0.0`` they prune every edge the data
-        do not pay for. Each old default is one argument away: ``estimator=
-        pyro.infer.TraceGraph_ELBO()``, ``gate_lr=lr``, ``gate_betas=(0.9, 0.999)``,
-        ``batch_size=None``.
+        ``prior=BernoulliPrior(0.01)``, ``init_logit=0.0`` and ``noise_scale="auto"`` they
+        prune every edge the data do not pay for. Each old default is one argument away:
+        ``estimator=pyro.infer.TraceGraph_ELBO()``, ``gate_lr=lr``,
+        ``gate_betas=(0.9, 0.999)``, ``batch_size=None`` here; ``prior=BernoulliPrior(0.1)``,
+        ``init_logit=2.0``, ``noise_scale=None`` in the constructor.
 
         :param x, y: training inputs and targets (all of them; ``num_data`` is set from
             ``len(x)`` so minibatch ELBOs are scaled correctly). Tensors of the network's
@@ -363,6 +387,10 @@ class GatedNetwork(PyroModule):
         if estimator is None:
             estimator = self.default_estimator()
         self.num_data = n
+        if self.noise_scale_mode == "auto":
+            std = y.std(0) if n > 1 else torch.ones_like(y[0])
+            # A constant output has no variance to explain; unit scale keeps it finite.
+            self.target_scale = torch.where(std > 0, std, torch.ones_like(std)).detach()
         rules = dict(param_groups or {})
         rules["*gate_logits"] = {
             "lr": lr if gate_lr is None else gate_lr,
