@@ -52,7 +52,7 @@ def test_one_liner_recovers_a_small_unseen_teacher(seed):
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     net = NeuronDAG(4, 3, 2)
-    net.fit(teacher.x, teacher.y, num_steps=800)
+    net.fit(teacher.x, teacher.y, num_steps=500)
     assert _recovered(net, teacher)
 
 
@@ -63,7 +63,7 @@ def test_one_liner_in_float64_from_numpy():
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     net = NeuronDAG(3, 2, 1).double()
-    history = net.fit(teacher.x.numpy(), teacher.y.numpy(), num_steps=600)
+    history = net.fit(teacher.x.numpy(), teacher.y.numpy(), num_steps=400)
     assert history["loss"][-1] < history["loss"][0]
     assert net.gate_logits.dtype == torch.float64 and net.edge_probs().dtype == torch.float64
     assert _recovered(net, teacher)
@@ -80,7 +80,7 @@ def test_layer_dag_one_liner_cuts_unused_input_channels():
     blocks = [nn.Sequential(nn.Flatten(), nn.LazyLinear(8), nn.Tanh()),
               nn.Sequential(nn.Flatten(), nn.LazyLinear(3))]
     net = LayerDAG(blocks, (6, 1, 1), gate_per="feature_map", likelihood="normal")
-    net.fit(teacher.x.view(-1, 6, 1, 1), teacher.y, num_steps=1000)
+    net.fit(teacher.x.view(-1, 6, 1, 1), teacher.y, num_steps=500)
     assert torch.equal(net.dependencies(), used)
 
 

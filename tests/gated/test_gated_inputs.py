@@ -34,18 +34,20 @@ def _inf(shape):
     return t
 
 
+Y_SHAPE = r"y: expected floating targets of shape \(5, 2\)"
 BAD_DATA = [
     # (x, y, exception, message)
     (_nan((5, 3)), torch.randn(5, 2), ValueError, "x: expected finite values, got 1 NaN"),
     (torch.randn(5, 3), _inf((5, 2)), ValueError, "y: expected finite values"),
     (torch.randn(5, 4), torch.randn(5, 2), ValueError, r"x: expected shape \(batch, 3\)"),
     (torch.randn(5), torch.randn(5, 2), ValueError, r"x: expected shape \(batch, 3\)"),
-    (torch.randn(5, 3), torch.randn(5, 3), ValueError, r"y: expected floating targets of shape \(5, 2\)"),
-    (torch.randn(5, 3), torch.randn(4, 2), ValueError, r"y: expected floating targets of shape \(5, 2\)"),
+    (torch.randn(5, 3), torch.randn(5, 3), ValueError, Y_SHAPE),
+    (torch.randn(5, 3), torch.randn(4, 2), ValueError, Y_SHAPE),
     (torch.randn(5, 3), torch.randn(5), ValueError, "y: expected floating targets"),
     (torch.randn(0, 3), torch.randn(0, 2), ValueError, "x: expected at least one example"),
     (torch.randn(5, 3).double(), torch.randn(5, 2), TypeError,
-     r"x: expected a torch.float32 tensor .*got floating torch.float64; convert it with x.float\(\)"),
+     r"x: expected a torch.float32 tensor .*got floating torch.float64; "
+     r"convert it with x.float\(\)"),
     (torch.randn(5, 3), torch.randn(5, 2).double(), TypeError, r"y: .*y.float\(\)"),
     (torch.randint(3, (5, 3)), torch.randn(5, 2), TypeError,
      r"x: expected a torch.float32 tensor .*non-floating torch.int64; .*x.float\(\)"),
@@ -82,9 +84,11 @@ def test_categorical_labels_are_checked():
     pyro.clear_param_store()
     m = NeuronDAG(3, 2, 4, likelihood="categorical")
     x = torch.randn(5, 3)
-    with pytest.raises(TypeError, match=r"y: expected int64 class labels, got torch.float32; .*y.long\(\)"):
+    float_labels = r"y: expected int64 class labels, got torch.float32; .*y.long\(\)"
+    with pytest.raises(TypeError, match=float_labels):
         m.fit(x, torch.zeros(5), num_steps=1)
-    with pytest.raises(ValueError, match=r"y: expected class labels in \[0, 3\], got range \[0, 4\]"):
+    out_of_range = r"y: expected class labels in \[0, 3\], got range \[0, 4\]"
+    with pytest.raises(ValueError, match=out_of_range):
         m.fit(x, torch.tensor([0, 1, 2, 3, 4]), num_steps=1)
     with pytest.raises(ValueError, match=r"y: expected int64 class labels of shape \(5,\)"):
         m.fit(x, torch.zeros(5, 1, dtype=torch.long), num_steps=1)
