@@ -7,6 +7,8 @@ Known-truth problems for learned wiring.
 - :func:`random_teacher_dag` / :func:`teacher_forward`: a random sparse neuron DAG (same node
   order and candidate edges as ``probnets.models.gated.NeuronDAG``) whose outputs generate
   regression data, for teacher-student recovery of the wiring itself.
+- :func:`sparse_linear_teacher`: ``y = x W^T + noise`` with a sparse ``W``, the plainest
+  problem whose input->output dependencies (the nonzeros of ``W``) are known exactly.
 
 This module does not import the models: the teacher has its own (neuron-by-neuron) forward
 pass, which doubles as an independent reference.
@@ -20,6 +22,7 @@ Toy = namedtuple("Toy", ["x", "y", "dependencies", "input_names", "output_names"
 Teacher = namedtuple(
     "Teacher", ["adjacency", "weight", "bias", "num_inputs", "num_hidden", "num_outputs"]
 )
+LinearTeacher = namedtuple("LinearTeacher", ["x", "y", "weight", "dependencies"])
 
 #: True (output, input) dependencies of :func:`seed002_toy`: rows b+e, e-d, b+e+d, e-d-c;
 #: columns a, b, c, d, e.
@@ -118,3 +121,55 @@ def teacher_data(teacher, num_samples, noise_scale=0.1, seed=0, activation=torch
     x = torch.randn(num_samples, teacher.num_inputs, generator=gen)
     y = teacher_forward(teacher, x, activation)
     return x, y + noise_scale * torch.randn(y.shape, generator=gen)
+
+
+def sparse_linear_teacher(
+    num_inputs,
+    num_outputs,
+    num_dependencies,
+    num_samples,
+    noise_scale=0.05,
+    weight_range=(0.5, 1.5),
+    seed=0,
+    dtype=torch.float32,
+):
+    """
+    A sparse linear map with exactly ``num_dependencies`` nonzero weights: ``x ~ N(0, I)``,
+    ``y = x W^T + noise_scale * N(0, I)``. Every output gets at least one input; the nonzero
+    positions are otherwise uniform, so some inputs usually feed nothing (they should be cut).
+    Weights are ``+-U(weight_range)``, bounded away from zero so every dependency matters.
+
+    :param int num_dependencies: nonzeros of ``W``, between ``num_outputs`` and
+        ``num_inputs * num_outputs``.
+    :param int seed: seed of a private generator (the global RNG is untouched).
+    :returns: :class:`LinearTeacher` ``(x (N, I), y (N, O), weight (O, I),
+        dependencies (O, I) bool)``.
+    """
+    for arg, value in (
+        ("num_inputs", num_inputs),
+        ("num_outputs", num_outputs),
+        ("num_samples", num_samples),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{arg}: expected a positive int, got {value!r}")
+    if not isinstance(num_dependencies, int) or not (
+        num_outputs <= num_dependencies <= num_inputs * num_outputs
+    ):
+        raise ValueError(
+            f"num_dependencies: expected an int in [{num_outputs}, {num_inputs * num_outputs}] "
+            f"(at least one per output), got {num_dependencies!r}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    deps = torch.zeros(num_outputs, num_inputs, dtype=torch.bool)
+    # One input per output first, then the rest uniformly among the remaining positions.
+    deps[torch.arange(num_outputs), torch.randint(num_inputs, (num_outputs,), generator=gen)] = 1
+    free = (~deps).flatten().nonzero().squeeze(-1)
+    extra = free[torch.randperm(len(free), generator=gen)[: num_dependencies - num_outputs]]
+    deps.view(-1)[extra] = True
+    low, high = weight_range
+    magnitude = low + (high - low) * torch.rand(num_outputs, num_inputs, generator=gen)
+    sign = torch.where(torch.rand(num_outputs, num_inputs, generator=gen) < 0.5, -1.0, 1.0)
+    weight = torch.where(deps, magnitude * sign, torch.zeros(())).to(dtype)
+    x = torch.randn(num_samples, num_inputs, generator=gen).to(dtype)
+    noise = torch.randn(num_samples, num_outputs, generator=gen).to(dtype)
+    return LinearTeacher(x, x @ weight.T + noise_scale * noise, weight, deps)

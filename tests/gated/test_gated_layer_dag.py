@@ -149,7 +149,7 @@ def test_bad_configurations_raise_clear_errors():
     m = LayerDAG(_blocks(), (2, 8, 8))
     with pytest.raises(ValueError, match=r"x: expected shape \(batch,\) \+ \(2, 8, 8\)"):
         m(torch.randn(3, 1, 8, 8), torch.ones(m.num_gates))
-    with pytest.raises(ValueError, match="y: expected int64 class labels"):
+    with pytest.raises(TypeError, match=r"y: expected int64 class labels.*y.long\(\)"):
         m.fit(torch.randn(3, 2, 8, 8), torch.randn(3, 3), num_steps=1)
 
 

@@ -1,3 +1,6 @@
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 from pyro.nn.module import to_pyro_module_
@@ -63,67 +66,16 @@ class LayerDAG(GatedNetwork):
         name="layer_dag",
         **kwargs,
     ):
-        if merge not in MERGE_MODES:
-            raise ValueError(f"merge: expected one of {MERGE_MODES}, got {merge!r}")
-        if gate_per not in GATE_GRANULARITY:
-            raise ValueError(f"gate_per: expected one of {GATE_GRANULARITY}, got {gate_per!r}")
-        if resize not in RESIZE_MODES:
-            raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
-        blocks = list(blocks)
-        if not blocks or not all(isinstance(b, torch.nn.Module) for b in blocks):
-            raise TypeError("blocks: expected a non-empty sequence of torch.nn.Module")
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in input_shape):
-            raise ValueError(
-                f"input_shape: expected (channels, height, width) positive ints, got {input_shape}"
-            )
-        if squeeze_channels is not None and merge != "squeeze":
-            raise ValueError("squeeze_channels: only meaningful with merge='squeeze'")
-        if squeeze_channels is not None and not (
-            isinstance(squeeze_channels, int) and squeeze_channels > 0
-        ):
-            raise ValueError(
-                f"squeeze_channels: expected a positive int, got {squeeze_channels!r}"
-            )
-
-        # Dry run: infer every node's (C, H, W), build the 1x1 reductions, lay out the gates.
-        shapes = [input_shape]
-        sizes, slices, reducers = [], [], []
-        start = 0
-        for k, block in enumerate(blocks, start=1):
-            preds = shapes[:k]
-            size = (min(s[1] for s in preds), min(s[2] for s in preds))
-            widths = [s[0] for s in preds]
-            if merge == "concat":
-                in_channels = sum(widths)
-            elif merge == "squeeze":
-                in_channels = squeeze_channels or max(widths)
-                reducers.append(torch.nn.Conv2d(sum(widths), in_channels, 1))
-            else:
-                in_channels = max(widths)
-            row = []
-            for c in widths:
-                stop = start + (1 if gate_per == "layer" else c)
-                row.append((start, stop))
-                start = stop
-            slices.append(row)
-            sizes.append(size)
-            was_training = block.training
-            block.train(False)
-            with torch.no_grad():
-                out = block(torch.zeros((2, in_channels) + size))
-            block.train(was_training)
-            if out.dim() == 2:
-                shapes.append((out.shape[1], 1, 1))
-            elif out.dim() == 4:
-                shapes.append(tuple(out.shape[1:]))
-            else:
-                raise ValueError(
-                    f"blocks[{k - 1}]: expected an output of shape (B, F) or (B, C, H, W), "
-                    f"got {tuple(out.shape)}"
-                )
+        blocks, input_shape = _check_arguments(
+            blocks, input_shape, merge, gate_per, resize, squeeze_channels
+        )
+        shapes, sizes, slices, reducers = _lay_out(
+            blocks, input_shape, merge, gate_per, squeeze_channels
+        )
+        start = slices[-1][-1][1]
         super().__init__(start, likelihood=likelihood, name=name, **kwargs)
         self.input_shape = input_shape
+        self.num_outputs = math.prod(shapes[-1])
         self.merge = merge
         self.gate_per = gate_per
         self.resize = resize
@@ -162,6 +114,27 @@ class LayerDAG(GatedNetwork):
             for j, (a, b) in enumerate(row):
                 out[k, j] = probs[a:b].mean()
         return out
+
+    def dependencies(self, threshold=0.5):
+        """
+        ``(C,)`` bool over the input's channels: channel ``c`` reaches the output when a chain
+        of connections with a gate above ``threshold`` leads from it to the last block (for a
+        connection out of ``x`` with per-feature-map gates, channel ``c``'s own gate; between
+        blocks, any open gate of the connection, since a block mixes all its inputs). With
+        per-connection gates all channels share one answer. Blocks mix channels, so unlike
+        :meth:`NeuronDAG.dependencies` this does not resolve which output reads which input.
+        """
+        open_gates = self.gate_probs() > threshold
+        channels = self.input_shape[0]
+        # reached[k]: (C,) channels of x that reach node k (node 0 is x itself).
+        reached = [torch.ones(channels, dtype=torch.bool, device=open_gates.device)]
+        for row in self.gate_slices:
+            (a, b), later = row[0], row[1:]
+            into = open_gates[a:b].expand(channels)
+            for j, (a, b) in enumerate(later, start=1):
+                into = into | (reached[j] & open_gates[a:b].any())
+            reached.append(into)
+        return reached[-1]
 
     def gate_costs(self, kind="edges"):
         """
@@ -244,3 +217,81 @@ class LayerDAG(GatedNetwork):
             f"resize={self.resize!r}, gate={self.gate!r}, likelihood={self.likelihood!r}"
         )
 
+
+def _check_arguments(blocks, input_shape, merge, gate_per, resize, squeeze_channels):
+    """The constructor's argument checks; returns ``blocks`` as a list and ``input_shape`` as a
+    tuple of ints."""
+    if merge not in MERGE_MODES:
+        raise ValueError(f"merge: expected one of {MERGE_MODES}, got {merge!r}")
+    if gate_per not in GATE_GRANULARITY:
+        raise ValueError(f"gate_per: expected one of {GATE_GRANULARITY}, got {gate_per!r}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
+    blocks = list(blocks)
+    if not blocks or not all(isinstance(b, torch.nn.Module) for b in blocks):
+        raise TypeError("blocks: expected a non-empty sequence of torch.nn.Module")
+    if squeeze_channels is not None and merge != "squeeze":
+        raise ValueError("squeeze_channels: only meaningful with merge='squeeze'")
+    if squeeze_channels is not None and not (
+        isinstance(squeeze_channels, int) and squeeze_channels > 0
+    ):
+        raise ValueError(
+            f"squeeze_channels: expected a positive int, got {squeeze_channels!r}"
+        )
+    return blocks, _check_input_shape(input_shape)
+
+
+def _check_input_shape(input_shape):
+    """``input_shape`` as a tuple of three positive ints."""
+    dims = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
+    if len(dims) != 3 or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in dims
+    ):
+        raise ValueError(
+            f"input_shape: expected (channels, height, width) positive ints, got {input_shape!r}"
+        )
+    return tuple(int(s) for s in dims)
+
+
+def _lay_out(blocks, input_shape, merge, gate_per, squeeze_channels):
+    """
+    Dry run on zeros: every node's ``(C, H, W)``, each block's target size, the gate slice of
+    every connection (``slices[k - 1][j]``: the gates of ``j -> k``) and the 1x1 reductions of
+    ``merge="squeeze"``.
+    """
+    shapes = [input_shape]
+    sizes, slices, reducers = [], [], []
+    start = 0
+    for k, block in enumerate(blocks, start=1):
+        preds = shapes[:k]
+        size = (min(s[1] for s in preds), min(s[2] for s in preds))
+        widths = [s[0] for s in preds]
+        if merge == "concat":
+            in_channels = sum(widths)
+        elif merge == "squeeze":
+            in_channels = squeeze_channels or max(widths)
+            reducers.append(torch.nn.Conv2d(sum(widths), in_channels, 1))
+        else:
+            in_channels = max(widths)
+        row = []
+        for c in widths:
+            stop = start + (1 if gate_per == "layer" else c)
+            row.append((start, stop))
+            start = stop
+        slices.append(row)
+        sizes.append(size)
+        was_training = block.training
+        block.train(False)
+        with torch.no_grad():
+            out = block(torch.zeros((2, in_channels) + size))
+        block.train(was_training)
+        if out.dim() == 2:
+            shapes.append((out.shape[1], 1, 1))
+        elif out.dim() == 4:
+            shapes.append(tuple(out.shape[1:]))
+        else:
+            raise ValueError(
+                f"blocks[{k - 1}]: expected an output of shape (B, F) or (B, C, H, W), "
+                f"got {tuple(out.shape)}"
+            )
+    return shapes, sizes, slices, reducers

@@ -1,7 +1,12 @@
 import torch
 
 from probnets.models.gated.base import GatedNetwork
-from probnets.models.gated.structure import neuron_dag_edges, reachability, topological_levels
+from probnets.models.gated.inputs import check_count
+from probnets.models.gated.structure import (
+    neuron_dag_edges,
+    reachability,
+    topological_levels,
+)
 
 EVALUATION_METHODS = ("auto", "levels", "dense", "sequential")
 #: Up to this many hidden neurons ``"auto"`` picks ``"dense"``, above it ``"levels"``
@@ -69,13 +74,9 @@ class NeuronDAG(GatedNetwork):
         name="neuron_dag",
         **kwargs,
     ):
-        for arg, value, low in (
-            ("num_inputs", num_inputs, 1),
-            ("num_hidden", num_hidden, 0),
-            ("num_outputs", num_outputs, 1),
-        ):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{arg}: expected an int >= {low}, got {value!r}")
+        num_inputs = check_count("num_inputs", num_inputs, 1)
+        num_hidden = check_count("num_hidden", num_hidden, 0)
+        num_outputs = check_count("num_outputs", num_outputs, 1)
         if not callable(activation):
             raise TypeError(f"activation: expected a callable, got {type(activation).__name__}")
         if method not in EVALUATION_METHODS:
@@ -84,6 +85,7 @@ class NeuronDAG(GatedNetwork):
         super().__init__(targets.numel(), name=name, **kwargs)
         self.num_inputs, self.num_hidden, self.num_outputs = num_inputs, num_hidden, num_outputs
         self.num_nodes = num_inputs + num_hidden + num_outputs
+        self.input_shape = (num_inputs,)
         self.activation = activation
         self.method = method
         self.register_buffer("edge_targets", targets)
@@ -189,7 +191,12 @@ class NeuronDAG(GatedNetwork):
         active = (flat_gates != 0).any(0)
         I = self.num_inputs
         mask = self.to_matrix(active.to(flat_gates))[I : I + H, I : I + H].bool()
-        level = topological_levels(mask)
+        if int(mask.sum()) == H * (H - 1) // 2:
+            # Every hidden->hidden edge is active (always so under a continuous relaxation):
+            # the hidden nodes form one chain, node k at level k.
+            level = torch.arange(H, device=mask.device)
+        else:
+            level = topological_levels(mask)
         depth = int(level.max())
         if method == "dense":
             for _ in range(depth):

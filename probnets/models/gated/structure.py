@@ -46,11 +46,11 @@ def topological_levels(mask):
     if torch.triu(mask).any():
         raise ValueError("mask: expected a strictly lower-triangular adjacency (a DAG in order)")
     n = mask.shape[0]
+    edges = mask.long()
     level = torch.zeros(n, dtype=torch.long, device=mask.device)
-    has_parent = mask.any(1)
     for _ in range(n):
-        candidate = torch.where(mask, level.unsqueeze(0) + 1, torch.zeros_like(level).unsqueeze(0))
-        new = torch.where(has_parent, candidate.max(1).values, level)
+        # A node without parents stays at 0; one with parents sits above its highest parent.
+        new = (edges * (level + 1)).amax(1)
         if torch.equal(new, level):
             break
         level = new
