@@ -62,7 +62,7 @@ SHARED_FLAGS = {
     "--clip-norm": None, "--lr-schedule": "constant", "--device": "auto", "--dtype": "float32",
     "--precision": "32", "--compile": SWITCH, "--threads": None, "--seed": 0, "--out": None,
     "--resume": SWITCH, "--checkpoint-every": 500, "--eval-every": None, "--log-every": 10,
-    "--max-bad-steps": 10, "--no-progress": SWITCH,
+    "--max-bad-steps": 10, "--no-progress": SWITCH, "--tensorboard": SWITCH,
 }
 EVAL_FLAGS = {
     "air": {"--checkpoint": None, "--device": "auto", "--json": SWITCH, "--data": None},
