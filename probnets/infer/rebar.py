@@ -50,6 +50,9 @@ class REBAR_ELBO(DiscreteELBO):
     :param int num_particles: vectorized particles.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -68,6 +71,7 @@ class REBAR_ELBO(DiscreteELBO):
         num_particles=1,
         max_plate_nesting=float("inf"),
         cache_dependencies=False,
+        **kwargs,
     ):
         super().__init__(
             num_particles=num_particles,
@@ -77,4 +81,5 @@ class REBAR_ELBO(DiscreteELBO):
             init_eta=init_eta,
             learn_temperature=learn_temperature,
             learn_eta=learn_eta,
+            **kwargs,
         )

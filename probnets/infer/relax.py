@@ -35,6 +35,9 @@ class RELAX_ELBO(DiscreteELBO):
     :param int num_particles: vectorized particles.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -53,6 +56,7 @@ class RELAX_ELBO(DiscreteELBO):
         num_particles=1,
         max_plate_nesting=float("inf"),
         cache_dependencies=False,
+        **kwargs,
     ):
         super().__init__(
             num_particles=num_particles,
@@ -62,4 +66,5 @@ class RELAX_ELBO(DiscreteELBO):
             learn_temperature=learn_temperature,
             relax_rebar_cv=rebar_cv,
             hidden_size=hidden_size,
+            **kwargs,
         )

@@ -34,6 +34,9 @@ class Relaxed_ELBO(DiscreteELBO):
     :param bool straight_through: hard forward values, relaxed gradients.
     :param int num_particles: vectorized particles.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -50,6 +53,7 @@ class Relaxed_ELBO(DiscreteELBO):
         straight_through=False,
         num_particles=1,
         max_plate_nesting=float("inf"),
+        **kwargs,
     ):
         if temperature is None:
             raise ValueError(
@@ -60,4 +64,5 @@ class Relaxed_ELBO(DiscreteELBO):
             max_plate_nesting=max_plate_nesting,
             temperature=temperature,
             straight_through=straight_through,
+            **kwargs,
         )

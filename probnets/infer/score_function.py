@@ -41,6 +41,9 @@ class ScoreFunction_ELBO(DiscreteELBO):
     :param int hidden_size: hidden units of the automatic NVIL networks.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -64,6 +67,7 @@ class ScoreFunction_ELBO(DiscreteELBO):
         hidden_size=100,
         max_plate_nesting=float("inf"),
         cache_dependencies=False,
+        **kwargs,
     ):
         super().__init__(
             num_particles=num_particles,
@@ -72,4 +76,5 @@ class ScoreFunction_ELBO(DiscreteELBO):
             baseline=baseline,
             baseline_beta=baseline_beta,
             hidden_size=hidden_size,
+            **kwargs,
         )
