@@ -15,6 +15,7 @@ from probnets.infer.estimators import (
     SiteTerm,
     register_estimator,
     registered_estimators,
+    unregister_estimator,
 )
 from probnets.infer.rebar import REBAR_ELBO
 from probnets.infer.registry import standard_estimators
@@ -37,4 +38,5 @@ __all__ = [
     "register_estimator",
     "registered_estimators",
     "standard_estimators",
+    "unregister_estimator",
 ]

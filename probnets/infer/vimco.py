@@ -27,7 +27,7 @@ def leave_one_out_bounds(log_w):
     loo = first + (rest + (others - first).exp()).log()
     # for the argmax: Σ_{j≠k} e^{w_j − M₂} ≥ 1 relative to the second largest weight M₂
     is_max = torch.zeros_like(log_w, dtype=torch.bool).scatter_(-1, index[..., :1], True)
-    rest_max = ((log_w - second).exp() * ~is_max).sum(-1, keepdim=True)
+    rest_max = (log_w - second).masked_fill(is_max, -math.inf).exp().sum(-1, keepdim=True)
     loo_max = second + (rest_max + (others - second).exp()).log()
     return torch.where(is_max, loo_max, loo) - math.log(K)
 

@@ -16,6 +16,7 @@ from probnets.infer.estimators.base import (
     SiteRecord,
     SiteTerm,
     describe_distribution,
+    masked,
 )
 from probnets.infer.estimators.disarm import DisARM
 from probnets.infer.estimators.discrete import DiscreteNoiseEstimator, DiscreteRecord
@@ -52,6 +53,11 @@ def register_estimator(estimator_class, name=None):
         )
     _REGISTRY[name] = estimator_class
     return estimator_class
+
+
+def unregister_estimator(name):
+    """Removes the estimator registered as ``name`` (``KeyError`` if there is none)."""
+    del _REGISTRY[name]
 
 
 def registered_estimators():
@@ -103,8 +109,10 @@ __all__ = [
     "SiteRecord",
     "SiteTerm",
     "describe_distribution",
+    "masked",
     "estimator_class",
     "make_estimator",
     "register_estimator",
     "registered_estimators",
+    "unregister_estimator",
 ]
