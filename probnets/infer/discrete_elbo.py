@@ -238,11 +238,13 @@ class DiscreteELBO(ELBO):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
         return self._vectorized_num_particles(model), self._vectorized_num_particles(guide)
 
-    def _run(self, model, guide, args, kwargs, guide_pass):
+    def _run(self, model, guide, args, kwargs, guide_pass, validate=False):
         guide_trace = poutine.trace(guide_pass(guide)).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
+        if validate:  # before any log-density, as Pyro's ELBOs check
+            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         return TraceCosts(model_trace, guide_trace, guide_pass.relaxed, guide_pass.frozen)
 
     def _replay(self, model, guide, args, kwargs, first, target, value, temperature, frozen):
@@ -251,20 +253,21 @@ class DiscreteELBO(ELBO):
             return self._run(model, guide, args, kwargs, replay)
 
     def _checked_run(self, model, guide, args, kwargs, guide_pass):
-        costs = self._run(model, guide, args, kwargs, guide_pass)
+        validate = is_validation_enabled()
+        costs = self._run(model, guide, args, kwargs, guide_pass, validate)
         if not costs.model_lp and not costs.guide_lp:
             raise ValueError(
                 "{}: the model and guide have no sample sites, so there is no ELBO to "
                 "estimate; add pyro.sample statements (observed sites in the model, latent "
                 "ones in both)".format(type(self).__name__)
             )
-        if is_validation_enabled():
+        if validate:
             self._validate(costs)
         return costs
 
     def _validate(self, costs):
-        """Pyro's checks of a model/guide pair, as its ELBOs run them under validation."""
-        check_model_guide_match(costs.model_trace, costs.guide_trace, self.max_plate_nesting)
+        """Pyro's checks of each site's shape against its plates and of enumeration
+        requests, as its ELBOs run them under validation."""
         for trace, log_probs in ((costs.model_trace, costs.model_lp),
                                  (costs.guide_trace, costs.guide_lp)):
             for name, lp in log_probs.items():
