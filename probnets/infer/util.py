@@ -1,19 +1,22 @@
 """
-Shared machinery of the probnets gradient estimators: tracing passes, per-site
-classification, log-densities at relaxed values, and Rao-Blackwellized downstream costs.
+Shared machinery of the probnets gradient estimators: discrete sites and their noise,
+log-densities at relaxed values, and Rao-Blackwellized downstream costs.
 
-Every estimator here is an ELBO over an ordinary Pyro model and guide. A guide sample
-site is classified when it is drawn:
+Every estimator here is an ELBO over an ordinary Pyro model and guide. Each guide sample
+site gets one :class:`~probnets.infer.estimators.SiteEstimator` when it is drawn (see
+:meth:`~probnets.infer.discrete_elbo.DiscreteELBO.plan`):
 
-- reparameterized (``fn.has_rsample``): pathwise gradient, always;
-- ``Bernoulli``, ``Categorical`` or ``OneHotCategorical`` without ``rsample``: the estimator
-  named by ``site["infer"].get("estimator", elbo_default)``;
-- anything else that cannot be reparameterized: ``ValueError``.
+- the one named by ``site["infer"]["estimator"]``, which must accept the site;
+- else pathwise if the distribution has ``rsample``;
+- else the ELBO's default estimator if it accepts the site (DisARM: Bernoulli; REBAR,
+  RELAX, relaxed: Bernoulli and ``OneHotCategorical``; score function: anything);
+- else the score function, which takes any distribution with a ``log_prob``.
 
 **Infer-dict keys** read at guide sample sites (all optional)::
 
     pyro.sample("z", dist.Bernoulli(logits=...), infer={
-        "estimator": "score" | "relaxed" | "rebar" | "relax" | "disarm",   # overrides the ELBO's
+        "estimator": "score" | "relaxed" | "rebar" | "relax" | "disarm" | "reparameterized"
+                     | a registered name | a SiteEstimator instance,   # overrides the ELBO's
         "temperature": 0.5,         # relaxed sites: overrides elbo.temperature
         "straight_through": False,  # relaxed sites: hard forward value, relaxed backward
         "baseline": {               # score-function sites (Pyro-compatible keys)
@@ -49,8 +52,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from pyro.distributions.util import scale_and_mask
-from pyro.ops.provenance import detach_provenance, get_provenance, track_provenance
-from pyro.poutine.messenger import Messenger
+from pyro.ops.provenance import detach_provenance, get_provenance
 from pyro.poutine.util import site_is_subsample
 
 from probnets.distributions import relaxed as R

@@ -8,7 +8,6 @@ import torch
 from probnets.infer import (
     DisARM_ELBO,
     REBAR_ELBO,
-    RELAX_ELBO,
     Relaxed_ELBO,
     ScoreFunction_ELBO,
 )

@@ -75,7 +75,6 @@ def exact_bernoulli_gamma_gradient():
     la = torch.tensor(math.log(2.0), **F64, requires_grad=True)
     q = torch.sigmoid(lb)
     alpha = la.exp()
-    prior = dist.Gamma(torch.tensor(3.0, **F64), 1.0)
     gamma_q = dist.Gamma(alpha, torch.tensor(1.0, **F64))
     # E_q[log p(g)] − E_q[log q(g)] with log p(g) = 2 log g − g − log Γ(3)
     e_log_g = torch.digamma(alpha)
