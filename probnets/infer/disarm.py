@@ -23,10 +23,10 @@ class DisARM_ELBO(DiscreteELBO):
     (``to_event``) share one antithetic pair of vectors.
 
     Cost per estimate: 1 + (number of DisARM sites) guide and model evaluations per
-    particle; no learned params. Non-Bernoulli sites raise ``ValueError`` (use
-    ``infer={"estimator": "score"}`` there).
+    particle; no learned params. Other non-reparameterizable sites get the
+    score function; asking for DisARM at a non-Bernoulli site raises ``ValueError``.
 
-    :param int num_particles: vectorized particles.
+    :param int num_particles: particles averaged per estimate.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,

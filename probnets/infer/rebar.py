@@ -40,14 +40,15 @@ class REBAR_ELBO(DiscreteELBO):
     depend on them, this descends the variance.
 
     Cost per estimate: 1 + 2 × (number of REBAR sites) guide and model evaluations per
-    particle, and a double backward pass. Integer ``Categorical`` sites are rejected (use
-    ``OneHotCategorical``); :meth:`differentiable_loss` is not available.
+    particle, and a double backward pass. Integer ``Categorical`` sites and other
+    non-reparameterizable sites get the score function (use ``OneHotCategorical`` for
+    REBAR); :meth:`differentiable_loss` is not available.
 
     :param float init_temperature: initial :math:`\lambda` (paper: 0.5).
     :param float init_eta: initial :math:`\eta` (paper: 1).
     :param bool learn_temperature: descend the variance in :math:`\log\lambda`.
     :param bool learn_eta: descend the variance in :math:`\eta`.
-    :param int num_particles: vectorized particles.
+    :param int num_particles: particles averaged per estimate.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,

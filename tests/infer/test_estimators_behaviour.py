@@ -266,7 +266,8 @@ def test_nvil_regresses_unscaled_per_datapoint_costs():
 def test_straight_through_forward_is_hard_and_backward_relaxed():
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
-    elbo = Relaxed_ELBO(temperature=0.5, straight_through=True, num_particles=16, vectorize_particles=True)
+    elbo = Relaxed_ELBO(temperature=0.5, straight_through=True, num_particles=16,
+                        vectorize_particles=True)
     elbo.loss_and_grads(model, guide)
     _, gt = elbo._get_trace(model, guide, (), {})
     b = gt.nodes["b"]["value"]

@@ -139,13 +139,14 @@ def z_scores(samples, exact):
 
 
 K = 256
+KV = dict(num_particles=K, vectorize_particles=True)
 CASES = [
     ("score", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True), False, {}),
-    ("score-decaying", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True, baseline="decaying_avg"),
+    ("score-decaying", lambda: ScoreFunction_ELBO(baseline="decaying_avg", **KV),
      False, {}),
-    ("score-nvil", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True, baseline="nvil"), False, {}),
-    ("score-loo", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True, baseline="loo"), False, {}),
-    ("disarm+score", lambda: DisARM_ELBO(num_particles=K, vectorize_particles=True), False, {"c": "score", "d": "score"}),
+    ("score-nvil", lambda: ScoreFunction_ELBO(baseline="nvil", **KV), False, {}),
+    ("score-loo", lambda: ScoreFunction_ELBO(baseline="loo", **KV), False, {}),
+    ("disarm+score", lambda: DisARM_ELBO(**KV), False, {"c": "score", "d": "score"}),
     ("rebar", lambda: REBAR_ELBO(num_particles=K, vectorize_particles=True), True, {}),
     ("mixed", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True), True,
      {"a": "relax", "c": "relax", "z": "disarm"}),
