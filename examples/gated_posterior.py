@@ -33,18 +33,17 @@ TRUE_GATES = [1, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1.0]
 
 def estimators(particles):
     import probnets.infer as infer
-
+    vectorized = dict(num_particles=particles, vectorize_particles=True)
     return {
         "tracegraph": lambda: pyro.infer.TraceGraph_ELBO(num_particles=particles,
                                                          vectorize_particles=True,
                                                          max_plate_nesting=1),
-        "score+avg": lambda: infer.ScoreFunction_ELBO(num_particles=particles,
-                                                      baseline="decaying_avg"),
-        "score+loo": lambda: infer.ScoreFunction_ELBO(num_particles=particles, baseline="loo"),
-        "disarm": lambda: infer.DisARM_ELBO(num_particles=particles),
-        "relaxed": lambda: infer.Relaxed_ELBO(temperature=0.5, num_particles=particles),
-        "rebar": lambda: infer.REBAR_ELBO(num_particles=particles),
-        "vimco": lambda: infer.VIMCO_ELBO(num_particles=particles),
+        "score+avg": lambda: infer.ScoreFunction_ELBO(baseline="decaying_avg", **vectorized),
+        "score+loo": lambda: infer.ScoreFunction_ELBO(baseline="loo", **vectorized),
+        "disarm": lambda: infer.DisARM_ELBO(**vectorized),
+        "relaxed": lambda: infer.Relaxed_ELBO(temperature=0.5, **vectorized),
+        "rebar": lambda: infer.REBAR_ELBO(**vectorized),
+        "vimco": lambda: infer.VIMCO_ELBO(**vectorized),
     }
 
 

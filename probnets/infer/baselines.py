@@ -86,11 +86,49 @@ class RunningMoments:
             self.mean = b * self.mean + (1 - b) * mean
 
 
+class DecayingAverage:
+    """
+    Exponential moving average of the per-datapoint cost, one average per batch element of
+    the site (as Pyro's ``use_decaying_avg_baseline``): element ``i`` of a plate is compared
+    with the running average of element ``i``'s own past costs. Vectorized particles share
+    their element's average (their costs are averaged into it). When the site's batch shape
+    changes (e.g. a smaller last minibatch), the averages restart from their overall mean.
+    Each update makes a new tensor (never in place), so a snapshot of the object keeps its
+    values.
+    """
+
+    def __init__(self, beta):
+        self.beta = beta
+        self.mean = None
+
+    def value(self, like):
+        """The current averages broadcast like ``like`` (``0`` before the first update)."""
+        if self.mean is None:
+            return 0.0
+        try:
+            fits = torch.broadcast_shapes(self.mean.shape, like.shape) == like.shape
+        except RuntimeError:
+            fits = False
+        return self.mean if fits else self.mean.mean()
+
+    def update(self, target):
+        """Decays the averages toward ``target`` (per element, already averaged over
+        particles)."""
+        target = target.detach()
+        if self.mean is None:
+            self.mean = target
+            return
+        mean = self.mean
+        if mean.shape != target.shape:  # a new batch shape: restart from the overall mean
+            mean = mean.mean().expand(target.shape)
+        self.mean = self.beta * mean + (1 - self.beta) * target
+
+
 class Baselines:
     """
-    Per-site baseline state of one ELBO.
+    Per-site baseline state of one score-function estimator.
 
-    :param str default: ELBO-wide baseline, one of ``None``, ``"decaying_avg"``,
+    :param str default: estimator-wide baseline, one of ``None``, ``"decaying_avg"``,
         ``"nvil"``, ``"loo"``.
     :param float beta: decay of running averages.
     :param int hidden_size: hidden units of automatic NVIL networks.
@@ -106,17 +144,25 @@ class Baselines:
         self.default = default
         self.beta = beta
         self.hidden_size = hidden_size
-        self.moments = {}
+        self.moments = {}  # NVIL centring and normalization, one scalar pair per site
+        self.averages = {}  # decaying averages, one per batch element of each site
         self.nets = {}
 
     def state_dict(self):
-        """Running moments per site (network weights live in the Pyro param store)."""
-        return {name: [m.mean, m.var] for name, m in self.moments.items()}
+        """Running statistics per site (network weights live in the Pyro param store)."""
+        return {
+            "moments": {name: [m.mean, m.var] for name, m in self.moments.items()},
+            "averages": {name: a.mean for name, a in self.averages.items()},
+        }
 
     def load_state_dict(self, state):
-        for name, (mean, var) in state.items():
+        if "moments" not in state:  # the per-site scalar format of earlier checkpoints
+            state = {"moments": state, "averages": {}}
+        for name, (mean, var) in state["moments"].items():
             moments = self.moments.setdefault(name, RunningMoments(self.beta))
             moments.mean, moments.var = mean, var
+        for name, mean in state["averages"].items():
+            self.averages.setdefault(name, DecayingAverage(self.beta)).mean = mean
 
     def _options(self, site):
         options = dict(site["infer"].get("baseline", {}))
@@ -135,19 +181,7 @@ class Baselines:
             )
         return options
 
-    def __call__(self, site, logits, cost, num_particles, particle_dim):
-        """
-        Returns ``(baseline, loss)``: the baseline in the cost's (scaled) units, detached,
-        and the regression loss of any learned baseline (0. if none).
-
-        :param dict site: the guide site.
-        :param torch.Tensor logits: the site's logits (input of automatic NVIL nets).
-        :param torch.Tensor cost: downstream cost broadcast to the site's batch shape.
-        """
-        name = site["name"]
-        options = self._options(site)
-        scale = site["scale"]
-        target = (cost / scale).detach()
+    def _kind(self, options):
         kind = self.default
         if options.get("use_decaying_avg_baseline"):
             kind = "decaying_avg"
@@ -155,32 +189,67 @@ class Baselines:
             kind = "nvil"
         if "baseline_value" in options:
             kind = "value"
+        return kind
+
+    def __call__(self, site, inputs, cost, num_particles, particle_dim):
+        """
+        Returns ``(baseline, loss)``: the baseline in the cost's (scaled) units, detached,
+        and the regression loss of any learned baseline (0. if none).
+
+        :param dict site: the guide site.
+        :param torch.Tensor inputs: input of automatic NVIL nets, ``batch_shape + (n,)``
+            (a discrete site's detached logits).
+        :param torch.Tensor cost: downstream cost broadcast to the site's batch shape.
+        :param int num_particles: vectorized particles in ``cost``.
+        :param particle_dim: their batch dimension, ``None`` without vectorized particles.
+        """
+        options = self._options(site)
+        kind = self._kind(options)
         if kind is None:
             return 0.0, 0.0
+        scale = site["scale"]
+        target = (cost / scale).detach()
         if kind == "loo":
-            if num_particles < 2:
-                raise ValueError(
-                    "the leave-one-out baseline needs num_particles > 1, but got "
-                    "num_particles={}".format(num_particles)
-                )
-            total = cost.sum(particle_dim, keepdim=True)
-            return ((total - cost) / (num_particles - 1)).detach(), 0.0
+            return self._leave_one_out(cost, num_particles, particle_dim), 0.0
         if kind == "value":
             value = options["baseline_value"]
             return (scale * value).detach(), ((value - target) ** 2).sum()
         beta = options.get("baseline_beta", self.beta)
+        if kind == "decaying_avg":
+            average = self.averages.setdefault(site["name"], DecayingAverage(beta))
+            baseline = average.value(target)
+            per_element = target
+            if particle_dim is not None and target.dim() >= -particle_dim:
+                per_element = target.mean(particle_dim, keepdim=True)
+            average.update(per_element)
+            return scale * baseline, 0.0
+        return self._nvil(site, options, inputs, target, beta)
+
+    @staticmethod
+    def _leave_one_out(cost, num_particles, particle_dim):
+        if num_particles < 2:
+            raise ValueError(
+                "the leave-one-out baseline needs num_particles > 1, but got "
+                "num_particles={}".format(num_particles)
+            )
+        if particle_dim is None:
+            raise ValueError(
+                "the leave-one-out baseline compares particles drawn together: it needs "
+                "vectorize_particles=True (got num_particles={} drawn one after the "
+                "other)".format(num_particles)
+            )
+        total = cost.sum(particle_dim, keepdim=True)
+        return ((total - cost) / (num_particles - 1)).detach()
+
+    def _nvil(self, site, options, inputs, target, beta):
+        """Input-dependent network on the centred, variance-normalized target."""
+        name = site["name"]
+        scale = site["scale"]
         moments = self.moments.setdefault(name, RunningMoments(beta))
         mean, std = moments.mean if moments.mean is not None else 0.0, moments.std()
-        if kind == "decaying_avg":
-            moments.update(target)
-            return scale * mean, 0.0
-        # NVIL: input-dependent network on the centred, variance-normalized target
         net = options.get("nn_baseline")
         if "nn_baseline_input" in options:
             inputs = options["nn_baseline_input"].detach()
-        else:
-            batch_shape = site["fn"].batch_shape
-            inputs = flatten_event(logits.detach(), batch_shape)
         if net is None:
             net = self.nets.get(name)
             if net is None:

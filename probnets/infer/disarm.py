@@ -23,12 +23,15 @@ class DisARM_ELBO(DiscreteELBO):
     (``to_event``) share one antithetic pair of vectors.
 
     Cost per estimate: 1 + (number of DisARM sites) guide and model evaluations per
-    particle; no learned params. Non-Bernoulli sites raise ``ValueError`` (use
-    ``infer={"estimator": "score"}`` there).
+    particle; no learned params. Other non-reparameterizable sites get the
+    score function; asking for DisARM at a non-Bernoulli site raises ``ValueError``.
 
-    :param int num_particles: vectorized particles.
+    :param int num_particles: particles averaged per estimate.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -41,6 +44,7 @@ class DisARM_ELBO(DiscreteELBO):
 
     default_estimator = "disarm"
 
-    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), cache_dependencies=False):
+    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), cache_dependencies=False,
+                 **kwargs):
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
-                         cache_dependencies=cache_dependencies)
+                         cache_dependencies=cache_dependencies, **kwargs)

@@ -2,53 +2,82 @@
 The per-site estimator engine shared by :class:`ScoreFunction_ELBO`,
 :class:`Relaxed_ELBO`, :class:`REBAR_ELBO`, :class:`RELAX_ELBO` and :class:`DisARM_ELBO`.
 
-One call draws the guide once (the *first pass*, see :class:`~probnets.infer.util.GuidePass`),
-replays the model against it, and builds a surrogate whose gradient is
+One estimate draws the guide once (the *first pass*, :class:`~probnets.infer.guide_pass.
+GuidePass`), each latent site by the :class:`~probnets.infer.estimators.SiteEstimator` the
+ELBO's :meth:`~DiscreteELBO.plan` resolved for it, replays the model against it, and sums
+the sites' surrogate terms:
 
     Σ pathwise terms                                  (reparameterized and relaxed sites)
-  + Σ_{score sites s}   (F_s − b_s) ∇ log q(b_s)          (REINFORCE, Rao-Blackwellized)
+  + Σ_{score sites s}   (F_s − b_s) ∇ log q(z_s)          (REINFORCE, Rao-Blackwellized)
   + Σ_{DisARM sites s}  ĝ_{α_s} ∇ α_s                     (antithetic pass per site)
   + Σ_{REBAR/RELAX s}   F_s ∇ log q(b_s) − [c_s(z̃_s) ∇ log q(b_s) − ∇c_s(z_s) + ∇c_s(z̃_s)]
 
-where ``F_s`` is the downstream cost of ``s``. Only the terms whose site requested the
-estimator are built, so a model can mix estimators site by site.
-
-The subclasses differ only in their default estimator and hyper-parameters; they are
-thin so each carries its own documentation.
+where ``F_s`` is the downstream cost of ``s``. Every term is built by the site's estimator,
+so a model can mix estimators site by site and a new estimator is one new class (see
+:func:`~probnets.infer.estimators.register_estimator`).
 """
 
-import math
+import functools
 
-import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
-from pyro.ops.provenance import detach_provenance
-from pyro.util import get_rng_state, set_rng_state, warn_if_nan
-
-from probnets.infer.baselines import Baselines, flatten_event, mlp
-from probnets.infer.util import (
-    ESTIMATORS,
-    RELAXING_ESTIMATORS,
-    GuidePass,
-    TraceCosts,
-    check_temperature,
-    expand_to_site,
-    param_leaves,
-    site_batch_mask,
+from pyro.infer.util import is_validation_enabled
+from pyro.util import (
+    check_if_enumerated,
+    check_model_guide_match,
+    check_site_shape,
+    get_rng_state,
+    set_rng_state,
+    warn_if_nan,
 )
+
+from probnets.infer.estimators import (
+    EstimatorContext,
+    SiteEstimator,
+    estimator_class,
+    make_estimator,
+)
+from probnets.infer.guide_pass import GuidePass, ReplayPass
+from probnets.infer.util import TraceCosts, check_temperature, param_leaves
 
 
 class DiscreteELBO(ELBO):
     """
-    Base class: an ELBO whose non-reparameterized Bernoulli / categorical guide sites are
-    differentiated by a per-site estimator (see :mod:`probnets.infer.util` for the infer
-    keys). Particles are always vectorized over an outermost plate.
+    An ELBO whose guide sites are each differentiated by a per-site estimator
+    (:class:`~probnets.infer.estimators.SiteEstimator`), a drop-in for Pyro's
+    ``TraceGraph_ELBO``.
 
-    :param int num_particles: number of vectorized particles.
-    :param int max_plate_nesting: optional bound on plate nesting (guessed if omitted).
-    :param str estimator: default estimator for discrete guide sites.
-    :param baseline: ScoreFunction baseline: ``None``, ``"decaying_avg"``, ``"nvil"``, ``"loo"``.
+    **Which estimator a guide site gets** (:meth:`plan`, resolved once per site): the one
+    named by its ``infer={"estimator": ...}`` (a registered name or a ``SiteEstimator``
+    instance), which must accept the site; otherwise pathwise if the distribution has
+    ``rsample``; otherwise the ELBO's default ``estimator`` if it accepts the site (e.g.
+    DisARM takes Bernoulli sites); otherwise the score function, which takes any
+    distribution with a ``log_prob``.
+
+    Pyro's ``ELBO`` arguments keep Pyro's meaning: particles are drawn one after the other
+    unless ``vectorize_particles=True`` (then in an outermost plate, ``max_plate_nesting``
+    guessed if not given); with ``pyro.enable_validation()`` the model and guide are checked
+    as Pyro's ELBOs check them (``check_model_guide_match``, ``check_site_shape``, the
+    enumeration warning); ``retain_graph`` is passed to the backward pass;
+    ``strict_enumeration_warning``, ``ignore_jit_warnings``, ``jit_options`` and
+    ``tail_adaptive_beta`` are stored for compatibility (they configure Pyro's enumerating,
+    JIT and tail-adaptive ELBOs, which these are not).
+
+    :param int num_particles: number of particles averaged per estimate.
+    :param int max_plate_nesting: optional bound on plate nesting (guessed if needed).
+    :param max_iarange_nesting: deprecated alias of ``max_plate_nesting`` (as in Pyro).
+    :param bool vectorize_particles: draw the particles at once in an outermost plate.
+    :param bool strict_enumeration_warning: stored (Pyro's enumeration ELBOs use it).
+    :param bool ignore_jit_warnings: stored (Pyro's JIT ELBOs use it).
+    :param dict jit_options: stored (Pyro's JIT ELBOs use it).
+    :param bool retain_graph: keep the autograd graph after :meth:`loss_and_grads`.
+    :param float tail_adaptive_beta: stored (Pyro's ``TraceTailAdaptive_ELBO`` uses it).
+    :param estimator: default estimator of non-reparameterizable guide sites: a registered
+        name (``"score"``, ``"relaxed"``, ``"rebar"``, ``"relax"``, ``"disarm"`` or a user's)
+        or a :class:`~probnets.infer.estimators.SiteEstimator` instance.
+    :param baseline: score-function baseline: ``None``, ``"decaying_avg"``, ``"nvil"``,
+        ``"loo"``.
     :param float baseline_beta: decay of running averages of the baselines.
     :param temperature: temperature of relaxed sites (``None`` unless relaxed sites exist).
     :param bool straight_through: hard forward values for relaxed sites.
@@ -59,10 +88,10 @@ class DiscreteELBO(ELBO):
     :param bool relax_rebar_cv: RELAX control variate ``c_φ + η f(σ_λ(·))`` instead of ``c_φ``.
     :param int hidden_size: hidden units of NVIL and RELAX networks.
     :param bool cache_dependencies: reuse the dependency structure (which log-density terms
-        are downstream of which discrete site) found by provenance tracking on an earlier
-        step whose traces had the same sites and shapes, instead of tracking provenance
-        again. Provenance makes every tensor operation after the first discrete sample go
-        through a ``__torch_function__`` wrapper and pytree flattening, about a third of a
+        are downstream of which site) found by provenance tracking on an earlier step whose
+        traces had the same sites and shapes, instead of tracking provenance again.
+        Provenance makes every tensor operation after the first tracked sample go through a
+        ``__torch_function__`` wrapper and pytree flattening, a large part of a
         score-function step of AIR. Valid when the program's control flow does not branch
         on sampled values (presence handled by masking, a fixed number of steps, as in
         :class:`~probnets.models.air.AIR`); a branch that changes which sites run changes
@@ -79,6 +108,13 @@ class DiscreteELBO(ELBO):
         self,
         num_particles=1,
         max_plate_nesting=float("inf"),
+        max_iarange_nesting=None,
+        vectorize_particles=False,
+        strict_enumeration_warning=True,
+        ignore_jit_warnings=False,
+        jit_options=None,
+        retain_graph=None,
+        tail_adaptive_beta=-1.0,
         estimator=None,
         baseline=None,
         baseline_beta=0.9,
@@ -92,102 +128,160 @@ class DiscreteELBO(ELBO):
         hidden_size=100,
         cache_dependencies=False,
     ):
-        if not isinstance(num_particles, int) or num_particles < 1:
+        if isinstance(num_particles, bool) or not isinstance(num_particles, int) \
+                or num_particles < 1:
             raise ValueError(
                 "num_particles must be a positive int, but got {!r}".format(num_particles)
             )
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
-            vectorize_particles=True,
+            max_iarange_nesting=max_iarange_nesting,
+            vectorize_particles=bool(vectorize_particles),
+            strict_enumeration_warning=strict_enumeration_warning,
+            ignore_jit_warnings=ignore_jit_warnings,
+            jit_options=jit_options,
+            retain_graph=retain_graph,
+            tail_adaptive_beta=tail_adaptive_beta,
         )
-        estimator = self.default_estimator if estimator is None else estimator
-        if estimator not in ESTIMATORS:
-            raise ValueError(
-                "estimator must be one of {}, but got {!r}".format(ESTIMATORS, estimator)
-            )
-        self.default_estimator = estimator
         if temperature is not None:
             check_temperature(temperature, type(self).__name__)
-        self.temperature = temperature
-        self._straight_through = straight_through
         check_temperature(init_temperature, "init_temperature of " + type(self).__name__)
-        self.init_temperature = float(init_temperature)
-        self.learn_temperature = learn_temperature
-        self.init_eta = float(init_eta)
-        self.learn_eta = learn_eta
-        self.relax_rebar_cv = relax_rebar_cv
-        self.hidden_size = hidden_size
-        self.baselines = Baselines(baseline, baseline_beta, hidden_size)
-        self.surrogates = {}  # RELAX networks, one per site
+        self._options = dict(
+            baseline=baseline, baseline_beta=baseline_beta, hidden_size=hidden_size,
+            temperature=temperature, straight_through=straight_through,
+            init_temperature=init_temperature, learn_temperature=learn_temperature,
+            init_eta=init_eta, learn_eta=learn_eta, rebar_cv=relax_rebar_cv,
+        )
+        self.estimators = {}  # name -> SiteEstimator of this ELBO
+        self._plans = {}  # (site name, requested estimator, distribution) -> SiteEstimator
+        default = self.default_estimator if estimator is None else estimator
+        self.default_estimator = default
+        self.estimator_for(default, "estimator")  # checks the name and the options now
+        self.estimator_for("score")  # the fallback; checks the baseline options now
         self.cache_dependencies = bool(cache_dependencies)
         self._dependencies = {}  # trace signature -> dependents, see cache_dependencies
 
-    # site classification ---------------------------------------------------------------
+    # estimators and the per-site plan ----------------------------------------------------
 
-    def _site_estimator(self, msg, kind):
-        estimator = msg["infer"].get("estimator", self.default_estimator)
-        if estimator == "vimco":
-            raise ValueError(
-                "site '{}': 'vimco' is a multi-sample bound over all sites, not a per-site "
-                "estimator; use VIMCO_ELBO(num_particles=K)".format(msg["name"])
-            )
-        if estimator not in ESTIMATORS:
-            raise ValueError(
-                "site '{}': infer['estimator'] must be one of {}, but got {!r}".format(
-                    msg["name"], ESTIMATORS, estimator
-                )
-            )
-        if estimator in RELAXING_ESTIMATORS and kind == "categorical":
-            raise ValueError(
-                "site '{}': the {} estimator relaxes the value to a point on the simplex, "
-                "which an integer-valued Categorical cannot hold; use OneHotCategorical "
-                "(relaxed one-hot values are passed downstream and scored by contraction "
-                "with the log-probs) or infer={{'estimator': 'score'}}".format(
-                    msg["name"], estimator
-                )
-            )
-        if estimator == "disarm" and kind != "bernoulli":
-            raise ValueError(
-                "site '{}': DisARM handles Bernoulli sites only, but the site is {}; use "
-                "infer={{'estimator': 'score'}} (or 'rebar' / 'relax' for "
-                "OneHotCategorical) for it".format(msg["name"], kind)
-            )
+    def estimator_for(self, spec, where="estimator"):
+        """This ELBO's :class:`~probnets.infer.estimators.SiteEstimator` for ``spec`` (a
+        registered name, made once with the ELBO's options, or an instance, used as is)."""
+        if isinstance(spec, SiteEstimator):
+            return spec
+        estimator = self.estimators.get(spec)
+        if estimator is None:
+            cls = estimator_class(spec, where)
+            estimator = self.estimators[spec] = make_estimator(cls, self._options)
         return estimator
 
-    def _site_temperature(self, msg):
-        temperature = msg["infer"].get("temperature", self.temperature)
-        if temperature is None:
-            raise ValueError(
-                "site '{}' uses the relaxed estimator but has no temperature: pass "
-                "temperature=... to {} or set infer={{'temperature': ...}} at the "
-                "site".format(msg["name"], type(self).__name__)
+    def plan(self, msg):
+        """
+        The estimator of guide site ``msg``: the one its ``infer["estimator"]`` names (which
+        must accept the site), else pathwise for a distribution with ``rsample``, else the
+        ELBO's default if it accepts the site, else the score function. Resolved once per
+        site name, requested estimator and distribution type.
+        """
+        fn = msg["fn"]
+        requested = msg["infer"].get("estimator")
+        key = (msg["name"], requested, type(fn), getattr(fn, "has_rsample", False),
+               self.default_estimator)
+        try:
+            return self._plans[key]
+        except (KeyError, TypeError):
+            pass
+        if requested is not None:
+            estimator = self.estimator_for(
+                requested, "site '{}': infer['estimator']".format(msg["name"])
             )
-        check_temperature(temperature, "site '{}'".format(msg["name"]))
-        return temperature
+            estimator.check(msg)
+        elif getattr(fn, "has_rsample", False):
+            estimator = self.estimator_for("reparameterized")
+        else:
+            estimator = self.estimator_for(self.default_estimator)
+            if not estimator.accepts(fn):
+                estimator = self.estimator_for("score")
+        try:
+            self._plans[key] = estimator
+        except TypeError:  # an unhashable infer value: resolve again next time
+            pass
+        return estimator
+
+    @property
+    def temperature(self):
+        """Temperature of relaxed sites (a plain attribute a schedule may set)."""
+        return self._options["temperature"]
+
+    @temperature.setter
+    def temperature(self, value):
+        if value is not None:
+            check_temperature(value, type(self).__name__)
+        self._options["temperature"] = value
+        if "relaxed" in self.estimators:
+            self.estimators["relaxed"].temperature = value
+
+    @property
+    def baselines(self):
+        """The score-function estimator's baselines
+        (:class:`~probnets.infer.baselines.Baselines`)."""
+        return self.estimator_for("score").baselines
 
     # passes ----------------------------------------------------------------------------
 
+    def _vectorized(self):
+        return self.vectorize_particles and self.num_particles > 1
+
     def _wrap(self, model, guide, args, kwargs):
+        if not self._vectorized():
+            return model, guide
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
         return self._vectorized_num_particles(model), self._vectorized_num_particles(guide)
 
-    def _run(self, model, guide, args, kwargs, guide_pass):
+    def _run(self, model, guide, args, kwargs, guide_pass, validate=False):
         guide_trace = poutine.trace(guide_pass(guide)).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
+        if validate:  # before any log-density, as Pyro's ELBOs check
+            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         return TraceCosts(model_trace, guide_trace, guide_pass.relaxed, guide_pass.frozen)
 
+    def _replay(self, model, guide, args, kwargs, first, target, value, temperature, frozen):
+        with poutine.block():
+            replay = ReplayPass(first, target, value, temperature, frozen)
+            return self._run(model, guide, args, kwargs, replay)
+
+    def _checked_run(self, model, guide, args, kwargs, guide_pass):
+        validate = is_validation_enabled()
+        costs = self._run(model, guide, args, kwargs, guide_pass, validate)
+        if not costs.model_lp and not costs.guide_lp:
+            raise ValueError(
+                "{}: the model and guide have no sample sites, so there is no ELBO to "
+                "estimate; add pyro.sample statements (observed sites in the model, latent "
+                "ones in both)".format(type(self).__name__)
+            )
+        if validate:
+            self._validate(costs)
+        return costs
+
+    def _validate(self, costs):
+        """Pyro's checks of each site's shape against its plates and of enumeration
+        requests, as its ELBOs run them under validation."""
+        for trace, log_probs in ((costs.model_trace, costs.model_lp),
+                                 (costs.guide_trace, costs.guide_lp)):
+            for name, lp in log_probs.items():
+                check_site_shape(dict(trace.nodes[name], log_prob=lp), self.max_plate_nesting)
+        check_if_enumerated(costs.guide_trace)
+
     def _first_pass(self, model, guide, args, kwargs):
-        """The hard first pass and its costs, with the dependency structure from provenance
-        or, with ``cache_dependencies``, from an earlier pass of the same signature."""
+        """The first pass and its costs, with the dependency structure from provenance or,
+        with ``cache_dependencies``, from an earlier pass of the same signature."""
         if self.cache_dependencies and self._dependencies:
             rng = get_rng_state()
             cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-            first = GuidePass(self, "hard", track=False)
-            costs = self._run(model, guide, args, kwargs, first)
+            first = GuidePass(self.plan, track=False)
+            costs = self._checked_run(model, guide, args, kwargs, first)
             dependents = self._dependencies.get(costs.signature())
             if dependents is not None:
                 costs.dependents = dependents
@@ -199,147 +293,88 @@ class DiscreteELBO(ELBO):
             set_rng_state(rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
-        first = GuidePass(self, "hard")
-        costs = first.costs = self._run(model, guide, args, kwargs, first)
+        first = GuidePass(self.plan)
+        costs = first.costs = self._checked_run(model, guide, args, kwargs, first)
         if self.cache_dependencies:
             self._dependencies[costs.signature()] = costs.dependents
         return first, costs
 
     def _get_trace(self, model, guide, args, kwargs):
-        first = GuidePass(self, "hard")
-        costs = self._run(model, guide, args, kwargs, first)
+        """One particle's model and guide traces (first pass), as Pyro's ELBOs return."""
+        costs = self._checked_run(model, guide, args, kwargs, GuidePass(self.plan))
         return costs.model_trace, costs.guide_trace
-
-    def _particle_dim(self):
-        return -self.max_plate_nesting
 
     # the estimator ---------------------------------------------------------------------
 
-    def _terms(self, model, guide, args, kwargs, build_cv=True):
-        """
-        Runs all passes. Returns a dict with ``elbo`` (particle-averaged estimate),
-        ``surrogate`` (a loss whose gradient is the estimator without the REBAR/RELAX
-        control-variate terms, plus baseline regression losses) and ``cv`` (per
-        REBAR/RELAX site: ``logq``, ``c_z``, ``c_zt``), ``guide_params``.
-        """
-        model, guide = self._wrap(model, guide, args, kwargs)
+    def _particle_terms(self, model, guide, args, kwargs, build_cv):
+        """One first pass (all particles, if vectorized) and every site's term."""
         first, costs = self._first_pass(model, guide, args, kwargs)
-        K = self.num_particles
-        surrogate_elbo = 0.0
-        baseline_loss = 0.0
+        vectorized = self._vectorized()
+        context = EstimatorContext(
+            functools.partial(self._replay, model, guide, args, kwargs), first, costs,
+            num_particles=self.num_particles,
+            particle_dim=-self.max_plate_nesting if vectorized else None,
+            build_variance_terms=build_cv,
+        )
+        surrogate_elbo, loss = 0.0, 0.0
         for name, lp in costs.model_lp.items():
             surrogate_elbo = surrogate_elbo + (lp * costs.model_trace.nodes[name]["scale"]).sum()
-        cv = {}
-        has_cv_sites = False
+        variance_terms, descends = [], False
         for name, lp in costs.guide_lp.items():
             site = costs.guide_trace.nodes[name]
-            rec = first.records.get(name)
-            if rec is None or rec.estimator == "relaxed":
-                # pathwise: the entropy term is differentiated through the value
+            record = first.records.get(name)
+            if record is None:  # an observed guide site
                 surrogate_elbo = surrogate_elbo - (lp * site["scale"]).sum()
                 continue
-            cost = expand_to_site(costs.downstream_cost(name), site)
-            if rec.estimator == "score":
-                baseline, loss = self.baselines(site, rec.logits, cost, K, self._particle_dim())
-                baseline_loss = baseline_loss + loss
-                surrogate_elbo = surrogate_elbo + (lp * (cost - baseline).detach()).sum()
-            elif rec.estimator == "disarm":
-                surrogate_elbo = surrogate_elbo + self._disarm_term(
-                    model, guide, args, kwargs, first, site, rec, cost
-                )
-            else:
-                has_cv_sites = True
-                surrogate_elbo = surrogate_elbo + (lp * cost.detach()).sum()
-                if build_cv:
-                    cv[name] = self._cv_terms(model, guide, args, kwargs, first, site, rec, lp)
+            term = record.estimator.surrogate(context, site, record, lp)
+            surrogate_elbo = surrogate_elbo + term.surrogate
+            loss = loss + term.loss
+            descends = descends or record.estimator.descends_variance
+            if term.variance_terms is not None:
+                variance_terms.append((record.estimator, term.variance_terms))
+        return costs, surrogate_elbo, loss, variance_terms, descends
+
+    def _terms(self, model, guide, args, kwargs, build_cv=True):
+        """
+        Runs all passes of all particles. Returns a dict with ``elbo`` (particle-averaged
+        estimate), ``surrogate`` (a loss whose gradient is the estimator without the
+        variance-descended control-variate terms, plus baseline regression losses),
+        ``variance_terms`` (``[(estimator, [per-site data])]``), ``descends_variance`` and
+        ``guide_params``.
+        """
+        model, guide = self._wrap(model, guide, args, kwargs)
+        draws = 1 if self._vectorized() else self.num_particles
+        elbo, surrogate_elbo, loss, descends = 0.0, 0.0, 0.0, False
+        groups, guide_params = {}, {}
+        for _ in range(draws):
+            costs, s, l, cv, d = self._particle_terms(model, guide, args, kwargs, build_cv)
+            elbo = elbo + costs.elbo
+            surrogate_elbo, loss, descends = surrogate_elbo + s, loss + l, descends or d
+            for estimator, data in cv:
+                groups.setdefault(id(estimator), (estimator, []))[1].append(data)
+            guide_params.update(param_leaves(costs.guide_trace))
+        K = self.num_particles
         return {
-            "elbo": costs.elbo / K,
-            "surrogate": -surrogate_elbo / K + baseline_loss,
-            "cv": cv,
-            "has_cv_sites": has_cv_sites,
-            "guide_params": param_leaves(costs.guide_trace),
+            "elbo": elbo / K,
+            "surrogate": -surrogate_elbo / K + loss,
+            "variance_terms": list(groups.values()),
+            "descends_variance": descends,
+            "guide_params": guide_params,
         }
 
-    def _disarm_term(self, model, guide, args, kwargs, first, site, rec, cost):
-        """
-        DisARM (Dong, Mnih, Tucker 2020, eq. 6) for logits ``α`` of site ``s``:
-        ``ĝ_α = ½ (f(b) − f(b̃)) (−1)^{b̃} 1[b ≠ b̃] σ(|α|)`` with ``b̃ = H(z(1 − u))``.
-        """
-        with poutine.block():
-            anti = GuidePass(self, "antithetic", first, site["name"])
-            anti_costs = self._run(model, guide, args, kwargs, anti)
-        anti_site = anti_costs.guide_trace.nodes[site["name"]]
-        f_anti = expand_to_site(
-            anti_costs.downstream_cost(site["name"], first.costs.dependents), site
-        )
-        b, b_anti = rec.hard, anti_site["value"].detach()
-        alpha = rec.logits
-        event_dims = alpha.dim() - len(site["fn"].batch_shape)
-        diff = (cost - f_anti).detach().reshape(cost.shape + (1,) * event_dims)
-        sign = 1.0 - 2.0 * b_anti
-        weight = 0.5 * diff * sign * (b != b_anti).to(alpha.dtype) * torch.sigmoid(alpha.abs())
-        mask = site_batch_mask(site)
-        if mask is not None:
-            weight = weight * mask.reshape(mask.shape + (1,) * event_dims)
-        return (weight.detach() * alpha).sum()
-
-    def _cv_terms(self, model, guide, args, kwargs, first, site, rec, lp):
-        """
-        The two relaxed passes of a REBAR / RELAX site ``s``: ``c_s(σ_λ(z))`` and
-        ``c_s(σ_λ(z̃))`` with shared noise for every other random choice (the RNG is
-        rewound between the passes so continuous downstream sites get the same draws).
-        """
-        name = site["name"]
-        like = rec.logits
-        prefix = "cv.{}.".format(rec.estimator)
-        log_t = pyro.param(
-            prefix + "log_temperature." + name,
-            lambda: like.new_tensor(math.log(self.init_temperature)).detach(),
-        )
-        if not self.learn_temperature:
-            log_t = log_t.detach()
-        temperature = log_t.exp()
-        rng = get_rng_state()  # CPU torch, python and numpy generators
-        cuda_rng = torch.cuda.get_rng_state(like.device) if like.is_cuda else None
-        out = {"logq": lp, "estimator": rec.estimator, "site": site}
-        values = {}
-        for mode, key in (("relaxed", "c_z"), ("conditional", "c_zt")):
-            set_rng_state(rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state(cuda_rng, like.device)
-            with poutine.block():
-                p = GuidePass(self, mode, first, name, temperature)
-                pass_costs = self._run(model, guide, args, kwargs, p)
-            out[key] = expand_to_site(
-                pass_costs.downstream_cost(name, first.costs.dependents), site
-            )
-            values[key] = detach_provenance(pass_costs.guide_trace.nodes[name]["value"])
-        if rec.estimator == "relax":
-            net = self.surrogates.get(name)
-            batch_shape = site["fn"].batch_shape
-            logits_in = flatten_event(rec.logits.detach(), batch_shape)
-            if net is None:
-                net = mlp(2 * logits_in.shape[-1], self.hidden_size, like)
-                self.surrogates[name] = net
-            pyro.module(prefix + "surrogate." + name, net, update_module_params=True)
-            if self.relax_rebar_cv:
-                eta = pyro.param(
-                    prefix + "eta." + name, lambda: like.new_tensor(self.init_eta).detach()
-                )
-            for key in ("c_z", "c_zt"):
-                x = torch.cat([flatten_event(values[key], batch_shape), logits_in], -1)
-                c = site["scale"] * net(x).squeeze(-1)
-                if self.relax_rebar_cv:
-                    c = c + eta * out[key]
-                out[key] = c
-        return out
-
     def state_dict(self):
-        """Non-parameter state (baseline running moments, temperature) for checkpoints."""
-        return {"baselines": self.baselines.state_dict(), "temperature": self.temperature}
+        """Non-parameter state (baseline running averages, temperature) for checkpoints."""
+        return {
+            "estimators": {name: e.state_dict() for name, e in self.estimators.items()},
+            "temperature": self.temperature,
+        }
 
     def load_state_dict(self, state):
-        self.baselines.load_state_dict(state["baselines"])
+        if "baselines" in state:  # checkpoints from before per-site estimator classes
+            state = {"estimators": {"score": {"baselines": state["baselines"]}},
+                     "temperature": state["temperature"]}
+        for name, estimator_state in state["estimators"].items():
+            self.estimator_for(name).load_state_dict(estimator_state)
         self.temperature = state["temperature"]
 
     # Pyro ELBO interface ----------------------------------------------------------------
@@ -349,10 +384,13 @@ class DiscreteELBO(ELBO):
         :returns: an estimate of the negative ELBO (``num_particles`` samples).
         :rtype: float
         """
+        elbo = 0.0
         with torch.no_grad(), poutine.block(hide_types=["param"]):
             model, guide = self._wrap(model, guide, args, kwargs)
-            costs = self._run(model, guide, args, kwargs, GuidePass(self, "hard"))
-        loss = -costs.elbo.item() / self.num_particles
+            for _ in range(1 if self._vectorized() else self.num_particles):
+                costs = self._checked_run(model, guide, args, kwargs, GuidePass(self.plan))
+                elbo += costs.elbo.item()
+        loss = -elbo / self.num_particles
         warn_if_nan(loss, "loss")
         return loss
 
@@ -364,103 +402,69 @@ class DiscreteELBO(ELBO):
         no scalar loss expresses; use :meth:`loss_and_grads`.
         """
         terms = self._terms(model, guide, args, kwargs, build_cv=False)
-        self._reject_cv(terms, "differentiable_loss")
+        if terms["descends_variance"]:
+            raise NotImplementedError(
+                "{}.differentiable_loss is not available when a site uses REBAR or RELAX: "
+                "their control-variate parameters descend the gradient variance; use "
+                "loss_and_grads".format(type(self).__name__)
+            )
         surrogate = terms["surrogate"]
         return -terms["elbo"].detach() + (surrogate - surrogate.detach())
-
-    def _reject_cv(self, terms, what):
-        if terms["has_cv_sites"]:
-            raise NotImplementedError(
-                "{}.{} is not available when a site uses REBAR or RELAX: their "
-                "control-variate parameters descend the gradient variance; use "
-                "loss_and_grads".format(type(self).__name__, what)
-            )
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """
         Leaves in ``.grad`` the estimated gradient of the negative ELBO for model and guide
         params, the baseline regression gradient for baseline params, and, for REBAR/RELAX
         control-variate params (``cv.*``), the gradient of the single-sample gradient
-        variance ``Σ_P ‖ĝ_P‖²`` over guide params ``P`` (second-order autograd).
+        variance ``Σ_P ‖ĝ_P‖²`` over guide params ``P`` (second-order autograd). Does no
+        backward pass when nothing requires a gradient.
 
         :returns: an estimate of the negative ELBO.
         :rtype: float
         """
         terms = self._terms(model, guide, args, kwargs)
-        if not terms["cv"]:
-            terms["surrogate"].backward()
-        else:
+        surrogate = terms["surrogate"]
+        if terms["variance_terms"] and terms["guide_params"]:
             self._backward_with_cv(terms)
+        elif torch.is_tensor(surrogate) and surrogate.requires_grad:
+            surrogate.backward(retain_graph=self.retain_graph)
         loss = -terms["elbo"].item()
         warn_if_nan(loss, "loss")
         return loss
 
     def _backward_with_cv(self, terms):
-        K = self.num_particles
-        params = [p for p in terms["guide_params"].values()]
-        names = list(terms["guide_params"].keys())
-        # A is taken with autograd.grad, not read off .grad: .grad may hold a scaled gradient
-        # (loss scaling seeds every backward pass with S) and REBAR's variance is not linear.
-        A = torch.autograd.grad(terms["surrogate"], params, retain_graph=True, allow_unused=True)
-        A = [g.detach() if g is not None else torch.zeros_like(p) for g, p in zip(A, params)]
-        terms["surrogate"].backward(retain_graph=True)
-
-        def cv_grad(estimator):
-            # gradient of the negative ELBO's control-variate part:
-            #   c(z̃) ∇log q(b) − ∇c(z) + ∇c(z̃)    (all divided by K)
-            sites = [t for t in terms["cv"].values() if t["estimator"] == estimator]
-            if not sites:
-                return None
-            # fully masked sites have constant terms: nothing to differentiate
-            outputs, grad_outputs = [], []
-            for t in sites:
-                if t["logq"].requires_grad:
-                    outputs.append(t["logq"])
-                    grad_outputs.append(t["c_zt"].expand_as(t["logq"]) / K)
-                diff = (t["c_zt"] - t["c_z"]).sum() / K
-                if diff.requires_grad:
-                    outputs.append(diff)
-                    grad_outputs.append(torch.ones_like(diff))
-            if not outputs:
-                return [torch.zeros_like(p) for p in params]
-            grads = torch.autograd.grad(
-                outputs, params, grad_outputs, create_graph=True, retain_graph=True,
-                allow_unused=True,
-            )
-            return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
-
-        rebar, relax = cv_grad("rebar"), cv_grad("relax")
-        ghat = list(A)
-        cv_params = []
-        if rebar is not None:
-            for i, (name, p) in enumerate(zip(names, params)):
-                eta = pyro.param(
-                    "cv.rebar.eta." + name, lambda p=p: p.new_tensor(self.init_eta)
-                )
-                if not self.learn_eta:
-                    eta = eta.detach()
-                else:
-                    cv_params.append(eta.unconstrained())
-                ghat[i] = ghat[i] + eta * rebar[i]
-        if relax is not None:
-            ghat = [g + r for g, r in zip(ghat, relax)]
+        params = terms["guide_params"]
+        leaves = list(params.values())
+        A = self._first_order_backward(terms["surrogate"], leaves)
+        ghat, cv_params = list(A), []
+        for estimator, data in terms["variance_terms"]:
+            corrections, ps = estimator.variance_terms(data, params, self.num_particles)
+            ghat = [g if c is None else g + c for g, c in zip(ghat, corrections)]
+            cv_params.extend(ps)
         variance = sum((g ** 2).sum() for g in ghat)
-        for name in terms["cv"]:
-            est = terms["cv"][name]["estimator"]
-            store = pyro.get_param_store()
-            if self.learn_temperature:
-                cv_params.append(
-                    store["cv.{}.log_temperature.{}".format(est, name)].unconstrained()
-                )
-            if est == "relax":
-                cv_params.extend(self.surrogates[name].parameters())
-                if self.relax_rebar_cv:
-                    cv_params.append(store["cv.relax.eta." + name].unconstrained())
         cv_params = list({id(p): p for p in cv_params}.values())
-        cv_grads = torch.autograd.grad(variance, cv_params, allow_unused=True) if cv_params else []
+        cv_grads = []
+        if cv_params and variance.requires_grad:
+            cv_grads = torch.autograd.grad(variance, cv_params, allow_unused=True,
+                                           retain_graph=bool(self.retain_graph))
         # Accumulated through autograd rather than assigned to .grad, so that whatever wraps
         # the backward passes (loss scaling, gradient hooks) sees these terms as well.
-        leaves = params + [p for p, g in zip(cv_params, cv_grads) if g is not None]
+        targets = leaves + [p for p, g in zip(cv_params, cv_grads) if g is not None]
         seeds = ([(g - a).detach() for g, a in zip(ghat, A)]
                  + [g.detach() for g in cv_grads if g is not None])
-        torch.autograd.backward(leaves, seeds)
+        torch.autograd.backward(targets, seeds)
+
+    @staticmethod
+    def _first_order_backward(surrogate, leaves):
+        """Backpropagates the surrogate and returns its gradient ``A`` per leaf (zeros where
+        unused). ``A`` is taken with ``autograd.grad``, not read off ``.grad``: ``.grad`` may
+        hold a scaled gradient (loss scaling seeds every backward pass with ``S``) and
+        REBAR's variance is not linear in it."""
+        A = [torch.zeros_like(p) for p in leaves]
+        if torch.is_tensor(surrogate) and surrogate.requires_grad:
+            grads = torch.autograd.grad(surrogate, leaves, retain_graph=True, allow_unused=True)
+            A = [a if g is None else g.detach() for g, a in zip(grads, A)]
+            surrogate.backward(retain_graph=True)
+        return A
+
+__all__ = ["DiscreteELBO"]

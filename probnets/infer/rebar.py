@@ -40,16 +40,20 @@ class REBAR_ELBO(DiscreteELBO):
     depend on them, this descends the variance.
 
     Cost per estimate: 1 + 2 × (number of REBAR sites) guide and model evaluations per
-    particle, and a double backward pass. Integer ``Categorical`` sites are rejected (use
-    ``OneHotCategorical``); :meth:`differentiable_loss` is not available.
+    particle, and a double backward pass. Integer ``Categorical`` sites and other
+    non-reparameterizable sites get the score function (use ``OneHotCategorical`` for
+    REBAR); :meth:`differentiable_loss` is not available.
 
     :param float init_temperature: initial :math:`\lambda` (paper: 0.5).
     :param float init_eta: initial :math:`\eta` (paper: 1).
     :param bool learn_temperature: descend the variance in :math:`\log\lambda`.
     :param bool learn_eta: descend the variance in :math:`\eta`.
-    :param int num_particles: vectorized particles.
+    :param int num_particles: particles averaged per estimate.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -68,6 +72,7 @@ class REBAR_ELBO(DiscreteELBO):
         num_particles=1,
         max_plate_nesting=float("inf"),
         cache_dependencies=False,
+        **kwargs,
     ):
         super().__init__(
             num_particles=num_particles,
@@ -77,4 +82,5 @@ class REBAR_ELBO(DiscreteELBO):
             init_eta=init_eta,
             learn_temperature=learn_temperature,
             learn_eta=learn_eta,
+            **kwargs,
         )

@@ -2,14 +2,21 @@
 (``probnets train sbn|air|gated --estimator``, ``probnets variance``) and benchmark resolves
 names through."""
 
+import functools
+
 import pyro.infer
 
 from probnets.infer.disarm import DisARM_ELBO
+from probnets.infer.discrete_elbo import DiscreteELBO
+from probnets.infer.estimators import registered_estimators
 from probnets.infer.rebar import REBAR_ELBO
 from probnets.infer.relax import RELAX_ELBO
 from probnets.infer.relaxed import Relaxed_ELBO
 from probnets.infer.score_function import ScoreFunction_ELBO
 from probnets.infer.vimco import VIMCO_ELBO
+
+# site estimators that the table of standard_estimators lists under other names
+_BUILT_IN = ("reparameterized", "score", "relaxed", "rebar", "relax", "disarm")
 
 
 def standard_estimators(names=None, temperature=0.5, num_particles=2):
@@ -24,23 +31,31 @@ def standard_estimators(names=None, temperature=0.5, num_particles=2):
     0.5 held fixed; ``rebar`` REBAR with learned eta and temperature; ``relax`` RELAX;
     ``vimco`` the ``num_particles``-sample bound with leave-one-out baselines (a different
     objective); ``disarm`` DisARM (two antithetic evaluations); ``tracegraph`` Pyro's own
-    ``TraceGraph_ELBO``, as the reference.
+    ``TraceGraph_ELBO``, as the reference. Then every estimator a user registered with
+    :func:`~probnets.infer.register_estimator`, by its name, as
+    ``DiscreteELBO(estimator=name)``.
+
+    The multi-particle estimators draw their particles at once (``vectorize_particles=True``).
 
     :param names: subset (and order) of the names above; default all.
     """
+    vectorized = dict(num_particles=num_particles, vectorize_particles=True)
     table = {
         "score": lambda: ScoreFunction_ELBO(),
         "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg"),
         "nvil": lambda: ScoreFunction_ELBO(baseline="nvil"),
-        "loo": lambda: ScoreFunction_ELBO(num_particles=num_particles, baseline="loo"),
+        "loo": lambda: ScoreFunction_ELBO(baseline="loo", **vectorized),
         "relaxed": lambda: Relaxed_ELBO(temperature=temperature),
         "rebar-fixed": lambda: REBAR_ELBO(learn_eta=False, learn_temperature=False),
         "rebar": lambda: REBAR_ELBO(init_temperature=temperature),
         "relax": lambda: RELAX_ELBO(init_temperature=temperature),
-        "vimco": lambda: VIMCO_ELBO(num_particles=num_particles),
+        "vimco": lambda: VIMCO_ELBO(**vectorized),
         "disarm": lambda: DisARM_ELBO(),
         "tracegraph": lambda: pyro.infer.TraceGraph_ELBO(),
     }
+    for name in registered_estimators():
+        if name not in table and name not in _BUILT_IN:
+            table[name] = functools.partial(DiscreteELBO, estimator=name)
     if names is None:
         return table
     unknown = [n for n in names if n not in table]

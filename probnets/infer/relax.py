@@ -26,15 +26,19 @@ class RELAX_ELBO(DiscreteELBO):
     Cost per estimate: 1 + 2 × (number of RELAX sites) guide and model evaluations per
     particle (needed for the relaxed samples even with ``rebar_cv=False``), two
     surrogate-network evaluations per site, and a double backward pass. Integer
-    ``Categorical`` sites are rejected; :meth:`differentiable_loss` is not available.
+    ``Categorical`` and other non-reparameterizable sites get the score function;
+    :meth:`differentiable_loss` is not available.
 
     :param float init_temperature: initial :math:`\lambda`.
     :param bool rebar_cv: add :math:`\eta f(\sigma_\lambda(\cdot))` to the surrogate.
     :param int hidden_size: hidden units of :math:`r_\phi`.
     :param bool learn_temperature: descend the variance in :math:`\log\lambda`.
-    :param int num_particles: vectorized particles.
+    :param int num_particles: particles averaged per estimate.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -53,6 +57,7 @@ class RELAX_ELBO(DiscreteELBO):
         num_particles=1,
         max_plate_nesting=float("inf"),
         cache_dependencies=False,
+        **kwargs,
     ):
         super().__init__(
             num_particles=num_particles,
@@ -62,4 +67,5 @@ class RELAX_ELBO(DiscreteELBO):
             learn_temperature=learn_temperature,
             relax_rebar_cv=rebar_cv,
             hidden_size=hidden_size,
+            **kwargs,
         )

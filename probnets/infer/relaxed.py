@@ -25,15 +25,19 @@ class Relaxed_ELBO(DiscreteELBO):
 
     ``temperature`` is a plain attribute, so a schedule may set it every step
     (e.g. ``Anneal(elbo, "temperature", ...)``); a site may override it with
-    ``infer={"temperature": ...}``. Integer ``Categorical`` sites are rejected: use
-    ``OneHotCategorical`` (see :mod:`probnets.infer.util`).
+    ``infer={"temperature": ...}``. Integer ``Categorical`` sites (which cannot hold a
+    relaxed value) and other non-reparameterizable sites get the score function; use
+    ``OneHotCategorical`` to relax a categorical (see :mod:`probnets.infer.util`).
 
     Cost per estimate: one guide and one model evaluation per particle; no learned params.
 
     :param float temperature: relaxation temperature :math:`\lambda > 0`.
     :param bool straight_through: hard forward values, relaxed gradients.
-    :param int num_particles: vectorized particles.
+    :param int num_particles: particles averaged per estimate.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -50,6 +54,7 @@ class Relaxed_ELBO(DiscreteELBO):
         straight_through=False,
         num_particles=1,
         max_plate_nesting=float("inf"),
+        **kwargs,
     ):
         if temperature is None:
             raise ValueError(
@@ -60,4 +65,5 @@ class Relaxed_ELBO(DiscreteELBO):
             max_plate_nesting=max_plate_nesting,
             temperature=temperature,
             straight_through=straight_through,
+            **kwargs,
         )

@@ -3,9 +3,10 @@ from probnets.infer.discrete_elbo import DiscreteELBO
 
 class ScoreFunction_ELBO(DiscreteELBO):
     r"""
-    The ELBO with score-function (REINFORCE) gradients for discrete guide sites,
-    Rao-Blackwellized per site, with optional baselines. Reparameterizable sites use
-    pathwise gradients.
+    The ELBO with score-function (REINFORCE) gradients for every non-reparameterizable
+    guide site (discrete, continuous without ``rsample``, users' own distributions),
+    Rao-Blackwellized per site, with optional baselines: a superset of Pyro's
+    ``TraceGraph_ELBO``. Reparameterizable sites use pathwise gradients.
 
     For a non-reparameterized guide site :math:`s` with downstream cost
     :math:`F_s = \sum_{t \succeq s} [\log p_t - \log q_t]` (only the terms whose value
@@ -24,23 +25,28 @@ class ScoreFunction_ELBO(DiscreteELBO):
     :mod:`probnets.infer.baselines`):
 
     - ``None``: plain REINFORCE;
-    - ``"decaying_avg"``: running mean of the per-datapoint unscaled cost;
+    - ``"decaying_avg"``: running mean of the per-datapoint unscaled cost, one per batch
+      element of the site (as Pyro's ``use_decaying_avg_baseline``);
     - ``"nvil"``: input-dependent learned baseline (Mnih & Gregor 2014), an MLP over the
       site's detached logits (or ``nn_baseline(nn_baseline_input)``), regressing the
       centred, variance-normalized, *unscaled* cost; params ``cv.nvil.<site>``;
-    - ``"loo"``: leave-one-out over ``num_particles > 1`` vectorized particles;
+    - ``"loo"``: leave-one-out over ``num_particles > 1`` particles drawn together
+      (``vectorize_particles=True``);
     - ``baseline_value`` in the site's infer dict: a user tensor in unscaled units, which
       is also regressed on the cost (so its params learn).
 
     Cost per estimate: one guide and one model evaluation per particle; learned params only
     for ``"nvil"``.
 
-    :param int num_particles: vectorized particles (gradient averaged over them).
+    :param int num_particles: particles (gradient averaged over them).
     :param baseline: one of ``None``, ``"decaying_avg"``, ``"nvil"``, ``"loo"``.
     :param float baseline_beta: decay of the running averages.
     :param int hidden_size: hidden units of the automatic NVIL networks.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ``max_iarange_nesting``, ...) with Pyro's meaning; see
+        :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
 
     **References**
 
@@ -64,6 +70,7 @@ class ScoreFunction_ELBO(DiscreteELBO):
         hidden_size=100,
         max_plate_nesting=float("inf"),
         cache_dependencies=False,
+        **kwargs,
     ):
         super().__init__(
             num_particles=num_particles,
@@ -72,4 +79,5 @@ class ScoreFunction_ELBO(DiscreteELBO):
             baseline=baseline,
             baseline_beta=baseline_beta,
             hidden_size=hidden_size,
+            **kwargs,
         )

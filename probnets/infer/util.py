@@ -1,19 +1,22 @@
 """
-Shared machinery of the probnets gradient estimators: tracing passes, per-site
-classification, log-densities at relaxed values, and Rao-Blackwellized downstream costs.
+Shared machinery of the probnets gradient estimators: discrete sites and their noise,
+log-densities at relaxed values, and Rao-Blackwellized downstream costs.
 
-Every estimator here is an ELBO over an ordinary Pyro model and guide. A guide sample
-site is classified when it is drawn:
+Every estimator here is an ELBO over an ordinary Pyro model and guide. Each guide sample
+site gets one :class:`~probnets.infer.estimators.SiteEstimator` when it is drawn (see
+:meth:`~probnets.infer.discrete_elbo.DiscreteELBO.plan`):
 
-- reparameterized (``fn.has_rsample``): pathwise gradient, always;
-- ``Bernoulli``, ``Categorical`` or ``OneHotCategorical`` without ``rsample``: the estimator
-  named by ``site["infer"].get("estimator", elbo_default)``;
-- anything else that cannot be reparameterized: ``ValueError``.
+- the one named by ``site["infer"]["estimator"]``, which must accept the site;
+- else pathwise if the distribution has ``rsample``;
+- else the ELBO's default estimator if it accepts the site (DisARM: Bernoulli; REBAR,
+  RELAX, relaxed: Bernoulli and ``OneHotCategorical``; score function: anything);
+- else the score function, which takes any distribution with a ``log_prob``.
 
 **Infer-dict keys** read at guide sample sites (all optional)::
 
     pyro.sample("z", dist.Bernoulli(logits=...), infer={
-        "estimator": "score" | "relaxed" | "rebar" | "relax" | "disarm",   # overrides the ELBO's
+        "estimator": "score" | "relaxed" | "rebar" | "relax" | "disarm" | "reparameterized"
+                     | a registered name | a SiteEstimator instance,   # overrides the ELBO's
         "temperature": 0.5,         # relaxed sites: overrides elbo.temperature
         "straight_through": False,  # relaxed sites: hard forward value, relaxed backward
         "baseline": {               # score-function sites (Pyro-compatible keys)
@@ -49,14 +52,11 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from pyro.distributions.util import scale_and_mask
-from pyro.ops.provenance import detach_provenance, get_provenance, track_provenance
-from pyro.poutine.messenger import Messenger
+from pyro.ops.provenance import detach_provenance, get_provenance
 from pyro.poutine.util import site_is_subsample
 
 from probnets.distributions import relaxed as R
 
-ESTIMATORS = ("score", "relaxed", "rebar", "relax", "disarm")
-RELAXING_ESTIMATORS = ("relaxed", "rebar", "relax")
 
 
 # ----------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def check_temperature(temperature, where):
 
 
 # ----------------------------------------------------------------------------------------
-# per-site record and the guide-side messenger
+# noise-based draws of discrete sites
 # ----------------------------------------------------------------------------------------
 
 
@@ -199,178 +199,25 @@ def _conditional(kind, logits, b, v):
     return R.categorical_conditional_gumbel(logits, b, v)
 
 
-class SiteRecord:
-    """
-    What a guide pass decided at one discrete site: the estimator, the noise ``u`` (and
-    ``v`` for REBAR/RELAX) and the value handed to the rest of the program.
-    """
-
-    def __init__(self, name, kind, estimator):
-        self.name = name
-        self.kind = kind
-        self.estimator = estimator
-        self.u = None
-        self.v = None
-        self.logits = None
-        self.hard = None  # hard sample, one-hot for categorical kinds
-        self.relaxed_value = False  # whether the value handed on is relaxed (incl. ST)
-        self.temperature = None
-        self.straight_through = False
+def logistic_or_gumbel(kind, logits, u):
+    """The reparameterized noise ``z(u, ℓ)`` of a Bernoulli (logistic) or categorical
+    (Gumbel-max) site, whose hard threshold :func:`hard_value` is a sample of the site."""
+    return _reparam_noise(kind, logits, u)
 
 
-class GuidePass(Messenger):
-    """
-    Draws the guide's non-reparameterized discrete sites with explicit noise.
+def hard_value(kind, z):
+    """``H(z)``: ``1[z > 0]`` for a Bernoulli, the one-hot argmax for a categorical."""
+    return _hard(kind, z)
 
-    ``mode="hard"``: the first pass. Score / REBAR / RELAX / DisARM sites get a hard sample
-    ``b = H(z(u))`` with provenance ``{name}``; relaxed sites get ``σ_λ(z(u))`` (or its
-    straight-through version). Records noise so later passes can reuse it.
 
-    ``mode in ("relaxed", "conditional", "antithetic")``: a pass for one ``target`` site.
-    Sites drawn before it replay their first-pass values; the target gets
-    ``σ_λ(z)``, ``σ_λ(z̃)`` or the antithetic hard sample ``H(z(1 − u))``; discrete sites after
-    it are recomputed from their recorded noise under the new upstream values (relaxed
-    at ``temperature`` in the relaxed passes so the control variate stays continuous in
-    ``z``; hard in the antithetic pass); continuous sites after it are redrawn.
-    """
+def relaxed_value(kind, z, temperature):
+    """``σ_λ(z)``: the Concrete relaxation of ``H(z)`` at temperature ``λ``."""
+    return _relax(kind, z, temperature)
 
-    def __init__(self, elbo, mode="hard", first=None, target=None, temperature=None,
-                 track=True):
-        super().__init__()
-        self.elbo = elbo
-        self.mode = mode
-        self.track = track  # tag first-pass values with provenance
-        self.first = first  # the first pass: its records, site order and values
-        self.records = {} if first is None else first.records
-        self.target = target
-        self.temperature = temperature
-        self.order = {}
-        self.values = {}
-        self.relaxed = set()  # names whose value this pass relaxed
-        # In the relaxed passes the target's own log q(σ_λ(z)) is a function of the value
-        # only: its direct θ-dependence has zero mean and would only add noise to ∇c.
-        self.frozen = {target} if mode in ("relaxed", "conditional") else set()
 
-    def _pyro_sample(self, msg):
-        if site_is_subsample(msg):
-            # later passes must see the first pass's minibatch
-            if self.mode != "hard" and msg["name"] in self.first.values:
-                msg["value"] = self.first.values[msg["name"]]
-                msg["done"] = True
-            return
-        if msg["is_observed"]:
-            return
-        if self.mode == "hard":
-            self.order[msg["name"]] = len(self.order)
-            return self._hard(msg)
-        return self._pass(msg)
-
-    def _pyro_post_sample(self, msg):
-        if self.mode == "hard" and (site_is_subsample(msg) or not msg["is_observed"]):
-            self.values[msg["name"]] = detach_provenance(msg["value"])
-
-    # first pass ------------------------------------------------------------------------
-
-    def _hard(self, msg):
-        fn = msg["fn"]
-        kind = discrete_kind(fn)
-        if getattr(fn, "has_rsample", False) and kind is None:
-            return
-        if kind is None:
-            raise ValueError(
-                "site '{}': {} is neither reparameterizable nor one of Bernoulli, "
-                "Categorical, OneHotCategorical, so no estimator here can "
-                "differentiate through it".format(msg["name"], type(fn).__name__)
-            )
-        estimator = self.elbo._site_estimator(msg, kind)
-        rec = SiteRecord(msg["name"], kind, estimator)
-        logits = discrete_logits(fn)
-        rec.logits = detach_provenance(logits)
-        rec.u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
-        # the first-pass value keeps the provenance of its logits: a cost that depends on
-        # this value depends on every upstream site its distribution depends on
-        z = _reparam_noise(kind, logits, rec.u)
-        hard = _hard(kind, z.detach())
-        rec.hard = detach_provenance(hard)
-        if estimator == "relaxed":
-            rec.temperature = self.elbo._site_temperature(msg)
-            rec.straight_through = bool(
-                msg["infer"].get("straight_through", self.elbo._straight_through)
-            )
-            value = _relax(kind, z, rec.temperature)
-            if rec.straight_through:
-                value = rec.hard + value - value.detach()
-            rec.relaxed_value = True
-            self.relaxed.add(msg["name"])
-        else:
-            value = hard
-            if kind == "categorical":
-                value = value.argmax(-1)
-            if estimator in ("rebar", "relax"):
-                rec.v = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
-            if self.track:
-                value = track_provenance(value, frozenset({msg["name"]}))
-        self.records[msg["name"]] = rec
-        msg["value"] = value
-        msg["done"] = True
-
-    # later passes ----------------------------------------------------------------------
-
-    def _pass(self, msg):
-        name = msg["name"]
-        target = self.records[self.target]
-        rec = self.records.get(name)
-        order = self.first.order
-        if name in order and order[name] < order[target.name]:
-            msg["value"] = self.first.values[name]
-            msg["done"] = True
-            if rec is not None and rec.relaxed_value:
-                self.relaxed.add(name)
-            return
-        if rec is None:
-            kind = discrete_kind(msg["fn"])
-            if kind is not None and not getattr(msg["fn"], "has_rsample", False):
-                raise ValueError(
-                    "site '{}' appeared in a {} pass for site '{}' but not in the first "
-                    "pass; the estimators need static structure downstream of a "
-                    "REBAR / RELAX / DisARM site".format(name, self.mode, target.name)
-                )
-            return  # continuous downstream site: redrawn
-        logits = discrete_logits(msg["fn"])
-        kind = rec.kind
-        if name == target.name:
-            if self.mode == "relaxed":
-                value = _relax(kind, _reparam_noise(kind, logits, rec.u), self.temperature)
-            elif self.mode == "conditional":
-                z = _conditional(kind, logits, rec.hard, rec.v)
-                value = _relax(kind, z, self.temperature)
-            else:  # antithetic
-                value = R.bernoulli_hard(R.bernoulli_logistic(logits, 1 - rec.u))
-            if self.mode != "antithetic":
-                self.relaxed.add(name)
-        elif self.mode in ("relaxed", "conditional"):
-            if kind == "categorical":
-                raise ValueError(
-                    "site '{}' is an integer Categorical downstream of {} site '{}'; its "
-                    "control variate needs a continuous relaxation of every discrete "
-                    "site after it. Use OneHotCategorical for '{}'".format(
-                        name, target.estimator.upper(), target.name, name
-                    )
-                )
-            value = _relax(kind, _reparam_noise(kind, logits, rec.u), self.temperature)
-            self.relaxed.add(name)
-        else:
-            z = _reparam_noise(kind, logits, rec.u)
-            hard = _hard(kind, z.detach())
-            if rec.estimator == "relaxed":
-                value = _relax(kind, z, rec.temperature)
-                if rec.straight_through:
-                    value = hard + value - value.detach()
-                self.relaxed.add(name)
-            else:
-                value = hard.argmax(-1) if kind == "categorical" else hard
-        msg["value"] = value
-        msg["done"] = True
+def conditional_noise(kind, logits, b, v):
+    """``z̃ ~ p(z | H(z) = b)`` from uniform noise ``v``, differentiable in ``logits``."""
+    return _conditional(kind, logits, b, v)
 
 
 # ----------------------------------------------------------------------------------------

@@ -3,10 +3,50 @@ import math
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
+from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import site_is_subsample
-from pyro.util import warn_if_nan
+from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape, warn_if_nan
 
 from probnets.infer.util import site_log_prob, sum_to, vectorized_frames
+
+
+def leave_one_out_bounds(log_w):
+    r"""
+    :math:`\hat{\mathcal L}_{-k} = \log \frac1K \big(\sum_{j \ne k} e^{w_j} + e^{m_k}\big)`
+    with :math:`m_k = \frac{1}{K-1}\sum_{j\ne k} w_j`, for every ``k`` along the last dim, in
+    O(K) memory. Relative to the maximum :math:`M`, the sum without ``k`` is
+    :math:`S - e^{w_k - M}`; that subtraction cancels only for the maximum itself, whose sum
+    is taken relative to the second largest weight instead.
+    """
+    K = log_w.shape[-1]
+    others = (log_w.sum(-1, keepdim=True) - log_w) / (K - 1)
+    top2, index = log_w.topk(2, dim=-1)
+    first, second = top2[..., :1], top2[..., 1:]
+    e = (log_w - first).exp()
+    rest = e.sum(-1, keepdim=True) - e  # Σ_{j≠k} e^{w_j − M}, exact unless k is the argmax
+    loo = first + (rest + (others - first).exp()).log()
+    # for the argmax: Σ_{j≠k} e^{w_j − M₂} ≥ 1 relative to the second largest weight M₂
+    is_max = torch.zeros_like(log_w, dtype=torch.bool).scatter_(-1, index[..., :1], True)
+    rest_max = (log_w - second).masked_fill(is_max, -math.inf).exp().sum(-1, keepdim=True)
+    loo_max = second + (rest_max + (others - second).exp()).log()
+    return torch.where(is_max, loo_max, loo) - math.log(K)
+
+
+def bound_frames(sites):
+    """``(per_element, frames, scale)``: whether the bound is taken per element of the plates
+    every site shares (all sites in a common plate besides the particles', with one scalar
+    scale), the plates its weights keep, and the scale of the per-element bound."""
+    common = frozenset.intersection(*(vectorized_frames(s) for _, s in sites))
+    particle = frozenset(f for f in common if f.name == "num_particles_vectorized")
+    scales = {
+        float(s["scale"]) if not torch.is_tensor(s["scale"]) or s["scale"].numel() == 1
+        else None
+        for _, s in sites
+    }
+    per_element = len(common) > len(particle) and len(scales) == 1 and None not in scales
+    if per_element:
+        return True, common, scales.pop()
+    return False, particle, 1.0
 
 
 class VIMCO_ELBO(ELBO):
@@ -28,9 +68,10 @@ class VIMCO_ELBO(ELBO):
 
     where :math:`\hat{\mathcal L}_{-k}` replaces :math:`w_k` by the mean of the other
     :math:`w_j` (the geometric-mean leave-one-out baseline, paper eq. 10), which does not
-    depend on :math:`z_k`. Reparameterized sites enter pathwise through :math:`\nabla w_k`;
-    every non-reparameterized site (any distribution with a ``log_prob``) through the
-    score term. ``num_particles = K ≥ 2`` particles are vectorized.
+    depend on :math:`z_k`; all ``K`` of them take O(K) memory
+    (:func:`leave_one_out_bounds`). Reparameterized sites enter pathwise through
+    :math:`\nabla w_k`; every non-reparameterized site (any distribution with a
+    ``log_prob``) through the score term.
 
     **Which bound.** If every sample site (model and guide) lies in a common plate (e.g.
     a data plate holding all latents) with one common scale, the bound is taken per
@@ -39,11 +80,20 @@ class VIMCO_ELBO(ELBO):
     latent) the bound is over the whole trace with scaled weights, as Pyro's
     ``RenyiELBO(alpha=0)``.
 
-    Cost per estimate: one vectorized guide and model evaluation of ``K`` particles; no
-    learned params. Sites whose infer dict names another estimator raise ``ValueError``.
+    The ``K`` particles are drawn one after the other (as Pyro's ELBOs do by default) or,
+    with ``vectorize_particles=True``, at once in an outermost plate (which a model with
+    randomly subsampled plates needs: particles drawn one after the other would each draw
+    their own minibatch). Pyro's other ``ELBO`` arguments keep Pyro's meaning (validation
+    with ``pyro.enable_validation()``).
+
+    Cost per estimate: ``K`` guide and model evaluations (one vectorized one); no learned
+    params. Sites whose infer dict names another estimator raise ``ValueError``.
 
     :param int num_particles: ``K ≥ 2``.
-    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param int max_plate_nesting: optional; guessed by a first run if particles are
+        vectorized.
+    :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
+        ...).
 
     **References**
 
@@ -52,17 +102,15 @@ class VIMCO_ELBO(ELBO):
     [2] *Importance Weighted Autoencoders*, Y. Burda, R. Grosse, R. Salakhutdinov (ICLR 2016)
     """
 
-    def __init__(self, num_particles=2, max_plate_nesting=float("inf")):
-        if not isinstance(num_particles, int) or num_particles < 2:
+    def __init__(self, num_particles=2, max_plate_nesting=float("inf"), **kwargs):
+        if isinstance(num_particles, bool) or not isinstance(num_particles, int) \
+                or num_particles < 2:
             raise ValueError(
                 "VIMCO_ELBO needs num_particles >= 2 (leave-one-out baselines), but got "
                 "{!r}".format(num_particles)
             )
-        super().__init__(
-            num_particles=num_particles,
-            max_plate_nesting=max_plate_nesting,
-            vectorize_particles=True,
-        )
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
+                         **kwargs)
 
     def _get_trace(self, model, guide, args, kwargs):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -71,58 +119,74 @@ class VIMCO_ELBO(ELBO):
         )
         return model_trace, guide_trace
 
-    def _bound(self, model, guide, args, kwargs):
-        """Returns ``(bound, surrogate)`` as scalar tensors (to maximize)."""
-        if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
-        model_trace, guide_trace = self._get_vectorized_trace(model, guide, args, kwargs)
+    def _sites(self, model_trace, guide_trace):
         sites = []
         for side, trace in (("model", model_trace), ("guide", guide_trace)):
             for site in trace.nodes.values():
-                if site["type"] == "sample" and not site_is_subsample(site):
-                    if side == "guide":
-                        estimator = site["infer"].get("estimator", "vimco")
-                        if estimator != "vimco":
-                            raise ValueError(
-                                "site '{}' asks for estimator {!r}, but VIMCO_ELBO treats "
-                                "every discrete site with the multi-sample bound; remove "
-                                "the infer key or use a per-site ELBO".format(
-                                    site["name"], estimator
-                                )
-                            )
-                    sites.append((side, site))
-        common = frozenset.intersection(*(vectorized_frames(s) for _, s in sites))
-        particle = frozenset(f for f in common if f.name == "num_particles_vectorized")
-        # a per-element bound needs one scalar scale (plate subsampling) shared by all sites
-        scales = {
-            float(s["scale"])
-            if not torch.is_tensor(s["scale"]) or s["scale"].numel() == 1 else None
-            for _, s in sites
-        }
-        per_element = len(common) > len(particle) and len(scales) == 1 and None not in scales
-        target = common if per_element else particle
-        scale = scales.pop() if per_element else 1.0
+                if site["type"] != "sample" or site_is_subsample(site):
+                    continue
+                estimator = site["infer"].get("estimator", "vimco") if side == "guide" \
+                    else "vimco"
+                if estimator != "vimco":
+                    raise ValueError(
+                        "site '{}' asks for estimator {!r}, but VIMCO_ELBO treats every "
+                        "discrete site with the multi-sample bound; remove the infer key "
+                        "or use a per-site ELBO".format(site["name"], estimator)
+                    )
+                sites.append((side, site))
+        if not sites:
+            raise ValueError(
+                "VIMCO_ELBO: the model and guide have no sample sites, so there is no bound "
+                "to estimate"
+            )
+        return sites
+
+    def _weights(self, model_trace, guide_trace, vectorized):
+        """``(log_w, log_q, scale)`` of one trace pair, the particles along the last dim
+        (a dim of size 1 for a sequentially drawn particle)."""
+        sites = self._sites(model_trace, guide_trace)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
+            check_if_enumerated(guide_trace)
+        per_element, target, scale = bound_frames(sites)
         log_w, log_q = 0.0, 0.0
         for side, site in sites:
             lp = site_log_prob(site, relaxed=False)
+            if is_validation_enabled():
+                check_site_shape(dict(site, log_prob=lp), self.max_plate_nesting)
             frames = vectorized_frames(site)
-            w = lp if per_element else lp * site["scale"]
             sign = 1.0 if side == "model" else -1.0
-            log_w = log_w + sign * sum_to([(frames, w)], target)
+            log_w = log_w + sign * sum_to([(frames, lp if per_element else lp * site["scale"])],
+                                          target)
             if side == "guide" and not getattr(site["fn"], "has_rsample", False):
                 log_q = log_q + sum_to([(frames, lp)], target)
-        K = self.num_particles
-        pdim = log_w.dim() - self.max_plate_nesting
-        log_w = log_w.movedim(pdim, -1)
-        bound = log_w.logsumexp(-1) - math.log(K)
-        # L_{-k}: w_k replaced by the mean of the others
-        others = (log_w.sum(-1, keepdim=True) - log_w) / (K - 1)
-        loo = log_w.unsqueeze(-2) + torch.diag_embed(others - log_w)
-        bound_minus = loo.logsumexp(-1) - math.log(K)
-        signal = (bound.unsqueeze(-1) - bound_minus).detach()
+        return self._particles_last(log_w, vectorized), \
+            self._particles_last(log_q, vectorized), scale
+
+    def _particles_last(self, tensor, vectorized):
+        if not isinstance(tensor, torch.Tensor):
+            return tensor
+        if vectorized:
+            return tensor.movedim(tensor.dim() - self.max_plate_nesting, -1)
+        return tensor.unsqueeze(-1)
+
+    def _bound(self, model, guide, args, kwargs):
+        """Returns ``(bound, surrogate)`` as scalar tensors (to maximize)."""
+        if self.vectorize_particles:
+            if self.max_plate_nesting == float("inf"):
+                self._guess_max_plate_nesting(model, guide, args, kwargs)
+            draws = [self._get_vectorized_trace(model, guide, args, kwargs)]
+        else:
+            draws = [self._get_trace(model, guide, args, kwargs)
+                     for _ in range(self.num_particles)]
+        weights = [self._weights(m, g, self.vectorize_particles) for m, g in draws]
+        log_w = torch.cat([w for w, _, _ in weights], -1)
+        scale = weights[0][2]
+        bound = log_w.logsumexp(-1) - math.log(self.num_particles)
+        signal = (bound.unsqueeze(-1) - leave_one_out_bounds(log_w)).detach()
         score = 0.0
-        if isinstance(log_q, torch.Tensor):
-            log_q = log_q.movedim(log_q.dim() - self.max_plate_nesting, -1)
+        if isinstance(weights[0][1], torch.Tensor):
+            log_q = torch.cat([q for _, q, _ in weights], -1)
             score = (signal * log_q).sum()
         return scale * bound.sum(), scale * (bound.sum() + score)
 
@@ -140,9 +204,11 @@ class VIMCO_ELBO(ELBO):
         return -bound.detach() - (surrogate - surrogate.detach())
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
-        """Backpropagates the VIMCO surrogate; :returns: the negative bound estimate."""
+        """Backpropagates the VIMCO surrogate (skipped when nothing requires a gradient);
+        :returns: the negative bound estimate."""
         bound, surrogate = self._bound(model, guide, args, kwargs)
-        (-surrogate).backward()
+        if surrogate.requires_grad:
+            (-surrogate).backward(retain_graph=self.retain_graph)
         loss = -bound.item()
         warn_if_nan(loss, "loss")
         return loss

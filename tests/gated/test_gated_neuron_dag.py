@@ -131,7 +131,7 @@ def test_sparsity_prior_with_discrete_gates_and_a_probnets_estimator():
         lr=0.05,
         gate_lr=0.1,
         gate_betas=(0.9, 0.9),
-        estimator=DisARM_ELBO(num_particles=4),
+        estimator=DisARM_ELBO(num_particles=4, vectorize_particles=True),
     )
     probs = m.gate_probs()
     assert probs[0] > 0.9

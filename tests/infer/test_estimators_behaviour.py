@@ -72,7 +72,7 @@ def grads(elbo, calls):
 def test_relaxed_bias_shrinks_with_temperature():
     pyro.set_rng_seed(0)
     exact = exact_grad()
-    elbo = Relaxed_ELBO(temperature=1.0, num_particles=20000)
+    elbo = Relaxed_ELBO(temperature=1.0, num_particles=20000, vectorize_particles=True)
     bias = []
     for t in (2.0, 0.5, 0.1):
         elbo.temperature = t  # a plain attribute, as a schedule would set it
@@ -95,22 +95,22 @@ def test_rebar_keeps_conditional_dependence_on_logits(monkeypatch):
     def zscore(samples):
         return ((samples.mean(0) - exact) / (samples.std(0) / samples.shape[0] ** 0.5)).abs().max()
 
-    ours = zscore(grads(REBAR_ELBO(num_particles=2048), 15))
+    ours = zscore(grads(REBAR_ELBO(num_particles=2048, vectorize_particles=True), 15))
     assert ours < 4.5
     monkeypatch.setattr(infer_util, "_conditional", _detached_conditional)
-    detached = zscore(grads(REBAR_ELBO(num_particles=2048), 15))
+    detached = zscore(grads(REBAR_ELBO(num_particles=2048, vectorize_particles=True), 15))
     assert detached > 8.0, "the detached-z̃ variant should be detectably biased"
 
 
 @pytest.mark.parametrize(
     "make_elbo, cv_names",
     [
-        (lambda: ScoreFunction_ELBO(baseline="nvil", num_particles=4),
+        (lambda: ScoreFunction_ELBO(baseline="nvil", num_particles=4, vectorize_particles=True),
          ["cv.nvil.b$$$0.weight", "cv.nvil.k$$$2.bias"]),
-        (lambda: REBAR_ELBO(num_particles=4),
+        (lambda: REBAR_ELBO(num_particles=4, vectorize_particles=True),
          ["cv.rebar.eta.theta", "cv.rebar.eta.phi", "cv.rebar.log_temperature.b",
           "cv.rebar.log_temperature.k"]),
-        (lambda: RELAX_ELBO(num_particles=4),
+        (lambda: RELAX_ELBO(num_particles=4, vectorize_particles=True),
          ["cv.relax.surrogate.b$$$0.weight", "cv.relax.surrogate.k$$$2.weight", "cv.relax.eta.b",
           "cv.relax.log_temperature.k"]),
     ],
@@ -142,7 +142,7 @@ def test_rebar_temperature_and_eta_descend_the_variance():
     # with the same random numbers, so the comparison is not drowned in sampling noise)
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
-    elbo = REBAR_ELBO(num_particles=64)
+    elbo = REBAR_ELBO(num_particles=64, vectorize_particles=True)
     elbo.loss_and_grads(model, guide)
     store = pyro.get_param_store()
     cv = [store[n].unconstrained() for n in store.keys() if n.startswith("cv.")]
@@ -188,12 +188,12 @@ def masked_guide():
 
 
 MASK_ELBOS = [
-    lambda: ScoreFunction_ELBO(baseline="nvil", num_particles=3),
-    lambda: Relaxed_ELBO(temperature=0.5, num_particles=3),
-    lambda: REBAR_ELBO(num_particles=3),
-    lambda: RELAX_ELBO(num_particles=3),
-    lambda: DisARM_ELBO(num_particles=3),
-    lambda: VIMCO_ELBO(num_particles=3),
+    lambda: ScoreFunction_ELBO(baseline="nvil", num_particles=3, vectorize_particles=True),
+    lambda: Relaxed_ELBO(temperature=0.5, num_particles=3, vectorize_particles=True),
+    lambda: REBAR_ELBO(num_particles=3, vectorize_particles=True),
+    lambda: RELAX_ELBO(num_particles=3, vectorize_particles=True),
+    lambda: DisARM_ELBO(num_particles=3, vectorize_particles=True),
+    lambda: VIMCO_ELBO(num_particles=3, vectorize_particles=True),
 ]
 
 
@@ -266,7 +266,8 @@ def test_nvil_regresses_unscaled_per_datapoint_costs():
 def test_straight_through_forward_is_hard_and_backward_relaxed():
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
-    elbo = Relaxed_ELBO(temperature=0.5, straight_through=True, num_particles=16)
+    elbo = Relaxed_ELBO(temperature=0.5, straight_through=True, num_particles=16,
+                        vectorize_particles=True)
     elbo.loss_and_grads(model, guide)
     _, gt = elbo._get_trace(model, guide, (), {})
     b = gt.nodes["b"]["value"]
@@ -285,7 +286,7 @@ def test_straight_through_forward_is_hard_and_backward_relaxed():
         lambda: REBAR_ELBO(),
         lambda: RELAX_ELBO(),
         lambda: DisARM_ELBO(),
-        lambda: VIMCO_ELBO(num_particles=2),
+        lambda: VIMCO_ELBO(num_particles=2, vectorize_particles=True),
     ],
     ids=["score", "relaxed", "rebar", "relax", "disarm", "vimco"],
 )
@@ -315,7 +316,7 @@ def test_float64_end_to_end_with_trainer(make_elbo, request):
 def test_relax_without_rebar_term_is_a_pure_surrogate():
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
-    elbo = RELAX_ELBO(rebar_cv=False, num_particles=8)
+    elbo = RELAX_ELBO(rebar_cv=False, num_particles=8, vectorize_particles=True)
     elbo.loss_and_grads(model, guide)
     names = set(pyro.get_param_store().keys())
     assert not any(n.startswith("cv.relax.eta") for n in names)

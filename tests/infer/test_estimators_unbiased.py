@@ -139,15 +139,16 @@ def z_scores(samples, exact):
 
 
 K = 256
+KV = dict(num_particles=K, vectorize_particles=True)
 CASES = [
-    ("score", lambda: ScoreFunction_ELBO(num_particles=K), False, {}),
-    ("score-decaying", lambda: ScoreFunction_ELBO(num_particles=K, baseline="decaying_avg"),
+    ("score", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True), False, {}),
+    ("score-decaying", lambda: ScoreFunction_ELBO(baseline="decaying_avg", **KV),
      False, {}),
-    ("score-nvil", lambda: ScoreFunction_ELBO(num_particles=K, baseline="nvil"), False, {}),
-    ("score-loo", lambda: ScoreFunction_ELBO(num_particles=K, baseline="loo"), False, {}),
-    ("disarm+score", lambda: DisARM_ELBO(num_particles=K), False, {"c": "score", "d": "score"}),
-    ("rebar", lambda: REBAR_ELBO(num_particles=K), True, {}),
-    ("mixed", lambda: ScoreFunction_ELBO(num_particles=K), True,
+    ("score-nvil", lambda: ScoreFunction_ELBO(baseline="nvil", **KV), False, {}),
+    ("score-loo", lambda: ScoreFunction_ELBO(baseline="loo", **KV), False, {}),
+    ("disarm+score", lambda: DisARM_ELBO(**KV), False, {"c": "score", "d": "score"}),
+    ("rebar", lambda: REBAR_ELBO(num_particles=K, vectorize_particles=True), True, {}),
+    ("mixed", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True), True,
      {"a": "relax", "c": "relax", "z": "disarm"}),
 ]
 
@@ -209,9 +210,9 @@ def cont_exact():
 
 
 @pytest.mark.parametrize("make_elbo", [
-    lambda: REBAR_ELBO(num_particles=K),
-    lambda: RELAX_ELBO(num_particles=K),
-    lambda: DisARM_ELBO(num_particles=K),
+    lambda: REBAR_ELBO(num_particles=K, vectorize_particles=True),
+    lambda: RELAX_ELBO(num_particles=K, vectorize_particles=True),
+    lambda: DisARM_ELBO(num_particles=K, vectorize_particles=True),
 ], ids=["rebar", "relax", "disarm"])
 def test_continuous_site_downstream_of_discrete(make_elbo):
     pyro.set_rng_seed(0)

@@ -92,7 +92,7 @@ ESTIMATORS = {
     "relaxed": lambda: Relaxed_ELBO(temperature=0.5),
     "rebar": lambda: REBAR_ELBO(),
     "relax": lambda: RELAX_ELBO(),
-    "vimco": lambda: VIMCO_ELBO(num_particles=4),
+    "vimco": lambda: VIMCO_ELBO(num_particles=4, vectorize_particles=True),
     "disarm": lambda: DisARM_ELBO(),
 }
 
