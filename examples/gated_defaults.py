@@ -17,14 +17,6 @@ likelihood="normal")`` (a tanh layer of ``H`` units, then a linear readout, ever
 output feeding every later block) and scores which input channels reach the output.
 """
 
-#: Estimators to compare with fit's default. The model has no control flow on sampled gates
-#: that changes its sites, so the unbiased ones may reuse their dependency tracking.
-ESTIMATORS = {
-    "relaxed": lambda: Relaxed_ELBO(temperature=0.5),
-    "disarm": lambda: DisARM_ELBO(cache_dependencies=True),
-    "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg", cache_dependencies=True),
-}
-
 import argparse
 import json
 import os
@@ -37,6 +29,14 @@ from torch import nn
 from probnets.data.dag_toy import sparse_linear_teacher
 from probnets.infer import DisARM_ELBO, Relaxed_ELBO, ScoreFunction_ELBO
 from probnets.models.gated import LayerDAG, NeuronDAG
+
+#: Estimators to compare with fit's default. The model has no control flow on sampled gates
+#: that changes its sites, so the unbiased ones may reuse their dependency tracking.
+ESTIMATORS = {
+    "relaxed": lambda: Relaxed_ELBO(temperature=0.5),
+    "disarm": lambda: DisARM_ELBO(cache_dependencies=True),
+    "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg", cache_dependencies=True),
+}
 
 
 def score(net, teacher):

@@ -1,6 +1,6 @@
 """Exact ELBO and ELBO gradient by brute-force enumeration of a guide's discrete sites.
 
-This is the oracle the variance harness (:mod:`probnets.infer.variance`) measures bias
+This is the oracle the variance harness (:mod:`probnets.experiments`) measures bias
 against. It is deliberately naive -- one model and one guide execution per joint
 configuration -- so that it shares no code path with the estimators it checks (in
 particular it does not use Pyro's ``TraceEnum_ELBO``).

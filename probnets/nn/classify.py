@@ -1,5 +1,6 @@
 """Objective and accuracy for the image classifiers here (``HyperCNN``,
-``ReactiveQueryNet``, ``StaticQueryCNN``), in the form :class:`~probnets.train.LossObjective` takes."""
+``ReactiveQueryNet``, ``StaticQueryCNN``), in the form
+:class:`~probnets.train.LossObjective` takes."""
 
 import torch
 from torch.nn import functional as F
