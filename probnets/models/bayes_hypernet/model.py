@@ -60,6 +60,7 @@ Dayan, Ghahramani, "Probabilistic Meta-Representations of Neural Networks", arXi
 (2018); Ritter & Karaletsos, "TyXe: Pyro-based Bayesian neural nets for Pytorch" (2022).
 """
 
+import functools
 import math
 from collections import namedtuple
 
@@ -106,10 +107,18 @@ NOISES = ("fixed", "learned")
 WEIGHT_PRIORS = ("iid", "fan_in")
 
 
+def _cosine_decay(step, num_steps, final):
+    """The learning-rate factor of :meth:`BayesianHypernet.fit`: a half cosine from 1 at step
+    0 to ``final`` at ``num_steps``."""
+    t = min(step / num_steps, 1.0)
+    return final + 0.5 * (1.0 - final) * (1.0 + math.cos(math.pi * t))
+
+
 def _resolve_generator(parameterization, generator, embedding_dim):
     """The generator's name and the embedding size a parameterization gets by default."""
     if parameterization == "layer":
-        generator = "linear" if generator is None else generator
+        if generator is None:
+            generator = "identity" if embedding_dim is None else "linear"
         check_choice("generator", generator, LAYER_GENERATORS)
     elif generator not in (None, parameterization):
         raise ValueError(
@@ -155,43 +164,66 @@ def _check_hypernet_prior(hypernet_prior_scale, hypernet_posterior, generator):
 
 
 class BayesianHypernet(PyroModule):
-    """A target MLP whose weights a hypernetwork generates from random embeddings.
+    r"""A target MLP whose weights a hypernetwork generates from random embeddings.
+
+    **Default.** ``BayesianHypernet(widths, task=...)`` is the uncompressed member of the
+    family: ``parameterization="layer"`` with ``generator="identity"`` (the embeddings are
+    the weights), i.e. a mean-field Bayesian neural network with a fixed
+    :math:`\mathcal N(0, s^2)` prior on every weight and bias, a tanh target and a guide
+    started at standard deviation 0.01. It is the default because it is the one that keeps
+    epistemic uncertainty where the data say nothing: a learned generator is a learned prior,
+    which type-II maximum likelihood shrinks until the function no longer varies with the
+    embeddings anywhere, and a ReLU target under a mean-field posterior interpolates
+    confidently between clusters of data (Foong et al. 2019, "'In-Between' Uncertainty in
+    Bayesian Neural Networks"); ``guides/bayes_hypernet.md`` has the measurements. The
+    compressed hypernetworks are one argument away: ``embedding_dim=E`` (or
+    ``generator="linear"``) gives the layer-embedding hypernetwork that was the default before
+    (ReLU target, guide started at 0.1), ``parameterization="unit"`` or ``"input_unit"`` the
+    per-unit ones.
 
     :param target: widths ``[n_0, ..., n_L]`` (e.g. ``[1, 64, 64, 1]``) or an
         ``nn.Sequential`` of ``nn.Linear`` layers and elementwise activations.
     :param str task: ``"regression"`` (Normal likelihood) or ``"classification"``
         (Categorical over ``n_L`` classes).
     :param int embedding_dim: :math:`E`, dimension of each embedding (default 8; must be left
-        ``None`` for ``generator="identity"``, whose embeddings are the weights).
+        ``None`` for ``generator="identity"``, whose embeddings are the weights; with
+        ``parameterization="layer"`` and no ``generator``, giving it selects ``"linear"``).
     :param str guide: ``"mean_field"``, ``"full_rank"``, ``"flow"`` or ``"delta"`` (MAP
         embeddings: the deterministic-hypernetwork baseline).
     :param str parameterization: ``"layer"``, ``"unit"`` or ``"input_unit"``.
-    :param str generator: for ``"layer"``: ``"linear"`` (default), ``"mlp"``,
-        ``"identity"`` or ``"subspace"`` (a fixed random ``E``-dimensional subspace of each
+    :param str generator: for ``"layer"``: ``"identity"`` (the default without
+        ``embedding_dim``), ``"linear"`` (the default with it), ``"mlp"`` or ``"subspace"`` (a fixed random ``E``-dimensional subspace of each
         layer's weights around a learned offset: a BNN's prior, with ``E`` random numbers per
         layer); ``"unit"`` and ``"input_unit"`` take none (:class:`.UnitGenerator`,
         :class:`.InputUnitGenerator`).
     :param str noise: ``"fixed"`` or ``"learned"`` observation noise (regression).
-    :param float noise_scale: :math:`\\sigma`, or its initial value when learned.
+    :param float noise_scale: :math:`\sigma`, or its initial value when learned.
     :param float prior_scale: :math:`s`, the prior standard deviation of the embeddings.
     :param int hidden_dim: hidden width of the ``"mlp"`` and per-unit generators.
-    :param str activation: activation between target layers (width-list targets).
+    :param str activation: activation between target layers (width-list targets); default
+        ``"tanh"`` for the identity generator, ``"relu"`` for the others.
     :param float hypernet_prior_scale: if given, a Normal prior with this scale on every
         hypernetwork parameter, which is then a MAP estimate (default: maximum likelihood).
     :param bool hypernet_posterior: infer the hypernetwork parameters too (needs
         ``hypernet_prior_scale``); they start at a draw from their prior.
-    :param float init_scale: initial standard deviation of the Gaussian and flow guides.
+    :param float init_scale: initial standard deviation of the Gaussian and flow guides
+        (default 0.01 for the identity generator, whose guide then starts close to a single
+        network drawn from the prior, and 0.1 for the others).
     :param float kl_weight: :math:`\beta`, the weight of every prior term (the embeddings',
         and the hypernetwork's under ``hypernet_prior_scale``) against the likelihood; below 1
         a tempered ("cold") posterior, see the module docstring. Default 1: the ELBO.
     :param int flow_transforms: IAF layers of the flow guide.
     :param list flow_hidden: hidden widths of each IAF (default ``[2 * latent_dim]``).
+    :param str weight_prior: identity generator only: ``"iid"`` (default), every weight and
+        bias :math:`\mathcal N(0, s^2)`, or ``"fan_in"``, the weights into a unit with
+        :math:`n_{in}` inputs :math:`\mathcal N(0, s^2 / n_{in})` (Neal 1996), biases
+        :math:`\mathcal N(0, s^2)`.
     """
 
     def __init__(self, target, task="regression", embedding_dim=None, guide="mean_field",
                  parameterization="layer", generator=None, noise="fixed", noise_scale=0.1,
-                 prior_scale=1.0, hidden_dim=32, activation="relu", hypernet_prior_scale=None,
-                 hypernet_posterior=False, init_scale=0.1, flow_transforms=2, flow_hidden=None,
+                 prior_scale=1.0, hidden_dim=32, activation=None, hypernet_prior_scale=None,
+                 hypernet_posterior=False, init_scale=None, flow_transforms=2, flow_hidden=None,
                  kl_weight=1.0, weight_prior=None):
         super().__init__()
         check_choice("task", task, TASKS)
@@ -200,6 +232,12 @@ class BayesianHypernet(PyroModule):
         check_choice("noise", noise, NOISES)
         generator, embedding_dim = _resolve_generator(parameterization, generator,
                                                       embedding_dim)
+        # Per-family defaults (see the class docstring): the mean-field BNN's were chosen on
+        # the 1-D gap problem, the others' are those of the earlier single default.
+        if init_scale is None:
+            init_scale = 0.01 if generator == "identity" else 0.1
+        if activation is None:
+            activation = "tanh" if generator == "identity" else "relu"
         for name, value in (("noise_scale", noise_scale), ("prior_scale", prior_scale),
                             ("init_scale", init_scale), ("kl_weight", kl_weight)):
             check_positive(name, value)
@@ -406,7 +444,7 @@ class BayesianHypernet(PyroModule):
 
     # ------------------------------------------------------------------ TyXe-like surface
     def fit(self, x, y=None, num_steps=None, batch_size=None, lr=1e-2, num_particles=1, seed=0,
-            progress=False, num_data=None, **trainer_kwargs):
+            progress=False, num_data=None, lr_decay=0.1, **trainer_kwargs):
         """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
 
         :param x: inputs ``(N, n_0)`` (or ``(N, ...)``); or an iterable of ``(x, y)``
@@ -421,6 +459,10 @@ class BayesianHypernet(PyroModule):
         :param int seed: seed of the mini-batch order (tensors only).
         :param int num_data: size of the data set behind a loader, which scales each batch's
             likelihood (default ``len(loader.dataset)``).
+        :param float lr_decay: the learning rate follows a half cosine from ``lr`` down to
+            ``lr_decay * lr`` over ``num_steps`` (Loshchilov & Hutter 2017), so the last steps'
+            gradient noise does not blur the variational parameters; ``1`` keeps ``lr``
+            constant. An ``lr_schedule`` passed to the trainer replaces it.
         :param trainer_kwargs: passed on to :class:`~probnets.train.Trainer` (e.g.
             ``lr_schedule``, ``clip_norm``, ``out_dir``).
         :returns: the :class:`~probnets.train.TrainResult`.
@@ -430,6 +472,9 @@ class BayesianHypernet(PyroModule):
         check_positive("num_steps", num_steps, int)
         check_positive("num_particles", num_particles, int)
         check_positive("lr", lr)
+        check_positive("lr_decay", lr_decay)
+        if lr_decay > 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
         if isinstance(x, (torch.Tensor, np.ndarray)):
             if num_data is not None:
                 raise ValueError("num_data is for data loaders; with tensors it is len(x)")
@@ -449,6 +494,9 @@ class BayesianHypernet(PyroModule):
         extra = dict(trainer_kwargs.pop("checkpoint_extra", None) or {})
         extra.setdefault("config", self.config())
         trainer_kwargs["checkpoint_extra"] = extra
+        if lr_decay != 1:
+            trainer_kwargs.setdefault("lr_schedule", functools.partial(
+                _cosine_decay, num_steps=num_steps, final=float(lr_decay)))
         trainer = Trainer(self.model, self.guide, elbo, data,
                           steps=num_steps, lr=lr, progress=progress, **trainer_kwargs)
         return trainer.run()
