@@ -61,16 +61,16 @@ def gap_ratios(model):
 
 
 def test_one_liner_is_uncertain_in_the_gap_and_outside_on_a_small_case():
-    # The one-liner at a quarter of the width and a third of its steps.
+    # The one-liner with a fifth of its steps (guides/bayes_hypernet.md has the numbers).
     pyro.set_rng_seed(0)
     x, y = gap_regression(120, seed=0)
-    model = BayesianHypernet([1, 16, 16, 1], task="regression")
-    model.fit(x, y, num_steps=1000)
+    model = BayesianHypernet([1, 64, 64, 1], task="regression")
+    model.fit(x, y, num_steps=600)
     gap, outside = gap_ratios(model)
-    assert gap > 2 and outside > 2, (gap, outside)
+    assert gap >= 2 and outside >= 3, (gap, outside)
     data = gap_regions()["data"]
     rmse = (model.predict(data, 100).mean - torch.sin(data[:, 0])).pow(2).mean().sqrt()
-    assert rmse < 0.25, rmse
+    assert rmse <= 0.2, rmse
 
 
 @pytest.mark.slow
