@@ -1,7 +1,6 @@
 """Bayesian hypernetworks vs a deterministic hypernetwork vs MC dropout on MNIST digits.
 
-Every model has the same target, an MLP 784-100-10 (ReLU; tanh for ``default``, the
-constructor's default activation). Compared:
+Every model has the same target, an MLP 784-100-10 (ReLU). Compared:
 
 - ``det-hypernet``: the layer-embedding hypernetwork with MAP embeddings (``guide="delta"``);
 - ``bayes-hypernet/<guide>``: the same hypernetwork with a posterior over the embeddings;
@@ -142,7 +141,8 @@ MODELS = {
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        default=[m for m in MODELS if m not in ("bayes-hypernet/unit-tanh", "default")])
+                        default=[m for m in MODELS
+                                 if m not in ("bayes-hypernet/unit-tanh", "default")])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam lr of the hypernetworks")

@@ -1,7 +1,8 @@
 """The default BayesianHypernet(widths, task=...) and its one-liner on 1-D data with a gap.
 
-The default is a mean-field BNN (identity generator, tanh, guide started at 0.01, fit's cosine
-learning-rate decay); the compressed hypernetwork that was the default is one argument away.
+The default is a mean-field BNN (identity generator, tanh for regression and ReLU for
+classification, guide started at 0.01, fit's cosine learning-rate decay); the compressed
+hypernetwork that was the default is one argument away.
 The fast test runs the one-liner at a small size; the slow one is the issue's check at full
 size on three seeds (``examples/bayes_hypernet_one_liner.py`` prints the same numbers).
 """
@@ -25,6 +26,8 @@ def test_default_is_a_mean_field_bnn_and_the_old_default_is_one_argument_away():
         "layer", "identity", None)
     assert (config["activation"], config["init_scale"], config["guide"]) == (
         "tanh", 0.01, "mean_field")
+    classifier = BayesianHypernet([4, 8, 3], task="classification").config()
+    assert (classifier["generator"], classifier["activation"]) == ("identity", "relu")
     for old in (BayesianHypernet([1, 8, 1], generator="linear"),
                 BayesianHypernet([1, 8, 1], embedding_dim=8)):
         config = old.config()

@@ -137,6 +137,17 @@ def _resolve_generator(parameterization, generator, embedding_dim):
     return generator, int(embedding_dim)
 
 
+def _family_defaults(generator, task, init_scale, activation):
+    """``init_scale`` and ``activation`` when left ``None`` (see :class:`BayesianHypernet`):
+    the mean-field BNN's were chosen on the 1-D gap problem and MNIST, the other generators
+    keep those of the earlier single default."""
+    if init_scale is None:
+        init_scale = 0.01 if generator == "identity" else 0.1
+    if activation is None:
+        activation = "tanh" if generator == "identity" and task == "regression" else "relu"
+    return init_scale, activation
+
+
 def _resolve_weight_prior(weight_prior, generator):
     """The identity generator's prior over weights (``"iid"`` unless asked); ``None`` for
     the other generators, whose priors are over embeddings."""
@@ -169,13 +180,15 @@ class BayesianHypernet(PyroModule):
     **Default.** ``BayesianHypernet(widths, task=...)`` is the uncompressed member of the
     family: ``parameterization="layer"`` with ``generator="identity"`` (the embeddings are
     the weights), i.e. a mean-field Bayesian neural network with a fixed
-    :math:`\mathcal N(0, s^2)` prior on every weight and bias, a tanh target and a guide
-    started at standard deviation 0.01. It is the default because it is the one that keeps
-    epistemic uncertainty where the data say nothing: a learned generator is a learned prior,
-    which type-II maximum likelihood shrinks until the function no longer varies with the
-    embeddings anywhere, and a ReLU target under a mean-field posterior interpolates
-    confidently between clusters of data (Foong et al. 2019, "'In-Between' Uncertainty in
-    Bayesian Neural Networks"); ``guides/bayes_hypernet.md`` has the measurements. The
+    :math:`\mathcal N(0, s^2)` prior on every weight and bias, a tanh (regression) or ReLU
+    (classification) target and a guide started at standard deviation 0.01. It is the default
+    because it keeps epistemic uncertainty where the data say nothing: a learned generator is
+    a learned prior, which type-II maximum likelihood shrinks until the function no longer
+    varies with the embeddings anywhere; and for regression the target is tanh because a ReLU
+    target under a mean-field posterior interpolates confidently between clusters of data
+    (Foong et al. 2019, "'In-Between' Uncertainty in Bayesian Neural Networks"), while for
+    classification of wide inputs tanh units saturate under the wide prior and calibrate
+    poorly. ``guides/bayes_hypernet.md`` has the measurements. The
     compressed hypernetworks are one argument away: ``embedding_dim=E`` (or
     ``generator="linear"``) gives the layer-embedding hypernetwork that was the default before
     (ReLU target, guide started at 0.1), ``parameterization="unit"`` or ``"input_unit"`` the
@@ -192,16 +205,18 @@ class BayesianHypernet(PyroModule):
         embeddings: the deterministic-hypernetwork baseline).
     :param str parameterization: ``"layer"``, ``"unit"`` or ``"input_unit"``.
     :param str generator: for ``"layer"``: ``"identity"`` (the default without
-        ``embedding_dim``), ``"linear"`` (the default with it), ``"mlp"`` or ``"subspace"`` (a fixed random ``E``-dimensional subspace of each
-        layer's weights around a learned offset: a BNN's prior, with ``E`` random numbers per
-        layer); ``"unit"`` and ``"input_unit"`` take none (:class:`.UnitGenerator`,
-        :class:`.InputUnitGenerator`).
+        ``embedding_dim``), ``"linear"`` (the default with it), ``"mlp"`` or ``"subspace"``
+        (a fixed random ``E``-dimensional subspace of each layer's weights around a learned
+        offset: a BNN's prior, with ``E`` random numbers per layer); ``"unit"`` and
+        ``"input_unit"`` take none (:class:`.UnitGenerator`, :class:`.InputUnitGenerator`).
     :param str noise: ``"fixed"`` or ``"learned"`` observation noise (regression).
     :param float noise_scale: :math:`\sigma`, or its initial value when learned.
     :param float prior_scale: :math:`s`, the prior standard deviation of the embeddings.
     :param int hidden_dim: hidden width of the ``"mlp"`` and per-unit generators.
     :param str activation: activation between target layers (width-list targets); default
-        ``"tanh"`` for the identity generator, ``"relu"`` for the others.
+        ``"tanh"`` for regression with the identity generator (a smooth prior over functions
+        whose spread grows away from the data), ``"relu"`` otherwise (on wide inputs such as
+        images, tanh units saturate under the N(0, 1) weight prior and calibrate poorly).
     :param float hypernet_prior_scale: if given, a Normal prior with this scale on every
         hypernetwork parameter, which is then a MAP estimate (default: maximum likelihood).
     :param bool hypernet_posterior: infer the hypernetwork parameters too (needs
@@ -232,12 +247,7 @@ class BayesianHypernet(PyroModule):
         check_choice("noise", noise, NOISES)
         generator, embedding_dim = _resolve_generator(parameterization, generator,
                                                       embedding_dim)
-        # Per-family defaults (see the class docstring): the mean-field BNN's were chosen on
-        # the 1-D gap problem, the others' are those of the earlier single default.
-        if init_scale is None:
-            init_scale = 0.01 if generator == "identity" else 0.1
-        if activation is None:
-            activation = "tanh" if generator == "identity" else "relu"
+        init_scale, activation = _family_defaults(generator, task, init_scale, activation)
         for name, value in (("noise_scale", noise_scale), ("prior_scale", prior_scale),
                             ("init_scale", init_scale), ("kl_weight", kl_weight)):
             check_positive(name, value)

@@ -30,8 +30,9 @@ _MODULE_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", 
 def parse_target(target, activation):
     """Return ``(widths, activation_name)`` for a width list or an ``nn.Sequential``.
 
-    :param target: ``[n_0, ..., n_L]`` (at least two positive ints, numpy integers included) or an ``nn.Sequential`` of
-        ``nn.Linear`` layers separated by one kind of elementwise activation.
+    :param target: ``[n_0, ..., n_L]`` (at least two positive ints, numpy integers
+        included) or an ``nn.Sequential`` of ``nn.Linear`` layers separated by one kind of
+        elementwise activation.
     :param str activation: activation for a width list (ignored for a module, which names its
         own).
     """
