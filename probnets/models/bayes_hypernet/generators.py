@@ -60,9 +60,12 @@ class LayerGenerator(nn.Module):
     :param int hidden_dim: width of the ``"mlp"`` generator's hidden layer.
     :param float prior_scale: :math:`s`, the prior std of ``z``; the ``"subspace"``
         generator's offset starts at a draw from :math:`\mathcal N(0, s^2)`, the weights' prior.
+    :param bool fan_in_prior: ``"identity"`` only: the weights' prior std is
+        :math:`s / \sqrt{n_{in}}` (biases keep :math:`s`), held in the ``prior_std`` buffer.
     """
 
-    def __init__(self, n_in, n_out, embedding_dim, kind="linear", hidden_dim=32, prior_scale=1.0):
+    def __init__(self, n_in, n_out, embedding_dim, kind="linear", hidden_dim=32, prior_scale=1.0,
+                 fan_in_prior=False):
         super().__init__()
         if kind not in LAYER_GENERATORS:
             raise ValueError(f"generator must be one of {LAYER_GENERATORS}, got {kind!r}")
@@ -75,6 +78,12 @@ class LayerGenerator(nn.Module):
                     f"weights and biases, {n_out} * ({n_in} + 1) = {self.num_weights}, got "
                     f"{embedding_dim}")
             self.net = None
+            # Prior standard deviation of every weight and bias: s, or s / sqrt(n_in) for the
+            # weights under the fan-in prior (biases keep s).
+            weight_std = prior_scale / math.sqrt(n_in) if fan_in_prior else prior_scale
+            self.register_buffer("prior_std", torch.cat([
+                torch.full((n_out * n_in,), float(weight_std)),
+                torch.full((n_out,), float(prior_scale))]), persistent=False)
         elif kind == "subspace":
             basis = torch.randn(self.num_weights, embedding_dim)
             self.register_buffer("basis", basis / basis.norm(dim=1, keepdim=True))

@@ -20,7 +20,8 @@ evaluation code (e.g. :func:`probnets.experiments.bayes_hypernet.gap_metrics`) s
 
 import torch
 
-from probnets.models.bayes_hypernet.model import RegressionPrediction, _check_positive
+from probnets.models.bayes_hypernet.checks import check_positive
+from probnets.models.bayes_hypernet.model import RegressionPrediction
 
 
 class GaussianProcessRegression:
@@ -32,9 +33,9 @@ class GaussianProcessRegression:
     """
 
     def __init__(self, x, y, lengthscale=1.0, signal_scale=1.0, noise_scale=0.1):
-        _check_positive("lengthscale", lengthscale)
-        _check_positive("signal_scale", signal_scale)
-        _check_positive("noise_scale", noise_scale)
+        check_positive("lengthscale", lengthscale)
+        check_positive("signal_scale", signal_scale)
+        check_positive("noise_scale", noise_scale)
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2:
             raise ValueError(f"x must be a floating-point tensor (N, D), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")

@@ -60,9 +60,11 @@ Dayan, Ghahramani, "Probabilistic Meta-Representations of Neural Networks", arXi
 (2018); Ritter & Karaletsos, "TyXe: Pyro-based Bayesian neural nets for Pytorch" (2022).
 """
 
+import functools
 import math
 from collections import namedtuple
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -73,6 +75,15 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 from torch import nn
 
 from probnets.checkpoint import load_checkpoint
+from probnets.models.bayes_hypernet.checks import (
+    as_tensor,
+    check_choice,
+    check_finite,
+    check_float_like,
+    check_positive,
+    check_widths,
+    conversion_hint,
+)
 from probnets.models.bayes_hypernet.generators import (
     LAYER_GENERATORS,
     InputUnitGenerator,
@@ -95,94 +106,159 @@ uncertainty, nats) and the mutual information between label and embeddings (epis
 TASKS = ("regression", "classification")
 PARAMETERIZATIONS = ("layer", "unit", "input_unit")
 NOISES = ("fixed", "learned")
+WEIGHT_PRIORS = ("iid", "fan_in")
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+def _cosine_decay(step, num_steps, final):
+    """The learning-rate factor of :meth:`BayesianHypernet.fit`: a half cosine from 1 at step
+    0 to ``final`` at ``num_steps``."""
+    t = min(step / num_steps, 1.0)
+    return final + 0.5 * (1.0 - final) * (1.0 + math.cos(math.pi * t))
 
 
-def _check_positive(name, value, kind=float):
-    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
-    if not ok or not value > 0:
-        what = "a positive number" if kind is float else "a positive int"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+def _resolve_generator(parameterization, generator, embedding_dim):
+    """The generator's name and the embedding size a parameterization gets by default."""
+    if parameterization == "layer":
+        if generator is None:
+            generator = "identity" if embedding_dim is None else "linear"
+        check_choice("generator", generator, LAYER_GENERATORS)
+    elif generator not in (None, parameterization):
+        raise ValueError(
+            f"parameterization={parameterization!r} generates weights from unit embeddings "
+            f"and takes no generator argument, got generator={generator!r}")
+    else:
+        generator = parameterization
+    if generator == "identity":
+        if embedding_dim is not None:
+            raise ValueError(
+                "embedding_dim must be None with generator='identity' (each layer's "
+                f"embedding is its weight vector), got {embedding_dim!r}")
+        return generator, None
+    embedding_dim = 8 if embedding_dim is None else embedding_dim
+    check_positive("embedding_dim", embedding_dim, int)
+    return generator, int(embedding_dim)
+
+
+def _family_defaults(generator, task, init_scale, activation):
+    """``init_scale`` and ``activation`` when left ``None`` (see :class:`BayesianHypernet`):
+    the mean-field BNN's were chosen on the 1-D gap problem and MNIST, the other generators
+    keep those of the earlier single default."""
+    if init_scale is None:
+        init_scale = 0.01 if generator == "identity" else 0.1
+    if activation is None:
+        activation = "tanh" if generator == "identity" and task == "regression" else "relu"
+    return init_scale, activation
+
+
+def _resolve_weight_prior(weight_prior, generator):
+    """The identity generator's prior over weights (``"iid"`` unless asked); ``None`` for
+    the other generators, whose priors are over embeddings."""
+    if generator != "identity":
+        if weight_prior is not None:
+            raise ValueError(f"weight_prior is the prior of the identity generator's weights; "
+                             f"generator={generator!r} takes none, got {weight_prior!r}")
+        return None
+    weight_prior = "iid" if weight_prior is None else weight_prior
+    check_choice("weight_prior", weight_prior, WEIGHT_PRIORS)
+    return weight_prior
+
+
+def _check_hypernet_prior(hypernet_prior_scale, hypernet_posterior, generator):
+    if not isinstance(hypernet_posterior, bool):
+        raise TypeError(f"hypernet_posterior must be a bool, got {hypernet_posterior!r}")
+    if hypernet_prior_scale is not None:
+        check_positive("hypernet_prior_scale", hypernet_prior_scale)
+        if generator == "identity":
+            raise ValueError("hypernet_prior_scale needs a generator with parameters; the "
+                             "identity generator has none")
+    if hypernet_posterior and hypernet_prior_scale is None:
+        raise ValueError("hypernet_posterior=True needs hypernet_prior_scale (the prior "
+                         "standard deviation of the hypernetwork parameters)")
 
 
 class BayesianHypernet(PyroModule):
-    """A target MLP whose weights a hypernetwork generates from random embeddings.
+    r"""A target MLP whose weights a hypernetwork generates from random embeddings.
+
+    **Default.** ``BayesianHypernet(widths, task=...)`` is the uncompressed member of the
+    family: ``parameterization="layer"`` with ``generator="identity"`` (the embeddings are
+    the weights), i.e. a mean-field Bayesian neural network with a fixed
+    :math:`\mathcal N(0, s^2)` prior on every weight and bias, a tanh (regression) or ReLU
+    (classification) target and a guide started at standard deviation 0.01. It is the default
+    because it keeps epistemic uncertainty where the data say nothing: a learned generator is
+    a learned prior, which type-II maximum likelihood shrinks until the function no longer
+    varies with the embeddings anywhere; and for regression the target is tanh because a ReLU
+    target under a mean-field posterior interpolates confidently between clusters of data
+    (Foong et al. 2019, "'In-Between' Uncertainty in Bayesian Neural Networks"), while for
+    classification of wide inputs tanh units saturate under the wide prior and calibrate
+    poorly. ``guides/bayes_hypernet.md`` has the measurements. The
+    compressed hypernetworks are one argument away: ``embedding_dim=E`` (or
+    ``generator="linear"``) gives the layer-embedding hypernetwork that was the default before
+    (ReLU target, guide started at 0.1), ``parameterization="unit"`` or ``"input_unit"`` the
+    per-unit ones.
 
     :param target: widths ``[n_0, ..., n_L]`` (e.g. ``[1, 64, 64, 1]``) or an
         ``nn.Sequential`` of ``nn.Linear`` layers and elementwise activations.
     :param str task: ``"regression"`` (Normal likelihood) or ``"classification"``
         (Categorical over ``n_L`` classes).
     :param int embedding_dim: :math:`E`, dimension of each embedding (default 8; must be left
-        ``None`` for ``generator="identity"``, whose embeddings are the weights).
+        ``None`` for ``generator="identity"``, whose embeddings are the weights; with
+        ``parameterization="layer"`` and no ``generator``, giving it selects ``"linear"``).
     :param str guide: ``"mean_field"``, ``"full_rank"``, ``"flow"`` or ``"delta"`` (MAP
         embeddings: the deterministic-hypernetwork baseline).
     :param str parameterization: ``"layer"``, ``"unit"`` or ``"input_unit"``.
-    :param str generator: for ``"layer"``: ``"linear"`` (default), ``"mlp"``,
-        ``"identity"`` or ``"subspace"`` (a fixed random ``E``-dimensional subspace of each
-        layer's weights around a learned offset: a BNN's prior, with ``E`` random numbers per
-        layer); ``"unit"`` and ``"input_unit"`` take none (:class:`.UnitGenerator`,
-        :class:`.InputUnitGenerator`).
+    :param str generator: for ``"layer"``: ``"identity"`` (the default without
+        ``embedding_dim``), ``"linear"`` (the default with it), ``"mlp"`` or ``"subspace"``
+        (a fixed random ``E``-dimensional subspace of each layer's weights around a learned
+        offset: a BNN's prior, with ``E`` random numbers per layer); ``"unit"`` and
+        ``"input_unit"`` take none (:class:`.UnitGenerator`, :class:`.InputUnitGenerator`).
     :param str noise: ``"fixed"`` or ``"learned"`` observation noise (regression).
-    :param float noise_scale: :math:`\\sigma`, or its initial value when learned.
+    :param float noise_scale: :math:`\sigma`, or its initial value when learned.
     :param float prior_scale: :math:`s`, the prior standard deviation of the embeddings.
     :param int hidden_dim: hidden width of the ``"mlp"`` and per-unit generators.
-    :param str activation: activation between target layers (width-list targets).
+    :param str activation: activation between target layers (width-list targets); default
+        ``"tanh"`` for regression with the identity generator (a smooth prior over functions
+        whose spread grows away from the data), ``"relu"`` otherwise (on wide inputs such as
+        images, tanh units saturate under the N(0, 1) weight prior and calibrate poorly).
     :param float hypernet_prior_scale: if given, a Normal prior with this scale on every
         hypernetwork parameter, which is then a MAP estimate (default: maximum likelihood).
     :param bool hypernet_posterior: infer the hypernetwork parameters too (needs
         ``hypernet_prior_scale``); they start at a draw from their prior.
-    :param float init_scale: initial standard deviation of the Gaussian and flow guides.
+    :param float init_scale: initial standard deviation of the Gaussian and flow guides
+        (default 0.01 for the identity generator, whose guide then starts close to a single
+        network drawn from the prior, and 0.1 for the others).
     :param float kl_weight: :math:`\beta`, the weight of every prior term (the embeddings',
         and the hypernetwork's under ``hypernet_prior_scale``) against the likelihood; below 1
         a tempered ("cold") posterior, see the module docstring. Default 1: the ELBO.
     :param int flow_transforms: IAF layers of the flow guide.
     :param list flow_hidden: hidden widths of each IAF (default ``[2 * latent_dim]``).
+    :param str weight_prior: identity generator only: ``"iid"`` (default), every weight and
+        bias :math:`\mathcal N(0, s^2)`, or ``"fan_in"``, the weights into a unit with
+        :math:`n_{in}` inputs :math:`\mathcal N(0, s^2 / n_{in})` (Neal 1996), biases
+        :math:`\mathcal N(0, s^2)`.
     """
 
     def __init__(self, target, task="regression", embedding_dim=None, guide="mean_field",
                  parameterization="layer", generator=None, noise="fixed", noise_scale=0.1,
-                 prior_scale=1.0, hidden_dim=32, activation="relu", hypernet_prior_scale=None,
-                 hypernet_posterior=False, init_scale=0.1, flow_transforms=2, flow_hidden=None,
-                 kl_weight=1.0):
+                 prior_scale=1.0, hidden_dim=32, activation=None, hypernet_prior_scale=None,
+                 hypernet_posterior=False, init_scale=None, flow_transforms=2, flow_hidden=None,
+                 kl_weight=1.0, weight_prior=None):
         super().__init__()
-        _check_choice("task", task, TASKS)
-        _check_choice("guide", guide, GUIDES)
-        _check_choice("parameterization", parameterization, PARAMETERIZATIONS)
-        _check_choice("noise", noise, NOISES)
-        if parameterization == "layer":
-            generator = "linear" if generator is None else generator
-            _check_choice("generator", generator, LAYER_GENERATORS)
-        elif generator not in (None, parameterization):
-            raise ValueError(
-                f"parameterization={parameterization!r} generates weights from unit embeddings "
-                f"and takes no generator argument, got generator={generator!r}")
-        else:
-            generator = parameterization
-        if generator == "identity":
-            if embedding_dim is not None:
-                raise ValueError(
-                    "embedding_dim must be None with generator='identity' (each layer's "
-                    f"embedding is its weight vector), got {embedding_dim!r}")
-        else:
-            embedding_dim = 8 if embedding_dim is None else embedding_dim
-            _check_positive("embedding_dim", embedding_dim, int)
-        _check_positive("noise_scale", noise_scale)
-        _check_positive("prior_scale", prior_scale)
-        _check_positive("hidden_dim", hidden_dim, int)
-        _check_positive("init_scale", init_scale)
-        _check_positive("kl_weight", kl_weight)
-        if hypernet_prior_scale is not None:
-            _check_positive("hypernet_prior_scale", hypernet_prior_scale)
-            if generator == "identity":
-                raise ValueError("hypernet_prior_scale needs a generator with parameters; the "
-                                 "identity generator has none")
-        if hypernet_posterior and hypernet_prior_scale is None:
-            raise ValueError("hypernet_posterior=True needs hypernet_prior_scale (the prior "
-                             "standard deviation of the hypernetwork parameters)")
+        check_choice("task", task, TASKS)
+        check_choice("guide", guide, GUIDES)
+        check_choice("parameterization", parameterization, PARAMETERIZATIONS)
+        check_choice("noise", noise, NOISES)
+        generator, embedding_dim = _resolve_generator(parameterization, generator,
+                                                      embedding_dim)
+        init_scale, activation = _family_defaults(generator, task, init_scale, activation)
+        for name, value in (("noise_scale", noise_scale), ("prior_scale", prior_scale),
+                            ("init_scale", init_scale), ("kl_weight", kl_weight)):
+            check_positive(name, value)
+        check_positive("hidden_dim", hidden_dim, int)
+        check_positive("flow_transforms", flow_transforms, int)
+        if flow_hidden is not None:
+            check_widths("flow_hidden", flow_hidden)
+        _check_hypernet_prior(hypernet_prior_scale, hypernet_posterior, generator)
+        weight_prior = _resolve_weight_prior(weight_prior, generator)
         widths, activation = parse_target(target, activation)
         if task == "classification" and widths[-1] < 2:
             raise ValueError(
@@ -197,12 +273,13 @@ class BayesianHypernet(PyroModule):
         self.hypernet_posterior = bool(hypernet_posterior)
         self.hidden_dim, self.init_scale, self.kl_weight = hidden_dim, init_scale, float(kl_weight)
         self.flow_transforms, self.flow_hidden = flow_transforms, flow_hidden
+        self.weight_prior = weight_prior
         pairs = list(zip(widths[:-1], widths[1:]))
         if parameterization == "layer":
             self.generators = nn.ModuleList(
                 LayerGenerator(n_in, n_out, n_out * (n_in + 1) if generator == "identity"
                                else embedding_dim, kind=generator, hidden_dim=hidden_dim,
-                               prior_scale=prior_scale)
+                               prior_scale=prior_scale, fan_in_prior=weight_prior == "fan_in")
                 for n_in, n_out in pairs)
         elif parameterization == "unit":
             self.generators = nn.ModuleList(
@@ -229,12 +306,13 @@ class BayesianHypernet(PyroModule):
         return {"target": list(self.widths), "task": self.task,
                 "embedding_dim": self.embedding_dim, "guide": self.guide_kind,
                 "parameterization": self.parameterization, "generator": self.generator,
-                "noise": self.noise, "noise_scale": float(self.noise_scale),
+                "noise": self.noise, "noise_scale": float(self.noise_scale.detach()),
                 "prior_scale": self.prior_scale, "hidden_dim": self.hidden_dim,
                 "activation": self.activation, "hypernet_prior_scale": self.hypernet_prior_scale,
                 "hypernet_posterior": self.hypernet_posterior,
                 "init_scale": self.init_scale, "flow_transforms": self.flow_transforms,
-                "flow_hidden": self.flow_hidden, "kl_weight": self.kl_weight}
+                "flow_hidden": self.flow_hidden, "kl_weight": self.kl_weight,
+                "weight_prior": self.weight_prior}
 
     def _make_generators_random(self):
         # Every generator parameter becomes a sample site named after it; the prior's dtype
@@ -251,37 +329,55 @@ class BayesianHypernet(PyroModule):
                         self._prior_reference.new_zeros(shape), scale).to_event(len(shape))))
 
     # ------------------------------------------------------------------ inputs
-    def _inputs(self, x, name="x"):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got "
-                            f"{getattr(x, 'dtype', type(x).__name__)}")
-        if x.dim() < 2 or x[0].numel() != self.widths[0]:
+    def _inputs(self, x, name="x", check_values=False):
+        """``x`` as ``(N, n_0)`` in the model's dtype and device (numpy arrays converted);
+        ``check_values`` also refuses NaN/inf and no rows (once per ``fit``/``predict``, not
+        per SVI step)."""
+        like = self.noise_scale
+        x = as_tensor(name, x, like)
+        check_float_like(name, x, like)
+        if x.dim() < 2 or math.prod(x.shape[1:]) != self.widths[0]:
             raise ValueError(
                 f"{name} must have shape (N, {self.widths[0]}) (or (N, ...) with "
                 f"{self.widths[0]} features per example), got {tuple(x.shape)}")
-        return x.reshape(x.shape[0], -1)
+        if check_values:
+            if len(x) == 0:
+                raise ValueError(f"{name} must hold at least one example, got shape "
+                                 f"{tuple(x.shape)}")
+            check_finite(name, x)
+        return x.reshape(x.shape[0], self.widths[0])
 
-    def _targets(self, y, num, x):
+    def _targets(self, y, num, x, check_values=False):
+        """``y`` as labels ``(N,)`` or regression targets ``(N, n_L)`` in ``x``'s dtype."""
+        if y is None:
+            raise ValueError("y is required with tensor or array inputs x (only a data loader "
+                             "yields its own targets)")
+        y = as_tensor("y", y, x)
         if self.task == "classification":
-            if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex():
-                raise TypeError(f"y must be an integer tensor of class labels, got "
-                                f"{getattr(y, 'dtype', type(y).__name__)}")
-            if y.shape != (num,):
-                raise ValueError(f"y must have shape ({num},), got {tuple(y.shape)}")
-            if y.numel() and (y.min() < 0 or y.max() >= self.widths[-1]):
-                raise ValueError(f"y must hold labels in [0, {self.widths[-1] - 1}], got range "
-                                 f"[{y.min().item()}, {y.max().item()}]")
-            return y
-        if not isinstance(y, torch.Tensor) or not y.is_floating_point():
-            raise TypeError(f"y must be a floating-point tensor, got "
-                            f"{getattr(y, 'dtype', type(y).__name__)}")
+            return self._labels(y, num)
+        if not y.is_floating_point():
+            raise TypeError(f"y must be a floating-point tensor of regression targets, got "
+                            f"{y.dtype}; convert it with {conversion_hint('y', x.dtype)}")
         k = self.widths[-1]
         if k == 1 and y.shape == (num,):
             y = y.unsqueeze(-1)
         if y.shape != (num, k):
             shapes = f"({num},) or ({num}, 1)" if k == 1 else f"({num}, {k})"
             raise ValueError(f"y must have shape {shapes}, got {tuple(y.shape)}")
+        if check_values:
+            check_finite("y", y)
         return y.to(x.dtype)
+
+    def _labels(self, y, num):
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise TypeError(f"y must be an integer tensor of class labels, got {y.dtype}; "
+                            f"if it holds whole numbers, convert it with y.long()")
+        if y.shape != (num,):
+            raise ValueError(f"y must have shape ({num},), got {tuple(y.shape)}")
+        if y.numel() and (y.min() < 0 or y.max() >= self.widths[-1]):
+            raise ValueError(f"y must hold labels in [0, {self.widths[-1] - 1}], got range "
+                             f"[{y.min().item()}, {y.max().item()}]")
+        return y
 
     # ------------------------------------------------------------------ weights
     def _prior(self, x, dim):
@@ -304,7 +400,7 @@ class BayesianHypernet(PyroModule):
             # Batch shape (1,), so vectorized particles stack at dim -2 as they do for the
             # plated embeddings; squeezed away before generating.
             return [pyro.sample(f"z.layer{index}", dist.Normal(
-                x.new_zeros(1, gen.num_weights), self.prior_scale).to_event(1)).squeeze(-2)
+                x.new_zeros(1, gen.num_weights), gen.prior_std.to(x)).to_event(1)).squeeze(-2)
                     for index, gen in enumerate(self.generators)]
         with pyro.plate("layers", len(self.generators), device=x.device):
             z = pyro.sample("z.layers", self._prior(x, self.embedding_dim))
@@ -360,7 +456,7 @@ class BayesianHypernet(PyroModule):
 
     # ------------------------------------------------------------------ TyXe-like surface
     def fit(self, x, y=None, num_steps=None, batch_size=None, lr=1e-2, num_particles=1, seed=0,
-            progress=False, num_data=None, trainer=None, **trainer_kwargs):
+            progress=False, num_data=None, lr_decay=0.1, trainer=None, **trainer_kwargs):
         """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
 
         :param x: inputs ``(N, n_0)`` (or ``(N, ...)``); or an iterable of ``(x, y)``
@@ -375,59 +471,89 @@ class BayesianHypernet(PyroModule):
         :param int seed: seed of the mini-batch order (tensors only).
         :param int num_data: size of the data set behind a loader, which scales each batch's
             likelihood (default ``len(loader.dataset)``).
+        :param float lr_decay: the learning rate follows a half cosine from ``lr`` down to
+            ``lr_decay * lr`` over ``num_steps`` (Loshchilov & Hutter 2017), so the last steps'
+            gradient noise does not blur the variational parameters; ``1`` keeps ``lr``
+            constant. An ``lr_schedule`` passed to the trainer replaces it.
         :param trainer: the :class:`~probnets.models.fitting.TrainerFactory` to train with
             (default: :mod:`probnets.train`'s).
         :param trainer_kwargs: further :class:`~probnets.train.TrainConfig` settings (e.g.
             ``lr_schedule``, ``clip_norm``, ``out_dir``) or ``callbacks``.
         :returns: the :class:`~probnets.train.TrainResult`.
         """
-        _check_positive("num_steps", num_steps, int)
-        _check_positive("num_particles", num_particles, int)
-        if isinstance(x, torch.Tensor):
+        check_positive("num_steps", num_steps, int)
+        check_positive("num_particles", num_particles, int)
+        check_positive("lr", lr)
+        check_positive("lr_decay", lr_decay)
+        if lr_decay > 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
+        if isinstance(x, (torch.Tensor, np.ndarray)):
             if num_data is not None:
                 raise ValueError("num_data is for data loaders; with tensors it is len(x)")
-            inputs = self._inputs(x)
-            targets = self._targets(y, inputs.shape[0], inputs)
-            self.num_data = inputs.shape[0]
-            data, convert = (inputs, targets), None
+            data, convert = self._training_data(x, y), None
+        elif y is not None and (isinstance(x, (list, tuple)) or not hasattr(x, "__iter__")):
+            raise TypeError(f"x must be a torch.Tensor or a numpy array when y is given (or a "
+                            f"data loader of (x, y) batches, with y=None), got "
+                            f"{type(x).__name__}")
         else:
-            if y is not None or batch_size is not None:
-                raise ValueError("with a data loader, y and batch_size must be None (the loader "
-                                 "yields (x, y) batches of its own size)")
-            if num_data is None:
-                if not hasattr(getattr(x, "dataset", None), "__len__"):
-                    raise ValueError("pass num_data, the size of the data set behind the loader "
-                                     "(it has no sized .dataset)")
-                num_data = len(x.dataset)
-            _check_positive("num_data", num_data, int)
-            self.num_data = num_data
-            reference = self.noise_scale
-
-            def like_model(t):
-                # Floating-point tensors take the model's dtype; anything else is left for
-                # model() to judge (integer images are refused there, not silently cast).
-                if isinstance(t, torch.Tensor) and t.is_floating_point():
-                    return t.to(device=reference.device, dtype=reference.dtype)
-                return t.to(reference.device) if isinstance(t, torch.Tensor) else t
-
-            def to_model(batch):
-                if len(batch) != 2:
-                    raise ValueError(f"the data loader must yield (x, y) batches, got "
-                                     f"{len(batch)} item(s)")
-                return tuple(like_model(t) for t in batch)
-
-            data, convert = x, to_model
+            self.num_data = self._loader_size(x, y, batch_size, num_data)
+            data, convert = x, self._batch_to_model
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                           max_plate_nesting=1)
+        # The checkpoint records the constructor arguments, so BayesianHypernet.load (and
+        # anything reading extra["config"]) can rebuild the model it holds.
+        extra = dict(trainer_kwargs.pop("checkpoint_extra", None) or {})
+        extra.setdefault("config", self.config())
+        trainer_kwargs["checkpoint_extra"] = extra
+        if lr_decay != 1:
+            trainer_kwargs.setdefault("lr_schedule", functools.partial(
+                _cosine_decay, num_steps=num_steps, final=float(lr_decay)))
         trainer = resolve_trainer(trainer).svi(
             self.model, self.guide, elbo, data, batch_size=batch_size, seed=seed,
             convert=convert, steps=num_steps, lr=lr, progress=progress, **trainer_kwargs)
         return trainer.run()
 
+    def _training_data(self, x, y):
+        """Checked ``(inputs, targets)`` of ``fit``; sets :attr:`num_data`."""
+        inputs = self._inputs(x, check_values=True)
+        targets = self._targets(y, inputs.shape[0], inputs, check_values=True)
+        self.num_data = inputs.shape[0]
+        return inputs, targets
+
+    @staticmethod
+    def _loader_size(loader, y, batch_size, num_data):
+        """The size of the data set behind ``loader``, which scales each batch's likelihood."""
+        if y is not None or batch_size is not None:
+            raise ValueError("with a data loader, y and batch_size must be None (the loader "
+                             "yields (x, y) batches of its own size)")
+        if num_data is None:
+            if not hasattr(getattr(loader, "dataset", None), "__len__"):
+                raise ValueError("pass num_data, the size of the data set behind the loader "
+                                 "(it has no sized .dataset)")
+            num_data = len(loader.dataset)
+        check_positive("num_data", num_data, int)
+        return int(num_data)
+
+    def _batch_to_model(self, batch):
+        """A loader's ``(x, y)`` batch on the model's device, floating-point tensors (and
+        numpy arrays) in its dtype; integer inputs are left for :meth:`model` to refuse."""
+        if len(batch) != 2:
+            raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} "
+                             f"item(s)")
+        like = self.noise_scale
+
+        def like_model(t):
+            t = as_tensor("a loader batch", t, like)
+            if t.is_floating_point():
+                return t.to(device=like.device, dtype=like.dtype)
+            return t.to(like.device)
+
+        return tuple(like_model(t) for t in batch)
+
     @torch.no_grad()
     def sample_embeddings(self, x, num_samples):
         """``num_samples`` draws from the guide, as a list of ``(S, ...)`` embeddings."""
-        _check_positive("num_samples", num_samples, int)
+        check_positive("num_samples", num_samples, int)
         x = self._inputs(x)
         draws = [self.autoguide(x) for _ in range(num_samples)]
         return self._embeddings_from({k: torch.stack([d[k] for d in draws]) for k in draws[0]})
@@ -439,7 +565,7 @@ class BayesianHypernet(PyroModule):
 
     def _posterior_weights(self, x, num_samples):
         """One ``[(W_l, b_l)]`` per guide draw (a random generator differs between draws)."""
-        _check_positive("num_samples", num_samples, int)
+        check_positive("num_samples", num_samples, int)
         for _ in range(num_samples):
             latents = self.autoguide(x)
             yield poutine.condition(self._weights_given, data=latents)(latents)
@@ -456,7 +582,9 @@ class BayesianHypernet(PyroModule):
     @torch.no_grad()
     def sample_outputs(self, x, num_samples=100, chunk_size=16):
         """Target outputs ``(S, N, n_L)`` under ``S`` guide samples (logits or means)."""
-        inputs = self._inputs(x)
+        check_positive("num_samples", num_samples, int)
+        check_positive("chunk_size", chunk_size, int)
+        inputs = self._inputs(x, check_values=True)
         if self.hypernet_posterior:
             return torch.stack([mlp_forward(inputs, weights, self.activation)
                                 for weights in self._posterior_weights(inputs, num_samples)])
@@ -500,6 +628,7 @@ class BayesianHypernet(PyroModule):
         """Per-example log posterior predictive density ``log (1/S) Σ_s p(y | x, w_s)``,
         ``(N,)``, with ``w_s`` drawn from the guide (Categorical or Normal likelihood)."""
         outputs = self.sample_outputs(x, num_samples)  # (S, N, out)
+        y = as_tensor("y", y, outputs)
         if self.task == "classification":
             log_p = outputs.log_softmax(-1).gather(
                 -1, y.long().view(1, -1, 1).expand(len(outputs), -1, 1)).squeeze(-1)

@@ -8,6 +8,9 @@ into the same description; any other layer is refused by name, since its weights
 generated.
 """
 
+import numbers
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,8 +30,9 @@ _MODULE_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", 
 def parse_target(target, activation):
     """Return ``(widths, activation_name)`` for a width list or an ``nn.Sequential``.
 
-    :param target: ``[n_0, ..., n_L]`` (at least two positive ints) or an ``nn.Sequential`` of
-        ``nn.Linear`` layers separated by one kind of elementwise activation.
+    :param target: ``[n_0, ..., n_L]`` (at least two positive ints, numpy integers
+        included) or an ``nn.Sequential`` of ``nn.Linear`` layers separated by one kind of
+        elementwise activation.
     :param str activation: activation for a width list (ignored for a module, which names its
         own).
     """
@@ -39,7 +43,8 @@ def parse_target(target, activation):
             "target must be a list of layer widths such as [1, 64, 64, 1] or an nn.Sequential "
             f"of nn.Linear layers, got {type(target).__name__}")
     if len(target) < 2 or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in target):
+            isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and w > 0
+            for w in target):
         raise ValueError(
             f"target must list at least two positive int widths (input, ..., output), got "
             f"{list(target)!r}")
