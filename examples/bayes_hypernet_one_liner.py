@@ -23,22 +23,9 @@ import time
 import pyro
 import torch
 
+from probnets.experiments.bayes_hypernet import gap_metrics
 from probnets.models.bayes_hypernet import BayesianHypernet
-from probnets.models.bayes_hypernet.toy import gap_function, gap_regions, gap_regression
-
-
-def gap_row(model, num_samples=200):
-    """Mean predictive and epistemic std per region, their ratios to the data's, and rmse."""
-    row = {}
-    for name, x in gap_regions().items():
-        prediction = model.predict(x, num_samples)
-        row[f"std_{name}"] = float(prediction.std.mean())
-        row[f"epistemic_{name}"] = float(prediction.epistemic_std.mean())
-        if name == "data":
-            row["rmse_data"] = float((prediction.mean - gap_function(x[:, 0])).pow(2).mean().sqrt())
-    for name in ("gap", "outside"):
-        row[f"ratio_{name}"] = row[f"std_{name}"] / row["std_data"]
-    return row
+from probnets.models.bayes_hypernet.toy import gap_regression
 
 
 def run(seed, widths=(1, 64, 64, 1), num_steps=3000, **overrides):
@@ -48,7 +35,7 @@ def run(seed, widths=(1, 64, 64, 1), num_steps=3000, **overrides):
     model = BayesianHypernet(list(widths), task="regression", **overrides)
     start = time.perf_counter()
     model.fit(x, y, num_steps=num_steps)
-    return {"seed": seed, **gap_row(model), "seconds": time.perf_counter() - start}
+    return {"seed": seed, **gap_metrics(model, 200), "seconds": time.perf_counter() - start}
 
 
 def main(argv=None):
@@ -75,7 +62,7 @@ def main(argv=None):
         rows.append(row)
         print(f"{seed:4d} {row['rmse_data']:6.3f} {row['epistemic_data']:8.3f} / "
               f"{row['epistemic_gap']:6.3f} / {row['epistemic_outside']:6.3f} "
-              f"{row['ratio_gap']:6.2f} {row['ratio_outside']:6.2f} {row['seconds']:5.0f}",
+              f"{row['std_ratio_gap']:6.2f} {row['std_ratio_outside']:6.2f} {row['seconds']:5.0f}",
               flush=True)
     if args.json:
         with open(args.json, "w") as f:
