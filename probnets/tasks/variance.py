@@ -47,9 +47,11 @@ def add_arguments(commands):
     custom.add_argument("--factory", required=True, help="module:function returning a Problem")
     for sub in (toy, sbn, air, custom):
         sub.add_argument("--out", required=True, help="output directory")
-        sub.add_argument("--estimators", nargs="+", default=None,
-                         choices=list(standard_estimators()), metavar="NAME",
-                         help=f"subset of {list(standard_estimators())} (default all)")
+        # Names are checked after --factory's module is imported, so an estimator that module
+        # registers (probnets.infer.register_estimator) can be named here.
+        sub.add_argument("--estimators", nargs="+", default=None, metavar="NAME",
+                         help=f"subset of {list(standard_estimators())} and of the estimators "
+                              "the --factory module registers (default all)")
         sub.add_argument("--samples", type=int, default=1000,
                          help="gradient samples per estimator at the initial parameters")
         sub.add_argument("--tune", type=int, default=0,
@@ -103,10 +105,19 @@ def _import_factory(spec):
     return factory
 
 
+def _estimators(args):
+    """The ``--estimators`` factories; an unknown name is a one-line CLI error."""
+    try:
+        return standard_estimators(args.estimators, temperature=args.temperature,
+                                   num_particles=args.particles)
+    except ValueError as error:
+        raise SystemExit(f"probnets: error: --estimators: {error}") from None
+
+
 def run(args):
     torch.set_num_threads(args.threads)
-    estimators = standard_estimators(args.estimators, temperature=args.temperature,
-                                     num_particles=args.particles)
+    problem_factory = _problem_factory(args)  # first: its module may register estimators
+    estimators = _estimators(args)
     tune = {name: args.tune for name in estimators if name in ADAPTIVE_ESTIMATORS}
 
     def progress(name, item):
@@ -117,7 +128,7 @@ def run(args):
             print(f"  [{name}] log_variance {item.log_variance:.3f}", flush=True)
 
     variance, tracking = run_variance(
-        _problem_factory(args), estimators, args.out, num_samples=args.samples,
+        problem_factory, estimators, args.out, num_samples=args.samples,
         cv_tune_steps=tune, cv_lr=args.cv_lr, track_steps=args.track_steps,
         track_every=args.track_every, track_samples=args.track_samples, lr=args.lr,
         seed=args.seed, progress=progress)

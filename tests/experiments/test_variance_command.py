@@ -44,3 +44,57 @@ def test_bad_factory_is_a_one_line_error(tmp_path, capsys, factory, message):
 def test_problem_rejects_non_callable_model():
     with pytest.raises(TypeError, match="Problem model must be callable, got int"):
         Problem(name="x", model=1, guide=lambda: None)
+
+
+PLUGIN = '''
+import torch
+
+from probnets.experiments import toy_problem
+from probnets.infer import register_estimator
+from probnets.infer.estimators import ScoreFunction
+
+
+@register_estimator
+class PluginScore(ScoreFunction):
+    """The score function under another name, registered when this module is imported."""
+
+    name = "plugin-score"
+
+
+def problem():
+    return toy_problem(target=0.45, dtype=torch.float64)
+'''
+
+
+@pytest.fixture
+def plugin_module(tmp_path, monkeypatch):
+    """A module that registers an estimator on import; the registry is restored afterwards."""
+    import probnets.infer.estimators as estimators
+
+    monkeypatch.setattr(estimators, "_REGISTRY", dict(estimators._REGISTRY))
+    (tmp_path / "probnets_test_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "probnets_test_plugin"
+    import sys
+
+    sys.modules.pop("probnets_test_plugin", None)
+
+
+def test_an_estimator_the_factory_module_registers_can_be_compared(tmp_path, plugin_module):
+    out = tmp_path / "plugin"
+    assert main(["variance", "custom", "--factory", f"{plugin_module}:problem", "--out",
+                 str(out), "--samples", "20", "--estimators", "score", "plugin-score"]) == 0
+    report = json.loads((out / "variance.json").read_text())
+    assert list(report["estimators"]) == ["score", "plugin-score"]
+    # the plugin is the score function under another name: same draws, same variance
+    assert report["estimators"]["plugin-score"]["variance"] == pytest.approx(
+        report["estimators"]["score"]["variance"])
+
+
+def test_an_unknown_estimator_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["variance", "custom", "--factory", f"{__name__}:small_toy", "--out",
+              str(tmp_path / "x"), "--estimators", "no-such-estimator"])
+    text = str(exit_info.value.code)
+    assert text.startswith("probnets: error: --estimators") and "no-such-estimator" in text
+    assert "\n" not in text
