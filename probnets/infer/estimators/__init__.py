@@ -26,7 +26,7 @@ from probnets.infer.estimators.relaxed import Relaxed
 from probnets.infer.estimators.reparameterized import Reparameterized
 from probnets.infer.estimators.score_function import ScoreFunction
 
-_REGISTRY = {}
+_REGISTRY: dict[str, type[SiteEstimator]] = {}
 
 
 def register_estimator(estimator_class, name=None):

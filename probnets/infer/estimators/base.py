@@ -83,7 +83,7 @@ class SiteEstimator:
     """
 
     #: the short name used in ``infer={"estimator": name}`` and the registry
-    name = None
+    name: str | None = None
     #: the site's control-variate parameters descend the gradient variance (REBAR, RELAX):
     #: :meth:`DiscreteELBO.loss_and_grads` then calls :meth:`variance_terms`
     descends_variance = False

@@ -62,7 +62,7 @@ class DiscreteNoiseEstimator(SiteEstimator):
     """
 
     #: the discrete kinds this estimator handles
-    kinds = ("bernoulli", "one_hot", "categorical")
+    kinds: tuple[str, ...] = ("bernoulli", "one_hot", "categorical")
 
     def accepts(self, fn):
         return not getattr(fn, "has_rsample", False) and discrete_kind(fn) in self.kinds
