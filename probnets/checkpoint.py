@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from pyro.distributions import constraints
 
+from probnets.files import new_file_mode
+
 FORMAT_VERSION = 1
 """Bumped when a key's meaning changes; new keys can be added within a version."""
 
@@ -117,6 +119,7 @@ def save_checkpoint(path, state):
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600, not what the umask gives
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -35,6 +35,7 @@ from probnets.tasks import variance as variance_command
 from probnets.tasks.config import spell_fields
 from probnets.tasks.run import CONFIG_FILE
 from probnets.train import (
+    CheckpointWriteError,
     NonFiniteLossError,
     distributed,
     parse_schedule,
@@ -284,8 +285,11 @@ def train(args, given=()):
     except ConfigError as error:
         raise SystemExit(error_line(config_class, error)) from None
     except NonFiniteLossError as error:
-        print(f"probnets: error: {error} (--lr, --clip-norm)", file=sys.stderr)
+        print(f"probnets: error: {error}{_resume_hint(config, error)}", file=sys.stderr)
         return 3
+    except OSError as error:  # a full disk while writing a checkpoint or the logs
+        print(f"probnets: error: {_os_error_text(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if config.out is not None:
             print(f"probnets: interrupted; continue with --out {config.out} --resume",
@@ -294,6 +298,24 @@ def train(args, given=()):
     if summary is not None:  # ranks other than 0 of a distributed run report nothing
         print(json.dumps({k: summary[k] for k in ("steps", "bad_steps", "eval")}, default=float))
     return 0
+
+
+def _resume_hint(config, error):
+    """The command that continues a diverged run from its last good checkpoint."""
+    if error.checkpoint is None or config.out is None:
+        return " (lower --lr, or set --clip-norm)"
+    return (f" Continue it with: probnets train {_task_name(config)} --out {config.out} "
+            f"--resume --lr {config.lr / 10:g} (or add --clip-norm)")
+
+
+def _task_name(config):
+    return next(name for name, task in tasks().items() if type(config) is task.config_class)
+
+
+def _os_error_text(error):
+    if isinstance(error, CheckpointWriteError) or error.filename is None:
+        return str(error) if str(error) else type(error).__name__
+    return f"cannot write {error.filename}: {error.strerror}"
 
 
 @contextlib.contextmanager

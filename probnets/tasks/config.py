@@ -231,13 +231,14 @@ class RunConfig(_Checked):
     metadata (``dataclasses.fields(config)``) and in ``probnets train NAME -h``.
 
     ``resumable_fields`` are the settings a resumed run may change (run length, schedule of
-    logging and checkpoints, where and how fast it runs); every other one must equal the
-    run's ``config.json``.
+    logging and checkpoints, where and how fast it runs, and the learning rate and gradient
+    clipping, the remedies of a diverged run); every other one must equal the run's
+    ``config.json``.
     """
 
     resumable_fields = frozenset({
         "steps", "out", "resume", "device", "threads", "compile", "progress", "log_every",
-        "eval_every", "checkpoint_every", "max_bad_steps", "tensorboard"})
+        "eval_every", "checkpoint_every", "max_bad_steps", "tensorboard", "lr", "clip_norm"})
 
     steps: int = setting(1000, help="total optimisation steps (default {default})",
                          check=positive_int)

@@ -32,12 +32,12 @@ import os
 import pickle
 import platform
 import subprocess
-import tempfile
 
 import pyro
 import torch
 
 import probnets
+from probnets.files import atomic_write
 from probnets.tasks.base import task_for, tasks
 from probnets.tasks.config import ConfigError, UnsupportedSettingError
 from probnets.train import (
@@ -68,13 +68,16 @@ def run_task(config):
 
     :param config: a task config, e.g. :class:`~probnets.tasks.VAEConfig`.
     :returns: dict with ``task``, ``steps``, ``bad_steps``, ``data``, ``checkpoint``,
-        ``final`` (the last metrics row) and ``eval`` (the last evaluation), as written to
+        ``final`` (the last metrics row), ``eval`` (the last evaluation) and ``warnings``
+        (what the results should be read with, such as a loss that exploded), as written to
         ``summary.json`` in the run directory; ``None`` on ranks other than 0 of a
         distributed run.
     :raises ConfigError: for settings that cannot be used (the field is ``error.field``);
         :class:`UnsupportedSettingError` for valid ones this task or machine cannot run.
-    :raises probnets.train.NonFiniteLossError: when the run diverges (the last good
-        checkpoint stays on disk).
+    :raises probnets.train.NonFiniteLossError: when the run diverges (``last.pt`` then holds
+        the last good parameters, and resuming with a lower ``lr`` continues from them).
+    :raises probnets.train.CheckpointWriteError: when a checkpoint cannot be written (a full
+        disk); the previous one is intact.
     """
     task = task_for(config)
     device = _select_device(config)
@@ -111,7 +114,8 @@ def run_task(config):
     summary = {"task": task.name, "steps": result.step, "bad_steps": result.bad_steps,
                "data": run.data_source, "checkpoint": result.checkpoint,
                "final": result.history[-1] if result.history else {},
-               "eval": result.eval_history[-1] if result.eval_history else {}}
+               "eval": result.eval_history[-1] if result.eval_history else {},
+               "warnings": list(result.warnings)}
     write_json(os.path.join(config.out, SUMMARY_FILE), summary)
     return summary
 
@@ -262,7 +266,8 @@ def _check_run_directory(out, resume):
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError("out", f"{{out}} {out} is a file, not a directory")
     if resume and not os.path.exists(checkpoint):
-        raise ConfigError("resume", f"{{resume}}: no checkpoint at {checkpoint}")
+        raise ConfigError("resume", f"{{resume}}: no checkpoint at {checkpoint} (a run stopped "
+                                    "before its first checkpoint starts again without {resume})")
     if not resume and os.path.exists(checkpoint):
         raise ConfigError("out", f"{out} already holds a run; pass {{resume}} to continue it or "
                                  "choose another {out}")
@@ -305,29 +310,12 @@ def git_commit(directory):
 def write_json(path, value):
     """Write ``value`` as JSON to ``path`` atomically (temporary file, fsync, rename), with
     the permissions the user's umask gives a new file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=2, default=_json_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        json.dump(value, f, indent=2, default=_json_default)
+        f.write("\n")
 
 
 def _json_default(value):
     if torch.is_tensor(value) and value.numel() == 1:
         return value.item()
     return float(value)  # numpy scalars; anything else fails as json would
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -19,6 +19,7 @@ from probnets.train import distributed
 from probnets.train.callbacks import Callback, Evaluation, StepMetrics
 from probnets.train.checkpoint import (
     CHECKPOINT_NAME,
+    CheckpointWriteError,
     Checkpointer,
     load_checkpoint,
     save_checkpoint,
@@ -47,6 +48,7 @@ __all__ = [
     "Anneal",
     "BatchSampler",
     "Callback",
+    "CheckpointWriteError",
     "Checkpointer",
     "Constant",
     "Cosine",

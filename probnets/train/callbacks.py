@@ -7,8 +7,9 @@ step's loss, ``trainer.config`` the settings):
 - ``on_run_start(trainer)``: after resuming, before the first step of this run;
 - ``on_log(trainer, row)``: a metrics row is being logged; the returned dict (if any) is
   merged into it;
-- ``on_step_end(trainer)``: after every step (and its logging), before the checkpoint of that
-  step is written, so what a callback does is part of the checkpointed state;
+- ``on_step_end(trainer)``: after every step, its logging and its checkpoint (if one is due),
+  so a callback that fails or is interrupted does not cost the step's checkpoint; a callback
+  that changes the training state there should do it in ``on_log`` or keep its own state;
 - ``on_end(trainer)``: after the last step.
 
 Evaluation callbacks run on rank 0 only under :mod:`torch.distributed`; the others on every
@@ -17,6 +18,9 @@ rank.
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from probnets.checkpoint import get_rng_state, set_rng_state
+from probnets.train.guard import invalid_parameter
 
 if TYPE_CHECKING:  # for annotations only: the trainer imports this module
     from probnets.train.trainer import Trainer
@@ -58,7 +62,12 @@ class Evaluation(Callback):
     """A held-out evaluation every ``every`` steps and at the end of the run.
 
     Its rows go to the loggers under ``eval/`` names (``eval.csv`` for the CSV logger), to
-    ``TrainResult.eval_history`` and to the progress bar.
+    ``TrainResult.eval_history`` and to the progress bar. It runs after the step's
+    checkpoint, with every random state restored afterwards, so evaluating does not change
+    the training's draws (a run trains the same with any ``every``) and a run resumed from a
+    checkpoint repeats the evaluation due at that step with the same values: the record has
+    one row per evaluated step whatever was interrupted. An evaluation that fails because the
+    parameters build an invalid distribution (a diverging run) is skipped with one warning.
 
     :param fn: ``fn(trainer) -> dict`` of scalars.
     :param int every: steps between evaluations (default: the config's ``eval_every``;
@@ -74,19 +83,42 @@ class Evaluation(Callback):
         self.every = every
         self._interval = None
         self._last_step = None
+        self._failed = False  # an evaluation was skipped (warned once)
 
     def on_run_start(self, trainer):
         self._interval = self.every if self.every is not None else trainer.config.eval_every
         self._last_step = None
+        if trainer.step > 0 and self._due(trainer):  # resumed: the checkpoint's evaluation
+            self._evaluate(trainer)
+
+    def _due(self, trainer):
+        return trainer.step == trainer.config.steps or bool(
+            self._interval and trainer.step % self._interval == 0)
 
     def _evaluate(self, trainer):
         if trainer.is_main:
-            trainer.record_evaluation(self.fn(trainer))
+            state = get_rng_state()
+            try:
+                values = self.fn(trainer)
+            except ValueError as error:
+                # Parameters that build invalid distributions are the bad-step guard's
+                # business (it stops the run if they persist); the evaluation is skipped.
+                reason = invalid_parameter(error)
+                if reason is None:
+                    raise
+                values = None
+                if not self._failed:
+                    trainer.warn(f"evaluation at step {trainer.step} skipped: invalid "
+                                 f"distribution parameter {reason}")
+                self._failed = True
+            finally:
+                set_rng_state(state)
+            if values is not None:
+                trainer.record_evaluation(values)
         self._last_step = trainer.step
 
     def on_step_end(self, trainer):
-        if trainer.step == trainer.config.steps or (
-                self._interval and trainer.step % self._interval == 0):
+        if self._due(trainer):
             self._evaluate(trainer)
 
     def on_end(self, trainer):

@@ -7,13 +7,18 @@ lives in :mod:`probnets.checkpoint` and is re-exported here; this module decides
   what ``resume=True`` continues from;
 - with ``keep > 0`` a copy of each periodic checkpoint is also kept as
   ``<out_dir>/checkpoints/step-<step>.pt``, the ``keep`` most recent ones, older ones deleted.
-  Copies are written atomically too, so every file on disk is complete.
+  Copies are written atomically too, so every file on disk is complete, and the temporary
+  files of writes a kill interrupted are removed when the next run starts
+  (:meth:`Checkpointer.remove_orphans`).
+
+A write that fails (a full disk) raises :class:`CheckpointWriteError` naming the file and
+leaves the previous checkpoint there as it was.
 """
 
+import errno
 import os
 import re
 import shutil
-import tempfile
 
 from probnets.checkpoint import (
     FORMAT_VERSION,
@@ -24,10 +29,19 @@ from probnets.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from probnets.files import atomic_path, remove_orphans
 
 CHECKPOINT_NAME = "last.pt"
 KEPT_DIRECTORY = "checkpoints"
 _KEPT_PATTERN = re.compile(r"^step-(\d+)\.pt$")
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (``errno`` says why, ``filename`` names the file);
+    the previous checkpoint at that path is intact."""
+
+    def __str__(self):
+        return self.strerror
 
 
 class Checkpointer:
@@ -63,10 +77,24 @@ class Checkpointer:
         path = os.fspath(path) if path is not None else self.path
         if path is None:
             raise ValueError("no checkpoint path: pass path= or give the Trainer an out_dir")
-        save_checkpoint(path, state)
-        if self.keep and path == self.path:
-            self._keep_copy(path, state["step"])
+        try:
+            save_checkpoint(path, state)
+            if self.keep and path == self.path:
+                self._keep_copy(path, state["step"])
+        except OSError as error:
+            reason = error.strerror or os.strerror(error.errno or errno.EIO)
+            raise CheckpointWriteError(
+                error.errno, f"cannot write the checkpoint {path}: {reason}; the previous "
+                             "checkpoint there is intact", path) from error
         return path
+
+    def remove_orphans(self):
+        """Delete the temporary files that writes interrupted by a kill left in the run
+        directory and its ``checkpoints/``; returns their paths."""
+        if self.out_dir is None:
+            return []
+        return (remove_orphans(self.out_dir)
+                + remove_orphans(os.path.join(self.out_dir, KEPT_DIRECTORY)))
 
     def kept(self):
         """The retained step-numbered checkpoints, oldest first."""
@@ -80,15 +108,8 @@ class Checkpointer:
     def _keep_copy(self, path, step):
         directory = os.path.join(self.out_dir, KEPT_DIRECTORY)
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-        os.close(fd)
-        try:
+        with atomic_path(os.path.join(directory, f"step-{step:08d}.pt")) as tmp:
             shutil.copyfile(path, tmp)
-            os.replace(tmp, os.path.join(directory, f"step-{step:08d}.pt"))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         for old in self.kept()[:-self.keep]:
             os.unlink(old)
 
@@ -96,6 +117,7 @@ class Checkpointer:
 __all__ = [
     "CHECKPOINT_NAME",
     "FORMAT_VERSION",
+    "CheckpointWriteError",
     "Checkpointer",
     "decode_constraint",
     "encode_constraint",

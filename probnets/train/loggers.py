@@ -35,12 +35,14 @@ An MLflow logger, for example, is::
 """
 
 import csv
+import io
 import json
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
+
+from probnets.files import atomic_write
 
 EVAL_PREFIX = "eval/"
 
@@ -59,7 +61,10 @@ class Logger(Protocol):
 class CsvFile:
     """Rows of values appended to one CSV file; the header grows when new keys appear.
 
-    :meth:`truncate_after` drops the rows with a ``step`` after the given one.
+    Each row is appended with one ``write`` of a complete line, and a rewrite (a grown header,
+    a truncation) replaces the file atomically, so a process killed at any moment leaves
+    whole rows; a line cut short all the same (a full disk) is dropped when the file is next
+    truncated. :meth:`truncate_after` drops the rows with a ``step`` after the given one.
     """
 
     def __init__(self, path):
@@ -73,15 +78,16 @@ class CsvFile:
         if not os.path.exists(self.path):
             return []
         with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
+            text = f.read()
+        if not text.endswith("\n"):  # an interrupted append: drop the partial line
+            text = text[:text.rfind("\n") + 1]
+        return list(csv.DictReader(io.StringIO(text, newline="")))
 
     def _rewrite(self, rows):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, restval="")
+        with atomic_write(self.path, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def write(self, row):
         new = [k for k in row if k not in self.fields]
@@ -89,12 +95,29 @@ class CsvFile:
             rows = self._rows()
             self.fields = self.fields + new
             self._rewrite(rows)
+        line = io.StringIO(newline="")
+        csv.DictWriter(line, fieldnames=self.fields, restval="").writerow(row)
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields, restval="").writerow(row)
+            f.write(line.getvalue())
 
     def truncate_after(self, step):
-        if self.fields:
-            self._rewrite([r for r in self._rows() if int(float(r["step"])) <= step])
+        """Keep the rows of steps up to ``step``; the file is removed when none is left."""
+        if not os.path.exists(self.path):
+            self.fields = []
+            return
+        kept = [r for r in self._rows() if _step_of(r) is not None and _step_of(r) <= step]
+        if kept:
+            self._rewrite(kept)
+        else:
+            os.unlink(self.path)
+            self.fields = []
+
+
+def _step_of(row):
+    try:
+        return int(float(row["step"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class CsvLogger:
@@ -103,6 +126,8 @@ class CsvLogger:
 
     :param out_dir: the run directory.
     """
+
+    STREAMS = ("metrics", "eval")
 
     def __init__(self, out_dir):
         self.out_dir = os.fspath(out_dir)
@@ -123,15 +148,13 @@ class CsvLogger:
                 self._file(stream).write({"step": step, **values})
 
     def log_config(self, config):
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.out_dir)
-        with os.fdopen(fd, "w") as f:
+        with atomic_write(os.path.join(self.out_dir, "train_config.json")) as f:
             json.dump(config, f, indent=2, default=repr)
-        os.replace(tmp, os.path.join(self.out_dir, "train_config.json"))
 
     def truncate_after(self, step):
-        for stream in ("metrics", "eval"):
-            if os.path.exists(os.path.join(self.out_dir, f"{stream}.csv")):
-                self._file(stream).truncate_after(step)
+        """Drop the rows after ``step`` (all of them for ``step=0``, a fresh start)."""
+        for stream in self.STREAMS:
+            self._file(stream).truncate_after(step)
 
     def close(self):
         pass

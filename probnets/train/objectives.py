@@ -11,15 +11,22 @@ trained and checkpointed. Besides ``__call__`` an objective provides:
 - ``named_state()`` / ``state_constraints()`` / ``load_named_state(values, codes)``: the
   parameters that live outside those modules (Pyro's param store), with their constraints;
 - ``state_dict()`` / ``load_state_dict(state)``: the estimator's own state, if any;
-- ``diagnose(batch)``: the sample sites with a non-finite value or density, for the
-  bad-step guard's message.
+- ``diagnose(batch)``: the sample sites involved in a bad step (a parameter outside its
+  constraint, a non-finite value or density), for the bad-step guard's message.
 """
+
+import warnings
 
 import pyro
 import torch
 from pyro import poutine
 
-from probnets.checkpoint import decode_constraint, encode_constraint
+from probnets.checkpoint import (
+    decode_constraint,
+    encode_constraint,
+    get_rng_state,
+    set_rng_state,
+)
 
 
 def param_leaf(value):
@@ -111,24 +118,69 @@ class SVIObjective:
             self.elbo.load_state_dict(state)
 
     def diagnose(self, batch):
-        """Sample sites whose value or log-density is not finite."""
+        """The sample sites of a bad step, as ``"guide:z (parameter scale)"``: those whose
+        distribution has a parameter outside its constraint, whose value or whose
+        log-density is not finite.
+
+        The guide and the model (replayed on the guide's samples) are traced again with
+        distribution validation off, so a site whose distribution failed validation is
+        reached and named, and the random state is restored afterwards, so diagnosing a step
+        does not change the draws of the steps that follow.
+        """
+        rng = get_rng_state()
         try:
-            guide_trace = poutine.trace(self.guide_fn).get_trace(*batch)
-            model_trace = poutine.trace(
-                poutine.replay(self.model_fn, trace=guide_trace)).get_trace(*batch)
+            with pyro.validation_enabled(False), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                guide_trace = poutine.trace(self.guide_fn).get_trace(*batch)
+                model_trace = poutine.trace(
+                    poutine.replay(self.model_fn, trace=guide_trace)).get_trace(*batch)
         except Exception as error:  # the diagnosis must not hide the original failure
-            return [f"(tracing failed: {error})"]
-        return (_non_finite_sites("guide", guide_trace)
-                + _non_finite_sites("model", model_trace))
+            return [f"(tracing failed: {type(error).__name__}: {_first_line(error)})"]
+        finally:
+            set_rng_state(rng)
+        return (_invalid_sites("guide", guide_trace)
+                + _invalid_sites("model", model_trace))
 
 
-def _non_finite_sites(where, trace):
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _invalid_parameters(fn):
+    """The names of ``fn``'s parameters that violate their constraints (``fn`` may wrap a
+    base distribution, as ``.expand`` and ``.to_event`` do)."""
+    while not hasattr(fn, "arg_constraints") or not fn.arg_constraints:
+        fn = getattr(fn, "base_dist", None)
+        if fn is None:
+            return []
+    bad = []
+    for name, constraint in fn.arg_constraints.items():
+        value = fn.__dict__.get(name)  # lazily computed parameters (probs of logits) skipped
+        if not torch.is_tensor(value) or constraint is None:
+            continue
+        try:
+            valid = bool(constraint.check(value).all()) and bool(torch.isfinite(value).all()
+                                                                   or not value.is_floating_point())
+        except (RuntimeError, ValueError, TypeError):  # a constraint that cannot be checked
+            continue
+        if not valid:
+            bad.append(name)
+    return bad
+
+
+def _invalid_sites(where, trace):
     bad = []
     for name, site in trace.nodes.items():
         if site["type"] != "sample":
             continue
+        parameters = _invalid_parameters(site["fn"])
+        if parameters:
+            bad.append(f"{where}:{name} (parameter {', '.join(parameters)})")
+            continue
         value = site["value"]
-        if torch.is_tensor(value) and not torch.isfinite(value).all():
+        if torch.is_tensor(value) and value.is_floating_point() and \
+                not torch.isfinite(value).all():
             bad.append(f"{where}:{name} (value)")
             continue
         try:

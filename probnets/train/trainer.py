@@ -9,18 +9,33 @@ One step is::
     sum gradients over ranks                              # distributed.GradientSync
     unscale, clip each group's gradient norm
     if a float16 overflow: skip, lower the scale
-    elif the loss or a gradient is not finite: skip, count, maybe stop   # guard.BadStepGuard
-    else: scheduled learning rates, weight decay, optimizer.step()
+    elif the loss or a gradient is not finite, or the objective raised a distribution's
+        parameter-validation error: skip, count, maybe stop          # guard.BadStepGuard
+    else: scheduled learning rates, weight decay, optimizer.step(), watch the loss
 
-as in :class:`pyro.infer.SVI`, and around the steps: metric rows to the loggers
-(:mod:`probnets.train.loggers`), callbacks (:mod:`probnets.train.callbacks`: extra metrics,
-evaluations), checkpoints after good steps (:mod:`probnets.train.checkpoint`) and a progress
-bar. A checkpoint holds parameters, module buffers, optimizer state by parameter name,
-estimator state, the data's position, every random state and the step, so a resumed run takes
-exactly the steps of an uninterrupted one.
+as in :class:`pyro.infer.SVI`, and around the steps, in this order: the step's metrics row to
+the loggers (:mod:`probnets.train.loggers`), its checkpoint if one is due and the step was
+good (:mod:`probnets.train.checkpoint`), then the callbacks (:mod:`probnets.train.callbacks`:
+evaluations), so an evaluation that fails or is interrupted never costs the checkpoint it
+evaluates; and a progress bar. A checkpoint holds parameters, module buffers, optimizer state
+by parameter name, estimator state, the data's position, every random state, the step and the
+metrics row logged at it, so a resumed run takes exactly the steps of an uninterrupted one.
+
+The run directory reads the same after any sequence of runs, kills and resumptions: a run
+removes the temporary files of interrupted writes when it starts; a fresh run clears the logs
+a run killed before its first checkpoint left; a resumed one drops what was logged after its
+checkpoint, logs the checkpoint's own row again and repeats an evaluation due at that step
+(evaluations do not consume the training's random numbers, so it gives the same values).
+After ``max_bad_steps`` consecutive bad steps the run stops with
+:class:`~probnets.train.NonFiniteLossError`, once ``last.pt`` holds the parameters the last good
+step was computed at (the update of that step may be what diverged; keeping them costs one
+copy of the parameters).
+A loss that explodes without becoming NaN is reported (:class:`~probnets.train.guard.
+LossExplosion`): one warning, kept in ``TrainResult.warnings`` and in the checkpoint.
 """
 
 import math
+import numbers
 import os
 import time
 import warnings
@@ -39,7 +54,7 @@ from probnets.train.checkpoint import (
     set_rng_state,
 )
 from probnets.train.config import TrainConfig
-from probnets.train.guard import BadStepGuard
+from probnets.train.guard import BadStepGuard, LossExplosion, invalid_parameter, raised_at
 from probnets.train.loggers import EVAL_PREFIX, make_loggers
 from probnets.train.param_groups import ParameterGroups
 from probnets.train.precision import Precision
@@ -58,6 +73,7 @@ class TrainResult:
     step: int = 0
     bad_steps: int = 0
     checkpoint: str | None = None
+    warnings: list = field(default_factory=list)
 
 
 class Trainer:
@@ -103,6 +119,9 @@ class Trainer:
         self.guard = BadStepGuard(config.max_bad_steps, log_path=None if log_dir is None
                                   else os.path.join(log_dir, "bad_steps.csv"))
         self.loggers = make_loggers(config, log_dir) if self.is_main else []
+        self.explosion = LossExplosion()
+        self._good_parameters = {}  # the parameters the last good step started from
+        self._logged_row = None  # the metrics row of the last logged step
         self.step = 0
         self.last_loss = float("nan")
         self.last_grad_norms: dict[str, float] = {}
@@ -112,7 +131,8 @@ class Trainer:
     # ------------------------------------------------------------------ the parts' state
     @property
     def bad_steps(self):
-        """Steps skipped for a non-finite loss or gradient (float16 overflows not counted)."""
+        """Steps skipped as bad: a non-finite loss or gradient, or an invalid distribution
+        parameter (float16 overflows not counted)."""
         return self.guard.bad_steps
 
     @property
@@ -136,12 +156,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batch: tuple) -> float:
-        """One guarded optimisation step; returns the loss (a skipped step's too)."""
+        """One guarded optimisation step; returns the loss (a skipped step's too, NaN when the
+        objective raised a parameter-validation error).
+
+        :raises NonFiniteLossError: after ``max_bad_steps`` consecutive bad steps, once the
+            last good state is checkpointed (when the run has an ``out_dir``).
+        """
+        loss = self._step(batch)
+        if self.guard.exhausted:
+            raise self._diverged()
+        return loss
+
+    def _step(self, batch):
         for schedule in self.config.schedules:
             schedule.apply(self.step)
-        with self.precision.region(_batch_device(batch)):
-            loss, named = self.objective(batch)
-        if not named:
+        device = _batch_device(batch)
+        with self.precision.region(device):
+            loss, named, failure = self._objective(batch)
+        if not named and failure is None:
             raise RuntimeError(
                 "the objective has no trainable parameters: nothing called pyro.param or "
                 "pyro.module. If the model is a PyroModule, decorate methods other than forward "
@@ -149,15 +181,38 @@ class Trainer:
         self._register(named)
         if self.sync is not None:
             self.sync.gradients(named)
-            loss = self.sync.scalar(loss, next(iter(named.values())).device)
+            loss = self.sync.scalar(loss, device)
         self.precision.unscale(self.groups.optimizer)
         self.last_grad_norms, finite = self.groups.clip()
-        self._update(batch, loss, named, finite)
-        self.precision.update()
+        if failure is not None:  # no gradient was computed
+            self.last_grad_norms = dict.fromkeys(self.last_grad_norms, math.nan)
+        self._update(batch, loss, named, finite, failure)
+        if self.groups.optimizer is not None:  # no scaler step before the first parameters
+            self.precision.update()
         self.groups.zero_grad()
         self.step += 1
         self.last_loss = loss
         return loss
+
+    def _objective(self, batch):
+        """``(loss, {name: parameter}, failure)``. A distribution-parameter validation error
+        raised by the model or guide is a bad step, not a crash: the loss is NaN, the known
+        parameters get zero gradients (so every rank takes part in the gradient sum) and
+        ``failure`` says what was invalid and where. Any other error propagates."""
+        try:
+            loss, named = self.objective(batch)
+            return loss, named, None
+        except ValueError as error:
+            reason = invalid_parameter(error)
+            if reason is None:
+                raise
+            where = raised_at(error)
+        self.groups.zero_grad()  # whatever a partial backward pass left
+        named = dict(self.groups.by_name)
+        for param in named.values():
+            param.grad = torch.zeros_like(param)
+        failure = f"invalid distribution parameter {reason}"
+        return math.nan, named, failure + (f" (built at {where})" if where else "")
 
     def _register(self, named):
         new = self.groups.unseen(named)
@@ -165,15 +220,50 @@ class Trainer:
             self.sync.broadcast_parameters(new)  # every rank starts from rank 0's values
         self.groups.register(named)
 
-    def _update(self, batch, loss, named, grads_finite):
-        if self.precision.is_overflow(loss, grads_finite):
+    def _update(self, batch, loss, named, grads_finite, failure=None):
+        if failure is None and self.precision.is_overflow(loss, grads_finite):
             return
-        if not (math.isfinite(loss) and grads_finite):
-            self.guard.bad(self.step, loss, named, lambda: self.objective.diagnose(batch),
-                           checkpoint=self.checkpoints.path)
+        step = self.step + 1  # as metrics.csv counts it
+        if failure is not None or not (math.isfinite(loss) and grads_finite):
+            self.guard.bad(step, loss, named, lambda: self.objective.diagnose(batch),
+                           reason=failure)
             return
-        self.guard.good()
+        self.guard.good(step)
+        self._keep_good_parameters()
         self.groups.step(self.step)
+        warning = self.explosion.observe(step, loss)
+        if warning is not None:
+            self.warn(warning)
+
+    def warn(self, message: str) -> None:
+        """Report something the run's results should be read with: a :class:`RuntimeWarning`
+        (on rank 0) and an entry of ``TrainResult.warnings``, which checkpoints keep."""
+        self.result.warnings.append(message)
+        if self.is_main:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    @torch.no_grad()
+    def _keep_good_parameters(self):
+        """Copy the parameters a good step was computed at, before its update moves them: an
+        update can be the one that diverges (a learning rate far too high), after which
+        every step is bad, so these are the last parameters known to be good."""
+        for name, param in self.groups.by_name.items():
+            kept = self._good_parameters.get(name)
+            if kept is None or kept.shape != param.shape or kept.dtype != param.dtype \
+                    or kept.device != param.device:
+                self._good_parameters[name] = param.detach().clone()
+            else:
+                kept.copy_(param)
+
+    def _diverged(self):
+        """Restore the parameters the last good step started from, checkpoint them (with the
+        optimizer state, the step count and the random states as they are) and return the
+        error that stops the run."""
+        with torch.no_grad():
+            for name, kept in self._good_parameters.items():
+                self.groups.by_name[name].copy_(kept)
+        checkpoint = self.save() if self.checkpoints.out_dir is not None else None
+        return self.guard.error(checkpoint)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -191,6 +281,10 @@ class Trainer:
                     else self.sync.gather_objects(get_rng_state())),
             "world_size": distributed.world_size(),
             "extra": dict(self.config.checkpoint_extra or {}),
+            "logged_row": (_plain_row(self._logged_row) if self._logged_row is not None
+                           and self._logged_row["step"] == self.step else None),
+            "warnings": list(self.result.warnings),
+            "loss_explosion": self.explosion.state_dict(),
         }
         if hasattr(self.data, "state_dict"):
             state["data"] = self.data.state_dict()
@@ -240,12 +334,24 @@ class Trainer:
         set_rng_state(state["rng"] if self.sync is None else state["rng"][distributed.rank()])
         self.step = state["step"]
         self.guard.load_state_dict(state)
+        if "loss_explosion" in state:  # checkpoints from before it have none
+            self.explosion.load_state_dict(state["loss_explosion"])
+        self.result.warnings = list(state.get("warnings", []))
         self._restore_schedules(state.get("schedules", {}), path)
-        for logger in self.loggers:
-            if hasattr(logger, "truncate_after"):
-                logger.truncate_after(self.step)
+        # The logs continue from the checkpoint: what was logged at its step and after is
+        # dropped, and the checkpoint's own row is logged again (its evaluation, if due,
+        # is repeated by the Evaluation callback).
+        self._forget_logs_after(self.step - 1, bad_steps_after=self.step)
+        if state.get("logged_row") is not None:
+            self._send_row(dict(state["logged_row"]))
         self.result.checkpoint = os.fspath(path)
         return state
+
+    def _forget_logs_after(self, step, bad_steps_after=None):
+        for logger in self.loggers:
+            if hasattr(logger, "truncate_after"):
+                logger.truncate_after(max(step, 0))
+        self.guard.truncate_after(step if bad_steps_after is None else bad_steps_after)
 
     def _check_compatible(self, state, path):
         if state.get("world_size", 1) != distributed.world_size():
@@ -286,10 +392,14 @@ class Trainer:
             hook = getattr(callback, "on_log", None)
             extra = hook(self, row) if hook is not None else None
             row.update(extra or {})
-        for logger in self.loggers:
-            logger.log_metrics(self.step, {k: v for k, v in row.items() if k != "step"})
-        self.result.history.append(row)
+        self._send_row(row)
         return row
+
+    def _send_row(self, row):
+        for logger in self.loggers:
+            logger.log_metrics(row["step"], {k: v for k, v in row.items() if k != "step"})
+        self.result.history.append(row)
+        self._logged_row = row
 
     def record_evaluation(self, values: dict) -> dict:
         """Log an evaluation's ``{name: value}`` at the current step (loggers get
@@ -309,9 +419,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> TrainResult:
-        """Train up to ``config.steps``; returns a :class:`TrainResult`."""
+        """Train up to ``config.steps``; returns a :class:`TrainResult`.
+
+        :raises NonFiniteLossError: when the run diverges (see :mod:`probnets.train.guard`).
+        :raises CheckpointWriteError: when a checkpoint cannot be written (a full disk); the
+            previous one is intact.
+        """
+        if self.is_main:
+            self.checkpoints.remove_orphans()
         if self.config.resume:
             self.load(self.checkpoints.resume_path(self.config.resume))
+        elif self.step == 0:  # logs of a run killed before its first checkpoint
+            self._forget_logs_after(0)
         settings = self.config.to_dict()
         for logger in self.loggers:
             logger.log_config(settings)
@@ -335,17 +454,20 @@ class Trainer:
 
     def _run_step(self, bar):
         start = time.perf_counter()
-        loss = self.train_step(next(self.data))
+        loss = self._step(next(self.data))
         seconds = time.perf_counter() - start
         last = self.step == self.config.steps
+        stopping = self.guard.exhausted
         row = None
-        if self.step % self.config.log_every == 0 or last:
+        if self.step % self.config.log_every == 0 or last or stopping:
             row = self._log_row(seconds)
-        self._callbacks("on_step_end")
-        # Only after a good step, so the checkpoint on disk is the last good state when the
-        # guard stops the run.
+        if stopping:
+            raise self._diverged()
+        # Only after a good step, so the checkpoint on disk is the last good state; and
+        # before the callbacks, so it does not depend on an evaluation succeeding.
         if self.guard.consecutive == 0 and self.checkpoints.due(self.step, last):
             self.save()
+        self._callbacks("on_step_end")
         bar.update(loss, row, self.last_evaluation)
 
 
@@ -357,6 +479,21 @@ def _as_batches(data):
             "data must be an iterator of batch tuples (e.g. BatchSampler(x, y, batch_size=...)) "
             f"or an iterable of batches such as a DataLoader, got {type(data).__name__}")
     return repeat_epochs(data)
+
+
+def _plain_row(row):
+    """A metrics row as values a ``weights_only`` checkpoint holds."""
+    plain = {}
+    for key, value in row.items():
+        if torch.is_tensor(value) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            plain[key] = int(value)
+        elif isinstance(value, numbers.Real):
+            plain[key] = float(value)
+        else:
+            plain[key] = str(value)
+    return plain
 
 
 def _batch_device(batch):

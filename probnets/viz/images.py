@@ -1,28 +1,24 @@
 """Image grids and training curves, written atomically as PNG files."""
 
 import os
-import tempfile
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from probnets.files import atomic_path  # noqa: E402
+
 
 def save_figure(fig, path, dpi=120):
     """Save ``fig`` to ``path`` atomically (temporary file, then rename) and close it; the
     format follows the extension (PNG without one)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight",
+                        format=None if os.path.splitext(path)[1] else "png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -37,7 +37,7 @@ def test_resume_from_the_command_line_needs_only_out_and_steps(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--hidden-dim", "32"], "probnets: error: --hidden-dim 32 contradicts the run in"),
-    (["--lr", "0.01"], "probnets: error: --lr 0.01 contradicts the run in"),
+    (["--batch-size", "10"], "probnets: error: --batch-size 10 contradicts the run in"),
 ])
 def test_resume_refuses_flags_that_contradict_the_run(tmp_path, flags, message):
     out = tmp_path / "run"

@@ -150,7 +150,10 @@ def test_evaluation_schedule_and_callback_hooks(tmp_path):
     pyro.clear_param_store()
     again = quadratic_trainer(7, callbacks=[Evaluation(lambda t: {"a": 2.0})], eval_every=3,
                               out_dir=str(tmp_path), resume=True).run()
-    assert again.eval_history == [{"step": 7, "a": 2.0}] and again.history == []
+    assert again.eval_history == [{"step": 7, "a": 2.0}]
+    # no step taken: the one row is the checkpoint's own, logged again as it was
+    assert again.history == [result.history[-1]]
+    assert [int(r["step"]) for r in read_csv(tmp_path / "eval.csv") if r["a"]][-1:] == [7]
 
 
 def test_checkpoint_retention_keeps_the_most_recent(tmp_path):

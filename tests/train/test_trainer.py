@@ -197,7 +197,8 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
     assert trainer.bad_steps == 2
     assert math.isfinite(pyro.param("loc").item())
     with open(tmp_path / "bad_steps.csv") as f:
-        assert [row["step"] for row in csv.DictReader(f)] == ["2", "3"]
+        # numbered as metrics.csv numbers steps: the third and fourth batches
+        assert [row["step"] for row in csv.DictReader(f)] == ["3", "4"]
 
     # Then 3 consecutive bad steps stop a run, naming the site.
     pyro.clear_param_store()
@@ -208,8 +209,15 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
     with pytest.warns(UserWarning, match="NaN"), \
             pytest.raises(NonFiniteLossError, match=r"3 consecutive.*model:obs"):
         trainer.run()
-    # Bad steps never write checkpoints: the last one is from the last good step.
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
+    # The stopped run's checkpoint holds the parameters the last good step (2) started
+    # from, i.e. those after step 1's update, with the step count of the stop.
+    stopped = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert stopped["step"] == 5 and stopped["bad_steps"] == 3
+    one_step = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()), batches(set(), 1),
+                       TrainConfig(steps=1, lr=0.1, progress=False))
+    pyro.clear_param_store()
+    one_step.run()
+    assert torch.equal(stopped["params"]["loc"], pyro.param("loc").detach())
 
 
 def test_anneal_and_lr_schedule():
