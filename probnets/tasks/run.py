@@ -32,6 +32,7 @@ import os
 import pickle
 import platform
 import subprocess
+import warnings
 
 import pyro
 import torch
@@ -52,6 +53,7 @@ from probnets.train import (
     parse_schedule,
     resolve_device,
 )
+from probnets.train.guard import invalid_parameter
 from probnets.train.precision import check_precision_supported
 
 CONFIG_FILE = "config.json"
@@ -110,7 +112,7 @@ def run_task(config):
     result = _make_trainer(task, run, config).run()
     if not main_process:
         return None
-    task.finish(run, result, config)
+    _finish(task, run, result, config)
     summary = {"task": task.name, "steps": result.step, "bad_steps": result.bad_steps,
                "data": run.data_source, "checkpoint": result.checkpoint,
                "final": result.history[-1] if result.history else {},
@@ -118,6 +120,22 @@ def run_task(config):
                "warnings": list(result.warnings)}
     write_json(os.path.join(config.out, SUMMARY_FILE), summary)
     return summary
+
+
+def _finish(task, run, result, config):
+    """The task's figures and final evaluations; a model whose parameters build invalid
+    distributions (a run that diverged but had not reached ``max_bad_steps``) gets none,
+    with a warning, instead of a traceback after training."""
+    try:
+        task.finish(run, result, config)
+    except ValueError as error:
+        reason = invalid_parameter(error)
+        if reason is None:
+            raise
+        message = (f"{task.name}: figures and final evaluations skipped: the trained "
+                   f"parameters build an invalid distribution ({reason})")
+        result.warnings.append(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def load_config(out):

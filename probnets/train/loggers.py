@@ -10,8 +10,10 @@ A logger is any object with three methods (:class:`Logger`)::
 The Trainer sends training rows with plain names (``loss``, ``lr``, ``grad_norm[default]``,
 what :class:`~probnets.train.StepMetrics` adds) and evaluation rows with names prefixed by
 ``eval/``, the convention of TensorBoard, MLflow and Weights & Biases dashboards. A logger that
-also has ``truncate_after(step)`` is told, when a run resumes, to forget what the interrupted
-run logged after its checkpoint, so the record reads as if the run had never stopped.
+also has ``truncate_after(step)`` is told to forget what was logged after ``step``: everything
+(``step=0``) when a run starts afresh in a directory a killed run left logs in, and from the
+checkpoint's step on when a run resumes (the Trainer then logs the checkpoint's own row again
+and repeats its evaluation), so the record reads as if the run had never stopped.
 
 An MLflow logger, for example, is::
 

@@ -14,12 +14,13 @@ One step is::
     else: scheduled learning rates, weight decay, optimizer.step(), watch the loss
 
 as in :class:`pyro.infer.SVI`, and around the steps, in this order: the step's metrics row to
-the loggers (:mod:`probnets.train.loggers`), its checkpoint if one is due and the step was
-good (:mod:`probnets.train.checkpoint`), then the callbacks (:mod:`probnets.train.callbacks`:
-evaluations), so an evaluation that fails or is interrupted never costs the checkpoint it
-evaluates; and a progress bar. A checkpoint holds parameters, module buffers, optimizer state
-by parameter name, estimator state, the data's position, every random state, the step and the
-metrics row logged at it, so a resumed run takes exactly the steps of an uninterrupted one.
+the loggers (:mod:`probnets.train.loggers`), its checkpoint if one is due
+(:mod:`probnets.train.checkpoint`; after a bad step too, which left the parameters as they
+were), then the callbacks (:mod:`probnets.train.callbacks`: evaluations), so an evaluation that
+fails or is interrupted never costs the checkpoint it evaluates; and a progress bar. A
+checkpoint holds parameters, module buffers, optimizer state by parameter name, estimator
+state, the data's position, every random state, the step and the metrics row logged at it, so
+a resumed run takes exactly the steps of an uninterrupted one.
 
 The run directory reads the same after any sequence of runs, kills and resumptions: a run
 removes the temporary files of interrupted writes when it starts; a fresh run clears the logs
@@ -463,9 +464,8 @@ class Trainer:
             row = self._log_row(seconds)
         if stopping:
             raise self._diverged()
-        # Only after a good step, so the checkpoint on disk is the last good state; and
-        # before the callbacks, so it does not depend on an evaluation succeeding.
-        if self.guard.consecutive == 0 and self.checkpoints.due(self.step, last):
+        # Before the callbacks, so it does not depend on an evaluation succeeding.
+        if self.checkpoints.due(self.step, last):
             self.save()
         self._callbacks("on_step_end")
         bar.update(loss, row, self.last_evaluation)

@@ -60,3 +60,18 @@ def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, capsys, monkeypat
         "device; the previous checkpoint there is intact"]
     assert not (out / "last.pt").exists()
     assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
+
+
+def test_air_with_checkpoint_every_1_saves_before_its_failing_evaluation(tmp_path, capsys):
+    # lr 100 breaks the guide at the first update: every evaluation and the figures fail on
+    # invalid distribution parameters, and each step after the first is bad
+    out = tmp_path / "air"
+    assert main(["train", "air", "--steps", "2", "--num-train", "16", "--num-test", "4",
+                 "--rnn-hidden-size", "8", "--batch-size", "4", "--checkpoint-every", "1",
+                 "--eval-every", "1", "--lr", "100", "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "warning: evaluation at step 1 skipped" in err
+    assert load_checkpoint(out / "last.pt")["step"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["bad_steps"] == 1
+    assert any("figures and final evaluations skipped" in w for w in summary["warnings"])
