@@ -37,9 +37,9 @@ def environment():
     return env
 
 
-def start(out):
+def start(out, flags=()):
     """The run in ``out`` started again: resumed if it has a checkpoint, else from scratch."""
-    return subprocess.Popen(command(out, resume=(out / "last.pt").exists()),
+    return subprocess.Popen([*command(out, resume=(out / "last.pt").exists()), *flags],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=environment(), cwd=str(ROOT))
 
@@ -50,10 +50,10 @@ def wait_for(path, process, timeout=120.0):
         time.sleep(0.005)
 
 
-def kill_at(out, trigger, delay):
+def kill_at(out, trigger, delay, flags=()):
     """Start the run, wait for ``trigger`` to appear in ``out``, then SIGKILL it ``delay``
     seconds later (unless it has finished)."""
-    process = start(out)
+    process = start(out, flags)
     wait_for(out / trigger, process)
     time.sleep(delay)
     if process.poll() is None:
@@ -103,9 +103,13 @@ def same_parameters(a, b):
 
 
 def interrupted_run(out, kills, seed):
-    """Kill the run ``kills`` times (the first before its first step), then finish it."""
+    """Kill the run before its first checkpoint with some steps logged, then ``kills`` times
+    at random, then finish it."""
     rng = random.Random(seed)
-    kill_at(out, "config.json", 0.0)  # before the first checkpoint
+    # checkpoints only at the end (the last flag wins), so the kill leaves logged rows and no
+    # checkpoint; the run starts again from scratch, with a checkpoint every step
+    kill_at(out, "metrics.csv", 0.05, flags=["--checkpoint-every", "1000"])
+    assert not (out / "last.pt").exists() and (out / "metrics.csv").read_text()
     for _ in range(kills):
         kill_at(out, "metrics.csv", rng.uniform(0.0, 1.5))
     finish(out)
