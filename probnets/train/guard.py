@@ -40,6 +40,9 @@ _INVALID_PARAMETER = re.compile(
     r".*?to satisfy the constraint (?P<constraint>.+?), but found invalid values", re.DOTALL)
 
 
+_SITES_SHOWN = 6  # in the error message; bad_steps.csv has them all
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised after too many consecutive bad steps (see :mod:`probnets.train.guard`).
 
@@ -148,7 +151,11 @@ class BadStepGuard:
         else:
             kept = (f"{checkpoint} holds the parameters the last good step "
                     f"({self.last_good_step}) started from")
-        sites = ", ".join(self.last_sites) or "none found"
+        shown = self.last_sites[:_SITES_SHOWN]
+        more = len(self.last_sites) - len(shown)
+        where = f" (see {self.log.path})" if self.log is not None else ""
+        sites = (", ".join(shown) + (f" and {more} more{where}" if more else "")
+                 if shown else "none found")
         return NonFiniteLossError(
             f"training diverged: {self.consecutive} consecutive bad steps, the last at "
             f"{self.last_reason}; sites involved: {sites}; {kept}. Resume with a lower learning "

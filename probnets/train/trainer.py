@@ -342,9 +342,12 @@ class Trainer:
         # The logs continue from the checkpoint: what was logged at its step and after is
         # dropped, and the checkpoint's own row is logged again (its evaluation, if due,
         # is repeated by the Evaluation callback).
-        self._forget_logs_after(self.step - 1, bad_steps_after=self.step)
-        if state.get("logged_row") is not None:
-            self._send_row(dict(state["logged_row"]))
+        if "logged_row" in state:
+            self._forget_logs_after(self.step - 1, bad_steps_after=self.step)
+            if state["logged_row"] is not None:
+                self._send_row(dict(state["logged_row"]))
+        else:  # a checkpoint from before rows were kept in it: its step's row stays
+            self._forget_logs_after(self.step)
         self.result.checkpoint = os.fspath(path)
         return state
 

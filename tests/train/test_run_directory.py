@@ -135,3 +135,19 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+
+
+def test_figures_follow_the_umask_and_leave_no_temporary_file(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from probnets.viz.images import save_figure
+
+    previous = os.umask(0o022)
+    try:
+        save_figure(plt.figure(), tmp_path / "a.png")
+        save_figure(plt.figure(), tmp_path / "b")  # no extension: PNG
+    finally:
+        os.umask(previous)
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "b"]
+    assert {os.stat(tmp_path / n).st_mode & 0o777 for n in ("a.png", "b")} == {0o644}
+    assert (tmp_path / "b").read_bytes()[:4] == b"\x89PNG"
