@@ -13,7 +13,9 @@ what :class:`~probnets.train.StepMetrics` adds) and evaluation rows with names p
 also has ``truncate_after(step)`` is told to forget what was logged after ``step``: everything
 (``step=0``) when a run starts afresh in a directory a killed run left logs in, and from the
 checkpoint's step on when a run resumes (the Trainer then logs the checkpoint's own row again
-and repeats its evaluation), so the record reads as if the run had never stopped.
+and repeats its evaluation), so the record reads as if the run had never stopped. A logger
+that buffers also has ``flush()``, called before every checkpoint, so what a checkpoint's
+resumed run keeps was on disk when the checkpoint was written.
 
 An MLflow logger, for example, is::
 
@@ -204,6 +206,10 @@ class TensorBoardLogger:
             self._writer.close()
             self._writer = None
         self._purge_step = step + 1
+
+    def flush(self):
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self):
         if self._writer is not None:

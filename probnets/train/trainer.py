@@ -305,6 +305,10 @@ class Trainer:
         if target is None:
             raise ValueError("no checkpoint path: pass path= or give the Trainer an out_dir")
         state = self.state_dict()
+        for logger in self.loggers:  # what the checkpoint's resumed run keeps is on disk
+            flush = getattr(logger, "flush", None)
+            if flush is not None:
+                flush()
         if self.is_main:
             self.checkpoints.write(state, target)
         if self.sync is not None:

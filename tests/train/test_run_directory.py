@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import probnets.checkpoint
+import probnets.train.checkpoint
 from probnets.files import atomic_write, remove_orphans
 from probnets.train import (
     Callback,
@@ -151,3 +152,32 @@ def test_figures_follow_the_umask_and_leave_no_temporary_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.png", "b"]
     assert {os.stat(tmp_path / n).st_mode & 0o777 for n in ("a.png", "b")} == {0o644}
     assert (tmp_path / "b").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_buffering_loggers_are_flushed_before_each_checkpoint(tmp_path, monkeypatch):
+    events = []
+
+    class Buffering:
+        def log_metrics(self, step, metrics):
+            events.append(("row", step))
+
+        def log_config(self, config):
+            pass
+
+        def flush(self):
+            events.append(("flush",))
+
+        def close(self):
+            pass
+
+    write = probnets.train.checkpoint.Checkpointer.write
+
+    def recording_write(self, state, path=None):
+        events.append(("checkpoint", state["step"]))
+        return write(self, state, path)
+
+    monkeypatch.setattr(probnets.train.checkpoint.Checkpointer, "write", recording_write)
+    trainer(tmp_path, 2, checkpoint_every=1, loggers=("csv", Buffering())).run()
+    # (the evaluation of step 2 follows its checkpoint)
+    assert events == [("row", 1), ("flush",), ("checkpoint", 1),
+                      ("row", 2), ("flush",), ("checkpoint", 2), ("row", 2)]
