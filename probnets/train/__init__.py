@@ -29,7 +29,7 @@ from probnets.train.fitting import DefaultTrainerFactory
 from probnets.train.guard import NonFiniteLossError
 from probnets.train.loggers import CsvLogger, Logger, TensorBoardLogger
 from probnets.train.objectives import LossObjective, SVIObjective
-from probnets.train.sampler import BatchSampler, repeat_epochs
+from probnets.train.sampler import BatchSampler, LoaderBatches, repeat_epochs
 from probnets.train.schedules import (
     Anneal,
     Constant,
@@ -55,6 +55,7 @@ __all__ = [
     "Evaluation",
     "Exponential",
     "Linear",
+    "LoaderBatches",
     "Logger",
     "LossObjective",
     "NonFiniteLossError",

@@ -198,12 +198,12 @@ def test_data_loaders_and_optimizer_classes():
                                  progress=False)).run()
     assert result.history[-1]["loss"] < 0.05 * result.history[0]["loss"]
     with pytest.raises(TypeError, match="BatchSampler"):
-        Trainer(LossObjective(lambda a, b: net(a).sum(), net), (x, y), TrainConfig(steps=1))
+        Trainer(LossObjective(lambda a, b: net(a).sum(), net), 3.0, TrainConfig(steps=1))
 
 
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        TrainConfig(steps=1, optimizer="adagrad")
+        TrainConfig(steps=1, optimizer="lion")
     with pytest.raises(ValueError, match="loggers: names must be one of"):
         TrainConfig(steps=1, loggers=("wandb",))
     with pytest.raises(TypeError, match="loggers must be a sequence"):
