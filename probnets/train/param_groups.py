@@ -26,6 +26,7 @@ from probnets.nn.weight_decay import decayed_parameters
 from probnets.train.optimizers import make_lr_scheduler
 
 DEFAULT_GROUP = "default"
+GRAD_CLIP_KEY = "grad_clip_norm"
 
 
 class ParameterGroups:
@@ -53,6 +54,7 @@ class ParameterGroups:
         self.lr_schedule = config.lr_schedule or (lambda step: 1.0)
         self.scheduler_factory = config.lr_scheduler_factory
         self.scheduler = None
+        self._scheduled_rate = self.lr  # the default group's rate at the last update
         self._pending_scheduler_state = None
         self.modules = list(modules)
         self.optimizer = None
@@ -104,9 +106,11 @@ class ParameterGroups:
     def _new_group(self, rule, param):
         settings = dict(self.optim_args)
         settings["lr"] = self.lr
-        settings["clip_norm"] = self.clip_norm
-        if rule < len(self.rules):
-            settings.update(self.rules[rule][1])
+        rule_settings = dict(self.rules[rule][1]) if rule < len(self.rules) else {}
+        # A rule's clip_norm is the group's gradient-norm clip, kept under its own key so it
+        # cannot shadow an optimizer argument of that name (ClippedAdam's element clip).
+        settings[GRAD_CLIP_KEY] = rule_settings.pop("clip_norm", self.clip_norm)
+        settings.update(rule_settings)
         settings["base_lr"] = settings["lr"]
         settings["params"] = [param]
         if self.optimizer is None:
@@ -139,7 +143,8 @@ class ParameterGroups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            max_norm = group["clip_norm"] if group["clip_norm"] is not None else math.inf
+            clip = group[GRAD_CLIP_KEY]
+            max_norm = clip if clip is not None else math.inf
             norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
             norms[self.group_name(rule)] = norm
             finite &= math.isfinite(norm)
@@ -149,7 +154,7 @@ class ParameterGroups:
         """The default group's learning rate at ``step`` (with a torch scheduler: the first
         group's current rate)."""
         if self.scheduler_factory is not None:
-            return self.optimizer.param_groups[0]["lr"] if self.optimizer else self.lr
+            return self._scheduled_rate
         return self.lr * self.lr_schedule(step)
 
     def step(self, step):
@@ -164,6 +169,8 @@ class ParameterGroups:
             self._decay_weight_matrices()
         self.optimizer.step()
         if self.scheduler is not None:
+            default = self._group_for_rule.get(len(self.rules), self.optimizer.param_groups[0])
+            self._scheduled_rate = default["lr"]
             self.scheduler.step()
 
     def _advance_scheduler(self, step):
@@ -181,10 +188,14 @@ class ParameterGroups:
                 self.scheduler.step()
 
     def scheduler_state_dict(self):
-        """The torch scheduler's state (``None`` without one, or before its first step)."""
+        """The torch scheduler's state and the group settings it sets (rates, and momenta
+        for cyclic schedulers), or ``None`` without one (or before its first step)."""
         if self.scheduler is None:
             return self._pending_scheduler_state
-        return self.scheduler.state_dict()
+        groups = [{k: v for k, v in group.items() if k != "params"}
+                  for group in self.optimizer.param_groups]
+        return {"scheduler": self.scheduler.state_dict(), "groups": groups,
+                "scheduled_rate": self._scheduled_rate}
 
     def load_scheduler_state_dict(self, state):
         """Restore the torch scheduler, and the learning rates it had set, from a checkpoint
@@ -202,10 +213,12 @@ class ParameterGroups:
             self._load_scheduler(state)
 
     def _load_scheduler(self, state):
-        self.scheduler.load_state_dict(state)
-        # The rates live in the optimizer's groups, which the scheduler's state leaves alone.
-        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
-            group["lr"] = lr
+        self.scheduler.load_state_dict(state["scheduler"])
+        # The rates (and a cyclic scheduler's momenta) live in the optimizer's groups, which
+        # the scheduler's state leaves alone.
+        for group, saved in zip(self.optimizer.param_groups, state["groups"]):
+            group.update(saved)
+        self._scheduled_rate = state["scheduled_rate"]
 
     def zero_grad(self):
         if self.optimizer is not None:
