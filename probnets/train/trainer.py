@@ -78,8 +78,9 @@ class Trainer:
     :param callbacks: :class:`~probnets.train.Callback` objects, e.g.
         :class:`~probnets.train.StepMetrics` and :class:`~probnets.train.Evaluation`.
 
-    Under :mod:`torch.distributed` every rank runs the same Trainer; gradients and losses are
-    summed over ranks, and rank 0 alone logs, evaluates and writes checkpoints.
+    A callback ends the run early by setting ``trainer.should_stop = True`` (checked after
+    each step). Under :mod:`torch.distributed` every rank runs the same Trainer; gradients and
+    losses are summed over ranks, and rank 0 alone logs, evaluates and writes checkpoints.
     """
 
     def __init__(self, objective: Any, data: Iterable, config: TrainConfig,
@@ -114,6 +115,7 @@ class Trainer:
         self.last_grad_norms: dict[str, float] = {}
         self.last_evaluation: dict | None = None
         self.result = TrainResult()
+        self.should_stop = False
 
     # ------------------------------------------------------------------ the parts' state
     @property
@@ -328,7 +330,7 @@ class Trainer:
         bar = ProgressBar(self.config.steps, self.step, self.config.description,
                           enabled=self.config.progress and self.is_main)
         try:
-            while self.step < self.config.steps:
+            while self.step < self.config.steps and not self.should_stop:
                 self._run_step(bar)
             self._callbacks("on_end")
         except KeyboardInterrupt:

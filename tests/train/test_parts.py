@@ -234,8 +234,8 @@ def test_model_fit_trains_through_the_factory_it_is_given():
     x = torch.randn(16, 3)
     y = x[:, :1] * 2.0
     recording = Recording()
-    history = NeuronDAG(3, 4, 1).fit(x, y, num_steps=3, trainer=recording)
-    assert len(history["loss"]) == 3
+    result = NeuronDAG(3, 4, 1).fit(x, y, num_steps=3, trainer=recording)
+    assert len(result.history) == 3
     assert recording.settings["steps"] == 3 and recording.settings["batch_size"] is None
     assert isinstance(recording, TrainerFactory)
     assert resolve_trainer() is not None
