@@ -2,6 +2,8 @@
 data loader (:class:`LoaderBatches`), and :func:`as_batches`, which makes one of them from
 whatever the Trainer is given."""
 
+import math
+
 import numpy as np
 import torch
 
@@ -79,7 +81,7 @@ class BatchSampler:
             return 1
         if self.drop_last:
             return self.num_examples // self.batch_size
-        return -(-self.num_examples // self.batch_size)
+        return math.ceil(self.num_examples / self.batch_size)
 
     def _new_epoch(self):
         self._order = torch.randperm(self.num_examples, generator=self.generator)

@@ -415,8 +415,8 @@ class GatedNetwork(PyroModule):
         rules["*gate_logits"] = {"lr": lr if gate_lr is None else gate_lr}
         if gate_betas is not None and _takes_betas(trainer_kwargs.get("optimizer", "adam")):
             rules["*gate_logits"]["betas"] = tuple(gate_betas)
-        if convert is None and (batch_size is None or batch_size >= n):
-            batch_size = None
+        if convert is not None or batch_size is None or batch_size >= n:
+            batch_size = None  # a loader brings its own; at least len(x): the full data
         recorder = _FitRecorder(self, record_every, callback)
         trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", ()), recorder]
         trainer_kwargs.setdefault("progress", False)
@@ -476,13 +476,17 @@ class GatedNetwork(PyroModule):
         """All targets of a loader's dataset (the ``"auto"`` noise scale is their standard
         deviation): a TensorDataset's second tensor, or each item's second entry."""
         dtype, device = self.gate_logits.dtype, self.gate_logits.device
-        tensors = getattr(dataset, "tensors", None)
-        if tensors is not None and len(tensors) == 2:
-            return as_float_tensor("y", tensors[1], dtype, device).to(device)
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise ValueError("noise_scale='auto' scales the likelihood by the targets' standard "
                              "deviation, which needs a loader over a sized, indexable dataset; "
                              "construct the network with a fixed noise_scale= instead")
+        tensors = getattr(dataset, "tensors", None)
+        items = tensors if tensors is not None else dataset[0]
+        if len(items) != 2:
+            raise ValueError(f"the data loader must yield (x, y) batches, got {len(items)} "
+                             "item(s)")
+        if tensors is not None:
+            return as_float_tensor("y", tensors[1], dtype, device).to(device)
         rows = [torch.as_tensor(dataset[i][1]) for i in range(len(dataset))]
         return as_float_tensor("y", torch.stack(rows), dtype, device).to(device)
 
@@ -559,16 +563,20 @@ def _takes_betas(optimizer):
     return "betas" in inspect.signature(cls).parameters
 
 
+def _check_lengths(num_steps, num_epochs):
+    """``num_steps`` and ``num_epochs``, where given, are positive ints."""
+    for name, count in (("num_steps", num_steps), ("num_epochs", num_epochs)):
+        if count is not None:
+            check_count(name, count, 1, "a positive int")
+
+
 def _check_fit_arguments(
     num_steps, num_epochs, estimator, lr, gate_lr, gate_betas, batch_size, record_every,
     callback
 ):
     """The checks of :meth:`GatedNetwork.fit`'s training arguments (the data are checked by
     ``_prepare_data``)."""
-    if num_steps is not None:
-        check_count("num_steps", num_steps, 1, "a positive int")
-    if num_epochs is not None:
-        check_count("num_epochs", num_epochs, 1, "a positive int")
+    _check_lengths(num_steps, num_epochs)
     if estimator is not None and not isinstance(estimator, pyro.infer.ELBO):
         raise TypeError(
             "estimator: expected a Pyro ELBO instance (e.g. probnets.infer.DisARM_ELBO()) or "
@@ -632,15 +640,12 @@ class MaskedNetwork(torch.nn.Module):
         :returns: the run's :class:`~probnets.train.TrainResult`; ``[row["loss"] for row in
             result.history]`` are the per-step losses.
         """
-        if num_steps is not None:
-            check_count("num_steps", num_steps, 1, "a positive int")
-        if num_epochs is not None:
-            check_count("num_epochs", num_epochs, 1, "a positive int")
+        _check_lengths(num_steps, num_epochs)
         if is_loader(x):
             if y is not None:
                 raise ValueError("y: with a data loader x, y must be None (the loader yields "
                                  "(x, y) batches)")
-            data, convert = x, self.network._prepared_batch
+            data, convert, batch_size = x, self.network._prepared_batch, None
         else:
             data, convert = self.network._prepare_data(x, y), None
             if batch_size is not None and batch_size >= data[0].shape[0]:
