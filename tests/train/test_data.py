@@ -171,3 +171,17 @@ def test_bad_data_is_refused_with_its_type_named():
     short.load_state_dict(state)
     with pytest.raises(ValueError, match="not the loader the checkpoint was written with"):
         next(short)
+
+
+def test_torchdata_stateful_dataloader_resumes_exactly(tmp_path):
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+
+    def make_loader():
+        return stateful.StatefulDataLoader(TensorDataset(*regression_data()), batch_size=4,
+                                           shuffle=True)
+
+    uninterrupted, _ = train(make_loader, 10)
+    train(make_loader, 5, out_dir=tmp_path)
+    resumed, trainer = train(make_loader, 10, out_dir=tmp_path, resume=True, seed=99)
+    assert_same_parameters(uninterrupted, resumed)
+    assert trainer.data.stateful
