@@ -148,6 +148,8 @@ class LoaderBatches:
     loader's iterator is made and its first batch drawn with torch's global generator seeded
     so (and restored afterwards), which fixes a ``shuffle=True`` DataLoader's order and its
     workers' base seed without touching the run's other randomness.
+    A sampler with ``set_epoch`` (:class:`~torch.utils.data.distributed.DistributedSampler`)
+    is told the 0-based pass number before each pass, as a hand-written epoch loop would.
 
     :param loader: a re-iterable source of batches (an iterator is used up after one pass).
     :param convert: optional ``convert(batch) -> batch`` applied to each batch tuple.
@@ -211,6 +213,9 @@ class LoaderBatches:
             torch.manual_seed(_pass_seed(self.seed, self.epoch))
             for generator, state in zip(self._generators(), self._generator_states):
                 generator.set_state(state)
+            set_epoch = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
+            if callable(set_epoch):  # a DistributedSampler's order follows its epoch
+                set_epoch(self.epoch - 1)
             iterator = iter(self.loader)
             for taken in range(skip):
                 if next(iterator, _END) is _END:

@@ -185,3 +185,14 @@ def test_torchdata_stateful_dataloader_resumes_exactly(tmp_path):
     resumed, trainer = train(make_loader, 10, out_dir=tmp_path, resume=True, seed=99)
     assert_same_parameters(uninterrupted, resumed)
     assert trainer.data.stateful
+
+
+def test_a_distributed_sampler_is_told_each_pass():
+    from torch.utils.data.distributed import DistributedSampler
+
+    data = torch.arange(8)
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
+    stream = LoaderBatches(DataLoader(data, batch_size=8, sampler=sampler), seed=0)
+    first, second = next(stream)[0], next(stream)[0]
+    assert sampler.epoch == 1 and not torch.equal(first, second)
+    assert sorted(second.tolist()) == list(range(8))
