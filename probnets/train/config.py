@@ -1,6 +1,7 @@
 """The settings of a training run, as one typed, validated dataclass."""
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -266,6 +267,10 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, functools.partial):
+        arguments = [repr(a) for a in value.args]
+        arguments += [f"{k}={v!r}" for k, v in value.keywords.items()]
+        return f"{_plain(value.func)}({', '.join(arguments)})"
     return repr(value)
 
 

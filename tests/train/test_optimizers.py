@@ -134,3 +134,9 @@ def test_scheduler_settings_are_checked():
     plateau = functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau)
     with pytest.raises(ValueError, match="ReduceLROnPlateau"):
         run(steps=1, lr_scheduler=plateau)
+
+
+def test_the_logged_config_names_the_scheduler_and_the_pyro_optimizer():
+    config = TrainConfig(steps=2, lr_scheduler=STEP_LR)
+    assert config.to_dict()["lr_scheduler"] == (
+        "torch.optim.lr_scheduler.StepLR(step_size=4, gamma=0.5)")
