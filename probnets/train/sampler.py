@@ -3,6 +3,7 @@ data loader (:class:`LoaderBatches`), and :func:`as_batches`, which makes one of
 whatever the Trainer is given."""
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -295,7 +296,7 @@ def as_batches(data, batch_size=None, seed=None, dtype=None):
             isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
         return BatchSampler(*(as_data_tensor(t, dtype) for t in data),
                             batch_size=batch_size, seed=seed)
-    if isinstance(data, tuple) or not hasattr(data, "__iter__"):
+    if isinstance(data, (tuple, str, bytes, Mapping)) or not hasattr(data, "__iter__"):
         raise TypeError(
             "data must be tensors or NumPy arrays (one, or a tuple of them sharing their first "
             "dimension), an iterator of batch tuples such as BatchSampler, or an iterable of "

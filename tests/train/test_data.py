@@ -158,6 +158,8 @@ def test_num_epochs_are_converted_to_steps():
 def test_bad_data_is_refused_with_its_type_named():
     with pytest.raises(TypeError, match="got float"):
         as_batches(3.0)
+    with pytest.raises(TypeError, match="got dict"):
+        as_batches({"x": torch.ones(3)})
     with pytest.raises(ValueError, match="batch_size is for tensors"):
         as_batches(DataLoader(torch.arange(4)), batch_size=2)
     with pytest.raises(TypeError, match="not an iterator"):

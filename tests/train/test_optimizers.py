@@ -140,3 +140,22 @@ def test_the_logged_config_names_the_scheduler_and_the_pyro_optimizer():
     config = TrainConfig(steps=2, lr_scheduler=STEP_LR)
     assert config.to_dict()["lr_scheduler"] == (
         "torch.optim.lr_scheduler.StepLR(step_size=4, gamma=0.5)")
+
+
+def test_a_skipped_step_still_advances_the_torch_scheduler():
+    torch.manual_seed(0)
+    net = nn.Linear(2, 1)
+    calls = []
+
+    def loss(a, b):
+        calls.append(None)
+        value = ((net(a) - b) ** 2).mean()
+        return value * float("nan") if len(calls) == 3 else value
+
+    scheduler = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    config = TrainConfig(steps=5, lr=0.08, lr_scheduler=scheduler, progress=False, loggers=())
+    trainer = Trainer(LossObjective(loss, net), data(), config)
+    result = trainer.run()
+    good = [row["lr"] for row in result.history if row["step"] != 3]
+    assert trainer.bad_steps == 1
+    assert good == pytest.approx([0.08, 0.04, 0.01, 0.005])  # as lr_schedule: steps count
