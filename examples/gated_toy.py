@@ -79,7 +79,7 @@ def run(name, seed, args):
     )
     stop = WiringConverged(model, patience=args.patience)
     start = time.perf_counter()
-    history = model.fit(
+    model.fit(
         toy.x,
         toy.y,
         args.max_steps,
@@ -91,6 +91,7 @@ def run(name, seed, args):
         record_every=args.record_every,
         callback=stop,
     )
+    history = model.history
     seconds = time.perf_counter() - start
     dep = model.dependencies()
     truth = toy.dependencies

@@ -13,15 +13,22 @@ A factory makes a trainer for each of the two kinds of objective models have::
 ``data`` is either a tuple of tensors sharing their first dimension, from which the factory
 draws shuffled mini-batches (settings ``batch_size``, ``None`` for the full data every step,
 and ``seed``), or an iterable of batch tuples such as a :class:`torch.utils.data.DataLoader`,
-passed over again whenever it ends (setting ``convert``: a function applied to each batch).
-The other settings are those of :class:`probnets.train.TrainConfig` (``steps``, ``lr``,
-``param_groups``, ``progress``...). The trainer returned has ``train_step(batch) -> loss``,
-``data`` (its iterator of batches) and ``run() -> result``, as
+passed over again whenever it ends and resumed exactly (settings ``convert``: a function
+applied to each batch, and ``seed`` of each pass's order). The other settings are those of
+:class:`probnets.train.TrainConfig` (``steps``, ``lr``, ``param_groups``, ``optimizer``,
+``lr_scheduler``, ``out_dir``...) and ``callbacks``. The trainer returned has
+``train_step(batch) -> loss``, ``data`` (its iterator of batches) and ``run() -> result``, as
 :class:`probnets.train.Trainer` does.
+
+Every model's ``fit`` returns what ``run()`` returns: with the default factory, the run's
+:class:`~probnets.train.TrainResult` (``history`` of logged rows, ``step``, ``checkpoint``).
 """
 
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
 
 
 @runtime_checkable
@@ -68,4 +75,41 @@ def resolve_trainer(trainer: TrainerFactory | None = None) -> TrainerFactory:
     return _default
 
 
-__all__ = ["FitTrainer", "TrainerFactory", "register_default_trainer", "resolve_trainer"]
+def fit_steps(num_steps, num_epochs, data, batch_size=None):
+    """The number of optimizer steps of a ``fit(..., num_steps=, num_epochs=)`` call.
+
+    ``num_epochs`` passes over ``data`` are ``num_epochs * len(data)`` steps for a data
+    loader, and ``num_epochs * (N // batch_size)`` for tensors of ``N`` rows (the last
+    incomplete mini-batch of a pass is dropped; the full data is one step per pass).
+
+    :param data: the tensors' first array, or the data loader.
+
+    The counts themselves are checked by the model (its own messages).
+    """
+    if (num_steps is None) == (num_epochs is None):
+        raise ValueError("give exactly one of num_steps (optimizer steps) and num_epochs "
+                         f"(passes over the data), got num_steps={num_steps!r} and "
+                         f"num_epochs={num_epochs!r}")
+    if num_steps is not None:
+        return num_steps
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        n = data.shape[0]
+        per_pass = 1 if batch_size is None or batch_size >= n else n // batch_size
+        return num_epochs * per_pass
+    try:
+        per_pass = len(data)
+    except TypeError:
+        raise ValueError(f"num_epochs needs data with a length (tensors, or a DataLoader over a "
+                         f"sized dataset); {type(data).__name__} has none: give num_steps"
+                         ) from None
+    return num_epochs * per_pass
+
+
+def is_loader(data):
+    """Whether ``data`` is an iterable of batches rather than a tensor or an array."""
+    return not isinstance(data, (torch.Tensor, np.ndarray, list, tuple)) and hasattr(
+        data, "__iter__")
+
+
+__all__ = ["FitTrainer", "TrainerFactory", "fit_steps", "is_loader", "register_default_trainer",
+           "resolve_trainer"]

@@ -30,7 +30,7 @@ from probnets.train.fitting import DefaultTrainerFactory
 from probnets.train.guard import NonFiniteLossError
 from probnets.train.loggers import CsvLogger, Logger, TensorBoardLogger
 from probnets.train.objectives import LossObjective, SVIObjective
-from probnets.train.sampler import BatchSampler, repeat_epochs
+from probnets.train.sampler import BatchSampler, LoaderBatches, repeat_epochs
 from probnets.train.schedules import (
     Anneal,
     Constant,
@@ -57,6 +57,7 @@ __all__ = [
     "Evaluation",
     "Exponential",
     "Linear",
+    "LoaderBatches",
     "Logger",
     "LossObjective",
     "NonFiniteLossError",

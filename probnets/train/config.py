@@ -1,15 +1,16 @@
 """The settings of a training run, as one typed, validated dataclass."""
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+from probnets.train.optimizers import OPTIMIZERS, describe_optimizer, resolve_optimizer
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+DEFAULT_LR = 1e-3
 PRECISIONS = ("32", "bf16", "16-mixed")
 LOGGER_NAMES = ("csv", "tensorboard")
 
@@ -18,15 +19,20 @@ LOGGER_NAMES = ("csv", "tensorboard")
 class TrainConfig:
     """What a :class:`~probnets.train.Trainer` run does, validated on construction.
 
-    :param int steps: total number of steps (a resumed run continues up to it).
-    :param float lr: base learning rate of the default parameter group.
+    :param int steps: total number of optimizer steps (a resumed run continues up to it).
+        Give either ``steps`` or ``num_epochs``.
+    :param float lr: base learning rate of the default parameter group (default ``1e-3``, or
+        the ``lr`` of a :mod:`pyro.optim` optimizer's arguments).
     :param dict param_groups: ``{pattern: {"lr": ..., "clip_norm": ..., ...}}``; the first
         :func:`fnmatch.fnmatchcase` pattern matching a parameter's name picks its group, whose
         settings override the defaults (any optimizer argument, plus ``clip_norm``).
         Parameters an ELBO owns are named ``cv.*`` by convention.
     :param float clip_norm: default per-group gradient-norm clip (``None``: no clipping).
-    :param optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"``, or any
-        :class:`torch.optim.Optimizer` subclass taking ``(param_groups, **optim_args)``.
+    :param optimizer: ``"adam"`` (default), ``"adamw"``, ``"sgd"`` or the name of any other
+        :mod:`torch.optim` optimizer (``"RMSprop"``...); a :class:`torch.optim.Optimizer`
+        subclass taking ``(param_groups, **optim_args)``; or a :mod:`pyro.optim` optimizer
+        such as ``pyro.optim.ClippedAdam({"lr": 1e-3})``, mapped to the torch class it wraps
+        and its arguments (:mod:`probnets.train.optimizers` says what is honoured).
     :param float weight_decay: decoupled weight decay (Loshchilov & Hutter, 2019) of the
         parameters with two or more dimensions, except those a module names in
         ``no_weight_decay`` (:func:`probnets.nn.decayed_parameters`): each step multiplies them
@@ -38,6 +44,11 @@ class TrainConfig:
         the parameters' device. An ``optim_args["weight_decay"]`` applies to every parameter.
     :param lr_schedule: a callable ``step -> factor`` multiplying every group's learning rate
         (e.g. :class:`~probnets.train.Cosine`).
+    :param lr_scheduler: a :mod:`torch.optim.lr_scheduler` scheduler instead: a callable
+        taking the optimizer and returning the scheduler, e.g.
+        ``functools.partial(torch.optim.lr_scheduler.StepLR, step_size=100)``. It is stepped
+        once per training step (skipped steps included, as ``lr_schedule`` counts them) and
+        its state is checkpointed. Not together with ``lr_schedule``.
     :param schedules: :class:`~probnets.train.Anneal` objects applied before each step.
     :param int eval_every: steps between evaluations of
         :class:`~probnets.train.Evaluation` callbacks that set no ``every`` of their own
@@ -64,13 +75,21 @@ class TrainConfig:
     :param str precision: ``"32"``; ``"bf16"`` (autocast to bfloat16); or ``"16-mixed"``
         (autocast to float16 with dynamic loss scaling), see :mod:`probnets.train.precision`.
     :param float initial_loss_scale: the first loss scale of ``"16-mixed"``.
+    :param int num_epochs: train for this many passes over the data instead of ``steps``
+        (converted to ``num_epochs * len(data)`` steps, so the data must have a length: a
+        DataLoader over a sized dataset, or tensors).
+    :param int batch_size: mini-batch size when the Trainer is given tensors or NumPy arrays
+        (``None``: the full data every step).
+    :param int data_seed: seed of the data order: the shuffling of tensors, and each pass of
+        a DataLoader (``None``: drawn from torch's global generator at the first batch, so
+        ``pyro.set_rng_seed`` fixes it).
     """
 
-    steps: int
-    lr: float = 1e-3
+    steps: int | None = None
+    lr: float | None = None
     param_groups: dict | None = None
     clip_norm: float | None = None
-    optimizer: str | type = "adam"
+    optimizer: Any = "adam"
     weight_decay: float = 0.0
     optim_args: dict | None = None
     lr_schedule: Callable[[int], float] | None = None
@@ -90,31 +109,96 @@ class TrainConfig:
     distributed_sync: bool | None = None
     precision: str = "32"
     initial_loss_scale: float = 2.0 ** 16
+    lr_scheduler: Callable[[Any], Any] | None = None
+    num_epochs: int | None = None
+    batch_size: int | None = None
+    data_seed: int | None = None
 
     def __post_init__(self):
+        _check_length(self)
         _check_counts(self)
+        spec = _check_optimizer(self)
+        if self.lr is None:
+            self.lr = spec.args.get("lr", DEFAULT_LR)
+        if self.clip_norm is None:
+            self.clip_norm = spec.clip_norm
         _check_rates(self)
         _check_choices(self)
         _check_run_directory(self)
 
     @property
+    def optimizer_spec(self):
+        """The resolved optimizer: class, arguments (``optim_args`` over a pyro optimizer's
+        own), and a pyro optimizer's clip norm and scheduler."""
+        return resolve_optimizer(self.optimizer, self.optim_args)
+
+    @property
     def optimizer_class(self):
         """The :class:`torch.optim.Optimizer` subclass :attr:`optimizer` names."""
-        return OPTIMIZERS.get(self.optimizer, self.optimizer)
+        return self.optimizer_spec.cls
+
+    @property
+    def lr_scheduler_factory(self):
+        """``lr_scheduler``, or the scheduler of a pyro scheduler optimizer (``None``: none)."""
+        return self.lr_scheduler or self.optimizer_spec.lr_scheduler
+
+    def for_data(self, batches_per_epoch):
+        """This configuration with ``num_epochs`` converted to ``steps``, given the number of
+        batches in one pass over the data (``None`` when unknown)."""
+        if self.num_epochs is None:
+            return self
+        if batches_per_epoch is None:
+            raise ValueError(
+                f"num_epochs={self.num_epochs} needs data whose number of batches per pass is "
+                "known (tensors, or a DataLoader over a sized dataset); this data has no "
+                "len(): give steps instead")
+        return dataclasses.replace(self, steps=self.num_epochs * batches_per_epoch,
+                                   num_epochs=None)
 
     def to_dict(self):
         """The settings as plain values (for loggers' ``log_config``); objects become their
         ``repr``."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        values = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        values["optimizer"] = describe_optimizer(self.optimizer) or values["optimizer"]
+        return values
 
 
 def _is_count(value, minimum):
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _check_counts(config):
-    if not _is_count(config.steps, 0):
+def _check_length(config):
+    if (config.steps is None) == (config.num_epochs is None):
+        raise ValueError(
+            "give exactly one of steps (optimizer steps) and num_epochs (passes over the "
+            f"data), got steps={config.steps!r} and num_epochs={config.num_epochs!r}")
+    if config.steps is not None and not _is_count(config.steps, 0):
         raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
+    if config.num_epochs is not None and not _is_count(config.num_epochs, 1):
+        raise ValueError(f"num_epochs must be a positive integer, got {config.num_epochs!r}")
+
+
+def _check_optimizer(config):
+    spec = resolve_optimizer(config.optimizer, config.optim_args)
+    own_lr = spec.args.get("lr")
+    if own_lr is not None and config.lr is not None and own_lr != config.lr:
+        raise ValueError(f"lr={config.lr!r} and the optimizer's own lr={own_lr!r} disagree; "
+                         "give the learning rate once")
+    if config.lr_scheduler is not None:
+        if not callable(config.lr_scheduler):
+            raise TypeError("lr_scheduler must be a callable optimizer -> scheduler (e.g. "
+                            "functools.partial(torch.optim.lr_scheduler.StepLR, step_size=100)),"
+                            f" got {config.lr_scheduler!r}")
+        if spec.lr_scheduler is not None:
+            raise ValueError("lr_scheduler: the pyro.optim optimizer already brings a "
+                             "scheduler; give one of them")
+    if config.lr_schedule is not None and (config.lr_scheduler or spec.lr_scheduler):
+        raise ValueError("lr_schedule (a factor per step) and lr_scheduler (a torch "
+                         "scheduler) both set the learning rate; give one of them")
+    return spec
+
+
+def _check_counts(config):
     if not _is_count(config.max_bad_steps, 1):
         raise ValueError(
             f"max_bad_steps must be a positive integer, got {config.max_bad_steps!r}")
@@ -123,7 +207,7 @@ def _check_counts(config):
     if not _is_count(config.keep_checkpoints, 0):
         raise ValueError(
             f"keep_checkpoints must be a non-negative integer, got {config.keep_checkpoints!r}")
-    for name in ("eval_every", "checkpoint_every"):
+    for name in ("eval_every", "checkpoint_every", "batch_size"):
         value = getattr(config, name)
         if value is not None and not _is_count(value, 1):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
@@ -148,11 +232,9 @@ def _check_rates(config):
 
 
 def _check_choices(config):
-    optimizer = config.optimizer
-    if not (optimizer in OPTIMIZERS
-            or (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer))):
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a "
-                         f"torch.optim.Optimizer subclass, got {optimizer!r}")
+    if config.data_seed is not None and not _is_count(config.data_seed, 0):
+        raise ValueError(f"data_seed must be a non-negative integer or None, got "
+                         f"{config.data_seed!r}")
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
     if isinstance(config.loggers, str):
@@ -185,6 +267,10 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, functools.partial):
+        arguments = [repr(a) for a in value.args]
+        arguments += [f"{k}={v!r}" for k, v in value.keywords.items()]
+        return f"{_plain(value.func)}({', '.join(arguments)})"
     return repr(value)
 
 

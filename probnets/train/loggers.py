@@ -17,25 +17,8 @@ and repeats its evaluation), so the record reads as if the run had never stopped
 that buffers also has ``flush()``, called before every checkpoint, so what a checkpoint's
 resumed run keeps was on disk when the checkpoint was written.
 
-An MLflow logger, for example, is::
-
-    class MLflowLogger:
-        def __init__(self, run_name):
-            import mlflow
-            self.mlflow = mlflow
-            mlflow.start_run(run_name=run_name)
-
-        def log_metrics(self, step, metrics):
-            self.mlflow.log_metrics({k.replace("[", "_").replace("]", ""): v
-                                     for k, v in metrics.items()}, step=step)
-
-        def log_config(self, config):
-            self.mlflow.log_params(config)
-
-        def close(self):
-            self.mlflow.end_run()
-
-    TrainConfig(..., loggers=("csv", MLflowLogger("vae")))
+Any other tracker (MLflow, Weights & Biases...) is a class with these three methods, passed
+as ``TrainConfig(loggers=("csv", MyLogger(...)))``; ``guides/training.md`` writes one.
 """
 
 import csv
@@ -167,8 +150,11 @@ class CsvLogger:
 class TensorBoardLogger:
     """Scalars in TensorBoard event files under ``log_dir``; the settings as hparams.
 
-    Needs the ``tensorboard`` package. On resume, events after the checkpoint's step are
-    purged (``SummaryWriter(purge_step=...)``), as the CSV rows are.
+    Needs the ``tensorboard`` package. The settings :meth:`log_config` receives are written
+    for TensorBoard's HPARAMS tab, flattened to scalar and string values
+    (:func:`flatten_config`), with ``loss`` declared as the run's metric. On resume, events
+    after the checkpoint's step are purged (``SummaryWriter(purge_step=...)``), as the CSV rows
+    are.
 
     :param log_dir: the event-file directory (the Trainer uses ``out_dir/tensorboard``).
     """
@@ -177,10 +163,12 @@ class TensorBoardLogger:
         # Imported on use: TensorBoard is an optional dependency.
         try:
             from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams
         except ImportError as error:
             raise ImportError("the 'tensorboard' logger needs the tensorboard package "
                               "(pip install tensorboard)") from error
         self._writer_class = SummaryWriter
+        self._hparams_summaries = hparams
         self.log_dir = os.fspath(log_dir)
         self._purge_step = None
         self._writer = None
@@ -197,9 +185,10 @@ class TensorBoardLogger:
                 self.writer.add_scalar(key, value, step)
 
     def log_config(self, config):
-        hparams = {k: (v if isinstance(v, (bool, int, float, str)) else json.dumps(v))
-                   for k, v in config.items()}
-        self.writer.add_hparams(hparams, {}, run_name=".")
+        # The three summaries add_hparams writes, but into this run's own event file (it
+        # would open a sub-run) and declaring the logged loss as the metric.
+        for summary in self._hparams_summaries(flatten_config(config), {"loss": 0.0}):
+            self.writer.file_writer.add_summary(summary)
 
     def truncate_after(self, step):
         if self._writer is not None:
@@ -214,6 +203,23 @@ class TensorBoardLogger:
     def close(self):
         if self._writer is not None:
             self._writer.close()
+
+
+def flatten_config(config, prefix=""):
+    """``config`` with nested dicts flattened to ``"outer/inner"`` keys and every value a
+    bool, number or string (``None`` becomes ``"None"``, lists their JSON)."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, prefix=name + "/"))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        elif value is None:
+            flat[name] = "None"
+        else:
+            flat[name] = json.dumps(value, default=repr)
+    return flat
 
 
 def make_loggers(config, out_dir):
@@ -234,4 +240,5 @@ def make_loggers(config, out_dir):
     return loggers + [x for x in config.loggers if not isinstance(x, str)]
 
 
-__all__ = ["EVAL_PREFIX", "CsvFile", "CsvLogger", "Logger", "TensorBoardLogger", "make_loggers"]
+__all__ = ["EVAL_PREFIX", "CsvFile", "CsvLogger", "Logger", "TensorBoardLogger", "flatten_config",
+           "make_loggers"]

@@ -18,30 +18,44 @@ optimizer; vectors (biases, norm gains) and the matrices a module lists in
 
 import fnmatch
 import math
+import warnings
 
 import torch
 
 from probnets.nn.weight_decay import decayed_parameters
+from probnets.train.optimizers import make_lr_scheduler
 
 DEFAULT_GROUP = "default"
+GRAD_CLIP_KEY = "grad_clip_norm"
 
 
 class ParameterGroups:
     """Parameter groups by name rule, the optimizer over them, clipping and weight decay.
 
+    The learning rate follows either ``lr_schedule`` (a factor of the step times each group's
+    base rate) or a torch ``lr_scheduler``, made at the first update over the groups known by
+    then and stepped after every update; a group that appears later joins it at its own base
+    rate.
+
     :param config: the run's :class:`~probnets.train.TrainConfig` (``lr``, ``param_groups``,
-        ``clip_norm``, ``optimizer``, ``optim_args``, ``weight_decay``, ``lr_schedule``).
+        ``clip_norm``, ``optimizer``, ``optim_args``, ``weight_decay``, ``lr_schedule``,
+        ``lr_scheduler``).
     :param modules: the modules whose ``no_weight_decay`` lists exempt matrices from decay.
     """
 
     def __init__(self, config, modules=()):
+        spec = config.optimizer_spec
         self.lr = float(config.lr)
         self.rules = list((config.param_groups or {}).items())
         self.clip_norm = config.clip_norm
-        self.optimizer_class = config.optimizer_class
-        self.optim_args = dict(config.optim_args or {})
+        self.optimizer_class = spec.cls
+        self.optim_args = {k: v for k, v in spec.args.items() if k != "lr"}
         self.weight_decay = float(config.weight_decay)
         self.lr_schedule = config.lr_schedule or (lambda step: 1.0)
+        self.scheduler_factory = config.lr_scheduler_factory
+        self.scheduler = None
+        self._scheduled_rate = self.lr  # the default group's rate at the last update
+        self._pending_scheduler_state = None
         self.modules = list(modules)
         self.optimizer = None
         self.by_name = {}  # name -> the tensor currently trained under it
@@ -92,16 +106,23 @@ class ParameterGroups:
     def _new_group(self, rule, param):
         settings = dict(self.optim_args)
         settings["lr"] = self.lr
-        settings["clip_norm"] = self.clip_norm
-        if rule < len(self.rules):
-            settings.update(self.rules[rule][1])
+        rule_settings = dict(self.rules[rule][1]) if rule < len(self.rules) else {}
+        # A rule's clip_norm is the group's gradient-norm clip, kept under its own key so it
+        # cannot shadow an optimizer argument of that name (ClippedAdam's element clip).
+        settings[GRAD_CLIP_KEY] = rule_settings.pop("clip_norm", self.clip_norm)
+        settings.update(rule_settings)
         settings["base_lr"] = settings["lr"]
         settings["params"] = [param]
         if self.optimizer is None:
             self.optimizer = self._make_optimizer(settings)
         else:
             self.optimizer.add_param_group(settings)
-        self._group_for_rule[rule] = self.optimizer.param_groups[-1]
+        group = self.optimizer.param_groups[-1]
+        if self.scheduler is not None:  # joins the scheduler at its own base rate
+            group["initial_lr"] = group["lr"]
+            self.scheduler.base_lrs.append(group["lr"])
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        self._group_for_rule[rule] = group
 
     def _make_optimizer(self, settings):
         if "fused" not in settings and "foreach" not in settings:
@@ -122,24 +143,82 @@ class ParameterGroups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            max_norm = group["clip_norm"] if group["clip_norm"] is not None else math.inf
+            clip = group[GRAD_CLIP_KEY]
+            max_norm = clip if clip is not None else math.inf
             norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
             norms[self.group_name(rule)] = norm
             finite &= math.isfinite(norm)
         return norms, finite
 
     def scheduled_lr(self, step):
-        """The default group's learning rate at ``step``."""
+        """The default group's learning rate at ``step`` (with a torch scheduler: the first
+        group's current rate)."""
+        if self.scheduler_factory is not None:
+            return self._scheduled_rate
         return self.lr * self.lr_schedule(step)
 
     def step(self, step):
         """Set the scheduled learning rates, decay the weight matrices, update."""
-        factor = self.lr_schedule(step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+        if self.scheduler_factory is None:
+            factor = self.lr_schedule(step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+        else:
+            self._advance_scheduler(step)
         if self.weight_decay:
             self._decay_weight_matrices()
         self.optimizer.step()
+        if self.scheduler is not None:
+            default = self._group_for_rule.get(len(self.rules), self.optimizer.param_groups[0])
+            self._scheduled_rate = default["lr"]
+            self.scheduler.step()
+
+    def _advance_scheduler(self, step):
+        """Make the scheduler at the first update; after skipped steps, step it to ``step``
+        so that, like ``lr_schedule``, it counts every step taken."""
+        if self.scheduler is None:
+            self.scheduler = make_lr_scheduler(self.scheduler_factory, self.optimizer)
+            if self._pending_scheduler_state is not None:
+                self._load_scheduler(self._pending_scheduler_state)
+                self._pending_scheduler_state = None
+        with warnings.catch_warnings():
+            # Catching up before the optimizer's first step is intended here.
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)")
+            while self.scheduler.last_epoch < step:
+                self.scheduler.step()
+
+    def scheduler_state_dict(self):
+        """The torch scheduler's state and the group settings it sets (rates, and momenta
+        for cyclic schedulers), or ``None`` without one (or before its first step)."""
+        if self.scheduler is None:
+            return self._pending_scheduler_state
+        groups = [{k: v for k, v in group.items() if k != "params"}
+                  for group in self.optimizer.param_groups]
+        return {"scheduler": self.scheduler.state_dict(), "groups": groups,
+                "scheduled_rate": self._scheduled_rate}
+
+    def load_scheduler_state_dict(self, state):
+        """Restore the torch scheduler, and the learning rates it had set, from a checkpoint
+        (applied when the scheduler is made, if it is not yet)."""
+        if state is None:
+            return
+        if self.scheduler_factory is None:
+            raise ValueError("the checkpoint holds a torch lr_scheduler's state but this run "
+                             "has no lr_scheduler")
+        if self.scheduler is None and self.optimizer is not None:
+            self.scheduler = make_lr_scheduler(self.scheduler_factory, self.optimizer)
+        if self.scheduler is None:
+            self._pending_scheduler_state = state
+        else:
+            self._load_scheduler(state)
+
+    def _load_scheduler(self, state):
+        self.scheduler.load_state_dict(state["scheduler"])
+        # The rates (and a cyclic scheduler's momenta) live in the optimizer's groups, which
+        # the scheduler's state leaves alone.
+        for group, saved in zip(self.optimizer.param_groups, state["groups"]):
+            group.update(saved)
+        self._scheduled_rate = state["scheduled_rate"]
 
     def zero_grad(self):
         if self.optimizer is not None:

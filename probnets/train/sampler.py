@@ -1,5 +1,11 @@
-"""Mini-batches with a resumable random order."""
+"""Mini-batches with a resumable random order: from tensors (:class:`BatchSampler`) or from a
+data loader (:class:`LoaderBatches`), and :func:`as_batches`, which makes one of them from
+whatever the Trainer is given."""
 
+import math
+from collections.abc import Mapping
+
+import numpy as np
 import torch
 
 from probnets.train import distributed
@@ -15,7 +21,8 @@ class BatchSampler:
 
     :param tensors: tensors sharing their first dimension (e.g. images and labels).
     :param int batch_size: examples per batch, or ``None`` for the full data every step.
-    :param int seed: seed of the shuffling generator.
+    :param int seed: seed of the shuffling generator (``None``: drawn from torch's global
+        generator, so ``pyro.set_rng_seed`` fixes it).
     :param device: where batches are sent (the data may stay on the CPU).
     :param bool drop_last: drop the last incomplete batch of each epoch (default True, so every
         step sees the same batch size).
@@ -59,6 +66,8 @@ class BatchSampler:
         self.batch_size = batch_size
         self.device = device
         self.drop_last = drop_last
+        if seed is None:
+            seed = int(torch.randint(2**62, ()))
         self.generator = torch.Generator().manual_seed(seed)
         self._order = None
         self._position = 0
@@ -66,6 +75,14 @@ class BatchSampler:
 
     def __iter__(self):
         return self
+
+    def __len__(self):
+        """Batches in one pass over the data (an epoch)."""
+        if self.batch_size is None:
+            return 1
+        if self.drop_last:
+            return self.num_examples // self.batch_size
+        return math.ceil(self.num_examples / self.batch_size)
 
     def _new_epoch(self):
         self._order = torch.randperm(self.num_examples, generator=self.generator)
@@ -109,18 +126,194 @@ class BatchSampler:
         self.epoch = state["epoch"]
 
 
-def repeat_epochs(loader, convert=None):
-    """An endless stream of batch tuples from an iterable of batches (e.g. a
-    :class:`torch.utils.data.DataLoader`), starting a new pass, with the loader's own
-    shuffling, whenever one ends; ``convert(batch) -> batch`` is applied to each (e.g. to move
-    it to the model's device). Unlike :class:`BatchSampler` its position is not checkpointed:
-    a resumed run starts a fresh pass."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-            yield batch if convert is None else convert(batch)
-        if empty:
-            raise ValueError("the data loader yielded no batches (an iterator, unlike a "
-                             "DataLoader, is used up after one pass)")
+_END = object()
+
+
+class LoaderBatches:
+    """An endless stream of batch tuples from a data loader, passed over again whenever it
+    ends, whose position is checkpointed so a resumed run sees exactly the batches an
+    uninterrupted run would have.
+
+    Two ways to an exact resume, picked by what the loader offers:
+
+    - a loader with ``state_dict()`` / ``load_state_dict()``, such as torchdata's
+      ``StatefulDataLoader``, is asked for its position and restores it itself;
+    - any other re-iterable loader (a plain :class:`torch.utils.data.DataLoader`, a list of
+      batches) is replayed: the state holds the number of passes started, the batches taken
+      from the current one, the seed of each pass and the states of the loader's own
+      generators (``loader.generator``, its sampler's) at the pass's start. Resuming starts
+      the pass again with the same seeds and generator states and skips the batches already
+      taken, which loads them again: the cost of a partial pass.
+
+    Each pass starts under its own seed, derived from ``seed`` and the pass number: the
+    loader's iterator is made and its first batch drawn with torch's global generator seeded
+    so (and restored afterwards), which fixes a ``shuffle=True`` DataLoader's order and its
+    workers' base seed without touching the run's other randomness.
+    A sampler with ``set_epoch`` (:class:`~torch.utils.data.distributed.DistributedSampler`)
+    is told the 0-based pass number before each pass, as a hand-written epoch loop would.
+
+    :param loader: a re-iterable source of batches (an iterator is used up after one pass).
+    :param convert: optional ``convert(batch) -> batch`` applied to each batch tuple.
+    :param int seed: the seed the passes' seeds derive from (``None``: drawn from torch's
+        global generator at the first batch).
+    """
+
+    def __init__(self, loader, convert=None, seed=None):
+        if not hasattr(loader, "__iter__") or hasattr(loader, "__next__"):
+            raise TypeError("LoaderBatches needs a re-iterable loader (e.g. a DataLoader), not "
+                            f"an iterator, got {type(loader).__name__}")
+        self.loader = loader
+        self.convert = convert
+        self.seed = seed
+        self.stateful = (callable(getattr(loader, "state_dict", None))
+                         and callable(getattr(loader, "load_state_dict", None)))
+        self.epoch = 0  # passes started
+        self.batches = 0  # batches taken from the current pass
+        self._generator_states = []
+        self._iterator = None
+        self._pending = _END
+
+    def __iter__(self):
+        return self
+
+    def __len__(self):
+        """Batches in one pass (``TypeError`` if the loader has no length)."""
+        return len(self.loader)
+
+    def __next__(self):
+        if self._iterator is None and self.epoch > 0:  # resumed inside a pass
+            self._open(skip=0 if self.stateful else self.batches)
+        batch = _END if self._iterator is None else self._take()
+        if batch is _END:
+            self._begin_pass()
+            batch = self._take()
+            if batch is _END:
+                raise ValueError("the data loader yielded no batches")
+        self.batches += 1
+        batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        return batch if self.convert is None else self.convert(batch)
+
+    def _take(self):
+        if self._pending is not _END:
+            batch, self._pending = self._pending, _END
+            return batch
+        return next(self._iterator, _END)
+
+    def _begin_pass(self):
+        if self.seed is None:
+            self.seed = int(torch.randint(2**62, ()))
+        self.epoch += 1
+        self.batches = 0
+        self._generator_states = [g.get_state() for g in self._generators()]
+        self._open(skip=0)
+
+    def _open(self, skip):
+        """Start the current pass under its seed and skip ``skip`` batches; the first batch
+        after them is drawn too (a DataLoader's sampler draws its seed then)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_pass_seed(self.seed, self.epoch))
+            for generator, state in zip(self._generators(), self._generator_states):
+                generator.set_state(state)
+            set_epoch = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
+            if callable(set_epoch):  # a DistributedSampler's order follows its epoch
+                set_epoch(self.epoch - 1)
+            iterator = iter(self.loader)
+            for taken in range(skip):
+                if next(iterator, _END) is _END:
+                    raise ValueError(f"the data loader's pass {self.epoch} has {taken} "
+                                     f"batches but the checkpoint had taken {skip}: it is "
+                                     "not the loader the checkpoint was written with")
+            self._pending = next(iterator, _END)
+        self._iterator = iterator
+
+    def _generators(self):
+        """The loader's own generators (its order), unless it restores its state itself."""
+        if self.stateful:
+            return []
+        owners = (self.loader, getattr(self.loader, "sampler", None),
+                  getattr(getattr(self.loader, "batch_sampler", None), "sampler", None))
+        found = {}
+        for owner in owners:
+            generator = getattr(owner, "generator", None)
+            if isinstance(generator, torch.Generator):
+                found[id(generator)] = generator
+        return list(found.values())
+
+    def state_dict(self):
+        state = {"seed": self.seed, "epoch": self.epoch, "batches": self.batches,
+                 "generators": list(self._generator_states)}
+        if self.stateful:
+            state["loader"] = self.loader.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        if self.stateful != ("loader" in state):
+            raise ValueError("the checkpointed data position was written by a "
+                             f"{'stateful' if 'loader' in state else 'plain'} loader; resume "
+                             "with the same kind of loader")
+        self.seed, self.epoch, self.batches = state["seed"], state["epoch"], state["batches"]
+        self._generator_states = list(state["generators"])
+        if self.stateful:
+            self.loader.load_state_dict(state["loader"])
+        self._iterator, self._pending = None, _END  # reopened at the next batch
+
+
+def _pass_seed(seed, epoch):
+    # A distinct, reproducible seed per pass (golden-ratio increments, kept in 63 bits).
+    return (seed + epoch * 0x9E3779B97F4A7C15) % 2**63
+
+
+def repeat_epochs(loader, convert=None, seed=None):
+    """A :class:`LoaderBatches` stream over ``loader`` (kept for its old name)."""
+    return LoaderBatches(loader, convert, seed)
+
+
+def batches_per_epoch(data):
+    """Batches in one pass over ``data``, or ``None`` when it has no length (or is an
+    iterator other than these streams: it is used up after one pass)."""
+    if hasattr(data, "__next__") and not isinstance(data, (BatchSampler, LoaderBatches)):
+        return None
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def as_batches(data, batch_size=None, seed=None, dtype=None):
+    """The stream of batch tuples the Trainer draws from, made from what it is given.
+
+    - a tensor or NumPy array, or a tuple of them sharing their first dimension: a
+      :class:`BatchSampler` (``batch_size``, ``None`` for the full data each step; ``seed``).
+      Floating-point arrays become tensors of ``dtype`` (the model's), others keep theirs
+      (integer labels stay int64);
+    - an iterator of batch tuples (e.g. a :class:`BatchSampler`): used as it is;
+    - any other iterable of batches (a DataLoader, a list of batch tuples): a
+      :class:`LoaderBatches` stream, resumed exactly.
+    """
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        data = (data,)
+    if isinstance(data, tuple) and data and all(
+            isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
+        return BatchSampler(*(as_data_tensor(t, dtype) for t in data),
+                            batch_size=batch_size, seed=seed)
+    if isinstance(data, (tuple, str, bytes, Mapping)) or not hasattr(data, "__iter__"):
+        raise TypeError(
+            "data must be tensors or NumPy arrays (one, or a tuple of them sharing their first "
+            "dimension), an iterator of batch tuples such as BatchSampler, or an iterable of "
+            f"batches such as a DataLoader; got {type(data).__name__}")
+    if batch_size is not None:
+        raise ValueError("batch_size is for tensors and arrays; a data loader yields batches "
+                         "of its own size")
+    if hasattr(data, "__next__"):
+        return data
+    return LoaderBatches(data, seed=seed)
+
+
+def as_data_tensor(value, dtype=None):
+    """``value`` as a tensor; floating-point NumPy arrays are converted to ``dtype``."""
+    if isinstance(value, torch.Tensor):
+        return value
+    tensor = torch.from_numpy(np.ascontiguousarray(value))
+    if tensor.is_floating_point() and dtype is not None:
+        tensor = tensor.to(dtype)
+    return tensor

@@ -60,7 +60,7 @@ from probnets.train.loggers import EVAL_PREFIX, make_loggers
 from probnets.train.param_groups import ParameterGroups
 from probnets.train.precision import Precision
 from probnets.train.progress import ProgressBar
-from probnets.train.sampler import repeat_epochs
+from probnets.train.sampler import as_batches, batches_per_epoch
 
 _OBJECTIVE_METHODS = ("named_state", "state_constraints", "load_named_state", "diagnose")
 
@@ -83,16 +83,21 @@ class Trainer:
     :param objective: what is minimised: :class:`~probnets.train.SVIObjective` (an ELBO of a
         Pyro model and guide) or :class:`~probnets.train.LossObjective` (a deterministic
         loss of a module); see :mod:`probnets.train.objectives` for the protocol.
-    :param data: an iterator of batch tuples, such as :class:`~probnets.train.BatchSampler`
-        (its ``state_dict()``, if any, is checkpointed so a resumed run sees the same
-        batches), or an iterable of batches such as a :class:`torch.utils.data.DataLoader`,
-        passed over again whenever it ends (a resumed run then starts a fresh pass).
+    :param data: tensors or NumPy arrays (one, or a tuple sharing the first dimension),
+        drawn in shuffled mini-batches of ``config.batch_size``, floating-point arrays
+        converted to the dtype of the objective's modules; an iterator of batch tuples, such
+        as :class:`~probnets.train.BatchSampler`; or an iterable of batches such as a
+        :class:`torch.utils.data.DataLoader`, passed over again whenever it ends
+        (:func:`~probnets.train.sampler.as_batches`). The position of the stream
+        (``state_dict()``, if it has one, as all of these do) is checkpointed, so a resumed
+        run sees exactly the batches an uninterrupted run would have.
     :param config: the run's :class:`~probnets.train.TrainConfig`.
     :param callbacks: :class:`~probnets.train.Callback` objects, e.g.
         :class:`~probnets.train.StepMetrics` and :class:`~probnets.train.Evaluation`.
 
-    Under :mod:`torch.distributed` every rank runs the same Trainer; gradients and losses are
-    summed over ranks, and rank 0 alone logs, evaluates and writes checkpoints.
+    A callback ends the run early by setting ``trainer.should_stop = True`` (checked after
+    each step). Under :mod:`torch.distributed` every rank runs the same Trainer; gradients and
+    losses are summed over ranks, and rank 0 alone logs, evaluates and writes checkpoints.
     """
 
     def __init__(self, objective: Any, data: Iterable, config: TrainConfig,
@@ -102,9 +107,11 @@ class Trainer:
         if not (callable(objective) and all(hasattr(objective, m) for m in _OBJECTIVE_METHODS)):
             raise TypeError("objective must be an SVIObjective, a LossObjective or an object "
                             f"with their methods, got {type(objective)}")
-        self.config = config
         self.objective = objective
-        self.data = _as_batches(data)
+        self.data = as_batches(data, config.batch_size, config.data_seed,
+                               _module_dtype(objective.modules))
+        self.config = config.for_data(batches_per_epoch(self.data))
+        config = self.config
         self.callbacks = list(callbacks)
         self.modules = list(objective.modules)
         sync = config.distributed_sync
@@ -128,6 +135,7 @@ class Trainer:
         self.last_grad_norms: dict[str, float] = {}
         self.last_evaluation: dict | None = None
         self.result = TrainResult()
+        self.should_stop = False
 
     # ------------------------------------------------------------------ the parts' state
     @property
@@ -287,6 +295,8 @@ class Trainer:
             "warnings": list(self.result.warnings),
             "loss_explosion": self.explosion.state_dict(),
         }
+        if self.groups.scheduler_state_dict() is not None:
+            state["lr_scheduler"] = self.groups.scheduler_state_dict()
         if hasattr(self.data, "state_dict"):
             state["data"] = self.data.state_dict()
         optional = {"loss": self.objective.state_dict(), "loss_scale": self.precision.state_dict()}
@@ -332,6 +342,7 @@ class Trainer:
             module.load_state_dict(module_state)
         self.objective.load_named_state(state["params"], state["constraints"])
         self.groups.load_state_dict(state["optimizer"])
+        self.groups.load_scheduler_state_dict(state.get("lr_scheduler"))
         if "data" in state and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         self.objective.load_state_dict(state.get("loss"))
@@ -446,7 +457,7 @@ class Trainer:
         bar = ProgressBar(self.config.steps, self.step, self.config.description,
                           enabled=self.config.progress and self.is_main)
         try:
-            while self.step < self.config.steps:
+            while self.step < self.config.steps and not self.should_stop:
                 self._run_step(bar)
             self._callbacks("on_end")
         except KeyboardInterrupt:
@@ -478,14 +489,12 @@ class Trainer:
         bar.update(loss, row, self.last_evaluation)
 
 
-def _as_batches(data):
-    if hasattr(data, "__next__"):
-        return data
-    if isinstance(data, (tuple, list, torch.Tensor)) or not hasattr(data, "__iter__"):
-        raise TypeError(
-            "data must be an iterator of batch tuples (e.g. BatchSampler(x, y, batch_size=...)) "
-            f"or an iterable of batches such as a DataLoader, got {type(data).__name__}")
-    return repeat_epochs(data)
+def _module_dtype(modules):
+    for module in modules:
+        for p in module.parameters():
+            if p.is_floating_point():
+                return p.dtype
+    return torch.get_default_dtype()
 
 
 def _plain_row(row):

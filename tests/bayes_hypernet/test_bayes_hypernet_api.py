@@ -123,7 +123,7 @@ def test_fit_takes_a_data_loader_and_scales_the_likelihood_to_its_data_set():
         model.fit(DataLoader(TensorDataset(x), batch_size=8), num_steps=1)
     with pytest.raises(ValueError, match="yielded no batches"):
         model.fit(DataLoader(TensorDataset(x[:0], y[:0])), num_steps=1, num_data=1)
-    with pytest.raises(ValueError, match="num_steps must be a positive int"):
+    with pytest.raises(ValueError, match="exactly one of num_steps .* and num_epochs"):
         model.fit(x, y)
     with pytest.raises(ValueError, match="num_data is for data loaders"):
         model.fit(x.double(), y.double(), num_steps=1, num_data=40)

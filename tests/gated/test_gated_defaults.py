@@ -39,9 +39,9 @@ def test_defaults_are_the_documented_sparse_setting():
     # The old estimator and the learned noise scale are one argument away.
     pyro.clear_param_store()
     old = NeuronDAG(2, 1, 1, noise_scale=None, prior=BernoulliPrior(0.1), init_logit=2.0)
-    history = old.fit(torch.randn(8, 2), torch.randn(8, 1), num_steps=2,
-                      estimator=pyro.infer.TraceGraph_ELBO())
-    assert len(history["loss"]) == 2 and old.noise_scale_mode == "learned"
+    result = old.fit(torch.randn(8, 2), torch.randn(8, 1), num_steps=2,
+                     estimator=pyro.infer.TraceGraph_ELBO())
+    assert len(old.history["loss"]) == 2 and result.step == 2 and old.noise_scale_mode == "learned"
 
 
 @pytest.mark.parametrize("seed", [7001])
@@ -63,7 +63,8 @@ def test_one_liner_in_float64_from_numpy():
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     net = NeuronDAG(3, 2, 1).double()
-    history = net.fit(teacher.x.numpy(), teacher.y.numpy(), num_steps=400)
+    net.fit(teacher.x.numpy(), teacher.y.numpy(), num_steps=400)
+    history = net.history
     assert history["loss"][-1] < history["loss"][0]
     assert net.gate_logits.dtype == torch.float64 and net.edge_probs().dtype == torch.float64
     assert _recovered(net, teacher)

@@ -100,14 +100,15 @@ def test_float64_and_training_end_to_end():
     m = LayerDAG(_blocks(), (2, 8, 8), merge="squeeze", cost=CostPenalty(1e-3, "flops")).double()
     x = torch.randn(6, 2, 8, 8, dtype=torch.float64)
     y = torch.randint(3, (6,))
-    history = m.fit(x, y, num_steps=3, record_every=1)
+    m.fit(x, y, num_steps=3, record_every=1)
+    history = m.history
     assert history["gate_probs"].dtype == torch.float64
     probs = m.predict(x, num_samples=3)
     assert probs.dtype == torch.float64 and probs.shape == (6, 3)
     assert m.gate_costs("flops").dtype == torch.float64
     net = m.export_architecture(0.5)
     assert net.predict(x).dtype == torch.float64
-    losses = net.fit(x, y, num_steps=2)
+    losses = [row["loss"] for row in net.fit(x, y, num_steps=2).history]
     assert len(losses) == 2
 
 

@@ -201,12 +201,12 @@ def test_data_loaders_and_optimizer_classes():
                                  progress=False)).run()
     assert result.history[-1]["loss"] < 0.05 * result.history[0]["loss"]
     with pytest.raises(TypeError, match="BatchSampler"):
-        Trainer(LossObjective(lambda a, b: net(a).sum(), net), (x, y), TrainConfig(steps=1))
+        Trainer(LossObjective(lambda a, b: net(a).sum(), net), 3.0, TrainConfig(steps=1))
 
 
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        TrainConfig(steps=1, optimizer="adagrad")
+        TrainConfig(steps=1, optimizer="lion")
     with pytest.raises(ValueError, match="loggers: names must be one of"):
         TrainConfig(steps=1, loggers=("wandb",))
     with pytest.raises(TypeError, match="loggers must be a sequence"):
@@ -237,8 +237,8 @@ def test_model_fit_trains_through_the_factory_it_is_given():
     x = torch.randn(16, 3)
     y = x[:, :1] * 2.0
     recording = Recording()
-    history = NeuronDAG(3, 4, 1).fit(x, y, num_steps=3, trainer=recording)
-    assert len(history["loss"]) == 3
+    result = NeuronDAG(3, 4, 1).fit(x, y, num_steps=3, trainer=recording)
+    assert len(result.history) == 3
     assert recording.settings["steps"] == 3 and recording.settings["batch_size"] is None
     assert isinstance(recording, TrainerFactory)
     assert resolve_trainer() is not None

@@ -72,6 +72,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule, PyroParam, pyro_method
+from pyro.optim.lr_scheduler import PyroLRScheduler
 from torch import nn
 
 from probnets.checkpoint import load_checkpoint
@@ -92,7 +93,7 @@ from probnets.models.bayes_hypernet.generators import (
 )
 from probnets.models.bayes_hypernet.guides import GUIDES, make_guide
 from probnets.models.bayes_hypernet.target import mlp_forward, parse_target
-from probnets.models.fitting import resolve_trainer
+from probnets.models.fitting import fit_steps, resolve_trainer
 
 RegressionPrediction = namedtuple(
     "RegressionPrediction", ["mean", "std", "epistemic_std", "aleatoric_std"])
@@ -107,6 +108,13 @@ TASKS = ("regression", "classification")
 PARAMETERIZATIONS = ("layer", "unit", "input_unit")
 NOISES = ("fixed", "learned")
 WEIGHT_PRIORS = ("iid", "fan_in")
+
+
+def _schedules_lr(trainer_kwargs):
+    """Whether the trainer settings bring their own learning-rate schedule."""
+    return (trainer_kwargs.get("lr_schedule") is not None
+            or trainer_kwargs.get("lr_scheduler") is not None
+            or isinstance(trainer_kwargs.get("optimizer"), PyroLRScheduler))
 
 
 def _cosine_decay(step, num_steps, final):
@@ -456,32 +464,42 @@ class BayesianHypernet(PyroModule):
 
     # ------------------------------------------------------------------ TyXe-like surface
     def fit(self, x, y=None, num_steps=None, batch_size=None, lr=1e-2, num_particles=1, seed=0,
-            progress=False, num_data=None, lr_decay=0.1, trainer=None, **trainer_kwargs):
+            progress=False, num_data=None, lr_decay=0.1, trainer=None, num_epochs=None,
+            **trainer_kwargs):
         """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
 
-        :param x: inputs ``(N, n_0)`` (or ``(N, ...)``); or an iterable of ``(x, y)``
-            mini-batches, such as a :class:`torch.utils.data.DataLoader` (TyXe's style), passed
-            over again whenever it ends, each batch moved to the model's device and dtype.
+        :param x: inputs ``(N, n_0)`` (or ``(N, ...)``), a tensor or a NumPy array (converted
+            to the model's dtype); or an iterable of ``(x, y)`` mini-batches, such as a
+            :class:`torch.utils.data.DataLoader` (TyXe's style), passed over again whenever it
+            ends (a re-iterable loader is resumed exactly), each batch moved to the model's
+            device and dtype.
         :param y: targets ``(N,)``/``(N, n_L)`` (regression) or labels ``(N,)``; ``None`` with
             a loader.
-        :param int num_steps: optimisation steps.
+        :param int num_steps: optimisation steps; or give ``num_epochs``.
         :param int batch_size: mini-batch size (``None``: full batch); tensors only.
-        :param float lr: Adam learning rate.
+        :param float lr: learning rate (of Adam unless ``optimizer=`` says otherwise).
         :param int num_particles: samples of ``z`` per ELBO estimate (vectorized).
-        :param int seed: seed of the mini-batch order (tensors only).
+        :param int seed: seed of the mini-batch order (of each pass, for a loader).
         :param int num_data: size of the data set behind a loader, which scales each batch's
             likelihood (default ``len(loader.dataset)``).
         :param float lr_decay: the learning rate follows a half cosine from ``lr`` down to
             ``lr_decay * lr`` over ``num_steps`` (Loshchilov & Hutter 2017), so the last steps'
             gradient noise does not blur the variational parameters; ``1`` keeps ``lr``
-            constant. An ``lr_schedule`` passed to the trainer replaces it.
+            constant. An ``lr_schedule`` or ``lr_scheduler`` passed to the trainer (or a
+            :mod:`pyro.optim` scheduler as ``optimizer``) replaces it.
         :param trainer: the :class:`~probnets.models.fitting.TrainerFactory` to train with
             (default: :mod:`probnets.train`'s).
+        :param int num_epochs: passes over the data instead of ``num_steps`` (``N //
+            batch_size`` steps each for tensors, ``len(loader)`` for a loader).
         :param trainer_kwargs: further :class:`~probnets.train.TrainConfig` settings (e.g.
-            ``lr_schedule``, ``clip_norm``, ``out_dir``) or ``callbacks``.
-        :returns: the :class:`~probnets.train.TrainResult`.
+            ``optimizer``, ``lr_scheduler``, ``lr_schedule``, ``clip_norm``, ``out_dir``) or
+            ``callbacks``.
+        :returns: the run's :class:`~probnets.train.TrainResult`.
         """
-        check_positive("num_steps", num_steps, int)
+        for name, count in (("num_steps", num_steps), ("num_epochs", num_epochs)):
+            if count is not None:
+                check_positive(name, count, int)
+        num_steps = fit_steps(num_steps, num_epochs, x, batch_size)
         check_positive("num_particles", num_particles, int)
         check_positive("lr", lr)
         check_positive("lr_decay", lr_decay)
@@ -505,7 +523,7 @@ class BayesianHypernet(PyroModule):
         extra = dict(trainer_kwargs.pop("checkpoint_extra", None) or {})
         extra.setdefault("config", self.config())
         trainer_kwargs["checkpoint_extra"] = extra
-        if lr_decay != 1:
+        if lr_decay != 1 and not _schedules_lr(trainer_kwargs):
             trainer_kwargs.setdefault("lr_schedule", functools.partial(
                 _cosine_decay, num_steps=num_steps, final=float(lr_decay)))
         trainer = resolve_trainer(trainer).svi(

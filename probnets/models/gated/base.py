@@ -4,6 +4,7 @@ and the user surface (``fit``, ``predict``, ``export_architecture``).
 """
 
 import copy
+import inspect
 
 import pyro
 import torch
@@ -12,7 +13,7 @@ from pyro import distributions as dist
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from probnets.distributions import HardConcrete
-from probnets.models.fitting import resolve_trainer
+from probnets.models.fitting import fit_steps, is_loader, resolve_trainer
 from probnets.infer import Relaxed_ELBO
 from probnets.models.gated.inputs import (
     as_float_tensor,
@@ -317,8 +318,8 @@ class GatedNetwork(PyroModule):
     def fit(
         self,
         x,
-        y,
-        num_steps,
+        y=None,
+        num_steps=None,
         estimator=None,
         lr=0.01,
         gate_lr=0.05,
@@ -328,11 +329,14 @@ class GatedNetwork(PyroModule):
         record_every=0,
         callback=None,
         trainer=None,
+        num_epochs=None,
+        num_data=None,
+        **trainer_kwargs,
     ):
         """
-        Train weights and gate posteriors by stochastic variational inference, one
-        :meth:`probnets.train.Trainer.train_step` per step (parameter groups, gradient
-        clipping and the NaN guard come from the trainer).
+        Train weights and gate posteriors by stochastic variational inference with
+        :class:`probnets.train.Trainer` (parameter groups, gradient clipping, the NaN guard,
+        checkpoints and loggers come from it).
 
         The defaults are the setting that recovers sparse wiring with nothing but sizes given
         (``guides/gated.md`` has the measurements): together with the constructor's
@@ -344,9 +348,12 @@ class GatedNetwork(PyroModule):
 
         :param x, y: training inputs and targets (all of them; ``num_data`` is set from
             ``len(x)`` so minibatch ELBOs are scaled correctly). Tensors of the network's
-            dtype, or NumPy arrays (converted); ``y`` is ``(N, num_outputs)`` floats for a
-            normal likelihood, ``(N,)`` int64 labels for a categorical one.
-        :param int num_steps: optimizer steps.
+            dtype, or NumPy arrays (converted to it); ``y`` is ``(N, num_outputs)`` floats for
+            a normal likelihood, ``(N,)`` int64 labels for a categorical one. Or ``x`` is a
+            data loader of ``(x, y)`` batches (a :class:`torch.utils.data.DataLoader`, passed
+            over again whenever it ends and resumed exactly) with ``y=None``; each batch is
+            checked and converted like tensors.
+        :param int num_steps: optimizer steps; or give ``num_epochs``.
         :param estimator: a Pyro ELBO instance (``probnets.infer`` estimators or Pyro's).
             Default for Bernoulli gates: ``probnets.infer.Relaxed_ELBO(temperature=0.5)``,
             the Concrete relaxation (Maddison et al. 2017; Jang et al. 2017), picked on the
@@ -363,14 +370,15 @@ class GatedNetwork(PyroModule):
             once the gates approach 0 or 1; pass ``DisARM_ELBO()`` for an unbiased gradient.
             For hard-concrete gates the default is Pyro's ``Trace_ELBO()``: the gates are
             reparameterized, so it is already the pathwise estimator.
-        :param float lr: Adam learning rate of weights and prior parameters.
-        :param float gate_lr: Adam learning rate of the gate logits (``None``: ``lr``).
-        :param tuple gate_betas: Adam betas of the gate logits. A short second-moment memory
+        :param float lr: learning rate of weights and prior parameters.
+        :param float gate_lr: learning rate of the gate logits (``None``: ``lr``).
+        :param tuple gate_betas: Adam betas of the gate logits (used with optimizers that
+            take ``betas``; ``None``: the optimizer's). A short second-moment memory
             (``(0.9, 0.9)``) matters when the likelihood is sharp: Adam's usual 0.999
             remembers the large early data gradients for thousands of steps and so scales
             down the small, steady prior gradient that switches unused gates off.
-        :param int batch_size: minibatch size; ``None`` (or at least ``len(x)``) for full
-            batch.
+        :param int batch_size: minibatch size of tensors; ``None`` (or at least ``len(x)``)
+            for full batch. A data loader brings its own.
         :param dict param_groups: extra trainer rules ``{fnmatch pattern: settings}``, matched
             before the gate rule (e.g. ``{"*weight": {"lr": 0.0}}`` freezes the weights).
         :param int record_every: every this many steps, append the gate probabilities to
@@ -379,54 +387,108 @@ class GatedNetwork(PyroModule):
             (e.g. once the wiring has converged).
         :param trainer: the :class:`~probnets.models.fitting.TrainerFactory` to train with
             (default: :mod:`probnets.train`'s).
-        :returns: ``self.history``, a dict of lists ``step``, ``loss`` (ELBO loss per datum)
-            and, if recorded, ``gate_probs`` (a ``(T, E)`` tensor) at ``gate_steps``.
+        :param int num_epochs: passes over the data instead of ``num_steps`` (``len(x) //
+            batch_size`` steps each for tensors, ``len(loader)`` for a loader).
+        :param int num_data: the size of the data set behind a loader (default
+            ``len(loader.dataset)``), which scales each batch's likelihood.
+        :param trainer_kwargs: further :class:`~probnets.train.TrainConfig` settings
+            (``optimizer``, ``lr_scheduler``, ``out_dir``, ``resume``, ``clip_norm``...) or
+            ``callbacks``.
+        :returns: the run's :class:`~probnets.train.TrainResult` (what the trainer's ``run``
+            returns). ``self.history`` holds the per-step record: lists ``step``, ``loss``
+            (ELBO loss per datum) and, if recorded, ``gate_probs`` (a ``(T, E)`` tensor) at
+            ``gate_steps``.
         """
-        x, y = self._prepare_data(x, y)
         _check_fit_arguments(
-            num_steps, estimator, lr, gate_lr, gate_betas, batch_size, record_every, callback
+            num_steps, num_epochs, estimator, lr, gate_lr, gate_betas, batch_size, record_every,
+            callback
         )
-        n = x.shape[0]
+        data, convert, targets = self._fit_data(x, y, num_data)
+        n = self.num_data
         if estimator is None:
             estimator = self.default_estimator()
-        self.num_data = n
         if self.noise_scale_mode == "auto":
-            std = y.std(0) if n > 1 else torch.ones_like(y[0])
+            std = targets.std(0) if targets.shape[0] > 1 else torch.ones_like(targets[0])
             # A constant output has no variance to explain; unit scale keeps it finite.
             self.target_scale = torch.where(std > 0, std, torch.ones_like(std)).detach()
         rules = dict(param_groups or {})
-        rules["*gate_logits"] = {
-            "lr": lr if gate_lr is None else gate_lr,
-            "betas": tuple(gate_betas),
-        }
-        # The sampler's seed comes from torch's RNG, so pyro.set_rng_seed fixes the batches.
+        rules["*gate_logits"] = {"lr": lr if gate_lr is None else gate_lr}
+        if gate_betas is not None and _takes_betas(trainer_kwargs.get("optimizer", "adam")):
+            rules["*gate_logits"]["betas"] = tuple(gate_betas)
+        if convert is not None or batch_size is None or batch_size >= n:
+            batch_size = None  # a loader brings its own; at least len(x): the full data
+        recorder = _FitRecorder(self, record_every, callback)
+        trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", ()), recorder]
+        trainer_kwargs.setdefault("progress", False)
+        # The data order's seed comes from torch's RNG, so pyro.set_rng_seed fixes it.
         trainer = resolve_trainer(trainer).svi(
             self.model,
             self.guide,
             estimator,
-            (x, y),
-            batch_size=None if batch_size is None or batch_size >= n else batch_size,
+            data,
+            batch_size=batch_size,
             seed=int(torch.randint(2**31 - 1, ())),
-            steps=num_steps,
+            convert=convert,
+            steps=fit_steps(num_steps, num_epochs, data if convert else data[0], batch_size),
             lr=lr,
             param_groups=rules,
-            progress=False,
+            **trainer_kwargs,
         )
-        data = trainer.data
-        history = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}
-        for step in range(num_steps):
-            loss = trainer.train_step(next(data)) / n
-            history["step"].append(step)
-            history["loss"].append(loss)
-            if record_every and step % record_every == 0:
-                history["gate_steps"].append(step)
-                history["gate_probs"].append(self.gate_probs().clone())
-            if callback is not None and callback(step, loss):
-                break
-        if history["gate_probs"]:
-            history["gate_probs"] = torch.stack(history["gate_probs"])
-        self.history = history
-        return history
+        result = trainer.run()
+        self.history = recorder.finish()
+        return result
+
+    def _fit_data(self, x, y, num_data):
+        """``(data, convert, targets)`` of :meth:`fit`: checked tensors (``convert`` None) or
+        a loader with the per-batch check; sets :attr:`num_data`. ``targets`` are the
+        training targets, for the ``"auto"`` noise scale."""
+        if not is_loader(x):
+            if num_data is not None:
+                raise ValueError("num_data is for data loaders; with tensors it is len(x)")
+            if y is None:
+                raise ValueError("y: expected the training targets (or x a data loader of "
+                                 "(x, y) batches), got None")
+            x, y = self._prepare_data(x, y)
+            self.num_data = x.shape[0]
+            return (x, y), None, y
+        if y is not None:
+            raise ValueError("y: with a data loader x, y must be None (the loader yields "
+                             "(x, y) batches)")
+        dataset = getattr(x, "dataset", None)
+        if num_data is None:
+            if not hasattr(dataset, "__len__"):
+                raise ValueError("num_data: pass the size of the data set behind the loader "
+                                 "(it has no sized .dataset)")
+            num_data = len(dataset)
+        self.num_data = check_count("num_data", num_data, 1, "a positive int")
+        targets = None
+        if self.noise_scale_mode == "auto":
+            targets = self._dataset_targets(dataset)
+        return x, self._prepared_batch, targets
+
+    def _prepared_batch(self, batch):
+        if len(batch) != 2:
+            raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} "
+                             "item(s)")
+        return self._prepare_data(*batch)
+
+    def _dataset_targets(self, dataset):
+        """All targets of a loader's dataset (the ``"auto"`` noise scale is their standard
+        deviation): a TensorDataset's second tensor, or each item's second entry."""
+        dtype, device = self.gate_logits.dtype, self.gate_logits.device
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise ValueError("noise_scale='auto' scales the likelihood by the targets' standard "
+                             "deviation, which needs a loader over a sized, indexable dataset; "
+                             "construct the network with a fixed noise_scale= instead")
+        tensors = getattr(dataset, "tensors", None)
+        items = tensors if tensors is not None else dataset[0]
+        if len(items) != 2:
+            raise ValueError(f"the data loader must yield (x, y) batches, got {len(items)} "
+                             "item(s)")
+        if tensors is not None:
+            return as_float_tensor("y", tensors[1], dtype, device).to(device)
+        rows = [torch.as_tensor(dataset[i][1]) for i in range(len(dataset))]
+        return as_float_tensor("y", torch.stack(rows), dtype, device).to(device)
 
     def predict(self, x, num_samples=100, return_samples=False):
         """
@@ -462,12 +524,59 @@ class GatedNetwork(PyroModule):
         return MaskedNetwork(fresh, mask)
 
 
+class _FitRecorder:
+    """The trainer callback of :meth:`GatedNetwork.fit`: the per-step record, the gate
+    probabilities every ``record_every`` steps, and the user's stopping ``callback``."""
+
+    def __init__(self, network, record_every, callback):
+        self.network = network
+        self.record_every = record_every
+        self.callback = callback
+        self.history = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}
+
+    def on_step_end(self, trainer):
+        step = trainer.step - 1
+        loss = trainer.last_loss / self.network.num_data
+        self.history["step"].append(step)
+        self.history["loss"].append(loss)
+        if self.record_every and step % self.record_every == 0:
+            self.history["gate_steps"].append(step)
+            self.history["gate_probs"].append(self.network.gate_probs().detach().clone())
+        if self.callback is not None and self.callback(step, loss):
+            trainer.should_stop = True
+
+    def finish(self):
+        if self.history["gate_probs"]:
+            self.history["gate_probs"] = torch.stack(self.history["gate_probs"])
+        return self.history
+
+
+def _takes_betas(optimizer):
+    """Whether ``optimizer`` (a name, a torch class or a pyro.optim optimizer) takes
+    ``betas``; unknown names count as taking them, for the trainer to refuse."""
+    cls = getattr(optimizer, "pt_optim_constructor", optimizer)
+    if isinstance(cls, str):
+        named = {name.lower(): getattr(torch.optim, name) for name in dir(torch.optim)}
+        cls = named.get(cls.lower())
+    if not isinstance(cls, type):
+        return True
+    return "betas" in inspect.signature(cls).parameters
+
+
+def _check_lengths(num_steps, num_epochs):
+    """``num_steps`` and ``num_epochs``, where given, are positive ints."""
+    for name, count in (("num_steps", num_steps), ("num_epochs", num_epochs)):
+        if count is not None:
+            check_count(name, count, 1, "a positive int")
+
+
 def _check_fit_arguments(
-    num_steps, estimator, lr, gate_lr, gate_betas, batch_size, record_every, callback
+    num_steps, num_epochs, estimator, lr, gate_lr, gate_betas, batch_size, record_every,
+    callback
 ):
     """The checks of :meth:`GatedNetwork.fit`'s training arguments (the data are checked by
     ``_prepare_data``)."""
-    check_count("num_steps", num_steps, 1, "a positive int")
+    _check_lengths(num_steps, num_epochs)
     if estimator is not None and not isinstance(estimator, pyro.infer.ELBO):
         raise TypeError(
             "estimator: expected a Pyro ELBO instance (e.g. probnets.infer.DisARM_ELBO()) or "
@@ -477,9 +586,9 @@ def _check_fit_arguments(
     if gate_lr is not None:
         check_positive("gate_lr", gate_lr)
     betas = tuple(gate_betas) if isinstance(gate_betas, (tuple, list)) else ()
-    if len(betas) != 2 or not all(
+    if gate_betas is not None and (len(betas) != 2 or not all(
         isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas
-    ):
+    )):
         raise ValueError(f"gate_betas: expected two numbers in [0, 1), got {gate_betas!r}")
     if batch_size is not None:
         check_count("batch_size", batch_size, 1, "a positive int or None")
@@ -517,26 +626,43 @@ class MaskedNetwork(torch.nn.Module):
             return F.mse_loss(out, y)
         return F.cross_entropy(out, y)
 
-    def fit(self, x, y, num_steps, lr=0.01, batch_size=None, trainer=None):
-        """Adam on the mean loss (a :class:`~probnets.train.LossObjective` trainer by
-        default, ``trainer=`` a :class:`~probnets.models.fitting.TrainerFactory`); returns
-        the list of per-step losses. Parameters the loss does not touch (gate logits, prior,
-        noise scale) get no gradient and stay as they are."""
-        x, y = self.network._prepare_data(x, y)
-        check_count("num_steps", num_steps, 1)
-        n = x.shape[0]
+    def fit(self, x, y=None, num_steps=None, lr=0.01, batch_size=None, trainer=None,
+            num_epochs=None, **trainer_kwargs):
+        """Minimise the mean loss (a :class:`~probnets.train.LossObjective` trainer by
+        default, Adam unless ``optimizer=`` says otherwise; ``trainer=`` a
+        :class:`~probnets.models.fitting.TrainerFactory`). Parameters the loss does not
+        touch (gate logits, prior, noise scale) get no gradient and stay as they are.
+
+        :param x, y: tensors or NumPy arrays as for :meth:`GatedNetwork.fit`, or a data
+            loader of ``(x, y)`` batches with ``y=None``.
+        :param int num_steps: optimizer steps; or give ``num_epochs`` (passes over the data).
+        :param trainer_kwargs: further :class:`~probnets.train.TrainConfig` settings.
+        :returns: the run's :class:`~probnets.train.TrainResult`; ``[row["loss"] for row in
+            result.history]`` are the per-step losses.
+        """
+        _check_lengths(num_steps, num_epochs)
+        if is_loader(x):
+            if y is not None:
+                raise ValueError("y: with a data loader x, y must be None (the loader yields "
+                                 "(x, y) batches)")
+            data, convert, batch_size = x, self.network._prepared_batch, None
+        else:
+            data, convert = self.network._prepare_data(x, y), None
+            if batch_size is not None and batch_size >= data[0].shape[0]:
+                batch_size = None
+        trainer_kwargs.setdefault("progress", False)
         trainer = resolve_trainer(trainer).loss(
             self.loss,
             self,
-            (x, y),
-            batch_size=None if batch_size is None or batch_size >= n else batch_size,
+            data,
+            batch_size=batch_size,
             seed=int(torch.randint(2**31 - 1, ())),
-            steps=num_steps,
+            convert=convert,
+            steps=fit_steps(num_steps, num_epochs, data if convert else data[0], batch_size),
             lr=lr,
-            progress=False,
+            **trainer_kwargs,
         )
-        result = trainer.run()
-        return [row["loss"] for row in result.history]
+        return trainer.run()
 
     def predict(self, x):
         with torch.no_grad():
