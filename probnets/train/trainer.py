@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from probnets.loading import recorded_model
 from probnets.train import distributed
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
@@ -190,7 +191,8 @@ class Trainer:
             "rng": (get_rng_state() if self.sync is None
                     else self.sync.gather_objects(get_rng_state())),
             "world_size": distributed.world_size(),
-            "extra": dict(self.config.checkpoint_extra or {}),
+            # the model's class and configuration, so probnets.load can rebuild it
+            "extra": {**recorded_model(self.modules), **(self.config.checkpoint_extra or {})},
         }
         if hasattr(self.data, "state_dict"):
             state["data"] = self.data.state_dict()
