@@ -70,7 +70,10 @@ def recorded_model(modules: list) -> dict:
     ``model_config()``), else ``{}``: what a Trainer adds to its checkpoints' ``extra``."""
     for module in modules:
         if callable(getattr(module, "model_config", None)):
-            return {"model": model_record(module)}
+            try:
+                return {"model": model_record(module)}
+            except NotImplementedError:  # a Loadable subclass that records nothing
+                continue
     return {}
 
 

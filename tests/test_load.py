@@ -214,6 +214,20 @@ def test_checkpoints_without_a_usable_record_are_refused_clearly(tmp_path):
     assert torch.equal(loaded.linear.weight, module.linear.weight)
 
 
+class _Unconfigured(Loadable, nn.Module):  # no model_config(): nothing to record
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2))
+
+
+def test_a_loadable_module_without_model_config_still_trains_and_checkpoints(tmp_path):
+    module = _Unconfigured()
+    _train(LossObjective(lambda: module.weight.pow(2).sum(), module), iter(lambda: (), 0),
+           tmp_path)
+    with pytest.raises(ValueError, match="records no model class"):
+        probnets.load(tmp_path / "last.pt")
+
+
 def test_missing_empty_and_corrupted_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         probnets.load(tmp_path / "none.pt")
