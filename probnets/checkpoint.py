@@ -30,6 +30,10 @@ from pyro.distributions import constraints
 FORMAT_VERSION = 1
 """Bumped when a key's meaning changes; new keys can be added within a version."""
 
+CHECKPOINT_NAME = "last.pt"
+"""A run directory's latest checkpoint, which ``resume`` continues and :func:`probnets.load`
+reads when given the directory."""
+
 _SIMPLE_CONSTRAINTS = {
     "real": constraints.real,
     "real_vector": constraints.real_vector,
@@ -157,5 +161,6 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "decode_constraint", "encode_constraint",
-           "get_rng_state", "load_checkpoint", "save_checkpoint", "set_rng_state"]
+__all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "decode_constraint",
+           "encode_constraint", "get_rng_state", "load_checkpoint", "save_checkpoint",
+           "set_rng_state"]

@@ -22,6 +22,10 @@ a stale value of an earlier model with the same names would otherwise replace th
 first call of the guide. As always in Pyro, PyroModules with the same names share the store,
 so a model trained earlier in the process under those names sees the loaded values too.
 
+Checkpoints written before the record existed are read by the classes that know their layout
+(:meth:`Loadable.legacy_record`: AIR, BayesianHypernet, VAE and SigmoidBeliefNet read what
+their ``probnets train`` commands wrote in ``extra["config"]``).
+
 Classes are looked up among probnets' own and those registered with :func:`register_model`
 (every :class:`Loadable` subclass is registered when it is defined); a record naming any other
 class is refused, so loading never imports code named by a file.
@@ -38,7 +42,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from pyro.params.param_store import param_with_module_name
 
-from probnets.checkpoint import CheckpointError, load_checkpoint
+from probnets.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 
 _REGISTERED: dict[str, type] = {}
 _PACKAGE = "probnets"
@@ -140,7 +144,7 @@ def load(path: str | os.PathLike, map_location: Any = "cpu", *,
     mode on ``map_location`` with the dtype it was trained in; the guide is its ``guide``
     method, ready to sample or predict.
 
-    :param path: the checkpoint file.
+    :param path: the checkpoint file, or a run directory (for its ``last.pt``).
     :param map_location: the device to load onto (as :func:`torch.load`'s).
     :param expected_class: refuse a checkpoint whose model is not of this class (or a
         subclass); ``Model.load(path)`` passes its class.
@@ -148,9 +152,12 @@ def load(path: str | os.PathLike, map_location: Any = "cpu", *,
         those the record cannot hold (a LayerDAG's ``blocks``, a custom activation).
     :raises FileNotFoundError: when ``path`` does not exist.
     :raises ValueError: for an empty or corrupted file, a checkpoint without a model record
-        (written by an older probnets, or by a Trainer whose model does not record itself),
-        an unknown class, or a model of another class than ``expected_class``.
+        (written by a Trainer whose model does not record itself, or in a layout no
+        :meth:`Loadable.legacy_record` reads), an unknown class, or a model of another class
+        than ``expected_class``.
     """
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_NAME)
     state = load_checkpoint(path, map_location=map_location)
     record = _model_record_of(state, path, expected_class)
     cls = resolve_class(record["class"], path)
@@ -183,17 +190,29 @@ def _model_record_of(state, path, expected_class):
     record = extra.get("model")
     if isinstance(record, dict) and isinstance(record.get("class"), str):
         return record
-    if expected_class is not None and issubclass(expected_class, Loadable):
-        record = expected_class.legacy_record(extra, os.fspath(path))
-        if record is not None:
-            return record
+    record = _legacy_record(extra, os.fspath(path), expected_class)
+    if record is not None:
+        return record
     raise ValueError(
         f"{os.fspath(path)!r} records no model class and configuration (extra['model']): it "
         "was written by an older probnets, or by a Trainer whose model has no model_config(). "
-        "The load method of the model's class reads the older layouts of `probnets train` "
-        "(AIR.load, BayesianHypernet.load, VAE.load, SigmoidBeliefNet.load); otherwise rebuild "
-        "the model as it was trained and load its weights: model = Model(...); "
+        "Rebuild the model as it was trained and load its weights: model = Model(...); "
         "model.load_state_dict(torch.load(path, weights_only=True)['modules'][0])")
+
+
+def _legacy_record(extra, path, expected_class):
+    """The record an older layout implies: ``expected_class``'s reading of it (whose
+    :class:`ValueError` says what is missing), else the first class that recognises it."""
+    if expected_class is not None:
+        if issubclass(expected_class, Loadable):
+            return expected_class.legacy_record(extra, path)
+        return None
+    for cls in [c for c in _REGISTERED.values() if issubclass(c, Loadable)]:
+        with contextlib.suppress(ValueError):  # not a checkpoint of this class
+            record = cls.legacy_record(extra, path)
+            if record is not None:
+                return record
+    return None
 
 
 def resolve_class(name: str, path: str | os.PathLike = "<record>") -> type:
