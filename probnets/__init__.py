@@ -13,11 +13,13 @@ Subpackages mirror Pyro's namespaces:
 - :mod:`probnets.data` -- MNIST with download, checksum and offline fallback; multi-MNIST; toys.
 - :mod:`probnets.train` -- the training loop (imported here, so that models' ``fit`` methods
   find their default trainer, :mod:`probnets.models.fitting`, from any import path).
-- :mod:`probnets.checkpoint` -- the checkpoint file format.
+- :mod:`probnets.checkpoint` -- the checkpoint file format; :func:`probnets.load` (from
+  :mod:`probnets.loading`) rebuilds the trained model of any checkpoint.
 - :mod:`probnets.viz` -- figures.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "distributions", "infer", "models", "nn", "train", "viz"]
+__all__ = ["data", "distributions", "infer", "load", "models", "nn", "train", "viz"]
 import probnets.train  # noqa: E402,F401  (registers the default trainer of models' fit)
+from probnets.loading import load  # noqa: E402

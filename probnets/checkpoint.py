@@ -18,8 +18,10 @@ leaves either the previous checkpoint or the new one, never a truncated file.
 """
 
 import os
+import pickle
 import random
 import tempfile
+import zipfile
 
 import numpy as np
 import torch
@@ -29,6 +31,10 @@ from probnets.files import new_file_mode
 
 FORMAT_VERSION = 1
 """Bumped when a key's meaning changes; new keys can be added within a version."""
+
+CHECKPOINT_NAME = "last.pt"
+"""A run directory's latest checkpoint, which ``resume`` continues and :func:`probnets.load`
+reads when given the directory."""
 
 _SIMPLE_CONSTRAINTS = {
     "real": constraints.real,
@@ -127,19 +133,37 @@ def save_checkpoint(path, state):
         raise
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable probnets checkpoint (empty, truncated, corrupted, another
+    format); the message names the file."""
+
+
 def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    :raises FileNotFoundError: when ``path`` does not exist.
+    :raises CheckpointError: when it is empty, unreadable or not a probnets checkpoint.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint {path!r} is empty (0 bytes): its write never "
+                              "completed; use an earlier checkpoint or start the run again")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    # torch.load reports truncated or corrupted files as any of these
+    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted and cannot be "
+                              f"read ({type(error).__name__}: {error})") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise ValueError(
+        raise CheckpointError(
             f"{path!r} is not a probnets checkpoint of format {FORMAT_VERSION} "
             f"(found format {state.get('format') if isinstance(state, dict) else type(state)})"
         )
     return state
 
 
-__all__ = ["FORMAT_VERSION", "decode_constraint", "encode_constraint", "get_rng_state",
-           "load_checkpoint", "save_checkpoint", "set_rng_state"]
+__all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "decode_constraint",
+           "encode_constraint", "get_rng_state", "load_checkpoint", "save_checkpoint",
+           "set_rng_state"]

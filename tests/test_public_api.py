@@ -33,7 +33,8 @@ def test_model_classes_import_from_their_subpackage():
         assert cls.__module__.startswith("probnets.models."), cls
     assert HardConcrete.__module__ == "probnets.distributions.hard_concrete"
     assert curves.__module__ == "probnets.viz.images"
-    assert set(probnets.__all__) == set(SUBPACKAGES)
+    assert set(probnets.__all__) == set(SUBPACKAGES) | {"load"}
+    assert callable(probnets.load)
 
 
 def test_library_subpackages_do_not_import_matplotlib():

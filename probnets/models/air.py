@@ -67,8 +67,8 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
-from probnets.checkpoint import load_checkpoint
 from probnets.data.validation import check_images
+from probnets.loading import Loadable
 from probnets.nn.spatial import MIN_SCALE, extract_window, place_window, window_box
 
 AIRInference = namedtuple(
@@ -177,7 +177,7 @@ def count_confusion(pred, true, num_true=None, num_pred=None):
     return matrix.reshape(num_true, num_pred)
 
 
-class AIR(PyroModule):
+class AIR(Loadable, PyroModule):
     """Attend, Infer, Repeat (``dair=True``: DAIR) for square grey images; see the module
     docstring for the model, guide and baseline.
 
@@ -417,37 +417,18 @@ class AIR(PyroModule):
                               for t in range(self.num_steps)], dim=1)
         return trace.nodes["_RETURN"]["value"], z_pres
 
-    @classmethod
-    def load(cls, checkpoint_path, map_location="cpu"):
-        """Rebuild an AIR from a training checkpoint and load its parameters.
+    def model_config(self):
+        return self.config()
 
-        The checkpoint's ``extra["model"]`` names the model's class and constructor arguments;
-        checkpoints written before it existed keep the arguments in ``extra["config"]``.
-        """
-        state = load_checkpoint(checkpoint_path, map_location=map_location)
-        extra = state.get("extra", {})
-        record = extra.get("model")
-        if isinstance(record, dict) and "class" in record:
-            name = f"{cls.__module__}.{cls.__qualname__}"
-            if record["class"] != name:
-                raise ValueError(f"{checkpoint_path!r} holds a {record['class']}, not an "
-                                 f"{name}")
-            config = record.get("config")
-        else:  # the layout before checkpoints recorded their model
-            config = extra.get("config")
+    @classmethod
+    def legacy_record(cls, extra, path):
+        """Checkpoints written before the model record kept the arguments in
+        ``extra["config"]``."""
+        config = extra.get("config")
         if not isinstance(config, dict) or "num_steps" not in config:
-            raise ValueError(f"{checkpoint_path!r} holds no AIR configuration in "
-                             "extra['model'] or extra['config']; was it written by "
-                             "`probnets train air`?")
-        air = cls(**config)
-        keys = set(air.state_dict())
-        module_state = next((m for m in state.get("modules", []) if set(m) == keys), None)
-        if module_state is None:
-            raise ValueError(f"{checkpoint_path!r} holds no module state matching AIR({config})")
-        like = next(v for v in module_state.values() if v.is_floating_point())
-        air.to(device=like.device, dtype=like.dtype)
-        air.load_state_dict(module_state)
-        return air.eval()
+            raise ValueError(f"{path!r} holds no AIR configuration in extra['model'] or "
+                             "extra['config']; was it written by `probnets train air`?")
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": config}
 
 
 __all__ = ["AIR", "AIRInference", "count_accuracy", "count_confusion",

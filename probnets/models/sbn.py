@@ -9,6 +9,8 @@ import pyro
 import pyro.distributions as dist
 from pyro.nn import PyroModule, pyro_method
 
+from probnets.loading import Loadable
+
 __all__ = ["SigmoidBeliefNet", "binarize"]
 
 
@@ -34,7 +36,7 @@ def binarize(images, seed=None, generator=None):
     return (u < images).to(images.dtype)
 
 
-class SigmoidBeliefNet(PyroModule):
+class SigmoidBeliefNet(Loadable, PyroModule):
     r"""A sigmoid belief net with ``L`` stochastic layers of Bernoulli units and linear
     (affine) connections, the benchmark of NVIL (Mnih & Gregor 2014), MuProp, REBAR
     (Tucker et al. 2017, Sec. 6.2) and RELAX (Grathwohl et al. 2018, Table 1).
@@ -97,6 +99,20 @@ class SigmoidBeliefNet(PyroModule):
             eps = 1e-3
             clamped = data_mean.clamp(eps, 1 - eps)
             self.decoders[0].bias.copy_(torch.log(clamped) - torch.log1p(-clamped))
+
+    def model_config(self):
+        # data_mean only initialises the output biases and is a buffer: the state dict
+        # restores it
+        return {"layers": list(self.layers)}
+
+    @classmethod
+    def legacy_record(cls, extra, path):
+        """``probnets train sbn`` checkpoints written before the model record kept the layer
+        widths in ``extra["config"]``."""
+        layers = (extra.get("config") or {}).get("layers")
+        if extra.get("task") != "sbn" or layers is None:
+            return None
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": {"layers": layers}}
 
     def _check(self, x):
         if not torch.is_tensor(x):

@@ -8,10 +8,12 @@ import pyro
 import pyro.distributions as dist
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
+from probnets.loading import Loadable
+
 __all__ = ["ToyBernoulli"]
 
 
-class ToyBernoulli(PyroModule):
+class ToyBernoulli(Loadable, PyroModule):
     r"""Minimize :math:`L(\theta) = E_{b \sim \mathrm{Bern}(\sigma(\theta))}[(b - t)^2]`.
 
     This is the toy of Tucker et al. (2017, REBAR, Sec. 6.1; ``t = 0.45``) and Grathwohl
@@ -52,6 +54,9 @@ class ToyBernoulli(PyroModule):
             raise ValueError(f"theta must be a finite float (a logit), got {theta!r}")
         self.target = float(target)
         self.theta = PyroParam(torch.tensor(float(theta)))
+
+    def model_config(self):
+        return {"target": self.target, "theta": float(self.theta_unconstrained.detach())}
 
     @pyro_method
     def model(self):

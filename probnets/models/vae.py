@@ -21,9 +21,10 @@ from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
 from probnets.data.validation import check_images
+from probnets.loading import Loadable
 
 
-class VAE(PyroModule):
+class VAE(Loadable, PyroModule):
     """Gaussian-latent VAE with a Bernoulli likelihood.
 
     :param int image_size: side of the (square) input images.
@@ -45,8 +46,21 @@ class VAE(PyroModule):
                                      nn.Linear(hidden_dim, pixels))
 
     def config(self):
+        """Constructor arguments: ``VAE(**config())`` is this model untrained."""
         return {"image_size": self.image_size, "latent_dim": self.latent_dim,
                 "hidden_dim": self.hidden_dim}
+
+    def model_config(self):
+        return self.config()
+
+    @classmethod
+    def legacy_record(cls, extra, path):
+        """``probnets train vae`` checkpoints written before the model record kept the
+        constructor arguments in ``extra["config"]``."""
+        config = extra.get("config")
+        if extra.get("task") != "vae" or not isinstance(config, dict):
+            return None
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": config}
 
     def _flat(self, images):
         check_images(images, size=self.image_size)

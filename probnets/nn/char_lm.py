@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probnets.loading import Loadable
+
 from .hyperlstm import HyperLSTM, HyperLSTMState
 from .layer_norm_lstm import LayerNormLSTM
 
@@ -17,7 +19,7 @@ __all__ = ["CharLanguageModel", "TBPTTObjective", "evaluate_bpc", "matched_hidde
 RNN_TYPES = ("hyperlstm", "layernorm_lstm", "lstm")
 
 
-class CharLanguageModel(nn.Module):
+class CharLanguageModel(Loadable, nn.Module):
     """Embedding -> recurrent network -> linear softmax over the next character.
 
     :param int vocab_size: number of characters.
@@ -37,6 +39,9 @@ class CharLanguageModel(nn.Module):
             raise ValueError(f"rnn must be one of {RNN_TYPES}, got {rnn!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self._config = dict(vocab_size=vocab_size, rnn=rnn, embedding_size=embedding_size,
+                            hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
+                            **rnn_kwargs)
         self.rnn_type = rnn
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_size)
@@ -44,6 +49,9 @@ class CharLanguageModel(nn.Module):
         self.rnn = cls(embedding_size, hidden_size, num_layers, **rnn_kwargs)
         self.dropout = dropout
         self.decoder = nn.Linear(hidden_size, vocab_size)
+
+    def model_config(self):
+        return dict(self._config)
 
     def forward(self, inputs, state=None):
         """Logits ``(T, B, vocab)`` for ids ``(T, B)``, and the final recurrent state."""

@@ -8,6 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 
+from probnets.loading import Loadable
+
 __all__ = ["StaticHyperNetwork", "HyperConv2d", "HyperCNN"]
 
 
@@ -140,7 +142,7 @@ class HyperConv2d(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, tiles={self.tiles}"
 
 
-class HyperCNN(nn.Module):
+class HyperCNN(Loadable, nn.Module):
     """Ha et al.'s MNIST network (section 4.1), ordinary or with a hypernet-generated kernel.
 
     ``conv(1->16, 7x7) - ReLU - maxpool 2 - conv(16->16, 7x7) - ReLU - maxpool 2 - linear``
@@ -156,6 +158,8 @@ class HyperCNN(nn.Module):
 
     def __init__(self, hyper=True, embedding_dim=4, channels=16, kernel_size=7, num_classes=10):
         super().__init__()
+        self._config = dict(hyper=hyper, embedding_dim=embedding_dim, channels=channels,
+                            kernel_size=kernel_size, num_classes=num_classes)
         pad = kernel_size // 2
         self.hyper = hyper
         self.conv1 = nn.Conv2d(1, channels, kernel_size, padding=pad)
@@ -165,6 +169,9 @@ class HyperCNN(nn.Module):
         else:
             self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
         self.fc = nn.Linear(channels * 7 * 7, num_classes)
+
+    def model_config(self):
+        return dict(self._config)
 
     def forward(self, x):
         """Logits for digits ``(B, 28, 28)`` or ``(B, 1, 28, 28)``."""

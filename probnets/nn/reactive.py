@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probnets.loading import Loadable
+
 from .functional import dynamic_conv2d
 
 __all__ = ["ReactiveQueryNet", "StaticQueryCNN", "conv2d_flops"]
@@ -18,7 +20,7 @@ def conv2d_flops(in_channels, out_channels, kernel_size, out_height, out_width):
     return 2 * in_channels * out_channels * kernel_size * kernel_size * out_height * out_width
 
 
-class ReactiveQueryNet(nn.Module):
+class ReactiveQueryNet(Loadable, nn.Module):
     r"""Classify an image with ``iterations`` queries, each a CNN generated for this image.
 
     Starting from a learned context :math:`c_0 \in \mathbb R^D`, for
@@ -76,6 +78,11 @@ class ReactiveQueryNet(nn.Module):
             raise ValueError(f"iterations must be a positive int, got {iterations!r}")
         if image_size // 2 ** (len(channels) - 1) < 1:
             raise ValueError(f"image_size {image_size} is too small for {len(channels)} layers")
+        self._config = dict(in_channels=in_channels, image_size=image_size,
+                            num_classes=num_classes, context_size=context_size,
+                            channels=list(channels), kernel_size=kernel_size,
+                            iterations=iterations, pool_size=pool_size, update=update,
+                            conv_method=conv_method, generator_init_scale=generator_init_scale)
         self.in_channels = in_channels
         self.image_size = image_size
         self.channels = tuple(channels)
@@ -103,6 +110,9 @@ class ReactiveQueryNet(nn.Module):
             self.gru = nn.GRUCell(read_size, context_size)
         self.classifier = nn.Linear(context_size, num_classes)
         self._init_generator(generator_init_scale)
+
+    def model_config(self):
+        return dict(self._config)
 
     def _init_generator(self, scale):
         with torch.no_grad():

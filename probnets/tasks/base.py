@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from probnets.loading import model_record  # noqa: F401  (the tasks import it from here)
 from probnets.tasks.config import ConfigError
 
 _REGISTRY = {}
@@ -78,14 +79,6 @@ class Task:
         """Evaluate ``config.checkpoint`` on ``device`` as ``config`` (the task's
         ``eval_config_class``) says; return a dict of results."""
         raise NotImplementedError
-
-
-def model_record(module, **constructor_arguments):
-    """``{"class": "package.module.Class", "config": {...}}``: what rebuilds ``module``
-    (``Class(**config)``) before its state dict is loaded. Nested records describe arguments
-    that are objects themselves (e.g. a prior)."""
-    cls = type(module)
-    return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": constructor_arguments}
 
 
 def load_trained(model_class, path, device):

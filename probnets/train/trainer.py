@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 
+from probnets.loading import recorded_model
 from probnets.train import distributed
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
@@ -289,7 +290,8 @@ class Trainer:
             "rng": (get_rng_state() if self.sync is None
                     else self.sync.gather_objects(get_rng_state())),
             "world_size": distributed.world_size(),
-            "extra": dict(self.config.checkpoint_extra or {}),
+            # the model's class and configuration, so probnets.load can rebuild it
+            "extra": {**recorded_model(self.modules), **(self.config.checkpoint_extra or {})},
             "logged_row": (_plain_row(self._logged_row) if self._logged_row is not None
                            and self._logged_row["step"] == self.step else None),
             "warnings": list(self.result.warnings),

@@ -75,7 +75,7 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 from pyro.optim.lr_scheduler import PyroLRScheduler
 from torch import nn
 
-from probnets.checkpoint import load_checkpoint
+from probnets.loading import Loadable, model_record
 from probnets.models.bayes_hypernet.checks import (
     as_tensor,
     check_choice,
@@ -184,7 +184,7 @@ def _check_hypernet_prior(hypernet_prior_scale, hypernet_posterior, generator):
                          "standard deviation of the hypernetwork parameters)")
 
 
-class BayesianHypernet(PyroModule):
+class BayesianHypernet(Loadable, PyroModule):
     r"""A target MLP whose weights a hypernetwork generates from random embeddings.
 
     **Default.** ``BayesianHypernet(widths, task=...)`` is the uncompressed member of the
@@ -518,10 +518,11 @@ class BayesianHypernet(PyroModule):
             data, convert = x, self._batch_to_model
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                           max_plate_nesting=1)
-        # The checkpoint records the constructor arguments, so BayesianHypernet.load (and
-        # anything reading extra["config"]) can rebuild the model it holds.
+        # The checkpoint records the model's class and constructor arguments, so
+        # probnets.load and BayesianHypernet.load rebuild the model it holds.
         extra = dict(trainer_kwargs.pop("checkpoint_extra", None) or {})
         extra.setdefault("config", self.config())
+        extra.setdefault("model", model_record(self))
         trainer_kwargs["checkpoint_extra"] = extra
         if lr_decay != 1 and not _schedules_lr(trainer_kwargs):
             trainer_kwargs.setdefault("lr_schedule", functools.partial(
@@ -613,33 +614,24 @@ class BayesianHypernet(PyroModule):
             outputs.append(mlp_forward(inputs, self.weights(chunk), self.activation))
         return torch.cat(outputs)
 
+    def model_config(self):
+        return self.config()
+
+    def prepare_to_load(self):
+        # the autoguide creates its parameters on first use: run it once so they exist
+        self.predict(self.noise_scale.new_zeros(1, self.widths[0]), num_samples=1)
+
     @classmethod
-    def load(cls, checkpoint_path, map_location="cpu"):
-        """Rebuild a model from a ``probnets train bayes-hypernet`` checkpoint (its
-        ``extra["config"]``) with its trained guide, ready for :meth:`predict`."""
-        state = load_checkpoint(checkpoint_path, map_location=map_location)
-        config = dict(state.get("extra", {}).get("config") or {})
+    def legacy_record(cls, extra, path):
+        """Checkpoints written before the model record kept the arguments (and the task's
+        ``problem``) in ``extra["config"]``."""
+        config = dict(extra.get("config") or {})
         config.pop("problem", None)
         if "target" not in config or "task" not in config:
-            raise ValueError(f"{checkpoint_path!r} holds no BayesianHypernet configuration in "
-                             "extra['config']; was it written by `probnets train bayes-hypernet`?")
-        target = config.pop("target")
-        model = cls(target, **config)
-        module_states = state.get("modules", [])
-        like = next((v for m in module_states for v in m.values() if v.is_floating_point()),
-                    None)
-        if like is not None:
-            model.to(device=like.device, dtype=like.dtype)
-        # the autoguide creates its parameters on first use: run it once so they exist
-        model.predict(torch.zeros(1, model.widths[0], dtype=model.noise_scale.dtype,
-                                  device=model.noise_scale.device), num_samples=1)
-        keys = set(model.state_dict())
-        module_state = next((m for m in module_states if set(m) == keys), None)
-        if module_state is None:
-            raise ValueError(f"{checkpoint_path!r} holds no module state matching "
-                             f"BayesianHypernet({target}, {config})")
-        model.load_state_dict(module_state)
-        return model.eval()
+            raise ValueError(f"{path!r} holds no BayesianHypernet configuration in "
+                             "extra['model'] or extra['config']; was it written by `probnets "
+                             "train bayes-hypernet` or BayesianHypernet.fit?")
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": config}
 
     @torch.no_grad()
     def predictive_log_likelihood(self, x, y, num_samples=100):

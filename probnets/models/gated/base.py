@@ -15,6 +15,7 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 from probnets.distributions import HardConcrete
 from probnets.models.fitting import fit_steps, is_loader, resolve_trainer
 from probnets.infer import Relaxed_ELBO
+from probnets.loading import Loadable, model_record
 from probnets.models.gated.inputs import (
     as_float_tensor,
     as_label_tensor,
@@ -36,7 +37,7 @@ DEFAULT_PRIOR_P = 0.01
 LIKELIHOODS = ("normal", "categorical")
 
 
-class GatedNetwork(PyroModule):
+class GatedNetwork(Loadable, PyroModule):
     r"""
     A network whose ``E`` connections are latent gates :math:`z \in \{0,1\}^E` (or
     :math:`[0,1]^E` for hard-concrete gates), with point-estimated weights :math:`w`.
@@ -172,6 +173,21 @@ class GatedNetwork(PyroModule):
                 "noise_scale: expected None (learned), 'auto' (each output's standard "
                 f"deviation in the training targets) or a positive number, got {noise_scale!r}"
             )
+
+    def model_config(self):
+        """The constructor arguments this class shares with its subclasses (the prior and
+        cost as nested records); subclasses add their own."""
+        noise_scale = {"auto": "auto", "learned": None, "fixed": self.fixed_noise_scale}
+        return {
+            "gate": self.gate,
+            "prior": model_record(self.prior),
+            "likelihood": self.likelihood,
+            "noise_scale": noise_scale.get(self.noise_scale_mode, "auto"),
+            "cost": None if self.cost is None else model_record(self.cost),
+            "hard_concrete_beta": self.hard_concrete_beta,
+            "hard_concrete_limits": list(self.hard_concrete_limits),
+            "name": self._pyro_name,
+        }
 
     # ----- gates -----------------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ class LayerDAG(GatedNetwork):
         self.input_shape = input_shape
         self.num_outputs = math.prod(shapes[-1])
         self.merge = merge
+        self.squeeze_channels = squeeze_channels
         self.gate_per = gate_per
         self.resize = resize
         self.node_shapes = shapes
@@ -92,6 +93,21 @@ class LayerDAG(GatedNetwork):
             self.reducers = reducer_list
         else:
             self.reducers = None
+
+    def model_config(self):
+        """Constructor arguments except ``blocks`` (arbitrary modules, recorded as ``None``):
+        pass them when loading, ``LayerDAG.load(path, blocks=[...])``."""
+        return {"blocks": None, "input_shape": list(self.input_shape), "merge": self.merge,
+                "gate_per": self.gate_per, "resize": self.resize,
+                "squeeze_channels": self.squeeze_channels, **super().model_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        if config.get("blocks") is None:
+            raise ValueError("a LayerDAG checkpoint records its blocks' weights but not the "
+                             "blocks themselves (any modules): pass them as built for training, "
+                             "LayerDAG.load(path, blocks=[...])")
+        return cls(**config)
 
     def reset_parameters(self):
         """Re-initialize every block (and 1x1 reduction) that defines ``reset_parameters``."""

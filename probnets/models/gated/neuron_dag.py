@@ -1,4 +1,5 @@
 import torch
+import torch.nn.functional as F
 
 from probnets.models.gated.base import GatedNetwork
 from probnets.models.gated.inputs import check_count
@@ -13,6 +14,11 @@ EVALUATION_METHODS = ("auto", "levels", "dense", "sequential")
 #: (from ``examples/gated_eval_methods.py``: with few hidden neurons every product is tiny and
 #: the per-level gathers cost more than the repeated full product saves).
 AUTO_DENSE_MAX_HIDDEN = 64
+#: Activations a checkpoint records by name (others must be passed again when loading).
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
+               "gelu": F.gelu, "silu": F.silu, "elu": F.elu, "softplus": F.softplus}
+_ACTIVATION_ALIASES = {torch.nn.functional.relu: "relu", torch.nn.functional.tanh: "tanh",
+                       torch.nn.functional.sigmoid: "sigmoid"}
 
 
 class NeuronDAG(GatedNetwork):
@@ -94,6 +100,25 @@ class NeuronDAG(GatedNetwork):
         self.weight = torch.nn.Parameter(torch.empty(self.num_gates))
         self.bias = torch.nn.Parameter(torch.empty(num_hidden + num_outputs))
         self.reset_parameters()
+
+    def model_config(self):
+        """Constructor arguments; the activation is recorded by its name in
+        :data:`ACTIVATIONS` (``None`` for another callable, to be passed when loading)."""
+        names = {fn: name for name, fn in ACTIVATIONS.items()} | _ACTIVATION_ALIASES
+        return {"num_inputs": self.num_inputs, "num_hidden": self.num_hidden,
+                "num_outputs": self.num_outputs, "activation": names.get(self.activation),
+                "method": self.method, **super().model_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        activation = config.get("activation", torch.tanh)
+        if activation is None:
+            raise ValueError("the checkpoint could not record the NeuronDAG's activation (a "
+                             "callable other than those of probnets.models.gated.neuron_dag."
+                             "ACTIVATIONS): pass it, e.g. NeuronDAG.load(path, activation=fn)")
+        if isinstance(activation, str):
+            activation = ACTIVATIONS[activation]
+        return cls(**dict(config, activation=activation))
 
     def reset_parameters(self):
         """Weights ~ N(0, 1 / fan_in) over each node's candidate parents; zero biases."""

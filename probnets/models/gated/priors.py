@@ -13,6 +13,8 @@ import torch
 from pyro import distributions as dist
 from pyro.nn import PyroModule, PyroParam
 
+from probnets.loading import Loadable
+
 
 def _check_probability(name, value):
     if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
@@ -20,7 +22,7 @@ def _check_probability(name, value):
     return float(value)
 
 
-class BernoulliPrior(PyroModule):
+class BernoulliPrior(Loadable, PyroModule):
     r"""
     Independent gates, :math:`z_k \sim \mathrm{Bernoulli}(p)` with ``p`` fixed.
 
@@ -34,6 +36,9 @@ class BernoulliPrior(PyroModule):
     def __init__(self, p=0.1):
         super().__init__()
         self.p = _check_probability("p", p)
+
+    def model_config(self):
+        return {"p": self.p}
 
     def model(self, like):
         """Return the prior inclusion probability as a tensor like ``like``."""
@@ -49,7 +54,7 @@ class BernoulliPrior(PyroModule):
         return f"p={self.p}"
 
 
-class BetaBernoulliPrior(PyroModule):
+class BetaBernoulliPrior(Loadable, PyroModule):
     r"""
     A shared, learned inclusion rate: :math:`p \sim \mathrm{Beta}(a, b)`,
     :math:`z_k \mid p \sim \mathrm{Bernoulli}(p)`.
@@ -84,6 +89,9 @@ class BetaBernoulliPrior(PyroModule):
             )
         else:
             self.p_point = PyroParam(torch.tensor(mean), constraint=dist.constraints.unit_interval)
+
+    def model_config(self):
+        return {"a": self.a, "b": self.b, "guide": self.guide_type}
 
     def model(self, like):
         prior = dist.Beta(like.new_tensor(self.a), like.new_tensor(self.b))
@@ -134,6 +142,9 @@ class CostPenalty:
             raise ValueError(f"cost: expected 'edges' or 'flops', got {cost!r}")
         self.weight = float(weight)
         self.cost = cost
+
+    def model_config(self):
+        return {"weight": self.weight, "cost": self.cost}
 
     def __call__(self, activity, costs):
         pyro.factor(f"gates.cost_{self.cost}", -self.weight * (activity * costs).sum(-1))
