@@ -35,7 +35,6 @@ from probnets.tasks.config import (
     ConfigError,
     EvalConfig,
     RunConfig,
-    non_negative,
     one_of,
     positive,
     positive_int,
@@ -91,7 +90,7 @@ class BayesHypernetConfig(RunConfig):
         help="initial std of the Gaussian and flow guides (the mean-field BNN, {generator} "
              "identity, fits gap1d best from 0.01)")
     kl_weight: float = setting(
-        1.0, check=non_negative,
+        1.0, check=positive,
         help="weight of the prior (KL) terms against the likelihood; below 1 a tempered "
              "posterior (input_unit on mnist: 0.1, chosen on held-out training digits)")
     hypernet_prior_scale: Optional[float] = setting(
