@@ -25,8 +25,8 @@ def _kind(value: Any) -> str:
 
 
 def check_size(name: str, value: Any, minimum: int = 1) -> int:
-    """Check a size or count given to a constructor: an ``int`` (not a bool) ``>= minimum``."""
-    expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    """Check a size or count given to a constructor: an integer (not a bool) ``>= minimum``."""
+    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be {expected}, got {_kind(value)} {value!r}")
     if value < minimum:
