@@ -406,3 +406,286 @@ def test_the_shell_sees_one_line_and_a_failure_status(argv, traceback):
 
 def _repository():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --------------------------------------------------------------------------- Python API
+
+
+def _nan(*shape, dtype=torch.float32):
+    values = torch.rand(*shape, dtype=dtype)
+    values.view(-1)[0] = math.nan
+    return values
+
+
+def _inf(*shape):
+    values = torch.rand(*shape)
+    values.view(-1)[-1] = math.inf
+    return values
+
+
+def _digits(n=3, size=28, dtype=torch.float32):
+    return torch.rand(n, size, size, dtype=dtype)
+
+
+def _tiny_air():
+    return AIR(image_size=20, num_steps=2, window_size=8, z_what_size=4, rnn_hidden_size=8,
+               encoder_hidden=8, decoder_hidden=8, predict_hidden=8)
+
+
+def _neuron_dag():
+    return NeuronDAG(3, 2, 2)
+
+
+def _layer_dag():
+    blocks = [nn.Sequential(nn.Flatten(), nn.LazyLinear(4), nn.Tanh()),
+              nn.Sequential(nn.Flatten(), nn.LazyLinear(2))]
+    return LayerDAG(blocks, (3, 1, 1), gate_per="feature_map")
+
+
+def _regression():
+    return BayesianHypernet([2, 4, 1])
+
+
+def _conv(**kwargs):
+    return dynamic_conv2d(torch.rand(2, 3, 8, 8), torch.rand(2, 4, 3, 3, 3), **kwargs)
+
+
+def _hyper_conv(**kwargs):
+    return HyperConv2d(StaticHyperNetwork(2, 2, 2, 3), 4, 4, **kwargs)
+
+
+def _reactive():
+    return ReactiveQueryNet(image_size=8, context_size=4, channels=(2,), iterations=1)
+
+
+def _char_lm(rnn="hyperlstm"):
+    return CharLanguageModel(10, rnn=rnn, embedding_size=4, hidden_size=8, hyper_size=4) \
+        if rnn == "hyperlstm" else CharLanguageModel(10, rnn=rnn, embedding_size=4,
+                                                     hidden_size=8)
+
+
+# (id, call, exception, the message's words: the argument first)
+API_CASES = [
+    # ----- constructors: zero, negative, non-integer and non-finite sizes
+    ("VAE latent_dim=0", lambda: VAE(latent_dim=0), ValueError, "latent_dim must be"),
+    ("VAE hidden_dim=-4", lambda: VAE(hidden_dim=-4), ValueError, "hidden_dim must be"),
+    ("VAE image_size=2.5", lambda: VAE(image_size=2.5), TypeError, "image_size must be"),
+    ("SBN layers=(784,0)", lambda: SigmoidBeliefNet((784, 0)), ValueError, "layers must be"),
+    ("SBN layers=(784,)", lambda: SigmoidBeliefNet((784,)), ValueError, "layers must be"),
+    ("SBN data_mean NaN", lambda: SigmoidBeliefNet((4, 2), data_mean=_nan(4)), ValueError,
+     "data_mean must lie in [0, 1]"),
+    ("SBN data_mean shape", lambda: SigmoidBeliefNet((4, 2), data_mean=torch.rand(5)),
+     ValueError, "data_mean must have shape (4,)"),
+    ("ToyBernoulli target=nan", lambda: ToyBernoulli(target=math.nan), ValueError, "target"),
+    ("ToyBernoulli theta=inf", lambda: ToyBernoulli(theta=math.inf), ValueError, "theta"),
+    ("AIR num_steps=0", lambda: AIR(num_steps=0), ValueError, "num_steps must be"),
+    ("AIR window_size=-1", lambda: AIR(window_size=-1), ValueError, "window_size must be"),
+    ("AIR likelihood_sd=nan", lambda: AIR(likelihood_sd=math.nan), ValueError,
+     "likelihood_sd"),
+    ("NeuronDAG num_inputs=0", lambda: NeuronDAG(0, 2, 2), ValueError, "num_inputs"),
+    ("NeuronDAG num_outputs=-1", lambda: NeuronDAG(3, 2, -1), ValueError, "num_outputs"),
+    ("BayesianHypernet target=[2,0]", lambda: BayesianHypernet([2, 0]), ValueError, "target"),
+    ("BayesianHypernet noise_scale=nan", lambda: BayesianHypernet([2, 1], noise_scale=math.nan),
+     ValueError, "noise_scale"),
+    ("StaticHyperNetwork embedding_dim=0", lambda: StaticHyperNetwork(0, 2, 2, 3), ValueError,
+     "embedding_dim must be a positive integer"),
+    ("StaticHyperNetwork kernel_size=0", lambda: StaticHyperNetwork(2, 2, 2, 0), ValueError,
+     "kernel_size must be an int >= 1"),
+    ("HyperConv2d in_channels=0",
+     lambda: HyperConv2d(StaticHyperNetwork(2, 2, 2, 3), 0, 2), ValueError,
+     "in_channels must be a positive integer"),
+    ("HyperConv2d stride=0", lambda: _hyper_conv(stride=0), ValueError, "stride must be"),
+    ("HyperConv2d padding=-1", lambda: _hyper_conv(padding=-1), ValueError, "padding must be"),
+    ("HyperConv2d dilation=0", lambda: _hyper_conv(dilation=0), ValueError, "dilation must be"),
+    ("HyperCNN channels=0", lambda: HyperCNN(channels=0), ValueError, "channels must be"),
+    ("HyperCNN embedding_dim=-2", lambda: HyperCNN(embedding_dim=-2), ValueError,
+     "embedding_dim must be"),
+    ("HyperCNN kernel_size=4", lambda: HyperCNN(kernel_size=4), ValueError,
+     "kernel_size must be odd"),
+    ("ReactiveQueryNet context_size=0", lambda: ReactiveQueryNet(context_size=0), ValueError,
+     "context_size must be"),
+    ("ReactiveQueryNet channels=()", lambda: ReactiveQueryNet(channels=()), ValueError,
+     "channels must be a non-empty"),
+    ("ReactiveQueryNet channels=(4,0)", lambda: ReactiveQueryNet(channels=(4, 0)), ValueError,
+     "channels must be"),
+    ("ReactiveQueryNet num_classes=0", lambda: ReactiveQueryNet(num_classes=0), ValueError,
+     "num_classes must be"),
+    ("ReactiveQueryNet pool_size=0", lambda: ReactiveQueryNet(pool_size=0), ValueError,
+     "pool_size must be"),
+    ("ReactiveQueryNet generator_init_scale=inf",
+     lambda: ReactiveQueryNet(generator_init_scale=math.inf), ValueError,
+     "generator_init_scale"),
+    ("ReactiveQueryNet conv_method", lambda: ReactiveQueryNet(conv_method="fft"), ValueError,
+     "conv_method must be one of"),
+    ("StaticQueryCNN image_size=0", lambda: StaticQueryCNN(image_size=0), ValueError,
+     "image_size must be"),
+    ("StaticQueryCNN channels=(-1,)", lambda: StaticQueryCNN(channels=(-1,)), ValueError,
+     "channels must be"),
+    ("HyperLSTM hidden_size=0", lambda: HyperLSTM(4, 0), ValueError, "hidden_size"),
+    ("HyperLSTMCell input_size=-1", lambda: HyperLSTMCell(-1, 8), ValueError, "input_size"),
+    ("LayerNormLSTM hidden_size=0", lambda: LayerNormLSTM(4, 0), ValueError, "hidden_size"),
+    ("LayerNormLSTMCell input_size=0", lambda: LayerNormLSTMCell(0, 4), ValueError,
+     "input_size"),
+    ("CharLanguageModel vocab_size=0", lambda: CharLanguageModel(0), ValueError, "vocab_size"),
+    ("CharLanguageModel hidden_size=-8", lambda: CharLanguageModel(10, hidden_size=-8),
+     ValueError, "hidden_size"),
+    # ----- functional layers
+    ("dynamic_conv2d stride=0", lambda: _conv(stride=0), ValueError, "stride must be"),
+    ("dynamic_conv2d stride=(1,0)", lambda: _conv(stride=(1, 0)), ValueError, "stride must be"),
+    ("dynamic_conv2d padding=-1", lambda: _conv(padding=-1), ValueError, "padding must be"),
+    ("dynamic_conv2d dilation=0", lambda: _conv(dilation=0), ValueError, "dilation must be"),
+    ("dynamic_conv2d weight float64",
+     lambda: dynamic_conv2d(torch.rand(2, 3, 8, 8), torch.rand(2, 4, 3, 3, 3).double()),
+     TypeError, "weight must have dtype torch.float32 (that of x)"),
+    ("dynamic_conv2d numpy x",
+     lambda: dynamic_conv2d(np.zeros((2, 3, 8, 8)), torch.rand(2, 4, 3, 3, 3)), TypeError,
+     "x must be a torch.Tensor"),
+    ("dynamic_linear bias float64",
+     lambda: dynamic_linear(torch.rand(2, 3), torch.rand(2, 4, 3), torch.rand(2, 4).double()),
+     TypeError, "bias must have dtype torch.float32"),
+    ("dynamic_linear weight shape",
+     lambda: dynamic_linear(torch.rand(2, 3), torch.rand(2, 4, 5)), ValueError,
+     "x must have shape (2, ..., 5)"),
+    # ----- forward / model of modules: numpy refused (as torch's layers do), dtype with a hint
+    ("VAE.model numpy", lambda: VAE(28, 2, 8).model(np.zeros((2, 28, 28))), TypeError,
+     "images must be a torch.Tensor, got numpy.ndarray; convert it with torch.as_tensor"),
+    ("VAE.model float64", lambda: VAE(28, 2, 8).model(_digits(dtype=torch.float64)),
+     TypeError, "images must have dtype torch.float32"),
+    ("VAE.model uint8", lambda: VAE(28, 2, 8).model(torch.zeros(2, 28, 28, dtype=torch.uint8)),
+     TypeError, "images.float() / 255"),
+    ("VAE.model NaN", lambda: VAE(28, 2, 8).model(_nan(2, 28, 28)), ValueError,
+     "images contains NaN"),
+    ("VAE.guide shape", lambda: VAE(28, 2, 8).guide(torch.rand(2, 784)), ValueError,
+     "images must have shape (N, H, W)"),
+    ("VAE.log_likelihood num_samples=0",
+     lambda: VAE(28, 2, 8).log_likelihood(_digits(), num_samples=0), ValueError,
+     "num_samples must be"),
+    ("SBN.model float64", lambda: SigmoidBeliefNet((4, 2)).model(torch.ones(2, 4).double()),
+     TypeError, "x must have the module's dtype"),
+    ("SBN.model NaN", lambda: SigmoidBeliefNet((4, 2)).model(_nan(2, 4)), ValueError,
+     "x must be binary"),
+    ("SBN.model shape", lambda: SigmoidBeliefNet((4, 2)).model(torch.ones(2, 5)), ValueError,
+     "x must have shape (batch, 4)"),
+    ("SBN.log_likelihood num_samples=0",
+     lambda: SigmoidBeliefNet((4, 2)).log_likelihood(torch.ones(2, 4), num_samples=0),
+     ValueError, "num_samples must be"),
+    ("AIR.model NaN", lambda: _tiny_air().model(_nan(2, 20, 20)), ValueError, "images"),
+    pytest.param("AIR.guide float64", lambda: _tiny_air().guide(_digits(2, 20, torch.float64)),
+                  TypeError, "images", marks=pytest.mark.xfail(strict=True, reason=(
+                      "models/air.py (h-air) does not check the images' dtype against its "
+                      "parameters: torch's RuntimeError"))),
+    ("AIR.infer shape", lambda: _tiny_air().infer(_digits(2, 28)), ValueError, "images"),
+    ("StaticHyperNetwork numpy z", lambda: StaticHyperNetwork(2, 2, 2, 3)(np.zeros(2)),
+     TypeError, "z must be a torch.Tensor, got numpy.ndarray"),
+    ("StaticHyperNetwork z float64",
+     lambda: StaticHyperNetwork(2, 2, 2, 3)(torch.zeros(2, dtype=torch.float64)), TypeError,
+     "z must have dtype torch.float32"),
+    ("HyperConv2d x float64", lambda: _hyper_conv()(torch.rand(1, 4, 8, 8).double()),
+     TypeError, r"x must have dtype torch.float32 (that of the module's parameters), got "
+                r"torch.float64; convert it with x.float(), or the module with .double()"),
+    ("HyperConv2d x channels", lambda: _hyper_conv()(torch.rand(1, 3, 8, 8)), ValueError,
+     "x must have shape (B, 4, H, W)"),
+    ("HyperCNN numpy", lambda: HyperCNN()(np.zeros((1, 28, 28), np.float32)), TypeError,
+     "x must be a torch.Tensor"),
+    ("HyperCNN int64", lambda: HyperCNN()(torch.zeros(1, 28, 28, dtype=torch.long)),
+     TypeError, "x must have dtype torch.float32"),
+    ("ReactiveQueryNet float64", lambda: _reactive()(torch.rand(1, 8, 8).double()), TypeError,
+     "x must have dtype torch.float32"),
+    ("ReactiveQueryNet shape", lambda: _reactive()(torch.rand(1, 9, 9)), ValueError,
+     "x must have shape (B, 1, 8, 8)"),
+    ("StaticQueryCNN numpy",
+     lambda: StaticQueryCNN(image_size=8, channels=(2,))(np.zeros((1, 8, 8))), TypeError,
+     "x must be a torch.Tensor"),
+    ("HyperLSTM numpy", lambda: HyperLSTM(4, 8)(np.zeros((3, 2, 4), np.float32)), TypeError,
+     "input must be a torch.Tensor"),
+    ("HyperLSTM float64", lambda: HyperLSTM(4, 8)(torch.zeros(3, 2, 4).double()), TypeError,
+     ".float()"),
+    ("HyperLSTM shape", lambda: HyperLSTM(4, 8)(torch.zeros(3, 2, 5)), ValueError, "input"),
+    ("LayerNormLSTM float64", lambda: LayerNormLSTM(4, 8)(torch.zeros(3, 2, 4).double()),
+     TypeError, ".float()"),
+    ("LayerNormLSTM shape", lambda: LayerNormLSTM(4, 8)(torch.zeros(3, 2, 5)), ValueError,
+     "input"),
+    ("CharLanguageModel float ids", lambda: _char_lm()(torch.zeros(3, 2)), ValueError,
+     "inputs must be int64 ids"),
+    ("CharLanguageModel ids shape", lambda: _char_lm("lstm")(torch.zeros(3, dtype=torch.long)),
+     ValueError, "inputs must be int64 ids of shape (T, B)"),
+    ("accuracy empty", lambda: accuracy(HyperCNN(), torch.zeros(0, 28, 28),
+                                        torch.zeros(0, dtype=torch.long)), ValueError,
+     "images is empty"),
+    ("accuracy float labels", lambda: accuracy(HyperCNN(), _digits(2), torch.zeros(2)),
+     ValueError, "labels must be a 1-d integer tensor"),
+    # ----- fit / predict: NaN, inf, shapes, dtypes, empty data
+    ("NeuronDAG.fit NaN x", lambda: _neuron_dag().fit(_nan(5, 3), torch.rand(5, 2), 1),
+     ValueError, "x: expected finite values"),
+    ("NeuronDAG.fit inf y", lambda: _neuron_dag().fit(torch.rand(5, 3), _inf(5, 2), 1),
+     ValueError, "y: expected finite values"),
+    ("NeuronDAG.fit empty", lambda: _neuron_dag().fit(torch.rand(0, 3), torch.rand(0, 2), 1),
+     ValueError, "x: expected at least one example"),
+    ("NeuronDAG.fit float64", lambda: _neuron_dag().fit(torch.rand(5, 3).double(),
+                                                        torch.rand(5, 2), 1),
+     TypeError, "x.float()"),
+    ("NeuronDAG.fit num_steps=0", lambda: _neuron_dag().fit(torch.rand(5, 3), torch.rand(5, 2),
+                                                            0),
+     ValueError, "num_steps"),
+    ("NeuronDAG.predict NaN", lambda: _neuron_dag().predict(_nan(5, 3)), ValueError,
+     "x: expected finite values"),
+    ("LayerDAG.fit NaN x", lambda: _layer_dag().fit(_nan(5, 3, 1, 1), torch.rand(5, 2), 1),
+     ValueError, "x: expected finite values"),
+    ("LayerDAG.fit shape", lambda: _layer_dag().fit(torch.rand(5, 3), torch.rand(5, 2), 1),
+     ValueError, "x: expected shape (batch, 3, 1, 1)"),
+    ("BayesianHypernet.fit NaN x",
+     lambda: _regression().fit(_nan(6, 2), torch.rand(6), num_steps=1), ValueError, "x"),
+    ("BayesianHypernet.fit inf y",
+     lambda: _regression().fit(torch.rand(6, 2), _inf(6), num_steps=1), ValueError, "y"),
+    ("BayesianHypernet.fit empty",
+     lambda: _regression().fit(torch.rand(0, 2), torch.rand(0), num_steps=1), ValueError,
+     "x"),
+    ("BayesianHypernet.fit num_steps=0",
+     lambda: _regression().fit(torch.rand(6, 2), torch.rand(6), num_steps=0), ValueError,
+     "num_steps"),
+    ("BayesianHypernet.predict shape", lambda: _regression().predict(torch.rand(6, 3)),
+     ValueError, "x"),
+    ("BayesianHypernet.predict num_samples=0",
+     lambda: _regression().predict(torch.rand(6, 2), num_samples=0), ValueError,
+     "num_samples"),
+]
+
+
+def _api_params(cases):
+    for case in cases:
+        if hasattr(case, "values"):  # a pytest.param with marks
+            yield pytest.param(*case.values[1:], marks=case.marks, id=case.values[0])
+        else:
+            yield pytest.param(*case[1:], id=case[0])
+
+
+@pytest.mark.parametrize("call, error, words", _api_params(API_CASES))
+def test_api_bad_input_names_the_argument(call, error, words):
+    pyro.clear_param_store()
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_numpy_arrays_are_accepted_where_data_enters():
+    """``fit`` and ``predict`` take NumPy arrays (any float dtype, converted to the model's);
+    ``forward`` of a module refuses them, as torch's own layers do (tested above)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    dag = _neuron_dag()
+    dag.fit(x, y.astype(np.float32), num_steps=1)
+    assert dag.predict(x, num_samples=2).dtype == torch.float32
+    hypernet = _regression()
+    hypernet.fit(x[:, :2], y[:, 0], num_steps=1)
+    assert hypernet.predict(x[:, :2], num_samples=2).mean.dtype == torch.float32
+
+
+def test_validation_helpers_name_the_argument():
+    with pytest.raises(TypeError, match="count must be a positive integer, got bool True"):
+        check_size("count", True)
+    assert check_size("count", np.int64(3)) == 3
+    like = torch.zeros(1)
+    with pytest.raises(TypeError, match=r"h must have dtype torch.float32 .*h.float\(\)"):
+        check_tensor("h", torch.zeros(1, dtype=torch.float16), like)
+    with pytest.raises(ValueError, match="images must be 28x28"):
+        check_images(torch.rand(1, 27, 28), size=28)

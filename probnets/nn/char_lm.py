@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probnets.data.validation import check_size
+
 from .hyperlstm import HyperLSTM, HyperLSTMState
 from .layer_norm_lstm import LayerNormLSTM
 
@@ -35,6 +37,9 @@ class CharLanguageModel(nn.Module):
         super().__init__()
         if rnn not in RNN_TYPES:
             raise ValueError(f"rnn must be one of {RNN_TYPES}, got {rnn!r}")
+        for name, value in (("vocab_size", vocab_size), ("embedding_size", embedding_size),
+                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            check_size(name, value)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.rnn_type = rnn
