@@ -59,6 +59,7 @@ from probnets.nn import (
     dynamic_linear,
 )
 from probnets.tasks import tasks
+from probnets.tasks.config import common_field_names
 
 # --------------------------------------------------------------------------- command line
 
@@ -115,30 +116,40 @@ def _rejected(spec, value):
     return False
 
 
+def _bad_values(spec, kind, shared):
+    """The bad command-line texts for the config field ``spec`` of type ``kind``."""
+    if kind is int:
+        values = ["-1"] + (["0"] if _rejected(spec, 0) else [])
+        return values + (["1.5", "ten"] if shared else [])
+    if kind is float:
+        values = ["nan", "inf", "-inf"]
+        values += [v for v in ("0", "-1", "1.5") if _rejected(spec, float(v))]
+        return values + (["ten"] if shared else [])
+    if spec.metadata.get("choices") is not None or spec.name == "activation":
+        return ["no-such-choice"]
+    if typing.get_origin(kind) is tuple:
+        return ["0", "-3"]
+    if spec.name in ("device", "lr_schedule"):
+        return ["no-such-" + spec.name]
+    return []
+
+
 def bad_flag_values():
     """``(task, flag, text)`` for every option of every training task and each bad value of
     its type: negative and (where the config refuses it) zero counts, NaN and infinities,
-    non-numbers, an unknown choice, a negative or zero number outside the field's range."""
+    an unknown choice, a number outside the field's range; non-numbers and fractions for
+    the shared options. The options every task shares are checked once, on ``vae``."""
+    shared = set(common_field_names())
     cases = []
     for name, task in sorted(tasks().items()):
         config_class = task.config_class
         hints = typing.get_type_hints(config_class)
         for spec in dataclasses.fields(config_class):
-            kind, flag = _field_kind(hints[spec.name]), flag_of(config_class, spec.name)
-            values = []
-            if kind is int:
-                values = ["-1", "1.5", "ten"] + (["0"] if _rejected(spec, 0) else [])
-            elif kind is float:
-                values = ["nan", "inf", "-inf", "ten"]
-                values += [v for v in ("0", "-1", "1.5") if _rejected(spec, float(v))]
-            elif spec.metadata.get("choices") is not None or spec.name == "activation":
-                values = ["no-such-choice"]
-            elif typing.get_origin(kind) is tuple:
-                values = ["0", "-3"]
-            elif spec.name in ("device", "lr_schedule"):
-                values = ["no-such-" + spec.name]
-            cases += [pytest.param(name, flag, value, id=f"{name} {flag} {value}")
-                      for value in values]
+            if spec.name in shared and name != "vae":
+                continue
+            flag = flag_of(config_class, spec.name)
+            cases += [pytest.param(name, flag, value, id=f"{name} {flag} {value}") for value in
+                      _bad_values(spec, _field_kind(hints[spec.name]), spec.name in shared)]
     return cases
 
 
@@ -315,15 +326,17 @@ VARIANCE_ZERO_ALLOWED = {"--tune", "--track-steps", "--seed", "--target", "--the
 
 def _variance_flags():
     """``(problem, flag, text)`` for each numeric option of each ``probnets variance``
-    problem and each bad value of it."""
+    problem and each bad value of it (the options all problems share, on ``toy``)."""
+    problems = _subcommands(_subcommands(build_parser())["variance"])
+    shared = set.intersection(*(set(p._option_string_actions) for p in problems.values()))
     cases = []
-    for problem, parser in sorted(_subcommands(_subcommands(build_parser())["variance"]).items()):
+    for problem, parser in sorted(problems.items()):
         for action in parser._actions:
             kind = getattr(action.type, "__name__", "")
-            if kind not in ("int", "float"):
-                continue
-            flag = action.option_strings[0]
-            values = ["-1", "ten", "1.5"] if kind == "int" else ["nan", "inf", "-inf", "ten"]
+            flag = action.option_strings[0] if action.option_strings else ""
+            if kind not in ("int", "float") or (flag in shared and problem != "toy"):
+                continue  # the options every problem shares are checked once, on toy
+            values = ["-1", "1.5"] if kind == "int" else ["nan", "-inf"]
             if flag not in VARIANCE_ZERO_ALLOWED:
                 values.append("0")
             cases += [pytest.param(problem, flag, v, id=f"{problem} {flag} {v}") for v in values]

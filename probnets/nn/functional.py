@@ -73,22 +73,7 @@ def conv_pair(name, value, minimum):
     return pair
 
 
-def dynamic_linear(x, weight, bias=None, method="auto"):
-    """Affine map with a separate weight matrix for every example.
-
-    :param torch.Tensor x: inputs of shape ``(B, in)`` or ``(B, ..., in)``.
-    :param torch.Tensor weight: per-example weights of shape ``(B, out, in)``.
-    :param torch.Tensor bias: optional per-example bias of shape ``(B, out)``.
-    :param str method: ``"auto"``, ``"bmm"``, ``"mulsum"`` or ``"loop"``; all give the
-        same result.
-    :returns: ``y`` of shape ``(B, out)`` or ``(B, ..., out)`` with
-        ``y[b, ..., :] = weight[b] @ x[b, ..., :] + bias[b]``.
-
-    Implemented as one ``baddbmm`` with the weight untransposed (``W_b X_b^T``), which
-    measured fastest at most shapes; for one input vector per example and small matrices
-    (``in * out <= 4096``, e.g. 64x64) a broadcast multiply-and-sum measured up to twice as
-    fast, so that case uses it (``examples/bench_dynamic_layers.py``).
-    """
+def _check_linear_arguments(x, weight, bias, method):
     _check_tensor("x", x)
     _check_tensor("weight", weight, like=x)
     if weight.dim() != 3:
@@ -109,6 +94,26 @@ def dynamic_linear(x, weight, bias=None, method="auto"):
             )
     if method not in DYNAMIC_LINEAR_METHODS:
         raise ValueError(f"method must be one of {DYNAMIC_LINEAR_METHODS}, got {method!r}")
+
+
+def dynamic_linear(x, weight, bias=None, method="auto"):
+    """Affine map with a separate weight matrix for every example.
+
+    :param torch.Tensor x: inputs of shape ``(B, in)`` or ``(B, ..., in)``.
+    :param torch.Tensor weight: per-example weights of shape ``(B, out, in)``.
+    :param torch.Tensor bias: optional per-example bias of shape ``(B, out)``.
+    :param str method: ``"auto"``, ``"bmm"``, ``"mulsum"`` or ``"loop"``; all give the
+        same result.
+    :returns: ``y`` of shape ``(B, out)`` or ``(B, ..., out)`` with
+        ``y[b, ..., :] = weight[b] @ x[b, ..., :] + bias[b]``.
+
+    Implemented as one ``baddbmm`` with the weight untransposed (``W_b X_b^T``), which
+    measured fastest at most shapes; for one input vector per example and small matrices
+    (``in * out <= 4096``, e.g. 64x64) a broadcast multiply-and-sum measured up to twice as
+    fast, so that case uses it (``examples/bench_dynamic_layers.py``).
+    """
+    _check_linear_arguments(x, weight, bias, method)
+    B, out_features, in_features = weight.shape
     middle = x.shape[1:-1]
     x3 = x.reshape(B, -1, in_features)  # (B, N, in)
     if method == "auto":
