@@ -359,9 +359,24 @@ def main(argv=None):
     except Exception as error:
         if debug:
             raise
-        first_line = next(iter(str(error).strip().splitlines()), "")
-        raise SystemExit(f"probnets: error: {type(error).__name__}: {first_line} (run again "
-                         "with --debug for the traceback)") from error
+        raise SystemExit(_unexpected_error_line(args, error)) from error
+
+
+def _unexpected_error_line(args, error):
+    """One line for an exception no check turned into a ``probnets: error:`` line: a
+    ``ValueError``/``TypeError`` whose message starts with a config field's name (as the
+    library's argument checks do) is shown under that field's flag; anything else with its
+    type and a pointer to ``--debug``."""
+    first_line = next(iter(str(error).strip().splitlines()), "")
+    task = tasks().get(getattr(args, "task", None))
+    config_class = None if task is None else (
+        task.config_class if args.command == "train" else task.eval_config_class)
+    name = first_line.split(" ", 1)[0].rstrip(":")
+    if (isinstance(error, (ValueError, TypeError)) and config_class is not None
+            and name in _field_names(config_class)):
+        return f"probnets: error: {flag_of(config_class, name)}: {first_line}"
+    return (f"probnets: error: {type(error).__name__}: {first_line} (run again with --debug "
+            "for the traceback)")
 
 
 def _dispatch(parser, args, argv):

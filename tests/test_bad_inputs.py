@@ -80,9 +80,10 @@ def no_training(monkeypatch):
     monkeypatch.setattr(cli, "run_task", lambda config: refuse())
 
 
-def one_error_line(capsys, argv):
+def one_error_line(capsys, argv, after_loading=False):
     """Run ``probnets ARGV`` in process; return its one ``probnets: error:`` line, after
-    checking the status is non-zero and nothing else (no traceback) reached stderr."""
+    checking the status is non-zero and nothing else (no traceback) reached stderr. With
+    ``after_loading``, the run's start line and data warnings may come first."""
     with pytest.raises(SystemExit) as exit_info:
         status = main(argv)
         raise SystemExit(status)  # the commands that print their error and return a status
@@ -92,6 +93,9 @@ def one_error_line(capsys, argv):
         err, code = err + code + "\n", 1
     assert code not in (0, None), f"{argv} succeeded"
     lines = err.strip("\n").splitlines()
+    if after_loading:
+        lines = [line for line in lines
+                 if not line.startswith(("warning: ", f"probnets train {argv[1]}: "))]
     assert len(lines) == 1, f"{argv}: expected one stderr line, got:\n{err}"
     assert lines[0].startswith("probnets: error: "), lines[0]
     assert "Traceback" not in err
@@ -158,6 +162,19 @@ def test_train_flag_value_is_one_error_line_naming_the_flag(capsys, no_training,
                                                             value):
     line = one_error_line(capsys, ["train", task, flag, value, "--out", "unused"])
     assert flag in line
+
+
+@pytest.mark.parametrize("task, flags", [
+    ("vae", []), ("sbn", []), ("hypercnn", []), ("reactive", []),
+    ("air", ["--num-train", "16", "--num-test", "8"]),
+])
+def test_a_batch_larger_than_the_data_is_one_error_line_naming_the_flag(
+        tmp_path, capsys, monkeypatch, task, flags):
+    """Found only once the data is loaded (the sampler's own check), still named by flag."""
+    monkeypatch.setattr(run_module, "_make_trainer", _raise_reached_training)
+    line = one_error_line(capsys, ["train", task, *flags, "--batch-size", "1000000",
+                                   "--out", str(tmp_path / "run")], after_loading=True)
+    assert line.startswith("probnets: error: --batch-size: batch_size must be")
 
 
 @pytest.mark.parametrize("task", sorted(tasks()))
