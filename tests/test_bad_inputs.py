@@ -373,6 +373,8 @@ def test_variance_flag_value_is_one_error_line(tmp_path, capsys, problem, flag, 
     (["--estimators", "no-such-estimator"], "--estimators"),
     (["--factory", "no_such_module:f"], "--factory"),
     (["--factory", "os"], "--factory"),
+    (["--particles", "1"], "--particles: loo and vimco need at least 2"),
+    (["--particles", "1", "--estimators", "vimco"], "--particles: vimco needs at least 2"),
 ])
 def test_variance_bad_names_are_one_error_line(tmp_path, capsys, extra, words):
     problem = "custom" if "--factory" in extra else "toy"

@@ -119,13 +119,25 @@ def _import_factory(spec):
     return factory
 
 
+# the estimators whose leave-one-out baselines need two particles or more
+_MULTI_PARTICLE = ("loo", "vimco")
+
+
 def _estimators(args):
-    """The ``--estimators`` factories; an unknown name is a one-line CLI error."""
+    """The ``--estimators`` factories; an unknown name, or ``--particles 1`` with an
+    estimator that needs more, is a one-line CLI error."""
     try:
-        return standard_estimators(args.estimators, temperature=args.temperature,
-                                   num_particles=args.particles)
+        estimators = standard_estimators(args.estimators, temperature=args.temperature,
+                                         num_particles=args.particles)
     except ValueError as error:
         raise SystemExit(f"probnets: error: --estimators: {error}") from None
+    needing_more = [name for name in _MULTI_PARTICLE if name in estimators]
+    if args.particles < 2 and needing_more:
+        verb = "need" if len(needing_more) > 1 else "needs"
+        raise SystemExit(f"probnets: error: --particles: {' and '.join(needing_more)} {verb} "
+                         f"at least 2 particles, got {args.particles} (or leave it out of "
+                         "--estimators)")
+    return estimators
 
 
 def _check_out(out):
