@@ -38,6 +38,7 @@ from probnets.models import (
     AIR,
     VAE,
     BayesianHypernet,
+    GaussianProcessRegression,
     LayerDAG,
     NeuronDAG,
     SigmoidBeliefNet,
@@ -666,17 +667,34 @@ API_CASES = [
     ("LayerDAG.fit shape", lambda: _layer_dag().fit(torch.rand(5, 3), torch.rand(5, 2), 1),
      ValueError, "x: expected shape (batch, 3, 1, 1)"),
     ("BayesianHypernet.fit NaN x",
-     lambda: _regression().fit(_nan(6, 2), torch.rand(6), num_steps=1), ValueError, "x"),
+     lambda: _regression().fit(_nan(6, 2), torch.rand(6), num_steps=1), ValueError,
+     "x holds NaN or infinite values"),
     ("BayesianHypernet.fit inf y",
-     lambda: _regression().fit(torch.rand(6, 2), _inf(6), num_steps=1), ValueError, "y"),
+     lambda: _regression().fit(torch.rand(6, 2), _inf(6), num_steps=1), ValueError,
+     "y holds NaN or infinite values"),
     ("BayesianHypernet.fit empty",
      lambda: _regression().fit(torch.rand(0, 2), torch.rand(0), num_steps=1), ValueError,
-     "x"),
+     "x must hold at least one example"),
     ("BayesianHypernet.fit num_steps=0",
      lambda: _regression().fit(torch.rand(6, 2), torch.rand(6), num_steps=0), ValueError,
      "num_steps"),
     ("BayesianHypernet.predict shape", lambda: _regression().predict(torch.rand(6, 3)),
-     ValueError, "x"),
+     ValueError, "x must have shape (N, 2)"),
+    ("GaussianProcessRegression NaN x",
+     lambda: GaussianProcessRegression(_nan(4, 1), torch.rand(4)), ValueError,
+     "x holds NaN or infinite values"),
+    ("GaussianProcessRegression int x",
+     lambda: GaussianProcessRegression(torch.zeros(4, 1, dtype=torch.long), torch.rand(4)),
+     TypeError, "x must be a floating-point"),
+    ("GaussianProcessRegression empty",
+     lambda: GaussianProcessRegression(torch.rand(0, 1), torch.rand(0)), ValueError,
+     "x must have shape (N, D) with N >= 1"),
+    ("GaussianProcessRegression lengthscale=0",
+     lambda: GaussianProcessRegression(torch.rand(4, 1), torch.rand(4), lengthscale=0),
+     ValueError, "lengthscale"),
+    ("GaussianProcessRegression.predict shape",
+     lambda: GaussianProcessRegression(torch.rand(4, 1), torch.rand(4)).predict(
+         torch.rand(3, 2)), ValueError, "x must have shape (M, 1)"),
     ("BayesianHypernet.predict num_samples=0",
      lambda: _regression().predict(torch.rand(6, 2), num_samples=0), ValueError,
      "num_samples"),
@@ -710,6 +728,8 @@ def test_numpy_arrays_are_accepted_where_data_enters():
     hypernet = _regression()
     hypernet.fit(x[:, :2], y[:, 0], num_steps=1)
     assert hypernet.predict(x[:, :2], num_samples=2).mean.dtype == torch.float32
+    gp = GaussianProcessRegression(x[:, :1], y[:, 0])
+    assert gp.predict(x[:3, :1]).mean.shape == (3,)
 
 
 def test_validation_helpers_name_the_argument():
