@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import sys
+import traceback
 import typing
 import warnings
 
@@ -203,10 +204,23 @@ def error_line(config_class, error):
     return f"probnets: error: {text if text.startswith(flag) else f'{flag}: {text}'}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``probnets: error: ...`` line (``-h`` shows
+    the usage) and which takes ``--debug`` at every level of the command."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="on an error, show the full traceback")
+
+    def error(self, message):
+        self.exit(2, f"probnets: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser(defaults=True):
     """The ``probnets`` parser; with ``defaults=False``, ``train`` namespaces hold only the
     options given on the command line."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="probnets", description="Probabilistic neural networks in Pyro.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -347,16 +361,54 @@ def _progress_on_stderr():
 
 
 def main(argv=None):
+    """Run the command in ``argv`` (default ``sys.argv[1:]``) and return its exit status.
+
+    An error is one ``probnets: error: ...`` line on stderr and a non-zero status; with
+    ``--debug`` the traceback of its cause is printed first, and an unexpected exception
+    propagates instead of being summarised.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _progress_on_stderr():
-        if args.command == "train":
-            given = vars(build_parser(defaults=False).parse_args(argv))
-            return train(args, given=set(given) - {"command", "task"})
-        if args.command == "eval":
-            return evaluate(args)
-        if args.command == "variance":
-            return variance_command.run(args)
+    debug = getattr(args, "debug", False)
+    try:
+        with _progress_on_stderr():
+            return _dispatch(parser, args, argv)
+    except SystemExit as error:
+        if debug and isinstance(error.code, str):  # the error's cause, or where it was found
+            traceback.print_exception(error.__cause__ or error.__context__ or error,
+                                      file=sys.stderr)
+        raise
+    except Exception as error:
+        if debug:
+            raise
+        raise SystemExit(_unexpected_error_line(args, error)) from error
+
+
+def _unexpected_error_line(args, error):
+    """One line for an exception no check turned into a ``probnets: error:`` line: a
+    ``ValueError``/``TypeError`` whose message starts with a config field's name (as the
+    library's argument checks do) is shown under that field's flag; anything else with its
+    type and a pointer to ``--debug``."""
+    first_line = next(iter(str(error).strip().splitlines()), "")
+    task = tasks().get(getattr(args, "task", None))
+    config_class = None if task is None else (
+        task.config_class if args.command == "train" else task.eval_config_class)
+    name = first_line.split(" ", 1)[0].rstrip(":")
+    if (isinstance(error, (ValueError, TypeError)) and config_class is not None
+            and name in _field_names(config_class)):
+        return f"probnets: error: {flag_of(config_class, name)}: {first_line}"
+    return (f"probnets: error: {type(error).__name__}: {first_line} (run again with --debug "
+            "for the traceback)")
+
+
+def _dispatch(parser, args, argv):
+    if args.command == "train":
+        given = vars(build_parser(defaults=False).parse_args(argv))
+        return train(args, given=set(given) - {"command", "task", "debug"})
+    if args.command == "eval":
+        return evaluate(args)
+    if args.command == "variance":
+        return variance_command.run(args)
     parser.error(f"unknown command {args.command!r}")
 
 

@@ -92,15 +92,17 @@ def test_train_flags_and_defaults_are_the_hand_written_ones(commands, name):
                                    "--clip-norm": clip_norm})
     parser = _subcommands(commands["train"])[name]
     got = _flags_and_defaults(parser)
-    assert list(got) == list(TASK_FLAGS[name]) + list(SHARED_FLAGS)  # same flags, same order
-    assert got == {**TASK_FLAGS[name], **shared}
+    # same flags, same order, after --debug (which every level of the command takes)
+    assert list(got) == ["--debug", *TASK_FLAGS[name], *SHARED_FLAGS]
+    assert got == {"--debug": SWITCH, **TASK_FLAGS[name], **shared}
 
 
 @pytest.mark.parametrize("name", sorted(EVAL_FLAGS))
 def test_eval_flags_and_defaults_are_the_hand_written_ones(commands, name):
     parser = _subcommands(commands["eval"])[name]
     got = _flags_and_defaults(parser)
-    assert list(got) == list(EVAL_FLAGS[name]) and got == EVAL_FLAGS[name]
+    assert list(got) == ["--debug", *EVAL_FLAGS[name]]
+    assert got == {"--debug": SWITCH, **EVAL_FLAGS[name]}
     assert [a.option_strings[0] for a in parser._actions if a.required] == ["--checkpoint",
                                                                              "--data"]
 

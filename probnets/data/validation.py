@@ -1,8 +1,70 @@
-"""Input checks shared by models and commands: bad data fails early and says what was expected."""
+"""Input checks shared by models, modules and commands: bad data fails early and says what
+was expected.
 
-from typing import Optional, Union
+Each check raises a ``TypeError`` (wrong kind or dtype, with the cast that fixes it) or a
+``ValueError`` (wrong shape, size or values) whose message starts with the argument's name.
+"""
+
+import numbers
+from typing import Any, Optional, Union
 
 import torch
+
+_CASTS = {torch.float16: ".half()", torch.bfloat16: ".bfloat16()", torch.float32: ".float()",
+          torch.float64: ".double()", torch.int64: ".long()"}
+
+
+def cast_hint(dtype: torch.dtype) -> str:
+    """The tensor method that casts to ``dtype`` (``.float()``, ``.double()``, ...)."""
+    return _CASTS.get(dtype, f".to({dtype})")
+
+
+def _kind(value: Any) -> str:
+    kind = type(value).__name__
+    return f"numpy.{kind}" if type(value).__module__ == "numpy" else kind
+
+
+def check_size(name: str, value: Any, minimum: int = 1) -> int:
+    """Check a size or count given to a constructor: an integer (not a bool) ``>= minimum``."""
+    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {expected}, got {_kind(value)} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(value)
+
+
+def check_tensor(name: str, value: Any, like: torch.Tensor,
+                 like_name: Optional[str] = None) -> torch.Tensor:
+    """Check an input of a module's ``forward``: a tensor with the dtype and device of
+    ``like``, a parameter of the module (or the argument ``like_name``). Like torch's own
+    layers, NumPy arrays are refused, here with the conversion that fixes the call; so is a
+    dtype other than ``like``'s, with the cast to apply to the input (or to the module)."""
+    source = "the module's parameters" if like_name is None else like_name
+    if not isinstance(value, torch.Tensor):
+        hint = ""
+        if type(value).__module__ == "numpy":
+            hint = f"; convert it with torch.as_tensor({name}, dtype={like.dtype})"
+        raise TypeError(f"{name} must be a torch.Tensor, got {_kind(value)}{hint}")
+    if value.dtype != like.dtype:
+        module_cast = (f", or the module with {cast_hint(value.dtype)}"
+                       if like_name is None and value.is_floating_point() else "")
+        raise TypeError(f"{name} must have dtype {like.dtype} (that of {source}), got "
+                        f"{value.dtype}; convert it with {name}{cast_hint(like.dtype)}"
+                        f"{module_cast}")
+    if value.device != like.device:
+        raise ValueError(f"{name} must be on {like.device} (the device of {source}), got "
+                         f"{value.device}; move it with {name}.to({str(like.device)!r})")
+    return value
+
+
+def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Check that a floating tensor holds no NaN or infinite value."""
+    if value.numel() and not torch.isfinite(value).all():
+        bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite values of "
+                         f"{value.numel()}")
+    return value
 
 
 def check_images(images: torch.Tensor, name: str = "images",
@@ -14,11 +76,13 @@ def check_images(images: torch.Tensor, name: str = "images",
     Returns ``images`` unchanged so calls can be chained.
     """
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+        hint = (f"; convert it with torch.as_tensor({name})"
+                if type(images).__module__ == "numpy" else "")
+        raise TypeError(f"{name} must be a torch.Tensor, got {_kind(images)}{hint}")
     if not images.is_floating_point():
         raise TypeError(
             f"{name} must be a floating-point tensor with values in [0, 1], got dtype "
-            f"{images.dtype} (divide uint8 images by 255)")
+            f"{images.dtype} (divide uint8 images by 255, e.g. {name}.float() / 255)")
     ndim = 4 if channels else 3
     layout = "(N, C, H, W)" if channels else "(N, H, W)"
     if images.dim() != ndim:

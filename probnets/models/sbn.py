@@ -92,8 +92,10 @@ class SigmoidBeliefNet(Loadable, PyroModule):
             raise ValueError(
                 f"data_mean must have shape ({layers[0]},), got {tuple(data_mean.shape)}"
             )
-        if (data_mean < 0).any() or (data_mean > 1).any():
-            raise ValueError("data_mean must lie in [0, 1]")
+        if not ((data_mean >= 0) & (data_mean <= 1)).all():  # NaN fails both
+            raise ValueError(f"data_mean must lie in [0, 1], got range "
+                             f"[{float(data_mean.min()):.3g}, {float(data_mean.max()):.3g}]"
+                             + (" and NaN" if data_mean.isnan().any() else ""))
         self.register_buffer("data_mean", data_mean.clone())
         with torch.no_grad():
             eps = 1e-3

@@ -20,7 +20,7 @@ import torch
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
-from probnets.data.validation import check_images
+from probnets.data.validation import check_images, check_size, check_tensor
 from probnets.loading import Loadable
 
 
@@ -36,8 +36,7 @@ class VAE(Loadable, PyroModule):
         super().__init__()
         for name, value in (("image_size", image_size), ("latent_dim", latent_dim),
                             ("hidden_dim", hidden_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_size(name, value)
         self.image_size, self.latent_dim, self.hidden_dim = image_size, latent_dim, hidden_dim
         pixels = image_size * image_size
         self.encoder = nn.Sequential(nn.Linear(pixels, hidden_dim), nn.Softplus(),
@@ -64,6 +63,7 @@ class VAE(Loadable, PyroModule):
 
     def _flat(self, images):
         check_images(images, size=self.image_size)
+        check_tensor("images", images, self.decoder[-1].weight)  # the module's dtype, device
         return images.reshape(images.shape[0], -1)
 
     @pyro_method
@@ -90,6 +90,7 @@ class VAE(Loadable, PyroModule):
     @torch.no_grad()
     def log_likelihood(self, images, num_samples=100):
         """Importance-sampled estimate of :math:`\\log p(x)` per image (Burda et al., 2016)."""
+        check_size("num_samples", num_samples)
         x = self._flat(images)
         loc, log_scale = self.encoder(x).chunk(2, dim=-1)
         q = dist.Normal(loc, log_scale.exp()).to_event(1)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probnets.data.validation import check_size
 from probnets.loading import Loadable
 
 from .hyperlstm import HyperLSTM, HyperLSTMState
@@ -37,6 +38,9 @@ class CharLanguageModel(Loadable, nn.Module):
         super().__init__()
         if rnn not in RNN_TYPES:
             raise ValueError(f"rnn must be one of {RNN_TYPES}, got {rnn!r}")
+        for name, value in (("vocab_size", vocab_size), ("embedding_size", embedding_size),
+                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            check_size(name, value)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self._config = dict(vocab_size=vocab_size, rnn=rnn, embedding_size=embedding_size,

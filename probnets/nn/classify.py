@@ -20,6 +20,14 @@ def cross_entropy_objective(model):
 @torch.no_grad()
 def accuracy(model, images, labels, batch_size=500):
     """Fraction of ``images`` whose arg-max logit is the label (eval mode, no grad)."""
+    for name, value in (("images", images), ("labels", labels)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if images.shape[0] == 0:
+        raise ValueError("images is empty: accuracy needs at least one example")
+    if labels.dim() != 1 or labels.is_floating_point():
+        raise ValueError(f"labels must be a 1-d integer tensor, got {labels.dtype} of shape "
+                         f"{tuple(labels.shape)}")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"images and labels must have the same length, got "
                          f"{images.shape[0]} and {labels.shape[0]}")

@@ -36,6 +36,8 @@ import torch
 from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 
+from probnets.data.validation import check_tensor
+
 __all__ = [
     "DYNAMIC_CONV2D_METHODS",
     "DYNAMIC_LINEAR_METHODS",
@@ -53,9 +55,45 @@ _MIN_CHANNELS_LAST_POSITIONS = 12 * 12
 _TINY_LINEAR = 4096
 
 
-def _check_tensor(name, value):
-    if not isinstance(value, torch.Tensor):
+def _check_tensor(name, value, like=None):
+    """``value`` is a tensor (and, given ``like``, of the dtype and device of ``x``)."""
+    if like is not None:
+        check_tensor(name, value, like, like_name="x")
+    elif not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def conv_pair(name, value, minimum):
+    """``stride``/``padding``/``dilation`` as a pair of ints ``>= minimum`` (as
+    :func:`torch.nn.functional.conv2d` takes them)."""
+    pair = _pair(value)
+    if len(pair) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair):
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return pair
+
+
+def _check_linear_arguments(x, weight, bias, method):
+    _check_tensor("x", x)
+    _check_tensor("weight", weight, like=x)
+    if weight.dim() != 3:
+        raise ValueError(f"weight must have shape (B, out, in), got shape {tuple(weight.shape)}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (B, in) or (B, ..., in), got shape {tuple(x.shape)}")
+    B, out_features, in_features = weight.shape
+    if x.shape[0] != B or x.shape[-1] != in_features:
+        raise ValueError(
+            f"x must have shape ({B}, ..., {in_features}) to match weight of shape "
+            f"{tuple(weight.shape)}, got shape {tuple(x.shape)}"
+        )
+    if bias is not None:
+        _check_tensor("bias", bias, like=x)
+        if bias.shape != (B, out_features):
+            raise ValueError(
+                f"bias must have shape ({B}, {out_features}), got shape {tuple(bias.shape)}"
+            )
+    if method not in DYNAMIC_LINEAR_METHODS:
+        raise ValueError(f"method must be one of {DYNAMIC_LINEAR_METHODS}, got {method!r}")
 
 
 def dynamic_linear(x, weight, bias=None, method="auto"):
@@ -74,26 +112,8 @@ def dynamic_linear(x, weight, bias=None, method="auto"):
     (``in * out <= 4096``, e.g. 64x64) a broadcast multiply-and-sum measured up to twice as
     fast, so that case uses it (``examples/bench_dynamic_layers.py``).
     """
-    _check_tensor("x", x)
-    _check_tensor("weight", weight)
-    if weight.dim() != 3:
-        raise ValueError(f"weight must have shape (B, out, in), got shape {tuple(weight.shape)}")
-    if x.dim() < 2:
-        raise ValueError(f"x must have shape (B, in) or (B, ..., in), got shape {tuple(x.shape)}")
+    _check_linear_arguments(x, weight, bias, method)
     B, out_features, in_features = weight.shape
-    if x.shape[0] != B or x.shape[-1] != in_features:
-        raise ValueError(
-            f"x must have shape ({B}, ..., {in_features}) to match weight of shape "
-            f"{tuple(weight.shape)}, got shape {tuple(x.shape)}"
-        )
-    if bias is not None:
-        _check_tensor("bias", bias)
-        if bias.shape != (B, out_features):
-            raise ValueError(
-                f"bias must have shape ({B}, {out_features}), got shape {tuple(bias.shape)}"
-            )
-    if method not in DYNAMIC_LINEAR_METHODS:
-        raise ValueError(f"method must be one of {DYNAMIC_LINEAR_METHODS}, got {method!r}")
     middle = x.shape[1:-1]
     x3 = x.reshape(B, -1, in_features)  # (B, N, in)
     if method == "auto":
@@ -181,14 +201,15 @@ def dynamic_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, method
     :param torch.Tensor x: images of shape ``(B, C_in, H, W)``.
     :param torch.Tensor weight: per-example kernels of shape ``(B, C_out, C_in, kH, kW)``.
     :param torch.Tensor bias: optional per-example bias of shape ``(B, C_out)``.
-    :param stride, padding, dilation: ints or pairs, as in :func:`torch.nn.functional.conv2d`.
+    :param stride, padding, dilation: ints or pairs, as in :func:`torch.nn.functional.conv2d`
+        (stride and dilation >= 1, padding >= 0).
     :param str method: one of ``"auto"``, ``"grouped"``, ``"grouped_channels_last"``,
         ``"unfold"``, ``"loop"`` (see the module docstring); all give the same result.
     :returns: ``(B, C_out, H_out, W_out)``, equal to stacking
         ``F.conv2d(x[b:b+1], weight[b], bias[b], stride, padding, dilation)`` over ``b``.
     """
     _check_tensor("x", x)
-    _check_tensor("weight", weight)
+    _check_tensor("weight", weight, like=x)
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, C_in, H, W), got shape {tuple(x.shape)}")
     if weight.dim() != 5:
@@ -203,14 +224,16 @@ def dynamic_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, method
         )
     out_channels = weight.shape[1]
     if bias is not None:
-        _check_tensor("bias", bias)
+        _check_tensor("bias", bias, like=x)
         if bias.shape != (B, out_channels):
             raise ValueError(
                 f"bias must have shape ({B}, {out_channels}), got shape {tuple(bias.shape)}"
             )
     if method not in DYNAMIC_CONV2D_METHODS:
         raise ValueError(f"method must be one of {DYNAMIC_CONV2D_METHODS}, got {method!r}")
-    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    stride = conv_pair("stride", stride, 1)
+    padding = conv_pair("padding", padding, 0)
+    dilation = conv_pair("dilation", dilation, 1)
     out_hw = tuple(
         _out_size(s, k, st, p, d)
         for s, k, st, p, d in zip((H, W), weight.shape[3:], stride, padding, dilation)

@@ -6,9 +6,11 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.modules.utils import _pair
 
+from probnets.data.validation import check_size, check_tensor
 from probnets.loading import Loadable
+
+from .functional import conv_pair
 
 __all__ = ["StaticHyperNetwork", "HyperConv2d", "HyperCNN"]
 
@@ -52,13 +54,12 @@ class StaticHyperNetwork(nn.Module):
         hidden_dim = embedding_dim if hidden_dim is None else hidden_dim
         for name, value in (("embedding_dim", embedding_dim), ("in_channels", in_channels),
                             ("out_channels", out_channels), ("hidden_dim", hidden_dim)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_size(name, value)
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
+        self.kernel_size = conv_pair("kernel_size", kernel_size, 1)
         kh, kw = self.kernel_size
         self.weight_in = nn.Parameter(torch.empty(in_channels * hidden_dim, embedding_dim))
         self.bias_in = nn.Parameter(torch.zeros(in_channels * hidden_dim))
@@ -73,8 +74,7 @@ class StaticHyperNetwork(nn.Module):
     def forward(self, z):
         """Kernel slices ``(..., N_out, N_in, f, f)`` from embeddings ``z`` of shape
         ``(..., N_z)``."""
-        if not isinstance(z, torch.Tensor):
-            raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
+        check_tensor("z", z, self.weight_in)
         if z.dim() < 1 or z.shape[-1] != self.embedding_dim:
             raise ValueError(
                 f"z must have shape (..., {self.embedding_dim}), got shape {tuple(z.shape)}"
@@ -113,6 +113,8 @@ class HyperConv2d(nn.Module):
         super().__init__()
         if not isinstance(hypernet, StaticHyperNetwork):
             raise TypeError(f"hypernet must be a StaticHyperNetwork, got {type(hypernet).__name__}")
+        check_size("in_channels", in_channels)
+        check_size("out_channels", out_channels)
         if in_channels % hypernet.in_channels or out_channels % hypernet.out_channels:
             raise ValueError(
                 f"in_channels and out_channels must be multiples of the hypernet's slice "
@@ -124,7 +126,9 @@ class HyperConv2d(nn.Module):
         self.hypernet = hypernet
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.stride = conv_pair("stride", stride, 1)
+        self.padding = conv_pair("padding", padding, 0)
+        self.dilation = conv_pair("dilation", dilation, 1)
         self.tiles = (out_channels // hypernet.out_channels, in_channels // hypernet.in_channels)
         self.embeddings = nn.Parameter(torch.randn(*self.tiles, hypernet.embedding_dim))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -136,6 +140,11 @@ class HyperConv2d(nn.Module):
         return slices.permute(0, 2, 1, 3, 4, 5).reshape(m * n_out, n * n_in, kh, kw)
 
     def forward(self, x):
+        """``conv2d(x, kernel)`` for ``x`` of shape ``(B, C_in, H, W)`` (or ``(C_in, H, W)``)."""
+        check_tensor("x", x, self.embeddings)
+        if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
+            raise ValueError(f"x must have shape (B, {self.in_channels}, H, W), got shape "
+                             f"{tuple(x.shape)}")
         return F.conv2d(x, self.kernel(), self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self):
@@ -158,6 +167,11 @@ class HyperCNN(Loadable, nn.Module):
 
     def __init__(self, hyper=True, embedding_dim=4, channels=16, kernel_size=7, num_classes=10):
         super().__init__()
+        for name, value in (("embedding_dim", embedding_dim), ("channels", channels),
+                            ("kernel_size", kernel_size), ("num_classes", num_classes)):
+            check_size(name, value)
+        if kernel_size % 2 != 1:  # 'same' padding keeps 28x28 (the classifier expects 7x7)
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self._config = dict(hyper=hyper, embedding_dim=embedding_dim, channels=channels,
                             kernel_size=kernel_size, num_classes=num_classes)
         pad = kernel_size // 2
@@ -175,6 +189,7 @@ class HyperCNN(Loadable, nn.Module):
 
     def forward(self, x):
         """Logits for digits ``(B, 28, 28)`` or ``(B, 1, 28, 28)``."""
+        check_tensor("x", x, self.fc.weight)
         if x.dim() == 3:
             x = x.unsqueeze(1)
         if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):

@@ -4,6 +4,8 @@ inner hyper cell."""
 import torch
 from torch import nn
 
+from probnets.data.validation import check_size
+
 from ._recurrent import (
     StackedRecurrent,
     check_tensor,
@@ -43,6 +45,8 @@ class LayerNormLSTMCell(nn.Module):
 
     def __init__(self, input_size, hidden_size, bias=True, recurrent_dropout=0.0, eps=1e-5):
         super().__init__()
+        check_size("input_size", input_size)
+        check_size("hidden_size", hidden_size)
         if not 0.0 <= recurrent_dropout < 1.0:
             raise ValueError(f"recurrent_dropout must be in [0, 1), got {recurrent_dropout!r}")
         self.input_size = input_size

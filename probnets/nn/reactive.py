@@ -8,9 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from probnets.data.validation import check_size, check_tensor
 from probnets.loading import Loadable
 
-from .functional import dynamic_conv2d
+from .functional import DYNAMIC_CONV2D_METHODS, dynamic_conv2d
 
 __all__ = ["ReactiveQueryNet", "StaticQueryCNN", "conv2d_flops"]
 
@@ -18,6 +19,24 @@ __all__ = ["ReactiveQueryNet", "StaticQueryCNN", "conv2d_flops"]
 def conv2d_flops(in_channels, out_channels, kernel_size, out_height, out_width):
     """FLOPs (2 per multiply-add) of one 2-d convolution, bias and activation excluded."""
     return 2 * in_channels * out_channels * kernel_size * kernel_size * out_height * out_width
+
+
+def _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size):
+    """The constructor arguments both query networks share: positive sizes, an odd kernel,
+    and an image large enough for the 2x2 pools between ``len(channels)`` layers."""
+    for name, value in (("in_channels", in_channels), ("image_size", image_size),
+                        ("num_classes", num_classes), ("kernel_size", kernel_size),
+                        ("pool_size", pool_size)):
+        check_size(name, value)
+    channels = tuple(channels)
+    if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
+                               for c in channels):
+        raise ValueError(f"channels must be a non-empty sequence of positive ints, got "
+                         f"{channels!r}")
+    if kernel_size % 2 != 1:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    if image_size // 2 ** (len(channels) - 1) < 1:
+        raise ValueError(f"image_size {image_size} is too small for {len(channels)} layers")
 
 
 class ReactiveQueryNet(Loadable, nn.Module):
@@ -70,14 +89,15 @@ class ReactiveQueryNet(Loadable, nn.Module):
         super().__init__()
         if update not in ("residual", "gru"):
             raise ValueError(f"update must be 'residual' or 'gru', got {update!r}")
-        if not generator_init_scale >= 0:
-            raise ValueError(f"generator_init_scale must be >= 0, got {generator_init_scale!r}")
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        if not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(f"iterations must be a positive int, got {iterations!r}")
-        if image_size // 2 ** (len(channels) - 1) < 1:
-            raise ValueError(f"image_size {image_size} is too small for {len(channels)} layers")
+        if conv_method not in DYNAMIC_CONV2D_METHODS:
+            raise ValueError(f"conv_method must be one of {DYNAMIC_CONV2D_METHODS}, got "
+                             f"{conv_method!r}")
+        if not 0 <= generator_init_scale < math.inf:
+            raise ValueError(f"generator_init_scale must be >= 0 and finite, got "
+                             f"{generator_init_scale!r}")
+        _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size)
+        check_size("context_size", context_size)
+        check_size("iterations", iterations)
         self._config = dict(in_channels=in_channels, image_size=image_size,
                             num_classes=num_classes, context_size=context_size,
                             channels=list(channels), kernel_size=kernel_size,
@@ -153,8 +173,7 @@ class ReactiveQueryNet(Loadable, nn.Module):
 
     def contexts(self, x):
         """All contexts ``[c_1, ..., c_T]`` as a tensor (iterations, B, D)."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        check_tensor("x", x, self.initial_context)
         if x.dim() == 3 and self.in_channels == 1:
             x = x.unsqueeze(1)
         expected = (self.in_channels, self.image_size, self.image_size)
@@ -199,6 +218,7 @@ class StaticQueryCNN(nn.Module):
     def __init__(self, in_channels=1, image_size=28, num_classes=10, channels=(16, 32, 32),
                  kernel_size=3, pool_size=2):
         super().__init__()
+        _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size)
         self.in_channels, self.image_size = in_channels, image_size
         self.kernel_size, self.pool_size = kernel_size, pool_size
         self.convs = nn.ModuleList()
@@ -209,6 +229,8 @@ class StaticQueryCNN(nn.Module):
         self.classifier = nn.Linear(c_in * pool_size**2, num_classes)
 
     def forward(self, x):
+        """Logits ``(B, num_classes)`` for images ``(B, C, H, W)`` (or ``(B, H, W)``)."""
+        check_tensor("x", x, self.classifier.weight)
         if x.dim() == 3 and self.in_channels == 1:
             x = x.unsqueeze(1)
         expected = (self.in_channels, self.image_size, self.image_size)

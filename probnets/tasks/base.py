@@ -91,7 +91,10 @@ def load_trained(model_class, path, device):
     # torch.load reports truncated or corrupted files as EOFError, RuntimeError or
     # UnpicklingError; the models' loaders report other checkpoints as ValueError
     except (ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
-        raise ConfigError("checkpoint", f"{{checkpoint}} {path}: {error}") from None
+        reason = next(iter(str(error).strip().splitlines()), "")
+        if isinstance(error, (EOFError, pickle.UnpicklingError)):  # torch.load's own words
+            reason = f"not a readable checkpoint file ({type(error).__name__})"
+        raise ConfigError("checkpoint", f"{{checkpoint}} {path}: {reason}") from None
 
 
 def load_npz_arrays(path, names, field="data"):
@@ -99,7 +102,7 @@ def load_npz_arrays(path, names, field="data"):
     ``field`` when the file cannot be read or lacks one of them."""
     try:
         stored = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
         raise ConfigError(field, f"{{{field}}} {path}: not a readable .npz file "
                                  f"({error})") from None
     if not isinstance(stored, np.lib.npyio.NpzFile):

@@ -35,7 +35,6 @@ from probnets.tasks.config import (
     ConfigError,
     EvalConfig,
     RunConfig,
-    non_negative,
     one_of,
     positive,
     positive_int,
@@ -91,7 +90,7 @@ class BayesHypernetConfig(RunConfig):
         help="initial std of the Gaussian and flow guides (the mean-field BNN, {generator} "
              "identity, fits gap1d best from 0.01)")
     kl_weight: float = setting(
-        1.0, check=non_negative,
+        1.0, check=positive,
         help="weight of the prior (KL) terms against the likelihood; below 1 a tempered "
              "posterior (input_unit on mnist: 0.1, chosen on held-out training digits)")
     hypernet_prior_scale: Optional[float] = setting(
@@ -235,8 +234,11 @@ def _check_eval_data(model, x, y, path):
     if x.dim() != 2 or x.shape[1] != inputs or len(y) != len(x):
         raise ConfigError("data", f"{{data}} {path}: x must have shape (N, {inputs}) and y N "
                                   f"entries, got x {tuple(x.shape)} and y {tuple(y.shape)}")
-    if not torch.isfinite(x).all():
-        raise ConfigError("data", f"{{data}} {path}: x holds NaN or infinite values")
+    if len(x) == 0:
+        raise ConfigError("data", f"{{data}} {path} holds no examples")
+    for name, values in (("x", x), ("y", y)):
+        if values.is_floating_point() and not torch.isfinite(values).all():
+            raise ConfigError("data", f"{{data}} {path}: {name} holds NaN or infinite values")
     if model.task == "classification" and (
             y.is_floating_point() or (y < 0).any() or (y >= model.widths[-1]).any()):
         raise ConfigError("data", f"{{data}} {path}: y must be class labels in "

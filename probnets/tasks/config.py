@@ -13,6 +13,7 @@ raises :class:`ConfigError` (a ``ValueError``) naming the field. The command lin
 drift.
 """
 
+import argparse
 import dataclasses
 import math
 import os
@@ -78,6 +79,7 @@ def integer_at_least(minimum):
         if not (_is_int(value) and value >= minimum):
             raise ConfigError(name, f"{name} must be {description}, got {value!r}")
 
+    check.description = description
     return check
 
 
@@ -95,6 +97,7 @@ def number_in(low=-math.inf, high=math.inf, *, low_open=False, high_open=False,
         if not ok:
             raise ConfigError(name, f"{name} must be {description}, got {value!r}")
 
+    check.description = description
     return check
 
 
@@ -105,6 +108,27 @@ non_negative = number_in(0, description="a number >= 0")
 # The models' own wording ("dropout must be in [0, 1)"), so both kinds of user read one message.
 dropout_rate = number_in(0, 1, high_open=True)
 probability = number_in(0, 1, low_open=True, high_open=True)
+
+
+def flag_type(kind, check):
+    """An argparse ``type`` reading one ``kind`` (``int`` or ``float``) and applying ``check``
+    (one of the checks above), for commands whose options are not config fields:
+    ``parser.add_argument("--samples", type=flag_type(int, positive_int))``."""
+    description = getattr(check, "description", f"a valid {kind.__name__}")
+
+    def parse(text):
+        try:
+            value = kind(text)
+            check("value", value)
+        except ValueError:  # ConfigError is one
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}") from None
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+finite = number_in(description="a finite number")
 
 
 def one_of(choices):

@@ -11,6 +11,7 @@ plugs in.
 
 import functools
 import importlib
+import os
 
 import torch
 
@@ -23,7 +24,19 @@ from probnets.experiments import (
     toy_problem,
 )
 from probnets.infer import standard_estimators
+from probnets.tasks.config import (
+    finite,
+    flag_type,
+    non_negative_int,
+    positive,
+    positive_int,
+)
 from probnets.viz.variance import plot_variance_run
+
+_POSITIVE_INT = flag_type(int, positive_int)
+_NON_NEGATIVE_INT = flag_type(int, non_negative_int)
+_POSITIVE = flag_type(float, positive)
+_FINITE = flag_type(float, finite)
 
 
 def add_arguments(commands):
@@ -33,15 +46,15 @@ def add_arguments(commands):
     problems = parser.add_subparsers(dest="problem", metavar="PROBLEM")
     problems.required = True
     toy = problems.add_parser("toy", help="E[(b - t)^2], b ~ Bernoulli(sigmoid(theta))")
-    toy.add_argument("--target", type=float, default=0.45, help="t (default 0.45)")
-    toy.add_argument("--theta", type=float, default=0.0, help="initial logit (default 0)")
+    toy.add_argument("--target", type=_FINITE, default=0.45, help="t (default 0.45)")
+    toy.add_argument("--theta", type=_FINITE, default=0.0, help="initial logit (default 0)")
     sbn = problems.add_parser("sbn", help="sigmoid belief net on binarized MNIST digits")
-    sbn.add_argument("--layers", type=int, nargs="+", default=[200],
+    sbn.add_argument("--layers", type=_POSITIVE_INT, nargs="+", default=[200],
                      help="stochastic layer widths (default 200)")
-    sbn.add_argument("--batch-size", type=int, default=24)
+    sbn.add_argument("--batch-size", type=_POSITIVE_INT, default=24)
     air = problems.add_parser("air", help="AIR's z_pres sites on multi-MNIST (0-2 digits)")
-    air.add_argument("--num-images", type=int, default=2000, help="training canvases")
-    air.add_argument("--batch-size", type=int, default=64)
+    air.add_argument("--num-images", type=_POSITIVE_INT, default=2000, help="training canvases")
+    air.add_argument("--batch-size", type=_POSITIVE_INT, default=64)
     air.add_argument("--dair", action="store_true", help="the DAIR guide")
     custom = problems.add_parser("custom", help="any Problem factory")
     custom.add_argument("--factory", required=True, help="module:function returning a Problem")
@@ -52,22 +65,23 @@ def add_arguments(commands):
         sub.add_argument("--estimators", nargs="+", default=None, metavar="NAME",
                          help=f"subset of {list(standard_estimators())} and of the estimators "
                               "the --factory module registers (default all)")
-        sub.add_argument("--samples", type=int, default=1000,
+        sub.add_argument("--samples", type=_POSITIVE_INT, default=1000,
                          help="gradient samples per estimator at the initial parameters")
-        sub.add_argument("--tune", type=int, default=0,
+        sub.add_argument("--tune", type=_NON_NEGATIVE_INT, default=0,
                          help=f"control-variate tuning steps for {list(ADAPTIVE_ESTIMATORS)} "
                               "before measuring")
-        sub.add_argument("--cv-lr", type=float, default=1e-2)
-        sub.add_argument("--track-steps", type=int, default=0,
+        sub.add_argument("--cv-lr", type=_POSITIVE, default=1e-2)
+        sub.add_argument("--track-steps", type=_NON_NEGATIVE_INT, default=0,
                          help="also train this many steps, measuring along the way")
-        sub.add_argument("--track-every", type=int, default=100)
-        sub.add_argument("--track-samples", type=int, default=100)
-        sub.add_argument("--lr", type=float, default=1e-3)
-        sub.add_argument("--temperature", type=float, default=0.5, help="for 'relaxed'")
-        sub.add_argument("--particles", type=int, default=2, help="for 'loo' and 'vimco'")
-        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--track-every", type=_POSITIVE_INT, default=100)
+        sub.add_argument("--track-samples", type=_POSITIVE_INT, default=100)
+        sub.add_argument("--lr", type=_POSITIVE, default=1e-3)
+        sub.add_argument("--temperature", type=_POSITIVE, default=0.5, help="for 'relaxed'")
+        sub.add_argument("--particles", type=_POSITIVE_INT, default=2,
+                         help="for 'loo' and 'vimco'")
+        sub.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0)
         sub.add_argument("--float64", action="store_true")
-        sub.add_argument("--threads", type=int, default=1,
+        sub.add_argument("--threads", type=_POSITIVE_INT, default=1,
                          help="torch intra-op threads (1 is fastest for these small tensors)")
     return parser
 
@@ -105,16 +119,42 @@ def _import_factory(spec):
     return factory
 
 
+# the estimators whose leave-one-out baselines need two particles or more
+_MULTI_PARTICLE = ("loo", "vimco")
+
+
 def _estimators(args):
-    """The ``--estimators`` factories; an unknown name is a one-line CLI error."""
+    """The ``--estimators`` factories; an unknown name, or ``--particles 1`` with an
+    estimator that needs more, is a one-line CLI error."""
     try:
-        return standard_estimators(args.estimators, temperature=args.temperature,
-                                   num_particles=args.particles)
+        estimators = standard_estimators(args.estimators, temperature=args.temperature,
+                                         num_particles=args.particles)
     except ValueError as error:
         raise SystemExit(f"probnets: error: --estimators: {error}") from None
+    needing_more = [name for name in _MULTI_PARTICLE if name in estimators]
+    if args.particles < 2 and needing_more:
+        verb = "need" if len(needing_more) > 1 else "needs"
+        raise SystemExit(f"probnets: error: --particles: {' and '.join(needing_more)} {verb} "
+                         f"at least 2 particles, got {args.particles} (or leave it out of "
+                         "--estimators)")
+    return estimators
+
+
+def _check_out(out):
+    """``--out`` must be a directory that exists or can be made, and can be written."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SystemExit(f"probnets: error: --out {out} is a file, not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"probnets: error: --out: cannot create {out}: "
+                         f"{error.strerror or error}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SystemExit(f"probnets: error: --out: the directory {out} is not writable")
 
 
 def run(args):
+    _check_out(args.out)
     torch.set_num_threads(args.threads)
     problem_factory = _problem_factory(args)  # first: its module may register estimators
     estimators = _estimators(args)

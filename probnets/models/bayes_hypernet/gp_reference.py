@@ -18,9 +18,10 @@ makes that prior explicit (its lengthscale :math:`\ell`) and its posterior exact
 evaluation code (e.g. :func:`probnets.experiments.bayes_hypernet.gap_metrics`) scores both.
 """
 
+import numpy as np
 import torch
 
-from probnets.models.bayes_hypernet.checks import check_positive
+from probnets.models.bayes_hypernet.checks import as_tensor, check_finite, check_positive
 from probnets.models.bayes_hypernet.model import RegressionPrediction
 
 
@@ -36,12 +37,18 @@ class GaussianProcessRegression:
         check_positive("lengthscale", lengthscale)
         check_positive("signal_scale", signal_scale)
         check_positive("noise_scale", noise_scale)
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2:
-            raise ValueError(f"x must be a floating-point tensor (N, D), got "
-                             f"{getattr(x, 'shape', type(x).__name__)}")
-        if not isinstance(y, torch.Tensor) or y.reshape(-1).shape != (x.shape[0],):
+        x = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor or numpy array, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if x.dim() != 2 or len(x) == 0:
+            raise ValueError(f"x must have shape (N, D) with N >= 1, got {tuple(x.shape)}")
+        y = as_tensor("y", y, x)
+        if y.reshape(-1).shape != (x.shape[0],):
             raise ValueError(f"y must hold one target per row of x ({x.shape[0]}), got "
-                             f"{getattr(y, 'shape', type(y).__name__)}")
+                             f"{tuple(y.shape)}")
+        check_finite("x", x)
+        check_finite("y", y)
         self.lengthscale, self.signal_scale = float(lengthscale), float(signal_scale)
         self.noise_scale = torch.tensor(float(noise_scale), dtype=x.dtype, device=x.device)
         self.x = x
@@ -60,6 +67,10 @@ class GaussianProcessRegression:
         """:class:`.RegressionPrediction` at ``x`` ``(M, D)``, each field ``(M,)``;
         ``num_samples`` is accepted for a common interface and ignored (the moments are
         exact)."""
+        x = as_tensor("x", x, self.x)
+        if x.dim() != 2 or x.shape[1] != self.x.shape[1]:
+            raise ValueError(f"x must have shape (M, {self.x.shape[1]}), got {tuple(x.shape)}")
+        check_finite("x", x)
         x = x.to(self.x)
         cross = self.kernel(x, self.x)  # (M, N)
         mean = (cross @ self._alpha).squeeze(-1)
