@@ -46,7 +46,7 @@ __all__ = ["ADAPTIVE_ESTIMATORS", "measure", "measure_estimator", "set_time_rati
            "tune_control_variates"]
 
 #: Estimators whose control variates or baselines adapt: measure them after tuning.
-ADAPTIVE_ESTIMATORS = ("score+avg", "nvil", "rebar", "relax")
+ADAPTIVE_ESTIMATORS = ("score+avg", "score+avg-site", "nvil", "rebar", "relax")
 
 
 def tune_control_variates(elbo, model, guide, args, kwargs, steps, lr):

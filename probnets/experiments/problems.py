@@ -1,5 +1,6 @@
-"""The estimator-comparison problems that ship: the REBAR/RELAX one-Bernoulli toy, sigmoid
-belief nets on binarized MNIST, and AIR's presence sites on multi-MNIST. Each factory
+"""The estimator-comparison problems that ship: the REBAR/RELAX one-Bernoulli toy, a plate
+of such toys with costs of different sizes, sigmoid belief nets on binarized MNIST, and AIR's
+presence sites on multi-MNIST. Each factory
 returns a :class:`~probnets.experiments.problem.Problem` at freshly initialised params."""
 
 import torch
@@ -9,10 +10,11 @@ import pyro.poutine as poutine
 from probnets.data import check_images
 from probnets.experiments.problem import Problem
 from probnets.models.air import AIR
+from probnets.models.plated_toy import PlatedBernoulli
 from probnets.models.sbn import SigmoidBeliefNet, binarize
 from probnets.models.toy import ToyBernoulli
 
-__all__ = ["air_problem", "sbn_problem", "toy_problem"]
+__all__ = ["air_problem", "plate_problem", "sbn_problem", "toy_problem"]
 
 
 def toy_problem(target=0.45, theta=0.0, dtype=torch.float32):
@@ -28,6 +30,27 @@ def toy_problem(target=0.45, theta=0.0, dtype=torch.float32):
 
     return Problem(
         name=f"toy_t{target:g}",
+        model=toy.model,
+        guide=toy.guide,
+        args=(),
+        exact=toy.exact_gradient,
+        params=["theta"],
+        evaluate=evaluate,
+    )
+
+
+def plate_problem(scales=(1.0, 10.0, 100.0), target=0.45, theta=0.0, dtype=torch.float32):
+    """The :class:`~probnets.models.plated_toy.PlatedBernoulli` plate at logit ``theta``
+    with its exact gradient and, along training, the exact loss: the problem that shows a
+    decaying-average baseline per plate element (``score+avg``) against one per site
+    (``score+avg-site``)."""
+    toy = PlatedBernoulli(scales=scales, target=target, theta=theta).to(dtype=dtype)
+
+    def evaluate():
+        return {"expected_loss": toy.expected_loss()}
+
+    return Problem(
+        name="plate_" + "-".join(f"{s:g}" for s in toy.scales.tolist()),
         model=toy.model,
         guide=toy.guide,
         args=(),

@@ -76,8 +76,8 @@ class DiscreteELBO(ELBO):
     :param estimator: default estimator of non-reparameterizable guide sites: a registered
         name (``"score"``, ``"relaxed"``, ``"rebar"``, ``"relax"``, ``"disarm"`` or a user's)
         or a :class:`~probnets.infer.estimators.SiteEstimator` instance.
-    :param baseline: score-function baseline: ``None``, ``"decaying_avg"``, ``"nvil"``,
-        ``"loo"``.
+    :param baseline: score-function baseline: ``None``, ``"decaying_avg"``,
+        ``"decaying_avg_site"``, ``"nvil"``, ``"loo"``.
     :param float baseline_beta: decay of running averages of the baselines.
     :param temperature: temperature of relaxed sites (``None`` unless relaxed sites exist).
     :param bool straight_through: hard forward values for relaxed sites.

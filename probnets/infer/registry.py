@@ -23,7 +23,8 @@ def standard_estimators(names=None, temperature=0.5, num_particles=2):
     """``{name: factory}`` of the estimators compared by default (factories, so every run
     gets a fresh estimator):
 
-    ``score`` REINFORCE without baseline; ``score+avg`` with a decaying-average baseline;
+    ``score`` REINFORCE without baseline; ``score+avg`` with a decaying-average baseline
+    per batch element; ``score+avg-site`` with one decaying average per site;
     ``nvil`` with a learned input-dependent baseline (Mnih & Gregor 2014); ``loo`` with
     ``num_particles`` samples and leave-one-out baselines; ``relaxed`` Concrete / Gumbel-
     softmax at ``temperature`` (biased; also the initial temperature of ``rebar`` and ``relax``);
@@ -43,6 +44,7 @@ def standard_estimators(names=None, temperature=0.5, num_particles=2):
     table = {
         "score": lambda: ScoreFunction_ELBO(),
         "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg"),
+        "score+avg-site": lambda: ScoreFunction_ELBO(baseline="decaying_avg_site"),
         "nvil": lambda: ScoreFunction_ELBO(baseline="nvil"),
         "loo": lambda: ScoreFunction_ELBO(baseline="loo", **vectorized),
         "relaxed": lambda: Relaxed_ELBO(temperature=temperature),

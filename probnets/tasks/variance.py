@@ -1,4 +1,4 @@
-"""``probnets variance toy|sbn|air|custom``: compare gradient estimators on one problem.
+"""``probnets variance toy|plate|sbn|air|custom``: compare gradient estimators on one problem.
 
 Each run measures every chosen estimator at the problem's initial parameters (adaptive ones
 after ``--tune`` control-variate steps) and, with ``--track-steps``, along a training run; it
@@ -9,8 +9,10 @@ any function returning a :class:`~probnets.experiments.Problem`, so any model/gu
 plugs in.
 """
 
+import argparse
 import functools
 import importlib
+import math
 
 import torch
 
@@ -18,6 +20,7 @@ from probnets.data import load_mnist, multi_mnist
 from probnets.experiments import (
     ADAPTIVE_ESTIMATORS,
     air_problem,
+    plate_problem,
     run_variance,
     sbn_problem,
     toy_problem,
@@ -35,6 +38,11 @@ def add_arguments(commands):
     toy = problems.add_parser("toy", help="E[(b - t)^2], b ~ Bernoulli(sigmoid(theta))")
     toy.add_argument("--target", type=float, default=0.45, help="t (default 0.45)")
     toy.add_argument("--theta", type=float, default=0.0, help="initial logit (default 0)")
+    plate = problems.add_parser(
+        "plate", help="a plate of toys whose costs differ in size: per-element baselines")
+    plate.add_argument("--scales", type=_positive_float, nargs="+", default=[1.0, 10.0, 100.0],
+                       help="the elements' cost scales (default 1 10 100)")
+    plate.add_argument("--theta", type=float, default=0.0, help="initial logit (default 0)")
     sbn = problems.add_parser("sbn", help="sigmoid belief net on binarized MNIST digits")
     sbn.add_argument("--layers", type=int, nargs="+", default=[200],
                      help="stochastic layer widths (default 200)")
@@ -45,7 +53,7 @@ def add_arguments(commands):
     air.add_argument("--dair", action="store_true", help="the DAIR guide")
     custom = problems.add_parser("custom", help="any Problem factory")
     custom.add_argument("--factory", required=True, help="module:function returning a Problem")
-    for sub in (toy, sbn, air, custom):
+    for sub in (toy, plate, sbn, air, custom):
         sub.add_argument("--out", required=True, help="output directory")
         # Names are checked after --factory's module is imported, so an estimator that module
         # registers (probnets.infer.register_estimator) can be named here.
@@ -72,11 +80,25 @@ def add_arguments(commands):
     return parser
 
 
+def _positive_float(text):
+    """An argparse type: a positive finite number (an error line otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _problem_factory(args):
     """``() -> Problem`` for the chosen problem; data is loaded once, here."""
     dtype = torch.float64 if args.float64 else torch.float32
     if args.problem == "toy":
         return functools.partial(toy_problem, target=args.target, theta=args.theta, dtype=dtype)
+    if args.problem == "plate":
+        return functools.partial(plate_problem, scales=tuple(args.scales), theta=args.theta,
+                                 dtype=dtype)
     if args.problem == "sbn":
         train, test = load_mnist("train"), load_mnist("test")
         print(f"data: {train.source}, {len(train.labels)} train / {len(test.labels)} test digits")
