@@ -3,8 +3,11 @@
 names through."""
 
 import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pyro.infer
+from pyro.infer import ELBO
 
 from probnets.infer.disarm import DisARM_ELBO
 from probnets.infer.discrete_elbo import DiscreteELBO
@@ -19,7 +22,8 @@ from probnets.infer.vimco import VIMCO_ELBO
 _BUILT_IN = ("reparameterized", "score", "relaxed", "rebar", "relax", "disarm")
 
 
-def standard_estimators(names=None, temperature=0.5, num_particles=2):
+def standard_estimators(names: Sequence[str] | None = None, temperature: float = 0.5,
+                        num_particles: int = 2) -> dict[str, Callable[[], ELBO]]:
     """``{name: factory}`` of the estimators compared by default (factories, so every run
     gets a fresh estimator):
 
@@ -40,7 +44,7 @@ def standard_estimators(names=None, temperature=0.5, num_particles=2):
 
     :param names: subset (and order) of the names above; default all.
     """
-    vectorized = dict(num_particles=num_particles, vectorize_particles=True)
+    vectorized: dict[str, Any] = dict(num_particles=num_particles, vectorize_particles=True)
     table = {
         "score": lambda: ScoreFunction_ELBO(),
         "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg"),

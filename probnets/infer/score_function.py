@@ -1,3 +1,5 @@
+from typing import Any
+
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -67,14 +69,14 @@ class ScoreFunction_ELBO(DiscreteELBO):
 
     def __init__(
         self,
-        num_particles=1,
-        baseline=None,
-        baseline_beta=0.9,
-        hidden_size=100,
-        max_plate_nesting=float("inf"),
-        cache_dependencies=False,
-        **kwargs,
-    ):
+        num_particles: int = 1,
+        baseline: str | None = None,
+        baseline_beta: float = 0.9,
+        hidden_size: int = 100,
+        max_plate_nesting: float = float("inf"),
+        cache_dependencies: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
