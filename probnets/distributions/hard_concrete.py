@@ -1,4 +1,5 @@
 import math
+from collections.abc import Sequence
 from numbers import Number
 
 import torch
@@ -53,7 +54,9 @@ class HardConcrete(TorchDistribution):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, log_alpha, beta=2.0 / 3.0, limits=(-0.1, 1.1), validate_args=None):
+    def __init__(self, log_alpha: torch.Tensor | float, beta: float = 2.0 / 3.0,
+                 limits: tuple[float, float] = (-0.1, 1.1),
+                 validate_args: bool | None = None) -> None:
         if not isinstance(log_alpha, torch.Tensor):
             if not isinstance(log_alpha, Number):
                 raise TypeError(
@@ -72,7 +75,8 @@ class HardConcrete(TorchDistribution):
         self.limits = (low, high)
         super().__init__(log_alpha.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(self, batch_shape: Sequence[int],
+               _instance: "HardConcrete | None" = None) -> "HardConcrete":
         new = self._get_checked_instance(HardConcrete, _instance)
         batch_shape = torch.Size(batch_shape)
         new.log_alpha = self.log_alpha.expand(batch_shape)
@@ -82,7 +86,8 @@ class HardConcrete(TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()
+                ) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         la = self.log_alpha
         # Keep u away from {0, 1} so the logistic noise stays finite in any dtype.
@@ -100,17 +105,17 @@ class HardConcrete(TorchDistribution):
         low, high = self.limits
         return self.log_alpha - self.beta * math.log((1.0 - low) / (high - 1.0))
 
-    def prob_nonzero(self):
+    def prob_nonzero(self) -> torch.Tensor:
         """:math:`P(z \\neq 0)`, the expected L0 norm of each gate (Louizos et al., eq. 12)."""
         return torch.sigmoid(self._logit_nonzero())
 
-    def prob_zero(self):
+    def prob_zero(self) -> torch.Tensor:
         return torch.sigmoid(-self._logit_nonzero())
 
-    def prob_one(self):
+    def prob_one(self) -> torch.Tensor:
         return torch.sigmoid(self._logit_one())
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         low, high = self.limits

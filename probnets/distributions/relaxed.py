@@ -41,7 +41,7 @@ def _clamp_uniform(u):
     return u.clamp(min=tiny, max=1 - eps)
 
 
-def bernoulli_logistic(logits, u):
+def bernoulli_logistic(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """
     Logistic reparameterization ``z = logit(u) + ℓ``, so that ``1[z > 0] ~ Bernoulli(sigmoid(ℓ))``.
 
@@ -52,7 +52,7 @@ def bernoulli_logistic(logits, u):
     return torch.log(u) - torch.log1p(-u) + logits
 
 
-def bernoulli_conditional_logistic(logits, b, v):
+def bernoulli_conditional_logistic(logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """
     Sample ``z̃ ~ p(z | H(z) = b)`` for ``z = logit(u) + ℓ``, as a differentiable function of ``ℓ``.
 
@@ -71,7 +71,7 @@ def bernoulli_conditional_logistic(logits, b, v):
     return torch.where(b > 0.5, z1, z0)
 
 
-def categorical_gumbel(logits, u):
+def categorical_gumbel(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """
     Gumbel reparameterization ``z_k = log π_k − log(−log u_k)``; ``argmax_k z_k ~ Categorical(π)``.
 
@@ -82,7 +82,7 @@ def categorical_gumbel(logits, u):
     return logits.log_softmax(-1) - torch.log(-torch.log(u))
 
 
-def categorical_conditional_gumbel(logits, b, v):
+def categorical_conditional_gumbel(logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """
     Sample ``z̃ ~ p(z | argmax z = b)`` for the Gumbel reparameterization,
     differentiably in the logits.
@@ -105,21 +105,21 @@ def categorical_conditional_gumbel(logits, b, v):
     return torch.where(b > 0.5, z_top, z_other)
 
 
-def bernoulli_hard(z):
+def bernoulli_hard(z: torch.Tensor) -> torch.Tensor:
     """``H(z) = 1[z > 0]`` in the dtype of ``z``."""
     return (z > 0).to(z.dtype)
 
 
-def categorical_hard(z):
+def categorical_hard(z: torch.Tensor) -> torch.Tensor:
     """One-hot argmax over the rightmost dimension, in the dtype of ``z``."""
     return F.one_hot(z.argmax(-1), z.size(-1)).to(z.dtype)
 
 
-def relax_bernoulli(z, temperature):
+def relax_bernoulli(z: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
     """Concrete relaxation ``σ_λ(z) = sigmoid(z / λ)``."""
     return torch.sigmoid(z / temperature)
 
 
-def relax_categorical(z, temperature):
+def relax_categorical(z: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
     """Gumbel-softmax relaxation ``softmax(z / λ)`` over the rightmost dimension."""
     return (z / temperature).softmax(-1)

@@ -5,7 +5,7 @@
   :func:`run_variance` (both, written to a directory), over a :class:`Problem`; the results
   are :class:`VarianceReport` and :class:`TrackingReport`, whose figures
   :mod:`probnets.viz.variance` draws.
-- The estimator-comparison problems: :func:`toy_problem`, :func:`sbn_problem`,
+- The estimator-comparison problems: :func:`toy_problem`, :func:`plate_problem`, :func:`sbn_problem`,
   :func:`air_problem`.
 - Metrics and settings shared by the tasks and examples: :mod:`probnets.experiments.air`
   (``make_elbo``, ``evaluate_counts``) and :mod:`probnets.experiments.bayes_hypernet`
@@ -15,7 +15,7 @@
 from probnets.experiments.counter import PARTICLE_PLATE_NAMES, EvaluationCounter
 from probnets.experiments.measure import ADAPTIVE_ESTIMATORS, measure
 from probnets.experiments.problem import Problem
-from probnets.experiments.problems import air_problem, sbn_problem, toy_problem
+from probnets.experiments.problems import air_problem, plate_problem, sbn_problem, toy_problem
 from probnets.experiments.report import EstimatorStats, TrackingReport, VarianceReport
 from probnets.experiments.run import run_variance
 from probnets.experiments.track import track
@@ -32,6 +32,7 @@ __all__ = [
     "measure",
     "run_variance",
     "sbn_problem",
+    "plate_problem",
     "toy_problem",
     "track",
 ]

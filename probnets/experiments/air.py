@@ -1,6 +1,8 @@
 """What the AIR experiments share: the estimator chosen for the ``z_pres`` sites and count
 evaluation (accuracy and confusion of the MAP object counts)."""
 
+from typing import Any
+
 import torch
 
 from probnets.infer import DiscreteELBO, standard_estimators
@@ -18,7 +20,7 @@ BASELINES = ("lstm", "nvil", "avg", "none")
 _SCORE_WITH_BASELINE = {"lstm": "score", "none": "score", "nvil": "nvil", "avg": "score+avg"}
 
 
-def make_elbo(estimator, baseline="lstm", temperature=0.5, num_particles=5):
+def make_elbo(estimator: Any, baseline: str = "lstm", temperature: float = 0.5, num_particles: int = 5) -> DiscreteELBO:
     """The ELBO named ``estimator`` from the shared registry
     (:func:`probnets.infer.standard_estimators`); for ``score``, ``baseline`` picks the
     model's LSTM baseline (``lstm``), none, NVIL or a decaying average.
@@ -45,7 +47,7 @@ def make_elbo(estimator, baseline="lstm", temperature=0.5, num_particles=5):
     return elbo
 
 
-def evaluate_counts(air, images, counts, batch_size=500):
+def evaluate_counts(air: Any, images: torch.Tensor, counts: torch.Tensor, batch_size: int = 500) -> dict:
     """Count accuracy and confusion (rows: true 0..max, columns: inferred 0..T) of ``air``'s
     MAP counts on ``images``, inferred ``batch_size`` canvases at a time.
 

@@ -30,6 +30,8 @@ not absolute times.
 
 import math
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -46,10 +48,10 @@ __all__ = ["ADAPTIVE_ESTIMATORS", "measure", "measure_estimator", "set_time_rati
            "tune_control_variates"]
 
 #: Estimators whose control variates or baselines adapt: measure them after tuning.
-ADAPTIVE_ESTIMATORS = ("score+avg", "nvil", "rebar", "relax")
+ADAPTIVE_ESTIMATORS = ("score+avg", "score+avg-site", "nvil", "rebar", "relax")
 
 
-def tune_control_variates(elbo, model, guide, args, kwargs, steps, lr):
+def tune_control_variates(elbo: Any, model: Callable, guide: Callable, args: tuple, kwargs: dict, steps: int, lr: float) -> None:
     """Run ``steps`` estimator calls with model and guide params fixed, descending only the
     estimator-owned ``cv.*`` params (Adam); running statistics inside the estimator (e.g.
     decaying-average or NVIL centering) adapt as they would in training."""
@@ -170,7 +172,7 @@ def _bias_statistics(mean, var, count, exact, params, dtype):
     }
 
 
-def measure_estimator(name, elbo, model, guide, args, kwargs, num_samples, params, exact):
+def measure_estimator(name: str, elbo: Any, model: Callable, guide: Callable, args: tuple, kwargs: dict, num_samples: int, params: Sequence[str] | None, exact: Any) -> EstimatorStats:
     """:class:`~probnets.experiments.report.EstimatorStats` of one estimator at the current
     params: ``num_samples`` estimates of the gradient of ``params``, compared with ``exact``
     (``{name: tensor}`` or ``None``). Params and the estimator's Python state are restored
@@ -214,7 +216,7 @@ def measure_estimator(name, elbo, model, guide, args, kwargs, num_samples, param
     return stats
 
 
-def set_time_ratios(stats, reference):
+def set_time_ratios(stats: dict, reference: str | None) -> None:
     """Set each ``EstimatorStats.time_ratio`` in ``{name: stats}`` to its seconds per estimate
     over those of ``stats[reference]``."""
     ref_seconds = stats[reference].seconds_per_estimate
@@ -240,18 +242,18 @@ def _exact_norm(exact, params):
 
 
 def measure(
-    estimators,
-    model,
-    guide,
-    *args,
-    num_samples=1000,
-    params=None,
-    exact=None,
-    cv_tune_steps=0,
-    cv_lr=1e-2,
-    reference=None,
-    **kwargs,
-):
+    estimators: dict[str, Any],
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    num_samples: int = 1000,
+    params: Sequence[str] | None = None,
+    exact: Any = None,
+    cv_tune_steps: int | dict[str, int] = 0,
+    cv_lr: float = 1e-2,
+    reference: str | None = None,
+    **kwargs: Any,
+) -> VarianceReport:
     """Measure bias, variance and cost of each estimator at the current (fixed) params.
 
     :param dict estimators: ``{name: ELBO instance}``; each needs ``loss_and_grads``.

@@ -40,6 +40,6 @@ class Problem:
                 raise TypeError(f"Problem {role} must be callable, got "
                                 f"{type(getattr(self, role)).__name__}")
 
-    def batch_args(self, step):
+    def batch_args(self, step: int) -> tuple:
         """The arguments of training step ``step``."""
         return self.args if self.batch is None else self.batch(step)

@@ -1,21 +1,24 @@
-"""The estimator-comparison problems that ship: the REBAR/RELAX one-Bernoulli toy, sigmoid
-belief nets on binarized MNIST, and AIR's presence sites on multi-MNIST. Each factory
+"""The estimator-comparison problems that ship: the REBAR/RELAX one-Bernoulli toy, a plate
+of such toys with costs of different sizes, sigmoid belief nets on binarized MNIST, and AIR's
+presence sites on multi-MNIST. Each factory
 returns a :class:`~probnets.experiments.problem.Problem` at freshly initialised params."""
 
-import torch
+from collections.abc import Sequence
 
 import pyro.poutine as poutine
+import torch
 
 from probnets.data import check_images
 from probnets.experiments.problem import Problem
 from probnets.models.air import AIR
+from probnets.models.plated_toy import PlatedBernoulli
 from probnets.models.sbn import SigmoidBeliefNet, binarize
 from probnets.models.toy import ToyBernoulli
 
-__all__ = ["air_problem", "sbn_problem", "toy_problem"]
+__all__ = ["air_problem", "plate_problem", "sbn_problem", "toy_problem"]
 
 
-def toy_problem(target=0.45, theta=0.0, dtype=torch.float32):
+def toy_problem(target: float = 0.45, theta: float = 0.0, dtype: torch.dtype = torch.float32) -> Problem:
     """The toy :class:`~probnets.models.toy.ToyBernoulli` at logit ``theta`` with its exact
     gradient and, along training, the exact loss ``L(theta)`` and ``sigma(theta)``."""
     toy = ToyBernoulli(target=target, theta=theta).to(dtype=dtype)
@@ -28,6 +31,27 @@ def toy_problem(target=0.45, theta=0.0, dtype=torch.float32):
 
     return Problem(
         name=f"toy_t{target:g}",
+        model=toy.model,
+        guide=toy.guide,
+        args=(),
+        exact=toy.exact_gradient,
+        params=["theta"],
+        evaluate=evaluate,
+    )
+
+
+def plate_problem(scales: Sequence[float] = (1.0, 10.0, 100.0), target: float = 0.45, theta: float = 0.0, dtype: torch.dtype = torch.float32) -> Problem:
+    """The :class:`~probnets.models.plated_toy.PlatedBernoulli` plate at logit ``theta``
+    with its exact gradient and, along training, the exact loss: the problem that shows a
+    decaying-average baseline per plate element (``score+avg``) against one per site
+    (``score+avg-site``)."""
+    toy = PlatedBernoulli(scales=scales, target=target, theta=theta).to(dtype=dtype)
+
+    def evaluate():
+        return {"expected_loss": toy.expected_loss()}
+
+    return Problem(
+        name="plate_" + "-".join(f"{s:g}" for s in toy.scales.tolist()),
         model=toy.model,
         guide=toy.guide,
         args=(),
@@ -74,14 +98,14 @@ def _epoch_batches(images, batch_size, seed):
 
 
 def sbn_problem(
-    images,
-    layers=(784, 200),
-    batch_size=24,
-    seed=0,
-    eval_images=None,
-    eval_size=1000,
-    eval_samples=1,
-):
+    images: torch.Tensor,
+    layers: Sequence[int] = (784, 200),
+    batch_size: int = 24,
+    seed: int = 0,
+    eval_images: torch.Tensor | None = None,
+    eval_size: int = 1000,
+    eval_samples: int = 1,
+) -> Problem:
     """A :class:`~probnets.models.sbn.SigmoidBeliefNet` on images.
 
     :param images: training intensities in [0, 1], shape ``(N, 28, 28)`` or ``(N, D)``
@@ -119,7 +143,7 @@ def sbn_problem(
     )
 
 
-def air_problem(images, counts, batch_size=64, seed=0, dair=False, eval_size=500):
+def air_problem(images: torch.Tensor, counts: torch.Tensor, batch_size: int = 64, seed: int = 0, dair: bool = False, eval_size: int = 500) -> Problem:
     """AIR (or DAIR) at its initial parameters on canvases ``images``: gradients of the
     guide's parameters, whose variance comes from the ``z_pres`` sites (the model's baseline
     LSTM is used by the score-function estimators, as in Eslami et al. 2016).

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -17,7 +18,7 @@ __all__ = ["MAX_JSON_VECTOR", "EstimatorStats", "TrackingReport", "VarianceRepor
 MAX_JSON_VECTOR = 4096
 
 
-def atomic_write_text(path, text):
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory, so a reader
     never sees a half-written file."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -72,7 +73,7 @@ class EstimatorStats:
     variance_by_param: dict = field(default_factory=dict)
     mean_grad: dict = field(default_factory=dict, repr=False)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         out = asdict(self)
         if self.num_params <= MAX_JSON_VECTOR:
             out["mean_grad"] = {
@@ -159,7 +160,7 @@ class VarianceReport(_JSONReport):
             )
         return notes
 
-    def table(self):
+    def table(self) -> str:
         """A fixed-width table, one row per estimator (log is natural)."""
         header = " ".join(
             name.ljust(width) if name == "estimator" else name.rjust(width)
@@ -170,7 +171,7 @@ class VarianceReport(_JSONReport):
             lines.append(" ".join(self._cell(stats, *column) for column in self._COLUMNS))
         return "\n".join(lines + self._notes())
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "estimators": {k: v.to_dict() for k, v in self.estimators.items()},
             "params": list(self.params),
@@ -204,13 +205,13 @@ class TrackingReport(_JSONReport):
     runs: dict
     meta: dict = field(default_factory=dict)
 
-    def metric_keys(self):
+    def metric_keys(self) -> list[str]:
         """The ``metric.*`` keys of the final records, sorted."""
         return sorted(
             {k for recs in self.runs.values() for k in recs[-1] if k.startswith("metric.")}
         )
 
-    def table(self, keys=("train_loss", "log_variance", "snr")):
+    def table(self, keys: Sequence[str] = ("train_loss", "log_variance", "snr")) -> str:
         """Final record of each run, fixed width."""
         columns = list(keys) + self.metric_keys()
         header = "estimator".ljust(22) + " " + "step".rjust(6) + " " + " ".join(
@@ -228,7 +229,7 @@ class TrackingReport(_JSONReport):
             )
         return "\n".join(lines)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"runs": self.runs, "meta": self.meta}
 
     @classmethod

@@ -4,11 +4,14 @@ written to a directory. Figures are the caller's: :func:`probnets.viz.variance.p
 draws them from the returned reports (``probnets variance`` does)."""
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import pyro
 
 from probnets.experiments.measure import measure, set_time_ratios
-from probnets.experiments.report import VarianceReport, atomic_write_text
+from probnets.experiments.problem import Problem
+from probnets.experiments.report import TrackingReport, VarianceReport, atomic_write_text
 from probnets.experiments.track import track
 from probnets.experiments.util import fresh_estimator
 
@@ -58,19 +61,19 @@ def _measure_initial(problem_factory, estimators, num_samples, cv_tune_steps, cv
 
 
 def run_variance(
-    problem_factory,
-    estimators,
-    out_dir,
-    num_samples=1000,
-    cv_tune_steps=0,
-    cv_lr=1e-2,
-    track_steps=0,
-    track_every=100,
-    track_samples=100,
-    lr=1e-3,
-    seed=0,
-    progress=None,
-):
+    problem_factory: Callable[[], Problem],
+    estimators: dict[str, Any],
+    out_dir: str | os.PathLike,
+    num_samples: int = 1000,
+    cv_tune_steps: int | dict[str, int] = 0,
+    cv_lr: float = 1e-2,
+    track_steps: int = 0,
+    track_every: int = 100,
+    track_samples: int = 100,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: Callable | None = None,
+) -> tuple[VarianceReport, TrackingReport | None]:
     """Measure, optionally track along training, and write the results to ``out_dir``.
 
     Writes ``variance.txt`` (the table) and ``variance.json``; with ``track_steps > 0`` also

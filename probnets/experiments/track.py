@@ -1,10 +1,14 @@
 """Gradient variance along training: each estimator trains its own copy of a problem and is
 measured (:func:`~probnets.experiments.measure.measure_estimator`) every few steps."""
 
+from collections.abc import Callable
+from typing import Any
+
 import pyro
 import pyro.optim
 
 from probnets.experiments.measure import measure_estimator
+from probnets.experiments.problem import Problem
 from probnets.experiments.report import TrackingReport
 from probnets.experiments.util import (
     fresh_estimator,
@@ -77,16 +81,16 @@ def _track_one(name, elbo, problem, steps, every, num_samples, lr, cv_lr, progre
 
 
 def track(
-    estimators,
-    problem_factory,
-    steps,
-    every,
-    num_samples=100,
-    lr=1e-3,
-    cv_lr=1e-2,
-    seed=0,
-    progress=None,
-):
+    estimators: dict[str, Any],
+    problem_factory: Callable[[], Problem],
+    steps: int,
+    every: int,
+    num_samples: int = 100,
+    lr: float = 1e-3,
+    cv_lr: float = 1e-2,
+    seed: int = 0,
+    progress: Callable | None = None,
+) -> TrackingReport:
     """Train a fresh problem with each estimator and measure that estimator every ``every``
     steps (and at the end) at the problem's fixed ``args``.
 

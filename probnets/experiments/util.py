@@ -4,9 +4,8 @@
 
 import copy
 
-import torch
-
 import pyro.poutine as poutine
+import torch
 
 __all__ = ["EstimatorState", "fresh_estimator", "guide_param_names", "loss_and_grads",
            "zero_grads"]

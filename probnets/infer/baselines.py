@@ -37,7 +37,7 @@ import pyro
 import torch
 from torch import nn
 
-BASELINES = (None, "decaying_avg", "nvil", "loo")
+BASELINES = (None, "decaying_avg", "decaying_avg_site", "nvil", "loo")
 _BASELINE_KEYS = (
     "use_decaying_avg_baseline",
     "baseline_beta",
@@ -95,10 +95,17 @@ class DecayingAverage:
     changes (e.g. a smaller last minibatch), the averages restart from their overall mean.
     Each update makes a new tensor (never in place), so a snapshot of the object keeps its
     values.
+
+    :param float beta: decay per update.
+    :param bool per_element: one average per batch element (default); ``False`` keeps one
+        scalar for the whole site, the mean over its elements (the ``"decaying_avg_site"``
+        baseline, kept to compare against: on a plate whose elements have different costs
+        a scalar cannot track any of them).
     """
 
-    def __init__(self, beta):
+    def __init__(self, beta, per_element=True):
         self.beta = beta
+        self.per_element = per_element
         self.mean = None
 
     def value(self, like):
@@ -115,6 +122,8 @@ class DecayingAverage:
         """Decays the averages toward ``target`` (per element, already averaged over
         particles)."""
         target = target.detach()
+        if not self.per_element:
+            target = target.mean()
         if self.mean is None:
             self.mean = target
             return
@@ -129,7 +138,7 @@ class Baselines:
     Per-site baseline state of one score-function estimator.
 
     :param str default: estimator-wide baseline, one of ``None``, ``"decaying_avg"``,
-        ``"nvil"``, ``"loo"``.
+        ``"decaying_avg_site"``, ``"nvil"``, ``"loo"``.
     :param float beta: decay of running averages.
     :param int hidden_size: hidden units of automatic NVIL networks.
     """
@@ -162,7 +171,9 @@ class Baselines:
             moments = self.moments.setdefault(name, RunningMoments(self.beta))
             moments.mean, moments.var = mean, var
         for name, mean in state["averages"].items():
-            self.averages.setdefault(name, DecayingAverage(self.beta)).mean = mean
+            per_element = self.default != "decaying_avg_site"
+            average = DecayingAverage(self.beta, per_element=per_element)
+            self.averages.setdefault(name, average).mean = mean
 
     def _options(self, site):
         options = dict(site["infer"].get("baseline", {}))
@@ -215,8 +226,11 @@ class Baselines:
             value = options["baseline_value"]
             return (scale * value).detach(), ((value - target) ** 2).sum()
         beta = options.get("baseline_beta", self.beta)
-        if kind == "decaying_avg":
-            average = self.averages.setdefault(site["name"], DecayingAverage(beta))
+        if kind in ("decaying_avg", "decaying_avg_site"):
+            average = self.averages.get(site["name"])
+            if average is None:
+                average = DecayingAverage(beta, per_element=kind == "decaying_avg")
+                self.averages[site["name"]] = average
             baseline = average.value(target)
             per_element = target
             if particle_dim is not None and target.dim() >= -particle_dim:

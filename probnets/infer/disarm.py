@@ -1,3 +1,5 @@
+from typing import Any
+
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -44,7 +46,7 @@ class DisARM_ELBO(DiscreteELBO):
 
     default_estimator = "disarm"
 
-    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), cache_dependencies=False,
-                 **kwargs):
+    def __init__(self, num_particles: int = 1, max_plate_nesting: float = float("inf"), cache_dependencies: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
                          cache_dependencies=cache_dependencies, **kwargs)

@@ -18,6 +18,8 @@ so a model can mix estimators site by site and a new estimator is one new class 
 """
 
 import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pyro.poutine as poutine
 import torch
@@ -40,6 +42,9 @@ from probnets.infer.estimators import (
 )
 from probnets.infer.guide_pass import GuidePass, ReplayPass
 from probnets.infer.util import TraceCosts, check_temperature, param_leaves
+
+if TYPE_CHECKING:
+    from probnets.infer.baselines import Baselines
 
 
 class DiscreteELBO(ELBO):
@@ -76,8 +81,8 @@ class DiscreteELBO(ELBO):
     :param estimator: default estimator of non-reparameterizable guide sites: a registered
         name (``"score"``, ``"relaxed"``, ``"rebar"``, ``"relax"``, ``"disarm"`` or a user's)
         or a :class:`~probnets.infer.estimators.SiteEstimator` instance.
-    :param baseline: score-function baseline: ``None``, ``"decaying_avg"``, ``"nvil"``,
-        ``"loo"``.
+    :param baseline: score-function baseline: ``None``, ``"decaying_avg"``,
+        ``"decaying_avg_site"``, ``"nvil"``, ``"loo"``.
     :param float baseline_beta: decay of running averages of the baselines.
     :param temperature: temperature of relaxed sites (``None`` unless relaxed sites exist).
     :param bool straight_through: hard forward values for relaxed sites.
@@ -102,32 +107,32 @@ class DiscreteELBO(ELBO):
         (e.g. batch-norm statistics) would see them twice on such a step.
     """
 
-    default_estimator = "score"
+    default_estimator: str | SiteEstimator = "score"
 
     def __init__(
         self,
-        num_particles=1,
-        max_plate_nesting=float("inf"),
-        max_iarange_nesting=None,
-        vectorize_particles=False,
-        strict_enumeration_warning=True,
-        ignore_jit_warnings=False,
-        jit_options=None,
-        retain_graph=None,
-        tail_adaptive_beta=-1.0,
-        estimator=None,
-        baseline=None,
-        baseline_beta=0.9,
-        temperature=None,
-        straight_through=False,
-        init_temperature=0.5,
-        learn_temperature=True,
-        init_eta=1.0,
-        learn_eta=True,
-        relax_rebar_cv=True,
-        hidden_size=100,
-        cache_dependencies=False,
-    ):
+        num_particles: int = 1,
+        max_plate_nesting: float = float("inf"),
+        max_iarange_nesting: int | None = None,
+        vectorize_particles: bool = False,
+        strict_enumeration_warning: bool = True,
+        ignore_jit_warnings: bool = False,
+        jit_options: dict | None = None,
+        retain_graph: bool | None = None,
+        tail_adaptive_beta: float = -1.0,
+        estimator: str | SiteEstimator | None = None,
+        baseline: str | None = None,
+        baseline_beta: float = 0.9,
+        temperature: float | None = None,
+        straight_through: bool = False,
+        init_temperature: float = 0.5,
+        learn_temperature: bool = True,
+        init_eta: float = 1.0,
+        learn_eta: bool = True,
+        relax_rebar_cv: bool = True,
+        hidden_size: int = 100,
+        cache_dependencies: bool = False,
+    ) -> None:
         if isinstance(num_particles, bool) or not isinstance(num_particles, int) \
                 or num_particles < 1:
             raise ValueError(
@@ -147,24 +152,26 @@ class DiscreteELBO(ELBO):
         if temperature is not None:
             check_temperature(temperature, type(self).__name__)
         check_temperature(init_temperature, "init_temperature of " + type(self).__name__)
-        self._options = dict(
+        self._options: dict[str, Any] = dict(
             baseline=baseline, baseline_beta=baseline_beta, hidden_size=hidden_size,
             temperature=temperature, straight_through=straight_through,
             init_temperature=init_temperature, learn_temperature=learn_temperature,
             init_eta=init_eta, learn_eta=learn_eta, rebar_cv=relax_rebar_cv,
         )
-        self.estimators = {}  # name -> SiteEstimator of this ELBO
-        self._plans = {}  # (site name, requested estimator, distribution) -> SiteEstimator
+        self.estimators: dict[str, SiteEstimator] = {}  # name -> this ELBO's estimator
+        # (site name, requested estimator, distribution) -> SiteEstimator
+        self._plans: dict[tuple, SiteEstimator] = {}
         default = self.default_estimator if estimator is None else estimator
         self.default_estimator = default
         self.estimator_for(default, "estimator")  # checks the name and the options now
         self.estimator_for("score")  # the fallback; checks the baseline options now
         self.cache_dependencies = bool(cache_dependencies)
-        self._dependencies = {}  # trace signature -> dependents, see cache_dependencies
+        self._dependencies: dict = {}  # trace signature -> dependents, see cache_dependencies
 
     # estimators and the per-site plan ----------------------------------------------------
 
-    def estimator_for(self, spec, where="estimator"):
+    def estimator_for(self, spec: str | SiteEstimator,
+                      where: str = "estimator") -> SiteEstimator:
         """This ELBO's :class:`~probnets.infer.estimators.SiteEstimator` for ``spec`` (a
         registered name, made once with the ELBO's options, or an instance, used as is)."""
         if isinstance(spec, SiteEstimator):
@@ -175,7 +182,7 @@ class DiscreteELBO(ELBO):
             estimator = self.estimators[spec] = make_estimator(cls, self._options)
         return estimator
 
-    def plan(self, msg):
+    def plan(self, msg: dict) -> SiteEstimator:
         """
         The estimator of guide site ``msg``: the one its ``infer["estimator"]`` names (which
         must accept the site), else pathwise for a distribution with ``rsample``, else the
@@ -208,23 +215,23 @@ class DiscreteELBO(ELBO):
         return estimator
 
     @property
-    def temperature(self):
+    def temperature(self) -> float | None:
         """Temperature of relaxed sites (a plain attribute a schedule may set)."""
         return self._options["temperature"]
 
     @temperature.setter
-    def temperature(self, value):
+    def temperature(self, value: float | None) -> None:
         if value is not None:
             check_temperature(value, type(self).__name__)
         self._options["temperature"] = value
         if "relaxed" in self.estimators:
-            self.estimators["relaxed"].temperature = value
+            self.estimators["relaxed"].temperature = value  # type: ignore[attr-defined]
 
     @property
-    def baselines(self):
+    def baselines(self) -> "Baselines":
         """The score-function estimator's baselines
         (:class:`~probnets.infer.baselines.Baselines`)."""
-        return self.estimator_for("score").baselines
+        return self.estimator_for("score").baselines  # type: ignore[attr-defined]
 
     # passes ----------------------------------------------------------------------------
 
@@ -362,14 +369,14 @@ class DiscreteELBO(ELBO):
             "guide_params": guide_params,
         }
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         """Non-parameter state (baseline running averages, temperature) for checkpoints."""
         return {
             "estimators": {name: e.state_dict() for name, e in self.estimators.items()},
             "temperature": self.temperature,
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         if "baselines" in state:  # checkpoints from before per-site estimator classes
             state = {"estimators": {"score": {"baselines": state["baselines"]}},
                      "temperature": state["temperature"]}
@@ -379,7 +386,7 @@ class DiscreteELBO(ELBO):
 
     # Pyro ELBO interface ----------------------------------------------------------------
 
-    def loss(self, model, guide, *args, **kwargs):
+    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """
         :returns: an estimate of the negative ELBO (``num_particles`` samples).
         :rtype: float
@@ -394,7 +401,8 @@ class DiscreteELBO(ELBO):
         warn_if_nan(loss, "loss")
         return loss
 
-    def differentiable_loss(self, model, guide, *args, **kwargs):
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any,
+                            **kwargs: Any) -> torch.Tensor:
         """
         A scalar whose value is the negative ELBO estimate and whose gradient is the
         estimator (plus baseline regression losses). Not available when a site uses REBAR
@@ -411,7 +419,8 @@ class DiscreteELBO(ELBO):
         surrogate = terms["surrogate"]
         return -terms["elbo"].detach() + (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model, guide, *args, **kwargs):
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any,
+                       **kwargs: Any) -> float:
         """
         Leaves in ``.grad`` the estimated gradient of the negative ELBO for model and guide
         params, the baseline regression gradient for baseline params, and, for REBAR/RELAX

@@ -8,10 +8,11 @@ particular it does not use Pyro's ``TraceEnum_ELBO``).
 
 import itertools
 import math
-
-import torch
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pyro.poutine as poutine
+import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
@@ -57,7 +58,7 @@ def _element_support(site):
     return support, num_elements
 
 
-def enumerate_guide_configurations(guide, *args, max_configurations=4096, **kwargs):
+def enumerate_guide_configurations(guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Yield every joint configuration of the guide's latent discrete sites.
 
     The guide is run once to discover its sites (and, for subsampled plates, the subsample,
@@ -78,7 +79,7 @@ def enumerate_guide_configurations(guide, *args, max_configurations=4096, **kwar
             fixed[name] = site["value"]
             continue
         support, num_elements = _element_support(site)
-        sites.append((name, support, num_elements, site["value"].shape))
+        sites.append((name, support, num_elements, site["value"].shape))  # type: ignore[union-attr]
     total = 1
     for _, support, num_elements, _ in sites:
         total *= support.shape[0] ** num_elements
@@ -143,7 +144,7 @@ def _enumerated_elbo(model, guide, *args, max_configurations=4096, **kwargs):
     return elbo
 
 
-def exact_elbo(model, guide, *args, max_configurations=4096, **kwargs):
+def exact_elbo(model: Callable, guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any) -> float:
     """The ELBO ``E_q[log p(x, z) - log q(z)]`` computed exactly by enumerating every joint
     configuration of the guide's discrete sites (one model + guide execution each).
 
@@ -158,7 +159,7 @@ def exact_elbo(model, guide, *args, max_configurations=4096, **kwargs):
     return float(value)
 
 
-def exact_gradient(model, guide, *args, params=None, max_configurations=4096, **kwargs):
+def exact_gradient(model: Callable, guide: Callable, *args: Any, params: Sequence[str] | None = None, max_configurations: int = 4096, **kwargs: Any) -> dict[str, torch.Tensor]:
     """The exact gradient of the loss ``-ELBO`` (the quantity every probnets / Pyro ELBO's
     ``loss_and_grads`` leaves in ``.grad``) with respect to ``params``.
 
@@ -174,7 +175,7 @@ def exact_gradient(model, guide, *args, params=None, max_configurations=4096, **
             model, guide, *args, max_configurations=max_configurations, **kwargs
         )
     touched = {
-        name: site["value"].unconstrained()
+        name: site["value"].unconstrained()  # type: ignore[union-attr]
         for name, site in param_capture.trace.nodes.items()
     }
     if params is None:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -65,15 +67,15 @@ class REBAR_ELBO(DiscreteELBO):
 
     def __init__(
         self,
-        init_temperature=0.5,
-        init_eta=1.0,
-        learn_temperature=True,
-        learn_eta=True,
-        num_particles=1,
-        max_plate_nesting=float("inf"),
-        cache_dependencies=False,
-        **kwargs,
-    ):
+        init_temperature: float = 0.5,
+        init_eta: float = 1.0,
+        learn_temperature: bool = True,
+        learn_eta: bool = True,
+        num_particles: int = 1,
+        max_plate_nesting: float = float("inf"),
+        cache_dependencies: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,

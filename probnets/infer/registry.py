@@ -3,8 +3,11 @@
 names through."""
 
 import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pyro.infer
+from pyro.infer import ELBO
 
 from probnets.infer.disarm import DisARM_ELBO
 from probnets.infer.discrete_elbo import DiscreteELBO
@@ -19,11 +22,13 @@ from probnets.infer.vimco import VIMCO_ELBO
 _BUILT_IN = ("reparameterized", "score", "relaxed", "rebar", "relax", "disarm")
 
 
-def standard_estimators(names=None, temperature=0.5, num_particles=2):
+def standard_estimators(names: Sequence[str] | None = None, temperature: float = 0.5,
+                        num_particles: int = 2) -> dict[str, Callable[[], ELBO]]:
     """``{name: factory}`` of the estimators compared by default (factories, so every run
     gets a fresh estimator):
 
-    ``score`` REINFORCE without baseline; ``score+avg`` with a decaying-average baseline;
+    ``score`` REINFORCE without baseline; ``score+avg`` with a decaying-average baseline
+    per batch element; ``score+avg-site`` with one decaying average per site;
     ``nvil`` with a learned input-dependent baseline (Mnih & Gregor 2014); ``loo`` with
     ``num_particles`` samples and leave-one-out baselines; ``relaxed`` Concrete / Gumbel-
     softmax at ``temperature`` (biased; also the initial temperature of ``rebar`` and ``relax``);
@@ -39,10 +44,11 @@ def standard_estimators(names=None, temperature=0.5, num_particles=2):
 
     :param names: subset (and order) of the names above; default all.
     """
-    vectorized = dict(num_particles=num_particles, vectorize_particles=True)
+    vectorized: dict[str, Any] = dict(num_particles=num_particles, vectorize_particles=True)
     table = {
         "score": lambda: ScoreFunction_ELBO(),
         "score+avg": lambda: ScoreFunction_ELBO(baseline="decaying_avg"),
+        "score+avg-site": lambda: ScoreFunction_ELBO(baseline="decaying_avg_site"),
         "nvil": lambda: ScoreFunction_ELBO(baseline="nvil"),
         "loo": lambda: ScoreFunction_ELBO(baseline="loo", **vectorized),
         "relaxed": lambda: Relaxed_ELBO(temperature=temperature),

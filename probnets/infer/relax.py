@@ -1,3 +1,5 @@
+from typing import Any
+
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -50,15 +52,15 @@ class RELAX_ELBO(DiscreteELBO):
 
     def __init__(
         self,
-        init_temperature=0.5,
-        rebar_cv=True,
-        hidden_size=100,
-        learn_temperature=True,
-        num_particles=1,
-        max_plate_nesting=float("inf"),
-        cache_dependencies=False,
-        **kwargs,
-    ):
+        init_temperature: float = 0.5,
+        rebar_cv: bool = True,
+        hidden_size: int = 100,
+        learn_temperature: bool = True,
+        num_particles: int = 1,
+        max_plate_nesting: float = float("inf"),
+        cache_dependencies: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,

@@ -1,3 +1,5 @@
+from typing import Any
+
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -50,12 +52,12 @@ class Relaxed_ELBO(DiscreteELBO):
 
     def __init__(
         self,
-        temperature,
-        straight_through=False,
-        num_particles=1,
-        max_plate_nesting=float("inf"),
-        **kwargs,
-    ):
+        temperature: float,
+        straight_through: bool = False,
+        num_particles: int = 1,
+        max_plate_nesting: float = float("inf"),
+        **kwargs: Any,
+    ) -> None:
         if temperature is None:
             raise ValueError(
                 "Relaxed_ELBO expected temperature to be a positive float, but got None"

@@ -1,3 +1,5 @@
+from typing import Any
+
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -27,6 +29,8 @@ class ScoreFunction_ELBO(DiscreteELBO):
     - ``None``: plain REINFORCE;
     - ``"decaying_avg"``: running mean of the per-datapoint unscaled cost, one per batch
       element of the site (as Pyro's ``use_decaying_avg_baseline``);
+    - ``"decaying_avg_site"``: one running mean for the whole site, over its batch elements
+      (for comparison: on a plate whose elements differ it tracks none of them);
     - ``"nvil"``: input-dependent learned baseline (Mnih & Gregor 2014), an MLP over the
       site's detached logits (or ``nn_baseline(nn_baseline_input)``), regressing the
       centred, variance-normalized, *unscaled* cost; params ``cv.nvil.<site>``;
@@ -39,7 +43,8 @@ class ScoreFunction_ELBO(DiscreteELBO):
     for ``"nvil"``.
 
     :param int num_particles: particles (gradient averaged over them).
-    :param baseline: one of ``None``, ``"decaying_avg"``, ``"nvil"``, ``"loo"``.
+    :param baseline: one of ``None``, ``"decaying_avg"``, ``"decaying_avg_site"``,
+        ``"nvil"``, ``"loo"``.
     :param float baseline_beta: decay of the running averages.
     :param int hidden_size: hidden units of the automatic NVIL networks.
     :param int max_plate_nesting: optional; guessed by a first run otherwise.
@@ -64,14 +69,14 @@ class ScoreFunction_ELBO(DiscreteELBO):
 
     def __init__(
         self,
-        num_particles=1,
-        baseline=None,
-        baseline_beta=0.9,
-        hidden_size=100,
-        max_plate_nesting=float("inf"),
-        cache_dependencies=False,
-        **kwargs,
-    ):
+        num_particles: int = 1,
+        baseline: str | None = None,
+        baseline_beta: float = 0.9,
+        hidden_size: int = 100,
+        max_plate_nesting: float = float("inf"),
+        cache_dependencies: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,

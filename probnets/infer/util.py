@@ -57,8 +57,6 @@ from pyro.poutine.util import site_is_subsample
 
 from probnets.distributions import relaxed as R
 
-
-
 # ----------------------------------------------------------------------------------------
 # distributions at discrete sites
 # ----------------------------------------------------------------------------------------

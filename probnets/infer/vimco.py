@@ -1,4 +1,6 @@
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pyro.poutine as poutine
 import torch
@@ -10,7 +12,7 @@ from pyro.util import check_if_enumerated, check_model_guide_match, check_site_s
 from probnets.infer.util import site_log_prob, sum_to, vectorized_frames
 
 
-def leave_one_out_bounds(log_w):
+def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
     r"""
     :math:`\hat{\mathcal L}_{-k} = \log \frac1K \big(\sum_{j \ne k} e^{w_j} + e^{m_k}\big)`
     with :math:`m_k = \frac{1}{K-1}\sum_{j\ne k} w_j`, for every ``k`` along the last dim, in
@@ -102,7 +104,7 @@ class VIMCO_ELBO(ELBO):
     [2] *Importance Weighted Autoencoders*, Y. Burda, R. Grosse, R. Salakhutdinov (ICLR 2016)
     """
 
-    def __init__(self, num_particles=2, max_plate_nesting=float("inf"), **kwargs):
+    def __init__(self, num_particles: int = 2, max_plate_nesting: float = float("inf"), **kwargs: Any) -> None:
         if isinstance(num_particles, bool) or not isinstance(num_particles, int) \
                 or num_particles < 2:
             raise ValueError(
@@ -190,7 +192,7 @@ class VIMCO_ELBO(ELBO):
             score = (signal * log_q).sum()
         return scale * bound.sum(), scale * (bound.sum() + score)
 
-    def loss(self, model, guide, *args, **kwargs):
+    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """:returns: an estimate of the negative K-sample bound.  :rtype: float"""
         with torch.no_grad(), poutine.block(hide_types=["param"]):
             bound, _ = self._bound(model, guide, args, kwargs)
@@ -198,12 +200,14 @@ class VIMCO_ELBO(ELBO):
         warn_if_nan(loss, "loss")
         return loss
 
-    def differentiable_loss(self, model, guide, *args, **kwargs):
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any,
+                            **kwargs: Any) -> torch.Tensor:
         """Negative bound in value; its gradient is the VIMCO estimator."""
         bound, surrogate = self._bound(model, guide, args, kwargs)
         return -bound.detach() - (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model, guide, *args, **kwargs):
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any,
+                       **kwargs: Any) -> float:
         """Backpropagates the VIMCO surrogate (skipped when nothing requires a gradient);
         :returns: the negative bound estimate."""
         bound, surrogate = self._bound(model, guide, args, kwargs)

@@ -1,4 +1,4 @@
-"""``probnets variance toy|sbn|air|custom``: compare gradient estimators on one problem.
+"""``probnets variance toy|plate|sbn|air|custom``: compare gradient estimators on one problem.
 
 Each run measures every chosen estimator at the problem's initial parameters (adaptive ones
 after ``--tune`` control-variate steps) and, with ``--track-steps``, along a training run; it
@@ -19,6 +19,7 @@ from probnets.data import load_mnist, multi_mnist
 from probnets.experiments import (
     ADAPTIVE_ESTIMATORS,
     air_problem,
+    plate_problem,
     run_variance,
     sbn_problem,
     toy_problem,
@@ -48,6 +49,11 @@ def add_arguments(commands):
     toy = problems.add_parser("toy", help="E[(b - t)^2], b ~ Bernoulli(sigmoid(theta))")
     toy.add_argument("--target", type=_FINITE, default=0.45, help="t (default 0.45)")
     toy.add_argument("--theta", type=_FINITE, default=0.0, help="initial logit (default 0)")
+    plate = problems.add_parser(
+        "plate", help="a plate of toys whose costs differ in size: per-element baselines")
+    plate.add_argument("--scales", type=_POSITIVE, nargs="+", default=[1.0, 10.0, 100.0],
+                       help="the elements' cost scales (default 1 10 100)")
+    plate.add_argument("--theta", type=_FINITE, default=0.0, help="initial logit (default 0)")
     sbn = problems.add_parser("sbn", help="sigmoid belief net on binarized MNIST digits")
     sbn.add_argument("--layers", type=_POSITIVE_INT, nargs="+", default=[200],
                      help="stochastic layer widths (default 200)")
@@ -58,7 +64,7 @@ def add_arguments(commands):
     air.add_argument("--dair", action="store_true", help="the DAIR guide")
     custom = problems.add_parser("custom", help="any Problem factory")
     custom.add_argument("--factory", required=True, help="module:function returning a Problem")
-    for sub in (toy, sbn, air, custom):
+    for sub in (toy, plate, sbn, air, custom):
         sub.add_argument("--out", required=True, help="output directory")
         # Names are checked after --factory's module is imported, so an estimator that module
         # registers (probnets.infer.register_estimator) can be named here.
@@ -91,6 +97,9 @@ def _problem_factory(args):
     dtype = torch.float64 if args.float64 else torch.float32
     if args.problem == "toy":
         return functools.partial(toy_problem, target=args.target, theta=args.theta, dtype=dtype)
+    if args.problem == "plate":
+        return functools.partial(plate_problem, scales=tuple(args.scales), theta=args.theta,
+                                 dtype=dtype)
     if args.problem == "sbn":
         train, test = load_mnist("train"), load_mnist("test")
         print(f"data: {train.source}, {len(train.labels)} train / {len(test.labels)} test digits")

@@ -9,6 +9,7 @@ then usable at any site, by any probnets ELBO, and listed by
 """
 
 import inspect
+from typing import Any
 
 from probnets.infer.estimators.base import (
     EstimatorContext,
@@ -29,7 +30,8 @@ from probnets.infer.estimators.score_function import ScoreFunction
 _REGISTRY: dict[str, type[SiteEstimator]] = {}
 
 
-def register_estimator(estimator_class, name=None):
+def register_estimator(estimator_class: type[SiteEstimator],
+                       name: str | None = None) -> type[SiteEstimator]:
     """
     Makes a :class:`SiteEstimator` subclass available by name to every probnets ELBO (as
     ``estimator=name`` or ``infer={"estimator": name}``) and to
@@ -55,17 +57,17 @@ def register_estimator(estimator_class, name=None):
     return estimator_class
 
 
-def unregister_estimator(name):
+def unregister_estimator(name: str) -> None:
     """Removes the estimator registered as ``name`` (``KeyError`` if there is none)."""
     del _REGISTRY[name]
 
 
-def registered_estimators():
+def registered_estimators() -> dict[str, type[SiteEstimator]]:
     """``{name: SiteEstimator subclass}`` of every registered estimator."""
     return dict(_REGISTRY)
 
 
-def estimator_class(name, where="estimator"):
+def estimator_class(name: str, where: str = "estimator") -> type[SiteEstimator]:
     """The class registered as ``name``; ``ValueError`` listing the names otherwise."""
     if name == "vimco":
         raise ValueError(
@@ -81,7 +83,7 @@ def estimator_class(name, where="estimator"):
     return _REGISTRY[name]
 
 
-def make_estimator(cls, options):
+def make_estimator(cls: type[SiteEstimator], options: dict[str, Any]) -> SiteEstimator:
     """``cls(**options)`` with only the options its ``__init__`` accepts (the ELBO-level
     hyper-parameters reach the estimators that take them)."""
     if cls.__init__ is object.__init__:

@@ -27,10 +27,17 @@ An estimator keeps its non-parameter state (running averages) on itself
 ``cv.<name>.*``. Register a new one with :func:`~probnets.infer.estimators.register_estimator`.
 """
 
-from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
-from torch.distributions import Independent
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from probnets.infer.util import expand_to_site, site_batch_mask
+import torch
+from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
+from torch.distributions import Distribution, Independent
+
+from probnets.infer.util import TraceCosts, expand_to_site, site_batch_mask
+
+if TYPE_CHECKING:  # guide_pass imports this module
+    from probnets.infer.guide_pass import GuidePass, ReplayPass
 
 
 class SiteRecord:
@@ -46,7 +53,8 @@ class SiteRecord:
         Rao-Blackwellized downstream cost (every score-type site).
     """
 
-    def __init__(self, name, estimator, relaxed=False, tracked=False):
+    def __init__(self, name: str, estimator: "SiteEstimator", relaxed: bool = False,
+                 tracked: bool = False) -> None:
         self.name = name
         self.estimator = estimator
         self.relaxed = relaxed
@@ -64,7 +72,8 @@ class SiteTerm:
     :ivar variance_terms: per-site data for :meth:`SiteEstimator.variance_terms`, or ``None``.
     """
 
-    def __init__(self, surrogate=0.0, loss=0.0, variance_terms=None):
+    def __init__(self, surrogate: torch.Tensor | float = 0.0, loss: torch.Tensor | float = 0.0,
+                 variance_terms: Any = None) -> None:
         self.surrogate = surrogate
         self.loss = loss
         self.variance_terms = variance_terms
@@ -88,13 +97,13 @@ class SiteEstimator:
     #: :meth:`DiscreteELBO.loss_and_grads` then calls :meth:`variance_terms`
     descends_variance = False
 
-    def accepts(self, fn):
+    def accepts(self, fn: Distribution) -> bool:
         """Whether this estimator can differentiate through a site with distribution ``fn``
         (when the ELBO's default estimator does not accept a non-reparameterizable site, the
         ELBO falls back to the score function)."""
         return False
 
-    def check(self, msg):
+    def check(self, msg: dict) -> None:
         """Raises a ``ValueError`` naming the site if this estimator was asked for at a site
         it cannot handle (called when the site's ``infer`` dict names the estimator)."""
         if not self.accepts(msg["fn"]):
@@ -104,7 +113,7 @@ class SiteEstimator:
                 )
             )
 
-    def sample(self, msg, guide_pass):
+    def sample(self, msg: dict, guide_pass: "GuidePass") -> SiteRecord:
         """
         Draws the site in the first guide pass: sets ``msg["value"]`` (and
         ``msg["done"] = True``) unless Pyro should draw it, tags score-type values with
@@ -112,7 +121,8 @@ class SiteEstimator:
         """
         raise NotImplementedError
 
-    def replay(self, msg, record, guide_pass):
+    def replay(self, msg: dict, record: SiteRecord,
+               guide_pass: "ReplayPass") -> tuple[torch.Tensor, bool] | None:
         """
         The site's value in a later pass of another site's estimator, for a site drawn after
         that pass's target. ``guide_pass.temperature`` is ``None`` for a hard pass (DisARM's
@@ -121,7 +131,8 @@ class SiteEstimator:
         """
         return None
 
-    def surrogate(self, context, site, record, log_prob):
+    def surrogate(self, context: "EstimatorContext", site: dict, record: SiteRecord,
+                  log_prob: torch.Tensor) -> SiteTerm:
         """
         The site's :class:`SiteTerm`. ``log_prob`` is the site's unscaled, masked
         log-density (with provenance removed); ``context`` (:class:`EstimatorContext`) gives
@@ -129,7 +140,8 @@ class SiteEstimator:
         """
         raise NotImplementedError
 
-    def variance_terms(self, terms, params, num_particles):
+    def variance_terms(self, terms: list, params: dict[str, torch.Tensor],
+                       num_particles: int) -> tuple[dict, list]:
         """
         For estimators with :attr:`descends_variance`: given this estimator's
         ``variance_terms`` of every site (all particles), the guide parameters ``params``
@@ -140,12 +152,12 @@ class SiteEstimator:
         """
         raise NotImplementedError
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         """Non-parameter state (running averages) for checkpoints."""
         return {}
 
-    def load_state_dict(self, state):
-        pass
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict`'s values."""
 
 
 class EstimatorContext:
@@ -161,8 +173,9 @@ class EstimatorContext:
         first-order gradient are asked for (``differentiable_loss``).
     """
 
-    def __init__(self, runner, first, costs, num_particles, particle_dim,
-                 build_variance_terms=True):
+    def __init__(self, runner: Callable, first: "GuidePass", costs: TraceCosts,
+                 num_particles: int, particle_dim: int | None,
+                 build_variance_terms: bool = True) -> None:
         self._runner = runner
         self.first = first
         self.costs = costs
@@ -170,7 +183,7 @@ class EstimatorContext:
         self.particle_dim = particle_dim
         self.build_variance_terms = build_variance_terms
 
-    def downstream_cost(self, site, costs=None):
+    def downstream_cost(self, site: dict, costs: TraceCosts | None = None) -> torch.Tensor:
         """
         The Rao-Blackwellized downstream cost of ``site`` (every log-density term whose value
         depends on the site's sample: model ``+``, guide ``−``, scaled), summed over the
@@ -181,7 +194,8 @@ class EstimatorContext:
         cost = from_costs.downstream_cost(site["name"], self.costs.dependents)
         return expand_to_site(cost, site)
 
-    def run_pass(self, target, value, temperature=None, frozen=False):
+    def run_pass(self, target: str, value: Callable, temperature: float | None = None,
+                 frozen: bool = False) -> TraceCosts:
         """
         Reruns guide and model with site ``target`` set by ``value(msg, record)`` (returns
         ``(value, relaxed)``); sites before it keep their first-pass values, sites after it
@@ -193,7 +207,7 @@ class EstimatorContext:
         return self._runner(self.first, target, value, temperature, frozen)
 
 
-def describe_distribution(fn):
+def describe_distribution(fn: Distribution) -> str:
     """The name of a site's distribution, looking through masks, expansions and
     ``to_event`` wrappers (``Normal (via Independent)``)."""
     event = False
@@ -203,7 +217,7 @@ def describe_distribution(fn):
     return type(fn).__name__ + (" (.to_event)" if event else "")
 
 
-def masked(weight, site, event_dims=0):
+def masked(weight: torch.Tensor, site: dict, event_dims: int = 0) -> torch.Tensor:
     """``weight`` with the site's masked-out batch elements zeroed."""
     mask = site_batch_mask(site)
     if mask is None:

@@ -18,7 +18,8 @@ class ScoreFunction(DiscreteNoiseEstimator):
     or DisARM pass can redraw them downstream), any other site by its own ``sample()``.
 
     Baselines (:class:`~probnets.infer.baselines.Baselines`): ``None``, ``"decaying_avg"``
-    (one running average per batch element), ``"nvil"``, ``"loo"``, and per site Pyro's
+    (one running average per batch element), ``"decaying_avg_site"`` (one per site),
+    ``"nvil"``, ``"loo"``, and per site Pyro's
     ``infer={"baseline": {...}}`` keys.
 
     :param baseline: the estimator-wide baseline.
