@@ -673,19 +673,13 @@ class HyperLSTM(StackedRecurrent):
 
     def forward(self, input, state=None, return_modulation=False):
         x, states, unbatched = self._prepare(input, _flat_state(state))
-        finals, modulation = [], []
-        for layer, cell in enumerate(self.cells):
-            if layer > 0:
-                x = F.dropout(x, self.dropout, self.training)
-            x, final, hyper_outputs = cell.scan(cell.input_projection(x), states[layer])
-            finals.append(final)
-            if return_modulation:
-                modulation.append(cell.modulation(hyper_outputs, states[layer][2]))
+        x, finals, hyper_outputs = self._run_layers(x, states)
         output, state = self._finish(x, finals, unbatched)
         state = HyperLSTMState(*state)
         if not return_modulation:
             return output, state
-        modulation = torch.stack(modulation, dim=2)  # (T, B, L, 4)
+        modulation = torch.stack([cell.modulation(outputs, initial[2]) for cell, outputs, initial
+                                  in zip(self.cells, hyper_outputs, states)], dim=2)  # (T, B, L, 4)
         if unbatched:
             modulation = modulation.squeeze(1)
         elif self.batch_first:
