@@ -148,7 +148,7 @@ def scan_forward(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale
     rec_mains = tape.rec[..., :4 * H].unflatten(-1, (4, H)).unbind(0)
     rec_hypers = tape.rec[..., 4 * H:].unbind(0)
     hyper_pres = hyper.pre.view(T, B, 4 * Nh).unbind(0)
-    x_mains, x_hypers = x_main.view(T, B, 4, H).unbind(0), x_hyper.unbind(0)
+    x_mains, x_hypers = x_main.reshape(T, B, 4, H).unbind(0), x_hyper.unbind(0)
     masks = [None] * T if mask is None else mask.unbind(0)
     hyper_masks = [None] * T if hyper_mask is None else hyper_mask.unbind(0)
     for t in range(T):
@@ -179,7 +179,7 @@ def scan_backward(tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs, x_main, w_
     dc = x_main.new_zeros(B, H) if dc is None else dc.clone()
     dhh = x_main.new_zeros(B, Nh) if dhh is None else dhh.clone()
     dhc = x_main.new_zeros(B, Nh) if dhc is None else dhc.clone()
-    d_x_main, d_x_hyper = torch.empty_like(x_main), x_main.new_empty(T, B, 4 * Nh)
+    d_x_main, d_x_hyper = x_main.new_empty(T, B, 4 * H), x_main.new_empty(T, B, 4 * Nh)
     grads, hyper_grads = _NormGradients(x_main, B, H), _NormGradients(x_main, B, Nh)
     dzs = [None] * T
     # Per chunk of K steps, reused: the gradients of the recurrent products (K, B, 4H + 4Nh)
@@ -207,7 +207,7 @@ def scan_backward(tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs, x_main, w_
         z = tape.z[chunk].view(K * B, 12, Nz).transpose(0, 1)  # (12, K B, Nz)
         d = torch.bmm(z, scale_weight)  # the chunk's scalings (12, K B, H)
         dd, factors = dd_chunk[:, :K * B], factors_chunk[:, :, :K * B]
-        factors[0].copy_(x_main[chunk].view(K * B, 4, H).transpose(0, 1))
+        factors[0].copy_(x_main[chunk].reshape(K * B, 4, H).transpose(0, 1))
         factors[1].copy_(tape.rec[chunk, :, :4 * H].reshape(K * B, 4, H).transpose(0, 1))
         # Per step of the chunk: d_h (4, B, H), the factors (2, 4, B, H), and where the
         # gradients of d go: (d_x, d_h) as (2, 4, B, H), delta (4, B, H), all of d
