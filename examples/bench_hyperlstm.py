@@ -11,7 +11,9 @@ apart).
 Methods are timed round-robin (interleaved) after one warm-up call each; each repeat's
 time is divided by nn.LSTM's in the same round, and the median ratio and its spread over
 the repeats (lowest and highest) are reported: the CPU is shared with other jobs, so read
-those ratios, not absolute times.
+those ratios, not absolute times. Two clocks: wall time, and the process's CPU time, which
+on a loaded machine leaves out the time the process waited for a core (one thread, so CPU
+time is the work done; other jobs still slow it through shared caches and memory).
 
     python examples/bench_hyperlstm.py [--threads 1] [--hyper 128/16 32/4] [--compiled] \
         [--repeats 15] [--out bench.json]
@@ -83,12 +85,12 @@ def time_round_robin(models, x, repeats):
     """One warm-up call per model, then ``repeats`` rounds timing every model once each."""
 
     def forward_backward(model):
-        t0 = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         output, _ = model(x)
         output.sum().backward()
-        return time.perf_counter() - t0
+        return time.perf_counter() - wall, time.process_time() - cpu
 
-    warmup = {name: forward_backward(model) for name, model in models.items()}
+    warmup = {name: forward_backward(model)[0] for name, model in models.items()}
     times = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
@@ -96,27 +98,40 @@ def time_round_robin(models, x, repeats):
     return warmup, times
 
 
+def _ratios(times, clock):
+    """Per model: its times on ``clock`` (0 wall, 1 CPU) in seconds, and the sorted ratios
+    to nn.LSTM's time in the same round."""
+    return {name: ([t[clock] for t in ts],
+                   sorted(t[clock] / ref[clock] for t, ref in zip(ts, times["nn.LSTM"])))
+            for name, ts in times.items()}
+
+
 def report(models, warmup, times, args):
     """Print the table; returns its rows. Ratios are taken per round, against nn.LSTM's time
-    in the same round."""
-    ratios = {name: sorted(t / ref for t, ref in zip(ts, times["nn.LSTM"]))
-              for name, ts in times.items()}
+    in the same round, on each clock."""
+    clocks = {"wall": _ratios(times, 0), "cpu": _ratios(times, 1)}
     print(f"T={args.steps} B={args.batch} H={args.hidden} input={args.input} "
           f"threads={torch.get_num_threads()} repeats={args.repeats}")
     print("fwd+bwd per sequence batch; ratio to nn.LSTM in the same round: median "
-          "[lowest, highest] over the repeats (shared CPU: trust ratios)")
-    print(f"{'model':40s}{'params':>9s}{'ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}"
-          f"{'first call s':>14s}")
+          "[lowest, highest] over the repeats, on wall and on CPU time (shared CPU: trust "
+          "ratios)")
+    print(f"{'model':40s}{'params':>9s}{'wall ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}"
+          f"{'cpu ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}{'first call s':>14s}")
     rows = []
     for name, model in models.items():
-        params = sum(p.numel() for p in model.parameters())
-        ms = 1e3 * statistics.median(times[name])
-        ratio = statistics.median(ratios[name])
-        low, high = ratios[name][0], ratios[name][-1]
-        print(f"{name:40s}{params:9d}{ms:9.1f}{ratio:11.2f}"
-              f"{f'[{low:.2f}, {high:.2f}]':>15s}{warmup[name]:14.2f}")
-        rows.append({"model": name, "params": params, "ms": ms, "ratio": ratio,
-                     "ratio_low": low, "ratio_high": high, "first_call_s": warmup[name]})
+        row = {"model": name, "params": sum(p.numel() for p in model.parameters()),
+               "first_call_s": warmup[name]}
+        line = f"{name:40s}{row['params']:9d}"
+        for clock, table in clocks.items():
+            seconds, ratios = table[name]
+            prefix = "" if clock == "wall" else "cpu_"
+            row.update({f"{prefix}ms": 1e3 * statistics.median(seconds),
+                        f"{prefix}ratio": statistics.median(ratios),
+                        f"{prefix}ratio_low": ratios[0], f"{prefix}ratio_high": ratios[-1]})
+            spread = f"[{ratios[0]:.2f}, {ratios[-1]:.2f}]"
+            line += f"{row[prefix + 'ms']:9.1f}{row[prefix + 'ratio']:11.2f}{spread:>15s}"
+        print(f"{line}{warmup[name]:14.2f}")
+        rows.append(row)
     return rows
 
 

@@ -25,13 +25,13 @@ TASK_FLAGS = {
         "--problem": "gap1d", "--guide": "mean_field", "--parameterization": None,
         "--generator": None, "--embedding-dim": None, "--hidden-dim": 32, "--width": None,
         "--depth": None, "--activation": None, "--noise": "fixed", "--noise-scale": 0.1,
-        "--prior-scale": 1.0, "--init-scale": 0.1, "--kl-weight": 1.0,
+        "--prior-scale": 1.0, "--init-scale": None, "--kl-weight": 1.0,
         "--hypernet-prior-scale": None, "--hypernet-posterior": SWITCH, "--num-particles": 1,
         "--num-points": 120, "--num-train": 60000, "--num-test": 1000, "--num-samples": 50,
     },
     "gated": {
-        "--problem": "toy", "--gate": "bernoulli", "--estimator": "disarm", "--prior-p": 0.01,
-        "--gate-lr": 0.05, "--hidden": None, "--num-train": 2000,
+        "--problem": "toy", "--gate": "bernoulli", "--estimator": "relaxed", "--prior-p": 0.01,
+        "--gate-lr": 0.05, "--hidden": None, "--num-train": 2000, "--noise-scale": "auto",
     },
     "hypercnn": {"--no-hyper": SWITCH, "--embedding-dim": 4},
     "hyperlstm": {
@@ -53,10 +53,12 @@ TASK_FLAGS = {
 # (--steps, --batch-size, --lr, --clip-norm) of each command
 TASK_DEFAULTS = {
     "air": (10000, 64, 5e-4, None), "bayes-hypernet": (3000, 100, 1e-2, None),
-    "gated": (4000, 100, 1e-2, None), "hypercnn": (2000, 64, 1e-3, None),
+    "gated": (4000, 200, 1e-2, None), "hypercnn": (2000, 64, 1e-3, None),
     "hyperlstm": (1500, 16, 4e-3, 1.0), "reactive": (2000, 64, 1e-3, None),
     "sbn": (5000, 24, 3e-4, None), "vae": (2000, 100, 1e-3, None),
 }
+# --lr-schedule of the commands whose default is not constant
+TASK_SCHEDULES = {"bayes-hypernet": "cosine:0.1"}
 SHARED_FLAGS = {
     "--steps": None, "--batch-size": None, "--lr": None, "--cv-lr": None, "--weight-decay": 0.0,
     "--clip-norm": None, "--lr-schedule": "constant", "--device": "auto", "--dtype": "float32",
@@ -89,7 +91,8 @@ def commands():
 def test_train_flags_and_defaults_are_the_hand_written_ones(commands, name):
     steps, batch_size, lr, clip_norm = TASK_DEFAULTS[name]
     shared = dict(SHARED_FLAGS, **{"--steps": steps, "--batch-size": batch_size, "--lr": lr,
-                                   "--clip-norm": clip_norm})
+                                   "--clip-norm": clip_norm,
+                                   "--lr-schedule": TASK_SCHEDULES.get(name, "constant")})
     parser = _subcommands(commands["train"])[name]
     got = _flags_and_defaults(parser)
     # same flags, same order, after --debug (which every level of the command takes)

@@ -90,8 +90,13 @@ def layer_norm_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, eps, dro
 class StackedRecurrent(nn.Module):
     """Base of stacked recurrent layers called like ``nn.LSTM``.
 
-    Subclasses set ``self.cells`` (one per layer) and ``state_sizes`` (the width of each
-    state component, e.g. ``(H, H)`` for ``(h, c)``), and implement ``_run_layer``.
+    Subclasses set ``self.cells`` (one per layer, each with ``input_projection(x)`` and
+    ``scan(x_proj, state)``), ``state_names`` and ``state_sizes`` (the name and width of each
+    state component, e.g. ``("h", "c")`` and ``(H, H)``). :meth:`forward` checks the input and
+    state (:meth:`_prepare`), runs the layers (:meth:`_run_layers`, dropout between them, each
+    layer by :meth:`_run_layer`) and brings the output and final states back to the caller's
+    layout (:meth:`_finish`); a subclass overrides :meth:`_run_layer` to run a layer
+    differently, or :meth:`forward` to return more.
     """
 
     def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout):
@@ -173,6 +178,33 @@ class StackedRecurrent(nn.Module):
                                  f"{tuple(s.shape)}")
             checked.append(s.unsqueeze(1) if unbatched else s)
         return checked
+
+    def forward(self, input, state=None):
+        """``output, (h_n, c_n) = m(input, state)``, as with ``nn.LSTM``."""
+        x, states, unbatched = self._prepare(input, state)
+        output, finals, _ = self._run_layers(x, states)
+        return self._finish(output, finals, unbatched)
+
+    def _run_layers(self, x, states):
+        """Every layer in turn over ``x`` ``(T, B, input_size)``, each from its entry of
+        ``states``, with dropout on the outputs of all but the last: returns the last layer's
+        output, each layer's final state and what each :meth:`_run_layer` returned besides."""
+        finals, extras = [], []
+        for layer, state in enumerate(states):
+            if layer > 0:
+                x = F.dropout(x, self.dropout, self.training)
+            x, final, extra = self._run_layer(layer, x, state)
+            finals.append(final)
+            extras.append(extra)
+        return x, finals, extras
+
+    def _run_layer(self, layer, x, state):
+        """Layer ``layer`` over ``x`` ``(T, B, width)`` from its ``state``: its output
+        ``(T, B, hidden_size)``, its final state and whatever else the cell's ``scan``
+        returns (None if nothing)."""
+        cell = self.cells[layer]
+        output, final, *extra = cell.scan(cell.input_projection(x), state)
+        return output, final, extra[0] if extra else None
 
     def _finish(self, output, final_states, unbatched):
         state = tuple(torch.stack(parts) for parts in zip(*final_states))

@@ -11,6 +11,7 @@ from ._recurrent import (
     fused_gate_affine,
     add_layer_norm_lstm_parameters,
 )
+from ._hyperlstm_eager import scan_backward, scan_forward
 from .layer_norm_lstm import LayerNormLSTMCell
 
 __all__ = ["HyperLSTMCell", "HyperLSTM", "HyperLSTMState"]
@@ -208,23 +209,23 @@ def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, st
             d_scale, norm_grads, hyper_norm_grads, d_bias, d_z_bias)
 
 
-# Steps per chunk. Longer chunks make the weight-gradient matmuls larger and save per-call
-# overhead (Python, and Dynamo's guards when compiled, which unrolls a chunk into one graph)
-# but cost compile time; 5 measured best eager (1, 5, 10, 100) and 2.9x vs 3.4x nn.LSTM
-# compiled (5 vs 1) on T=100, B=32, H=256.
+# Steps per compiled chunk. Dynamo unrolls a chunk into one graph: longer chunks save
+# per-call overhead (guards, launches) and make the weight-gradient matmuls larger, but cost
+# compile time.
 _CHUNK = 5
 _compiled_chunks = {}
 
 
 def _chunk_functions(compiled):
-    """The chunk functions, eager or compiled once per process with ``torch.compile``
-    (Inductor fuses each step's ~30 small elementwise and layer-norm kernels)."""
+    """The chunk functions of ``compile_steps=True``, compiled once per process with
+    ``torch.compile`` (Inductor fuses each step's ~30 small elementwise and layer-norm
+    kernels); uncompiled with ``compiled=False`` (a functional reference of the eager pass
+    of :mod:`probnets.nn._hyperlstm_eager`)."""
     if not compiled:
         return _scan_forward_chunk, _scan_backward_chunk
     if not _compiled_chunks:
         # A C++ wrapper launches each chunk's kernels and matmuls instead of one Python call
-        # apiece: 1-5% faster than Inductor's default Python wrapper in four A/B runs (T=100,
-        # B=32, H=256), at the same cold compile time (48 s).
+        # apiece, at the same compile time as Inductor's default Python wrapper.
         options = {"cpp_wrapper": True}
         _compiled_chunks["forward"] = torch.compile(_scan_forward_chunk, fullgraph=True,
                                                     options=options)
@@ -241,6 +242,10 @@ class _HyperLSTMScan(torch.autograd.Function):
     what the backward cannot cheaply recompute; the backward is one reverse loop, in chunks
     of steps, that carries the gradient through everything that read ``h_{t-1}`` with one
     matmul per step and sums each chunk's weight gradients with one matmul per weight.
+    Eagerly both passes are :func:`~probnets.nn._hyperlstm_eager.scan_forward` and
+    :func:`~probnets.nn._hyperlstm_eager.scan_backward`, which write into preallocated
+    buffers; with ``compile_steps=True`` they are the functional chunk functions above,
+    compiled.
 
     That pass is right for first derivatives only. When the backward pass is itself
     recorded (``create_graph=True``: double backward, gradient penalties, REBAR/RELAX's
@@ -255,14 +260,23 @@ class _HyperLSTMScan(torch.autograd.Function):
         (x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight, bias, gamma,
          beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight, hcell_bias, mask,
          hyper_mask) = inputs
+        norm = (gamma, beta, cell_weight, cell_bias)
+        hyper_norm = (hgamma, hbeta, hcell_weight, hcell_bias)
+        ctx.eps, ctx.compiled = eps, compiled
+        # Every tensor input, so that a backward pass that records a graph can recompute the
+        # forward with autograd (see `backward`).
+        ctx.save_for_backward(*inputs)
+        if not compiled:
+            tape = scan_forward(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias,
+                                scale_weight, bias, norm, hyper_norm, mask, hyper_mask, eps)
+            ctx.tape = tape
+            # Copies: ctx keeps the tape, and an output held by its own ctx is a reference
+            # cycle autograd never frees (every training step would leak its saved tensors).
+            return (tape.h[1:].clone(), tape.h[-1].clone(), tape.c[-1].clone(),
+                    tape.hh[-1].clone(), tape.hc[-1].clone(), tape.hh[1:].clone())
         T = x_main.shape[0]
         H = h.shape[-1]
         forward_chunk, _ = _chunk_functions(compiled)
-        norm = (gamma, beta, cell_weight, cell_bias)
-        hyper_norm = (hgamma, hbeta, hcell_weight, hcell_bias)
-        # Contiguous transposes, copied once per sequence: MKL multiplies a (B, K) state by a
-        # row-major (K, N) matrix 15-35% faster than by the transposed view of an (N, K) one
-        # at these sizes, and every step does three such products.
         w_h_t, w_hyper_t, w_z_t = (w.t().contiguous() for w in (w_h, w_hyper, w_z))
         bias = None if bias is None else bias.view(4, H)
         states = [(h, c, hh, hc)]
@@ -276,15 +290,9 @@ class _HyperLSTMScan(torch.autograd.Function):
             states += chunk_states
             saved += chunk_saved
         h, c, hh, hc = states[-1]
-        ctx.states, ctx.saved, ctx.eps, ctx.compiled = states, saved, eps, compiled
-        # Every tensor input, so that a backward pass that records a graph can recompute the
-        # forward with autograd (see `backward`).
-        ctx.save_for_backward(*inputs)
+        ctx.states, ctx.saved = states, saved
         outputs = torch.stack([s[0] for s in states[1:]])
         hyper_outputs = torch.stack([s[2] for s in states[1:]])
-        # The final state is returned as copies: ctx keeps the originals in `states`, and an
-        # output held by its own ctx is a reference cycle autograd never frees (every
-        # training step would leak its saved tensors).
         return outputs, h.clone(), c.clone(), hh.clone(), hc.clone(), hyper_outputs
 
     @staticmethod
@@ -301,44 +309,57 @@ class _HyperLSTMScan(torch.autograd.Function):
         (x_main, _, _, _, _, _, w_h, w_hyper, w_z, _, scale_weight, bias, *norms, mask,
          hyper_mask) = ctx.saved_tensors
         norm, hyper_norm = tuple(norms[:4]), tuple(norms[4:])
-        states = ctx.states
-        _, backward_chunk = _chunk_functions(ctx.compiled)
-        T, B = x_main.shape[:2]
-        H, Nh = states[0][0].shape[-1], states[0][2].shape[-1]
-        zero = x_main.new_zeros(B, H)
-        dh = zero if dh is None else dh
-        dc = zero if dc is None else dc
-        dhh = zero.new_zeros(B, Nh) if dhh is None else dhh
-        dhc = zero.new_zeros(B, Nh) if dhc is None else dhc
-        d_x_main = torch.empty_like(x_main)
-        d_x_hyper = x_main.new_empty(T, B, 4 * Nh)
-        d_w_h, d_w_hyper, d_w_z, d_scale = map(torch.zeros_like, (w_h, w_hyper, w_z, scale_weight))
-        d_z_bias = w_z.new_zeros(w_z.shape[0])
-        d_bias = x_main.new_zeros(4, H)
-        # Fresh accumulators per backward pass (a graph kept with ``retain_graph`` may be
-        # differentiated more than once).
-        norm_grads = tuple(torch.zeros_like(p) for p in norm)
-        hyper_norm_grads = tuple(torch.zeros_like(p) for p in hyper_norm)
-        for start in reversed(range(0, T, _CHUNK)):
-            steps = slice(start, start + _CHUNK)
-            K = min(_CHUNK, T - start)
-            (dh, dc, dhh, dhc, d_x_main[steps], d_x_hyper[steps], chunk_w_h, chunk_w_hyper,
-             chunk_w_z, chunk_scale, norm_grads, hyper_norm_grads, d_bias,
-             d_z_bias) = backward_chunk(
-                dh, dc, dhh, dhc, None if d_outputs is None else d_outputs[steps],
-                None if d_hyper_outputs is None else d_hyper_outputs[steps],
-                ctx.saved[start:start + K], states[start:start + K + 1], x_main[steps], w_h,
-                w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads, hyper_norm_grads,
-                d_bias, d_z_bias, None if mask is None else mask[steps],
-                None if hyper_mask is None else hyper_mask[steps], ctx.eps)
-            d_w_h += chunk_w_h
-            d_w_hyper += chunk_w_hyper
-            d_w_z += chunk_w_z
-            d_scale += chunk_scale
-        return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
-                d_scale, None if bias is None else d_bias.view(4 * H), *norm_grads,
-                *hyper_norm_grads, None, None, None, None)
+        if not ctx.compiled:
+            return (*scan_backward(ctx.tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs,
+                                   x_main, w_h, w_hyper, w_z, scale_weight, bias is not None,
+                                   norm, hyper_norm, mask, hyper_mask),
+                    None, None, None, None)
+        return _compiled_backward(ctx, grads, x_main, w_h, w_hyper, w_z, scale_weight, bias,
+                                  norm, hyper_norm, mask, hyper_mask)
 
+
+def _compiled_backward(ctx, grads, x_main, w_h, w_hyper, w_z, scale_weight, bias, norm,
+                       hyper_norm, mask, hyper_mask):
+    """:class:`_HyperLSTMScan`'s backward pass with ``compile_steps=True``: the compiled
+    chunk functions, last chunk first."""
+    d_outputs, dh, dc, dhh, dhc, d_hyper_outputs = grads
+    states = ctx.states
+    _, backward_chunk = _chunk_functions(True)
+    T, B = x_main.shape[:2]
+    H, Nh = states[0][0].shape[-1], states[0][2].shape[-1]
+    zero = x_main.new_zeros(B, H)
+    dh = zero if dh is None else dh
+    dc = zero if dc is None else dc
+    dhh = zero.new_zeros(B, Nh) if dhh is None else dhh
+    dhc = zero.new_zeros(B, Nh) if dhc is None else dhc
+    d_x_main = torch.empty_like(x_main)
+    d_x_hyper = x_main.new_empty(T, B, 4 * Nh)
+    d_w_h, d_w_hyper, d_w_z, d_scale = map(torch.zeros_like, (w_h, w_hyper, w_z, scale_weight))
+    d_z_bias = w_z.new_zeros(w_z.shape[0])
+    d_bias = x_main.new_zeros(4, H)
+    # Fresh accumulators per backward pass (a graph kept with ``retain_graph`` may be
+    # differentiated more than once).
+    norm_grads = tuple(torch.zeros_like(p) for p in norm)
+    hyper_norm_grads = tuple(torch.zeros_like(p) for p in hyper_norm)
+    for start in reversed(range(0, T, _CHUNK)):
+        steps = slice(start, start + _CHUNK)
+        K = min(_CHUNK, T - start)
+        (dh, dc, dhh, dhc, d_x_main[steps], d_x_hyper[steps], chunk_w_h, chunk_w_hyper,
+         chunk_w_z, chunk_scale, norm_grads, hyper_norm_grads, d_bias,
+         d_z_bias) = backward_chunk(
+            dh, dc, dhh, dhc, None if d_outputs is None else d_outputs[steps],
+            None if d_hyper_outputs is None else d_hyper_outputs[steps],
+            ctx.saved[start:start + K], states[start:start + K + 1], x_main[steps], w_h,
+            w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads, hyper_norm_grads,
+            d_bias, d_z_bias, None if mask is None else mask[steps],
+            None if hyper_mask is None else hyper_mask[steps], ctx.eps)
+        d_w_h += chunk_w_h
+        d_w_hyper += chunk_w_hyper
+        d_w_z += chunk_w_z
+        d_scale += chunk_scale
+    return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
+            d_scale, None if bias is None else d_bias.view(4 * H), *norm_grads,
+            *hyper_norm_grads, None, None, None, None)
 
 
 def _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, mask, eps):
@@ -673,19 +694,13 @@ class HyperLSTM(StackedRecurrent):
 
     def forward(self, input, state=None, return_modulation=False):
         x, states, unbatched = self._prepare(input, _flat_state(state))
-        finals, modulation = [], []
-        for layer, cell in enumerate(self.cells):
-            if layer > 0:
-                x = F.dropout(x, self.dropout, self.training)
-            x, final, hyper_outputs = cell.scan(cell.input_projection(x), states[layer])
-            finals.append(final)
-            if return_modulation:
-                modulation.append(cell.modulation(hyper_outputs, states[layer][2]))
+        x, finals, hyper_outputs = self._run_layers(x, states)
         output, state = self._finish(x, finals, unbatched)
         state = HyperLSTMState(*state)
         if not return_modulation:
             return output, state
-        modulation = torch.stack(modulation, dim=2)  # (T, B, L, 4)
+        modulation = torch.stack([cell.modulation(outputs, initial[2]) for cell, outputs, initial
+                                  in zip(self.cells, hyper_outputs, states)], dim=2)  # (T, B, L, 4)
         if unbatched:
             modulation = modulation.squeeze(1)
         elif self.batch_first:

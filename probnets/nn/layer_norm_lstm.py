@@ -113,13 +113,3 @@ class LayerNormLSTM(StackedRecurrent):
 
     def state_sizes(self):
         return (self.hidden_size, self.hidden_size)
-
-    def forward(self, input, state=None):
-        x, states, unbatched = self._prepare(input, state)
-        finals = []
-        for layer, cell in enumerate(self.cells):
-            if layer > 0:
-                x = nn.functional.dropout(x, self.dropout, self.training)
-            x, final = cell.scan(cell.input_projection(x), states[layer])
-            finals.append(final)
-        return self._finish(x, finals, unbatched)

@@ -48,11 +48,21 @@ from probnets.viz.uncertainty import predictive_bands, reliability_diagram
 @dataclass(kw_only=True)
 class BayesHypernetConfig(RunConfig):
     """``probnets train bayes-hypernet``: a Bayesian hypernetwork on 1-D gap regression or
-    MNIST. ``None`` sizes take the problem's default (see each field)."""
+    MNIST. ``None`` sizes take the problem's default (see each field).
+
+    With no model flags the model is :class:`BayesianHypernet`'s default, trained as its
+    ``fit`` trains it: per-layer embeddings with the identity generator (the embeddings are
+    the weights: a mean-field BNN under a N(0, 1) prior), a guide started at standard
+    deviation 0.01, a tanh target for regression and ReLU for classification, and the
+    learning rate decaying along a half cosine to a tenth (``--lr-schedule cosine:0.1``).
+    The earlier task defaults are ``--parameterization unit`` (gap1d) or ``--generator
+    linear`` (mnist) with ``--init-scale 0.1 --lr-schedule constant``.
+    """
 
     steps: int = retune("steps", 3000)
     batch_size: int = retune("batch_size", 100)
     lr: float = retune("lr", 1e-2)
+    lr_schedule: str = retune("lr_schedule", "cosine:0.1")
     resumable_fields = RunConfig.resumable_fields | {"num_samples"}
     problem: str = setting("gap1d", choices=["gap1d", "mnist"],
                            help="gap1d: sin(x) with no data in (-1, 1); mnist: digit classes")
@@ -61,14 +71,16 @@ class BayesHypernetConfig(RunConfig):
                               "deterministic-hypernet baseline)")
     parameterization: Optional[str] = setting(
         None, choices=list(PARAMETERIZATIONS),
-        help="one embedding per layer, per unit (Karaletsos et al.) or per input-side unit; "
-             "default unit for gap1d, layer for mnist (the per-unit ReLU network dies on "
-             "MNIST, see guides/bayes_hypernet.md)")
-    generator: Optional[str] = setting(None, choices=list(LAYER_GENERATORS),
-                                       help="weight generator of the layer parameterization")
+        help="one embedding per layer (the default), per unit (Karaletsos et al.) or per "
+             "input-side unit")
+    generator: Optional[str] = setting(
+        None, choices=list(LAYER_GENERATORS),
+        help="weight generator of the layer parameterization (default identity, the "
+             "mean-field BNN; linear if {embedding_dim} is given)")
     embedding_dim: Optional[int] = setting(
         None, check=positive_int,
-        help="dimension of each embedding (default 2 for units, 8 for layers)")
+        help="dimension of each embedding (default 2 for units, 8 for input units and "
+             "layers with a generator other than identity)")
     hidden_dim: int = setting(32, check=positive_int,
                               help="hidden width of the weight generators")
     width: Optional[int] = setting(
@@ -85,10 +97,10 @@ class BayesHypernetConfig(RunConfig):
     noise_scale: float = setting(0.1, check=positive,
                                  help="regression noise std (the data's is 0.1)")
     prior_scale: float = setting(1.0, check=positive, help="prior std of the embeddings")
-    init_scale: float = setting(
-        0.1, check=positive,
-        help="initial std of the Gaussian and flow guides (the mean-field BNN, {generator} "
-             "identity, fits gap1d best from 0.01)")
+    init_scale: Optional[float] = setting(
+        None, check=positive,
+        help="initial std of the Gaussian and flow guides (default 0.01 with the identity "
+             "generator, 0.1 otherwise)")
     kl_weight: float = setting(
         1.0, check=positive,
         help="weight of the prior (KL) terms against the likelihood; below 1 a tempered "
@@ -213,13 +225,16 @@ class BayesHypernetTask(Task):
 
 
 def _make_model(config, widths, task):
-    """The :class:`BayesianHypernet` of ``config``, with the problem's default sizes."""
-    parameterization = config.parameterization or ("unit" if config.problem == "gap1d"
-                                                   else "layer")
+    """The :class:`BayesianHypernet` of ``config``, with the problem's default sizes and the
+    model's defaults otherwise (the layer parameterization without a generator or embedding
+    size is the identity generator, whose embeddings are the weights)."""
+    parameterization = config.parameterization or "layer"
+    embedding_dim = config.embedding_dim
+    if parameterization != "layer" or config.generator not in (None, "identity"):
+        embedding_dim = default_embedding_dim(embedding_dim, parameterization, config.generator)
     return BayesianHypernet(
         widths, task=task, guide=config.guide, parameterization=parameterization,
-        embedding_dim=default_embedding_dim(config.embedding_dim, parameterization,
-                                            config.generator),
+        embedding_dim=embedding_dim,
         generator=config.generator, noise=config.noise, noise_scale=config.noise_scale,
         prior_scale=config.prior_scale, hidden_dim=config.hidden_dim,
         hypernet_prior_scale=config.hypernet_prior_scale,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pyro.infer
+import torch
 
 from probnets.data import load_mnist
 from probnets.data.dag_toy import seed002_toy
@@ -21,6 +22,7 @@ from probnets.infer import standard_estimators
 from probnets.models.gated import BernoulliPrior, NeuronDAG
 from probnets.tasks.base import Task, TaskRun, model_record, register
 from probnets.tasks.config import (
+    ConfigError,
     RunConfig,
     positive,
     positive_int,
@@ -32,20 +34,41 @@ from probnets.train import BatchSampler
 from probnets.viz.gates import plot_adjacency, save_figure
 
 
+def _noise_scale(name, value):
+    """Check: ``"auto"``, ``"learned"`` or a positive number (as text, from the command line)."""
+    if value in ("auto", "learned"):
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0 < number < float("inf"):
+        raise ConfigError(name, f"{name} must be auto, learned or a positive number, got "
+                                f"{value!r}")
+
+
 @dataclass(kw_only=True)
 class GatedConfig(RunConfig):
-    """``probnets train gated``: a neuron DAG with latent edge gates, on the toy or MNIST."""
+    """``probnets train gated``: a neuron DAG with latent edge gates, on the toy or MNIST.
+
+    The defaults are those of :meth:`NeuronDAG.fit <probnets.models.gated.NeuronDAG.fit>`
+    (the setting that prunes unseen sparse teachers, ``guides/gated.md``): Bernoulli gates
+    under the Concrete relaxation at temperature 0.5, prior inclusion probability 0.01, gate
+    logits from 0 with their own learning rate 0.05 and Adam betas (0.9, 0.9), batches of
+    200, and on the toy the noise scale fixed at each target's standard deviation. The
+    previous task defaults are ``--estimator disarm --batch-size 100 --noise-scale 1``.
+    """
 
     steps: int = retune("steps", 4000)
-    batch_size: int = retune("batch_size", 100)
+    batch_size: int = retune("batch_size", 200)
     lr: float = retune("lr", 1e-2)
     problem: str = setting("toy", choices=["toy", "mnist"], help=None)
-    # Bernoulli gates under DisARM recovered the toy's wiring on every seed of
-    # guides/gated.md, hard-concrete gates on fewer.
     gate: str = setting("bernoulli", choices=["bernoulli", "hard_concrete"],
                         help="gate type (default bernoulli)")
-    estimator: str = setting("disarm", choices=list(standard_estimators()),
-                             help="estimator of Bernoulli gates (default disarm)")
+    estimator: str = setting("relaxed", choices=list(standard_estimators()),
+                             help="estimator of Bernoulli gates (default relaxed: Concrete at "
+                                  "temperature 0.5, NeuronDAG.fit's; disarm for an unbiased "
+                                  "gradient)")
     prior_p: float = setting(0.01, check=probability,
                              help="prior inclusion probability of an edge (default 0.01)")
     gate_lr: float = setting(0.05, check=positive,
@@ -53,6 +76,10 @@ class GatedConfig(RunConfig):
     hidden: Optional[int] = setting(None, check=positive_int,
                                     help="hidden neurons (default 16 for toy, 32 for mnist)")
     num_train: int = setting(2000, check=positive_int, help="toy samples (default 2000)")
+    noise_scale: str = setting(
+        "auto", check=_noise_scale,
+        help="noise std of the toy's normal likelihood: auto (each target's std in the "
+             "training data, the default), learned, or a fixed positive number")
 
 
 @register
@@ -74,11 +101,17 @@ class GatedTask(Task):
             shape, likelihood = (784, config.hidden or 32, 10), "categorical"
             test = (held_out.images.reshape(-1, 784).to(device=device, dtype=dtype),
                     held_out.labels.to(device))
-        arguments = dict(gate=config.gate, likelihood=likelihood,
-                         noise_scale=1.0 if test is None else None, init_logit=0.0)
+        arguments = dict(gate=config.gate, likelihood=likelihood, init_logit=0.0)
+        if test is None:
+            arguments["noise_scale"] = _model_noise_scale(config.noise_scale)
         net = NeuronDAG(*shape, prior=BernoulliPrior(config.prior_p), **arguments)
         net = net.to(device=device, dtype=dtype)
         net.num_data = len(x)
+        if net.noise_scale_mode == "auto":
+            # As NeuronDAG.fit does: each output's std in the training targets (1 where
+            # constant). Set before training, so that a resumed run loads it back.
+            std = y.std(0)
+            net.target_scale = torch.where(std > 0, std, torch.ones_like(std)).to(device)
         if config.gate == "hard_concrete":
             elbo = pyro.infer.Trace_ELBO()
         else:
@@ -108,7 +141,8 @@ class GatedTask(Task):
             param_groups={"*gate_logits": {"lr": config.gate_lr, "betas": (0.9, 0.9)}},
             eval_fn=evaluate, data_source=source,
             config={"shape": list(shape), "gate": config.gate, "prior_p": config.prior_p,
-                    "estimator": config.estimator if config.gate == "bernoulli" else None},
+                    "estimator": config.estimator if config.gate == "bernoulli" else None,
+                    "noise_scale": config.noise_scale if test is None else None},
             model=model_record(net, num_inputs=shape[0], num_hidden=shape[1],
                                num_outputs=shape[2], prior=prior, **arguments))
 
@@ -116,3 +150,11 @@ class GatedTask(Task):
         fig = plot_adjacency(run.module.edge_probs().cpu(), title="posterior inclusion "
                              f"probabilities ({config.problem}, {config.gate})")
         save_figure(fig, os.path.join(config.out, "adjacency.png"))
+
+
+def _model_noise_scale(value):
+    """``--noise-scale`` as :class:`NeuronDAG` takes it: ``"auto"``, ``None`` (learned) or
+    a number."""
+    if value == "auto":
+        return "auto"
+    return None if value == "learned" else float(value)

@@ -121,8 +121,8 @@ class Anneal:
 def parse_schedule(spec, steps):
     """Parse a schedule specification string into a :class:`Schedule` factor.
 
-    ``"constant"``, ``"cosine"`` (to 0 over ``steps``), ``"exp:0.01"`` (to 1% over ``steps``),
-    ``"warmup:500"`` or ``"warmup:500,cosine"``.
+    ``"constant"``, ``"cosine"`` (to 0 over ``steps``), ``"cosine:0.1"`` (to 10%),
+    ``"exp:0.01"`` (to 1% over ``steps``), ``"warmup:500"`` or ``"warmup:500,cosine"``.
     """
     spec = spec.strip()
     if spec.startswith("warmup:"):
@@ -136,12 +136,13 @@ def parse_schedule(spec, steps):
         return Constant(1.0)
     if spec == "cosine":
         return Cosine(1.0, 0.0, steps)
-    if spec.startswith("exp:"):
+    if spec.startswith(("cosine:", "exp:")):
         try:
             final = float(spec.split(":", 1)[1])
         except ValueError:
             raise ValueError(f"bad final factor in schedule {spec!r}") from None
-        return Exponential(1.0, final, steps)
+        return (Cosine if spec.startswith("cosine:") else Exponential)(1.0, final, steps)
     raise ValueError(
-        f"unknown schedule {spec!r}; expected constant, cosine, exp:FACTOR, warmup:N[,SCHEDULE]"
+        f"unknown schedule {spec!r}; expected constant, cosine[:FACTOR], exp:FACTOR, "
+        "warmup:N[,SCHEDULE]"
     )

@@ -111,3 +111,28 @@ def test_input_unit_model_with_kl_weight_trains_reloads_and_classifies(tmp_path,
     np.savez(data, x=digits.images[keep].reshape(300, -1).numpy(), y=digits.labels[keep].numpy())
     row = _evaluate(checkpoint, data, capsys, "--num-samples", "20")
     assert row["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("problem, activation", [("gap1d", "tanh"), ("mnist", "relu")])
+def test_default_run_is_the_models_default(problem, activation):
+    """No model flags: BayesianHypernet's default (the identity generator, i.e. a mean-field
+    BNN, guide at 0.01), trained with the learning rate decaying along a cosine to 0.1x as
+    its fit does; the earlier layer hypernetwork is one flag away."""
+    from probnets.tasks.bayes_hypernet import BayesHypernetConfig, _make_model
+    from probnets.train import parse_schedule
+
+    config = BayesHypernetConfig(problem=problem)
+    widths = [784, 8, 10] if problem == "mnist" else [1, 8, 1]
+    task = "classification" if problem == "mnist" else "regression"
+    model = _make_model(config, widths, task)
+    assert (model.parameterization, model.generator) == ("layer", "identity")
+    assert model.init_scale == 0.01 and model.activation == activation
+    schedule = parse_schedule(config.lr_schedule, config.steps)
+    assert schedule(0) == pytest.approx(1.0) and schedule(config.steps) == pytest.approx(0.1)
+    assert schedule(config.steps // 2) == pytest.approx(0.55)
+    earlier = _make_model(BayesHypernetConfig(problem=problem, generator="linear",
+                                              init_scale=0.1), widths, task)
+    assert (earlier.generator, earlier.embedding_dim, earlier.init_scale) == ("linear", 8, 0.1)
+    unit = _make_model(BayesHypernetConfig(problem=problem, parameterization="unit"), widths,
+                       task)
+    assert (unit.parameterization, unit.embedding_dim) == ("unit", 2)

@@ -312,6 +312,39 @@ def test_compiled_steps_equal_eager():
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("steps", [13, 3])  # several chunks of the eager backward, and one
+@pytest.mark.parametrize("bias", [True, False])
+def test_eager_scan_equals_the_functional_chunk_functions(monkeypatch, steps, bias):
+    """The eager pass (buffers written in place, chunked backward) against the functional
+    chunk functions that ``compile_steps=True`` compiles, run uncompiled: outputs, final
+    states and every gradient agree (float64, two layers, dropout on both cells' candidates,
+    a state carried in, a loss on every output)."""
+    from probnets.nn import hyperlstm
+
+    monkeypatch.setattr(hyperlstm, "_chunk_functions", lambda compiled: (
+        hyperlstm._scan_forward_chunk, hyperlstm._scan_backward_chunk))
+    pyro.set_rng_seed(13)
+    m = make(HyperLSTM, num_layers=2, bias=bias, recurrent_dropout=0.3,
+             hyper_recurrent_dropout=0.2).double().train()
+    x = torch.randn(steps, 3, I, dtype=torch.float64)
+    state = tuple(0.5 * torch.randn(2, 3, n, dtype=torch.float64) for n in (H, H, NH, NH))
+    results = []
+    for functional in (False, True):
+        for cell in m.cells:
+            cell.compile_steps = functional
+        m.zero_grad()
+        pyro.set_rng_seed(14)  # the same dropout masks
+        xi = x.clone().requires_grad_()
+        out, final = m(xi, state)
+        loss = (out.pow(2).sum() + final[1].sum() + final.hyper_h.sum()
+                + final.hyper_c.pow(2).sum())
+        loss.backward()
+        results.append((out, *final.astuple(), xi.grad, *(p.grad for p in m.parameters())))
+    assert all(r is not None for r in results[0])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("cls", [nn.LSTM, HyperLSTM, LayerNormLSTM])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("unbatched", [False, True])
