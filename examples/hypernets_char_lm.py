@@ -6,7 +6,7 @@
         --figures guides/figures
 
 Prints held-out bits per character, writes JSON, the validation curves and the
-"how much the weights changed" figure of seed 003 for the trained HyperLSTM.
+"how much the weights changed" figure of Ha et al. (2016) for the trained HyperLSTM.
 
 With ``--checkpoint-dir DIR`` each model's training is checkpointed to ``DIR/<model>.pt`` at
 every evaluation (weights, Adam's moments, the data position, the recurrent state carried by

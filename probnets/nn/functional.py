@@ -15,7 +15,7 @@ several mathematically identical strategies and picks one by a rule derived from
 
 ``"grouped"``
     Fold the batch into channels, ``(1, B*C, H, W)``, and run one convolution with
-    ``groups=B`` (the trick of Ha et al. 2016 and of seed 000).
+    ``groups=B`` (the trick of Ha et al. 2016 and of the reactive query network).
 ``"grouped_channels_last"``
     The same grouped convolution in channels-last memory format. oneDNN's channels-last
     grouped kernels are much faster when each group has few channels (e.g. 1->6->6

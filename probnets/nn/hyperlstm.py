@@ -549,7 +549,7 @@ class HyperLSTMCell(nn.Module):
         :math:`\|W^k_t - W^k_{t-1}\|_F = \|(d^k_{h,t} - d^k_{h,t-1}) \odot r^k\|_2` with
         :math:`r^k` the row norms of :math:`W^k_h`; :math:`d_{h,-1}` comes from the initial
         hyper state. This is the quantity of the "weight-changing activity" figures of
-        seed 003.
+        Ha et al. (2016).
 
         :param hyper_outputs: ``(T, B, N_h)`` from :meth:`scan`.
         :param initial_hyper_h: ``(B, N_h)``, the hyper ``h`` the scan started from.

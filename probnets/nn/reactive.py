@@ -1,4 +1,4 @@
-"""Reactive query network (seed 000; Marcus Lewis, code ``mrcslws/subsequent``): a context
+"""Reactive query network (Marcus Lewis, code ``mrcslws/subsequent``): a context
 vector repeatedly generates a small per-example CNN, runs it on the image and folds what it
 read back into the context."""
 

@@ -1,5 +1,5 @@
 """
-Figures for gated connectivity: gate probabilities over training (seed 001's figure 3), the
+Figures for gated connectivity: gate probabilities over training, the
 posterior adjacency as a heat map, and accuracy against the fraction of active connections.
 
 Every function draws on a given ``ax`` (or a new figure) and returns the figure; nothing is

@@ -17,14 +17,14 @@ AUTO_DENSE_MAX_HIDDEN = 64
 
 class NeuronDAG(GatedNetwork):
     r"""
-    A neural network whose wiring between individual neurons is a latent DAG (seed 002, the
-    "dynamic neural manifold", made Bayesian): one gate per possible neuron-to-neuron edge.
+    A neural network whose wiring between individual neurons is a latent DAG (the Dynamic
+    Neural Manifold, made Bayesian): one gate per possible neuron-to-neuron edge.
 
     Nodes are ordered inputs (``I``), hidden (``H``), outputs (``O``),
     ``n = I + H + O``. An edge ``j -> i`` exists in the candidate set when ``j < i``, ``i`` is
     not an input and ``j`` is not an output: strictly lower-triangular, no input->input and
     no output->output edges, direct input->output edges allowed. That is
-    ``E = H I + H (H - 1) / 2 + O (I + H)`` gates (284 for seed 002's 5 + 16 + 4).
+    ``E = H I + H (H - 1) / 2 + O (I + H)`` gates (284 for the DNM toy's 5 + 16 + 4).
 
     Each node computes
 
