@@ -63,7 +63,9 @@ def add_arguments(commands):
         sub.add_argument("--track-every", type=int, default=100)
         sub.add_argument("--track-samples", type=int, default=100)
         sub.add_argument("--lr", type=float, default=1e-3)
-        sub.add_argument("--temperature", type=float, default=0.5, help="for 'relaxed'")
+        sub.add_argument("--temperature", type=float, default=0.5,
+                         help="relaxation temperature of 'relaxed' and 'rebar-fixed'; "
+                              "initial temperature of 'rebar' and 'relax'")
         sub.add_argument("--particles", type=int, default=2, help="for 'loo' and 'vimco'")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--float64", action="store_true")
