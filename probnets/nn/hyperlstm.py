@@ -210,8 +210,8 @@ def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, st
 
 # Steps per chunk. Longer chunks make the weight-gradient matmuls larger and save per-call
 # overhead (Python, and Dynamo's guards when compiled, which unrolls a chunk into one graph)
-# but cost compile time; 5 measured best eager (1, 5, 10, 100) and 2.9x vs 3.4x nn.LSTM
-# compiled (5 vs 1) on T=100, B=32, H=256.
+# but cost compile time; 5 was the fastest chunk length measured, eager and compiled
+# (examples/bench_hyperlstm.py; guides/hypernets.md).
 _CHUNK = 5
 _compiled_chunks = {}
 
@@ -223,8 +223,8 @@ def _chunk_functions(compiled):
         return _scan_forward_chunk, _scan_backward_chunk
     if not _compiled_chunks:
         # A C++ wrapper launches each chunk's kernels and matmuls instead of one Python call
-        # apiece: 1-5% faster than Inductor's default Python wrapper in four A/B runs (T=100,
-        # B=32, H=256), at the same cold compile time (48 s).
+        # apiece: measured a little faster than Inductor's default Python wrapper, at the same
+        # cold compile time.
         options = {"cpp_wrapper": True}
         _compiled_chunks["forward"] = torch.compile(_scan_forward_chunk, fullgraph=True,
                                                     options=options)
@@ -261,8 +261,8 @@ class _HyperLSTMScan(torch.autograd.Function):
         norm = (gamma, beta, cell_weight, cell_bias)
         hyper_norm = (hgamma, hbeta, hcell_weight, hcell_bias)
         # Contiguous transposes, copied once per sequence: MKL multiplies a (B, K) state by a
-        # row-major (K, N) matrix 15-35% faster than by the transposed view of an (N, K) one
-        # at these sizes, and every step does three such products.
+        # row-major (K, N) matrix faster than by the transposed view of an (N, K) one at
+        # these sizes, and every step does three such products.
         w_h_t, w_hyper_t, w_z_t = (w.t().contiguous() for w in (w_h, w_hyper, w_z))
         bias = None if bias is None else bias.view(4, H)
         states = [(h, c, hh, hc)]
@@ -444,7 +444,7 @@ class HyperLSTMCell(nn.Module):
     :param bool compile_steps: run the forward and hand-written backward of each chunk of
         5 steps through ``torch.compile`` (Inductor fuses each step's ~30 small elementwise
         and layer-norm kernels; compiled once per process, input shape and dtype, which
-        takes tens of seconds; see ``guides/hypernets.md`` for the speed-up).
+        delays the first step; see ``guides/hypernets.md`` for the speed-up).
     :param float hyper_recurrent_dropout: dropout probability on the hyper cell's candidate,
         also without memory loss (the reference cell's ``hyper_use_recurrent_dropout``,
         off by default as there).

@@ -44,8 +44,8 @@ class AIRConfig(RunConfig):
 
     steps: int = retune("steps", 10000)
     batch_size: int = retune("batch_size", 64)
-    # The reference's lr 1e-4 and count prior k = 0.01 leave the count at chance for the first
-    # thousands of steps; lr 5e-4 and k = 1e-4 learn the count early (guides/air.md).
+    # The reference's lr 1e-4 and count prior k = 0.01 leave the count at chance for long;
+    # lr 5e-4 and k = 1e-4 learn the count early (guides/air.md).
     lr: float = retune("lr", 5e-4)
     estimator: str = setting("score", choices=ESTIMATORS,
                              help="gradient estimator for z_pres (default: score function with "

@@ -109,8 +109,8 @@ class HyperLSTMConfig(RunConfig):
                                    "guide)")
     hyper_embedding_size: int = setting(4, check=positive_int, help="HyperLSTM only: N_z")
     compile_steps: bool = setting(
-        False, help="HyperLSTM only: fuse each step's kernels with torch.compile (tens of "
-                    "seconds of compiling first; see guides/hypernets.md)")
+        False, help="HyperLSTM only: fuse each step's kernels with torch.compile (compiles "
+                    "once before the first step; see guides/hypernets.md)")
     dropout: float = setting(0.0, check=dropout_rate,
                              help="dropout on the character embeddings and the recurrent output")
     recurrent_dropout: float = setting(

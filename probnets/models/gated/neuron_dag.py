@@ -44,10 +44,9 @@ class NeuronDAG(GatedNetwork):
     :math:`h \leftarrow \mathrm{act}(b + W_{xh}x + W_{hh}h)` ``depth`` times (no gather, but
     ``depth * H`` rows of work); ``"sequential"`` is the neuron-at-a-time reference.
     All return the same values. ``"auto"`` (default) takes ``"dense"`` up to
-    ``AUTO_DENSE_MAX_HIDDEN`` hidden neurons and ``"levels"`` above: measured forward+backward
-    time relative to ``"sequential"`` (``examples/gated_eval_methods.py``, batch 100) was
-    levels 0.9-1.1 / dense 0.6-0.7 at 5+16+4 neurons, and levels 0.47 / dense 0.54 (10% of
-    gates on) or 1.10 / 1.68 (all on) at 784+128+10.
+    ``AUTO_DENSE_MAX_HIDDEN`` hidden neurons and ``"levels"`` above, the faster of the two
+    in forward+backward time at each size (``examples/gated_eval_methods.py``; the
+    measurements are in ``guides/gated.md``).
 
     ``edge_probs()`` is the ``(n, n)`` matrix with entry ``[i, j]`` the posterior inclusion
     probability of edge ``j -> i`` (zero outside the candidate set).
