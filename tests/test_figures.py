@@ -163,3 +163,15 @@ def test_weight_change_has_a_shared_colorbar_and_labelled_axes(tmp_path):
         plot_weight_change(change, "too short")
     with pytest.raises(ValueError, match="change"):
         plot_weight_change(change[:, :3], "x" * 25)
+
+
+def test_gate_trajectories_without_a_truth_colour_the_kept_edges_and_say_so():
+    from probnets.viz.gates import plot_gate_trajectories
+
+    probs = torch.tensor([[0.5, 0.5, 0.5], [0.9, 0.2, 0.7], [0.99, 0.01, 0.8]])
+    ax = plot_gate_trajectories([0, 10, 20], probs).axes[0]
+    coloured = [line for line in ax.lines if line.get_color() == "C3" and len(line.get_xdata())]
+    assert sorted(line.get_ydata()[-1] for line in coloured) == pytest.approx([0.8, 0.99])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["kept edges, final p > 0.5 (2)", "pruned edges (1)"]
+    assert ax.get_xlabel() == "training step" and "probability" in ax.get_ylabel()

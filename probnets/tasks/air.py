@@ -156,11 +156,12 @@ class AIRTask(Task):
             steps = [row["step"] for row in result.eval_history]
             curves({"held-out": (steps, [r["test_count_accuracy"] for r in result.eval_history]),
                     "train": (steps, [r["train_count_accuracy"] for r in result.eval_history])},
-                   os.path.join(config.out, "accuracy.png"), ylabel="count accuracy")
+                   os.path.join(config.out, "accuracy.png"),
+                   ylabel="count accuracy (fraction of images)")
         if result.history:
             steps = [row["step"] for row in result.history]
             curves({"train": (steps, [row["elbo_per_image"] for row in result.history])},
-                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image")
+                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image (nats)")
 
     def evaluate(self, config, device):
         air = load_trained(AIR, config.checkpoint, device)

@@ -221,7 +221,7 @@ class _DigitClassifierTask(Task):
     def finish(self, run, result, config):
         print(f"{self.name}: {run.config}")
         _eval_curve(result, "test_accuracy", os.path.join(config.out, "test_accuracy.png"),
-                    "accuracy", f"{self.name}, held-out digits")
+                    "accuracy (fraction correct)", f"{self.name}, held-out digits")
 
 
 @dataclass(kw_only=True)
