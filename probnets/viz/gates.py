@@ -29,7 +29,7 @@ def plot_gate_trajectories(steps, gate_probs, true_mask=None, ax=None, title=Non
         in grey. Without it, the edges kept at the end (final probability above 0.5) are drawn
         in colour and the pruned ones in grey, so hundreds of gates stay readable.
     """
-    fig, ax = _axes(ax, (6, 3.5))
+    fig, ax = _axes(ax, (7.8, 3.5))
     probs = torch.as_tensor(gate_probs).detach().cpu().double()
     steps = list(steps)
     if true_mask is None:
