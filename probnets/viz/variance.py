@@ -59,6 +59,32 @@ def _bar_text(value):
     return f"{value:.2f}" if math.isfinite(value) else "n/a"
 
 
+def _bar_limits(values):
+    """``(left, low_limit, high_limit)``: where an exact-zero bar ends and the x-range."""
+    finite = [v for v in values if math.isfinite(v)]
+    low, high = min(finite + [0.0]), max(finite + [0.0])
+    span = high - low or 1.0
+    # the exact-zero bar runs to the left edge and is wide enough for its label
+    left = low - (0.45 if float("-inf") in values else 0.15) * span
+    return left, left - 0.15 * span, high + 0.15 * span
+
+
+def _draw_bar(ax, y, value, left):
+    """One estimator's bar at height ``y``: finite, exact zero (``-inf``) or NaN (no bar)."""
+    if value == float("-inf"):
+        ax.barh(y, left, color="white", edgecolor="tab:green", hatch="//")
+        ax.annotate(_bar_text(value), (left / 2, y), ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="tab:green"))
+        return
+    shown = value if math.isfinite(value) else 0.0
+    if math.isfinite(value):
+        ax.barh(y, value, color="tab:blue")
+    outward = shown >= 0
+    ax.annotate(_bar_text(value), (shown, y), xytext=(3 if outward else -3, 0),
+                textcoords="offset points", ha="left" if outward else "right", va="center",
+                fontsize=8)
+
+
 def plot_log_variance(report, path=None, title=None, ax=None):
     """Horizontal bars of each estimator's log-variance (natural log of the per-parameter
     gradient variance averaged over parameters), lowest at the top, values annotated.
@@ -69,11 +95,7 @@ def plot_log_variance(report, path=None, title=None, ax=None):
     """
     names = list(report.estimators)
     values = [float(report.estimators[n].log_variance) for n in names]
-    finite = [v for v in values if math.isfinite(v)] or [0.0]
-    low, high = min(finite + [0.0]), max(finite + [0.0])
-    pad = 0.15 * (high - low or 1.0)
-    # the exact-zero bar runs to the left edge and is wide enough for its label
-    left = low - (0.45 * (high - low or 1.0) if float("-inf") in values else pad)
+    left, low_limit, high_limit = _bar_limits(values)
     # barh draws index 0 at the bottom: sort by decreasing value so the lowest is on top
     # (-inf, exact zero variance, the very top; NaN at the bottom).
     order = sorted(range(len(names)),
@@ -83,23 +105,11 @@ def plot_log_variance(report, path=None, title=None, ax=None):
     else:
         fig = ax.figure
     for y, i in enumerate(order):
-        value = values[i]
-        if value == float("-inf"):
-            ax.barh(y, left, color="white", edgecolor="tab:green", hatch="//")
-            ax.annotate(_bar_text(value), (left / 2, y), ha="center", va="center", fontsize=8,
-                        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="tab:green"))
-            continue
-        shown = value if math.isfinite(value) else 0.0
-        if math.isfinite(value):
-            ax.barh(y, value, color="tab:blue")
-        outward = shown >= 0
-        ax.annotate(_bar_text(value), (shown, y), xytext=(3 if outward else -3, 0),
-                    textcoords="offset points", ha="left" if outward else "right",
-                    va="center", fontsize=8)
+        _draw_bar(ax, y, values[i], left)
     ax.set_yticks(range(len(order)))
     ax.set_yticklabels([names[i] for i in order])
     ax.axvline(0.0, color="black", linewidth=0.6)
-    ax.set_xlim(left - pad, high + pad)
+    ax.set_xlim(low_limit, high_limit)
     ax.set_xlabel("ln(gradient variance), mean over parameters")
     ax.set_title(title or "Gradient-estimator variance")
     if path is not None:
