@@ -60,7 +60,7 @@ def plot_weight_change(change, characters, path=None, per_row=60, gate_names="if
                       family="monospace")
     axes[-1].set_xlabel("character read at step t (test text)")
     fig.colorbar(image, ax=list(axes), fraction=0.03, pad=0.01,
-                 label="‖W_t − W_{t−1}‖_F")
+                 label=r"$\Vert W_t - W_{t-1} \Vert_F$ (Frobenius norm)")
     fig.suptitle(title or "HyperLSTM: change of each gate's recurrent weights per character")
     if path is not None:
         return save_figure(fig, path)
