@@ -1,5 +1,5 @@
 """The figures hide nothing: every axis labelled in words, legends outside the curves, a
-colorbar on heat maps, exact zero variance drawn and labelled, reliability bins counted."""
+colorbar on heat maps, zero variance drawn and labelled, reliability bins counted."""
 
 import math
 import re
@@ -38,7 +38,7 @@ def test_exact_zero_variance_is_drawn_on_top_and_labelled_not_inf():
     names = [tick.get_text() for tick in ax.get_yticklabels()]
     assert names == ["relaxed", "score", "disarm"]  # lowest (exact zero) on top
     texts = [t.get_text() for t in ax.texts]
-    assert "variance 0 (exact)" in texts and not any("inf" in t for t in texts)
+    assert "variance 0 (log = −∞)" in texts and not any("inf" in t for t in texts)
     assert {"-4.20", "-1.50"} <= set(texts)
     # The zero-variance bar is drawn: it reaches the left edge of the axes.
     bars = ax.patches
@@ -85,7 +85,7 @@ def test_zero_variance_steps_are_marked_on_the_bottom_edge():
     ax = plot_tracking(tracking(), "log_variance").axes[0]
     markers = [line for line in ax.lines if line.get_marker() == "v" and len(line.get_xdata())]
     assert len(markers) == 1 and list(markers[0].get_xdata()) == [0]
-    assert "variance 0 (exact)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "variance 0 (log = −∞)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_unknown_metrics_are_spelled_in_words():

@@ -55,7 +55,7 @@ def axis_label(key):
 
 def _bar_text(value):
     if value == float("-inf"):
-        return "variance 0 (exact)"
+        return "variance 0 (log = −∞)"
     return f"{value:.2f}" if math.isfinite(value) else "n/a"
 
 
@@ -89,9 +89,10 @@ def plot_log_variance(report, path=None, title=None, ax=None):
     """Horizontal bars of each estimator's log-variance (natural log of the per-parameter
     gradient variance averaged over parameters), lowest at the top, values annotated.
 
-    An estimator with exactly zero variance (log-variance ``-inf``, e.g. DisARM on one
-    Bernoulli at probability 1/2) has no finite bar: it is drawn as a hatched bar to the
-    left edge, on top, labelled ``variance 0 (exact)``; a NaN log-variance is labelled ``n/a``.
+    An estimator whose samples all gave the same gradient (variance 0, log-variance ``-inf``;
+    e.g. DisARM on one Bernoulli at probability 1/2, where it is exact) has no finite bar: it
+    is drawn as a hatched bar to the left edge, on top, labelled ``variance 0 (log = −∞)``; a
+    NaN log-variance is labelled ``n/a``.
     """
     names = list(report.estimators)
     values = [float(report.estimators[n].log_variance) for n in names]
@@ -122,7 +123,8 @@ def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
     ``"train_loss"`` or ``"metric.elbo_train"``) against the training step.
 
     The legend sits outside the axes, so it hides no curve. Points where the log-variance is
-    ``-inf`` (exactly zero variance) are drawn as downward triangles on the bottom edge.
+    ``-inf`` (every sample gave the same gradient: variance 0) are drawn as downward triangles
+    on the bottom edge.
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.6, 4.0))
@@ -144,7 +146,7 @@ def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
         ax.plot(steps, [0.0] * len(steps), linestyle="none", marker="v", markersize=7,
                 color=colour, clip_on=False, transform=ax.get_xaxis_transform())
     if zero_steps:
-        ax.plot([], [], linestyle="none", marker="v", color="0.3", label="variance 0 (exact)")
+        ax.plot([], [], linestyle="none", marker="v", color="0.3", label="variance 0 (log = −∞)")
     ax.set_xlabel("training step")
     ax.set_ylabel(axis_label(key))
     ax.set_title(title or axis_label(key))
