@@ -46,6 +46,12 @@ AXIS_LABELS = {
 }
 
 
+# What a figure's title calls a tracked field, where its name in words would not do.
+_TITLES = {"log_variance": "gradient log-variance", "metric.prob": "σ(θ)",
+           "metric.expected_loss": "exact expected loss", "metric.elbo_test": "test ELBO",
+           "metric.elbo_train": "train ELBO"}
+
+
 def axis_label(key):
     """The axis label of a tracked field: :data:`AXIS_LABELS` or the field's name in words."""
     if key in AXIS_LABELS:
@@ -175,7 +181,7 @@ def plot_variance_run(variance, tracking, out_dir):
         {k for recs in tracking.runs.values() for k in recs[-1] if k.startswith("metric.")})
     for key in keys:
         name = key.replace("metric.", "", 1)
-        what = "gradient log-variance" if key == "log_variance" else name.replace("_", " ")
+        what = _TITLES.get(key, name.replace("_", " "))
         paths.append(os.path.join(out_dir, f"tracking_{name}.png"))
         plt.close(plot_tracking(tracking, key, path=paths[-1],
                                 title=f"{problem}: {what} along training"))
