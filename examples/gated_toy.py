@@ -1,5 +1,6 @@
 """
-Seed 002's toy task with a latent neuron DAG: does inference recover the wiring?
+The DNM toy (:func:`probnets.data.dag_toy.dnm_toy`) with a latent neuron DAG: does inference
+recover the wiring?
 
 Inputs a..e ~ N(0, 1), targets (b+e, e-d, b+e+d, e-d-c); 5 inputs + 16 hidden + 4 outputs =
 25 neurons, 284 candidate edges. Success on a seed means: all 10 true input->output
@@ -23,7 +24,7 @@ import time
 import pyro
 import torch
 
-from probnets.data.dag_toy import seed002_toy
+from probnets.data.dag_toy import dnm_toy
 from probnets.infer import Relaxed_ELBO, standard_estimators
 from probnets.models.gated import BernoulliPrior, NeuronDAG
 
@@ -67,7 +68,7 @@ def run(name, seed, args):
     gate, elbo = make_estimator(name)
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    toy = seed002_toy(args.num_data, seed=seed)
+    toy = dnm_toy(args.num_data, seed=seed)
     model = NeuronDAG(
         5,
         16,
@@ -95,7 +96,7 @@ def run(name, seed, args):
     seconds = time.perf_counter() - start
     dep = model.dependencies()
     truth = toy.dependencies
-    test = seed002_toy(1000, seed=10_000 + seed)
+    test = dnm_toy(1000, seed=10_000 + seed)
     mse = float(((model.predict(test.x, num_samples=50) - test.y) ** 2).mean())
     result = {
         "estimator": name,
@@ -121,7 +122,7 @@ def run(name, seed, args):
 def step_timing(args):
     """Seconds per training step of each estimator, measured round-robin (several rounds of
     ``--timing-steps`` steps each) so that load changes on the shared CPU hit all alike."""
-    toy = seed002_toy(args.num_data, seed=0)
+    toy = dnm_toy(args.num_data, seed=0)
     totals = {name: 0.0 for name in args.estimators}
     for _ in range(args.timing_rounds):
         for name in args.estimators:
@@ -214,7 +215,7 @@ def save_figures(model, history, name, directory):
     os.makedirs(directory, exist_ok=True)
     labels = list("abcde") + [f"h{i}" for i in range(16)] + ["b+e", "e-d", "b+e+d", "e-d-c"]
     fig = plot_gate_trajectories(
-        history["gate_steps"], history["gate_probs"], title=f"seed 002 toy, {name} gates"
+        history["gate_steps"], history["gate_probs"], title=f"DNM toy, {name} gates"
     )
     save_figure(fig, os.path.join(directory, f"gated_toy_trajectories_{name}.png"))
     fig = plot_adjacency(

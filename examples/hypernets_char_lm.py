@@ -6,7 +6,7 @@
         --figures guides/figures
 
 Prints held-out bits per character, writes JSON, the validation curves and the
-"how much the weights changed" figure of seed 003 for the trained HyperLSTM.
+"how much the weights changed" figure of Ha et al. (2016) for the trained HyperLSTM.
 
 With ``--checkpoint-dir DIR`` each model's training is checkpointed to ``DIR/<model>.pt`` at
 every evaluation (weights, Adam's moments, the data position, the recurrent state carried by
@@ -115,10 +115,7 @@ def train(model, corpus, args, label, checkpoint=None):
 
 
 def weight_change_figure(model, corpus, path, n_chars=120):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from probnets.viz.recurrent import plot_weight_change
 
     # A stretch of prose (the corpus also has tables and code), starting at a sentence.
     text = "".join(corpus.vocab[i] for i in corpus.test.tolist())
@@ -128,21 +125,9 @@ def weight_change_figure(model, corpus, path, n_chars=120):
     with torch.no_grad():
         x = model.embedding(ids.unsqueeze(1))
         _, _, modulation = model.rnn(x, return_modulation=True)
-    change = modulation[:, 0, 0, :].t()  # (4 gates, T), layer 0
-    text = [corpus.vocab[i] for i in ids.tolist()]
-    fig, axes = plt.subplots(2, 1, figsize=(16, 3.8))
-    lines = ["".join(text[: n_chars // 2]), "".join(text[n_chars // 2:])]
-    for row, ax in enumerate(axes):
-        part = change[:, row * (n_chars // 2):(row + 1) * (n_chars // 2)]
-        ax.imshow(part / change.max(), aspect="auto", cmap="magma", vmin=0, vmax=1)
-        ax.set_yticks(range(4), ["i", "f", "g", "o"])
-        ax.set_xticks(range(part.shape[1]), [{"\n": "⏎", " ": "␣"}.get(c, c) for c in lines[row]],
-                      fontsize=7, family="monospace")
-    axes[0].set_title("HyperLSTM: size of the change of each gate's recurrent weights, "
-                      "||W_t - W_{t-1}||_F, per character (test text)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # sequence 0, layer 0: (T, 4 gates)
+    plot_weight_change(modulation[:, 0, 0, :], [corpus.vocab[i] for i in ids.tolist()], path,
+                       per_row=n_chars // 2)
 
 
 def main(argv=None):

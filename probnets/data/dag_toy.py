@@ -1,9 +1,9 @@
 """
 Known-truth problems for learned wiring.
 
-- :func:`seed002_toy`: seed 002's addition/subtraction task. Inputs ``a..e ~ N(0, 1)``,
-  targets ``(b + e, e - d, b + e + d, e - d - c)``; input ``a`` is irrelevant. Its true
-  input->output dependency matrix has 10 ones.
+- :func:`dnm_toy`: the addition/subtraction toy of the Dynamic Neural Manifold (DNM) write-up.
+  Inputs ``a..e ~ N(0, 1)``, targets ``(b + e, e - d, b + e + d, e - d - c)``; input ``a`` is
+  irrelevant. Its true input->output dependency matrix has 10 ones.
 - :func:`random_teacher_dag` / :func:`teacher_forward`: a random sparse neuron DAG (same node
   order and candidate edges as ``probnets.models.gated.NeuronDAG``) whose outputs generate
   regression data, for teacher-student recovery of the wiring itself.
@@ -14,6 +14,7 @@ This module does not import the models: the teacher has its own (neuron-by-neuro
 pass, which doubles as an independent reference.
 """
 
+import warnings
 from collections import namedtuple
 
 import torch
@@ -24,9 +25,9 @@ Teacher = namedtuple(
 )
 LinearTeacher = namedtuple("LinearTeacher", ["x", "y", "weight", "dependencies"])
 
-#: True (output, input) dependencies of :func:`seed002_toy`: rows b+e, e-d, b+e+d, e-d-c;
+#: True (output, input) dependencies of :func:`dnm_toy`: rows b+e, e-d, b+e+d, e-d-c;
 #: columns a, b, c, d, e.
-SEED002_DEPENDENCIES = torch.tensor(
+DNM_TOY_DEPENDENCIES = torch.tensor(
     [
         [0, 1, 0, 0, 1],
         [0, 0, 0, 1, 1],
@@ -37,8 +38,13 @@ SEED002_DEPENDENCIES = torch.tensor(
 )
 
 
-def seed002_toy(num_samples, seed=0, dtype=torch.float32):
+def dnm_toy(num_samples, seed=0, dtype=torch.float32):
     """
+    The DNM addition/subtraction toy: ``y = (b + e, e - d, b + e + d, e - d - c)`` of
+    ``x = (a, b, c, d, e) ~ N(0, I)``, noise-free. Input ``a`` feeds no output, so a learned
+    wiring should cut it off; the 10 true input->output dependencies are
+    :data:`DNM_TOY_DEPENDENCIES`.
+
     :param int num_samples: rows to draw.
     :param int seed: seed of a private generator (the global RNG is untouched).
     :returns: :class:`Toy` ``(x (N, 5), y (N, 4), dependencies (4, 5) bool, names...)``.
@@ -49,7 +55,25 @@ def seed002_toy(num_samples, seed=0, dtype=torch.float32):
     x = torch.randn(num_samples, 5, generator=gen, dtype=dtype)
     a, b, c, d, e = x.unbind(-1)
     y = torch.stack([b + e, e - d, b + e + d, e - d - c], -1)
-    return Toy(x, y, SEED002_DEPENDENCIES.clone(), "abcde", ("b+e", "e-d", "b+e+d", "e-d-c"))
+    return Toy(x, y, DNM_TOY_DEPENDENCIES.clone(), "abcde", ("b+e", "e-d", "b+e+d", "e-d-c"))
+
+
+def seed002_toy(num_samples, seed=0, dtype=torch.float32):
+    """Deprecated alias of :func:`dnm_toy`."""
+    warnings.warn("seed002_toy is deprecated; use dnm_toy", DeprecationWarning, stacklevel=2)
+    return dnm_toy(num_samples, seed=seed, dtype=dtype)
+
+
+def __getattr__(name):
+    # The old name of DNM_TOY_DEPENDENCIES, kept importable with a warning.
+    if name == "SEED002_DEPENDENCIES":
+        warnings.warn(
+            "SEED002_DEPENDENCIES is deprecated; use DNM_TOY_DEPENDENCIES",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return DNM_TOY_DEPENDENCIES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def random_teacher_dag(

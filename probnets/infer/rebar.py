@@ -29,8 +29,8 @@ class REBAR_ELBO(DiscreteELBO):
     :math:`\log q(\sigma_\lambda(z))` enters the control variate with its distribution
     parameters held fixed (a function of the value only): its direct
     :math:`\theta`-gradient has zero mean and only adds noise (on the one-Bernoulli toy
-    this recovers the paper's :math:`f`: log-variance −3.75 at :math:`\eta=1, \lambda=0.5`,
-    paper −3.79). :math:`\tilde z` keeps its
+    this reproduces the paper's gradient variance at :math:`\eta=1, \lambda=0.5`; see
+    ``guides/estimators.md``). :math:`\tilde z` keeps its
     dependence on :math:`\ell` (dropping it biases the estimator, as in a well-known
     PyTorch port; see ``duvenaud/relax`` issue #6).
 

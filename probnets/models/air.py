@@ -21,8 +21,10 @@ vanish (masking), for a relaxed ``z_pres_t ∈ (0, 1)`` they are weighted, which
 Concrete/REBAR/RELAX estimators of :mod:`probnets.infer` need.
 
 The per-step presence probabilities ``ρ_t`` come from ``z_pres_prior = k``: the count ``n``
-has prior ``p(n) ∝ k^n`` on ``0..T`` (``k = 0.01`` in the run that works; the paper annealed the
-prior towards ``1e-5 … 1e-10``). ``z_pres_prior`` is a plain float attribute, so the trainer's
+has prior ``p(n) ∝ k^n`` on ``0..T``. The class default ``k = 0.01`` is the reference's;
+``probnets train air`` defaults to ``k = 1e-4``, which with its larger learning rate learns the
+count early instead of sitting at chance (``guides/air.md``); the paper annealed ``k`` towards
+``1e-5 … 1e-10``. ``z_pres_prior`` is a plain float attribute, so the trainer's
 :class:`~probnets.train.Anneal` can change it every step.
 
 **Guide.** An LSTM (256 units) reads the image (AIR) or the difference between the image and
@@ -112,7 +114,7 @@ class _Recurrence:
     def image_gates(self, image_flat):
         # (W x^T)^T rather than F.linear: the backward then forms the (4H, pixels) weight
         # gradient row-major (grad^T x) instead of as a transposed (pixels, 4H) product that
-        # must be gathered column by column into the weight's gradient, 5x slower here
+        # must be gathered column by column into the weight's gradient (measured slower)
         return torch.matmul(self.w_image, image_flat.mT).mT + self.bias
 
     def step(self, image_gates, latents, h, c):

@@ -15,7 +15,7 @@ several mathematically identical strategies and picks one by a rule derived from
 
 ``"grouped"``
     Fold the batch into channels, ``(1, B*C, H, W)``, and run one convolution with
-    ``groups=B`` (the trick of Ha et al. 2016 and of seed 000).
+    ``groups=B`` (the trick of Ha et al. 2016 and of the reactive query network).
 ``"grouped_channels_last"``
     The same grouped convolution in channels-last memory format. oneDNN's channels-last
     grouped kernels are much faster when each group has few channels (e.g. 1->6->6
@@ -28,8 +28,8 @@ several mathematically identical strategies and picks one by a rule derived from
 
 The ``"auto"`` rule: a plain convolution for ``B == 1``; ``"grouped_channels_last"`` when
 ``C_in * C_out <= 64`` and the output has at least ``12 * 12`` positions; ``"grouped"``
-otherwise. ``"unfold"`` only wins on tiny problems (a few examples of 8x8 maps), by
-less than 0.1 ms, and the loop never wins, so ``"auto"`` picks neither.
+otherwise. ``"unfold"`` only wins on tiny problems (a few examples of 8x8 maps), by a
+negligible margin, and the loop never wins, so ``"auto"`` picks neither.
 """
 
 import torch
@@ -109,8 +109,8 @@ def dynamic_linear(x, weight, bias=None, method="auto"):
 
     Implemented as one ``baddbmm`` with the weight untransposed (``W_b X_b^T``), which
     measured fastest at most shapes; for one input vector per example and small matrices
-    (``in * out <= 4096``, e.g. 64x64) a broadcast multiply-and-sum measured up to twice as
-    fast, so that case uses it (``examples/bench_dynamic_layers.py``).
+    (``in * out <= 4096``, e.g. 64x64) a broadcast multiply-and-sum measured faster, so
+    that case uses it (``examples/bench_dynamic_layers.py``).
     """
     _check_linear_arguments(x, weight, bias, method)
     B, out_features, in_features = weight.shape

@@ -465,7 +465,7 @@ class HyperLSTMCell(nn.Module):
     :param bool compile_steps: run the forward and hand-written backward of each chunk of
         5 steps through ``torch.compile`` (Inductor fuses each step's ~30 small elementwise
         and layer-norm kernels; compiled once per process, input shape and dtype, which
-        takes tens of seconds; see ``guides/hypernets.md`` for the speed-up).
+        delays the first step; see ``guides/hypernets.md`` for the speed-up).
     :param float hyper_recurrent_dropout: dropout probability on the hyper cell's candidate,
         also without memory loss (the reference cell's ``hyper_use_recurrent_dropout``,
         off by default as there).
@@ -570,7 +570,7 @@ class HyperLSTMCell(nn.Module):
         :math:`\|W^k_t - W^k_{t-1}\|_F = \|(d^k_{h,t} - d^k_{h,t-1}) \odot r^k\|_2` with
         :math:`r^k` the row norms of :math:`W^k_h`; :math:`d_{h,-1}` comes from the initial
         hyper state. This is the quantity of the "weight-changing activity" figures of
-        seed 003.
+        Ha et al. (2016).
 
         :param hyper_outputs: ``(T, B, N_h)`` from :meth:`scan`.
         :param initial_hyper_h: ``(B, N_h)``, the hyper ``h`` the scan started from.

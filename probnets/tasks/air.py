@@ -44,8 +44,8 @@ class AIRConfig(RunConfig):
 
     steps: int = retune("steps", 10000)
     batch_size: int = retune("batch_size", 64)
-    # The reference's lr 1e-4 and count prior k = 0.01 leave the count at chance for the first
-    # thousands of steps; lr 5e-4 and k = 1e-4 learn the count early (guides/air.md).
+    # The reference's lr 1e-4 and count prior k = 0.01 leave the count at chance for long;
+    # lr 5e-4 and k = 1e-4 learn the count early (guides/air.md).
     lr: float = retune("lr", 5e-4)
     estimator: str = setting("score", choices=ESTIMATORS,
                              help="gradient estimator for z_pres (default: score function with "
@@ -156,11 +156,12 @@ class AIRTask(Task):
             steps = [row["step"] for row in result.eval_history]
             curves({"held-out": (steps, [r["test_count_accuracy"] for r in result.eval_history]),
                     "train": (steps, [r["train_count_accuracy"] for r in result.eval_history])},
-                   os.path.join(config.out, "accuracy.png"), ylabel="count accuracy")
+                   os.path.join(config.out, "accuracy.png"),
+                   ylabel="count accuracy (fraction of images)")
         if result.history:
             steps = [row["step"] for row in result.history]
             curves({"train": (steps, [row["elbo_per_image"] for row in result.history])},
-                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image")
+                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image (nats)")
 
     def evaluate(self, config, device):
         air = load_trained(AIR, config.checkpoint, device)

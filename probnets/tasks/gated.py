@@ -1,6 +1,6 @@
 """``probnets train gated``: a neuron DAG whose edges are latent gates.
 
-``--problem toy`` is seed 002's task (inputs a..e, targets b+e, e−d, b+e+d, e−d−c; 5 + 16 + 4
+``--problem toy`` is the DNM toy (inputs a..e, targets b+e, e−d, b+e+d, e−d−c; 5 + 16 + 4
 = 25 neurons, 284 candidate edges); evaluation reports how many of the 10 true input→output
 dependencies are recovered, spurious ones, and whether input ``a`` is cut off.
 ``--problem mnist`` classifies digits with a neuron DAG and reports held-out accuracy against
@@ -17,7 +17,7 @@ import pyro.infer
 import torch
 
 from probnets.data import load_mnist
-from probnets.data.dag_toy import seed002_toy
+from probnets.data.dag_toy import dnm_toy
 from probnets.infer import standard_estimators
 from probnets.models.gated import BernoulliPrior, NeuronDAG
 from probnets.tasks.base import Task, TaskRun, model_record, register
@@ -91,8 +91,8 @@ class GatedTask(Task):
     def build(self, config, device):
         dtype = config.torch_dtype
         if config.problem == "toy":
-            toy = seed002_toy(config.num_train, seed=config.seed, dtype=dtype)
-            x, y, source = toy.x, toy.y, "seed002-toy"
+            toy = dnm_toy(config.num_train, seed=config.seed, dtype=dtype)
+            x, y, source = toy.x, toy.y, "dnm-toy"
             shape, likelihood = (5, config.hidden or 16, 4), "normal"
             test = None
         else:

@@ -109,8 +109,8 @@ class HyperLSTMConfig(RunConfig):
                                    "guide)")
     hyper_embedding_size: int = setting(4, check=positive_int, help="HyperLSTM only: N_z")
     compile_steps: bool = setting(
-        False, help="HyperLSTM only: fuse each step's kernels with torch.compile (tens of "
-                    "seconds of compiling first; see guides/hypernets.md)")
+        False, help="HyperLSTM only: fuse each step's kernels with torch.compile (compiles "
+                    "once before the first step; see guides/hypernets.md)")
     dropout: float = setting(0.0, check=dropout_rate,
                              help="dropout on the character embeddings and the recurrent output")
     recurrent_dropout: float = setting(
@@ -221,7 +221,7 @@ class _DigitClassifierTask(Task):
     def finish(self, run, result, config):
         print(f"{self.name}: {run.config}")
         _eval_curve(result, "test_accuracy", os.path.join(config.out, "test_accuracy.png"),
-                    "accuracy", f"{self.name}, held-out digits")
+                    "accuracy (fraction correct)", f"{self.name}, held-out digits")
 
 
 @dataclass(kw_only=True)

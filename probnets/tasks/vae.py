@@ -71,4 +71,4 @@ class VAETask(Task):
         if result.history:
             steps = [row["step"] for row in result.history]
             curves({"train": (steps, [row["elbo_per_image"] for row in result.history])},
-                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image")
+                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image (nats)")

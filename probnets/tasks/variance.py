@@ -82,7 +82,9 @@ def add_arguments(commands):
         sub.add_argument("--track-every", type=_POSITIVE_INT, default=100)
         sub.add_argument("--track-samples", type=_POSITIVE_INT, default=100)
         sub.add_argument("--lr", type=_POSITIVE, default=1e-3)
-        sub.add_argument("--temperature", type=_POSITIVE, default=0.5, help="for 'relaxed'")
+        sub.add_argument("--temperature", type=_POSITIVE, default=0.5,
+                         help="relaxation temperature of 'relaxed' and 'rebar-fixed'; "
+                              "initial temperature of 'rebar' and 'relax'")
         sub.add_argument("--particles", type=_POSITIVE_INT, default=2,
                          help="for 'loo' and 'vimco'")
         sub.add_argument("--seed", type=_NON_NEGATIVE_INT, default=0)

@@ -1,5 +1,5 @@
 """Figures the commands write: scenes with boxes, image grids and curves, gate heat maps,
-predictive bands, estimator-variance plots.
+predictive bands and reliability diagrams, estimator-variance plots, recurrent weight change.
 
 Every function saves a file (atomically, through :func:`save_figure`) or draws into the axes it
 is given. The names are re-exported here but imported on first use, so ``import probnets.viz``
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 # Each public name and the submodule that defines it.
 _SOURCES = {
     "STEP_COLOURS": "air",
+    "calibration_summary": "uncertainty",
     "confusion_figure": "air",
     "scenes_with_boxes": "air",
     "plot_accuracy_vs_connections": "gates",
@@ -24,10 +25,12 @@ _SOURCES = {
     "reliability_diagram": "uncertainty",
     "plot_log_variance": "variance",
     "plot_tracking": "variance",
+    "plot_weight_change": "recurrent",
 }
 
 __all__ = [
     "STEP_COLOURS",
+    "calibration_summary",
     "confusion_figure",
     "curves",
     "image_rows",
@@ -36,6 +39,7 @@ __all__ = [
     "plot_gate_trajectories",
     "plot_log_variance",
     "plot_tracking",
+    "plot_weight_change",
     "predictive_bands",
     "reliability_diagram",
     "save_figure",
@@ -50,7 +54,12 @@ if TYPE_CHECKING:
         plot_gate_trajectories,
     )
     from probnets.viz.images import curves, image_rows, save_figure
-    from probnets.viz.uncertainty import predictive_bands, reliability_diagram
+    from probnets.viz.recurrent import plot_weight_change
+    from probnets.viz.uncertainty import (
+        calibration_summary,
+        predictive_bands,
+        reliability_diagram,
+    )
     from probnets.viz.variance import plot_log_variance, plot_tracking
 
 

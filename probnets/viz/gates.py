@@ -1,5 +1,5 @@
 """
-Figures for gated connectivity: gate probabilities over training (seed 001's figure 3), the
+Figures for gated connectivity: gate probabilities over training, the
 posterior adjacency as a heat map, and accuracy against the fraction of active connections.
 
 Every function draws on a given ``ax`` (or a new figure) and returns the figure; nothing is
@@ -26,20 +26,24 @@ def plot_gate_trajectories(steps, gate_probs, true_mask=None, ax=None, title=Non
     :param steps: ``(T,)`` steps at which ``gate_probs`` were recorded.
     :param torch.Tensor gate_probs: ``(T, E)``.
     :param torch.Tensor true_mask: optional bool ``(E,)``: true edges drawn in colour, the rest
-        in grey.
+        in grey. Without it, the edges kept at the end (final probability above 0.5) are drawn
+        in colour and the pruned ones in grey, so hundreds of gates stay readable.
     """
-    fig, ax = _axes(ax, (6, 3.5))
+    fig, ax = _axes(ax, (7.8, 3.5))
     probs = torch.as_tensor(gate_probs).detach().cpu().double()
     steps = list(steps)
     if true_mask is None:
-        ax.plot(steps, probs.numpy(), lw=0.7, alpha=0.6)
+        highlight = probs[-1] > 0.5
+        labels = (f"kept edges, final p > 0.5 ({int(highlight.sum())})",
+                  f"pruned edges ({int((~highlight).sum())})")
     else:
-        true_mask = torch.as_tensor(true_mask).bool().cpu()
-        ax.plot(steps, probs[:, ~true_mask].numpy(), color="0.6", lw=0.5, alpha=0.5)
-        ax.plot(steps, probs[:, true_mask].numpy(), color="C3", lw=1.2)
-        ax.plot([], [], color="C3", label="true edges")
-        ax.plot([], [], color="0.6", label="other candidate edges")
-        ax.legend(loc="center right", fontsize=8)
+        highlight = torch.as_tensor(true_mask).bool().cpu()
+        labels = ("true edges", "other candidate edges")
+    ax.plot(steps, probs[:, ~highlight].numpy(), color="0.6", lw=0.5, alpha=0.5)
+    ax.plot(steps, probs[:, highlight].numpy(), color="C3", lw=1.2)
+    ax.plot([], [], color="C3", label=labels[0])
+    ax.plot([], [], color="0.6", label=labels[1])
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     ax.set_xlabel("training step")
     ax.set_ylabel("posterior inclusion probability")
     ax.set_ylim(-0.02, 1.02)

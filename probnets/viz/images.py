@@ -40,7 +40,7 @@ def image_rows(rows, path, titles=None, cell=1.1):
     return save_figure(fig, path)
 
 
-def curves(series, path, xlabel="step", ylabel="", title=""):
+def curves(series, path, xlabel="training step", ylabel="", title=""):
     """Plot ``{label: (xs, ys)}`` line series to ``path``."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, (xs, ys) in series.items():

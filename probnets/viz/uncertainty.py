@@ -43,31 +43,73 @@ def predictive_bands(x, mean, std, path, epistemic_std=None, x_train=None, y_tra
     return save_figure(fig, path)
 
 
-def reliability_diagram(curves, path, title=""):
-    """Accuracy against confidence per bin, one line per model, with the diagonal.
+def calibration_summary(bins):
+    """ECE, accuracy and occupancy recomputed from the bins of
+    :func:`probnets.models.bayes_hypernet.expected_calibration_error`, over the non-empty
+    bins only (an empty bin has NaN confidence and accuracy and weight zero).
 
-    :param dict curves: ``{label: (bins, ece)}`` with ``bins`` the dict returned by
-        :func:`probnets.models.bayes_hypernet.expected_calibration_error`.
+    :returns: dict with ``ece`` (``sum_b n_b / N |acc_b - conf_b|``), ``accuracy`` (overall),
+        ``total`` (``N``), ``non_empty`` (number of bins holding examples) and ``num_bins``.
     """
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, 1]})
+    count = _numpy(bins["count"])
+    keep = count > 0
+    total = float(count.sum())
+    if total <= 0:
+        raise ValueError("bins: expected at least one example in some bin, got none")
+    conf, acc, n = _numpy(bins["confidence"])[keep], _numpy(bins["accuracy"])[keep], count[keep]
+    return {"ece": float((n * abs(acc - conf)).sum() / total),
+            "accuracy": float((n * acc).sum() / total), "total": int(round(total)),
+            "non_empty": int(keep.sum()), "num_bins": len(count)}
+
+
+def reliability_diagram(curves, path, title=""):
+    """Accuracy against confidence per bin, one line per model, with the diagonal; below,
+    the number of examples in each bin (log scale), so a curve resting on a few crowded
+    bins is visible as such.
+
+    The legend gives each model's ECE recomputed from its bins over the non-empty bins
+    (:func:`calibration_summary`), its accuracy and how many bins hold examples: a model
+    whose predictions all fall in one bin (e.g. a collapsed, uniform predictor) has a small
+    ECE from that single bin, and the legend says so.
+
+    :param dict curves: ``{label: (bins, ece)}`` or ``{label: bins}``, with ``bins`` the dict
+        returned by :func:`probnets.models.bayes_hypernet.expected_calibration_error`; a
+        given ``ece`` is not drawn, the one computed from the bins is.
+    """
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1.4]})
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--", label="perfect calibration")
-    for index, (label, (bins, ece)) in enumerate(curves.items()):
+    for index, (label, entry) in enumerate(curves.items()):
+        bins = entry[0] if isinstance(entry, tuple) else entry
+        summary = calibration_summary(bins)
         count = _numpy(bins["count"])
         keep = count > 0
         conf, acc = _numpy(bins["confidence"])[keep], _numpy(bins["accuracy"])[keep]
-        ax.plot(conf, acc, marker="o", ms=3, color=f"C{index}", label=f"{label} (ECE {ece:.3f})")
-        edges = [(i + 0.5) / len(count) for i in range(len(count))]
-        hist.bar([e + 0.012 * (index - 1) for e in edges], count / count.sum(),
-                 width=0.9 / len(count) / max(len(curves), 1), color=f"C{index}", alpha=0.7)
-    ax.set_ylabel("accuracy")
+        occupied = (f"{summary['non_empty']} of {summary['num_bins']} bins"
+                    if summary["non_empty"] > 1 else "all in 1 bin")
+        ax.plot(conf, acc, marker="o", ms=3, color=f"C{index}",
+                label=f"{label}: ECE {summary['ece']:.3f}, acc {summary['accuracy']:.3f} "
+                      f"({occupied})")
+        num_bins = len(count)
+        width = 0.9 / num_bins / max(len(curves), 1)
+        centres = [(b + 0.5) / num_bins for b in range(num_bins)]
+        shift = (index - (len(curves) - 1) / 2) * width
+        hist.bar([c + shift for c in centres], count, width=width, color=f"C{index}",
+                 alpha=0.8)
+        if len(curves) <= 2:
+            for c, n in zip(centres, count):
+                if n > 0:
+                    hist.annotate(f"{int(n)}", (c + shift, n), ha="center", va="bottom",
+                                  fontsize=6, xytext=(0, 1), textcoords="offset points")
+    ax.set_ylabel("accuracy in the bin (fraction correct)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, fontsize=9)
     hist.set_xlabel("confidence (top-class probability)")
-    hist.set_ylabel("fraction")
+    hist.set_ylabel("examples per bin")
     hist.set_yscale("log")
+    hist.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_log_variance", "plot_tracking", "plot_variance_run"]
+__all__ = ["AXIS_LABELS", "axis_label", "plot_log_variance", "plot_tracking", "plot_variance_run"]
 
 
 def _save(fig, path):
@@ -32,43 +32,93 @@ def _save(fig, path):
         raise
 
 
-def _annotate_bar(ax, y, value, shown):
-    """Write ``value`` beside the bar at height ``y`` whose drawn length is ``shown`` (NaN
-    for an infinite value, which gets no bar and its label at zero)."""
-    outward = (shown or 0) >= 0
-    ax.annotate(
-        f"{value:.2f}",
-        (shown if shown == shown else 0.0, y),
-        xytext=(3 if outward else -3, 0),
-        textcoords="offset points",
-        ha="left" if outward else "right",
-        va="center",
-        fontsize=8,
-    )
+#: Axis labels (with units) of the tracked fields; other ``metric.*`` fields get their name in
+#: words.
+AXIS_LABELS = {
+    "log_variance": "ln(gradient variance), mean over parameters",
+    "snr": "gradient signal-to-noise ratio, mean over parameters",
+    "train_loss": "training loss (negative ELBO, nats)",
+    "metric.elbo_train": "train ELBO (nats per image)",
+    "metric.elbo_test": "test ELBO (nats per image)",
+    "metric.expected_loss": "exact expected loss E[(b - t)²]",
+    "metric.prob": "σ(θ), probability of b = 1",
+    "metric.count_accuracy": "count accuracy (fraction of images)",
+}
+
+
+# What a figure's title calls a tracked field, where its name in words would not do.
+_TITLES = {"log_variance": "gradient log-variance", "metric.prob": "σ(θ)",
+           "metric.expected_loss": "exact expected loss", "metric.elbo_test": "test ELBO",
+           "metric.elbo_train": "train ELBO"}
+
+
+def axis_label(key):
+    """The axis label of a tracked field: :data:`AXIS_LABELS` or the field's name in words."""
+    if key in AXIS_LABELS:
+        return AXIS_LABELS[key]
+    return key.replace("metric.", "", 1).replace("_", " ")
+
+
+def _bar_text(value):
+    if value == float("-inf"):
+        return "variance 0 (log = −∞)"
+    return f"{value:.2f}" if math.isfinite(value) else "n/a"
+
+
+def _bar_limits(values):
+    """``(left, low_limit, high_limit)``: where an exact-zero bar ends and the x-range."""
+    finite = [v for v in values if math.isfinite(v)]
+    low, high = min(finite + [0.0]), max(finite + [0.0])
+    span = high - low or 1.0
+    # the exact-zero bar runs to the left edge and is wide enough for its label
+    left = low - (0.45 if float("-inf") in values else 0.15) * span
+    return left, left - 0.15 * span, high + 0.15 * span
+
+
+def _draw_bar(ax, y, value, left):
+    """One estimator's bar at height ``y``: finite, exact zero (``-inf``) or NaN (no bar)."""
+    if value == float("-inf"):
+        ax.barh(y, left, color="white", edgecolor="tab:green", hatch="//")
+        ax.annotate(_bar_text(value), (left / 2, y), ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="tab:green"))
+        return
+    shown = value if math.isfinite(value) else 0.0
+    if math.isfinite(value):
+        ax.barh(y, value, color="tab:blue")
+    outward = shown >= 0
+    ax.annotate(_bar_text(value), (shown, y), xytext=(3 if outward else -3, 0),
+                textcoords="offset points", ha="left" if outward else "right", va="center",
+                fontsize=8)
 
 
 def plot_log_variance(report, path=None, title=None, ax=None):
     """Horizontal bars of each estimator's log-variance (natural log of the per-parameter
-    gradient variance averaged over parameters), lowest at the top, values annotated."""
+    gradient variance averaged over parameters), lowest at the top, values annotated.
+
+    An estimator whose samples all gave the same gradient (variance 0, log-variance ``-inf``;
+    e.g. DisARM on one Bernoulli at probability 1/2, where it is exact) has no finite bar: it
+    is drawn as a hatched bar to the left edge, on top, labelled ``variance 0 (log = −∞)``; a
+    NaN log-variance is labelled ``n/a``.
+    """
     names = list(report.estimators)
-    values = [report.estimators[n].log_variance for n in names]
-    finite = [v if math.isfinite(v) else float("nan") for v in values]
-    # barh draws index 0 at the bottom: sort by decreasing value so the lowest is on top.
-    order = sorted(range(len(names)), key=lambda i: -finite[i] if finite[i] == finite[i] else 0)
+    values = [float(report.estimators[n].log_variance) for n in names]
+    left, low_limit, high_limit = _bar_limits(values)
+    # barh draws index 0 at the bottom: sort by decreasing value so the lowest is on top
+    # (-inf, exact zero variance, the very top; NaN at the bottom).
+    order = sorted(range(len(names)),
+                   key=lambda i: float("-inf") if math.isnan(values[i]) else -values[i])
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.2))
     else:
         fig = ax.figure
-    ys = range(len(order))
-    ax.barh(list(ys), [finite[i] for i in order], color="tab:blue")
-    ax.set_yticks(list(ys))
+    for y, i in enumerate(order):
+        _draw_bar(ax, y, values[i], left)
+    ax.set_yticks(range(len(order)))
     ax.set_yticklabels([names[i] for i in order])
-    for y, i in zip(ys, order):
-        _annotate_bar(ax, y, values[i], finite[i])
     ax.axvline(0.0, color="black", linewidth=0.6)
-    ax.set_xlabel("log variance (natural log, per-parameter, averaged)")
+    ax.set_xlim(low_limit, high_limit)
+    ax.set_xlabel("ln(gradient variance), mean over parameters")
     ax.set_title(title or "Gradient-estimator variance")
-    ax.margins(x=0.15)
     if path is not None:
         _save(fig, path)
     return fig
@@ -76,20 +126,37 @@ def plot_log_variance(report, path=None, title=None, ax=None):
 
 def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
     """One line per estimator of ``key`` (a record field such as ``"log_variance"``,
-    ``"train_loss"`` or ``"metric.elbo_train"``) against the training step."""
+    ``"train_loss"`` or ``"metric.elbo_train"``) against the training step.
+
+    The legend sits outside the axes, so it hides no curve. Points where the log-variance is
+    ``-inf`` (every sample gave the same gradient: variance 0) are drawn as downward triangles
+    on the bottom edge.
+    """
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        fig, ax = plt.subplots(figsize=(7.6, 4.0))
     else:
         fig = ax.figure
-    for name, records in tracking.runs.items():
-        points = [(r["step"], r.get(key)) for r in records if r.get(key) is not None]
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, marker="o", markersize=3, label=name)
+    zero_steps = {}
+    for index, (name, records) in enumerate(tracking.runs.items()):
+        points = [(r["step"], float(r[key])) for r in records if r.get(key) is not None]
+        finite = [(s, v) for s, v in points if math.isfinite(v)]
+        style = dict(color=f"C{index % 10}", linestyle=("-", "--", ":")[index // 10 % 3])
+        if finite:
+            ax.plot(*zip(*finite), marker="o", markersize=3, label=name, **style)
+        else:
+            ax.plot([], [], marker="o", markersize=3, label=name, **style)
+        zeros = [s for s, v in points if v == float("-inf")]
+        if zeros:
+            zero_steps[name] = (zeros, style["color"])
+    for name, (steps, colour) in zero_steps.items():
+        ax.plot(steps, [0.0] * len(steps), linestyle="none", marker="v", markersize=7,
+                color=colour, clip_on=False, transform=ax.get_xaxis_transform())
+    if zero_steps:
+        ax.plot([], [], linestyle="none", marker="v", color="0.3", label="variance 0 (log = −∞)")
     ax.set_xlabel("training step")
-    ax.set_ylabel(key.replace("metric.", ""))
-    ax.set_title(title or key)
-    ax.legend(fontsize=8)
+    ax.set_ylabel(axis_label(key))
+    ax.set_title(title or axis_label(key))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     if path is not None:
         _save(fig, path)
@@ -106,15 +173,15 @@ def plot_variance_run(variance, tracking, out_dir):
     """
     problem = variance.meta.get("problem", "?")
     paths = [os.path.join(out_dir, "variance.png")]
-    plt.close(plot_log_variance(variance, path=paths[0],
-                                title=f"{problem}: log-variance at initial params"))
+    plt.close(plot_log_variance(
+        variance, path=paths[0], title=f"{problem}: gradient log-variance at initial parameters"))
     if tracking is None:
         return paths
     keys = ["log_variance"] + sorted(
         {k for recs in tracking.runs.values() for k in recs[-1] if k.startswith("metric.")})
     for key in keys:
         name = key.replace("metric.", "", 1)
-        what = "log-variance" if key == "log_variance" else name
+        what = _TITLES.get(key, name.replace("_", " "))
         paths.append(os.path.join(out_dir, f"tracking_{name}.png"))
         plt.close(plot_tracking(tracking, key, path=paths[-1],
                                 title=f"{problem}: {what} along training"))

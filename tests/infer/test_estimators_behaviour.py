@@ -5,6 +5,8 @@ masked sites contribute nothing, float64 end to end, NVIL's unscaled targets, th
 straight-through forward value, and the Trainer's view of ``cv.*`` params.
 """
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -20,6 +22,7 @@ from probnets.infer import (
     Relaxed_ELBO,
     ScoreFunction_ELBO,
     VIMCO_ELBO,
+    standard_estimators,
 )
 
 F64 = dict(dtype=torch.float64)
@@ -323,3 +326,28 @@ def test_relax_without_rebar_term_is_a_pure_surrogate():
     # zero-initialized output layer
     w = pyro.get_param_store()["cv.relax.surrogate.b$$$2.weight"].unconstrained()
     assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("temperature", [0.5, 0.2])
+def test_rebar_fixed_holds_the_requested_temperature(temperature):
+    # "rebar-fixed" is REBAR with eta = 1 and lambda held fixed at the table's temperature,
+    # "rebar" starts there and learns both.
+    fixed = standard_estimators(["rebar-fixed"], temperature=temperature)["rebar-fixed"]()
+    learned = standard_estimators(["rebar"], temperature=temperature)["rebar"]()
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), loss=fixed)
+    for _ in range(3):
+        svi.step()
+    store = pyro.get_param_store()
+    for site in ("b", "k"):
+        log_t = store[f"cv.rebar.log_temperature.{site}"].detach()
+        assert log_t.item() == pytest.approx(math.log(temperature), abs=1e-12), site
+        assert store[f"cv.rebar.eta.{'theta' if site == 'b' else 'phi'}"].item() == 1.0
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), loss=learned)
+    for _ in range(3):
+        svi.step()
+    # Adam's first steps move log(lambda) by about the learning rate from where it started.
+    moved = store["cv.rebar.log_temperature.b"].item() - math.log(temperature)
+    assert 0.01 < abs(moved) < 0.2

@@ -3,7 +3,8 @@ Stochastic gated connectivity: networks whose wiring is a latent variable.
 
 Every candidate connection carries a gate with a sparsity prior; the guide learns each gate's
 posterior inclusion probability. :class:`NeuronDAG` gates individual neuron-to-neuron edges
-(seed 002); :class:`LayerDAG` gates connections between layer blocks (seed 001).
+(the Dynamic Neural Manifold's wiring); :class:`LayerDAG` gates connections between layer
+blocks (a Keras ``Connection`` layer's graph of every earlier layer into every later one).
 """
 
 from probnets.models.gated.base import GatedNetwork, MaskedNetwork

@@ -14,9 +14,9 @@ RESIZE_MODES = ("pool", "interpolate")
 
 class LayerDAG(GatedNetwork):
     r"""
-    Layer blocks wired by latent gates (seed 001's "fully connected" layer graph, made
-    Bayesian): block :math:`L_k` reads every earlier output :math:`v_0 = x, v_1, \dots,
-    v_{k-1}`, each through a gate, and the network's output is the last block's output.
+    Layer blocks wired by latent gates (a Keras ``Connection`` layer's "fully connected" layer
+    graph, made Bayesian): block :math:`L_k` reads every earlier output :math:`v_0 = x, v_1,
+    \dots, v_{k-1}`, each through a gate, and the network's output is the last block's output.
 
     .. math::
 

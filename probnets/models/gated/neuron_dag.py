@@ -23,14 +23,14 @@ _ACTIVATION_ALIASES = {torch.nn.functional.relu: "relu", torch.nn.functional.tan
 
 class NeuronDAG(GatedNetwork):
     r"""
-    A neural network whose wiring between individual neurons is a latent DAG (seed 002, the
-    "dynamic neural manifold", made Bayesian): one gate per possible neuron-to-neuron edge.
+    A neural network whose wiring between individual neurons is a latent DAG (the Dynamic
+    Neural Manifold, made Bayesian): one gate per possible neuron-to-neuron edge.
 
     Nodes are ordered inputs (``I``), hidden (``H``), outputs (``O``),
     ``n = I + H + O``. An edge ``j -> i`` exists in the candidate set when ``j < i``, ``i`` is
     not an input and ``j`` is not an output: strictly lower-triangular, no input->input and
     no output->output edges, direct input->output edges allowed. That is
-    ``E = H I + H (H - 1) / 2 + O (I + H)`` gates (284 for seed 002's 5 + 16 + 4).
+    ``E = H I + H (H - 1) / 2 + O (I + H)`` gates (284 for the DNM toy's 5 + 16 + 4).
 
     Each node computes
 
@@ -50,10 +50,9 @@ class NeuronDAG(GatedNetwork):
     :math:`h \leftarrow \mathrm{act}(b + W_{xh}x + W_{hh}h)` ``depth`` times (no gather, but
     ``depth * H`` rows of work); ``"sequential"`` is the neuron-at-a-time reference.
     All return the same values. ``"auto"`` (default) takes ``"dense"`` up to
-    ``AUTO_DENSE_MAX_HIDDEN`` hidden neurons and ``"levels"`` above: measured forward+backward
-    time relative to ``"sequential"`` (``examples/gated_eval_methods.py``, batch 100) was
-    levels 0.9-1.1 / dense 0.6-0.7 at 5+16+4 neurons, and levels 0.47 / dense 0.54 (10% of
-    gates on) or 1.10 / 1.68 (all on) at 784+128+10.
+    ``AUTO_DENSE_MAX_HIDDEN`` hidden neurons and ``"levels"`` above, the faster of the two
+    in forward+backward time at each size (``examples/gated_eval_methods.py``; the
+    measurements are in ``guides/gated.md``).
 
     ``edge_probs()`` is the ``(n, n)`` matrix with entry ``[i, j]`` the posterior inclusion
     probability of edge ``j -> i`` (zero outside the candidate set).

@@ -2,7 +2,7 @@
 Graph bookkeeping for gated DAGs: which edges may exist, in which order nodes can be
 evaluated, which nodes reach which, and how an inferred wiring compares with a true one.
 
-Adjacency convention (seed 002's lower-triangular matrix): ``adj[i, j]`` is the edge from node
+Adjacency convention (the DNM's lower-triangular matrix): ``adj[i, j]`` is the edge from node
 ``j`` into node ``i``; nodes are ordered so that every edge goes from a lower to a higher index.
 """
 
