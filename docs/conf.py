@@ -70,6 +70,7 @@ def join_reference_lines(app, what, name, obj, options, lines):
 def setup(app):
     app.connect("autodoc-process-docstring", join_reference_lines)
 
+
 # Parameter names such as ``x``, ``lr`` or ``model`` in field lists resolve to every attribute of
 # that name across the package (dataclass fields, namedtuple fields); Sphinx then warns that the
 # reference is ambiguous. They are parameter names, not references, so those warnings are off.

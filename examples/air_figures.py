@@ -37,30 +37,46 @@ def main(argv=None):
     sample = images[:10]
     inferred = air.infer(sample)
     path = os.path.join(args.out, f"{args.prefix}reconstructions.png")
-    scenes_with_boxes([sample, air.reconstruct(sample, inferred)], inferred.z_pres,
-                      inferred.boxes, path,
-                      titles=["held-out data (boxes: red step 1, green 2, blue 3)",
-                              "reconstruction"])
+    scenes_with_boxes(
+        [sample, air.reconstruct(sample, inferred)],
+        inferred.z_pres,
+        inferred.boxes,
+        path,
+        titles=["held-out data (boxes: red step 1, green 2, blue 3)", "reconstruction"],
+    )
     accuracy, confusion = evaluate_counts(air, images, test.counts)
-    confusion_figure(confusion, os.path.join(args.out, f"{args.prefix}confusion.png"),
-                     title=f"held-out count confusion (accuracy {accuracy:.3f})")
+    confusion_figure(
+        confusion,
+        os.path.join(args.out, f"{args.prefix}confusion.png"),
+        title=f"held-out count confusion (accuracy {accuracy:.3f})",
+    )
     eval_csv = os.path.join(args.run, "eval.csv")
     if os.path.exists(eval_csv):
         with open(eval_csv) as f:
             rows = list(csv.DictReader(f))
         steps = [int(r["step"]) for r in rows]
-        curves({"held-out": (steps, [float(r["test_count_accuracy"]) for r in rows]),
-                "train": (steps, [float(r["train_count_accuracy"]) for r in rows])},
-               os.path.join(args.out, f"{args.prefix}accuracy.png"), ylabel="count accuracy")
+        curves(
+            {
+                "held-out": (steps, [float(r["test_count_accuracy"]) for r in rows]),
+                "train": (steps, [float(r["train_count_accuracy"]) for r in rows]),
+            },
+            os.path.join(args.out, f"{args.prefix}accuracy.png"),
+            ylabel="count accuracy",
+        )
     metrics_csv = os.path.join(args.run, "metrics.csv")
     if os.path.exists(metrics_csv):
         with open(metrics_csv) as f:
             rows = list(csv.DictReader(f))
-        curves({"train": ([int(r["step"]) for r in rows],
-                          [float(r["elbo_per_image"]) for r in rows])},
-               os.path.join(args.out, f"{args.prefix}elbo.png"), ylabel="ELBO per image")
-    print(json.dumps({"count_accuracy": accuracy, "num_images": len(images),
-                      "confusion": confusion.tolist()}))
+        curves(
+            {"train": ([int(r["step"]) for r in rows], [float(r["elbo_per_image"]) for r in rows])},
+            os.path.join(args.out, f"{args.prefix}elbo.png"),
+            ylabel="ELBO per image",
+        )
+    print(
+        json.dumps(
+            {"count_accuracy": accuracy, "num_images": len(images), "confusion": confusion.tolist()}
+        )
+    )
     return 0
 
 

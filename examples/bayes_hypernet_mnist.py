@@ -103,8 +103,16 @@ def train_hypernet(name, kwargs, x, y, args):
     # "default" trains with fit's own learning-rate decay; the others with --lr-decay (1, a
     # constant rate, is what every table of guides/bayes_hypernet.md was measured with).
     decay = {} if name == "default" else {"lr_decay": args.lr_decay}
-    model.fit(x, y, num_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-              seed=args.seed, progress=args.progress, **decay)
+    model.fit(
+        x,
+        y,
+        num_steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        progress=args.progress,
+        **decay,
+    )
     return model.predict, time.perf_counter() - start
 
 
@@ -113,28 +121,36 @@ def train_dropout(x, y, args):
     net = DropoutMLP((784, args.width, 10))
     net.train()
     start = time.perf_counter()
-    Trainer(LossObjective(lambda xb, yb: nn.functional.cross_entropy(net(xb), yb), net),
-            BatchSampler(x, y, batch_size=args.batch_size, seed=args.seed),
-            TrainConfig(steps=args.steps, lr=args.lr_dropout, progress=args.progress)).run()
+    Trainer(
+        LossObjective(lambda xb, yb: nn.functional.cross_entropy(net(xb), yb), net),
+        BatchSampler(x, y, batch_size=args.batch_size, seed=args.seed),
+        TrainConfig(steps=args.steps, lr=args.lr_dropout, progress=args.progress),
+    ).run()
     return net.predict, time.perf_counter() - start
 
 
 MODELS = {
     "det-hypernet": dict(parameterization="layer", generator="linear", guide="delta"),
-    "bayes-hypernet/mean_field": dict(parameterization="layer", generator="linear",
-                                      guide="mean_field"),
-    "bayes-hypernet/full_rank": dict(parameterization="layer", generator="linear",
-                                     guide="full_rank"),
+    "bayes-hypernet/mean_field": dict(
+        parameterization="layer", generator="linear", guide="mean_field"
+    ),
+    "bayes-hypernet/full_rank": dict(
+        parameterization="layer", generator="linear", guide="full_rank"
+    ),
     "bayes-hypernet/flow": dict(parameterization="layer", generator="linear", guide="flow"),
     "bayes-hypernet/unit": dict(parameterization="unit", guide="mean_field", embedding_dim=2),
-    "bayes-hypernet/unit-tanh": dict(parameterization="unit", guide="mean_field",
-                                     embedding_dim=2, activation="tanh"),
-    "bayes-hypernet/subspace": dict(parameterization="layer", generator="subspace",
-                                    guide="mean_field"),
-    "bayes-hypernet/input_unit": dict(parameterization="input_unit", guide="mean_field",
-                                      embedding_dim=32, kl_weight=0.1),
-    "bnn/mean_field": dict(parameterization="layer", generator="identity", guide="mean_field",
-                           embedding_dim=None),
+    "bayes-hypernet/unit-tanh": dict(
+        parameterization="unit", guide="mean_field", embedding_dim=2, activation="tanh"
+    ),
+    "bayes-hypernet/subspace": dict(
+        parameterization="layer", generator="subspace", guide="mean_field"
+    ),
+    "bayes-hypernet/input_unit": dict(
+        parameterization="input_unit", guide="mean_field", embedding_dim=32, kl_weight=0.1
+    ),
+    "bnn/mean_field": dict(
+        parameterization="layer", generator="identity", guide="mean_field", embedding_dim=None
+    ),
     "mc-dropout": None,
     # BayesianHypernet([784, width, 10], task="classification") with every other argument at
     # its default (the target's ReLU included).
@@ -144,21 +160,32 @@ MODELS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        default=[m for m in MODELS
-                                 if m not in ("bayes-hypernet/unit-tanh", "default")])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(MODELS),
+        default=[m for m in MODELS if m not in ("bayes-hypernet/unit-tanh", "default")],
+    )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam lr of the hypernetworks")
     parser.add_argument("--lr-dropout", type=float, default=1e-3, help="Adam lr of MC dropout")
-    parser.add_argument("--lr-decay", type=float, default=1.0,
-                        help="final/initial learning rate of the hypernetworks' cosine decay "
-                             "(1: constant; `default` always uses BayesianHypernet.fit's own)")
+    parser.add_argument(
+        "--lr-decay",
+        type=float,
+        default=1.0,
+        help="final/initial learning rate of the hypernetworks' cosine decay "
+        "(1: constant; `default` always uses BayesianHypernet.fit's own)",
+    )
     parser.add_argument("--width", type=int, default=100, help="hidden width of the target")
     parser.add_argument("--embedding-dim", type=int, default=8, help="layer embedding size")
-    parser.add_argument("--prior-scale", type=float, default=1.0,
-                        help="prior standard deviation of the embeddings (of each weight, for "
-                             "bnn/mean_field and bayes-hypernet/subspace)")
+    parser.add_argument(
+        "--prior-scale",
+        type=float,
+        default=1.0,
+        help="prior standard deviation of the embeddings (of each weight, for "
+        "bnn/mean_field and bayes-hypernet/subspace)",
+    )
     parser.add_argument("--num-samples", type=int, default=50, help="posterior samples")
     parser.add_argument("--num-train", type=int, default=60000)
     parser.add_argument("--num-test", type=int, default=1000)
@@ -173,8 +200,10 @@ def main(argv=None):
         x, y, source = mnist_arrays("train", args.num_train, torch.float32, "cpu")
         test_x, test_y, _ = mnist_arrays("test", args.num_test, torch.float32, "cpu")
     ood = out_of_distribution(test_x, args.seed)
-    print(f"data: {source}, {len(x)} train / {len(test_x)} test digits; {args.steps} steps of "
-          f"batch {args.batch_size}; {args.num_samples} posterior samples")
+    print(
+        f"data: {source}, {len(x)} train / {len(test_x)} test digits; {args.steps} steps of "
+        f"batch {args.batch_size}; {args.num_samples} posterior samples"
+    )
     results, curves = {}, {}
     for name in args.models:
         if MODELS[name] is None:
@@ -192,17 +221,23 @@ def main(argv=None):
         print(f"  trained {name} in {seconds:.0f} s", flush=True)
 
     reference = results.get("det-hypernet", {}).get("train_seconds")
-    header = (f"{'model':28s} {'acc':>6s} {'nll':>6s} {'ece':>6s} {'noise:H':>8s} {'noise:MI':>8s}"
-              f" {'scr:H':>6s} {'scr:MI':>6s} {'time/det':>8s}")
+    header = (
+        f"{'model':28s} {'acc':>6s} {'nll':>6s} {'ece':>6s} {'noise:H':>8s} {'noise:MI':>8s}"
+        f" {'scr:H':>6s} {'scr:MI':>6s} {'time/det':>8s}"
+    )
     print(header)
     for name, row in results.items():
         ratio = row["train_seconds"] / reference if reference else float("nan")
-        print(f"{name:28s} {100 * row['accuracy']:6.2f} {row['nll']:6.3f} {row['ece']:6.3f} "
-              f"{row['auroc_noise_entropy']:8.3f} {row['auroc_noise_mi']:8.3f} "
-              f"{row['auroc_scrambled_entropy']:6.3f} {row['auroc_scrambled_mi']:6.3f} "
-              f"{ratio:8.2f}")
-    print("time/det: training time relative to det-hypernet in this run (the CPU is shared, so "
-          "absolute times are noisy)")
+        print(
+            f"{name:28s} {100 * row['accuracy']:6.2f} {row['nll']:6.3f} {row['ece']:6.3f} "
+            f"{row['auroc_noise_entropy']:8.3f} {row['auroc_noise_mi']:8.3f} "
+            f"{row['auroc_scrambled_entropy']:6.3f} {row['auroc_scrambled_mi']:6.3f} "
+            f"{ratio:8.2f}"
+        )
+    print(
+        "time/det: training time relative to det-hypernet in this run (the CPU is shared, so "
+        "absolute times are noisy)"
+    )
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

@@ -43,8 +43,13 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a constructor argument, e.g. --set generator='\"linear\"'")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a constructor argument, e.g. --set generator='\"linear\"'",
+    )
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args(argv)
     overrides = {}
@@ -52,18 +57,24 @@ def main(argv=None):
         name, _, value = item.partition("=")
         overrides[name] = ast.literal_eval(value)
     rows = []
-    print(f"BayesianHypernet([1, {args.width}, {args.width}, 1], task='regression'"
-          + "".join(f", {k}={v!r}" for k, v in overrides.items())
-          + f").fit(x, y, num_steps={args.steps})")
-    print(f"{'seed':>4s} {'rmse':>6s} {'epistemic data/gap/outside':>28s} {'gap ×':>6s} "
-          f"{'out ×':>6s} {'s':>5s}")
+    print(
+        f"BayesianHypernet([1, {args.width}, {args.width}, 1], task='regression'"
+        + "".join(f", {k}={v!r}" for k, v in overrides.items())
+        + f").fit(x, y, num_steps={args.steps})"
+    )
+    print(
+        f"{'seed':>4s} {'rmse':>6s} {'epistemic data/gap/outside':>28s} {'gap ×':>6s} "
+        f"{'out ×':>6s} {'s':>5s}"
+    )
     for seed in args.seeds:
         row = run(seed, (1, args.width, args.width, 1), args.steps, **overrides)
         rows.append(row)
-        print(f"{seed:4d} {row['rmse_data']:6.3f} {row['epistemic_data']:8.3f} / "
-              f"{row['epistemic_gap']:6.3f} / {row['epistemic_outside']:6.3f} "
-              f"{row['std_ratio_gap']:6.2f} {row['std_ratio_outside']:6.2f} {row['seconds']:5.0f}",
-              flush=True)
+        print(
+            f"{seed:4d} {row['rmse_data']:6.3f} {row['epistemic_data']:8.3f} / "
+            f"{row['epistemic_gap']:6.3f} / {row['epistemic_outside']:6.3f} "
+            f"{row['std_ratio_gap']:6.2f} {row['std_ratio_outside']:6.2f} {row['seconds']:5.0f}",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"overrides": overrides, "steps": args.steps, "rows": rows}, f, indent=2)

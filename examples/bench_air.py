@@ -58,11 +58,18 @@ class ReferenceRecurrence:
         return self.cell(torch.cat([image, latents], dim=-1), (h, c))
 
 
-CONFIGS = ("probnets", "probnets-provenance", "probnets+tracegraph",
-           "reference-recurrence+tracegraph", "floor-trace-elbo")
-ELBOS = {"probnets": lambda: ScoreFunction_ELBO(cache_dependencies=True),
-         "probnets-provenance": ScoreFunction_ELBO,
-         "floor-trace-elbo": pyro.infer.Trace_ELBO}
+CONFIGS = (
+    "probnets",
+    "probnets-provenance",
+    "probnets+tracegraph",
+    "reference-recurrence+tracegraph",
+    "floor-trace-elbo",
+)
+ELBOS = {
+    "probnets": lambda: ScoreFunction_ELBO(cache_dependencies=True),
+    "probnets-provenance": ScoreFunction_ELBO,
+    "floor-trace-elbo": pyro.infer.Trace_ELBO,
+}
 
 
 def peak_rss_mb():
@@ -120,11 +127,12 @@ def time_configs(names, steps, warmup, batch_size):
 
 
 def child_peak_memory(name, batch_size, threads):
-    code = (f"import sys; sys.argv=['bench_air.py', '--memory-child', {name!r}, "
-            f"'--batch-size', '{batch_size}', '--threads', '{threads}']; "
-            f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        f"import sys; sys.argv=['bench_air.py', '--memory-child', {name!r}, "
+        f"'--batch-size', '{batch_size}', '--threads', '{threads}']; "
+        f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
@@ -136,8 +144,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
-    parser.add_argument("--profile", action="store_true",
-                        help="print the top cProfile entries of the probnets step")
+    parser.add_argument(
+        "--profile", action="store_true", help="print the top cProfile entries of the probnets step"
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -155,23 +164,32 @@ def main(argv=None):
     reference = medians.get("reference-recurrence+tracegraph")
     rows = []
     for name in args.configs:
-        row = {"config": name, "median_s_per_step": medians[name],
-               "min_s_per_step": min(times[name]), "steps": len(times[name])}
+        row = {
+            "config": name,
+            "median_s_per_step": medians[name],
+            "min_s_per_step": min(times[name]),
+            "steps": len(times[name]),
+        }
         if reference:
             row["ratio_to_reference"] = medians[name] / reference
         if not args.no_memory:
             row["peak_rss_mb"] = child_peak_memory(name, args.batch_size, args.threads)
         rows.append(row)
 
-    print(f"AIR step, batch {args.batch_size}, LSTM 256, window 28, 3 steps, "
-          f"{args.threads} thread(s); interleaved, shared CPU: compare ratios, not seconds")
-    header = (f"{'config':34s} {'median s/step':>13s} {'min s/step':>10s} {'ratio':>7s} "
-              f"{'peak MB':>8s}")
+    print(
+        f"AIR step, batch {args.batch_size}, LSTM 256, window 28, 3 steps, "
+        f"{args.threads} thread(s); interleaved, shared CPU: compare ratios, not seconds"
+    )
+    header = (
+        f"{'config':34s} {'median s/step':>13s} {'min s/step':>10s} {'ratio':>7s} {'peak MB':>8s}"
+    )
     print(header)
     for row in rows:
-        print(f"{row['config']:34s} {row['median_s_per_step']:13.3f} {row['min_s_per_step']:10.3f} "
-              f"{row.get('ratio_to_reference', float('nan')):7.2f} "
-              f"{row.get('peak_rss_mb', float('nan')):8.0f}")
+        print(
+            f"{row['config']:34s} {row['median_s_per_step']:13.3f} {row['min_s_per_step']:10.3f} "
+            f"{row.get('ratio_to_reference', float('nan')):7.2f} "
+            f"{row.get('peak_rss_mb', float('nan')):8.0f}"
+        )
     if args.profile:
         import cProfile
         import pstats
@@ -186,8 +204,9 @@ def main(argv=None):
         pstats.Stats(profile).sort_stats("tottime").print_stats(15)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"batch_size": args.batch_size, "threads": args.threads, "rows": rows},
-                      f, indent=2)
+            json.dump(
+                {"batch_size": args.batch_size, "threads": args.threads, "rows": rows}, f, indent=2
+            )
     return 0
 
 

@@ -30,9 +30,11 @@ def train(rank, batch_size, steps, threads, result_path):
     vae = VAE(28, latent_dim=16, hidden_dim=256)
     if rank >= 0:
         pyro.set_rng_seed(1 + rank)
-    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
-                      BatchSampler(images, batch_size=batch_size, seed=0),
-                      TrainConfig(steps=steps + 1, lr=1e-3, progress=False))
+    trainer = Trainer(
+        SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(images, batch_size=batch_size, seed=0),
+        TrainConfig(steps=steps + 1, lr=1e-3, progress=False),
+    )
     trainer.train_step(next(trainer.data))  # warm-up: allocations, first registration
     start = time.perf_counter()
     trainer.run()  # the remaining `steps` steps
@@ -61,15 +63,25 @@ def main():
         config = f"{args.ranks} ranks x {per_rank_threads} thread(s)"
         timings[config] = json.load(open(path))["seconds"]
     single = next(iter(timings.values()))
-    rows = [{"config": name, "seconds": seconds,
-             "examples_per_second": args.steps * args.batch_size / seconds,
-             "speedup_vs_1": single / seconds} for name, seconds in timings.items()]
-    print(f"VAE 784-256-16, global batch {args.batch_size}, {args.steps} steps, "
-          f"{args.threads} threads in all (ratios measured in this run)")
+    rows = [
+        {
+            "config": name,
+            "seconds": seconds,
+            "examples_per_second": args.steps * args.batch_size / seconds,
+            "speedup_vs_1": single / seconds,
+        }
+        for name, seconds in timings.items()
+    ]
+    print(
+        f"VAE 784-256-16, global batch {args.batch_size}, {args.steps} steps, "
+        f"{args.threads} threads in all (ratios measured in this run)"
+    )
     print(f"{'config':<28}{'seconds':>10}{'examples/s':>14}{'speed-up':>10}")
     for row in rows:
-        print(f"{row['config']:<28}{row['seconds']:>10.2f}{row['examples_per_second']:>14.0f}"
-              f"{row['speedup_vs_1']:>10.2f}")
+        print(
+            f"{row['config']:<28}{row['seconds']:>10.2f}{row['examples_per_second']:>14.0f}"
+            f"{row['speedup_vs_1']:>10.2f}"
+        )
     with open(args.out, "w") as f:
         json.dump({"args": vars(args), "rows": rows}, f, indent=2)
 

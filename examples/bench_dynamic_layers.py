@@ -71,10 +71,12 @@ def bench_conv(batch, channels, size, repeats, budget):
     fns = {"static": run(lambda h, w, p: F.conv2d(h, w, padding=p), static_w)}
     for method in DYNAMIC_CONV2D_METHODS:
         fns[method] = run(
-            lambda h, w, p, m=method: dynamic_conv2d(h, w, padding=p, method=m), dyn_w)
+            lambda h, w, p, m=method: dynamic_conv2d(h, w, padding=p, method=m), dyn_w
+        )
     med = time_interleaved(fns, repeats, budget)
-    chosen = [choose_conv2d_method(batch, i, o, size, size)
-              for i, o in zip(channels[:-1], channels[1:])]
+    chosen = [
+        choose_conv2d_method(batch, i, o, size, size) for i, o in zip(channels[:-1], channels[1:])
+    ]
     return med, chosen
 
 
@@ -93,8 +95,9 @@ def bench_linear(batch, rows, in_f, out_f, repeats, budget):
 
 def print_table(title, rows, methods):
     print(f"\n{title}")
-    print("fwd+bwd median ms; [x static, x loop] measured in the same run "
-          "(shared CPU: trust ratios)")
+    print(
+        "fwd+bwd median ms; [x static, x loop] measured in the same run (shared CPU: trust ratios)"
+    )
     head = f"{'shape':34s}" + "".join(f"{m:>26s}" for m in methods)
     print(head)
     for row in rows:
@@ -111,9 +114,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a few shapes, few repeats")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--budget", type=float, default=3.0, help="seconds per shape")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: with other jobs on the cores, OpenMP's "
-                             "multi-thread barriers make timings several times slower and erratic)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: with other jobs on the cores, OpenMP's "
+        "multi-thread barriers make timings several times slower and erratic)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -142,8 +149,14 @@ def main():
         med, chosen = bench_conv(batch, channels, size, args.repeats, args.budget)
         shape = f"B={batch} C={'-'.join(map(str, channels))} {size}x{size}"
         conv_rows.append(
-            {"shape": shape, "batch": batch, "channels": channels, "size": size,
-             "auto_choice": chosen, "ms": {k: 1e3 * v for k, v in med.items()}}
+            {
+                "shape": shape,
+                "batch": batch,
+                "channels": channels,
+                "size": size,
+                "auto_choice": chosen,
+                "ms": {k: 1e3 * v for k, v in med.items()},
+            }
         )
         print(shape, " ".join(f"{k}={1e3 * v:.2f}" for k, v in med.items()), chosen, flush=True)
     lin_rows = []
@@ -151,30 +164,44 @@ def main():
         med = bench_linear(batch, rows, in_f, out_f, args.repeats, args.budget)
         shape = f"B={batch} N={rows} {in_f}->{out_f}"
         lin_rows.append(
-            {"shape": shape, "batch": batch, "rows": rows, "in": in_f, "out": out_f,
-             "ms": {k: 1e3 * v for k, v in med.items()}}
+            {
+                "shape": shape,
+                "batch": batch,
+                "rows": rows,
+                "in": in_f,
+                "out": out_f,
+                "ms": {k: 1e3 * v for k, v in med.items()},
+            }
         )
         print(shape, " ".join(f"{k}={1e3 * v:.3f}" for k, v in med.items()), flush=True)
 
-    print_table("dynamic_conv2d (3x3, padding 1, ReLU between layers)", conv_rows,
-                ("static",) + DYNAMIC_CONV2D_METHODS)
+    print_table(
+        "dynamic_conv2d (3x3, padding 1, ReLU between layers)",
+        conv_rows,
+        ("static",) + DYNAMIC_CONV2D_METHODS,
+    )
     print_table("dynamic_linear", lin_rows, ("static",) + DYNAMIC_LINEAR_METHODS)
 
     def summary(rows, methods):
-        auto_vs_best = [r["ms"]["auto"] / min(r["ms"][m] for m in methods if m != "auto")
-                        for r in rows]
+        auto_vs_best = [
+            r["ms"]["auto"] / min(r["ms"][m] for m in methods if m != "auto") for r in rows
+        ]
         return {
             "auto_over_best_dynamic_max": max(auto_vs_best),
             "auto_over_best_dynamic_median": statistics.median(auto_vs_best),
             "auto_over_loop_max": max(r["ms"]["auto"] / r["ms"]["loop"] for r in rows),
             "auto_over_static_median": statistics.median(
-                r["ms"]["auto"] / r["ms"]["static"] for r in rows),
+                r["ms"]["auto"] / r["ms"]["static"] for r in rows
+            ),
         }
 
     result = {
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.machine(), "processor": platform.processor(),
-        "conv": conv_rows, "linear": lin_rows,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "conv": conv_rows,
+        "linear": lin_rows,
         "conv_summary": summary(conv_rows, DYNAMIC_CONV2D_METHODS),
         "linear_summary": summary(lin_rows, DYNAMIC_LINEAR_METHODS),
     }

@@ -76,8 +76,13 @@ def build_models(args):
                 name += " (default)"
             if compiled:
                 name += ", compiled steps"
-            models[name] = HyperLSTM(args.input, args.hidden, hyper_size=width,
-                                     hyper_embedding_size=embedding, compile_steps=compiled)
+            models[name] = HyperLSTM(
+                args.input,
+                args.hidden,
+                hyper_size=width,
+                hyper_embedding_size=embedding,
+                compile_steps=compiled,
+            )
     return models
 
 
@@ -101,33 +106,51 @@ def time_round_robin(models, x, repeats):
 def _ratios(times, clock):
     """Per model: its times on ``clock`` (0 wall, 1 CPU) in seconds, and the sorted ratios
     to nn.LSTM's time in the same round."""
-    return {name: ([t[clock] for t in ts],
-                   sorted(t[clock] / ref[clock] for t, ref in zip(ts, times["nn.LSTM"])))
-            for name, ts in times.items()}
+    return {
+        name: (
+            [t[clock] for t in ts],
+            sorted(t[clock] / ref[clock] for t, ref in zip(ts, times["nn.LSTM"])),
+        )
+        for name, ts in times.items()
+    }
 
 
 def report(models, warmup, times, args):
     """Print the table; returns its rows. Ratios are taken per round, against nn.LSTM's time
     in the same round, on each clock."""
     clocks = {"wall": _ratios(times, 0), "cpu": _ratios(times, 1)}
-    print(f"T={args.steps} B={args.batch} H={args.hidden} input={args.input} "
-          f"threads={torch.get_num_threads()} repeats={args.repeats}")
-    print("fwd+bwd per sequence batch; ratio to nn.LSTM in the same round: median "
-          "[lowest, highest] over the repeats, on wall and on CPU time (shared CPU: trust "
-          "ratios)")
-    print(f"{'model':40s}{'params':>9s}{'wall ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}"
-          f"{'cpu ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}{'first call s':>14s}")
+    print(
+        f"T={args.steps} B={args.batch} H={args.hidden} input={args.input} "
+        f"threads={torch.get_num_threads()} repeats={args.repeats}"
+    )
+    print(
+        "fwd+bwd per sequence batch; ratio to nn.LSTM in the same round: median "
+        "[lowest, highest] over the repeats, on wall and on CPU time (shared CPU: trust "
+        "ratios)"
+    )
+    print(
+        f"{'model':40s}{'params':>9s}{'wall ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}"
+        f"{'cpu ms':>9s}{'x nn.LSTM':>11s}{'spread':>15s}{'first call s':>14s}"
+    )
     rows = []
     for name, model in models.items():
-        row = {"model": name, "params": sum(p.numel() for p in model.parameters()),
-               "first_call_s": warmup[name]}
+        row = {
+            "model": name,
+            "params": sum(p.numel() for p in model.parameters()),
+            "first_call_s": warmup[name],
+        }
         line = f"{name:40s}{row['params']:9d}"
         for clock, table in clocks.items():
             seconds, ratios = table[name]
             prefix = "" if clock == "wall" else "cpu_"
-            row.update({f"{prefix}ms": 1e3 * statistics.median(seconds),
-                        f"{prefix}ratio": statistics.median(ratios),
-                        f"{prefix}ratio_low": ratios[0], f"{prefix}ratio_high": ratios[-1]})
+            row.update(
+                {
+                    f"{prefix}ms": 1e3 * statistics.median(seconds),
+                    f"{prefix}ratio": statistics.median(ratios),
+                    f"{prefix}ratio_low": ratios[0],
+                    f"{prefix}ratio_high": ratios[-1],
+                }
+            )
             spread = f"[{ratios[0]:.2f}, {ratios[-1]:.2f}]"
             line += f"{row[prefix + 'ms']:9.1f}{row[prefix + 'ratio']:11.2f}{spread:>15s}"
         print(f"{line}{warmup[name]:14.2f}")
@@ -141,16 +164,27 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--input", type=int, default=256)
-    parser.add_argument("--hyper", type=hyper_sizes, nargs="*", default=[(128, 16)],
-                        metavar="N_h/N_z", help="hyper cell width / embedding size, one "
-                        "HyperLSTM per pair besides the default one (default: 128/16)")
-    parser.add_argument("--compiled", action="store_true",
-                        help="also time each HyperLSTM with compile_steps=True")
+    parser.add_argument(
+        "--hyper",
+        type=hyper_sizes,
+        nargs="*",
+        default=[(128, 16)],
+        metavar="N_h/N_z",
+        help="hyper cell width / embedding size, one "
+        "HyperLSTM per pair besides the default one (default: 128/16)",
+    )
+    parser.add_argument(
+        "--compiled", action="store_true", help="also time each HyperLSTM with compile_steps=True"
+    )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: with other jobs on the cores, OpenMP's "
-                             "multi-thread barriers make timings several times slower and erratic)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: with other jobs on the cores, OpenMP's "
+        "multi-thread barriers make timings several times slower and erratic)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

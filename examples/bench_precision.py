@@ -30,9 +30,11 @@ def vae_trainer(precision, device, batch_size):
     generator = torch.Generator().manual_seed(0)
     images = torch.bernoulli(torch.rand(4096, 28, 28, generator=generator)).to(device)
     vae = VAE(28, latent_dim=16, hidden_dim=256).to(device)
-    return Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
-                   BatchSampler(images, batch_size=batch_size, seed=0),
-                   TrainConfig(steps=0, lr=1e-3, precision=precision, progress=False))
+    return Trainer(
+        SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(images, batch_size=batch_size, seed=0),
+        TrainConfig(steps=0, lr=1e-3, precision=precision, progress=False),
+    )
 
 
 def main():
@@ -69,25 +71,43 @@ def main():
         median = statistics.median(seconds[precision])
         tail = losses[precision][-20:]
         trainer = trainers[precision][-1]
-        rows.append({
-            "precision": precision, "median_seconds_per_step": median,
-            "ratio_to_32": median / reference,
-            "loss_last_20_steps": sum(tail) / len(tail),
-            "overflow_steps": trainer.overflow_steps,
-            "final_loss_scale": trainer.scaler.get_scale() if trainer.scaler else None,
-        })
-    print(f"VAE 784-256-16, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds "
-          f"each, device {args.device}, {args.threads} thread(s); loss and scale of the last round")
-    print(f"{'precision':>10} {'s/step':>9} {'ratio':>6} {'loss (last 20)':>15} "
-          f"{'overflows':>9} {'scale':>8}")
+        rows.append(
+            {
+                "precision": precision,
+                "median_seconds_per_step": median,
+                "ratio_to_32": median / reference,
+                "loss_last_20_steps": sum(tail) / len(tail),
+                "overflow_steps": trainer.overflow_steps,
+                "final_loss_scale": trainer.scaler.get_scale() if trainer.scaler else None,
+            }
+        )
+    print(
+        f"VAE 784-256-16, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds "
+        f"each, device {args.device}, {args.threads} thread(s); loss and scale of the last round"
+    )
+    print(
+        f"{'precision':>10} {'s/step':>9} {'ratio':>6} {'loss (last 20)':>15} "
+        f"{'overflows':>9} {'scale':>8}"
+    )
     for row in rows:
         scale = row["final_loss_scale"]
-        print(f"{row['precision']:>10} {row['median_seconds_per_step']:9.4f} "
-              f"{row['ratio_to_32']:6.2f} {row['loss_last_20_steps']:15.1f} "
-              f"{row['overflow_steps']:9d} {scale if scale is not None else '-':>8}")
+        print(
+            f"{row['precision']:>10} {row['median_seconds_per_step']:9.4f} "
+            f"{row['ratio_to_32']:6.2f} {row['loss_last_20_steps']:15.1f} "
+            f"{row['overflow_steps']:9d} {scale if scale is not None else '-':>8}"
+        )
     with open(args.out, "w") as f:
-        json.dump({"device": args.device, "steps": args.steps, "batch_size": args.batch_size,
-                   "threads": args.threads, "rows": rows}, f, indent=2)
+        json.dump(
+            {
+                "device": args.device,
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "threads": args.threads,
+                "rows": rows,
+            },
+            f,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

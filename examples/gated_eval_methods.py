@@ -50,18 +50,26 @@ def main():
             gates = torch.bernoulli(torch.full((model.num_gates,), density))
             hidden = slice(sizes[0], sizes[0] + sizes[1])
             depth = int(topological_levels(model.to_matrix(gates).bool()[hidden, hidden]).max())
-            times = {m: timed(model, x, gates, m, args.repeats)
-                     for m in ("sequential", "levels", "dense")}
-            row = {"sizes": sizes, "gate_density": density, "depth": depth,
-                   **{f"ms_{m}": 1e3 * t for m, t in times.items()},
-                   **{f"ratio_{m}": t / times["sequential"] for m, t in times.items()}}
+            times = {
+                m: timed(model, x, gates, m, args.repeats)
+                for m in ("sequential", "levels", "dense")
+            }
+            row = {
+                "sizes": sizes,
+                "gate_density": density,
+                "depth": depth,
+                **{f"ms_{m}": 1e3 * t for m, t in times.items()},
+                **{f"ratio_{m}": t / times["sequential"] for m, t in times.items()},
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     print("forward+backward time as a ratio to 'sequential' in this run (shared CPU)")
     print(f"{'I,H,O':<14}{'density':>8}{'depth':>6}{'levels':>8}{'dense':>8}{'seq ms':>8}")
     for r in rows:
-        print(f"{','.join(map(str, r['sizes'])):<14}{r['gate_density']:>8}{r['depth']:>6}"
-              f"{r['ratio_levels']:>8.2f}{r['ratio_dense']:>8.2f}{r['ms_sequential']:>8.1f}")
+        print(
+            f"{','.join(map(str, r['sizes'])):<14}{r['gate_density']:>8}{r['depth']:>6}"
+            f"{r['ratio_levels']:>8.2f}{r['ratio_dense']:>8.2f}{r['ms_sequential']:>8.1f}"
+        )
     with open(args.out, "w") as f:
         json.dump(rows, f, indent=1)
 

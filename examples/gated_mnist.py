@@ -59,9 +59,14 @@ def neuron_dag_runs(data, args):
 
     def build(p):
         return NeuronDAG(
-            784, args.hidden, 10, activation=torch.relu,
+            784,
+            args.hidden,
+            10,
+            activation=torch.relu,
             gate=gate_kind_and_estimator(args.estimator)[0],
-            prior=BernoulliPrior(p), likelihood="categorical", init_logit=2.0,
+            prior=BernoulliPrior(p),
+            likelihood="categorical",
+            init_logit=2.0,
         )
 
     if not args.skip_dense:
@@ -70,36 +75,64 @@ def neuron_dag_runs(data, args):
         dense = build(0.5).export_architecture(0.0)  # every candidate edge on
         start = time.perf_counter()
         dense.fit(xtr, ytr, args.steps, lr=args.lr, batch_size=args.batch_size)
-        rows.append({
-            "model": "neuron DAG", "variant": "dense", "prior_p": None,
-            "fraction_active": 1.0, "active": dense.num_active, "candidates": dense.mask.numel(),
-            "test_accuracy": accuracy(dense.predict(xte), yte),
-            "seconds": time.perf_counter() - start,
-        })
+        rows.append(
+            {
+                "model": "neuron DAG",
+                "variant": "dense",
+                "prior_p": None,
+                "fraction_active": 1.0,
+                "active": dense.num_active,
+                "candidates": dense.mask.numel(),
+                "test_accuracy": accuracy(dense.predict(xte), yte),
+                "seconds": time.perf_counter() - start,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     for p in args.priors:
         pyro.clear_param_store()
         pyro.set_rng_seed(args.seed)
         model = build(p)
         start = time.perf_counter()
-        model.fit(xtr, ytr, args.steps, lr=args.lr, gate_lr=args.gate_lr,
-                  gate_betas=(0.9, 0.9), batch_size=args.batch_size,
-                  estimator=gate_kind_and_estimator(args.estimator)[1])
+        model.fit(
+            xtr,
+            ytr,
+            args.steps,
+            lr=args.lr,
+            gate_lr=args.gate_lr,
+            gate_betas=(0.9, 0.9),
+            batch_size=args.batch_size,
+            estimator=gate_kind_and_estimator(args.estimator)[1],
+        )
         seconds = time.perf_counter() - start
         mask = (model.gate_probs() > 0.5).to(xtr)
         with torch.no_grad():
             pruned = accuracy(torch.softmax(model(xte, mask), -1), yte)
-        common = {"model": "neuron DAG", "prior_p": p, "estimator": args.estimator,
-                  "active": int(mask.sum()), "candidates": mask.numel(),
-                  "fraction_active": float(mask.mean())}
-        rows.append({**common, "variant": "gated",
-                     "test_accuracy": accuracy(model.predict(xte, num_samples=10), yte),
-                     "seconds": seconds})
+        common = {
+            "model": "neuron DAG",
+            "prior_p": p,
+            "estimator": args.estimator,
+            "active": int(mask.sum()),
+            "candidates": mask.numel(),
+            "fraction_active": float(mask.mean()),
+        }
+        rows.append(
+            {
+                **common,
+                "variant": "gated",
+                "test_accuracy": accuracy(model.predict(xte, num_samples=10), yte),
+                "seconds": seconds,
+            }
+        )
         rows.append({**common, "variant": "pruned", "test_accuracy": pruned})
         retrained = model.export_architecture(0.5)
         retrained.fit(xtr, ytr, args.steps, lr=args.lr, batch_size=args.batch_size)
-        rows.append({**common, "variant": "retrained",
-                     "test_accuracy": accuracy(retrained.predict(xte), yte)})
+        rows.append(
+            {
+                **common,
+                "variant": "retrained",
+                "test_accuracy": accuracy(retrained.predict(xte), yte),
+            }
+        )
         for r in rows[-3:]:
             print(json.dumps(r), flush=True)
         if p == args.priors[-1] and args.figures:
@@ -124,9 +157,16 @@ def layer_dag_runs(data, args):
 
     def build(p):
         cost = CostPenalty(args.layer_cost_weight, "flops") if args.layer_cost_weight else None
-        return LayerDAG(layer_blocks(), (1, 28, 28), merge="concat", gate_per=args.layer_gate_per,
-                        gate=gate_kind_and_estimator(args.estimator)[0],
-                        prior=BernoulliPrior(p), init_logit=2.0, cost=cost)
+        return LayerDAG(
+            layer_blocks(),
+            (1, 28, 28),
+            merge="concat",
+            gate_per=args.layer_gate_per,
+            gate=gate_kind_and_estimator(args.estimator)[0],
+            prior=BernoulliPrior(p),
+            init_logit=2.0,
+            cost=cost,
+        )
 
     def flops_fraction(model, mask):
         """Share of the activation elements carried into blocks (the FLOPs cost) that the
@@ -146,36 +186,66 @@ def layer_dag_runs(data, args):
                 net.mask[a:b] = 1
         start = time.perf_counter()
         net.fit(xtr, ytr, args.layer_steps, lr=args.lr, batch_size=args.batch_size)
-        rows.append({"model": "layer DAG", "variant": variant, "prior_p": None,
-                     "active": net.num_active, "candidates": net.mask.numel(),
-                     "fraction_active": net.fraction_active,
-                     "flops_fraction": flops_fraction(model, net.mask),
-                     "test_accuracy": accuracy(net.predict(xte), yte),
-                     "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "model": "layer DAG",
+                "variant": variant,
+                "prior_p": None,
+                "active": net.num_active,
+                "candidates": net.mask.numel(),
+                "fraction_active": net.fraction_active,
+                "flops_fraction": flops_fraction(model, net.mask),
+                "test_accuracy": accuracy(net.predict(xte), yte),
+                "seconds": time.perf_counter() - start,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     for p in args.layer_priors:
         pyro.clear_param_store()
         pyro.set_rng_seed(args.seed)
         model = build(p)
         start = time.perf_counter()
-        model.fit(xtr, ytr, args.layer_steps, lr=args.lr, gate_lr=args.gate_lr,
-                  gate_betas=(0.9, 0.9), batch_size=args.batch_size,
-                  estimator=gate_kind_and_estimator(args.estimator)[1])
+        model.fit(
+            xtr,
+            ytr,
+            args.layer_steps,
+            lr=args.lr,
+            gate_lr=args.gate_lr,
+            gate_betas=(0.9, 0.9),
+            batch_size=args.batch_size,
+            estimator=gate_kind_and_estimator(args.estimator)[1],
+        )
         seconds = time.perf_counter() - start
         mask = (model.gate_probs() > 0.5).to(xtr)
-        common = {"model": "layer DAG", "prior_p": p, "estimator": args.estimator,
-                  "cost_weight": args.layer_cost_weight, "gate_per": args.layer_gate_per,
-                  "active": int(mask.sum()),
-                  "candidates": mask.numel(), "fraction_active": float(mask.mean()),
-                  "flops_fraction": flops_fraction(model, mask),
-                  "edge_probs": model.edge_probs().tolist()}
-        rows.append({**common, "variant": "gated",
-                     "test_accuracy": accuracy(model.predict(xte, num_samples=10), yte),
-                     "seconds": seconds})
+        common = {
+            "model": "layer DAG",
+            "prior_p": p,
+            "estimator": args.estimator,
+            "cost_weight": args.layer_cost_weight,
+            "gate_per": args.layer_gate_per,
+            "active": int(mask.sum()),
+            "candidates": mask.numel(),
+            "fraction_active": float(mask.mean()),
+            "flops_fraction": flops_fraction(model, mask),
+            "edge_probs": model.edge_probs().tolist(),
+        }
+        rows.append(
+            {
+                **common,
+                "variant": "gated",
+                "test_accuracy": accuracy(model.predict(xte, num_samples=10), yte),
+                "seconds": seconds,
+            }
+        )
         retrained = model.export_architecture(0.5)
         retrained.fit(xtr, ytr, args.layer_steps, lr=args.lr, batch_size=args.batch_size)
-        rows.append({**common, "variant": "retrained",
-                     "test_accuracy": accuracy(retrained.predict(xte), yte)})
+        rows.append(
+            {
+                **common,
+                "variant": "retrained",
+                "test_accuracy": accuracy(retrained.predict(xte), yte),
+            }
+        )
         for r in rows[-2:]:
             print(json.dumps({k: v for k, v in r.items() if k != "edge_probs"}), flush=True)
     return rows
@@ -203,14 +273,22 @@ def plot_layer_dag_flops(paths, directory):
             if r["model"] != "layer DAG":
                 continue
             if "flops_fraction" not in r:
-                raise SystemExit(f"{path}: layer-DAG rows without flops_fraction (written by an "
-                                 "older version of this script); rerun it")
-            name = r["variant"] if r["prior_p"] is None else (
-                f"{r['variant']}, gate per {r.get('gate_per', 'layer')}")
+                raise SystemExit(
+                    f"{path}: layer-DAG rows without flops_fraction (written by an "
+                    "older version of this script); rerun it"
+                )
+            name = (
+                r["variant"]
+                if r["prior_p"] is None
+                else (f"{r['variant']}, gate per {r.get('gate_per', 'layer')}")
+            )
             curves.setdefault(name, []).append((r["flops_fraction"], r["test_accuracy"]))
     fig = plot_accuracy_vs_connections(
-        curves, title=f"MNIST layer DAG ({', '.join(sorted(sources))})",
-        xlabel="share of activation elements carried into blocks (FLOPs cost)", lines=False)
+        curves,
+        title=f"MNIST layer DAG ({', '.join(sorted(sources))})",
+        xlabel="share of activation elements carried into blocks (FLOPs cost)",
+        lines=False,
+    )
     fig.set_size_inches(8, 3.5)
     fig.axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
@@ -220,11 +298,15 @@ def plot_layer_dag_flops(paths, directory):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--estimator", default="hard_concrete",
-                        choices=["hard_concrete", *standard_estimators()],
-                        help="hard-concrete gates, or Bernoulli gates trained by this estimator")
-    parser.add_argument("--skip-dense", action="store_true",
-                        help="skip the dense neuron-DAG baseline")
+    parser.add_argument(
+        "--estimator",
+        default="hard_concrete",
+        choices=["hard_concrete", *standard_estimators()],
+        help="hard-concrete gates, or Bernoulli gates trained by this estimator",
+    )
+    parser.add_argument(
+        "--skip-dense", action="store_true", help="skip the dense neuron-DAG baseline"
+    )
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--layer-steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -232,10 +314,18 @@ def main():
     parser.add_argument("--gate-lr", type=float, default=0.05)
     parser.add_argument("--priors", type=float, nargs="+", default=[0.1, 0.01, 0.001])
     parser.add_argument("--layer-priors", type=float, nargs="*", default=[0.1, 0.001])
-    parser.add_argument("--layer-cost-weight", type=float, default=0.0,
-                        help="CostPenalty weight (nats per activation element) on layer gates")
-    parser.add_argument("--layer-gate-per", choices=["layer", "feature_map"], default="layer",
-                        help="one gate per layer connection or per feature map")
+    parser.add_argument(
+        "--layer-cost-weight",
+        type=float,
+        default=0.0,
+        help="CostPenalty weight (nats per activation element) on layer gates",
+    )
+    parser.add_argument(
+        "--layer-gate-per",
+        choices=["layer", "feature_map"],
+        default="layer",
+        help="one gate per layer connection or per feature map",
+    )
     parser.add_argument("--skip-layer", action="store_true")
     parser.add_argument("--skip-neuron", action="store_true")
     parser.add_argument("--skip-layer-baselines", action="store_true")
@@ -243,9 +333,14 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="gated_mnist.json")
     parser.add_argument("--figures", default=None, help="directory for gated_mnist_*.png")
-    parser.add_argument("--replot", nargs="+", default=None, metavar="JSON",
-                        help="only draw gated_layer_dag_flops.png (into --figures) from the "
-                             "layer-DAG rows of these earlier outputs")
+    parser.add_argument(
+        "--replot",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="only draw gated_layer_dag_flops.png (into --figures) from the "
+        "layer-DAG rows of these earlier outputs",
+    )
     args = parser.parse_args()
     if args.replot:
         plot_layer_dag_flops(args.replot, args.figures or ".")
@@ -259,12 +354,16 @@ def main():
     if not args.skip_layer:
         rows += layer_dag_runs(data, args)
 
-    print(f"{'model':<12}{'variant':<11}{'prior p':>9}{'active':>9}{'of':>8}{'fraction':>10}"
-          f"{'test acc':>10}")
+    print(
+        f"{'model':<12}{'variant':<11}{'prior p':>9}{'active':>9}{'of':>8}{'fraction':>10}"
+        f"{'test acc':>10}"
+    )
     for r in rows:
         p = "-" if r["prior_p"] is None else f"{r['prior_p']:g}"
-        print(f"{r['model']:<12}{r['variant']:<11}{p:>9}{r['active']:>9}{r['candidates']:>8}"
-              f"{r['fraction_active']:>10.4f}{r['test_accuracy']:>10.4f}")
+        print(
+            f"{r['model']:<12}{r['variant']:<11}{p:>9}{r['active']:>9}{r['candidates']:>8}"
+            f"{r['fraction_active']:>10.4f}{r['test_accuracy']:>10.4f}"
+        )
     with open(args.out, "w") as f:
         json.dump({"config": vars(args), "source": train.source, "rows": rows}, f, indent=1)
     print(f"wrote {args.out}")
@@ -274,7 +373,8 @@ def main():
         curves = {}
         for r in rows:
             curves.setdefault(f"{r['model']}, {r['variant']}", []).append(
-                (r["fraction_active"], r["test_accuracy"]))
+                (r["fraction_active"], r["test_accuracy"])
+            )
         fig = plot_accuracy_vs_connections(curves, title=f"MNIST ({train.source})")
         save_figure(fig, os.path.join(args.figures, "gated_mnist_accuracy.png"))
 

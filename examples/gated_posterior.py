@@ -33,11 +33,12 @@ TRUE_GATES = [1, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1.0]
 
 def estimators(particles):
     import probnets.infer as infer
+
     vectorized = dict(num_particles=particles, vectorize_particles=True)
     return {
-        "tracegraph": lambda: pyro.infer.TraceGraph_ELBO(num_particles=particles,
-                                                         vectorize_particles=True,
-                                                         max_plate_nesting=1),
+        "tracegraph": lambda: pyro.infer.TraceGraph_ELBO(
+            num_particles=particles, vectorize_particles=True, max_plate_nesting=1
+        ),
         "score+avg": lambda: infer.ScoreFunction_ELBO(baseline="decaying_avg", **vectorized),
         "score+loo": lambda: infer.ScoreFunction_ELBO(baseline="loo", **vectorized),
         "disarm": lambda: infer.DisARM_ELBO(**vectorized),
@@ -68,8 +69,10 @@ def main():
     exact = exact_marginals(table, model.num_gates)
     best, best_elbo = best_factorized_guide(table, model.num_gates)
     log_evidence = float(torch.logsumexp(table.double(), 0))
-    rows = [{"estimator": "exact marginals", "probs": exact.tolist()},
-            {"estimator": "best factorized", "probs": best.tolist(), "elbo": best_elbo}]
+    rows = [
+        {"estimator": "exact marginals", "probs": exact.tolist()},
+        {"estimator": "best factorized", "probs": best.tolist(), "elbo": best_elbo},
+    ]
     table_of = estimators(args.particles)
     for name in args.estimators or list(table_of):
         pyro.clear_param_store()
@@ -77,31 +80,44 @@ def main():
         with torch.no_grad():
             model.gate_logits.zero_()
         start = time.perf_counter()
-        model.fit(x, y, args.steps, estimator=table_of[name](), gate_lr=0.05,
-                  param_groups={"*weight": {"lr": 0.0}, "*bias": {"lr": 0.0}})
+        model.fit(
+            x,
+            y,
+            args.steps,
+            estimator=table_of[name](),
+            gate_lr=0.05,
+            param_groups={"*weight": {"lr": 0.0}, "*bias": {"lr": 0.0}},
+        )
         q = model.gate_probs()
-        rows.append({
-            "estimator": name, "probs": q.tolist(),
-            "elbo": factorized_elbo(table, q),
-            "max_abs_vs_best_factorized": float((q - best).abs().max()),
-            "max_abs_vs_exact": float((q - exact).abs().max()),
-            "seconds": time.perf_counter() - start,
-        })
+        rows.append(
+            {
+                "estimator": name,
+                "probs": q.tolist(),
+                "elbo": factorized_elbo(table, q),
+                "max_abs_vs_best_factorized": float((q - best).abs().max()),
+                "max_abs_vs_exact": float((q - exact).abs().max()),
+                "seconds": time.perf_counter() - start,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     print(f"log evidence {log_evidence:.3f}; best factorized ELBO {best_elbo:.3f}")
-    print(f"{'':<17}" + "".join(f"{k:>6}" for k in range(model.num_gates))
-          + f"{'ELBO':>9}{'|q-best|':>9}{'|q-exact|':>10}")
+    print(
+        f"{'':<17}"
+        + "".join(f"{k:>6}" for k in range(model.num_gates))
+        + f"{'ELBO':>9}{'|q-best|':>9}{'|q-exact|':>10}"
+    )
     for r in rows:
         extra = ""
         if "max_abs_vs_best_factorized" in r:
-            extra = (f"{r['elbo']:>9.3f}{r['max_abs_vs_best_factorized']:>9.3f}"
-                     f"{r['max_abs_vs_exact']:>10.3f}")
+            extra = (
+                f"{r['elbo']:>9.3f}{r['max_abs_vs_best_factorized']:>9.3f}"
+                f"{r['max_abs_vs_exact']:>10.3f}"
+            )
         elif "elbo" in r:
             extra = f"{r['elbo']:>9.3f}"
         print(f"{r['estimator']:<17}" + "".join(f"{p:>6.2f}" for p in r["probs"]) + extra)
     with open(args.out, "w") as f:
-        json.dump({"config": vars(args), "log_evidence": log_evidence, "rows": rows}, f,
-                  indent=1)
+        json.dump({"config": vars(args), "log_evidence": log_evidence, "rows": rows}, f, indent=1)
     print(f"wrote {args.out}")
 
 

@@ -49,8 +49,9 @@ def make_estimator(name):
         return "hard_concrete", pyro.infer.Trace_ELBO()
     table = standard_estimators(num_particles=4)
     if name not in table:
-        raise ValueError(f"--estimators: unknown estimator {name!r}, expected one of "
-                         f"{['hard_concrete', *table]}")
+        raise ValueError(
+            f"--estimators: unknown estimator {name!r}, expected one of {['hard_concrete', *table]}"
+        )
     return "bernoulli", table[name]()
 
 
@@ -96,12 +97,25 @@ def main():
             pyro.clear_param_store()
             pyro.set_rng_seed(seed)
             student = NeuronDAG(
-                I, H, O, gate=gate, prior=BernoulliPrior(args.prior_p), noise_scale=1.0,
+                I,
+                H,
+                O,
+                gate=gate,
+                prior=BernoulliPrior(args.prior_p),
+                noise_scale=1.0,
                 init_logit=0.0,
             )
             start = time.perf_counter()
-            student.fit(x, y, args.steps, estimator=elbo, lr=0.01, gate_lr=0.05,
-                        gate_betas=(0.9, 0.9), batch_size=100)
+            student.fit(
+                x,
+                y,
+                args.steps,
+                estimator=elbo,
+                lr=0.01,
+                gate_lr=0.05,
+                gate_betas=(0.9, 0.9),
+                batch_size=100,
+            )
             seconds = time.perf_counter() - start
             cand = student.candidate_mask()
             probs = student.edge_probs()
@@ -126,14 +140,18 @@ def main():
     ref = [r["seconds"] for r in results if r["estimator"] == "hard_concrete"]
     ref = sum(ref) / len(ref) if ref else float("nan")
     print("time ratios are against the hard-concrete runs of this invocation (shared CPU)")
-    print(f"{'estimator':<14}{'seed':>5}{'true':>6}{'kept':>6}{'AUROC':>8}{'SHD':>6}"
-          f"{'m.AUROC':>9}{'m.SHD':>7}{'dep AUROC':>10}{'dep SHD':>9}{'x HC':>7}")
+    print(
+        f"{'estimator':<14}{'seed':>5}{'true':>6}{'kept':>6}{'AUROC':>8}{'SHD':>6}"
+        f"{'m.AUROC':>9}{'m.SHD':>7}{'dep AUROC':>10}{'dep SHD':>9}{'x HC':>7}"
+    )
     for r in results:
         r["time_ratio_vs_hard_concrete"] = r["seconds"] / ref
-        print(f"{r['estimator']:<14}{r['seed']:>5}{r['true_edges']:>6}{r['student_edges']:>6}"
-              f"{r['edge_auroc']:>8.3f}{r['edge_shd']:>6}{r['matched_edge_auroc']:>9.3f}"
-              f"{r['matched_edge_shd']:>7}{r['dependency_auroc']:>10.3f}{r['dependency_shd']:>9}"
-              f"{r['time_ratio_vs_hard_concrete']:>7.2f}")
+        print(
+            f"{r['estimator']:<14}{r['seed']:>5}{r['true_edges']:>6}{r['student_edges']:>6}"
+            f"{r['edge_auroc']:>8.3f}{r['edge_shd']:>6}{r['matched_edge_auroc']:>9.3f}"
+            f"{r['matched_edge_shd']:>7}{r['dependency_auroc']:>10.3f}{r['dependency_shd']:>9}"
+            f"{r['time_ratio_vs_hard_concrete']:>7.2f}"
+        )
     with open(args.out, "w") as f:
         json.dump({"config": vars(args), "results": results}, f, indent=1)
     print(f"wrote {args.out}")

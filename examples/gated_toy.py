@@ -40,8 +40,10 @@ def make_estimator(name):
         return "bernoulli", Relaxed_ELBO(temperature=0.5, straight_through=True)
     table = standard_estimators(num_particles=4)
     if name not in table:
-        raise ValueError(f"--estimators: unknown estimator {name!r}; choose from "
-                         f"{['hard_concrete', 'relaxed_st', *table]}")
+        raise ValueError(
+            f"--estimators: unknown estimator {name!r}; choose from "
+            f"{['hard_concrete', 'relaxed_st', *table]}"
+        )
     return "bernoulli", table[name]()
 
 
@@ -129,22 +131,44 @@ def step_timing(args):
             gate, elbo = make_estimator(name)
             pyro.clear_param_store()
             pyro.set_rng_seed(0)
-            model = NeuronDAG(5, 16, 4, gate=gate, prior=BernoulliPrior(args.prior_p),
-                              noise_scale=args.noise_scale, init_logit=0.0)
+            model = NeuronDAG(
+                5,
+                16,
+                4,
+                gate=gate,
+                prior=BernoulliPrior(args.prior_p),
+                noise_scale=args.noise_scale,
+                init_logit=0.0,
+            )
             model.fit(toy.x, toy.y, 5, estimator=elbo, batch_size=args.batch_size)  # warm-up
             start = time.perf_counter()
-            model.fit(toy.x, toy.y, args.timing_steps, estimator=elbo, lr=args.lr,
-                      gate_lr=args.gate_lr, gate_betas=(0.9, 0.9), batch_size=args.batch_size)
+            model.fit(
+                toy.x,
+                toy.y,
+                args.timing_steps,
+                estimator=elbo,
+                lr=args.lr,
+                gate_lr=args.gate_lr,
+                gate_betas=(0.9, 0.9),
+                batch_size=args.batch_size,
+            )
             totals[name] += time.perf_counter() - start
     steps = args.timing_steps * args.timing_rounds
     ref = totals.get("hard_concrete", float("nan")) / steps
     print("seconds per step, round-robin over estimators; ratio to hard-concrete (shared CPU)")
     rows = []
     for name, total in totals.items():
-        rows.append({"estimator": name, "ms_per_step": 1e3 * total / steps,
-                     "ratio_vs_hard_concrete": total / steps / ref})
-        print(f"{name:<14}{rows[-1]['ms_per_step']:>9.1f} ms"
-              f"{rows[-1]['ratio_vs_hard_concrete']:>7.2f}")
+        rows.append(
+            {
+                "estimator": name,
+                "ms_per_step": 1e3 * total / steps,
+                "ratio_vs_hard_concrete": total / steps / ref,
+            }
+        )
+        print(
+            f"{name:<14}{rows[-1]['ms_per_step']:>9.1f} ms"
+            f"{rows[-1]['ratio_vs_hard_concrete']:>7.2f}"
+        )
     return rows
 
 
@@ -162,11 +186,19 @@ def main():
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--gate-lr", type=float, default=0.05)
     parser.add_argument("--record-every", type=int, default=25)
-    parser.add_argument("--patience", type=int, default=3,
-                        help="stop after this many stable checks (100 steps apart)")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="stop after this many stable checks (100 steps apart)",
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--timing-steps", type=int, default=0,
-                        help="only measure seconds per step (this many steps per round)")
+    parser.add_argument(
+        "--timing-steps",
+        type=int,
+        default=0,
+        help="only measure seconds per step (this many steps per round)",
+    )
     parser.add_argument("--timing-rounds", type=int, default=3)
     parser.add_argument("--out", default="gated_toy.json")
     parser.add_argument("--figures", default=None, help="directory for gated_toy_*.png")

@@ -23,8 +23,14 @@ import time
 import torch
 
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
-from probnets.nn import (CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size,
-                         state_tensors, weight_decay_groups)
+from probnets.nn import (
+    CharLanguageModel,
+    TBPTTObjective,
+    evaluate_bpc,
+    matched_hidden_size,
+    state_tensors,
+    weight_decay_groups,
+)
 from probnets.train import parse_schedule
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
@@ -35,9 +41,25 @@ from probnets.train.checkpoint import (
 )
 
 # Arguments that change what training computes: a checkpoint resumes only if they agree.
-RESUME_ARGS = ("corpus", "steps", "seq_len", "batch_size", "embedding", "hidden", "hyper_size",
-               "hyper_embedding", "lr", "lr_schedule", "dropout", "recurrent_dropout",
-               "hyper_recurrent_dropout", "weight_decay", "eval_every", "valid_chars", "seed")
+RESUME_ARGS = (
+    "corpus",
+    "steps",
+    "seq_len",
+    "batch_size",
+    "embedding",
+    "hidden",
+    "hyper_size",
+    "hyper_embedding",
+    "lr",
+    "lr_schedule",
+    "dropout",
+    "recurrent_dropout",
+    "hyper_recurrent_dropout",
+    "weight_decay",
+    "eval_every",
+    "valid_chars",
+    "seed",
+)
 # Of those, the ones added after checkpoints were first written, with the value that older
 # checkpoints were trained with.
 ADDED_ARGS = {"hyper_recurrent_dropout": 0.0, "weight_decay": 0.0}
@@ -62,13 +84,18 @@ def resume(path, label, args, model, optimizer, batches, objective):
     """Load ``path`` into the training objects; returns the curve, steps done and seconds."""
     saved = load_checkpoint(path)
     saved_args = {**ADDED_ARGS, **saved["args"]}
-    changed = [f"--{key.replace('_', '-')} {saved_args.get(key)!r} -> {getattr(args, key)!r}"
-               for key in RESUME_ARGS if saved_args.get(key) != getattr(args, key)]
+    changed = [
+        f"--{key.replace('_', '-')} {saved_args.get(key)!r} -> {getattr(args, key)!r}"
+        for key in RESUME_ARGS
+        if saved_args.get(key) != getattr(args, key)
+    ]
     if saved["model_name"] != label:
         raise ValueError(f"checkpoint {path} holds a {saved['model_name']}, not a {label}")
     if changed:
-        raise ValueError(f"checkpoint {path} was written with other arguments "
-                         f"({', '.join(changed)}); remove it or use another --checkpoint-dir")
+        raise ValueError(
+            f"checkpoint {path} was written with other arguments "
+            f"({', '.join(changed)}); remove it or use another --checkpoint-dir"
+        )
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     batches.load_state_dict(saved["batches"])
@@ -86,8 +113,7 @@ def train(model, corpus, args, label, checkpoint=None):
     lr_factor = parse_schedule(args.lr_schedule, args.steps)
     curve, done, seconds = [], 0, 0.0
     if checkpoint is not None and os.path.exists(checkpoint):
-        curve, done, seconds = resume(checkpoint, label, args, model, optimizer, batches,
-                                      objective)
+        curve, done, seconds = resume(checkpoint, label, args, model, optimizer, batches, objective)
     start = time.perf_counter() - seconds
     for step in range(done + 1, args.steps + 1):
         for group in optimizer.param_groups:
@@ -100,17 +126,29 @@ def train(model, corpus, args, label, checkpoint=None):
         if step % args.eval_every == 0 or step == args.steps:
             bpc = evaluate_bpc(model, corpus.valid[: args.valid_chars], args.seq_len, 8)
             curve.append((step, bpc))
-            print(f"{label:15s} step {step:5d} train {loss.item() / 0.6931:.3f} "
-                  f"valid {bpc:.3f} bpc ({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"{label:15s} step {step:5d} train {loss.item() / 0.6931:.3f} "
+                f"valid {bpc:.3f} bpc ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
             if checkpoint is not None:
                 carried = objective.state
-                save_checkpoint(checkpoint, {
-                    "format": FORMAT_VERSION, "model_name": label, "args": vars(args),
-                    "step": step, "curve": curve, "seconds": time.perf_counter() - start,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "batches": batches.state_dict(),
-                    "rnn_state": None if carried is None else list(state_tensors(carried)),
-                    "rng": get_rng_state()})
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "format": FORMAT_VERSION,
+                        "model_name": label,
+                        "args": vars(args),
+                        "step": step,
+                        "curve": curve,
+                        "seconds": time.perf_counter() - start,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "batches": batches.state_dict(),
+                        "rnn_state": None if carried is None else list(state_tensors(carried)),
+                        "rng": get_rng_state(),
+                    },
+                )
     return curve, time.perf_counter() - start
 
 
@@ -120,14 +158,15 @@ def weight_change_figure(model, corpus, path, n_chars=120):
     # A stretch of prose (the corpus also has tables and code), starting at a sentence.
     text = "".join(corpus.vocab[i] for i in corpus.test.tolist())
     start = text.index(". The ", 2000) + 2
-    ids = corpus.test[start:start + n_chars]
+    ids = corpus.test[start : start + n_chars]
     model.eval()
     with torch.no_grad():
         x = model.embedding(ids.unsqueeze(1))
         _, _, modulation = model.rnn(x, return_modulation=True)
     # sequence 0, layer 0: (T, 4 gates)
-    plot_weight_change(modulation[:, 0, 0, :], [corpus.vocab[i] for i in ids.tolist()], path,
-                       per_row=n_chars // 2)
+    plot_weight_change(
+        modulation[:, 0, 0, :], [corpus.vocab[i] for i in ids.tolist()], path, per_row=n_chars // 2
+    )
 
 
 def main(argv=None):
@@ -140,26 +179,49 @@ def main(argv=None):
     parser.add_argument("--hyper-size", type=int, default=64)
     parser.add_argument("--hyper-embedding", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--lr-schedule", default="constant",
-                        help="factor on --lr over the run, as `probnets train`'s: constant | "
-                             "cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]")
-    parser.add_argument("--dropout", type=float, default=0.0,
-                        help="dropout on embeddings and outputs, every model")
-    parser.add_argument("--recurrent-dropout", type=float, default=0.0,
-                        help="dropout on the candidate "
-                             "(HyperLSTM and layer-norm LSTM; nn.LSTM has none)")
-    parser.add_argument("--hyper-recurrent-dropout", type=float, default=0.0,
-                        help="dropout on the HyperLSTM's hyper-cell candidate")
-    parser.add_argument("--weight-decay", type=float, default=0.0,
-                        help="decoupled weight decay on the weight matrices (AdamW), every model; "
-                             "0 (the default) trains with Adam")
-    parser.add_argument("--compile-steps", action=argparse.BooleanOptionalAction, default=True,
-                        help="HyperLSTM(compile_steps=True): its per-step kernels fused by "
-                             "torch.compile after a one-off compile of about a minute (default "
-                             "on; --no-compile-steps runs eagerly)")
-    parser.add_argument("--corpus", choices=CORPORA, default="pydoc",
-                        help="pydoc_data.topics (418k training characters) or the standard "
-                             "library's docstrings (1.5M)")
+    parser.add_argument(
+        "--lr-schedule",
+        default="constant",
+        help="factor on --lr over the run, as `probnets train`'s: constant | "
+        "cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]",
+    )
+    parser.add_argument(
+        "--dropout", type=float, default=0.0, help="dropout on embeddings and outputs, every model"
+    )
+    parser.add_argument(
+        "--recurrent-dropout",
+        type=float,
+        default=0.0,
+        help="dropout on the candidate (HyperLSTM and layer-norm LSTM; nn.LSTM has none)",
+    )
+    parser.add_argument(
+        "--hyper-recurrent-dropout",
+        type=float,
+        default=0.0,
+        help="dropout on the HyperLSTM's hyper-cell candidate",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="decoupled weight decay on the weight matrices (AdamW), every model; "
+        "0 (the default) trains with Adam",
+    )
+    parser.add_argument(
+        "--compile-steps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="HyperLSTM(compile_steps=True): its per-step kernels fused by "
+        "torch.compile after a one-off compile of about a minute (default "
+        "on; --no-compile-steps runs eagerly)",
+    )
+    parser.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default="pydoc",
+        help="pydoc_data.topics (418k training characters) or the standard "
+        "library's docstrings (1.5M)",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--valid-chars", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
@@ -168,9 +230,12 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     parser.add_argument("--save-hyperlstm", default=None, help="path for the trained state_dict")
     parser.add_argument("--figures", default=None, help="directory for the PNG figures")
-    parser.add_argument("--checkpoint-dir", default=None,
-                        help="checkpoint each model to DIR/<model>.pt at every evaluation and "
-                             "resume from there when the command is run again")
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="checkpoint each model to DIR/<model>.pt at every evaluation and "
+        "resume from there when the command is run again",
+    )
     args = parser.parse_args(argv)
     try:
         parse_schedule(args.lr_schedule, args.steps)
@@ -182,14 +247,23 @@ def main(argv=None):
 
     corpus = load_corpus(args.corpus)
     vocab = len(corpus.vocab)
-    print(f"corpus {corpus.source}: {len(corpus.train)} train / {len(corpus.valid)} valid / "
-          f"{len(corpus.test)} test chars, vocab {vocab}")
+    print(
+        f"corpus {corpus.source}: {len(corpus.train)} train / {len(corpus.valid)} valid / "
+        f"{len(corpus.test)} test chars, vocab {vocab}"
+    )
     torch.manual_seed(args.seed)
-    hyper = CharLanguageModel(vocab, "hyperlstm", args.embedding, args.hidden, dropout=args.dropout,
-                              hyper_size=args.hyper_size, hyper_embedding_size=args.hyper_embedding,
-                              recurrent_dropout=args.recurrent_dropout,
-                              hyper_recurrent_dropout=args.hyper_recurrent_dropout,
-                              compile_steps=args.compile_steps)
+    hyper = CharLanguageModel(
+        vocab,
+        "hyperlstm",
+        args.embedding,
+        args.hidden,
+        dropout=args.dropout,
+        hyper_size=args.hyper_size,
+        hyper_embedding_size=args.hyper_embedding,
+        recurrent_dropout=args.recurrent_dropout,
+        hyper_recurrent_dropout=args.hyper_recurrent_dropout,
+        compile_steps=args.compile_steps,
+    )
     target = n_params(hyper)
     rows, curves, models = [], {}, {}
     for rnn in args.models.split(","):
@@ -199,24 +273,39 @@ def main(argv=None):
         else:
             hidden = matched_hidden_size(rnn, vocab, target, args.embedding)
             extra = {"recurrent_dropout": args.recurrent_dropout} if rnn == "layernorm_lstm" else {}
-            model = CharLanguageModel(vocab, rnn, args.embedding, hidden, dropout=args.dropout,
-                                      **extra)
+            model = CharLanguageModel(
+                vocab, rnn, args.embedding, hidden, dropout=args.dropout, **extra
+            )
         checkpoint = None
         if args.checkpoint_dir:
             checkpoint = os.path.join(args.checkpoint_dir, f"{rnn}.pt")
         curve, seconds = train(model, corpus, args, rnn, checkpoint)
         test_bpc = evaluate_bpc(model, corpus.test, args.seq_len, 8)
-        rows.append({"model": rnn, "hidden": hidden, "params": n_params(model),
-                     "valid_bpc": curve[-1][1], "test_bpc": test_bpc, "train_seconds": seconds})
+        rows.append(
+            {
+                "model": rnn,
+                "hidden": hidden,
+                "params": n_params(model),
+                "valid_bpc": curve[-1][1],
+                "test_bpc": test_bpc,
+                "train_seconds": seconds,
+            }
+        )
         curves[rnn], models[rnn] = curve, model
-    print(f"\nsteps={args.steps} T={args.seq_len} B={args.batch_size} lr={args.lr} "
-          f"({args.lr_schedule}) weight decay {args.weight_decay} "
-          f"(valid on the first {args.valid_chars} chars)")
-    print(f"{'model':16s}{'hidden':>7s}{'params':>9s}{'valid bpc':>11s}"
-          f"{'test bpc':>10s}{'s/step':>8s}")
+    print(
+        f"\nsteps={args.steps} T={args.seq_len} B={args.batch_size} lr={args.lr} "
+        f"({args.lr_schedule}) weight decay {args.weight_decay} "
+        f"(valid on the first {args.valid_chars} chars)"
+    )
+    print(
+        f"{'model':16s}{'hidden':>7s}{'params':>9s}{'valid bpc':>11s}"
+        f"{'test bpc':>10s}{'s/step':>8s}"
+    )
     for r in rows:
-        print(f"{r['model']:16s}{r['hidden']:7d}{r['params']:9d}{r['valid_bpc']:11.3f}"
-              f"{r['test_bpc']:10.3f}{r['train_seconds'] / args.steps:8.2f}")
+        print(
+            f"{r['model']:16s}{r['hidden']:7d}{r['params']:9d}{r['valid_bpc']:11.3f}"
+            f"{r['test_bpc']:10.3f}{r['train_seconds'] / args.steps:8.2f}"
+        )
     if args.save_hyperlstm and "hyperlstm" in models:
         torch.save(models["hyperlstm"].state_dict(), args.save_hyperlstm)
     if args.out:
@@ -239,8 +328,11 @@ def main(argv=None):
         fig.savefig(os.path.join(args.figures, "hypernets_char_lm.png"), dpi=120)
         plt.close(fig)
         if "hyperlstm" in models:
-            weight_change_figure(models["hyperlstm"], corpus,
-                                 os.path.join(args.figures, "hypernets_weight_change.png"))
+            weight_change_figure(
+                models["hyperlstm"],
+                corpus,
+                os.path.join(args.figures, "hypernets_weight_change.png"),
+            )
 
 
 if __name__ == "__main__":

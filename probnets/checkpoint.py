@@ -93,8 +93,13 @@ def get_rng_state():
     np_kind, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
     state = {
         "python": [py_version, list(py_state), py_gauss],
-        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos),
-                  int(np_has_gauss), float(np_cached)],
+        "numpy": [
+            np_kind,
+            torch.from_numpy(np_keys.astype(np.int64)),
+            int(np_pos),
+            int(np_has_gauss),
+            float(np_cached),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -107,8 +112,9 @@ def set_rng_state(state):
     py_version, py_state, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_state), py_gauss))
     np_kind, np_keys, np_pos, np_has_gauss, np_cached = state["numpy"]
-    np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss,
-                         np_cached))
+    np.random.set_state(
+        (np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_cached)
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -148,14 +154,18 @@ def load_checkpoint(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     if os.path.getsize(path) == 0:
-        raise CheckpointError(f"checkpoint {path!r} is empty (0 bytes): its write never "
-                              "completed; use an earlier checkpoint or start the run again")
+        raise CheckpointError(
+            f"checkpoint {path!r} is empty (0 bytes): its write never "
+            "completed; use an earlier checkpoint or start the run again"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     # torch.load reports truncated or corrupted files as any of these
     except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted and cannot be "
-                              f"read ({type(error).__name__}: {error})") from error
+        raise CheckpointError(
+            f"checkpoint {path!r} is truncated or corrupted and cannot be "
+            f"read ({type(error).__name__}: {error})"
+        ) from error
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path!r} is not a probnets checkpoint of format {FORMAT_VERSION} "
@@ -164,6 +174,14 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
-__all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "decode_constraint",
-           "encode_constraint", "get_rng_state", "load_checkpoint", "save_checkpoint",
-           "set_rng_state"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "decode_constraint",
+    "encode_constraint",
+    "get_rng_state",
+    "load_checkpoint",
+    "save_checkpoint",
+    "set_rng_state",
+]

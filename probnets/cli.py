@@ -102,11 +102,20 @@ def _schedule(text):
 # The shared flags keep the parsers (and so the messages) they had before configs existed;
 # every other field is read by its type and checked by its config.
 _SHARED_TYPES = {
-    "steps": _positive_int, "batch_size": _positive_int, "lr": _positive_float,
-    "cv_lr": _positive_float, "weight_decay": _non_negative_float, "clip_norm": _clip_norm,
-    "lr_schedule": _schedule, "device": _device, "threads": _positive_int,
-    "seed": _non_negative_int, "checkpoint_every": _positive_int,
-    "eval_every": _positive_int, "log_every": _positive_int, "max_bad_steps": _positive_int,
+    "steps": _positive_int,
+    "batch_size": _positive_int,
+    "lr": _positive_float,
+    "cv_lr": _positive_float,
+    "weight_decay": _non_negative_float,
+    "clip_norm": _clip_norm,
+    "lr_schedule": _schedule,
+    "device": _device,
+    "threads": _positive_int,
+    "seed": _non_negative_int,
+    "checkpoint_every": _positive_int,
+    "eval_every": _positive_int,
+    "log_every": _positive_int,
+    "max_bad_steps": _positive_int,
 }
 _SHARED_GROUP = "training (common to every model)"
 
@@ -124,8 +133,9 @@ def _help(config_class, spec):
     if text is None:
         return None
     shown = "none" if spec.default is None else str(spec.default)
-    text = spell_fields(text, lambda name: shown if name == "default"
-                        else flag_of(config_class, name))
+    text = spell_fields(
+        text, lambda name: shown if name == "default" else flag_of(config_class, name)
+    )
     return text.replace("%", "%%")
 
 
@@ -210,8 +220,12 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                          help="on an error, show the full traceback")
+        self.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="on an error, show the full traceback",
+        )
 
     def error(self, message):
         self.exit(2, f"probnets: error: {message} (see {self.prog} -h)\n")
@@ -220,12 +234,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(defaults=True):
     """The ``probnets`` parser; with ``defaults=False``, ``train`` namespaces hold only the
     options given on the command line."""
-    parser = _Parser(
-        prog="probnets", description="Probabilistic neural networks in Pyro.")
+    parser = _Parser(prog="probnets", description="Probabilistic neural networks in Pyro.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    train = commands.add_parser("train", help="train a model",
-                                description="Train a model with SVI.")
+    train = commands.add_parser(
+        "train", help="train a model", description="Train a model with SVI."
+    )
     models = train.add_subparsers(dest="task", metavar="MODEL")
     models.required = True
     shared = _field_names(RunConfig)
@@ -233,11 +247,13 @@ def build_parser(defaults=True):
         sub = models.add_parser(name, help=task.help, description=task.help)
         own = [field for field in _field_names(task.config_class) if field not in shared]
         add_config_arguments(sub, task.config_class, own, defaults)
-        add_config_arguments(sub.add_argument_group(_SHARED_GROUP), task.config_class, shared,
-                             defaults)
+        add_config_arguments(
+            sub.add_argument_group(_SHARED_GROUP), task.config_class, shared, defaults
+        )
     variance_command.add_arguments(commands)
-    evaluate = commands.add_parser("eval", help="evaluate a trained model",
-                                   description="Evaluate a checkpoint.")
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a trained model", description="Evaluate a checkpoint."
+    )
     evaluators = evaluate.add_subparsers(dest="task", metavar="MODEL")
     evaluators.required = True
     for name, task in sorted(tasks().items()):
@@ -247,8 +263,11 @@ def build_parser(defaults=True):
         common = _field_names(EvalConfig)
         add_config_arguments(sub, task.eval_config_class, common)
         sub.add_argument("--json", action="store_true", help="print one JSON object")
-        add_config_arguments(sub, task.eval_config_class, [
-            field for field in _field_names(task.eval_config_class) if field not in common])
+        add_config_arguments(
+            sub,
+            task.eval_config_class,
+            [field for field in _field_names(task.eval_config_class) if field not in common],
+        )
     return parser
 
 
@@ -306,8 +325,9 @@ def train(args, given=()):
         return 1
     except KeyboardInterrupt:
         if config.out is not None:
-            print(f"probnets: interrupted; continue with --out {config.out} --resume",
-                  file=sys.stderr)
+            print(
+                f"probnets: interrupted; continue with --out {config.out} --resume", file=sys.stderr
+            )
         return 130
     if summary is not None:  # ranks other than 0 of a distributed run report nothing
         print(json.dumps({k: summary[k] for k in ("steps", "bad_steps", "eval")}, default=float))
@@ -318,8 +338,10 @@ def _resume_hint(config, error):
     """The command that continues a diverged run from its last good checkpoint."""
     if error.checkpoint is None or config.out is None:
         return " (lower --lr, or set --clip-norm)"
-    return (f" Continue it with: probnets train {_task_name(config)} --out {config.out} "
-            f"--resume --lr {config.lr / 10:g} (or add --clip-norm)")
+    return (
+        f" Continue it with: probnets train {_task_name(config)} --out {config.out} "
+        f"--resume --lr {config.lr / 10:g} (or add --clip-norm)"
+    )
 
 
 def _task_name(config):
@@ -335,6 +357,7 @@ def _os_error_text(error):
 @contextlib.contextmanager
 def _warnings_as_lines():
     """Show warnings as ``warning: ...`` lines on stderr (rank 0 only)."""
+
     def show(message, category, filename, lineno, file=None, line=None):
         if distributed.is_main_process():
             print(f"warning: {message}", file=sys.stderr)
@@ -375,8 +398,9 @@ def main(argv=None):
             return _dispatch(parser, args, argv)
     except SystemExit as error:
         if debug and isinstance(error.code, str):  # the error's cause, or where it was found
-            traceback.print_exception(error.__cause__ or error.__context__ or error,
-                                      file=sys.stderr)
+            traceback.print_exception(
+                error.__cause__ or error.__context__ or error, file=sys.stderr
+            )
         raise
     except Exception as error:
         if debug:
@@ -391,14 +415,22 @@ def _unexpected_error_line(args, error):
     type and a pointer to ``--debug``."""
     first_line = next(iter(str(error).strip().splitlines()), "")
     task = tasks().get(getattr(args, "task", None))
-    config_class = None if task is None else (
-        task.config_class if args.command == "train" else task.eval_config_class)
+    config_class = (
+        None
+        if task is None
+        else (task.config_class if args.command == "train" else task.eval_config_class)
+    )
     name = first_line.split(" ", 1)[0].rstrip(":")
-    if (isinstance(error, (ValueError, TypeError)) and config_class is not None
-            and name in _field_names(config_class)):
+    if (
+        isinstance(error, (ValueError, TypeError))
+        and config_class is not None
+        and name in _field_names(config_class)
+    ):
         return f"probnets: error: {flag_of(config_class, name)}: {first_line}"
-    return (f"probnets: error: {type(error).__name__}: {first_line} (run again with --debug "
-            "for the traceback)")
+    return (
+        f"probnets: error: {type(error).__name__}: {first_line} (run again with --debug "
+        "for the traceback)"
+    )
 
 
 def _dispatch(parser, args, argv):

@@ -53,8 +53,9 @@ def atomic_path(path):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=os.path.splitext(path)[1],
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(
+        prefix=TEMPORARY_PREFIX, suffix=os.path.splitext(path)[1], dir=directory
+    )
     os.close(fd)
     try:
         yield tmp
@@ -81,5 +82,11 @@ def remove_orphans(directory):
     return removed
 
 
-__all__ = ["TEMPORARY_PREFIX", "atomic_path", "atomic_write", "new_file_mode",
-           "remove_orphans", "umask"]
+__all__ = [
+    "TEMPORARY_PREFIX",
+    "atomic_path",
+    "atomic_write",
+    "new_file_mode",
+    "remove_orphans",
+    "umask",
+]

@@ -63,8 +63,10 @@ def model_record(module: Any, **constructor_arguments: Any) -> dict:
     """
     if not constructor_arguments:
         if not hasattr(module, "model_config"):
-            raise TypeError(f"{class_name(type(module))} has no model_config(); pass its "
-                            "constructor arguments to model_record")
+            raise TypeError(
+                f"{class_name(type(module))} has no model_config(); pass its "
+                "constructor arguments to model_record"
+            )
         constructor_arguments = module.model_config()
     return {"class": class_name(type(module)), "config": dict(constructor_arguments)}
 
@@ -133,8 +135,13 @@ class Loadable:
         return load(path, map_location=map_location, expected_class=cls, **arguments)
 
 
-def load(path: str | os.PathLike, map_location: Any = "cpu", *,
-         expected_class: type | None = None, **arguments: Any) -> torch.nn.Module:
+def load(
+    path: str | os.PathLike,
+    map_location: Any = "cpu",
+    *,
+    expected_class: type | None = None,
+    **arguments: Any,
+) -> torch.nn.Module:
     """The trained model of a checkpoint, rebuilt from its recorded class and configuration.
 
     Works on the checkpoints of ``probnets train`` (``<out>/last.pt``), of a
@@ -162,13 +169,14 @@ def load(path: str | os.PathLike, map_location: Any = "cpu", *,
     record = _model_record_of(state, path, expected_class)
     cls = resolve_class(record["class"], path)
     if not issubclass(cls, torch.nn.Module):
-        raise ValueError(f"{os.fspath(path)!r} names {record['class']} as its model, which is "
-                         "not a torch.nn.Module")
+        raise ValueError(
+            f"{os.fspath(path)!r} names {record['class']} as its model, which is "
+            "not a torch.nn.Module"
+        )
     if expected_class is not None and not issubclass(cls, expected_class):
         expected = class_name(expected_class)
         article = "an" if expected_class.__name__[0] in "AEIOU" else "a"
-        raise ValueError(f"{os.fspath(path)!r} holds a {record['class']}, not {article} "
-                         f"{expected}")
+        raise ValueError(f"{os.fspath(path)!r} holds a {record['class']}, not {article} {expected}")
     config = {**record.get("config", {}), **arguments}
     store = pyro.get_param_store()
     # Built in a scope of its own, so neither stale entries of the global store nor the
@@ -197,7 +205,8 @@ def _model_record_of(state, path, expected_class):
         f"{os.fspath(path)!r} records no model class and configuration (extra['model']): it "
         "was written by an older probnets, or by a Trainer whose model has no model_config(). "
         "Rebuild the model as it was trained and load its weights: model = Model(...); "
-        "model.load_state_dict(torch.load(path, weights_only=True)['modules'][0])")
+        "model.load_state_dict(torch.load(path, weights_only=True)['modules'][0])"
+    )
 
 
 def _legacy_record(extra, path, expected_class):
@@ -230,7 +239,8 @@ def resolve_class(name: str, path: str | os.PathLike = "<record>") -> type:
         raise ValueError(
             f"{os.fspath(path)!r} names the class {name!r}, which is neither defined in "
             "probnets nor registered; import the module that defines it and register it with "
-            "probnets.loading.register_model")
+            "probnets.loading.register_model"
+        )
     return cls
 
 
@@ -245,7 +255,8 @@ def _build(cls, config, path):
         raise ValueError(
             f"cannot rebuild {class_name(cls)} from {os.fspath(path)!r} with the recorded "
             f"arguments {sorted(config)}: {error}; pass the missing ones to load(path, "
-            "name=value)") from None
+            "name=value)"
+        ) from None
 
 
 def _build_nested(value, path):
@@ -262,8 +273,9 @@ def _floating_tensor(module_states):
     return None
 
 
-def load_module_state(model: torch.nn.Module, module_states: list,
-                      path: str | os.PathLike) -> torch.nn.Module:
+def load_module_state(
+    model: torch.nn.Module, module_states: list, path: str | os.PathLike
+) -> torch.nn.Module:
     """Load into ``model`` the one of a checkpoint's ``module_states`` whose keys are the
     model's; buffers the model leaves unset (``None``, set during training) are filled."""
     keys = set(model.state_dict())
@@ -279,14 +291,18 @@ def load_module_state(model: torch.nn.Module, module_states: list,
     raise CheckpointError(
         f"{os.fspath(path)!r} holds no module state with the parameters of "
         f"{class_name(type(model))} as recorded ({len(module_states)} module state(s) with "
-        "other keys): was the checkpoint edited, or the class changed since?")
+        "other keys): was the checkpoint edited, or the class changed since?"
+    )
 
 
 def _unset_buffers(model):
     """``{state-dict key: (module, name)}`` of the buffers registered as ``None``."""
-    return {f"{prefix}.{name}" if prefix else name: (module, name)
-            for prefix, module in model.named_modules()
-            for name, value in module._buffers.items() if value is None}
+    return {
+        f"{prefix}.{name}" if prefix else name: (module, name)
+        for prefix, module in model.named_modules()
+        for name, value in module._buffers.items()
+        if value is None
+    }
 
 
 def param_store_entries(model: torch.nn.Module) -> dict:
@@ -301,10 +317,9 @@ def param_store_entries(model: torch.nn.Module) -> dict:
                 entries[param_with_module_name(fullname, name)] = (value, constraints.real)
             return
         for name, value in module._parameters.items():
-            constrained = name[:-len("_unconstrained")]
+            constrained = name[: -len("_unconstrained")]
             if name.endswith("_unconstrained") and constrained in module._pyro_params:
-                entries[_join(fullname, constrained)] = (
-                    value, module._pyro_params[constrained][0])
+                entries[_join(fullname, constrained)] = (value, module._pyro_params[constrained][0])
             elif value is not None:
                 entries[_join(fullname, name)] = (value, constraints.real)
         for name, child in module._modules.items():
@@ -322,15 +337,27 @@ def share_with_param_store(model: torch.nn.Module) -> None:
     is not a :class:`~pyro.nn.PyroModule`)."""
     entries = param_store_entries(model)
     if entries:
-        pyro.get_param_store().set_state({
-            "params": {name: value for name, (value, _) in entries.items()},
-            "constraints": {name: constraint for name, (_, constraint) in entries.items()}})
+        pyro.get_param_store().set_state(
+            {
+                "params": {name: value for name, (value, _) in entries.items()},
+                "constraints": {name: constraint for name, (_, constraint) in entries.items()},
+            }
+        )
 
 
 def _join(prefix, name):
     return f"{prefix}.{name}" if prefix else name
 
 
-__all__ = ["Loadable", "class_name", "load", "load_module_state", "model_record",
-           "param_store_entries", "recorded_model", "register_model", "resolve_class",
-           "share_with_param_store"]
+__all__ = [
+    "Loadable",
+    "class_name",
+    "load",
+    "load_module_state",
+    "model_record",
+    "param_store_entries",
+    "recorded_model",
+    "register_model",
+    "resolve_class",
+    "share_with_param_store",
+]

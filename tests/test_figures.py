@@ -28,8 +28,11 @@ def close_figures():
 
 
 def report(**log_variances):
-    return SimpleNamespace(estimators={name: SimpleNamespace(log_variance=value)
-                                       for name, value in log_variances.items()})
+    return SimpleNamespace(
+        estimators={
+            name: SimpleNamespace(log_variance=value) for name, value in log_variances.items()
+        }
+    )
 
 
 def test_exact_zero_variance_is_drawn_on_top_and_labelled_not_inf():
@@ -56,11 +59,16 @@ def test_nan_log_variance_is_labelled_not_applicable():
 
 def tracking():
     steps = range(0, 101, 50)
-    runs = {f"estimator{i}": [{"step": s, "log_variance": i + s / 100,
-                               "metric.elbo_test": -100.0 - i} for s in steps]
-            for i in range(10)}
-    runs["disarm"] = [{"step": s, "log_variance": float("-inf") if s == 0 else 0.5,
-                       "metric.elbo_test": -99.0} for s in steps]
+    runs = {
+        f"estimator{i}": [
+            {"step": s, "log_variance": i + s / 100, "metric.elbo_test": -100.0 - i} for s in steps
+        ]
+        for i in range(10)
+    }
+    runs["disarm"] = [
+        {"step": s, "log_variance": float("-inf") if s == 0 else 0.5, "metric.elbo_test": -99.0}
+        for s in steps
+    ]
     return SimpleNamespace(runs=runs)
 
 
@@ -105,8 +113,9 @@ def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_pat
     summary = calibration_summary(bins)
     assert summary["ece"] == pytest.approx(float(ece), abs=1e-6)
     assert summary["total"] == 400 and 1 < summary["non_empty"] <= 15
-    assert summary["accuracy"] == pytest.approx(float((sharp.argmax(-1) == labels).float()
-                                                      .mean()), abs=1e-6)
+    assert summary["accuracy"] == pytest.approx(
+        float((sharp.argmax(-1) == labels).float().mean()), abs=1e-6
+    )
     uniform = torch.full((400, 10), 0.1)
     collapsed_ece, collapsed = bins_of(uniform, labels)
     assert calibration_summary(collapsed)["non_empty"] == 1
@@ -119,8 +128,10 @@ def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_pat
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plt.Figure, "savefig", keep)
-        reliability_diagram({"sharp": (bins, float(ece)), "uniform": (collapsed, 0.0)},
-                            str(tmp_path / "reliability.png"))
+        reliability_diagram(
+            {"sharp": (bins, float(ece)), "uniform": (collapsed, 0.0)},
+            str(tmp_path / "reliability.png"),
+        )
     assert (tmp_path / "reliability.png").stat().st_size > 0
     ax, hist = captured["fig"].axes[:2]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -137,8 +148,11 @@ def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_pat
 
 
 def test_calibration_summary_rejects_empty_bins():
-    empty = {"count": torch.zeros(3), "confidence": torch.full((3,), math.nan),
-             "accuracy": torch.full((3,), math.nan)}
+    empty = {
+        "count": torch.zeros(3),
+        "confidence": torch.full((3,), math.nan),
+        "accuracy": torch.full((3,), math.nan),
+    }
     with pytest.raises(ValueError, match="bins"):
         calibration_summary(empty)
 

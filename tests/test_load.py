@@ -51,32 +51,73 @@ def _same(a, b):
 
 # task name: (a tiny config, the trained class, what to call on a model)
 TASKS = {
-    "vae": (VAEConfig(steps=2, batch_size=10, hidden_dim=8, latent_dim=2, num_test=10),
-            VAE, lambda m: m.reconstruct(_digits(3).round())),
-    "sbn": (SBNConfig(steps=2, batch_size=8, layers=(6,), num_test=8, ll_samples=2),
-            SigmoidBeliefNet,
-            lambda m: _seeded(m.log_likelihood, _digits(3).round().reshape(3, -1), 4)),
-    "gated": (GatedConfig(steps=2, num_train=40, hidden=3, estimator="score"), NeuronDAG,
-              lambda m: (m.gate_probs(), _seeded(m.predict, _digits(4, 5)[:, 0], num_samples=3))),
-    "bayes-hypernet": (BayesHypernetConfig(steps=2, problem="gap1d", width=4, depth=1,
-                                           num_points=20, num_samples=2), BayesianHypernet,
-                       lambda m: _seeded(m.predict, torch.linspace(-1, 1, 5)[:, None], 3)),
-    "air": (AIRConfig(steps=1, batch_size=4, num_train=8, num_test=4, rnn_hidden_size=8,
-                      window_size=8, canvas_size=28, max_digits=1, eval_every=10),
-            AIR, lambda m: m.infer(_digits(2)).z_where),
-    "hyperlstm": (HyperLSTMConfig(steps=2, hidden_size=8, hyper_size=4, embedding_size=4,
-                                  seq_len=5, batch_size=2, eval_every=10), CharLanguageModel,
-                  lambda m: m(torch.arange(12).reshape(6, 2) % m.vocab_size)[0]),
-    "reactive": (ReactiveConfig(steps=2, batch_size=4, context_size=8, channels=(2, 2),
-                                eval_every=10), ReactiveQueryNet, lambda m: m(_digits(2))),
-    "hypercnn": (HyperCNNConfig(steps=2, batch_size=4, embedding_dim=2, eval_every=10),
-                 HyperCNN, lambda m: m(_digits(2))),
+    "vae": (
+        VAEConfig(steps=2, batch_size=10, hidden_dim=8, latent_dim=2, num_test=10),
+        VAE,
+        lambda m: m.reconstruct(_digits(3).round()),
+    ),
+    "sbn": (
+        SBNConfig(steps=2, batch_size=8, layers=(6,), num_test=8, ll_samples=2),
+        SigmoidBeliefNet,
+        lambda m: _seeded(m.log_likelihood, _digits(3).round().reshape(3, -1), 4),
+    ),
+    "gated": (
+        GatedConfig(steps=2, num_train=40, hidden=3, estimator="score"),
+        NeuronDAG,
+        lambda m: (m.gate_probs(), _seeded(m.predict, _digits(4, 5)[:, 0], num_samples=3)),
+    ),
+    "bayes-hypernet": (
+        BayesHypernetConfig(
+            steps=2, problem="gap1d", width=4, depth=1, num_points=20, num_samples=2
+        ),
+        BayesianHypernet,
+        lambda m: _seeded(m.predict, torch.linspace(-1, 1, 5)[:, None], 3),
+    ),
+    "air": (
+        AIRConfig(
+            steps=1,
+            batch_size=4,
+            num_train=8,
+            num_test=4,
+            rnn_hidden_size=8,
+            window_size=8,
+            canvas_size=28,
+            max_digits=1,
+            eval_every=10,
+        ),
+        AIR,
+        lambda m: m.infer(_digits(2)).z_where,
+    ),
+    "hyperlstm": (
+        HyperLSTMConfig(
+            steps=2,
+            hidden_size=8,
+            hyper_size=4,
+            embedding_size=4,
+            seq_len=5,
+            batch_size=2,
+            eval_every=10,
+        ),
+        CharLanguageModel,
+        lambda m: m(torch.arange(12).reshape(6, 2) % m.vocab_size)[0],
+    ),
+    "reactive": (
+        ReactiveConfig(steps=2, batch_size=4, context_size=8, channels=(2, 2), eval_every=10),
+        ReactiveQueryNet,
+        lambda m: m(_digits(2)),
+    ),
+    "hypercnn": (
+        HyperCNNConfig(steps=2, batch_size=4, embedding_dim=2, eval_every=10),
+        HyperCNN,
+        lambda m: m(_digits(2)),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_every_task_checkpoint_loads_and_computes_what_the_trained_model_does(
-        tmp_path, monkeypatch, name):
+    tmp_path, monkeypatch, name
+):
     assert set(TASKS) >= set(tasks()) - {"variance"}  # every training task is covered
     config, cls, call = TASKS[name]
     task = tasks()[name]
@@ -111,16 +152,20 @@ def test_every_task_checkpoint_loads_and_computes_what_the_trained_model_does(
 
 
 def _train(objective, data, out, steps=2):
-    return Trainer(objective, data, TrainConfig(steps=steps, lr=0.05, out_dir=str(out),
-                                                progress=False)).run()
+    return Trainer(
+        objective, data, TrainConfig(steps=steps, lr=0.05, out_dir=str(out), progress=False)
+    ).run()
 
 
 def test_trainer_checkpoint_records_the_model_and_loads_in_float64(tmp_path):
     pyro.set_rng_seed(0)
     vae = VAE(image_size=6, latent_dim=2, hidden_dim=5).double()
     images = _digits(10, 6).round().double()
-    _train(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
-           BatchSampler(images, batch_size=5, seed=0), tmp_path)
+    _train(
+        SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(images, batch_size=5, seed=0),
+        tmp_path,
+    )
     loaded = probnets.load(tmp_path / "last.pt")
     assert loaded.config() == vae.config() and loaded.encoder[0].weight.dtype == torch.float64
     assert torch.equal(loaded.reconstruct(images), vae.reconstruct(images))
@@ -130,8 +175,12 @@ def test_trainer_checkpoint_records_the_model_and_loads_in_float64(tmp_path):
 def test_loaded_guide_reads_its_own_parameters_despite_a_stale_param_store(tmp_path):
     pyro.set_rng_seed(0)
     toy = ToyBernoulli(target=0.3)
-    _train(SVIObjective(toy.model, toy.guide, pyro.infer.Trace_ELBO()), iter(lambda: (), 0),
-           tmp_path, steps=3)
+    _train(
+        SVIObjective(toy.model, toy.guide, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), 0),
+        tmp_path,
+        steps=3,
+    )
     trained = float(toy.theta_unconstrained.detach())
     pyro.clear_param_store()
     pyro.param("theta", torch.tensor(5.0))  # another model's parameter of the same name
@@ -156,22 +205,33 @@ def test_nested_records_and_arguments_the_record_cannot_hold(tmp_path):
     pyro.set_rng_seed(0)
     net = NeuronDAG(2, 2, 1, activation=torch.relu, prior=BernoulliPrior(0.2), name="nd")
     x = torch.randn(8, 2)
-    _train(SVIObjective(net.model, net.guide, pyro.infer.Trace_ELBO()),
-           BatchSampler(x, x[:, :1], batch_size=None), tmp_path / "a")
+    _train(
+        SVIObjective(net.model, net.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(x, x[:, :1], batch_size=None),
+        tmp_path / "a",
+    )
     loaded = NeuronDAG.load(tmp_path / "a" / "last.pt")
     assert loaded.activation is torch.relu and loaded.prior.p == 0.2
-    assert torch.equal(loaded.target_scale, net.target_scale) if net.target_scale is not None \
+    assert (
+        torch.equal(loaded.target_scale, net.target_scale)
+        if net.target_scale is not None
         else loaded.target_scale is None
+    )
     assert torch.equal(loaded.gate_probs(), net.gate_probs())
 
     def blocks():
-        return [nn.Sequential(nn.Flatten(), nn.LazyLinear(3)),
-                nn.Sequential(nn.Flatten(), nn.LazyLinear(2))]
+        return [
+            nn.Sequential(nn.Flatten(), nn.LazyLinear(3)),
+            nn.Sequential(nn.Flatten(), nn.LazyLinear(2)),
+        ]
 
     dag = LayerDAG(blocks(), (4, 1, 1), likelihood="categorical")
     images, labels = torch.randn(6, 4, 1, 1), torch.tensor([0, 1, 0, 1, 1, 0])
-    _train(SVIObjective(dag.model, dag.guide, pyro.infer.Trace_ELBO()),
-           BatchSampler(images, labels, batch_size=None), tmp_path / "b")
+    _train(
+        SVIObjective(dag.model, dag.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(images, labels, batch_size=None),
+        tmp_path / "b",
+    )
     with pytest.raises(ValueError, match=r"LayerDAG.load\(path, blocks=\[...\]\)"):
         LayerDAG.load(tmp_path / "b" / "last.pt")
     loaded = LayerDAG.load(tmp_path / "b" / "last.pt", blocks=blocks())
@@ -192,15 +252,22 @@ def test_checkpoints_without_a_usable_record_are_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match=r"records no model class .*load_state_dict"):
         probnets.load(path)
     state = torch.load(path, weights_only=True)
-    for name in ("os.system", "probnets.no_such_module.Model", "probnets.loading.missing",
-                 "probnets.loading.importlib", "probnets.models.vae.nn.Linear",
-                 "probnets.models.vae.PyroModule"):  # defined outside probnets
+    for name in (
+        "os.system",
+        "probnets.no_such_module.Model",
+        "probnets.loading.missing",
+        "probnets.loading.importlib",
+        "probnets.models.vae.nn.Linear",
+        "probnets.models.vae.PyroModule",
+    ):  # defined outside probnets
         state["extra"]["model"] = {"class": name, "config": {}}
         torch.save(state, path)
         with pytest.raises(ValueError, match="neither defined in probnets nor registered"):
             probnets.load(path)
-    state["extra"]["model"] = {"class": "probnets.models.gated.priors.CostPenalty",
-                               "config": {"weight": 1.0}}
+    state["extra"]["model"] = {
+        "class": "probnets.models.gated.priors.CostPenalty",
+        "config": {"weight": 1.0},
+    }
     torch.save(state, path)
     with pytest.raises(ValueError, match="not a torch.nn.Module"):
         probnets.load(path)
@@ -221,8 +288,7 @@ class _Unconfigured(Loadable, nn.Module):  # no model_config(): nothing to recor
 
 def test_a_loadable_module_without_model_config_still_trains_and_checkpoints(tmp_path):
     module = _Unconfigured()
-    _train(LossObjective(lambda: module.weight.pow(2).sum(), module), iter(lambda: (), 0),
-           tmp_path)
+    _train(LossObjective(lambda: module.weight.pow(2).sum(), module), iter(lambda: (), 0), tmp_path)
     with pytest.raises(ValueError, match="records no model class"):
         probnets.load(tmp_path / "last.pt")
 
@@ -236,8 +302,13 @@ def test_missing_empty_and_corrupted_files(tmp_path):
     (tmp_path / "noise.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="truncated or corrupted"):
         probnets.load(tmp_path / "noise.pt")
-    torch.save({"format": 1, "extra": {"model": {"class": "probnets.models.vae.VAE",
-                                                 "config": {"hidden_dim": 4}}},
-                "modules": [{"other": torch.zeros(1)}]}, tmp_path / "keys.pt")
+    torch.save(
+        {
+            "format": 1,
+            "extra": {"model": {"class": "probnets.models.vae.VAE", "config": {"hidden_dim": 4}}},
+            "modules": [{"other": torch.zeros(1)}],
+        },
+        tmp_path / "keys.pt",
+    )
     with pytest.raises(ValueError, match="holds no module state with the parameters of"):
         probnets.load(tmp_path / "keys.pt")

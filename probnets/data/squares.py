@@ -17,7 +17,7 @@ def squares(n, size=24, side=6, max_objects=2, seed=0):
         placed = 0
         while placed < counts[i]:
             x, y = torch.randint(0, size - side + 1, (2,), generator=generator).tolist()
-            if images[i, y:y + side, x:x + side].sum() == 0:
-                images[i, y:y + side, x:x + side] = 0.9
+            if images[i, y : y + side, x : x + side].sum() == 0:
+                images[i, y : y + side, x : x + side] = 0.9
                 placed += 1
     return images, counts

@@ -54,9 +54,13 @@ class HardConcrete(TorchDistribution):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, log_alpha: torch.Tensor | float, beta: float = 2.0 / 3.0,
-                 limits: tuple[float, float] = (-0.1, 1.1),
-                 validate_args: bool | None = None) -> None:
+    def __init__(
+        self,
+        log_alpha: torch.Tensor | float,
+        beta: float = 2.0 / 3.0,
+        limits: tuple[float, float] = (-0.1, 1.1),
+        validate_args: bool | None = None,
+    ) -> None:
         if not isinstance(log_alpha, torch.Tensor):
             if not isinstance(log_alpha, Number):
                 raise TypeError(
@@ -75,8 +79,9 @@ class HardConcrete(TorchDistribution):
         self.limits = (low, high)
         super().__init__(log_alpha.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape: Sequence[int],
-               _instance: "HardConcrete | None" = None) -> "HardConcrete":
+    def expand(
+        self, batch_shape: Sequence[int], _instance: "HardConcrete | None" = None
+    ) -> "HardConcrete":
         new = self._get_checked_instance(HardConcrete, _instance)
         batch_shape = torch.Size(batch_shape)
         new.log_alpha = self.log_alpha.expand(batch_shape)
@@ -86,8 +91,9 @@ class HardConcrete(TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()
-                ) -> torch.Tensor:
+    def rsample(
+        self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()
+    ) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         la = self.log_alpha
         # Keep u away from {0, 1} so the logistic noise stays finite in any dtype.

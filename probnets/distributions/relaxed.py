@@ -52,7 +52,9 @@ def bernoulli_logistic(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.log(u) - torch.log1p(-u) + logits
 
 
-def bernoulli_conditional_logistic(logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def bernoulli_conditional_logistic(
+    logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """
     Sample ``z̃ ~ p(z | H(z) = b)`` for ``z = logit(u) + ℓ``, as a differentiable function of ``ℓ``.
 
@@ -82,7 +84,9 @@ def categorical_gumbel(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return logits.log_softmax(-1) - torch.log(-torch.log(u))
 
 
-def categorical_conditional_gumbel(logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def categorical_conditional_gumbel(
+    logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """
     Sample ``z̃ ~ p(z | argmax z = b)`` for the Gumbel reparameterization,
     differentiably in the logits.

@@ -5,8 +5,8 @@
   :func:`run_variance` (both, written to a directory), over a :class:`Problem`; the results
   are :class:`VarianceReport` and :class:`TrackingReport`, whose figures
   :mod:`probnets.viz.variance` draws.
-- The estimator-comparison problems: :func:`toy_problem`, :func:`plate_problem`, :func:`sbn_problem`,
-  :func:`air_problem`.
+- The estimator-comparison problems: :func:`toy_problem`, :func:`plate_problem`,
+  :func:`sbn_problem`, :func:`air_problem`.
 - Metrics and settings shared by the tasks and examples: :mod:`probnets.experiments.air`
   (``make_elbo``, ``evaluate_counts``) and :mod:`probnets.experiments.bayes_hypernet`
   (``gap_metrics``, ``classification_metrics``, ``out_of_distribution``, ``mnist_arrays``).

@@ -8,8 +8,13 @@ from probnets.data import load_mnist
 from probnets.models.bayes_hypernet import auroc, expected_calibration_error
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regions
 
-__all__ = ["classification_metrics", "default_embedding_dim", "gap_metrics", "mnist_arrays",
-           "out_of_distribution"]
+__all__ = [
+    "classification_metrics",
+    "default_embedding_dim",
+    "gap_metrics",
+    "mnist_arrays",
+    "out_of_distribution",
+]
 
 
 def mnist_arrays(split, num, dtype, device):
@@ -46,8 +51,11 @@ def classification_metrics(prediction, labels, ood_predictions):
     probs = prediction.probs
     ece, _ = expected_calibration_error(probs, labels)
     nll = -probs.gather(-1, labels[:, None]).clamp_min(1e-12).log().mean()
-    row = {"accuracy": float((probs.argmax(-1) == labels).double().mean()),
-           "nll": float(nll), "ece": float(ece)}
+    row = {
+        "accuracy": float((probs.argmax(-1) == labels).double().mean()),
+        "nll": float(nll),
+        "ece": float(ece),
+    }
     for name, ood in ood_predictions.items():
         row[f"auroc_{name}_entropy"] = auroc(prediction.entropy, ood.entropy)
         row[f"auroc_{name}_mi"] = auroc(prediction.mutual_information, ood.mutual_information)

@@ -44,14 +44,21 @@ from probnets.experiments.util import (
     zero_grads,
 )
 
-__all__ = ["ADAPTIVE_ESTIMATORS", "measure", "measure_estimator", "set_time_ratios",
-           "tune_control_variates"]
+__all__ = [
+    "ADAPTIVE_ESTIMATORS",
+    "measure",
+    "measure_estimator",
+    "set_time_ratios",
+    "tune_control_variates",
+]
 
 #: Estimators whose control variates or baselines adapt: measure them after tuning.
 ADAPTIVE_ESTIMATORS = ("score+avg", "score+avg-site", "nvil", "rebar", "relax")
 
 
-def tune_control_variates(elbo: Any, model: Callable, guide: Callable, args: tuple, kwargs: dict, steps: int, lr: float) -> None:
+def tune_control_variates(
+    elbo: Any, model: Callable, guide: Callable, args: tuple, kwargs: dict, steps: int, lr: float
+) -> None:
     """Run ``steps`` estimator calls with model and guide params fixed, descending only the
     estimator-owned ``cv.*`` params (Adam); running statistics inside the estimator (e.g.
     decaying-average or NVIL centering) adapt as they would in training."""
@@ -92,11 +99,15 @@ class _RunningMoments:
 
 def _flat_gradient(leaves, params):
     """The ``.grad`` of ``params`` (zero where a param got none), flattened, in float64."""
-    return torch.cat([
-        (leaves[p].grad if leaves[p].grad is not None else torch.zeros_like(leaves[p]))
-        .detach().reshape(-1).double()
-        for p in params
-    ])
+    return torch.cat(
+        [
+            (leaves[p].grad if leaves[p].grad is not None else torch.zeros_like(leaves[p]))
+            .detach()
+            .reshape(-1)
+            .double()
+            for p in params
+        ]
+    )
 
 
 def _warm_up(name, elbo, model, guide, args, kwargs, params):
@@ -107,8 +118,7 @@ def _warm_up(name, elbo, model, guide, args, kwargs, params):
     missing = [p for p in params if p not in leaves]
     if missing:
         raise ValueError(
-            f"params {missing} are not touched by estimator '{name}'; "
-            f"available: {sorted(leaves)}"
+            f"params {missing} are not touched by estimator '{name}'; available: {sorted(leaves)}"
         )
     return {k: v.detach().clone() for k, v in leaves.items()}
 
@@ -159,8 +169,7 @@ def _bias_statistics(mean, var, count, exact, params, dtype):
     z = torch.where(
         stderr > 0,
         diff.abs() / stderr.clamp(min=tiny),
-        torch.where(diff.abs() > tol, torch.full_like(diff, float("inf")),
-                    torch.zeros_like(diff)),
+        torch.where(diff.abs() > tol, torch.full_like(diff, float("inf")), torch.zeros_like(diff)),
     )
     bias_z = float(z.max())
     denom = float(m.norm() * e.norm())
@@ -172,7 +181,17 @@ def _bias_statistics(mean, var, count, exact, params, dtype):
     }
 
 
-def measure_estimator(name: str, elbo: Any, model: Callable, guide: Callable, args: tuple, kwargs: dict, num_samples: int, params: Sequence[str] | None, exact: Any) -> EstimatorStats:
+def measure_estimator(
+    name: str,
+    elbo: Any,
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    num_samples: int,
+    params: Sequence[str] | None,
+    exact: Any,
+) -> EstimatorStats:
     """:class:`~probnets.experiments.report.EstimatorStats` of one estimator at the current
     params: ``num_samples`` estimates of the gradient of ``params``, compared with ``exact``
     (``{name: tensor}`` or ``None``). Params and the estimator's Python state are restored
@@ -184,7 +203,8 @@ def measure_estimator(name: str, elbo: Any, model: Callable, guide: Callable, ar
     model_counter.reset()
     guide_counter.reset()
     moments, loss, per_second, leaves = _draw_estimates(
-        elbo, counted_model, counted_guide, args, kwargs, num_samples, params, snapshot)
+        elbo, counted_model, counted_guide, args, kwargs, num_samples, params, snapshot
+    )
 
     mean, var = moments.mean, moments.variance()
     sizes = [leaves[p].numel() for p in params]
@@ -205,13 +225,13 @@ def measure_estimator(name: str, elbo: Any, model: Callable, guide: Callable, ar
         work_variance_seconds=variance * per_second,
         work_variance_evals=variance * evals,
         variance_by_param={p: float(chunk.mean()) for p, chunk in zip(params, var.split(sizes))},
-        mean_grad={p: chunk.reshape(leaves[p].shape)
-                   for p, chunk in zip(params, mean.split(sizes))},
+        mean_grad={
+            p: chunk.reshape(leaves[p].shape) for p, chunk in zip(params, mean.split(sizes))
+        },
     )
     if exact is not None:
         dtype = leaves[params[0]].dtype
-        for key, value in _bias_statistics(mean, var, moments.count, exact, params,
-                                           dtype).items():
+        for key, value in _bias_statistics(mean, var, moments.count, exact, params, dtype).items():
             setattr(stats, key, value)
     return stats
 

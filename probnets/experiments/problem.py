@@ -37,8 +37,9 @@ class Problem:
     def __post_init__(self):
         for role in ("model", "guide"):
             if not callable(getattr(self, role)):
-                raise TypeError(f"Problem {role} must be callable, got "
-                                f"{type(getattr(self, role)).__name__}")
+                raise TypeError(
+                    f"Problem {role} must be callable, got {type(getattr(self, role)).__name__}"
+                )
 
     def batch_args(self, step: int) -> tuple:
         """The arguments of training step ``step``."""

@@ -18,7 +18,9 @@ from probnets.models.toy import ToyBernoulli
 __all__ = ["air_problem", "plate_problem", "sbn_problem", "toy_problem"]
 
 
-def toy_problem(target: float = 0.45, theta: float = 0.0, dtype: torch.dtype = torch.float32) -> Problem:
+def toy_problem(
+    target: float = 0.45, theta: float = 0.0, dtype: torch.dtype = torch.float32
+) -> Problem:
     """The toy :class:`~probnets.models.toy.ToyBernoulli` at logit ``theta`` with its exact
     gradient and, along training, the exact loss ``L(theta)`` and ``sigma(theta)``."""
     toy = ToyBernoulli(target=target, theta=theta).to(dtype=dtype)
@@ -40,7 +42,12 @@ def toy_problem(target: float = 0.45, theta: float = 0.0, dtype: torch.dtype = t
     )
 
 
-def plate_problem(scales: Sequence[float] = (1.0, 10.0, 100.0), target: float = 0.45, theta: float = 0.0, dtype: torch.dtype = torch.float32) -> Problem:
+def plate_problem(
+    scales: Sequence[float] = (1.0, 10.0, 100.0),
+    target: float = 0.45,
+    theta: float = 0.0,
+    dtype: torch.dtype = torch.float32,
+) -> Problem:
     """The :class:`~probnets.models.plated_toy.PlatedBernoulli` plate at logit ``theta``
     with its exact gradient and, along training, the exact loss: the problem that shows a
     decaying-average baseline per plate element (``score+avg``) against one per site
@@ -71,9 +78,7 @@ def _check_sbn_arguments(images, layers, batch_size):
             f"got {images.shape[1]}"
         )
     if not isinstance(batch_size, int) or not 1 <= batch_size <= images.shape[0]:
-        raise ValueError(
-            f"batch_size must be an int in [1, {images.shape[0]}], got {batch_size!r}"
-        )
+        raise ValueError(f"batch_size must be an int in [1, {images.shape[0]}], got {batch_size!r}")
     return images
 
 
@@ -143,7 +148,14 @@ def sbn_problem(
     )
 
 
-def air_problem(images: torch.Tensor, counts: torch.Tensor, batch_size: int = 64, seed: int = 0, dair: bool = False, eval_size: int = 500) -> Problem:
+def air_problem(
+    images: torch.Tensor,
+    counts: torch.Tensor,
+    batch_size: int = 64,
+    seed: int = 0,
+    dair: bool = False,
+    eval_size: int = 500,
+) -> Problem:
     """AIR (or DAIR) at its initial parameters on canvases ``images``: gradients of the
     guide's parameters, whose variance comes from the ``z_pres`` sites (the model's baseline
     LSTM is used by the score-function estimators, as in Eslami et al. 2016).
@@ -162,13 +174,14 @@ def air_problem(images: torch.Tensor, counts: torch.Tensor, batch_size: int = 64
         raise ValueError(f"images must be square canvases, got {tuple(images.shape)}")
     counts = torch.as_tensor(counts)
     if counts.shape != (len(images),) or counts.is_floating_point():
-        raise ValueError(f"counts must be integers of shape ({len(images)},), got "
-                         f"{counts.dtype} {tuple(counts.shape)}")
+        raise ValueError(
+            f"counts must be integers of shape ({len(images)},), got "
+            f"{counts.dtype} {tuple(counts.shape)}"
+        )
     num_images = len(images)
     if not isinstance(batch_size, int) or not 1 <= batch_size <= num_images:
         raise ValueError(f"batch_size must be an int in [1, {num_images}], got {batch_size!r}")
-    air = AIR(image_size=images.shape[-1], dair=dair).to(device=images.device,
-                                                          dtype=images.dtype)
+    air = AIR(image_size=images.shape[-1], dair=dair).to(device=images.device, dtype=images.dtype)
 
     def batch(step):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -185,6 +198,12 @@ def air_problem(images: torch.Tensor, counts: torch.Tensor, batch_size: int = 64
     with poutine.trace(param_only=True) as params:
         air.guide(images[:2])
     guide_params = [name for name in params.trace.nodes if "baseline" not in name]
-    return Problem(name="air" + ("-dair" if dair else ""), model=air.model, guide=air.guide,
-                   args=(images[:batch_size],), batch=batch, evaluate=evaluate,
-                   params=guide_params)
+    return Problem(
+        name="air" + ("-dair" if dair else ""),
+        model=air.model,
+        guide=air.guide,
+        args=(images[:batch_size],),
+        batch=batch,
+        evaluate=evaluate,
+        params=guide_params,
+    )

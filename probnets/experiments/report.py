@@ -143,15 +143,18 @@ class VarianceReport(_JSONReport):
         return _fmt(getattr(stats, attr), width)
 
     def _notes(self):
-        num_params = (next(iter(self.estimators.values())).num_params
-                      if self.estimators else 0)
+        num_params = next(iter(self.estimators.values())).num_params if self.estimators else 0
         notes = [
-            (f"{self.num_samples} gradient samples per estimator over {num_params} "
-             f"parameters ({', '.join(self.params)}); log = natural log of the "
-             f"per-parameter variance averaged over parameters."),
-            ("t_ratio: seconds per estimate relative to "
-             f"'{self.meta.get('reference', '?')}' in the same run (absolute times are noisy "
-             "on a shared CPU)."),
+            (
+                f"{self.num_samples} gradient samples per estimator over {num_params} "
+                f"parameters ({', '.join(self.params)}); log = natural log of the "
+                f"per-parameter variance averaged over parameters."
+            ),
+            (
+                "t_ratio: seconds per estimate relative to "
+                f"'{self.meta.get('reference', '?')}' in the same run (absolute times are noisy "
+                "on a shared CPU)."
+            ),
         ]
         if self.exact_norm is not None:
             notes.append(
@@ -183,9 +186,7 @@ class VarianceReport(_JSONReport):
     @classmethod
     def from_dict(cls, data):
         return cls(
-            estimators={
-                k: EstimatorStats.from_dict(v) for k, v in data["estimators"].items()
-            },
+            estimators={k: EstimatorStats.from_dict(v) for k, v in data["estimators"].items()},
             params=list(data["params"]),
             num_samples=data["num_samples"],
             exact_norm=data["exact_norm"],
@@ -214,8 +215,12 @@ class TrackingReport(_JSONReport):
     def table(self, keys: Sequence[str] = ("train_loss", "log_variance", "snr")) -> str:
         """Final record of each run, fixed width."""
         columns = list(keys) + self.metric_keys()
-        header = "estimator".ljust(22) + " " + "step".rjust(6) + " " + " ".join(
-            c.replace("metric.", "")[:14].rjust(14) for c in columns
+        header = (
+            "estimator".ljust(22)
+            + " "
+            + "step".rjust(6)
+            + " "
+            + " ".join(c.replace("metric.", "")[:14].rjust(14) for c in columns)
         )
         lines = [header, "-" * len(header)]
         for name, records in self.runs.items():

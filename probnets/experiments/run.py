@@ -22,8 +22,9 @@ def _tune_steps(cv_tune_steps, name):
     return cv_tune_steps.get(name, 0) if isinstance(cv_tune_steps, dict) else cv_tune_steps
 
 
-def _measure_initial(problem_factory, estimators, num_samples, cv_tune_steps, cv_lr, seed,
-                     progress):
+def _measure_initial(
+    problem_factory, estimators, num_samples, cv_tune_steps, cv_lr, seed, progress
+):
     """Each estimator measured on its own fresh problem (param store cleared, seeded)."""
     stats = {}
     for name, estimator in estimators.items():
@@ -94,11 +95,14 @@ def run_variance(
     :returns: ``(VarianceReport, TrackingReport or None)``.
     """
     if not isinstance(estimators, dict) or not estimators:
-        raise TypeError(f"estimators must be a non-empty dict {{name: ELBO or factory}}, "
-                        f"got {type(estimators).__name__}")
+        raise TypeError(
+            f"estimators must be a non-empty dict {{name: ELBO or factory}}, "
+            f"got {type(estimators).__name__}"
+        )
     os.makedirs(out_dir, exist_ok=True)
-    variance = _measure_initial(problem_factory, estimators, num_samples, cv_tune_steps,
-                                cv_lr, seed, progress)
+    variance = _measure_initial(
+        problem_factory, estimators, num_samples, cv_tune_steps, cv_lr, seed, progress
+    )
     atomic_write_text(os.path.join(out_dir, "variance.txt"), variance.table() + "\n")
     variance.save_json(os.path.join(out_dir, "variance.json"))
 

@@ -110,8 +110,17 @@ def track(
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
         problem = problem_factory()
-        runs[name] = _track_one(name, fresh_estimator(estimator), problem, steps, every,
-                                num_samples, lr, cv_lr, progress)
+        runs[name] = _track_one(
+            name,
+            fresh_estimator(estimator),
+            problem,
+            steps,
+            every,
+            num_samples,
+            lr,
+            cv_lr,
+            progress,
+        )
     return TrackingReport(
         runs=runs,
         meta={

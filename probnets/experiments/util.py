@@ -7,8 +7,7 @@ import copy
 import pyro.poutine as poutine
 import torch
 
-__all__ = ["EstimatorState", "fresh_estimator", "guide_param_names", "loss_and_grads",
-           "zero_grads"]
+__all__ = ["EstimatorState", "fresh_estimator", "guide_param_names", "loss_and_grads", "zero_grads"]
 
 
 def guide_param_names(guide, args, kwargs):

@@ -49,9 +49,7 @@ _BASELINE_KEYS = (
 
 def mlp(in_features, hidden_size, like):
     """A one-hidden-layer tanh MLP with scalar output, in the dtype/device of ``like``."""
-    net = nn.Sequential(
-        nn.Linear(in_features, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1)
-    )
+    net = nn.Sequential(nn.Linear(in_features, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
     nn.init.zeros_(net[-1].weight)
     nn.init.zeros_(net[-1].bias)
     return net.to(dtype=like.dtype, device=like.device)
@@ -59,7 +57,7 @@ def mlp(in_features, hidden_size, like):
 
 def flatten_event(tensor, batch_shape):
     """Reshapes ``batch_shape + rest`` to ``batch_shape + (prod(rest),)``."""
-    tensor = tensor.expand(batch_shape + tensor.shape[len(batch_shape):])
+    tensor = tensor.expand(batch_shape + tensor.shape[len(batch_shape) :])
     return tensor.reshape(batch_shape + (-1,))
 
 
@@ -145,9 +143,7 @@ class Baselines:
 
     def __init__(self, default, beta, hidden_size):
         if default not in BASELINES:
-            raise ValueError(
-                "baseline must be one of {}, but got {!r}".format(BASELINES, default)
-            )
+            raise ValueError("baseline must be one of {}, but got {!r}".format(BASELINES, default))
         if not 0 <= beta < 1:
             raise ValueError("baseline_beta must be in [0, 1), but got {}".format(beta))
         self.default = default

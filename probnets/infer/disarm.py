@@ -46,7 +46,16 @@ class DisARM_ELBO(DiscreteELBO):
 
     default_estimator = "disarm"
 
-    def __init__(self, num_particles: int = 1, max_plate_nesting: float = float("inf"), cache_dependencies: bool = False,
-                 **kwargs: Any) -> None:
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
-                         cache_dependencies=cache_dependencies, **kwargs)
+    def __init__(
+        self,
+        num_particles: int = 1,
+        max_plate_nesting: float = float("inf"),
+        cache_dependencies: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            cache_dependencies=cache_dependencies,
+            **kwargs,
+        )

@@ -133,8 +133,11 @@ class DiscreteELBO(ELBO):
         hidden_size: int = 100,
         cache_dependencies: bool = False,
     ) -> None:
-        if isinstance(num_particles, bool) or not isinstance(num_particles, int) \
-                or num_particles < 1:
+        if (
+            isinstance(num_particles, bool)
+            or not isinstance(num_particles, int)
+            or num_particles < 1
+        ):
             raise ValueError(
                 "num_particles must be a positive int, but got {!r}".format(num_particles)
             )
@@ -153,10 +156,16 @@ class DiscreteELBO(ELBO):
             check_temperature(temperature, type(self).__name__)
         check_temperature(init_temperature, "init_temperature of " + type(self).__name__)
         self._options: dict[str, Any] = dict(
-            baseline=baseline, baseline_beta=baseline_beta, hidden_size=hidden_size,
-            temperature=temperature, straight_through=straight_through,
-            init_temperature=init_temperature, learn_temperature=learn_temperature,
-            init_eta=init_eta, learn_eta=learn_eta, rebar_cv=relax_rebar_cv,
+            baseline=baseline,
+            baseline_beta=baseline_beta,
+            hidden_size=hidden_size,
+            temperature=temperature,
+            straight_through=straight_through,
+            init_temperature=init_temperature,
+            learn_temperature=learn_temperature,
+            init_eta=init_eta,
+            learn_eta=learn_eta,
+            rebar_cv=relax_rebar_cv,
         )
         self.estimators: dict[str, SiteEstimator] = {}  # name -> this ELBO's estimator
         # (site name, requested estimator, distribution) -> SiteEstimator
@@ -170,8 +179,7 @@ class DiscreteELBO(ELBO):
 
     # estimators and the per-site plan ----------------------------------------------------
 
-    def estimator_for(self, spec: str | SiteEstimator,
-                      where: str = "estimator") -> SiteEstimator:
+    def estimator_for(self, spec: str | SiteEstimator, where: str = "estimator") -> SiteEstimator:
         """This ELBO's :class:`~probnets.infer.estimators.SiteEstimator` for ``spec`` (a
         registered name, made once with the ELBO's options, or an instance, used as is)."""
         if isinstance(spec, SiteEstimator):
@@ -191,8 +199,13 @@ class DiscreteELBO(ELBO):
         """
         fn = msg["fn"]
         requested = msg["infer"].get("estimator")
-        key = (msg["name"], requested, type(fn), getattr(fn, "has_rsample", False),
-               self.default_estimator)
+        key = (
+            msg["name"],
+            requested,
+            type(fn),
+            getattr(fn, "has_rsample", False),
+            self.default_estimator,
+        )
         try:
             return self._plans[key]
         except (KeyError, TypeError):
@@ -275,8 +288,10 @@ class DiscreteELBO(ELBO):
     def _validate(self, costs):
         """Pyro's checks of each site's shape against its plates and of enumeration
         requests, as its ELBOs run them under validation."""
-        for trace, log_probs in ((costs.model_trace, costs.model_lp),
-                                 (costs.guide_trace, costs.guide_lp)):
+        for trace, log_probs in (
+            (costs.model_trace, costs.model_lp),
+            (costs.guide_trace, costs.guide_lp),
+        ):
             for name, lp in log_probs.items():
                 check_site_shape(dict(trace.nodes[name], log_prob=lp), self.max_plate_nesting)
         check_if_enumerated(costs.guide_trace)
@@ -318,7 +333,9 @@ class DiscreteELBO(ELBO):
         first, costs = self._first_pass(model, guide, args, kwargs)
         vectorized = self._vectorized()
         context = EstimatorContext(
-            functools.partial(self._replay, model, guide, args, kwargs), first, costs,
+            functools.partial(self._replay, model, guide, args, kwargs),
+            first,
+            costs,
             num_particles=self.num_particles,
             particle_dim=-self.max_plate_nesting if vectorized else None,
             build_variance_terms=build_cv,
@@ -378,8 +395,10 @@ class DiscreteELBO(ELBO):
 
     def load_state_dict(self, state: dict) -> None:
         if "baselines" in state:  # checkpoints from before per-site estimator classes
-            state = {"estimators": {"score": {"baselines": state["baselines"]}},
-                     "temperature": state["temperature"]}
+            state = {
+                "estimators": {"score": {"baselines": state["baselines"]}},
+                "temperature": state["temperature"],
+            }
         for name, estimator_state in state["estimators"].items():
             self.estimator_for(name).load_state_dict(estimator_state)
         self.temperature = state["temperature"]
@@ -401,8 +420,9 @@ class DiscreteELBO(ELBO):
         warn_if_nan(loss, "loss")
         return loss
 
-    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any,
-                            **kwargs: Any) -> torch.Tensor:
+    def differentiable_loss(
+        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         """
         A scalar whose value is the negative ELBO estimate and whose gradient is the
         estimator (plus baseline regression losses). Not available when a site uses REBAR
@@ -419,8 +439,7 @@ class DiscreteELBO(ELBO):
         surrogate = terms["surrogate"]
         return -terms["elbo"].detach() + (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any,
-                       **kwargs: Any) -> float:
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """
         Leaves in ``.grad`` the estimated gradient of the negative ELBO for model and guide
         params, the baseline regression gradient for baseline params, and, for REBAR/RELAX
@@ -450,17 +469,19 @@ class DiscreteELBO(ELBO):
             corrections, ps = estimator.variance_terms(data, params, self.num_particles)
             ghat = [g if c is None else g + c for g, c in zip(ghat, corrections)]
             cv_params.extend(ps)
-        variance = sum((g ** 2).sum() for g in ghat)
+        variance = sum((g**2).sum() for g in ghat)
         cv_params = list({id(p): p for p in cv_params}.values())
         cv_grads = []
         if cv_params and variance.requires_grad:
-            cv_grads = torch.autograd.grad(variance, cv_params, allow_unused=True,
-                                           retain_graph=bool(self.retain_graph))
+            cv_grads = torch.autograd.grad(
+                variance, cv_params, allow_unused=True, retain_graph=bool(self.retain_graph)
+            )
         # Accumulated through autograd rather than assigned to .grad, so that whatever wraps
         # the backward passes (loss scaling, gradient hooks) sees these terms as well.
         targets = leaves + [p for p, g in zip(cv_params, cv_grads) if g is not None]
-        seeds = ([(g - a).detach() for g, a in zip(ghat, A)]
-                 + [g.detach() for g in cv_grads if g is not None])
+        seeds = [(g - a).detach() for g, a in zip(ghat, A)] + [
+            g.detach() for g in cv_grads if g is not None
+        ]
         torch.autograd.backward(targets, seeds)
 
     @staticmethod
@@ -475,5 +496,6 @@ class DiscreteELBO(ELBO):
             A = [a if g is None else g.detach() for g, a in zip(grads, A)]
             surrogate.backward(retain_graph=True)
         return A
+
 
 __all__ = ["DiscreteELBO"]

@@ -58,7 +58,9 @@ def _element_support(site):
     return support, num_elements
 
 
-def enumerate_guide_configurations(guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any) -> Iterator[dict[str, Any]]:
+def enumerate_guide_configurations(
+    guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any
+) -> Iterator[dict[str, Any]]:
     """Yield every joint configuration of the guide's latent discrete sites.
 
     The guide is run once to discover its sites (and, for subsampled plates, the subsample,
@@ -84,9 +86,7 @@ def enumerate_guide_configurations(guide: Callable, *args: Any, max_configuratio
     for _, support, num_elements, _ in sites:
         total *= support.shape[0] ** num_elements
         if total > max_configurations:
-            detail = ", ".join(
-                f"'{n}': {s.shape[0]}^{k}" for n, s, k, _ in sites
-            )
+            detail = ", ".join(f"'{n}': {s.shape[0]}^{k}" for n, s, k, _ in sites)
             raise ValueError(
                 f"exact enumeration is only for small models: the guide's discrete sites "
                 f"({detail}) have more than max_configurations={max_configurations} joint "
@@ -113,9 +113,9 @@ def _enumerated_elbo(model, guide, *args, max_configurations=4096, **kwargs):
         guide, *args, max_configurations=max_configurations, **kwargs
     ):
         guide_trace = poutine.trace(_SetValues(values)(guide)).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(
-            poutine.replay(model, trace=guide_trace)
-        ).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
         for name, site in model_trace.nodes.items():
             if (
                 site["type"] == "sample"
@@ -144,7 +144,9 @@ def _enumerated_elbo(model, guide, *args, max_configurations=4096, **kwargs):
     return elbo
 
 
-def exact_elbo(model: Callable, guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any) -> float:
+def exact_elbo(
+    model: Callable, guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any
+) -> float:
     """The ELBO ``E_q[log p(x, z) - log q(z)]`` computed exactly by enumerating every joint
     configuration of the guide's discrete sites (one model + guide execution each).
 
@@ -159,7 +161,14 @@ def exact_elbo(model: Callable, guide: Callable, *args: Any, max_configurations:
     return float(value)
 
 
-def exact_gradient(model: Callable, guide: Callable, *args: Any, params: Sequence[str] | None = None, max_configurations: int = 4096, **kwargs: Any) -> dict[str, torch.Tensor]:
+def exact_gradient(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    params: Sequence[str] | None = None,
+    max_configurations: int = 4096,
+    **kwargs: Any,
+) -> dict[str, torch.Tensor]:
     """The exact gradient of the loss ``-ELBO`` (the quantity every probnets / Pyro ELBO's
     ``loss_and_grads`` leaves in ``.grad``) with respect to ``params``.
 
@@ -185,8 +194,7 @@ def exact_gradient(model: Callable, guide: Callable, *args: Any, params: Sequenc
     missing = [name for name in params if name not in touched]
     if missing:
         raise ValueError(
-            f"params {missing} are not read by the model or guide; "
-            f"available: {sorted(touched)}"
+            f"params {missing} are not read by the model or guide; available: {sorted(touched)}"
         )
     leaves = [touched[name] for name in params]
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)

@@ -22,8 +22,9 @@ from probnets.infer.vimco import VIMCO_ELBO
 _BUILT_IN = ("reparameterized", "score", "relaxed", "rebar", "relax", "disarm")
 
 
-def standard_estimators(names: Sequence[str] | None = None, temperature: float = 0.5,
-                        num_particles: int = 2) -> dict[str, Callable[[], ELBO]]:
+def standard_estimators(
+    names: Sequence[str] | None = None, temperature: float = 0.5, num_particles: int = 2
+) -> dict[str, Callable[[], ELBO]]:
     """``{name: factory}`` of the estimators compared by default (factories, so every run
     gets a fresh estimator):
 

@@ -150,9 +150,7 @@ def site_batch_mask(site):
 
 
 def check_temperature(temperature, where):
-    if isinstance(temperature, bool) or not isinstance(
-        temperature, (numbers.Real, torch.Tensor)
-    ):
+    if isinstance(temperature, bool) or not isinstance(temperature, (numbers.Real, torch.Tensor)):
         raise TypeError(
             "{} expected temperature to be a positive float, but got {!r}".format(
                 where, temperature

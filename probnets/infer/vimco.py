@@ -41,8 +41,7 @@ def bound_frames(sites):
     common = frozenset.intersection(*(vectorized_frames(s) for _, s in sites))
     particle = frozenset(f for f in common if f.name == "num_particles_vectorized")
     scales = {
-        float(s["scale"]) if not torch.is_tensor(s["scale"]) or s["scale"].numel() == 1
-        else None
+        float(s["scale"]) if not torch.is_tensor(s["scale"]) or s["scale"].numel() == 1 else None
         for _, s in sites
     }
     per_element = len(common) > len(particle) and len(scales) == 1 and None not in scales
@@ -104,15 +103,19 @@ class VIMCO_ELBO(ELBO):
     [2] *Importance Weighted Autoencoders*, Y. Burda, R. Grosse, R. Salakhutdinov (ICLR 2016)
     """
 
-    def __init__(self, num_particles: int = 2, max_plate_nesting: float = float("inf"), **kwargs: Any) -> None:
-        if isinstance(num_particles, bool) or not isinstance(num_particles, int) \
-                or num_particles < 2:
+    def __init__(
+        self, num_particles: int = 2, max_plate_nesting: float = float("inf"), **kwargs: Any
+    ) -> None:
+        if (
+            isinstance(num_particles, bool)
+            or not isinstance(num_particles, int)
+            or num_particles < 2
+        ):
             raise ValueError(
                 "VIMCO_ELBO needs num_particles >= 2 (leave-one-out baselines), but got "
                 "{!r}".format(num_particles)
             )
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
-                         **kwargs)
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, **kwargs)
 
     def _get_trace(self, model, guide, args, kwargs):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -127,8 +130,7 @@ class VIMCO_ELBO(ELBO):
             for site in trace.nodes.values():
                 if site["type"] != "sample" or site_is_subsample(site):
                     continue
-                estimator = site["infer"].get("estimator", "vimco") if side == "guide" \
-                    else "vimco"
+                estimator = site["infer"].get("estimator", "vimco") if side == "guide" else "vimco"
                 if estimator != "vimco":
                     raise ValueError(
                         "site '{}' asks for estimator {!r}, but VIMCO_ELBO treats every "
@@ -158,12 +160,16 @@ class VIMCO_ELBO(ELBO):
                 check_site_shape(dict(site, log_prob=lp), self.max_plate_nesting)
             frames = vectorized_frames(site)
             sign = 1.0 if side == "model" else -1.0
-            log_w = log_w + sign * sum_to([(frames, lp if per_element else lp * site["scale"])],
-                                          target)
+            log_w = log_w + sign * sum_to(
+                [(frames, lp if per_element else lp * site["scale"])], target
+            )
             if side == "guide" and not getattr(site["fn"], "has_rsample", False):
                 log_q = log_q + sum_to([(frames, lp)], target)
-        return self._particles_last(log_w, vectorized), \
-            self._particles_last(log_q, vectorized), scale
+        return (
+            self._particles_last(log_w, vectorized),
+            self._particles_last(log_q, vectorized),
+            scale,
+        )
 
     def _particles_last(self, tensor, vectorized):
         if not isinstance(tensor, torch.Tensor):
@@ -179,8 +185,7 @@ class VIMCO_ELBO(ELBO):
                 self._guess_max_plate_nesting(model, guide, args, kwargs)
             draws = [self._get_vectorized_trace(model, guide, args, kwargs)]
         else:
-            draws = [self._get_trace(model, guide, args, kwargs)
-                     for _ in range(self.num_particles)]
+            draws = [self._get_trace(model, guide, args, kwargs) for _ in range(self.num_particles)]
         weights = [self._weights(m, g, self.vectorize_particles) for m, g in draws]
         log_w = torch.cat([w for w, _, _ in weights], -1)
         scale = weights[0][2]
@@ -200,14 +205,14 @@ class VIMCO_ELBO(ELBO):
         warn_if_nan(loss, "loss")
         return loss
 
-    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any,
-                            **kwargs: Any) -> torch.Tensor:
+    def differentiable_loss(
+        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         """Negative bound in value; its gradient is the VIMCO estimator."""
         bound, surrogate = self._bound(model, guide, args, kwargs)
         return -bound.detach() - (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any,
-                       **kwargs: Any) -> float:
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """Backpropagates the VIMCO surrogate (skipped when nothing requires a gradient);
         :returns: the negative bound estimate."""
         bound, surrogate = self._bound(model, guide, args, kwargs)

@@ -66,12 +66,16 @@ def resolve_trainer(trainer: TrainerFactory | None = None) -> TrainerFactory:
     """``trainer`` itself, or the registered default when it is ``None``."""
     if trainer is not None:
         if not isinstance(trainer, TrainerFactory):
-            raise TypeError(f"trainer must be a TrainerFactory (with svi(...) and loss(...) "
-                            f"methods), got {trainer!r}")
+            raise TypeError(
+                f"trainer must be a TrainerFactory (with svi(...) and loss(...) "
+                f"methods), got {trainer!r}"
+            )
         return trainer
     if _default is None:
-        raise RuntimeError("no default trainer is registered: import probnets (or "
-                           "probnets.train), or pass trainer=")
+        raise RuntimeError(
+            "no default trainer is registered: import probnets (or "
+            "probnets.train), or pass trainer="
+        )
     return _default
 
 
@@ -87,9 +91,11 @@ def fit_steps(num_steps, num_epochs, data, batch_size=None):
     The counts themselves are checked by the model (its own messages).
     """
     if (num_steps is None) == (num_epochs is None):
-        raise ValueError("give exactly one of num_steps (optimizer steps) and num_epochs "
-                         f"(passes over the data), got num_steps={num_steps!r} and "
-                         f"num_epochs={num_epochs!r}")
+        raise ValueError(
+            "give exactly one of num_steps (optimizer steps) and num_epochs "
+            f"(passes over the data), got num_steps={num_steps!r} and "
+            f"num_epochs={num_epochs!r}"
+        )
     if num_steps is not None:
         return num_steps
     if isinstance(data, (torch.Tensor, np.ndarray)):
@@ -99,17 +105,25 @@ def fit_steps(num_steps, num_epochs, data, batch_size=None):
     try:
         per_pass = len(data)
     except TypeError:
-        raise ValueError(f"num_epochs needs data with a length (tensors, or a DataLoader over a "
-                         f"sized dataset); {type(data).__name__} has none: give num_steps"
-                         ) from None
+        raise ValueError(
+            f"num_epochs needs data with a length (tensors, or a DataLoader over a "
+            f"sized dataset); {type(data).__name__} has none: give num_steps"
+        ) from None
     return num_epochs * per_pass
 
 
 def is_loader(data):
     """Whether ``data`` is an iterable of batches rather than a tensor or an array."""
     return not isinstance(data, (torch.Tensor, np.ndarray, list, tuple)) and hasattr(
-        data, "__iter__")
+        data, "__iter__"
+    )
 
 
-__all__ = ["FitTrainer", "TrainerFactory", "fit_steps", "is_loader", "register_default_trainer",
-           "resolve_trainer"]
+__all__ = [
+    "FitTrainer",
+    "TrainerFactory",
+    "fit_steps",
+    "is_loader",
+    "register_default_trainer",
+    "resolve_trainer",
+]

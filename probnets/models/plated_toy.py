@@ -41,10 +41,16 @@ class PlatedBernoulli(PyroModule):
     def __init__(self, scales=(1.0, 10.0, 100.0), target=0.45, theta=0.0):
         super().__init__()
         scales = torch.as_tensor(scales, dtype=torch.get_default_dtype())
-        if scales.dim() != 1 or scales.numel() == 0 or not (scales > 0).all() \
-                or not torch.isfinite(scales).all():
-            raise ValueError(f"scales must be a non-empty sequence of positive finite numbers, "
-                             f"got {scales.tolist()}")
+        if (
+            scales.dim() != 1
+            or scales.numel() == 0
+            or not (scales > 0).all()
+            or not torch.isfinite(scales).all()
+        ):
+            raise ValueError(
+                f"scales must be a non-empty sequence of positive finite numbers, "
+                f"got {scales.tolist()}"
+            )
         if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
             raise ValueError(f"target must be a float in (0, 1), got {target!r}")
         if not isinstance(theta, (int, float)):

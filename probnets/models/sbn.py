@@ -22,8 +22,10 @@ def binarize(images, seed=None, generator=None):
     :returns: a {0, 1} tensor of the same shape, dtype and device.
     """
     if not torch.is_tensor(images) or not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point tensor, got {type(images).__name__}"
-                        + (f" of dtype {images.dtype}" if torch.is_tensor(images) else ""))
+        raise TypeError(
+            f"images must be a floating-point tensor, got {type(images).__name__}"
+            + (f" of dtype {images.dtype}" if torch.is_tensor(images) else "")
+        )
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError(
             f"images must hold intensities in [0, 1], got range "
@@ -93,9 +95,11 @@ class SigmoidBeliefNet(Loadable, PyroModule):
                 f"data_mean must have shape ({layers[0]},), got {tuple(data_mean.shape)}"
             )
         if not ((data_mean >= 0) & (data_mean <= 1)).all():  # NaN fails both
-            raise ValueError(f"data_mean must lie in [0, 1], got range "
-                             f"[{float(data_mean.min()):.3g}, {float(data_mean.max()):.3g}]"
-                             + (" and NaN" if data_mean.isnan().any() else ""))
+            raise ValueError(
+                f"data_mean must lie in [0, 1], got range "
+                f"[{float(data_mean.min()):.3g}, {float(data_mean.max()):.3g}]"
+                + (" and NaN" if data_mean.isnan().any() else "")
+            )
         self.register_buffer("data_mean", data_mean.clone())
         with torch.no_grad():
             eps = 1e-3
@@ -120,9 +124,7 @@ class SigmoidBeliefNet(Loadable, PyroModule):
         if not torch.is_tensor(x):
             raise TypeError(f"x must be a tensor, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[-1] != self.layers[0]:
-            raise ValueError(
-                f"x must have shape (batch, {self.layers[0]}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x must have shape (batch, {self.layers[0]}), got {tuple(x.shape)}")
         dtype = self.data_mean.dtype
         if x.dtype != dtype:
             raise TypeError(
@@ -156,9 +158,7 @@ class SigmoidBeliefNet(Loadable, PyroModule):
         h = x - self.data_mean
         with pyro.plate("data", x.shape[0], device=x.device):
             for l in range(1, self.num_latent_layers + 1):
-                h = pyro.sample(
-                    f"h{l}", dist.Bernoulli(logits=self.encoders[l - 1](h)).to_event(1)
-                )
+                h = pyro.sample(f"h{l}", dist.Bernoulli(logits=self.encoders[l - 1](h)).to_event(1))
 
     def log_weights(self, x, num_samples=1):
         """Importance log-weights :math:`\\log p(x, h^k) - \\log q(h^k \\mid x)` for ``k = 1..K``
@@ -204,4 +204,3 @@ class SigmoidBeliefNet(Loadable, PyroModule):
             chunks.append(torch.logsumexp(self.log_weights(x, k), dim=0))
             remaining -= k
         return torch.logsumexp(torch.stack(chunks), dim=0) - math.log(num_samples)
-

@@ -91,4 +91,3 @@ class ToyBernoulli(Loadable, PyroModule):
         g0 = (t**2 - baseline) * (0 - p)
         mean = p * g1 + (1 - p) * g0
         return p * g1**2 + (1 - p) * g0**2 - mean**2
-

@@ -34,20 +34,28 @@ class VAE(Loadable, PyroModule):
 
     def __init__(self, image_size=28, latent_dim=16, hidden_dim=256):
         super().__init__()
-        for name, value in (("image_size", image_size), ("latent_dim", latent_dim),
-                            ("hidden_dim", hidden_dim)):
+        for name, value in (
+            ("image_size", image_size),
+            ("latent_dim", latent_dim),
+            ("hidden_dim", hidden_dim),
+        ):
             check_size(name, value)
         self.image_size, self.latent_dim, self.hidden_dim = image_size, latent_dim, hidden_dim
         pixels = image_size * image_size
-        self.encoder = nn.Sequential(nn.Linear(pixels, hidden_dim), nn.Softplus(),
-                                     nn.Linear(hidden_dim, 2 * latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.Softplus(),
-                                     nn.Linear(hidden_dim, pixels))
+        self.encoder = nn.Sequential(
+            nn.Linear(pixels, hidden_dim), nn.Softplus(), nn.Linear(hidden_dim, 2 * latent_dim)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim), nn.Softplus(), nn.Linear(hidden_dim, pixels)
+        )
 
     def config(self):
         """Constructor arguments: ``VAE(**config())`` is this model untrained."""
-        return {"image_size": self.image_size, "latent_dim": self.latent_dim,
-                "hidden_dim": self.hidden_dim}
+        return {
+            "image_size": self.image_size,
+            "latent_dim": self.latent_dim,
+            "hidden_dim": self.hidden_dim,
+        }
 
     def model_config(self):
         return self.config()
@@ -96,6 +104,9 @@ class VAE(Loadable, PyroModule):
         q = dist.Normal(loc, log_scale.exp()).to_event(1)
         z = q.sample((num_samples,))
         prior = dist.Normal(x.new_zeros(self.latent_dim), 1.0).to_event(1)
-        log_w = (prior.log_prob(z) + dist.Bernoulli(logits=self.decoder(z)).to_event(1)
-                 .log_prob(x) - q.log_prob(z))
+        log_w = (
+            prior.log_prob(z)
+            + dist.Bernoulli(logits=self.decoder(z)).to_event(1).log_prob(x)
+            - q.log_prob(z)
+        )
         return torch.logsumexp(log_w, 0) - math.log(num_samples)

@@ -2,8 +2,13 @@
 the HyperLSTM and the layer-norm LSTM, the reactive query network, and the small
 objectives used to train them (with :class:`~probnets.train.LossObjective`)."""
 
-from .char_lm import (CharLanguageModel, TBPTTObjective, evaluate_bpc, matched_hidden_size,
-                      state_tensors)
+from .char_lm import (
+    CharLanguageModel,
+    TBPTTObjective,
+    evaluate_bpc,
+    matched_hidden_size,
+    state_tensors,
+)
 from .classify import accuracy, cross_entropy_objective
 from .functional import dynamic_conv2d, dynamic_linear
 from .hyperlstm import HyperLSTM, HyperLSTMCell, HyperLSTMState

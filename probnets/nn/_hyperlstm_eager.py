@@ -62,7 +62,12 @@ class _CellTape:
         th, c_mean, c_rstd = torch.native_layer_norm(c_new, (W,), cell_weight, cell_bias, eps)
         torch.mul(o, th.tanh_(), out=h_out)
         self.n[t], self.stats[t], self.s[t], self.g[t], self.th[t] = (
-            n, (mean, rstd, c_mean, c_rstd), s, g, th)
+            n,
+            (mean, rstd, c_mean, c_rstd),
+            s,
+            g,
+            th,
+        )
 
     def backward_step(self, t, dh, dc, c, c_new, norm, mask, grads):
         """Gradients of step ``t``: from ``dh, dc`` (of ``h_t, c_t``; ``dc`` is updated in
@@ -76,7 +81,8 @@ class _CellTape:
         i, f, _, o = s.unbind(1)
         dy = torch.ops.aten.tanh_backward(dh * o, th)
         d_c, d_weight, d_bias = _layer_norm_backward(
-            dy, c_new, (W,), c_mean, c_rstd, cell_weight, cell_bias, [True, True, True])
+            dy, c_new, (W,), c_mean, c_rstd, cell_weight, cell_bias, [True, True, True]
+        )
         grads.cell.append((d_weight, d_bias))
         dc.add_(d_c)
         torch.mul(dc, g, out=da[:, 0])
@@ -88,10 +94,10 @@ class _CellTape:
         _sigmoid_backward_into(da, s, grad_input=da)
         grads.gamma.addcmul_(da, self.n[t])
         grads.beta.add_(da)
-        dpre = _layer_norm_backward(da * gamma, self.pre_steps[t], (W,), mean, rstd, None, None,
-                                    [True, False, False])[0]
+        dpre = _layer_norm_backward(
+            da * gamma, self.pre_steps[t], (W,), mean, rstd, None, None, [True, False, False]
+        )[0]
         return dpre, dc.mul_(f)
-
 
 
 class _NormGradients:
@@ -131,8 +137,25 @@ class _ScanTape:
         self.hyper = _CellTape(x_main, T, B, Nh)
 
 
-def scan_forward(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight, bias,
-                 norm, hyper_norm, mask, hyper_mask, eps):
+def scan_forward(
+    x_main,
+    x_hyper,
+    h,
+    c,
+    hh,
+    hc,
+    w_h,
+    w_hyper,
+    w_z,
+    z_bias,
+    scale_weight,
+    bias,
+    norm,
+    hyper_norm,
+    mask,
+    hyper_mask,
+    eps,
+):
     """The whole recurrence, unrecorded: returns the :class:`_ScanTape` (its ``h, c, hh, hc``
     buffers hold the outputs and final states)."""
     T, B = x_main.shape[:2]
@@ -145,8 +168,8 @@ def scan_forward(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale
     main, hyper = tape.main, tape.hyper
     hs, cs, hhs, hcs = (x.unbind(0) for x in (tape.h, tape.c, tape.hh, tape.hc))
     recs, zs = tape.rec.unbind(0), tape.z.unbind(0)
-    rec_mains = tape.rec[..., :4 * H].unflatten(-1, (4, H)).unbind(0)
-    rec_hypers = tape.rec[..., 4 * H:].unbind(0)
+    rec_mains = tape.rec[..., : 4 * H].unflatten(-1, (4, H)).unbind(0)
+    rec_hypers = tape.rec[..., 4 * H :].unbind(0)
     hyper_pres = hyper.pre.view(T, B, 4 * Nh).unbind(0)
     x_mains, x_hypers = x_main.reshape(T, B, 4, H).unbind(0), x_hyper.unbind(0)
     masks = [None] * T if mask is None else mask.unbind(0)
@@ -165,8 +188,25 @@ def scan_forward(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale
     return tape
 
 
-def scan_backward(tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs, x_main, w_h, w_hyper, w_z,
-                  scale_weight, has_bias, norm, hyper_norm, mask, hyper_mask):
+def scan_backward(
+    tape,
+    d_outputs,
+    dh,
+    dc,
+    dhh,
+    dhc,
+    d_hyper_outputs,
+    x_main,
+    w_h,
+    w_hyper,
+    w_z,
+    scale_weight,
+    has_bias,
+    norm,
+    hyper_norm,
+    mask,
+    hyper_mask,
+):
     """The backward pass of :func:`scan_forward`, last step first. Gradients of outputs that
     did not reach the loss are None. Returns the gradients of ``x_main, x_hyper, h, c, hh,
     hc, w_h, w_hyper, w_z, z_bias, scale_weight, bias`` (None without a bias) and of the
@@ -197,8 +237,8 @@ def scan_backward(tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs, x_main, w_
     cs, hcs = tape.c.unbind(0), tape.hc.unbind(0)
     d_outputs = [None] * T if d_outputs is None else d_outputs.unbind(0)
     d_hyper_outputs = [None] * T if d_hyper_outputs is None else d_hyper_outputs.unbind(0)
-    d_rec_mains = d_rec[..., :4 * H].unflatten(-1, (4, H)).transpose(1, 2).unbind(0)
-    d_rec_hypers, d_recs = d_rec[..., 4 * H:].unbind(0), d_rec.unbind(0)
+    d_rec_mains = d_rec[..., : 4 * H].unflatten(-1, (4, H)).transpose(1, 2).unbind(0)
+    d_rec_hypers, d_recs = d_rec[..., 4 * H :].unbind(0), d_rec.unbind(0)
     masks = [None] * T if mask is None else mask.unbind(0)
     hyper_masks = [None] * T if hyper_mask is None else hyper_mask.unbind(0)
     for start in reversed(range(0, T, _CHUNK)):
@@ -206,9 +246,9 @@ def scan_backward(tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs, x_main, w_
         chunk = slice(start, start + K)
         z = tape.z[chunk].view(K * B, 12, Nz).transpose(0, 1)  # (12, K B, Nz)
         d = torch.bmm(z, scale_weight)  # the chunk's scalings (12, K B, H)
-        dd, factors = dd_chunk[:, :K * B], factors_chunk[:, :, :K * B]
+        dd, factors = dd_chunk[:, : K * B], factors_chunk[:, :, : K * B]
         factors[0].copy_(x_main[chunk].reshape(K * B, 4, H).transpose(0, 1))
-        factors[1].copy_(tape.rec[chunk, :, :4 * H].reshape(K * B, 4, H).transpose(0, 1))
+        factors[1].copy_(tape.rec[chunk, :, : 4 * H].reshape(K * B, 4, H).transpose(0, 1))
         # Per step of the chunk: d_h (4, B, H), the factors (2, 4, B, H), and where the
         # gradients of d go: (d_x, d_h) as (2, 4, B, H), delta (4, B, H), all of d
         # (12, B, H).
@@ -231,8 +271,9 @@ def scan_backward(tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs, x_main, w_
             # dz = dd W_{.z}^T per gate (12, B, N_z), then batch-major (B, 12 N_z).
             dzs[t] = torch.bmm(dd_steps[k], scales_t).transpose(0, 1).reshape(B, 12 * Nz)
             dhh.addmm_(dzs[t], w_z)
-            dph, dhc = hyper.backward_step(t, dhh, dhc, hcs[t], hcs[t + 1], hyper_norm,
-                                           hyper_masks[t], hyper_grads)
+            dph, dhc = hyper.backward_step(
+                t, dhh, dhc, hcs[t], hcs[t + 1], hyper_norm, hyper_masks[t], hyper_grads
+            )
             d_rec_hypers[k].copy_(dph.view(B, 4 * Nh))
             dh = torch.mm(d_recs[k], w_h)
             dhh = torch.mm(dph.view(B, 4 * Nh), w_hyper)
@@ -241,13 +282,26 @@ def scan_backward(tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs, x_main, w_
         # z^T dd per gate ((12, N_z, K B) @ (12, K B, H)) and the bias gradient.
         torch.mul(dd[8:12], d[0:4], out=d_x_main[chunk].view(K * B, 4, H).transpose(0, 1))
         rows = d_rec[:K].view(K * B, -1)
-        d_x_hyper[chunk].view(K * B, 4 * Nh).copy_(rows[:, 4 * H:])
+        d_x_hyper[chunk].view(K * B, 4 * Nh).copy_(rows[:, 4 * H :])
         d_w_h.addmm_(rows.t(), tape.h[chunk].view(K * B, H))
-        d_w_hyper.addmm_(rows[:, 4 * H:].t(), tape.hh[chunk].view(K * B, Nh))
+        d_w_hyper.addmm_(rows[:, 4 * H :].t(), tape.hh[chunk].view(K * B, Nh))
         d_scale.baddbmm_(z.transpose(1, 2), dd)
         d_bias += dd[8:12].sum(1)
     dz = torch.cat(dzs)  # (T B, 12 N_z)
     d_w_z = torch.mm(dz.t(), tape.hh[1:].reshape(T * B, Nh))
-    return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, dz.sum(0),
-            d_scale, d_bias.view(4 * H) if has_bias else None, *grads.totals(),
-            *hyper_grads.totals())
+    return (
+        d_x_main,
+        d_x_hyper,
+        dh,
+        dc,
+        dhh,
+        dhc,
+        d_w_h,
+        d_w_hyper,
+        d_w_z,
+        dz.sum(0),
+        d_scale,
+        d_bias.view(4 * H) if has_bias else None,
+        *grads.totals(),
+        *hyper_grads.totals(),
+    )

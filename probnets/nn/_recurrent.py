@@ -8,8 +8,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-_CONVERSIONS = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()",
-                torch.bfloat16: ".bfloat16()"}
+_CONVERSIONS = {
+    torch.float32: ".float()",
+    torch.float64: ".double()",
+    torch.float16: ".half()",
+    torch.bfloat16: ".bfloat16()",
+}
 
 
 def check_tensor(name, value, like):
@@ -23,12 +27,15 @@ def check_tensor(name, value, like):
         raise TypeError(f"{name} must be a torch.Tensor, got {kind}{hint}")
     if value.dtype != like.dtype:
         conversion = _CONVERSIONS.get(like.dtype, f".to({like.dtype})")
-        raise TypeError(f"{name} must have dtype {like.dtype} (the module's parameters), got "
-                        f"{value.dtype}; convert it with {conversion}, or the module with "
-                        f".to({value.dtype}) if it is floating point")
+        raise TypeError(
+            f"{name} must have dtype {like.dtype} (the module's parameters), got "
+            f"{value.dtype}; convert it with {conversion}, or the module with "
+            f".to({value.dtype}) if it is floating point"
+        )
     if value.device != like.device:
-        raise ValueError(f"{name} must be on {like.device} (the module's device), got "
-                         f"{value.device}")
+        raise ValueError(
+            f"{name} must be on {like.device} (the module's device), got {value.device}"
+        )
 
 
 def init_lstm_weights(weight_ih, weight_hh, hidden_size):
@@ -101,8 +108,11 @@ class StackedRecurrent(nn.Module):
 
     def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout):
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("num_layers", num_layers)):
+        for name, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not 0.0 <= dropout < 1.0:
@@ -147,8 +157,9 @@ class StackedRecurrent(nn.Module):
         else:
             x = input.transpose(0, 1) if self.batch_first else input
         if x.shape[0] == 0:
-            raise ValueError(f"input must have at least one time step, got shape "
-                             f"{tuple(input.shape)}")
+            raise ValueError(
+                f"input must have at least one time step, got shape {tuple(input.shape)}"
+            )
         batch = x.shape[1]
         sizes = self.state_sizes()
         if state is None:
@@ -166,7 +177,7 @@ class StackedRecurrent(nn.Module):
             raise TypeError(f"state must be {self.state_help}, got {kind}")
         state = list(state)
         # (h, c) alone: the remaining components (the hyper cell's) start at zero.
-        for size in sizes[len(state):]:
+        for size in sizes[len(state) :]:
             shape = (self.num_layers, size) if unbatched else (self.num_layers, batch, size)
             state.append(x.new_zeros(shape))
         checked = []
@@ -174,8 +185,7 @@ class StackedRecurrent(nn.Module):
             check_tensor(f"state {name}", s, x)
             expected = (self.num_layers, size) if unbatched else (self.num_layers, batch, size)
             if tuple(s.shape) != expected:
-                raise ValueError(f"state {name} must have shape {expected}, got "
-                                 f"{tuple(s.shape)}")
+                raise ValueError(f"state {name} must have shape {expected}, got {tuple(s.shape)}")
             checked.append(s.unsqueeze(1) if unbatched else s)
         return checked
 
@@ -221,4 +231,3 @@ class StackedRecurrent(nn.Module):
         if self.dropout:
             s += f", dropout={self.dropout}"
         return s
-

@@ -14,8 +14,14 @@ from probnets.loading import Loadable
 from .hyperlstm import HyperLSTM, HyperLSTMState
 from .layer_norm_lstm import LayerNormLSTM
 
-__all__ = ["CharLanguageModel", "TBPTTObjective", "evaluate_bpc", "matched_hidden_size",
-           "state_tensors", "RNN_TYPES"]
+__all__ = [
+    "CharLanguageModel",
+    "TBPTTObjective",
+    "evaluate_bpc",
+    "matched_hidden_size",
+    "state_tensors",
+    "RNN_TYPES",
+]
 
 RNN_TYPES = ("hyperlstm", "layernorm_lstm", "lstm")
 
@@ -33,19 +39,37 @@ class CharLanguageModel(Loadable, nn.Module):
         ``hyper_embedding_size``, ``recurrent_dropout``).
     """
 
-    def __init__(self, vocab_size, rnn="hyperlstm", embedding_size=64, hidden_size=256,
-                 num_layers=1, dropout=0.0, **rnn_kwargs):
+    def __init__(
+        self,
+        vocab_size,
+        rnn="hyperlstm",
+        embedding_size=64,
+        hidden_size=256,
+        num_layers=1,
+        dropout=0.0,
+        **rnn_kwargs,
+    ):
         super().__init__()
         if rnn not in RNN_TYPES:
             raise ValueError(f"rnn must be one of {RNN_TYPES}, got {rnn!r}")
-        for name, value in (("vocab_size", vocab_size), ("embedding_size", embedding_size),
-                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("embedding_size", embedding_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
             check_size(name, value)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self._config = dict(vocab_size=vocab_size, rnn=rnn, embedding_size=embedding_size,
-                            hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                            **rnn_kwargs)
+        self._config = dict(
+            vocab_size=vocab_size,
+            rnn=rnn,
+            embedding_size=embedding_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            **rnn_kwargs,
+        )
         self.rnn_type = rnn
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_size)
@@ -60,8 +84,10 @@ class CharLanguageModel(Loadable, nn.Module):
     def forward(self, inputs, state=None):
         """Logits ``(T, B, vocab)`` for ids ``(T, B)``, and the final recurrent state."""
         if inputs.dtype != torch.long or inputs.dim() != 2:
-            raise ValueError(f"inputs must be int64 ids of shape (T, B), got {inputs.dtype} "
-                             f"{tuple(inputs.shape)}")
+            raise ValueError(
+                f"inputs must be int64 ids of shape (T, B), got {inputs.dtype} "
+                f"{tuple(inputs.shape)}"
+            )
         x = F.dropout(self.embedding(inputs), self.dropout, self.training)
         out, state = self.rnn(x, state)
         return self.decoder(F.dropout(out, self.dropout, self.training)), state
@@ -73,8 +99,15 @@ class CharLanguageModel(Loadable, nn.Module):
         return nll, state
 
 
-def matched_hidden_size(rnn, vocab_size, target_parameters, embedding_size=64, num_layers=1,
-                        max_hidden_size=2048, **rnn_kwargs):
+def matched_hidden_size(
+    rnn,
+    vocab_size,
+    target_parameters,
+    embedding_size=64,
+    num_layers=1,
+    max_hidden_size=2048,
+    **rnn_kwargs,
+):
     """The hidden size at which ``CharLanguageModel(vocab_size, rnn, embedding_size, hidden,
     num_layers, **rnn_kwargs)`` has the parameter count closest to ``target_parameters``, so
     that recurrent networks are compared at equal size.
@@ -84,9 +117,9 @@ def matched_hidden_size(rnn, vocab_size, target_parameters, embedding_size=64, n
     built like any model, drawing their initial weights from torch's global generator, so a
     seeded script that calls this gets the same models on every run.
     """
+
     def count(hidden):
-        model = CharLanguageModel(vocab_size, rnn, embedding_size, hidden, num_layers,
-                                  **rnn_kwargs)
+        model = CharLanguageModel(vocab_size, rnn, embedding_size, hidden, num_layers, **rnn_kwargs)
         return sum(p.numel() for p in model.parameters())
 
     low, high = 1, max_hidden_size
@@ -97,8 +130,10 @@ def matched_hidden_size(rnn, vocab_size, target_parameters, embedding_size=64, n
         else:
             high = middle - 1
     if low == max_hidden_size:
-        raise ValueError(f"a {rnn} model of hidden size max_hidden_size={max_hidden_size} has "
-                         f"at most {target_parameters} parameters; raise max_hidden_size")
+        raise ValueError(
+            f"a {rnn} model of hidden size max_hidden_size={max_hidden_size} has "
+            f"at most {target_parameters} parameters; raise max_hidden_size"
+        )
     return min((low, low + 1), key=lambda hidden: abs(count(hidden) - target_parameters))
 
 
@@ -148,8 +183,9 @@ def evaluate_bpc(model, ids, seq_len=100, batch_size=16):
     across chunks of ``batch_size`` parallel streams (the last ``len % batch_size`` ids
     are dropped)."""
     if ids.dim() != 1 or ids.numel() < 2 * batch_size:
-        raise ValueError(f"ids must be 1-d with at least {2 * batch_size} entries, got shape "
-                         f"{tuple(ids.shape)}")
+        raise ValueError(
+            f"ids must be 1-d with at least {2 * batch_size} entries, got shape {tuple(ids.shape)}"
+        )
     n = ids.numel() // batch_size
     streams = ids[: n * batch_size].view(batch_size, n).t()
     was_training = model.training
@@ -158,9 +194,10 @@ def evaluate_bpc(model, ids, seq_len=100, batch_size=16):
     for start in range(0, streams.shape[0] - 1, seq_len):
         end = min(start + seq_len, streams.shape[0] - 1)
         logits, state = model(streams[start:end], state)
-        targets = streams[start + 1:end + 1]
-        total += F.cross_entropy(logits.reshape(-1, model.vocab_size), targets.reshape(-1),
-                                 reduction="sum").item()
+        targets = streams[start + 1 : end + 1]
+        total += F.cross_entropy(
+            logits.reshape(-1, model.vocab_size), targets.reshape(-1), reduction="sum"
+        ).item()
         count += targets.numel()
     model.train(was_training)
     return total / (count * math.log(2.0))

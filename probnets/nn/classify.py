@@ -26,16 +26,20 @@ def accuracy(model, images, labels, batch_size=500):
     if images.shape[0] == 0:
         raise ValueError("images is empty: accuracy needs at least one example")
     if labels.dim() != 1 or labels.is_floating_point():
-        raise ValueError(f"labels must be a 1-d integer tensor, got {labels.dtype} of shape "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be a 1-d integer tensor, got {labels.dtype} of shape "
+            f"{tuple(labels.shape)}"
+        )
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"images and labels must have the same length, got "
-                         f"{images.shape[0]} and {labels.shape[0]}")
+        raise ValueError(
+            f"images and labels must have the same length, got "
+            f"{images.shape[0]} and {labels.shape[0]}"
+        )
     was_training = model.training
     model.eval()
     correct = 0
     for start in range(0, images.shape[0], batch_size):
-        logits = model(images[start:start + batch_size])
-        correct += (logits.argmax(-1) == labels[start:start + batch_size]).sum().item()
+        logits = model(images[start : start + batch_size])
+        correct += (logits.argmax(-1) == labels[start : start + batch_size]).sum().item()
     model.train(was_training)
     return correct / images.shape[0]

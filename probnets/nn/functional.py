@@ -68,7 +68,8 @@ def conv_pair(name, value, minimum):
     :func:`torch.nn.functional.conv2d` takes them)."""
     pair = _pair(value)
     if len(pair) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair):
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair
+    ):
         raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
     return pair
 

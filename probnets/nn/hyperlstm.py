@@ -46,8 +46,10 @@ class HyperLSTMState(tuple):
         return HyperLSTMState(*(s.detach() for s in self.astuple()))
 
     def __repr__(self):
-        return (f"HyperLSTMState(h={self[0]!r}, c={self[1]!r}, hyper_h={self.hyper_h!r}, "
-                f"hyper_c={self.hyper_c!r})")
+        return (
+            f"HyperLSTMState(h={self[0]!r}, c={self[1]!r}, hyper_h={self.hyper_h!r}, "
+            f"hyper_c={self.hyper_c!r})"
+        )
 
 
 def _flat_state(state):
@@ -94,22 +96,40 @@ def _lstm_backward(dh, dc, saved, c, c_new, norm, grads, mask):
     i, f, _, o = s.unbind(1)
     dy = torch.ops.aten.tanh_backward(dh * o, th)
     d_c, d_cell_weight, d_cell_bias = torch.ops.aten.native_layer_norm_backward(
-        dy, c_new, (H,), c_mean, c_rstd, cell_weight, cell_bias, [True, True, True])
+        dy, c_new, (H,), c_mean, c_rstd, cell_weight, cell_bias, [True, True, True]
+    )
     dc = dc + d_c
     dg = dc * i
     if mask is not None:
         dg = dg * mask
-    da = torch.ops.aten.sigmoid_backward(
-        torch.stack([dc * g, dc * c, 2.0 * dg, dh * th], dim=1), s)
+    da = torch.ops.aten.sigmoid_backward(torch.stack([dc * g, dc * c, 2.0 * dg, dh * th], dim=1), s)
     d_gamma = grads[0] + (da * n).sum(0)
     d_beta = grads[1] + da.sum(0)
     dpre = torch.ops.aten.native_layer_norm_backward(
-        da * gamma, pre, (H,), mean, rstd, None, None, [True, False, False])[0]
+        da * gamma, pre, (H,), mean, rstd, None, None, [True, False, False]
+    )[0]
     return dpre, dc * f, (d_gamma, d_beta, grads[2] + d_cell_weight, grads[3] + d_cell_bias)
 
 
-def _scan_forward_step(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z_bias,
-                       scale_weight, bias, norm, hyper_norm, mask, hyper_mask, eps):
+def _scan_forward_step(
+    h,
+    c,
+    hh,
+    hc,
+    x_main,
+    x_hyper,
+    w_h_t,
+    w_hyper_t,
+    w_z_t,
+    z_bias,
+    scale_weight,
+    bias,
+    norm,
+    hyper_norm,
+    mask,
+    hyper_mask,
+    eps,
+):
     """One step of :class:`_HyperLSTMScan`'s forward pass: the new state and what the
     backward pass keeps of this step."""
     B, H = h.shape
@@ -127,9 +147,31 @@ def _scan_forward_step(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z
     return h, c, hh, hc, (main_saved, hyper_saved, z, rec_main)
 
 
-def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new, x_main,
-                        w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
-                        hyper_norm_grads, d_bias, d_z_bias, mask, hyper_mask, eps):
+def _scan_backward_step(
+    dh,
+    dc,
+    dhh,
+    dhc,
+    saved,
+    c_prev,
+    c_new,
+    hc_prev,
+    hc_new,
+    x_main,
+    w_h,
+    w_hyper,
+    w_z,
+    scale_weight,
+    norm,
+    hyper_norm,
+    norm_grads,
+    hyper_norm_grads,
+    d_bias,
+    d_z_bias,
+    mask,
+    hyper_mask,
+    eps,
+):
     """One step of :class:`_HyperLSTMScan`'s backward pass, without the weight-gradient
     matmuls (:func:`_scan_backward_chunk` does those once per chunk). ``dh, dhh`` include
     the gradients of this step's outputs. Returns the gradients flowing to step ``t - 1``,
@@ -138,8 +180,7 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
     main_saved, hyper_saved, z, rec_main = saved
     B, H = dh.shape
     Nh = dhh.shape[-1]
-    dpre, dc, norm_grads = _lstm_backward(dh, dc, main_saved, c_prev, c_new, norm, norm_grads,
-                                          mask)
+    dpre, dc, norm_grads = _lstm_backward(dh, dc, main_saved, c_prev, c_new, norm, norm_grads, mask)
     d_bias = d_bias + dpre.sum(0)
     d_x, d_h, _ = torch.bmm(z.transpose(0, 1), scale_weight).transpose(0, 1).split(4, 1)
     d_x_main = (dpre * d_x).view(B, 4 * H)
@@ -148,34 +189,101 @@ def _scan_backward_step(dh, dc, dhh, dhc, saved, c_prev, c_new, hc_prev, hc_new,
     dz = torch.bmm(dd, scale_weight.transpose(1, 2)).transpose(0, 1).reshape(B, -1)
     d_z_bias = d_z_bias + dz.sum(0)
     dhh = torch.addmm(dhh, dz, w_z)
-    dph, dhc, hyper_norm_grads = _lstm_backward(dhh, dhc, hyper_saved, hc_prev, hc_new,
-                                                hyper_norm, hyper_norm_grads, hyper_mask)
+    dph, dhc, hyper_norm_grads = _lstm_backward(
+        dhh, dhc, hyper_saved, hc_prev, hc_new, hyper_norm, hyper_norm_grads, hyper_mask
+    )
     dph = dph.view(B, 4 * Nh)
     d_rec = torch.cat([(dpre * d_h).view(B, 4 * H), dph], 1)
     dhh = torch.mm(dph, w_hyper)
     dh = torch.mm(d_rec, w_h)
-    return (dh, dc, dhh, dhc, d_x_main, dph, d_rec, dd, dz, norm_grads, hyper_norm_grads,
-            d_bias, d_z_bias)
+    return (
+        dh,
+        dc,
+        dhh,
+        dhc,
+        d_x_main,
+        dph,
+        d_rec,
+        dd,
+        dz,
+        norm_grads,
+        hyper_norm_grads,
+        d_bias,
+        d_z_bias,
+    )
 
 
-def _scan_forward_chunk(h, c, hh, hc, x_main, x_hyper, w_h_t, w_hyper_t, w_z_t, z_bias,
-                        scale_weight, bias, norm, hyper_norm, mask, hyper_mask, eps):
+def _scan_forward_chunk(
+    h,
+    c,
+    hh,
+    hc,
+    x_main,
+    x_hyper,
+    w_h_t,
+    w_hyper_t,
+    w_z_t,
+    z_bias,
+    scale_weight,
+    bias,
+    norm,
+    hyper_norm,
+    mask,
+    hyper_mask,
+    eps,
+):
     """``len(x_main)`` consecutive steps of :func:`_scan_forward_step`: the state after each
     step and what the backward pass keeps of each."""
     states, saved = [], []
     for t in range(x_main.shape[0]):
         h, c, hh, hc, step_saved = _scan_forward_step(
-            h, c, hh, hc, x_main[t], x_hyper[t], w_h_t, w_hyper_t, w_z_t, z_bias, scale_weight,
-            bias, norm, hyper_norm, None if mask is None else mask[t],
-            None if hyper_mask is None else hyper_mask[t], eps)
+            h,
+            c,
+            hh,
+            hc,
+            x_main[t],
+            x_hyper[t],
+            w_h_t,
+            w_hyper_t,
+            w_z_t,
+            z_bias,
+            scale_weight,
+            bias,
+            norm,
+            hyper_norm,
+            None if mask is None else mask[t],
+            None if hyper_mask is None else hyper_mask[t],
+            eps,
+        )
         states.append((h, c, hh, hc))
         saved.append(step_saved)
     return states, saved
 
 
-def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, states, x_main,
-                         w_h, w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads,
-                         hyper_norm_grads, d_bias, d_z_bias, mask, hyper_mask, eps):
+def _scan_backward_chunk(
+    dh,
+    dc,
+    dhh,
+    dhc,
+    d_outputs,
+    d_hyper_outputs,
+    saved,
+    states,
+    x_main,
+    w_h,
+    w_hyper,
+    w_z,
+    scale_weight,
+    norm,
+    hyper_norm,
+    norm_grads,
+    hyper_norm_grads,
+    d_bias,
+    d_z_bias,
+    mask,
+    hyper_mask,
+    eps,
+):
     """The backward pass over the ``K = len(x_main)`` steps of one chunk, last step first.
 
     ``states`` holds the ``K + 1`` states from the one before the chunk to its last,
@@ -190,23 +298,70 @@ def _scan_backward_chunk(dh, dc, dhh, dhc, d_outputs, d_hyper_outputs, saved, st
             dh = dh + d_outputs[t]
         if d_hyper_outputs is not None:
             dhh = dhh + d_hyper_outputs[t]
-        (dh, dc, dhh, dhc, d_x_main[t], d_x_hyper[t], d_recs[t], dds[t], dzs[t], norm_grads,
-         hyper_norm_grads, d_bias, d_z_bias) = _scan_backward_step(
-            dh, dc, dhh, dhc, saved[t], states[t][1], states[t + 1][1], states[t][3],
-            states[t + 1][3], x_main[t], w_h, w_hyper, w_z, scale_weight, norm, hyper_norm,
-            norm_grads, hyper_norm_grads, d_bias, d_z_bias, None if mask is None else mask[t],
-            None if hyper_mask is None else hyper_mask[t], eps)
+        (
+            dh,
+            dc,
+            dhh,
+            dhc,
+            d_x_main[t],
+            d_x_hyper[t],
+            d_recs[t],
+            dds[t],
+            dzs[t],
+            norm_grads,
+            hyper_norm_grads,
+            d_bias,
+            d_z_bias,
+        ) = _scan_backward_step(
+            dh,
+            dc,
+            dhh,
+            dhc,
+            saved[t],
+            states[t][1],
+            states[t + 1][1],
+            states[t][3],
+            states[t + 1][3],
+            x_main[t],
+            w_h,
+            w_hyper,
+            w_z,
+            scale_weight,
+            norm,
+            hyper_norm,
+            norm_grads,
+            hyper_norm_grads,
+            d_bias,
+            d_z_bias,
+            None if mask is None else mask[t],
+            None if hyper_mask is None else hyper_mask[t],
+            eps,
+        )
     d_x_hyper = torch.stack(d_x_hyper)
     B = x_main.shape[1]
     hh = torch.cat([state[2] for state in states])  # ((K + 1) B, N_h): before and after each step
     d_w_h = torch.mm(torch.cat(d_recs).t(), torch.cat([state[0] for state in states[:-1]]))
-    d_w_hyper = torch.mm(d_x_hyper.flatten(0, 1).t(), hh[:K * B])
+    d_w_hyper = torch.mm(d_x_hyper.flatten(0, 1).t(), hh[: K * B])
     d_w_z = torch.mm(torch.cat(dzs).t(), hh[B:])
     # sum_t z_t^T dd_t per gate row: (12, N_z, K B) @ (12, K B, H).
     z = torch.cat([step_saved[2] for step_saved in saved])
     d_scale = torch.bmm(z.permute(1, 2, 0), torch.cat(dds, dim=1))
-    return (dh, dc, dhh, dhc, torch.stack(d_x_main), d_x_hyper, d_w_h, d_w_hyper, d_w_z,
-            d_scale, norm_grads, hyper_norm_grads, d_bias, d_z_bias)
+    return (
+        dh,
+        dc,
+        dhh,
+        dhc,
+        torch.stack(d_x_main),
+        d_x_hyper,
+        d_w_h,
+        d_w_hyper,
+        d_w_z,
+        d_scale,
+        norm_grads,
+        hyper_norm_grads,
+        d_bias,
+        d_z_bias,
+    )
 
 
 # Steps per compiled chunk. Dynamo unrolls a chunk into one graph: longer chunks save
@@ -227,10 +382,12 @@ def _chunk_functions(compiled):
         # A C++ wrapper launches each chunk's kernels and matmuls instead of one Python call
         # apiece, at the same compile time as Inductor's default Python wrapper.
         options = {"cpp_wrapper": True}
-        _compiled_chunks["forward"] = torch.compile(_scan_forward_chunk, fullgraph=True,
-                                                    options=options)
-        _compiled_chunks["backward"] = torch.compile(_scan_backward_chunk, fullgraph=True,
-                                                     options=options)
+        _compiled_chunks["forward"] = torch.compile(
+            _scan_forward_chunk, fullgraph=True, options=options
+        )
+        _compiled_chunks["backward"] = torch.compile(
+            _scan_backward_chunk, fullgraph=True, options=options
+        )
     return _compiled_chunks["forward"], _compiled_chunks["backward"]
 
 
@@ -257,9 +414,30 @@ class _HyperLSTMScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, *args):
         *inputs, eps, compiled = args
-        (x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight, bias, gamma,
-         beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight, hcell_bias, mask,
-         hyper_mask) = inputs
+        (
+            x_main,
+            x_hyper,
+            h,
+            c,
+            hh,
+            hc,
+            w_h,
+            w_hyper,
+            w_z,
+            z_bias,
+            scale_weight,
+            bias,
+            gamma,
+            beta,
+            cell_weight,
+            cell_bias,
+            hgamma,
+            hbeta,
+            hcell_weight,
+            hcell_bias,
+            mask,
+            hyper_mask,
+        ) = inputs
         norm = (gamma, beta, cell_weight, cell_bias)
         hyper_norm = (hgamma, hbeta, hcell_weight, hcell_bias)
         ctx.eps, ctx.compiled = eps, compiled
@@ -267,13 +445,36 @@ class _HyperLSTMScan(torch.autograd.Function):
         # forward with autograd (see `backward`).
         ctx.save_for_backward(*inputs)
         if not compiled:
-            tape = scan_forward(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias,
-                                scale_weight, bias, norm, hyper_norm, mask, hyper_mask, eps)
+            tape = scan_forward(
+                x_main,
+                x_hyper,
+                h,
+                c,
+                hh,
+                hc,
+                w_h,
+                w_hyper,
+                w_z,
+                z_bias,
+                scale_weight,
+                bias,
+                norm,
+                hyper_norm,
+                mask,
+                hyper_mask,
+                eps,
+            )
             ctx.tape = tape
             # Copies: ctx keeps the tape, and an output held by its own ctx is a reference
             # cycle autograd never frees (every training step would leak its saved tensors).
-            return (tape.h[1:].clone(), tape.h[-1].clone(), tape.c[-1].clone(),
-                    tape.hh[-1].clone(), tape.hc[-1].clone(), tape.hh[1:].clone())
+            return (
+                tape.h[1:].clone(),
+                tape.h[-1].clone(),
+                tape.c[-1].clone(),
+                tape.hh[-1].clone(),
+                tape.hc[-1].clone(),
+                tape.hh[1:].clone(),
+            )
         T = x_main.shape[0]
         H = h.shape[-1]
         forward_chunk, _ = _chunk_functions(compiled)
@@ -284,9 +485,21 @@ class _HyperLSTMScan(torch.autograd.Function):
         for start in range(0, T, _CHUNK):
             steps = slice(start, start + _CHUNK)
             chunk_states, chunk_saved = forward_chunk(
-                *states[-1], x_main[steps], x_hyper[steps], w_h_t, w_hyper_t, w_z_t, z_bias,
-                scale_weight, bias, norm, hyper_norm, None if mask is None else mask[steps],
-                None if hyper_mask is None else hyper_mask[steps], eps)
+                *states[-1],
+                x_main[steps],
+                x_hyper[steps],
+                w_h_t,
+                w_hyper_t,
+                w_z_t,
+                z_bias,
+                scale_weight,
+                bias,
+                norm,
+                hyper_norm,
+                None if mask is None else mask[steps],
+                None if hyper_mask is None else hyper_mask[steps],
+                eps,
+            )
             states += chunk_states
             saved += chunk_saved
         h, c, hh, hc = states[-1]
@@ -306,20 +519,69 @@ class _HyperLSTMScan(torch.autograd.Function):
             # that, recording.
             return _recorded_backward(ctx, grads)
         d_outputs, dh, dc, dhh, dhc, d_hyper_outputs = grads
-        (x_main, _, _, _, _, _, w_h, w_hyper, w_z, _, scale_weight, bias, *norms, mask,
-         hyper_mask) = ctx.saved_tensors
+        (
+            x_main,
+            _,
+            _,
+            _,
+            _,
+            _,
+            w_h,
+            w_hyper,
+            w_z,
+            _,
+            scale_weight,
+            bias,
+            *norms,
+            mask,
+            hyper_mask,
+        ) = ctx.saved_tensors
         norm, hyper_norm = tuple(norms[:4]), tuple(norms[4:])
         if not ctx.compiled:
-            return (*scan_backward(ctx.tape, d_outputs, dh, dc, dhh, dhc, d_hyper_outputs,
-                                   x_main, w_h, w_hyper, w_z, scale_weight, bias is not None,
-                                   norm, hyper_norm, mask, hyper_mask),
-                    None, None, None, None)
-        return _compiled_backward(ctx, grads, x_main, w_h, w_hyper, w_z, scale_weight, bias,
-                                  norm, hyper_norm, mask, hyper_mask)
+            return (
+                *scan_backward(
+                    ctx.tape,
+                    d_outputs,
+                    dh,
+                    dc,
+                    dhh,
+                    dhc,
+                    d_hyper_outputs,
+                    x_main,
+                    w_h,
+                    w_hyper,
+                    w_z,
+                    scale_weight,
+                    bias is not None,
+                    norm,
+                    hyper_norm,
+                    mask,
+                    hyper_mask,
+                ),
+                None,
+                None,
+                None,
+                None,
+            )
+        return _compiled_backward(
+            ctx,
+            grads,
+            x_main,
+            w_h,
+            w_hyper,
+            w_z,
+            scale_weight,
+            bias,
+            norm,
+            hyper_norm,
+            mask,
+            hyper_mask,
+        )
 
 
-def _compiled_backward(ctx, grads, x_main, w_h, w_hyper, w_z, scale_weight, bias, norm,
-                       hyper_norm, mask, hyper_mask):
+def _compiled_backward(
+    ctx, grads, x_main, w_h, w_hyper, w_z, scale_weight, bias, norm, hyper_norm, mask, hyper_mask
+):
     """:class:`_HyperLSTMScan`'s backward pass with ``compile_steps=True``: the compiled
     chunk functions, last chunk first."""
     d_outputs, dh, dc, dhh, dhc, d_hyper_outputs = grads
@@ -344,22 +606,69 @@ def _compiled_backward(ctx, grads, x_main, w_h, w_hyper, w_z, scale_weight, bias
     for start in reversed(range(0, T, _CHUNK)):
         steps = slice(start, start + _CHUNK)
         K = min(_CHUNK, T - start)
-        (dh, dc, dhh, dhc, d_x_main[steps], d_x_hyper[steps], chunk_w_h, chunk_w_hyper,
-         chunk_w_z, chunk_scale, norm_grads, hyper_norm_grads, d_bias,
-         d_z_bias) = backward_chunk(
-            dh, dc, dhh, dhc, None if d_outputs is None else d_outputs[steps],
+        (
+            dh,
+            dc,
+            dhh,
+            dhc,
+            d_x_main[steps],
+            d_x_hyper[steps],
+            chunk_w_h,
+            chunk_w_hyper,
+            chunk_w_z,
+            chunk_scale,
+            norm_grads,
+            hyper_norm_grads,
+            d_bias,
+            d_z_bias,
+        ) = backward_chunk(
+            dh,
+            dc,
+            dhh,
+            dhc,
+            None if d_outputs is None else d_outputs[steps],
             None if d_hyper_outputs is None else d_hyper_outputs[steps],
-            ctx.saved[start:start + K], states[start:start + K + 1], x_main[steps], w_h,
-            w_hyper, w_z, scale_weight, norm, hyper_norm, norm_grads, hyper_norm_grads,
-            d_bias, d_z_bias, None if mask is None else mask[steps],
-            None if hyper_mask is None else hyper_mask[steps], ctx.eps)
+            ctx.saved[start : start + K],
+            states[start : start + K + 1],
+            x_main[steps],
+            w_h,
+            w_hyper,
+            w_z,
+            scale_weight,
+            norm,
+            hyper_norm,
+            norm_grads,
+            hyper_norm_grads,
+            d_bias,
+            d_z_bias,
+            None if mask is None else mask[steps],
+            None if hyper_mask is None else hyper_mask[steps],
+            ctx.eps,
+        )
         d_w_h += chunk_w_h
         d_w_hyper += chunk_w_hyper
         d_w_z += chunk_w_z
         d_scale += chunk_scale
-    return (d_x_main, d_x_hyper, dh, dc, dhh, dhc, d_w_h, d_w_hyper, d_w_z, d_z_bias,
-            d_scale, None if bias is None else d_bias.view(4 * H), *norm_grads,
-            *hyper_norm_grads, None, None, None, None)
+    return (
+        d_x_main,
+        d_x_hyper,
+        dh,
+        dc,
+        dhh,
+        dhc,
+        d_w_h,
+        d_w_hyper,
+        d_w_z,
+        d_z_bias,
+        d_scale,
+        None if bias is None else d_bias.view(4 * H),
+        *norm_grads,
+        *hyper_norm_grads,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, mask, eps):
@@ -374,9 +683,31 @@ def _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, mask, eps
     return h, c
 
 
-def _recorded_scan(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, scale_weight,
-                   bias, gamma, beta, cell_weight, cell_bias, hgamma, hbeta, hcell_weight,
-                   hcell_bias, mask, hyper_mask, eps):
+def _recorded_scan(
+    x_main,
+    x_hyper,
+    h,
+    c,
+    hh,
+    hc,
+    w_h,
+    w_hyper,
+    w_z,
+    z_bias,
+    scale_weight,
+    bias,
+    gamma,
+    beta,
+    cell_weight,
+    cell_bias,
+    hgamma,
+    hbeta,
+    hcell_weight,
+    hcell_bias,
+    mask,
+    hyper_mask,
+    eps,
+):
     """:class:`_HyperLSTMScan`'s function (same arguments and outputs) step by step with
     autograd recording every operation: what a backward pass that is itself recorded
     differentiates, and a reference for the hand-written pass."""
@@ -386,16 +717,24 @@ def _recorded_scan(x_main, x_hyper, h, c, hh, hc, w_h, w_hyper, w_z, z_bias, sca
     for t in range(T):
         rec_main, rec_hyper = F.linear(h, w_h).split([4 * H, 4 * Nh], dim=-1)
         pre_hyper = x_hyper[t] + rec_hyper + F.linear(hh, w_hyper)
-        hh, hc = _recorded_lstm_update(pre_hyper.view(B, 4, Nh), hc, hgamma, hbeta,
-                                       hcell_weight, hcell_bias,
-                                       None if hyper_mask is None else hyper_mask[t], eps)
+        hh, hc = _recorded_lstm_update(
+            pre_hyper.view(B, 4, Nh),
+            hc,
+            hgamma,
+            hbeta,
+            hcell_weight,
+            hcell_bias,
+            None if hyper_mask is None else hyper_mask[t],
+            eps,
+        )
         z = F.linear(hh, w_z, z_bias).view(B, 12, Nz)
         d_x, d_h, delta = torch.einsum("bgk,gkh->bgh", z, scale_weight).split(4, dim=1)
         pre = d_x * x_main[t].view(B, 4, H) + d_h * rec_main.view(B, 4, H) + delta
         if bias is not None:
             pre = pre + bias.view(4, H)
-        h, c = _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias,
-                                     None if mask is None else mask[t], eps)
+        h, c = _recorded_lstm_update(
+            pre, c, gamma, beta, cell_weight, cell_bias, None if mask is None else mask[t], eps
+        )
         outputs.append(h)
         hyper_outputs.append(hh)
     return torch.stack(outputs), h, c, hh, hc, torch.stack(hyper_outputs)
@@ -406,14 +745,19 @@ def _recorded_backward(ctx, grads):
     the gradients of :func:`_recorded_scan`, with their own graph, so that they can be
     differentiated again."""
     inputs = ctx.saved_tensors
-    wanted = [i for i, needed in enumerate(ctx.needs_input_grad[:len(inputs)]) if needed]
+    wanted = [i for i, needed in enumerate(ctx.needs_input_grad[: len(inputs)]) if needed]
     with torch.enable_grad():
         outputs = _recorded_scan(*inputs, ctx.eps)
-    pairs = [(out, grad) for out, grad in zip(outputs, grads)
-             if grad is not None and out.requires_grad]
-    input_grads = torch.autograd.grad([out for out, _ in pairs], [inputs[i] for i in wanted],
-                                      [grad for _, grad in pairs], create_graph=True,
-                                      allow_unused=True)
+    pairs = [
+        (out, grad) for out, grad in zip(outputs, grads) if grad is not None and out.requires_grad
+    ]
+    input_grads = torch.autograd.grad(
+        [out for out, _ in pairs],
+        [inputs[i] for i in wanted],
+        [grad for _, grad in pairs],
+        create_graph=True,
+        allow_unused=True,
+    )
     result = [None] * (len(inputs) + 2)  # and eps, compiled
     for i, grad in zip(wanted, input_grads):
         result[i] = torch.zeros_like(inputs[i]) if grad is None else grad
@@ -474,19 +818,33 @@ class HyperLSTMCell(nn.Module):
     # Layer-norm gains and shifts of the gates, kept as (4, H) matrices (see weight_decay.py).
     no_weight_decay = ("gate_norm_weight", "gate_norm_bias")
 
-    def __init__(self, input_size, hidden_size, hyper_size=None, hyper_embedding_size=4,
-                 bias=True, recurrent_dropout=0.0, eps=1e-5, compile_steps=False,
-                 hyper_recurrent_dropout=0.0):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        hyper_size=None,
+        hyper_embedding_size=4,
+        bias=True,
+        recurrent_dropout=0.0,
+        eps=1e-5,
+        compile_steps=False,
+        hyper_recurrent_dropout=0.0,
+    ):
         super().__init__()
         if hyper_size is None and isinstance(hidden_size, int):
             hyper_size = default_hyper_size(hidden_size)
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("hyper_size", hyper_size),
-                            ("hyper_embedding_size", hyper_embedding_size)):
+        for name, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("hyper_size", hyper_size),
+            ("hyper_embedding_size", hyper_embedding_size),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, value in (("recurrent_dropout", recurrent_dropout),
-                            ("hyper_recurrent_dropout", hyper_recurrent_dropout)):
+        for name, value in (
+            ("recurrent_dropout", recurrent_dropout),
+            ("hyper_recurrent_dropout", hyper_recurrent_dropout),
+        ):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         self.input_size = input_size
@@ -507,7 +865,7 @@ class HyperLSTMCell(nn.Module):
         self.embedding_bias = nn.Parameter(torch.ones(8 * Nz))  # z_b has no bias
         self.scale_weight = nn.Parameter(torch.full((12, Nz, H), _INITIAL_SCALE / Nz))
         with torch.no_grad():
-            self.embedding_weight[8 * Nz:].normal_(0.0, 0.01)
+            self.embedding_weight[8 * Nz :].normal_(0.0, 0.01)
             self.scale_weight[8:].zero_()
 
     def input_projection(self, x):
@@ -544,14 +902,32 @@ class HyperLSTMCell(nn.Module):
         hgamma, hbeta = fused_gate_affine(hyper.gate_norm_weight, hyper.gate_norm_bias)
         # Everything that reads h_{t-1}: the main recurrent weights and the h-part of the
         # hyper cell's input weights, one matmul per step.
-        w_h = torch.cat([self.weight_hh, hyper.weight_ih[:, self.input_size:]])
+        w_h = torch.cat([self.weight_hh, hyper.weight_ih[:, self.input_size :]])
         mask = self._candidate_mask(x_main, self.recurrent_dropout, self.hidden_size)
         hyper_mask = self._candidate_mask(x_main, self.hyper_recurrent_dropout, self.hyper_size)
         outputs, h, c, hh, hc, hyper_outputs = _HyperLSTMScan.apply(
-            x_main, x_hyper, *state, w_h, hyper.weight_hh, self.embedding_weight,
-            self._embedding_bias(), self.scale_weight, self.bias, gamma, beta,
-            self.cell_norm_weight, self.cell_norm_bias, hgamma, hbeta, hyper.cell_norm_weight,
-            hyper.cell_norm_bias, mask, hyper_mask, self.eps, self.compile_steps)
+            x_main,
+            x_hyper,
+            *state,
+            w_h,
+            hyper.weight_hh,
+            self.embedding_weight,
+            self._embedding_bias(),
+            self.scale_weight,
+            self.bias,
+            gamma,
+            beta,
+            self.cell_norm_weight,
+            self.cell_norm_bias,
+            hgamma,
+            hbeta,
+            hyper.cell_norm_weight,
+            hyper.cell_norm_bias,
+            mask,
+            hyper_mask,
+            self.eps,
+            self.compile_steps,
+        )
         return outputs, (h, c, hh, hc), hyper_outputs
 
     def _candidate_mask(self, x_main, p, width):
@@ -606,12 +982,11 @@ class HyperLSTMCell(nn.Module):
             if isinstance(state, (tuple, list)):
                 kind += f" of length {len(state)}"
             raise TypeError(f"state must be {HyperLSTM.state_help}, got {kind}")
-        state = tuple(state) + tuple(x.new_zeros(B, size) for size in sizes[len(state):])
+        state = tuple(state) + tuple(x.new_zeros(B, size) for size in sizes[len(state) :])
         for name, s, size in zip(HyperLSTM.state_names, state, sizes):
             check_tensor(f"state {name}", s, x)
             if tuple(s.shape) != (B, size):
-                raise ValueError(f"state {name} must have shape {(B, size)}, got "
-                                 f"{tuple(s.shape)}")
+                raise ValueError(f"state {name} must have shape {(B, size)}, got {tuple(s.shape)}")
         return state
 
     def _load_from_state_dict(self, state_dict, prefix, *args):
@@ -628,7 +1003,8 @@ class HyperLSTMCell(nn.Module):
                     f"hyper_embedding_size={sizes[1]}, this module {self.hyper_size} and "
                     f"{self.hyper_embedding_size}; build it with hyper_size={sizes[0]}, "
                     f"hyper_embedding_size={sizes[1]} (the defaults were 128 and 16 until "
-                    f"hyper_size became hidden_size // 8)")
+                    f"hyper_size became hidden_size // 8)"
+                )
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 
@@ -670,21 +1046,42 @@ class HyperLSTM(StackedRecurrent):
     """
 
     state_names = ("h", "c", "hyper_h", "hyper_c")
-    state_help = ("a pair (h_0, c_0), the HyperLSTMState a call returned, or "
-                  "(h_0, c_0, hyper_h_0, hyper_c_0)")
+    state_help = (
+        "a pair (h_0, c_0), the HyperLSTMState a call returned, or (h_0, c_0, hyper_h_0, hyper_c_0)"
+    )
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, hyper_size=None, hyper_embedding_size=4, recurrent_dropout=0.0,
-                 eps=1e-5, compile_steps=False, hyper_recurrent_dropout=0.0):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        hyper_size=None,
+        hyper_embedding_size=4,
+        recurrent_dropout=0.0,
+        eps=1e-5,
+        compile_steps=False,
+        hyper_recurrent_dropout=0.0,
+    ):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         if hyper_size is None:
             hyper_size = default_hyper_size(hidden_size)
         self.hyper_size = hyper_size
         self.hyper_embedding_size = hyper_embedding_size
         self.cells = nn.ModuleList(
-            HyperLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, hyper_size,
-                          hyper_embedding_size, bias, recurrent_dropout, eps, compile_steps,
-                          hyper_recurrent_dropout)
+            HyperLSTMCell(
+                input_size if layer == 0 else hidden_size,
+                hidden_size,
+                hyper_size,
+                hyper_embedding_size,
+                bias,
+                recurrent_dropout,
+                eps,
+                compile_steps,
+                hyper_recurrent_dropout,
+            )
             for layer in range(num_layers)
         )
 
@@ -699,8 +1096,13 @@ class HyperLSTM(StackedRecurrent):
         state = HyperLSTMState(*state)
         if not return_modulation:
             return output, state
-        modulation = torch.stack([cell.modulation(outputs, initial[2]) for cell, outputs, initial
-                                  in zip(self.cells, hyper_outputs, states)], dim=2)  # (T, B, L, 4)
+        modulation = torch.stack(
+            [
+                cell.modulation(outputs, initial[2])
+                for cell, outputs, initial in zip(self.cells, hyper_outputs, states)
+            ],
+            dim=2,
+        )  # (T, B, L, 4)
         if unbatched:
             modulation = modulation.squeeze(1)
         elif self.batch_first:

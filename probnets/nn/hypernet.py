@@ -52,8 +52,12 @@ class StaticHyperNetwork(nn.Module):
     def __init__(self, embedding_dim, in_channels, out_channels, kernel_size, hidden_dim=None):
         super().__init__()
         hidden_dim = embedding_dim if hidden_dim is None else hidden_dim
-        for name, value in (("embedding_dim", embedding_dim), ("in_channels", in_channels),
-                            ("out_channels", out_channels), ("hidden_dim", hidden_dim)):
+        for name, value in (
+            ("embedding_dim", embedding_dim),
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("hidden_dim", hidden_dim),
+        ):
             check_size(name, value)
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
@@ -87,9 +91,11 @@ class StaticHyperNetwork(nn.Module):
         return k.transpose(-4, -3)
 
     def extra_repr(self):
-        return (f"embedding_dim={self.embedding_dim}, hidden_dim={self.hidden_dim}, "
-                f"slice=({self.out_channels}, {self.in_channels}, {self.kernel_size[0]}, "
-                f"{self.kernel_size[1]})")
+        return (
+            f"embedding_dim={self.embedding_dim}, hidden_dim={self.hidden_dim}, "
+            f"slice=({self.out_channels}, {self.in_channels}, {self.kernel_size[0]}, "
+            f"{self.kernel_size[1]})"
+        )
 
 
 class HyperConv2d(nn.Module):
@@ -108,8 +114,9 @@ class HyperConv2d(nn.Module):
     :param bool bias: learn a per-channel bias (not generated).
     """
 
-    def __init__(self, hypernet, in_channels, out_channels, stride=1, padding=0, dilation=1,
-                 bias=True):
+    def __init__(
+        self, hypernet, in_channels, out_channels, stride=1, padding=0, dilation=1, bias=True
+    ):
         super().__init__()
         if not isinstance(hypernet, StaticHyperNetwork):
             raise TypeError(f"hypernet must be a StaticHyperNetwork, got {type(hypernet).__name__}")
@@ -143,8 +150,9 @@ class HyperConv2d(nn.Module):
         """``conv2d(x, kernel)`` for ``x`` of shape ``(B, C_in, H, W)`` (or ``(C_in, H, W)``)."""
         check_tensor("x", x, self.embeddings)
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
-            raise ValueError(f"x must have shape (B, {self.in_channels}, H, W), got shape "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (B, {self.in_channels}, H, W), got shape {tuple(x.shape)}"
+            )
         return F.conv2d(x, self.kernel(), self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self):
@@ -167,13 +175,22 @@ class HyperCNN(Loadable, nn.Module):
 
     def __init__(self, hyper=True, embedding_dim=4, channels=16, kernel_size=7, num_classes=10):
         super().__init__()
-        for name, value in (("embedding_dim", embedding_dim), ("channels", channels),
-                            ("kernel_size", kernel_size), ("num_classes", num_classes)):
+        for name, value in (
+            ("embedding_dim", embedding_dim),
+            ("channels", channels),
+            ("kernel_size", kernel_size),
+            ("num_classes", num_classes),
+        ):
             check_size(name, value)
         if kernel_size % 2 != 1:  # 'same' padding keeps 28x28 (the classifier expects 7x7)
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        self._config = dict(hyper=hyper, embedding_dim=embedding_dim, channels=channels,
-                            kernel_size=kernel_size, num_classes=num_classes)
+        self._config = dict(
+            hyper=hyper,
+            embedding_dim=embedding_dim,
+            channels=channels,
+            kernel_size=kernel_size,
+            num_classes=num_classes,
+        )
         pad = kernel_size // 2
         self.hyper = hyper
         self.conv1 = nn.Conv2d(1, channels, kernel_size, padding=pad)

@@ -71,8 +71,15 @@ class LayerNormLSTMCell(nn.Module):
         for x_t in x_proj.unbind(0):
             pre = torch.addmm(x_t, h, w_hh).view(-1, 4, self.hidden_size)
             h, c = layer_norm_lstm_update(
-                pre, c, gamma, beta, self.cell_norm_weight, self.cell_norm_bias,
-                self.eps, self.recurrent_dropout, self.training,
+                pre,
+                c,
+                gamma,
+                beta,
+                self.cell_norm_weight,
+                self.cell_norm_bias,
+                self.eps,
+                self.recurrent_dropout,
+                self.training,
             )
             outputs.append(h)
         return torch.stack(outputs), (h, c)
@@ -102,12 +109,22 @@ class LayerNormLSTM(StackedRecurrent):
 
     state_names = ("h", "c")
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, recurrent_dropout=0.0, eps=1e-5):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        eps=1e-5,
+    ):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         self.cells = nn.ModuleList(
-            LayerNormLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, bias,
-                              recurrent_dropout, eps)
+            LayerNormLSTMCell(
+                input_size if layer == 0 else hidden_size, hidden_size, bias, recurrent_dropout, eps
+            )
             for layer in range(num_layers)
         )
 

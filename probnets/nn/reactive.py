@@ -24,15 +24,21 @@ def conv2d_flops(in_channels, out_channels, kernel_size, out_height, out_width):
 def _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size):
     """The constructor arguments both query networks share: positive sizes, an odd kernel,
     and an image large enough for the 2x2 pools between ``len(channels)`` layers."""
-    for name, value in (("in_channels", in_channels), ("image_size", image_size),
-                        ("num_classes", num_classes), ("kernel_size", kernel_size),
-                        ("pool_size", pool_size)):
+    for name, value in (
+        ("in_channels", in_channels),
+        ("image_size", image_size),
+        ("num_classes", num_classes),
+        ("kernel_size", kernel_size),
+        ("pool_size", pool_size),
+    ):
         check_size(name, value)
     channels = tuple(channels)
-    if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
-                               for c in channels):
-        raise ValueError(f"channels must be a non-empty sequence of positive ints, got "
-                         f"{channels!r}")
+    if not channels or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels
+    ):
+        raise ValueError(
+            f"channels must be a non-empty sequence of positive ints, got {channels!r}"
+        )
     if kernel_size % 2 != 1:
         raise ValueError(f"kernel_size must be odd, got {kernel_size}")
     if image_size // 2 ** (len(channels) - 1) < 1:
@@ -83,26 +89,47 @@ class ReactiveQueryNet(Loadable, nn.Module):
         more reliable across seeds than larger ones (``guides/hypernets.md``).
     """
 
-    def __init__(self, in_channels=1, image_size=28, num_classes=10, context_size=64,
-                 channels=(6, 6, 6), kernel_size=3, iterations=4, pool_size=2,
-                 update="residual", conv_method="auto", generator_init_scale=0.1):
+    def __init__(
+        self,
+        in_channels=1,
+        image_size=28,
+        num_classes=10,
+        context_size=64,
+        channels=(6, 6, 6),
+        kernel_size=3,
+        iterations=4,
+        pool_size=2,
+        update="residual",
+        conv_method="auto",
+        generator_init_scale=0.1,
+    ):
         super().__init__()
         if update not in ("residual", "gru"):
             raise ValueError(f"update must be 'residual' or 'gru', got {update!r}")
         if conv_method not in DYNAMIC_CONV2D_METHODS:
-            raise ValueError(f"conv_method must be one of {DYNAMIC_CONV2D_METHODS}, got "
-                             f"{conv_method!r}")
+            raise ValueError(
+                f"conv_method must be one of {DYNAMIC_CONV2D_METHODS}, got {conv_method!r}"
+            )
         if not 0 <= generator_init_scale < math.inf:
-            raise ValueError(f"generator_init_scale must be >= 0 and finite, got "
-                             f"{generator_init_scale!r}")
+            raise ValueError(
+                f"generator_init_scale must be >= 0 and finite, got {generator_init_scale!r}"
+            )
         _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size)
         check_size("context_size", context_size)
         check_size("iterations", iterations)
-        self._config = dict(in_channels=in_channels, image_size=image_size,
-                            num_classes=num_classes, context_size=context_size,
-                            channels=list(channels), kernel_size=kernel_size,
-                            iterations=iterations, pool_size=pool_size, update=update,
-                            conv_method=conv_method, generator_init_scale=generator_init_scale)
+        self._config = dict(
+            in_channels=in_channels,
+            image_size=image_size,
+            num_classes=num_classes,
+            context_size=context_size,
+            channels=list(channels),
+            kernel_size=kernel_size,
+            iterations=iterations,
+            pool_size=pool_size,
+            update=update,
+            conv_method=conv_method,
+            generator_init_scale=generator_init_scale,
+        )
         self.in_channels = in_channels
         self.image_size = image_size
         self.channels = tuple(channels)
@@ -147,15 +174,16 @@ class ReactiveQueryNet(Loadable, nn.Module):
             # generated part of each kernel entry `scale` times the size of the static part.
             kernel_std = torch.cat(chunks).std()
             self.generator.weight.normal_(
-                0.0, scale * kernel_std.item() / math.sqrt(self.context_size))
+                0.0, scale * kernel_std.item() / math.sqrt(self.context_size)
+            )
 
     def _split(self, theta):
         params, start = [], 0
         k = self.kernel_size
         for c_out, c_in in self._shapes:
             n = c_out * c_in * k * k
-            weight = theta[:, start:start + n].view(-1, c_out, c_in, k, k)
-            bias = theta[:, start + n:start + n + c_out]
+            weight = theta[:, start : start + n].view(-1, c_out, c_in, k, k)
+            bias = theta[:, start + n : start + n + c_out]
             params.append((weight, bias))
             start += n + c_out
         return params
@@ -165,8 +193,11 @@ class ReactiveQueryNet(Loadable, nn.Module):
         h = x
         layers = self._split(self.generator(context))
         for layer, (weight, bias) in enumerate(layers):
-            h = torch.relu(dynamic_conv2d(h, weight, bias, padding=self.kernel_size // 2,
-                                          method=self.conv_method))
+            h = torch.relu(
+                dynamic_conv2d(
+                    h, weight, bias, padding=self.kernel_size // 2, method=self.conv_method
+                )
+            )
             if layer + 1 < len(layers):
                 h = F.max_pool2d(h, 2)
         return F.adaptive_avg_pool2d(h, self.pool_size).flatten(1)
@@ -178,8 +209,10 @@ class ReactiveQueryNet(Loadable, nn.Module):
             x = x.unsqueeze(1)
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (B, {', '.join(map(str, expected))}), "
+                f"got shape {tuple(x.shape)}"
+            )
         context = self.initial_context.expand(x.shape[0], -1)
         out = []
         for _ in range(self.iterations):
@@ -215,8 +248,15 @@ class StaticQueryCNN(nn.Module):
     layout (same-padded convolutions + ReLU, 2x2 max pool between layers, adaptive average
     pool to ``pool_size``) and a linear classifier, for accuracy-per-FLOP comparisons."""
 
-    def __init__(self, in_channels=1, image_size=28, num_classes=10, channels=(16, 32, 32),
-                 kernel_size=3, pool_size=2):
+    def __init__(
+        self,
+        in_channels=1,
+        image_size=28,
+        num_classes=10,
+        channels=(16, 32, 32),
+        kernel_size=3,
+        pool_size=2,
+    ):
         super().__init__()
         _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size)
         self.in_channels, self.image_size = in_channels, image_size
@@ -235,8 +275,10 @@ class StaticQueryCNN(nn.Module):
             x = x.unsqueeze(1)
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, expected))}), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have shape (B, {', '.join(map(str, expected))}), "
+                f"got shape {tuple(x.shape)}"
+            )
         h = x
         for layer, conv in enumerate(self.convs):
             h = torch.relu(conv(h))

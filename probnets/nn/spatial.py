@@ -34,8 +34,7 @@ def _check_z_where(z_where, batch):
         shape = tuple(z_where.shape) if isinstance(z_where, torch.Tensor) else type(z_where)
         raise ValueError(f"z_where must have shape (N, 3) holding (s, x, y), got {shape}")
     if z_where.shape[0] != batch:
-        raise ValueError(
-            f"z_where has {z_where.shape[0]} rows but the images/windows have {batch}")
+        raise ValueError(f"z_where has {z_where.shape[0]} rows but the images/windows have {batch}")
 
 
 def affine_matrix(z_where):
@@ -66,10 +65,16 @@ def place_window(windows, z_where, image_size, align_corners=False):
         raise ValueError(f"windows must have shape (N, w, w), got {tuple(windows.shape)}")
     n = windows.shape[0]
     _check_z_where(z_where, n)
-    grid = F.affine_grid(affine_matrix(z_where), [n, 1, image_size, image_size],
-                         align_corners=align_corners)
-    out = F.grid_sample(windows.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=align_corners)
+    grid = F.affine_grid(
+        affine_matrix(z_where), [n, 1, image_size, image_size], align_corners=align_corners
+    )
+    out = F.grid_sample(
+        windows.unsqueeze(1),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=align_corners,
+    )
     return out.squeeze(1)
 
 
@@ -82,8 +87,13 @@ def extract_window(images, z_where, window_size, align_corners=False, min_scale=
     _check_z_where(z_where, n)
     theta = affine_matrix(inverse_z_where(z_where, min_scale))
     grid = F.affine_grid(theta, [n, 1, window_size, window_size], align_corners=align_corners)
-    out = F.grid_sample(images.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=align_corners)
+    out = F.grid_sample(
+        images.unsqueeze(1),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=align_corners,
+    )
     return out.squeeze(1)
 
 
@@ -98,9 +108,23 @@ def window_box(z_where, image_size, min_scale=MIN_SCALE):
 
     lo_x, hi_x = to_pixels((-1 - x) / s), to_pixels((1 - x) / s)
     lo_y, hi_y = to_pixels((-1 - y) / s), to_pixels((1 - y) / s)
-    return torch.stack([torch.minimum(lo_x, hi_x), torch.minimum(lo_y, hi_y),
-                        torch.maximum(lo_x, hi_x), torch.maximum(lo_y, hi_y)], dim=-1)
+    return torch.stack(
+        [
+            torch.minimum(lo_x, hi_x),
+            torch.minimum(lo_y, hi_y),
+            torch.maximum(lo_x, hi_x),
+            torch.maximum(lo_y, hi_y),
+        ],
+        dim=-1,
+    )
 
 
-__all__ = ["MIN_SCALE", "affine_matrix", "extract_window", "guard_scale", "inverse_z_where",
-           "place_window", "window_box"]
+__all__ = [
+    "MIN_SCALE",
+    "affine_matrix",
+    "extract_window",
+    "guard_scale",
+    "inverse_z_where",
+    "place_window",
+    "window_box",
+]

@@ -44,6 +44,8 @@ def weight_decay_groups(module, weight_decay):
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     decayed = {id(param) for param in decayed_parameters(module)}
     params = list(module.parameters())
-    groups = [{"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay},
-              {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+    ]
     return [group for group in groups if group["params"]]

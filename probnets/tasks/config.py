@@ -63,6 +63,7 @@ class UnsupportedSettingError(ConfigError):
 # ---------------------------------------------------------------------------- value checks
 # A check takes (name, value) and returns None, or raises ConfigError naming ``name``.
 
+
 def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -83,12 +84,10 @@ def integer_at_least(minimum):
     return check
 
 
-def number_in(low=-math.inf, high=math.inf, *, low_open=False, high_open=False,
-              description=None):
+def number_in(low=-math.inf, high=math.inf, *, low_open=False, high_open=False, description=None):
     """Check: a finite number in the interval, e.g. ``number_in(0, low_open=True)`` for > 0."""
     if description is None:
-        description = (f"in {'(' if low_open else '['}{low:g}, {high:g}"
-                       f"{')' if high_open else ']'}")
+        description = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
     def check(name, value):
         ok = _is_number(value) and math.isfinite(value)
@@ -149,8 +148,9 @@ def _boolean(name, value):
 def positive_ints(name, value):
     """Check: a non-empty tuple of positive integers (lists are stored as tuples)."""
     if not (isinstance(value, tuple) and value and all(_is_int(v) and v > 0 for v in value)):
-        raise ConfigError(name, f"{name} must be a non-empty sequence of positive integers, "
-                                f"got {value!r}")
+        raise ConfigError(
+            name, f"{name} must be a non-empty sequence of positive integers, got {value!r}"
+        )
 
 
 def comma_separated_ints(text):
@@ -166,8 +166,9 @@ def comma_separated_ints(text):
 
 def _device(name, value):
     if not (isinstance(value, str) and _DEVICE.match(value)):
-        raise ConfigError(name, f"{name} must be one of auto, cpu, cuda, cuda:N, mps; "
-                                f"got {value!r}")
+        raise ConfigError(
+            name, f"{name} must be one of auto, cpu, cuda, cuda:N, mps; got {value!r}"
+        )
 
 
 def _schedule(name, value):
@@ -186,8 +187,17 @@ def _path(name, value):
 
 # ---------------------------------------------------------------------------- fields
 
-def setting(default=dataclasses.MISSING, *, help, check=None, choices=None, flag=None,
-            nullable=None, parse=None):
+
+def setting(
+    default=dataclasses.MISSING,
+    *,
+    help,
+    check=None,
+    choices=None,
+    flag=None,
+    nullable=None,
+    parse=None,
+):
     """A config field with its help text and value check.
 
     :param default: the default value (omit for a required field).
@@ -206,9 +216,14 @@ def setting(default=dataclasses.MISSING, *, help, check=None, choices=None, flag
         check = one_of(tuple(choices))
     if check is None and isinstance(default, bool):
         check = _boolean
-    metadata = {"help": help, "check": check, "choices": choices, "flag": flag,
-                "nullable": default is None if nullable is None else nullable,
-                "parse": parse}
+    metadata = {
+        "help": help,
+        "check": check,
+        "choices": choices,
+        "flag": flag,
+        "nullable": default is None if nullable is None else nullable,
+        "parse": parse,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -260,63 +275,96 @@ class RunConfig(_Checked):
     ``config.json``.
     """
 
-    resumable_fields = frozenset({
-        "steps", "out", "resume", "device", "threads", "compile", "progress", "log_every",
-        "eval_every", "checkpoint_every", "max_bad_steps", "tensorboard", "lr", "clip_norm"})
+    resumable_fields = frozenset(
+        {
+            "steps",
+            "out",
+            "resume",
+            "device",
+            "threads",
+            "compile",
+            "progress",
+            "log_every",
+            "eval_every",
+            "checkpoint_every",
+            "max_bad_steps",
+            "tensorboard",
+            "lr",
+            "clip_norm",
+        }
+    )
 
-    steps: int = setting(1000, help="total optimisation steps (default {default})",
-                         check=positive_int)
-    batch_size: int = setting(64, help="examples per step (default {default})",
-                              check=positive_int)
+    steps: int = setting(
+        1000, help="total optimisation steps (default {default})", check=positive_int
+    )
+    batch_size: int = setting(64, help="examples per step (default {default})", check=positive_int)
     lr: float = setting(1e-3, help="learning rate (default {default})", check=positive)
     cv_lr: Optional[float] = setting(
-        None, check=positive,
+        None,
+        check=positive,
         help="learning rate of baselines and control variates (parameters named cv.* or "
-             "*baseline*); default: {lr}")
+        "*baseline*); default: {lr}",
+    )
     weight_decay: float = setting(
-        0.0, check=non_negative,
+        0.0,
+        check=non_negative,
         help="decoupled weight decay (as AdamW's) of the weight matrices; biases and norm gains "
-             "are not decayed (default 0)")
+        "are not decayed (default 0)",
+    )
     clip_norm: Optional[float] = setting(
-        None, check=positive, nullable=True,
-        help="clip each parameter group's gradient norm to this value, or none "
-             "(default {default})")
-    lr_schedule: str = setting("constant", check=_schedule,
-                               help="constant | cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]")
+        None,
+        check=positive,
+        nullable=True,
+        help="clip each parameter group's gradient norm to this value, or none (default {default})",
+    )
+    lr_schedule: str = setting(
+        "constant",
+        check=_schedule,
+        help="constant | cosine | exp:FINAL_FACTOR | warmup:N[,SCHEDULE]",
+    )
     device: str = setting("auto", check=_device, help="auto | cpu | cuda[:N]")
-    dtype: str = setting("float32", choices=sorted(DTYPES),
-                         help="floating-point precision of model and data")
+    dtype: str = setting(
+        "float32", choices=sorted(DTYPES), help="floating-point precision of model and data"
+    )
     precision: str = setting(
-        "32", choices=list(PRECISIONS),
-        help="32 (default); bf16 autocast; or 16-mixed: float16 autocast with dynamic loss "
-             "scaling")
+        "32",
+        choices=list(PRECISIONS),
+        help="32 (default); bf16 autocast; or 16-mixed: float16 autocast with dynamic loss scaling",
+    )
     compile: bool = setting(
         False,
         help="torch.compile the objective of deterministic models (not SVI models: Pyro's "
-             "effect handlers break the graph at every site)")
-    threads: Optional[int] = setting(None, check=positive_int,
-                                     help="torch intra-op threads (default: torch's choice)")
+        "effect handlers break the graph at every site)",
+    )
+    threads: Optional[int] = setting(
+        None, check=positive_int, help="torch intra-op threads (default: torch's choice)"
+    )
     seed: int = setting(0, check=non_negative_int, help="random seed")
     out: Optional[str] = setting(
-        None, check=_path,
+        None,
+        check=_path,
         help="run directory for checkpoints (*.pt), metrics.csv and figures "
-             "(default runs/NAME-TIMESTAMP)")
+        "(default runs/NAME-TIMESTAMP)",
+    )
     resume: bool = setting(False, help="continue the run in {out} from its last checkpoint")
     checkpoint_every: int = setting(
-        500, check=positive_int,
-        help="steps between checkpoints (default 500; always one at the end)")
+        500,
+        check=positive_int,
+        help="steps between checkpoints (default 500; always one at the end)",
+    )
     eval_every: Optional[int] = setting(
-        None, check=positive_int,
-        help="steps between held-out evaluations (default: steps / 10)")
-    log_every: int = setting(10, check=positive_int,
-                             help="steps between rows of metrics.csv (default 10)")
+        None, check=positive_int, help="steps between held-out evaluations (default: steps / 10)"
+    )
+    log_every: int = setting(
+        10, check=positive_int, help="steps between rows of metrics.csv (default 10)"
+    )
     max_bad_steps: int = setting(
-        10, check=positive_int,
-        help="consecutive non-finite steps tolerated before stopping")
-    progress: bool = setting(True, flag="--no-progress",
-                             help="hide the progress bar")
+        10, check=positive_int, help="consecutive non-finite steps tolerated before stopping"
+    )
+    progress: bool = setting(True, flag="--no-progress", help="hide the progress bar")
     tensorboard: bool = setting(
-        False, help="also log to OUT/tensorboard (needs the tensorboard package)")
+        False, help="also log to OUT/tensorboard (needs the tensorboard package)"
+    )
 
     def normalize(self):
         if isinstance(self.dtype, torch.dtype):  # accept torch.float64 as well as "float64"

@@ -43,8 +43,7 @@ def _noise_scale(name, value):
     except (TypeError, ValueError):
         number = float("nan")
     if not 0 < number < float("inf"):
-        raise ConfigError(name, f"{name} must be auto, learned or a positive number, got "
-                                f"{value!r}")
+        raise ConfigError(name, f"{name} must be auto, learned or a positive number, got {value!r}")
 
 
 @dataclass(kw_only=True)
@@ -63,23 +62,32 @@ class GatedConfig(RunConfig):
     batch_size: int = retune("batch_size", 200)
     lr: float = retune("lr", 1e-2)
     problem: str = setting("toy", choices=["toy", "mnist"], help=None)
-    gate: str = setting("bernoulli", choices=["bernoulli", "hard_concrete"],
-                        help="gate type (default bernoulli)")
-    estimator: str = setting("relaxed", choices=list(standard_estimators()),
-                             help="estimator of Bernoulli gates (default relaxed: Concrete at "
-                                  "temperature 0.5, NeuronDAG.fit's; disarm for an unbiased "
-                                  "gradient)")
-    prior_p: float = setting(0.01, check=probability,
-                             help="prior inclusion probability of an edge (default 0.01)")
-    gate_lr: float = setting(0.05, check=positive,
-                             help="learning rate of the gate logits (default 0.05)")
-    hidden: Optional[int] = setting(None, check=positive_int,
-                                    help="hidden neurons (default 16 for toy, 32 for mnist)")
+    gate: str = setting(
+        "bernoulli", choices=["bernoulli", "hard_concrete"], help="gate type (default bernoulli)"
+    )
+    estimator: str = setting(
+        "relaxed",
+        choices=list(standard_estimators()),
+        help="estimator of Bernoulli gates (default relaxed: Concrete at "
+        "temperature 0.5, NeuronDAG.fit's; disarm for an unbiased "
+        "gradient)",
+    )
+    prior_p: float = setting(
+        0.01, check=probability, help="prior inclusion probability of an edge (default 0.01)"
+    )
+    gate_lr: float = setting(
+        0.05, check=positive, help="learning rate of the gate logits (default 0.05)"
+    )
+    hidden: Optional[int] = setting(
+        None, check=positive_int, help="hidden neurons (default 16 for toy, 32 for mnist)"
+    )
     num_train: int = setting(2000, check=positive_int, help="toy samples (default 2000)")
     noise_scale: str = setting(
-        "auto", check=_noise_scale,
+        "auto",
+        check=_noise_scale,
         help="noise std of the toy's normal likelihood: auto (each target's std in the "
-             "training data, the default), learned, or a fixed positive number")
+        "training data, the default), learned, or a fixed positive number",
+    )
 
 
 @register
@@ -99,8 +107,10 @@ class GatedTask(Task):
             train, held_out = load_mnist("train"), load_mnist("test")
             x, y, source = train.images.reshape(-1, 784).to(dtype), train.labels, train.source
             shape, likelihood = (784, config.hidden or 32, 10), "categorical"
-            test = (held_out.images.reshape(-1, 784).to(device=device, dtype=dtype),
-                    held_out.labels.to(device))
+            test = (
+                held_out.images.reshape(-1, 784).to(device=device, dtype=dtype),
+                held_out.labels.to(device),
+            )
         arguments = dict(gate=config.gate, likelihood=likelihood, init_logit=0.0)
         if test is None:
             arguments["noise_scale"] = _model_noise_scale(config.noise_scale)
@@ -119,13 +129,17 @@ class GatedTask(Task):
 
         def evaluate(trainer):
             active = net.gate_probs() > 0.5
-            row = {"active_edges": int(active.sum()),
-                   "active_fraction": float(active.float().mean())}
+            row = {
+                "active_edges": int(active.sum()),
+                "active_fraction": float(active.float().mean()),
+            }
             if test is None:
                 found = net.dependencies()
-                row.update(true_dependencies=int((found & toy.dependencies).sum()),
-                           spurious_dependencies=int((found & ~toy.dependencies).sum()),
-                           input_a_cut=bool(not found[:, 0].any()))
+                row.update(
+                    true_dependencies=int((found & toy.dependencies).sum()),
+                    spurious_dependencies=int((found & ~toy.dependencies).sum()),
+                    input_a_cut=bool(not found[:, 0].any()),
+                )
             else:
                 probs = net.predict(test[0], num_samples=10)
                 row["test_accuracy"] = float((probs.argmax(-1) == test[1]).float().mean())
@@ -133,22 +147,40 @@ class GatedTask(Task):
 
         prior = model_record(net.prior, p=config.prior_p)
         return TaskRun(
-            data=BatchSampler(x, y, batch_size=min(config.batch_size, len(x)), seed=config.seed,
-                              device=device),
-            model_fn=net.model, guide_fn=net.guide, loss=elbo, module=net,
+            data=BatchSampler(
+                x, y, batch_size=min(config.batch_size, len(x)), seed=config.seed, device=device
+            ),
+            model_fn=net.model,
+            guide_fn=net.guide,
+            loss=elbo,
+            module=net,
             # A short second-moment memory lets the small, steady prior gradient switch unused
             # gates off (see GatedNetwork.fit).
             param_groups={"*gate_logits": {"lr": config.gate_lr, "betas": (0.9, 0.9)}},
-            eval_fn=evaluate, data_source=source,
-            config={"shape": list(shape), "gate": config.gate, "prior_p": config.prior_p,
-                    "estimator": config.estimator if config.gate == "bernoulli" else None,
-                    "noise_scale": config.noise_scale if test is None else None},
-            model=model_record(net, num_inputs=shape[0], num_hidden=shape[1],
-                               num_outputs=shape[2], prior=prior, **arguments))
+            eval_fn=evaluate,
+            data_source=source,
+            config={
+                "shape": list(shape),
+                "gate": config.gate,
+                "prior_p": config.prior_p,
+                "estimator": config.estimator if config.gate == "bernoulli" else None,
+                "noise_scale": config.noise_scale if test is None else None,
+            },
+            model=model_record(
+                net,
+                num_inputs=shape[0],
+                num_hidden=shape[1],
+                num_outputs=shape[2],
+                prior=prior,
+                **arguments,
+            ),
+        )
 
     def finish(self, run, result, config):
-        fig = plot_adjacency(run.module.edge_probs().cpu(), title="posterior inclusion "
-                             f"probabilities ({config.problem}, {config.gate})")
+        fig = plot_adjacency(
+            run.module.edge_probs().cpu(),
+            title=f"posterior inclusion probabilities ({config.problem}, {config.gate})",
+        )
         save_figure(fig, os.path.join(config.out, "adjacency.png"))
 
 

@@ -48,8 +48,12 @@ from probnets.viz.images import curves
 def _eval_curve(result, key, path, ylabel, title):
     rows = [r for r in result.eval_history if key in r]
     if rows:
-        curves({key: ([r["step"] for r in rows], [r[key] for r in rows])}, path,
-               ylabel=ylabel, title=title)
+        curves(
+            {key: ([r["step"] for r in rows], [r[key] for r in rows])},
+            path,
+            ylabel=ylabel,
+            title=title,
+        )
 
 
 class _CarriedStateBatches:
@@ -73,8 +77,10 @@ class _CarriedStateBatches:
 
     def state_dict(self):
         state = self.objective.state
-        return {"batches": self.batches.state_dict(),
-                "rnn_state": None if state is None else list(state_tensors(state))}
+        return {
+            "batches": self.batches.state_dict(),
+            "rnn_state": None if state is None else list(state_tensors(state)),
+        }
 
     def load_state_dict(self, state):
         self.batches.load_state_dict(state["batches"])
@@ -95,44 +101,62 @@ class HyperLSTMConfig(RunConfig):
     lr: float = retune("lr", 4e-3)  # chosen on validation for all three recurrent networks
     clip_norm: Optional[float] = retune("clip_norm", 1.0)  # every reported run clips (guide)
     resumable_fields = RunConfig.resumable_fields | {"compile_steps"}
-    rnn: str = setting("hyperlstm", choices=["hyperlstm", "layernorm_lstm", "lstm"],
-                       help="recurrent network (default hyperlstm)")
+    rnn: str = setting(
+        "hyperlstm",
+        choices=["hyperlstm", "layernorm_lstm", "lstm"],
+        help="recurrent network (default hyperlstm)",
+    )
     hidden_size: Optional[int] = setting(
-        None, check=positive_int,
+        None,
+        check=positive_int,
         help=f"recurrent width (default {DEFAULT_HYPERLSTM_HIDDEN} for the HyperLSTM; for "
-             "layernorm_lstm and lstm, the width at which the model has the parameter count of "
-             "that default HyperLSTM, so that default runs of the three compare at equal size)")
+        "layernorm_lstm and lstm, the width at which the model has the parameter count of "
+        "that default HyperLSTM, so that default runs of the three compare at equal size)",
+    )
     embedding_size: int = setting(32, check=positive_int, help=None)
     num_layers: int = setting(1, check=positive_int, help=None)
-    hyper_size: int = setting(16, check=positive_int,
-                              help="HyperLSTM only: N_h (default chosen on validation, see "
-                                   "guide)")
+    hyper_size: int = setting(
+        16, check=positive_int, help="HyperLSTM only: N_h (default chosen on validation, see guide)"
+    )
     hyper_embedding_size: int = setting(4, check=positive_int, help="HyperLSTM only: N_z")
     compile_steps: bool = setting(
-        False, help="HyperLSTM only: fuse each step's kernels with torch.compile (compiles "
-                    "once before the first step; see guides/hypernets.md)")
-    dropout: float = setting(0.0, check=dropout_rate,
-                             help="dropout on the character embeddings and the recurrent output")
+        False,
+        help="HyperLSTM only: fuse each step's kernels with torch.compile (compiles "
+        "once before the first step; see guides/hypernets.md)",
+    )
+    dropout: float = setting(
+        0.0, check=dropout_rate, help="dropout on the character embeddings and the recurrent output"
+    )
     recurrent_dropout: float = setting(
-        0.0, check=dropout_rate,
+        0.0,
+        check=dropout_rate,
         help="dropout on the cell's candidate, without memory loss (hyperlstm and "
-             "layernorm_lstm; nn.LSTM has none)")
+        "layernorm_lstm; nn.LSTM has none)",
+    )
     hyper_recurrent_dropout: float = setting(
-        0.0, check=dropout_rate, help="HyperLSTM only: dropout on the hyper cell's candidate")
+        0.0, check=dropout_rate, help="HyperLSTM only: dropout on the hyper cell's candidate"
+    )
     seq_len: int = setting(50, check=positive_int, help="truncation length T")
-    corpus: str = setting("pydoc", choices=CORPORA,
-                          help="pydoc_data.topics (418k training characters, the default) or "
-                               "the standard library's docstrings (1.5M)")
+    corpus: str = setting(
+        "pydoc",
+        choices=CORPORA,
+        help="pydoc_data.topics (418k training characters, the default) or "
+        "the standard library's docstrings (1.5M)",
+    )
 
     def validate(self):
         if self.recurrent_dropout and self.rnn == "lstm":
-            raise ConfigError("recurrent_dropout",
-                              "{recurrent_dropout}: nn.LSTM has no recurrent dropout (set {rnn} to "
-                              "hyperlstm or layernorm_lstm, or use {dropout})")
+            raise ConfigError(
+                "recurrent_dropout",
+                "{recurrent_dropout}: nn.LSTM has no recurrent dropout (set {rnn} to "
+                "hyperlstm or layernorm_lstm, or use {dropout})",
+            )
         if self.hyper_recurrent_dropout and self.rnn != "hyperlstm":
-            raise ConfigError("hyper_recurrent_dropout",
-                              "{hyper_recurrent_dropout}: only the HyperLSTM has a hyper cell "
-                              "(set {rnn} to hyperlstm)")
+            raise ConfigError(
+                "hyper_recurrent_dropout",
+                "{hyper_recurrent_dropout}: only the HyperLSTM has a hyper cell "
+                "(set {rnn} to hyperlstm)",
+            )
 
 
 @register
@@ -150,45 +174,76 @@ class HyperLSTMTask(Task):
         objective = TBPTTObjective(model, batches)
         seq_len = config.seq_len
         return TaskRun(
-            data=_CarriedStateBatches(batches, objective), objective_fn=objective, module=model,
+            data=_CarriedStateBatches(batches, objective),
+            objective_fn=objective,
+            module=model,
             metrics_fn=lambda trainer: {"train_bpc": trainer.last_loss / 0.6931471805599453},
             eval_fn=lambda trainer: {"valid_bpc": evaluate_bpc(model, valid, seq_len)},
             data_source=corpus.source,
-            config={"rnn": config.rnn, "hidden_size": arguments["hidden_size"],
-                    "dropout": config.dropout, "recurrent_dropout": config.recurrent_dropout,
-                    "parameters": sum(p.numel() for p in model.parameters()),
-                    **{name: value for name, value in arguments.items()
-                       if name.startswith("hyper")}},
-            model=model_record(model, **arguments))
+            config={
+                "rnn": config.rnn,
+                "hidden_size": arguments["hidden_size"],
+                "dropout": config.dropout,
+                "recurrent_dropout": config.recurrent_dropout,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                **{name: value for name, value in arguments.items() if name.startswith("hyper")},
+            },
+            model=model_record(model, **arguments),
+        )
 
     def finish(self, run, result, config):
-        _eval_curve(result, "valid_bpc", os.path.join(config.out, "valid_bpc.png"),
-                    "bits per character", f"{config.rnn}, held-out text")
+        _eval_curve(
+            result,
+            "valid_bpc",
+            os.path.join(config.out, "valid_bpc.png"),
+            "bits per character",
+            f"{config.rnn}, held-out text",
+        )
 
 
 def _char_model_arguments(config, vocab_size):
     """Constructor arguments of the :class:`CharLanguageModel` of ``config``; an unset
     ``hidden_size`` matches the parameter count of the default HyperLSTM."""
-    hyper_sizes = dict(hyper_size=config.hyper_size,
-                       hyper_embedding_size=config.hyper_embedding_size)
+    hyper_sizes = dict(
+        hyper_size=config.hyper_size, hyper_embedding_size=config.hyper_embedding_size
+    )
     rnn_arguments = {}
     if config.rnn != "lstm":
         rnn_arguments["recurrent_dropout"] = config.recurrent_dropout
     if config.rnn == "hyperlstm":
-        rnn_arguments.update(hyper_sizes, compile_steps=config.compile_steps,
-                             hyper_recurrent_dropout=config.hyper_recurrent_dropout)
+        rnn_arguments.update(
+            hyper_sizes,
+            compile_steps=config.compile_steps,
+            hyper_recurrent_dropout=config.hyper_recurrent_dropout,
+        )
     hidden_size = config.hidden_size
     if hidden_size is None and config.rnn == "hyperlstm":
         hidden_size = DEFAULT_HYPERLSTM_HIDDEN
     elif hidden_size is None:
-        reference = CharLanguageModel(vocab_size, "hyperlstm", config.embedding_size,
-                                      DEFAULT_HYPERLSTM_HIDDEN, config.num_layers, **hyper_sizes)
+        reference = CharLanguageModel(
+            vocab_size,
+            "hyperlstm",
+            config.embedding_size,
+            DEFAULT_HYPERLSTM_HIDDEN,
+            config.num_layers,
+            **hyper_sizes,
+        )
         hidden_size = matched_hidden_size(
-            config.rnn, vocab_size, sum(p.numel() for p in reference.parameters()),
-            config.embedding_size, config.num_layers)
-    return dict(vocab_size=vocab_size, rnn=config.rnn, embedding_size=config.embedding_size,
-                hidden_size=hidden_size, num_layers=config.num_layers, dropout=config.dropout,
-                **rnn_arguments)
+            config.rnn,
+            vocab_size,
+            sum(p.numel() for p in reference.parameters()),
+            config.embedding_size,
+            config.num_layers,
+        )
+    return dict(
+        vocab_size=vocab_size,
+        rnn=config.rnn,
+        embedding_size=config.embedding_size,
+        hidden_size=hidden_size,
+        num_layers=config.num_layers,
+        dropout=config.dropout,
+        **rnn_arguments,
+    )
 
 
 class _DigitClassifierTask(Task):
@@ -212,16 +267,30 @@ class _DigitClassifierTask(Task):
         if hasattr(model, "conv_flops_per_image"):
             summary["conv_flops_per_image"] = model.conv_flops_per_image()
         return TaskRun(
-            data=BatchSampler(train.images.to(dtype), train.labels,
-                              batch_size=config.batch_size, seed=config.seed, device=device),
-            objective_fn=cross_entropy_objective(model), module=model,
+            data=BatchSampler(
+                train.images.to(dtype),
+                train.labels,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                device=device,
+            ),
+            objective_fn=cross_entropy_objective(model),
+            module=model,
             eval_fn=lambda trainer: {"test_accuracy": accuracy(model, test_images, test_labels)},
-            data_source=train.source, config=summary, model=model_record(model, **arguments))
+            data_source=train.source,
+            config=summary,
+            model=model_record(model, **arguments),
+        )
 
     def finish(self, run, result, config):
         print(f"{self.name}: {run.config}")
-        _eval_curve(result, "test_accuracy", os.path.join(config.out, "test_accuracy.png"),
-                    "accuracy (fraction correct)", f"{self.name}, held-out digits")
+        _eval_curve(
+            result,
+            "test_accuracy",
+            os.path.join(config.out, "test_accuracy.png"),
+            "accuracy (fraction correct)",
+            f"{self.name}, held-out digits",
+        )
 
 
 @dataclass(kw_only=True)
@@ -231,15 +300,20 @@ class ReactiveConfig(RunConfig):
     steps: int = retune("steps", 2000)
     iterations: int = setting(2, check=positive_int, help="queries per image")
     context_size: int = setting(64, check=positive_int, help=None)
-    update: str = setting("gru", choices=["gru", "residual"],
-                          help="how the pooled CNN output updates the context")
+    update: str = setting(
+        "gru", choices=["gru", "residual"], help="how the pooled CNN output updates the context"
+    )
     channels: tuple[int, ...] = setting(
-        (8, 16, 16), check=positive_ints,
+        (8, 16, 16),
+        check=positive_ints,
         help="output channels of each layer of the query CNN (the default, with 2 queries, is "
-             "the configuration of guides/hypernets.md that beats the static CNNs)")
+        "the configuration of guides/hypernets.md that beats the static CNNs)",
+    )
     generator_init_scale: float = setting(
-        0.1, check=non_negative,
-        help="initial size of the generated part of the kernels relative to the static part")
+        0.1,
+        check=non_negative,
+        help="initial size of the generated part of the kernels relative to the static part",
+    )
 
 
 @register
@@ -250,9 +324,13 @@ class ReactiveTask(_DigitClassifierTask):
     model_class = ReactiveQueryNet
 
     def model_arguments(self, config):
-        return dict(context_size=config.context_size, iterations=config.iterations,
-                    update=config.update, channels=list(config.channels),
-                    generator_init_scale=config.generator_init_scale)
+        return dict(
+            context_size=config.context_size,
+            iterations=config.iterations,
+            update=config.update,
+            channels=list(config.channels),
+            generator_init_scale=config.generator_init_scale,
+        )
 
 
 @dataclass(kw_only=True)
@@ -260,10 +338,12 @@ class HyperCNNConfig(RunConfig):
     """``probnets train hypercnn``: Ha et al.'s MNIST CNN with a generated second kernel."""
 
     steps: int = retune("steps", 2000)
-    hyper: bool = setting(True, flag="--no-hyper",
-                          help="the ordinary CNN of the same layout instead")
-    embedding_dim: int = setting(4, check=positive_int,
-                                 help="hypernetwork layer-embedding size (default 4)")
+    hyper: bool = setting(
+        True, flag="--no-hyper", help="the ordinary CNN of the same layout instead"
+    )
+    embedding_dim: int = setting(
+        4, check=positive_int, help="hypernetwork layer-embedding size (default 4)"
+    )
 
 
 @register

@@ -30,8 +30,9 @@ class VAEConfig(RunConfig):
     batch_size: int = retune("batch_size", 100)
     latent_dim: int = setting(16, check=positive_int, help="dimension of z")
     hidden_dim: int = setting(256, check=positive_int, help="hidden layer width")
-    num_test: int = setting(1000, check=positive_int,
-                            help="held-out digits used for the test ELBO (default 1000)")
+    num_test: int = setting(
+        1000, check=positive_int, help="held-out digits used for the test ELBO (default 1000)"
+    )
 
 
 @register
@@ -44,7 +45,7 @@ class VAETask(Task):
         dtype = config.torch_dtype
         train, source = binarized_mnist("train", config.seed, dtype, device)
         test, _ = binarized_mnist("test", config.seed, dtype, device)
-        test = test[:config.num_test]
+        test = test[: config.num_test]
         vae = VAE(28, config.latent_dim, config.hidden_dim).to(device=device, dtype=dtype)
         elbo = pyro.infer.Trace_ELBO()
         batch_size = config.batch_size
@@ -56,19 +57,31 @@ class VAETask(Task):
 
         return TaskRun(
             data=BatchSampler(train, batch_size=batch_size, seed=config.seed),
-            model_fn=vae.model, guide_fn=vae.guide, loss=elbo,
+            model_fn=vae.model,
+            guide_fn=vae.guide,
+            loss=elbo,
             metrics_fn=lambda trainer: {"elbo_per_image": -trainer.last_loss / batch_size},
-            eval_fn=evaluate, config=vae.config(), model=model_record(vae, **vae.config()),
-            data_source=source, module=vae, extras={"test": test})
+            eval_fn=evaluate,
+            config=vae.config(),
+            model=model_record(vae, **vae.config()),
+            data_source=source,
+            module=vae,
+            extras={"test": test},
+        )
 
     def finish(self, run, result, config):
         vae = run.module
         test = run.extras["test"]
         sample = test[torch.linspace(0, len(test) - 1, 10).long()]  # spread over the classes
-        image_rows([sample, vae.reconstruct(sample)],
-                   os.path.join(config.out, "reconstructions.png"),
-                   titles=["data", "reconstruction (decoder mean)"])
+        image_rows(
+            [sample, vae.reconstruct(sample)],
+            os.path.join(config.out, "reconstructions.png"),
+            titles=["data", "reconstruction (decoder mean)"],
+        )
         if result.history:
             steps = [row["step"] for row in result.history]
-            curves({"train": (steps, [row["elbo_per_image"] for row in result.history])},
-                   os.path.join(config.out, "elbo.png"), ylabel="ELBO per image (nats)")
+            curves(
+                {"train": (steps, [row["elbo_per_image"] for row in result.history])},
+                os.path.join(config.out, "elbo.png"),
+                ylabel="ELBO per image (nats)",
+            )

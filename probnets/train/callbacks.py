@@ -93,7 +93,8 @@ class Evaluation(Callback):
 
     def _due(self, trainer):
         return trainer.step == trainer.config.steps or bool(
-            self._interval and trainer.step % self._interval == 0)
+            self._interval and trainer.step % self._interval == 0
+        )
 
     def _evaluate(self, trainer):
         if trainer.is_main:
@@ -108,8 +109,10 @@ class Evaluation(Callback):
                     raise
                 values = None
                 if not self._failed:
-                    trainer.warn(f"evaluation at step {trainer.step} skipped: invalid "
-                                 f"distribution parameter {reason}")
+                    trainer.warn(
+                        f"evaluation at step {trainer.step} skipped: invalid "
+                        f"distribution parameter {reason}"
+                    )
                 self._failed = True
             finally:
                 set_rng_state(state)

@@ -84,8 +84,11 @@ class Checkpointer:
         except OSError as error:
             reason = error.strerror or os.strerror(error.errno or errno.EIO)
             raise CheckpointWriteError(
-                error.errno, f"cannot write the checkpoint {path}: {reason}; the previous "
-                             "checkpoint there is intact", path) from error
+                error.errno,
+                f"cannot write the checkpoint {path}: {reason}; the previous "
+                "checkpoint there is intact",
+                path,
+            ) from error
         return path
 
     def remove_orphans(self):
@@ -93,16 +96,20 @@ class Checkpointer:
         directory and its ``checkpoints/``; returns their paths."""
         if self.out_dir is None:
             return []
-        return (remove_orphans(self.out_dir)
-                + remove_orphans(os.path.join(self.out_dir, KEPT_DIRECTORY)))
+        return remove_orphans(self.out_dir) + remove_orphans(
+            os.path.join(self.out_dir, KEPT_DIRECTORY)
+        )
 
     def kept(self):
         """The retained step-numbered checkpoints, oldest first."""
         directory = os.path.join(self.out_dir, KEPT_DIRECTORY) if self.out_dir else None
         if directory is None or not os.path.isdir(directory):
             return []
-        found = sorted((int(m.group(1)), name) for name in os.listdir(directory)
-                       if (m := _KEPT_PATTERN.match(name)))
+        found = sorted(
+            (int(m.group(1)), name)
+            for name in os.listdir(directory)
+            if (m := _KEPT_PATTERN.match(name))
+        )
         return [os.path.join(directory, name) for _, name in found]
 
     def _keep_copy(self, path, step):
@@ -110,7 +117,7 @@ class Checkpointer:
         os.makedirs(directory, exist_ok=True)
         with atomic_path(os.path.join(directory, f"step-{step:08d}.pt")) as tmp:
             shutil.copyfile(path, tmp)
-        for old in self.kept()[:-self.keep]:
+        for old in self.kept()[: -self.keep]:
             os.unlink(old)
 
 

@@ -108,7 +108,7 @@ class TrainConfig:
     description: str = "train"
     distributed_sync: bool | None = None
     precision: str = "32"
-    initial_loss_scale: float = 2.0 ** 16
+    initial_loss_scale: float = 2.0**16
     lr_scheduler: Callable[[Any], Any] | None = None
     num_epochs: int | None = None
     batch_size: int | None = None
@@ -151,9 +151,9 @@ class TrainConfig:
             raise ValueError(
                 f"num_epochs={self.num_epochs} needs data whose number of batches per pass is "
                 "known (tensors, or a DataLoader over a sized dataset); this data has no "
-                "len(): give steps instead")
-        return dataclasses.replace(self, steps=self.num_epochs * batches_per_epoch,
-                                   num_epochs=None)
+                "len(): give steps instead"
+            )
+        return dataclasses.replace(self, steps=self.num_epochs * batches_per_epoch, num_epochs=None)
 
     def to_dict(self):
         """The settings as plain values (for loggers' ``log_config``); objects become their
@@ -171,7 +171,8 @@ def _check_length(config):
     if (config.steps is None) == (config.num_epochs is None):
         raise ValueError(
             "give exactly one of steps (optimizer steps) and num_epochs (passes over the "
-            f"data), got steps={config.steps!r} and num_epochs={config.num_epochs!r}")
+            f"data), got steps={config.steps!r} and num_epochs={config.num_epochs!r}"
+        )
     if config.steps is not None and not _is_count(config.steps, 0):
         raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
     if config.num_epochs is not None and not _is_count(config.num_epochs, 1):
@@ -182,31 +183,39 @@ def _check_optimizer(config):
     spec = resolve_optimizer(config.optimizer, config.optim_args)
     own_lr = spec.args.get("lr")
     if own_lr is not None and config.lr is not None and own_lr != config.lr:
-        raise ValueError(f"lr={config.lr!r} and the optimizer's own lr={own_lr!r} disagree; "
-                         "give the learning rate once")
+        raise ValueError(
+            f"lr={config.lr!r} and the optimizer's own lr={own_lr!r} disagree; "
+            "give the learning rate once"
+        )
     if config.lr_scheduler is not None:
         if not callable(config.lr_scheduler):
-            raise TypeError("lr_scheduler must be a callable optimizer -> scheduler (e.g. "
-                            "functools.partial(torch.optim.lr_scheduler.StepLR, step_size=100)),"
-                            f" got {config.lr_scheduler!r}")
+            raise TypeError(
+                "lr_scheduler must be a callable optimizer -> scheduler (e.g. "
+                "functools.partial(torch.optim.lr_scheduler.StepLR, step_size=100)),"
+                f" got {config.lr_scheduler!r}"
+            )
         if spec.lr_scheduler is not None:
-            raise ValueError("lr_scheduler: the pyro.optim optimizer already brings a "
-                             "scheduler; give one of them")
+            raise ValueError(
+                "lr_scheduler: the pyro.optim optimizer already brings a "
+                "scheduler; give one of them"
+            )
     if config.lr_schedule is not None and (config.lr_scheduler or spec.lr_scheduler):
-        raise ValueError("lr_schedule (a factor per step) and lr_scheduler (a torch "
-                         "scheduler) both set the learning rate; give one of them")
+        raise ValueError(
+            "lr_schedule (a factor per step) and lr_scheduler (a torch "
+            "scheduler) both set the learning rate; give one of them"
+        )
     return spec
 
 
 def _check_counts(config):
     if not _is_count(config.max_bad_steps, 1):
-        raise ValueError(
-            f"max_bad_steps must be a positive integer, got {config.max_bad_steps!r}")
+        raise ValueError(f"max_bad_steps must be a positive integer, got {config.max_bad_steps!r}")
     if not _is_count(config.log_every, 1):
         raise ValueError(f"log_every must be a positive integer, got {config.log_every!r}")
     if not _is_count(config.keep_checkpoints, 0):
         raise ValueError(
-            f"keep_checkpoints must be a non-negative integer, got {config.keep_checkpoints!r}")
+            f"keep_checkpoints must be a non-negative integer, got {config.keep_checkpoints!r}"
+        )
     for name in ("eval_every", "checkpoint_every", "batch_size"):
         value = getattr(config, name)
         if value is not None and not _is_count(value, 1):
@@ -225,35 +234,40 @@ def _check_rates(config):
     if not (isinstance(config.weight_decay, (int, float)) and config.weight_decay >= 0):
         raise ValueError(f"weight_decay must be >= 0, got {config.weight_decay!r}")
     if not _is_positive(config.initial_loss_scale):
-        raise ValueError(
-            f"initial_loss_scale must be positive, got {config.initial_loss_scale!r}")
+        raise ValueError(f"initial_loss_scale must be positive, got {config.initial_loss_scale!r}")
     if config.lr_schedule is not None and not callable(config.lr_schedule):
         raise TypeError(f"lr_schedule must be callable step -> factor, got {config.lr_schedule!r}")
 
 
 def _check_choices(config):
     if config.data_seed is not None and not _is_count(config.data_seed, 0):
-        raise ValueError(f"data_seed must be a non-negative integer or None, got "
-                         f"{config.data_seed!r}")
+        raise ValueError(
+            f"data_seed must be a non-negative integer or None, got {config.data_seed!r}"
+        )
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
     if isinstance(config.loggers, str):
-        raise TypeError(f"loggers must be a sequence, e.g. ({config.loggers!r},), "
-                        f"got the string {config.loggers!r}")
+        raise TypeError(
+            f"loggers must be a sequence, e.g. ({config.loggers!r},), "
+            f"got the string {config.loggers!r}"
+        )
     for logger in config.loggers:
         if isinstance(logger, str) and logger not in LOGGER_NAMES:
             raise ValueError(f"loggers: names must be one of {LOGGER_NAMES}, got {logger!r}")
         if not isinstance(logger, str) and not callable(getattr(logger, "log_metrics", None)):
-            raise TypeError(f"loggers: {logger!r} is neither a logger name {LOGGER_NAMES} nor "
-                            "an object with log_metrics(step, metrics)")
+            raise TypeError(
+                f"loggers: {logger!r} is neither a logger name {LOGGER_NAMES} nor "
+                "an object with log_metrics(step, metrics)"
+            )
 
 
 def _check_run_directory(config):
     if config.resume is True and config.out_dir is None:
         raise ValueError("resume=True needs out_dir (the run directory holding last.pt)")
     if config.out_dir is None and (config.tensorboard or "tensorboard" in config.loggers):
-        raise ValueError("the tensorboard logger needs out_dir (its events go to "
-                         "out_dir/tensorboard)")
+        raise ValueError(
+            "the tensorboard logger needs out_dir (its events go to out_dir/tensorboard)"
+        )
 
 
 def _plain(value):

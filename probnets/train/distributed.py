@@ -52,8 +52,10 @@ def init_distributed(device_spec="auto"):
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_spec in ("auto", "cuda")
     if device_spec.startswith("cuda:"):
-        raise ValueError(f"under torchrun the device must be 'auto' or 'cuda' (each rank "
-                         f"takes cuda:LOCAL_RANK itself), got {device_spec!r}")
+        raise ValueError(
+            f"under torchrun the device must be 'auto' or 'cuda' (each rank "
+            f"takes cuda:LOCAL_RANK itself), got {device_spec!r}"
+        )
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
@@ -129,8 +131,13 @@ def _free_port():
 
 
 def _local_entry(local_rank, fn, world_size, port, args):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
-                      LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world_size),
+    )
     dist.init_process_group("gloo", rank=local_rank, world_size=world_size)
     try:
         fn(local_rank, *args)
@@ -146,5 +153,10 @@ def launch_local(fn, world_size, *args):
     """
     import torch.multiprocessing as mp
 
-    mp.start_processes(_local_entry, args=(fn, world_size, _free_port(), args),
-                       nprocs=world_size, start_method="spawn", join=True)
+    mp.start_processes(
+        _local_entry,
+        args=(fn, world_size, _free_port(), args),
+        nprocs=world_size,
+        start_method="spawn",
+        join=True,
+    )

@@ -27,8 +27,10 @@ def _iterator_batches(iterator, convert):
     for batch in iterator:
         batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
         yield batch if convert is None else convert(batch)
-    raise ValueError("the iterator of batches is used up: an iterator, unlike a DataLoader, "
-                     "is passed over only once (give the loader itself, or fewer steps)")
+    raise ValueError(
+        "the iterator of batches is used up: an iterator, unlike a DataLoader, "
+        "is passed over only once (give the loader itself, or fewer steps)"
+    )
 
 
 class DefaultTrainerFactory:
@@ -39,17 +41,44 @@ class DefaultTrainerFactory:
     :class:`~probnets.train.TrainConfig` fields.
     """
 
-    def svi(self, model_fn, guide_fn, elbo, data, *, batch_size=None, seed=None, convert=None,
-            callbacks=(), **settings):
-        return Trainer(SVIObjective(model_fn, guide_fn, elbo),
-                       fit_batches(data, batch_size, seed, convert), TrainConfig(**settings),
-                       callbacks=callbacks)
+    def svi(
+        self,
+        model_fn,
+        guide_fn,
+        elbo,
+        data,
+        *,
+        batch_size=None,
+        seed=None,
+        convert=None,
+        callbacks=(),
+        **settings,
+    ):
+        return Trainer(
+            SVIObjective(model_fn, guide_fn, elbo),
+            fit_batches(data, batch_size, seed, convert),
+            TrainConfig(**settings),
+            callbacks=callbacks,
+        )
 
-    def loss(self, objective_fn, module, data, *, batch_size=None, seed=None, convert=None,
-             callbacks=(), **settings):
-        return Trainer(LossObjective(objective_fn, module),
-                       fit_batches(data, batch_size, seed, convert), TrainConfig(**settings),
-                       callbacks=callbacks)
+    def loss(
+        self,
+        objective_fn,
+        module,
+        data,
+        *,
+        batch_size=None,
+        seed=None,
+        convert=None,
+        callbacks=(),
+        **settings,
+    ):
+        return Trainer(
+            LossObjective(objective_fn, module),
+            fit_batches(data, batch_size, seed, convert),
+            TrainConfig(**settings),
+            callbacks=callbacks,
+        )
 
 
 register_default_trainer(DefaultTrainerFactory())

@@ -37,7 +37,9 @@ from probnets.train.loggers import CsvFile
 
 _INVALID_PARAMETER = re.compile(
     r"Expected parameter (?P<parameter>\w+) .*?of distribution (?P<distribution>\w+)"
-    r".*?to satisfy the constraint (?P<constraint>.+?), but found invalid values", re.DOTALL)
+    r".*?to satisfy the constraint (?P<constraint>.+?), but found invalid values",
+    re.DOTALL,
+)
 
 
 _SITES_SHOWN = 6  # in the error message; bad_steps.csv has them all
@@ -67,8 +69,10 @@ def invalid_parameter(error):
         seen.add(id(error))
         match = _INVALID_PARAMETER.search(str(error))
         if match is not None:
-            return (f"{match['distribution']}.{match['parameter']} outside "
-                    f"{match['constraint'].strip()}")
+            return (
+                f"{match['distribution']}.{match['parameter']} outside "
+                f"{match['constraint'].strip()}"
+            )
         error = error.__cause__
     return None
 
@@ -76,8 +80,11 @@ def invalid_parameter(error):
 def raised_at(error):
     """``"file.py:123 in guide"``: the innermost frame of ``error``'s traceback outside torch
     and Pyro, where the invalid distribution was built (``None`` if there is none)."""
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not _is_library_file(frame.filename)]
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not _is_library_file(frame.filename)
+    ]
     if not frames:
         return None
     return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}"
@@ -127,18 +134,28 @@ class BadStepGuard:
         """
         self.bad_steps += 1
         self.consecutive += 1
-        params = sorted(n for n, p in named.items()
-                        if p.grad is not None and not torch.isfinite(p.grad).all())
+        params = sorted(
+            n for n, p in named.items() if p.grad is not None and not torch.isfinite(p.grad).all()
+        )
         sites = diagnose()
         if reason is None:
             reason = "non-finite loss" if not math.isfinite(loss) else "non-finite gradient"
         self.last_sites = sites + [f"param:{name} (gradient)" for name in params]
         self.last_reason = f"step {step}: {reason} (loss {loss})"
-        self.last_message = (f"step {step}: {reason}; loss {loss}; non-finite gradients in "
-                             f"{params or 'no parameter'}; sites: {sites or 'none found'}")
+        self.last_message = (
+            f"step {step}: {reason}; loss {loss}; non-finite gradients in "
+            f"{params or 'no parameter'}; sites: {sites or 'none found'}"
+        )
         if self.log is not None:
-            self.log.write({"step": step, "loss": loss, "reason": reason,
-                            "params": " ".join(params), "sites": " ".join(sites)})
+            self.log.write(
+                {
+                    "step": step,
+                    "loss": loss,
+                    "reason": reason,
+                    "params": " ".join(params),
+                    "sites": " ".join(sites),
+                }
+            )
         return self.last_message
 
     def error(self, checkpoint=None):
@@ -149,19 +166,26 @@ class BadStepGuard:
         elif self.last_good_step == 0:
             kept = f"{checkpoint} holds the initial parameters (no step was good)"
         else:
-            kept = (f"{checkpoint} holds the parameters the last good step "
-                    f"({self.last_good_step}) started from")
+            kept = (
+                f"{checkpoint} holds the parameters the last good step "
+                f"({self.last_good_step}) started from"
+            )
         shown = self.last_sites[:_SITES_SHOWN]
         more = len(self.last_sites) - len(shown)
         where = f" (see {self.log.path})" if self.log is not None else ""
-        sites = (", ".join(shown) + (f" and {more} more{where}" if more else "")
-                 if shown else "none found")
+        sites = (
+            ", ".join(shown) + (f" and {more} more{where}" if more else "")
+            if shown
+            else "none found"
+        )
         return NonFiniteLossError(
             f"training diverged: {self.consecutive} consecutive bad steps, the last at "
             f"{self.last_reason}; sites involved: {sites}; {kept}. Resume with a lower learning "
             "rate or gradient clipping, or check the data.",
             step=None if self.last_message is None else self.last_good_step + self.consecutive,
-            sites=self.last_sites, checkpoint=checkpoint)
+            sites=self.last_sites,
+            checkpoint=checkpoint,
+        )
 
     def truncate_after(self, step):
         """Forget the logged bad steps after ``step`` (a resumed or restarted run)."""
@@ -212,7 +236,7 @@ class LossExplosion:
         has exploded, else ``None``."""
         if self.first is None:
             self.first = loss
-        self.recent = (self.recent + [loss])[-self.window:]
+        self.recent = (self.recent + [loss])[-self.window :]
         if len(self.recent) < self.window:
             return None
         level = statistics.median(self.recent)
@@ -222,19 +246,24 @@ class LossExplosion:
         if self.exploded_at is not None or level - reference <= margin:
             return None
         self.exploded_at = step
-        return (f"the loss exploded: at step {step} its median over the last {self.window} "
-                f"steps is {level:.4g}, more than {self.factor:g} times the magnitude of "
-                f"{reference:.4g} (its first or lowest level) above it; the learning rate is "
-                "probably too high and the results are not meaningful")
+        return (
+            f"the loss exploded: at step {step} its median over the last {self.window} "
+            f"steps is {level:.4g}, more than {self.factor:g} times the magnitude of "
+            f"{reference:.4g} (its first or lowest level) above it; the learning rate is "
+            "probably too high and the results are not meaningful"
+        )
 
     def state_dict(self):
-        return {"first": self.first, "recent": list(self.recent), "lowest": self.lowest,
-                "exploded_at": self.exploded_at}
+        return {
+            "first": self.first,
+            "recent": list(self.recent),
+            "lowest": self.lowest,
+            "exploded_at": self.exploded_at,
+        }
 
     def load_state_dict(self, state):
         self.first, self.recent = state["first"], list(state["recent"])
         self.lowest, self.exploded_at = state["lowest"], state["exploded_at"]
 
 
-__all__ = ["BadStepGuard", "LossExplosion", "NonFiniteLossError", "invalid_parameter",
-           "raised_at"]
+__all__ = ["BadStepGuard", "LossExplosion", "NonFiniteLossError", "invalid_parameter", "raised_at"]

@@ -67,7 +67,7 @@ class CsvFile:
         with open(self.path, newline="") as f:
             text = f.read()
         if not text.endswith("\n"):  # an interrupted append: drop the partial line
-            text = text[:text.rfind("\n") + 1]
+            text = text[: text.rfind("\n") + 1]
         return list(csv.DictReader(io.StringIO(text, newline="")))
 
     def _rewrite(self, rows):
@@ -128,8 +128,9 @@ class CsvLogger:
 
     def log_metrics(self, step, metrics):
         train = {k: v for k, v in metrics.items() if not k.startswith(EVAL_PREFIX)}
-        evaluation = {k[len(EVAL_PREFIX):]: v for k, v in metrics.items()
-                      if k.startswith(EVAL_PREFIX)}
+        evaluation = {
+            k[len(EVAL_PREFIX) :]: v for k, v in metrics.items() if k.startswith(EVAL_PREFIX)
+        }
         for stream, values in (("metrics", train), ("eval", evaluation)):
             if values:
                 self._file(stream).write({"step": step, **values})
@@ -165,8 +166,9 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
             from torch.utils.tensorboard.summary import hparams
         except ImportError as error:
-            raise ImportError("the 'tensorboard' logger needs the tensorboard package "
-                              "(pip install tensorboard)") from error
+            raise ImportError(
+                "the 'tensorboard' logger needs the tensorboard package (pip install tensorboard)"
+            ) from error
         self._writer_class = SummaryWriter
         self._hparams_summaries = hparams
         self.log_dir = os.fspath(log_dir)
@@ -233,12 +235,20 @@ def make_loggers(config, out_dir):
         names.append("tensorboard")
     loggers = []
     if out_dir is not None:
-        factories = {"csv": lambda: CsvLogger(out_dir),
-                     "tensorboard": lambda: TensorBoardLogger(os.path.join(out_dir,
-                                                                           "tensorboard"))}
+        factories = {
+            "csv": lambda: CsvLogger(out_dir),
+            "tensorboard": lambda: TensorBoardLogger(os.path.join(out_dir, "tensorboard")),
+        }
         loggers += [factories[name]() for name in dict.fromkeys(names)]
     return loggers + [x for x in config.loggers if not isinstance(x, str)]
 
 
-__all__ = ["EVAL_PREFIX", "CsvFile", "CsvLogger", "Logger", "TensorBoardLogger", "flatten_config",
-           "make_loggers"]
+__all__ = [
+    "EVAL_PREFIX",
+    "CsvFile",
+    "CsvLogger",
+    "Logger",
+    "TensorBoardLogger",
+    "flatten_config",
+    "make_loggers",
+]

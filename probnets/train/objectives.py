@@ -70,8 +70,9 @@ class SVIObjective:
         if not hasattr(elbo, "loss_and_grads"):
             raise TypeError(f"elbo must be a Pyro ELBO with loss_and_grads, got {type(elbo)}")
         if not (callable(model_fn) and callable(guide_fn)):
-            raise TypeError(f"model_fn and guide_fn must be callable, got {model_fn!r} and "
-                            f"{guide_fn!r}")
+            raise TypeError(
+                f"model_fn and guide_fn must be callable, got {model_fn!r} and {guide_fn!r}"
+            )
         self.model_fn, self.guide_fn, self.elbo = model_fn, guide_fn, elbo
         self.modules = bound_modules(model_fn, guide_fn)
         self.modules += [m for m in modules if m not in self.modules]
@@ -79,8 +80,9 @@ class SVIObjective:
     def __call__(self, batch):
         with poutine.trace(param_only=True) as capture:
             loss = self.elbo.loss_and_grads(self.model_fn, self.guide_fn, *batch)
-        return float(loss), {name: param_leaf(site["value"])
-                             for name, site in capture.trace.nodes.items()}
+        return float(loss), {
+            name: param_leaf(site["value"]) for name, site in capture.trace.nodes.items()
+        }
 
     def named_state(self):
         store = pyro.get_param_store()
@@ -88,8 +90,9 @@ class SVIObjective:
 
     def state_constraints(self):
         constraints = pyro.get_param_store().get_state()["constraints"]
-        return {name: encode_constraint(constraint, name)
-                for name, constraint in constraints.items()}
+        return {
+            name: encode_constraint(constraint, name) for name, constraint in constraints.items()
+        }
 
     def load_named_state(self, values, codes):
         store = pyro.get_param_store()
@@ -105,10 +108,12 @@ class SVIObjective:
             # (unconstrained values), not through pyro.param, which would round-trip them
             # through the constraint's transform.
             device = next(iter(current.values())).device if current else torch.device("cpu")
-            store.set_state({
-                "params": {n: v.to(device).requires_grad_() for n, v in missing.items()},
-                "constraints": {n: decode_constraint(codes[n]) for n in missing},
-            })
+            store.set_state(
+                {
+                    "params": {n: v.to(device).requires_grad_() for n, v in missing.items()},
+                    "constraints": {n: decode_constraint(codes[n]) for n in missing},
+                }
+            )
 
     def state_dict(self):
         return self.elbo.state_dict() if hasattr(self.elbo, "state_dict") else None
@@ -133,13 +138,13 @@ class SVIObjective:
                 warnings.simplefilter("ignore")
                 guide_trace = poutine.trace(self.guide_fn).get_trace(*batch)
                 model_trace = poutine.trace(
-                    poutine.replay(self.model_fn, trace=guide_trace)).get_trace(*batch)
+                    poutine.replay(self.model_fn, trace=guide_trace)
+                ).get_trace(*batch)
         except Exception as error:  # the diagnosis must not hide the original failure
             return [f"(tracing failed: {type(error).__name__}: {_first_line(error)})"]
         finally:
             set_rng_state(rng)
-        return (_invalid_sites("guide", guide_trace)
-                + _invalid_sites("model", model_trace))
+        return _invalid_sites("guide", guide_trace) + _invalid_sites("model", model_trace)
 
 
 def _first_line(error):
@@ -160,8 +165,9 @@ def _invalid_parameters(fn):
         if not torch.is_tensor(value) or constraint is None:
             continue
         try:
-            valid = bool(constraint.check(value).all()) and bool(torch.isfinite(value).all()
-                                                                   or not value.is_floating_point())
+            valid = bool(constraint.check(value).all()) and bool(
+                torch.isfinite(value).all() or not value.is_floating_point()
+            )
         except (RuntimeError, ValueError, TypeError):  # a constraint that cannot be checked
             continue
         if not valid:
@@ -179,8 +185,7 @@ def _invalid_sites(where, trace):
             bad.append(f"{where}:{name} (parameter {', '.join(parameters)})")
             continue
         value = site["value"]
-        if torch.is_tensor(value) and value.is_floating_point() and \
-                not torch.isfinite(value).all():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
             bad.append(f"{where}:{name} (value)")
             continue
         try:
@@ -240,7 +245,8 @@ def copy_into(target, value, name):
     if target.shape != value.shape:
         raise ValueError(
             f"checkpoint parameter {name!r} has shape {tuple(value.shape)} but the model's has "
-            f"{tuple(target.shape)}: was the checkpoint written with other model options?")
+            f"{tuple(target.shape)}: was the checkpoint written with other model options?"
+        )
     with torch.no_grad():
         target.copy_(value)
 

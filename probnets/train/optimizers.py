@@ -40,8 +40,11 @@ def torch_optimizer_names():
     names = {}
     for name in dir(torch.optim):
         value = getattr(torch.optim, name)
-        if (isinstance(value, type) and issubclass(value, torch.optim.Optimizer)
-                and value is not torch.optim.Optimizer):
+        if (
+            isinstance(value, type)
+            and issubclass(value, torch.optim.Optimizer)
+            and value is not torch.optim.Optimizer
+        ):
             names[name.lower()] = value
     return names
 
@@ -63,41 +66,52 @@ def resolve_optimizer(optimizer, optim_args=None):
     if isinstance(optimizer, str):
         cls = OPTIMIZERS.get(optimizer) or torch_optimizer_names().get(optimizer.lower())
         if cls is None:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, the name of a "
-                             f"torch.optim optimizer, a torch.optim.Optimizer subclass or a "
-                             f"pyro.optim optimizer, got {optimizer!r}")
+            raise ValueError(
+                f"optimizer must be one of {sorted(OPTIMIZERS)}, the name of a "
+                f"torch.optim optimizer, a torch.optim.Optimizer subclass or a "
+                f"pyro.optim optimizer, got {optimizer!r}"
+            )
         return _checked(OptimizerSpec(cls, extra))
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
         return _checked(OptimizerSpec(optimizer, extra))
     if isinstance(optimizer, PyroOptim):
         return _checked(_from_pyro(optimizer, extra))
-    raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, the name of a torch.optim "
-                     f"optimizer, a torch.optim.Optimizer subclass or a pyro.optim optimizer "
-                     f"(e.g. pyro.optim.Adam({{'lr': 1e-3}})), got {optimizer!r}")
+    raise ValueError(
+        f"optimizer must be one of {sorted(OPTIMIZERS)}, the name of a torch.optim "
+        f"optimizer, a torch.optim.Optimizer subclass or a pyro.optim optimizer "
+        f"(e.g. pyro.optim.Adam({{'lr': 1e-3}})), got {optimizer!r}"
+    )
 
 
 def _checked(spec):
     if spec.cls is torch.optim.LBFGS:
-        raise ValueError("optimizer: LBFGS needs a closure that re-evaluates the loss, which "
-                         "the Trainer's one-evaluation steps do not provide")
+        raise ValueError(
+            "optimizer: LBFGS needs a closure that re-evaluates the loss, which "
+            "the Trainer's one-evaluation steps do not provide"
+        )
     return spec
 
 
 def _from_pyro(optimizer, extra):
     args = optimizer.pt_optim_args
     if callable(args):
-        raise ValueError("optimizer: a pyro.optim optimizer with per-parameter arguments (a "
-                         "callable optim_args) is not supported by the Trainer; give its "
-                         "settings as TrainConfig(param_groups={pattern: {...}}) rules")
+        raise ValueError(
+            "optimizer: a pyro.optim optimizer with per-parameter arguments (a "
+            "callable optim_args) is not supported by the Trainer; give its "
+            "settings as TrainConfig(param_groups={pattern: {...}}) rules"
+        )
     clip = dict(optimizer.pt_clip_args or {}) if not callable(optimizer.pt_clip_args) else None
     if clip is None or set(clip) - {"clip_norm"}:
-        raise ValueError(f"optimizer: the pyro.optim clip_args {optimizer.pt_clip_args!r} are "
-                         "not supported; only {'clip_norm': c} is (or TrainConfig(clip_norm=))")
+        raise ValueError(
+            f"optimizer: the pyro.optim clip_args {optimizer.pt_clip_args!r} are "
+            "not supported; only {'clip_norm': c} is (or TrainConfig(clip_norm=))"
+        )
     scheduler = None
     if isinstance(optimizer, PyroLRScheduler):
         scheduler = functools.partial(optimizer.pt_scheduler_constructor, **optimizer.kwargs)
-    return OptimizerSpec(optimizer.pt_optim_constructor, {**args, **extra},
-                         clip.get("clip_norm"), scheduler)
+    return OptimizerSpec(
+        optimizer.pt_optim_constructor, {**args, **extra}, clip.get("clip_norm"), scheduler
+    )
 
 
 def describe_optimizer(optimizer):
@@ -119,15 +133,27 @@ def make_lr_scheduler(factory, optimizer):
     """``factory(optimizer)``, checked to be a scheduler the Trainer can step per step."""
     scheduler = factory(optimizer)
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        raise ValueError("lr_scheduler: ReduceLROnPlateau is stepped with a validation metric, "
-                         "not once per training step; call its step(metric) from an "
-                         "Evaluation callback instead")
-    if not (callable(getattr(scheduler, "step", None))
-            and callable(getattr(scheduler, "state_dict", None))):
-        raise TypeError(f"lr_scheduler must return a torch.optim.lr_scheduler scheduler (with "
-                        f"step() and state_dict()), got {type(scheduler).__name__}")
+        raise ValueError(
+            "lr_scheduler: ReduceLROnPlateau is stepped with a validation metric, "
+            "not once per training step; call its step(metric) from an "
+            "Evaluation callback instead"
+        )
+    if not (
+        callable(getattr(scheduler, "step", None))
+        and callable(getattr(scheduler, "state_dict", None))
+    ):
+        raise TypeError(
+            f"lr_scheduler must return a torch.optim.lr_scheduler scheduler (with "
+            f"step() and state_dict()), got {type(scheduler).__name__}"
+        )
     return scheduler
 
 
-__all__ = ["OPTIMIZERS", "OptimizerSpec", "describe_optimizer", "make_lr_scheduler",
-           "resolve_optimizer", "torch_optimizer_names"]
+__all__ = [
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "describe_optimizer",
+    "make_lr_scheduler",
+    "resolve_optimizer",
+    "torch_optimizer_names",
+]

@@ -192,10 +192,15 @@ class ParameterGroups:
         for cyclic schedulers), or ``None`` without one (or before its first step)."""
         if self.scheduler is None:
             return self._pending_scheduler_state
-        groups = [{k: v for k, v in group.items() if k != "params"}
-                  for group in self.optimizer.param_groups]
-        return {"scheduler": self.scheduler.state_dict(), "groups": groups,
-                "scheduled_rate": self._scheduled_rate}
+        groups = [
+            {k: v for k, v in group.items() if k != "params"}
+            for group in self.optimizer.param_groups
+        ]
+        return {
+            "scheduler": self.scheduler.state_dict(),
+            "groups": groups,
+            "scheduled_rate": self._scheduled_rate,
+        }
 
     def load_scheduler_state_dict(self, state):
         """Restore the torch scheduler, and the learning rates it had set, from a checkpoint
@@ -203,8 +208,9 @@ class ParameterGroups:
         if state is None:
             return
         if self.scheduler_factory is None:
-            raise ValueError("the checkpoint holds a torch lr_scheduler's state but this run "
-                             "has no lr_scheduler")
+            raise ValueError(
+                "the checkpoint holds a torch lr_scheduler's state but this run has no lr_scheduler"
+            )
         if self.scheduler is None and self.optimizer is not None:
             self.scheduler = make_lr_scheduler(self.scheduler_factory, self.optimizer)
         if self.scheduler is None:
@@ -228,8 +234,9 @@ class ParameterGroups:
     def _decay_weight_matrices(self):
         if self._decay_exempt is None:  # the modules are fixed, and loading copies into them
             decayed = {id(p) for module in self.modules for p in decayed_parameters(module)}
-            self._decay_exempt = {id(p) for module in self.modules
-                                  for p in module.parameters()} - decayed
+            self._decay_exempt = {
+                id(p) for module in self.modules for p in module.parameters()
+            } - decayed
         for group in self.optimizer.param_groups:
             factor = 1.0 - group["lr"] * self.weight_decay
             for p in group["params"]:
@@ -242,8 +249,11 @@ class ParameterGroups:
         names_of = {id(p): n for n, p in self.by_name.items()}
         if self.optimizer is None:
             return {}
-        return {names_of[id(param)]: dict(state) for param, state in self.optimizer.state.items()
-                if id(param) in names_of}
+        return {
+            names_of[id(param)]: dict(state)
+            for param, state in self.optimizer.state.items()
+            if id(param) in names_of
+        }
 
     def load_state_dict(self, state):
         """Restore optimizer state by name: now for known parameters, at registration for the
@@ -251,14 +261,14 @@ class ParameterGroups:
         self._pending_state = dict(state)
         for name, param in self.by_name.items():
             if name in self._pending_state:
-                self.optimizer.state[param] = _state_to(self._pending_state.pop(name),
-                                                        param.device)
+                self.optimizer.state[param] = _state_to(self._pending_state.pop(name), param.device)
 
 
 def _state_to(state, device):
     # Adam keeps its step counter on the CPU; every other tensor follows its parameter.
-    return {k: (v.to(device) if torch.is_tensor(v) and k != "step" else v)
-            for k, v in state.items()}
+    return {
+        k: (v.to(device) if torch.is_tensor(v) and k != "step" else v) for k, v in state.items()
+    }
 
 
 __all__ = ["DEFAULT_GROUP", "ParameterGroups"]

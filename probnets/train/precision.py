@@ -85,8 +85,9 @@ def check_precision_supported(precision, device):
         return
     device_type = torch.device(device).type
     if not torch.amp.is_autocast_available(device_type):
-        raise ValueError(f"precision {precision!r}: torch.autocast is not available on "
-                         f"{device_type!r}; use '32'")
+        raise ValueError(
+            f"precision {precision!r}: torch.autocast is not available on {device_type!r}; use '32'"
+        )
     if device_type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise ValueError("precision 'bf16': this GPU has no bfloat16 support; use '16-mixed'")
 
@@ -100,10 +101,11 @@ class Precision:
         overflowing step, doubled after 2000 good ones).
     """
 
-    def __init__(self, precision="32", initial_loss_scale=2.0 ** 16):
+    def __init__(self, precision="32", initial_loss_scale=2.0**16):
         if precision not in AUTOCAST_DTYPES and precision != "32":
-            raise ValueError(f"precision must be one of ('32', 'bf16', '16-mixed'), got "
-                             f"{precision!r}")
+            raise ValueError(
+                f"precision must be one of ('32', 'bf16', '16-mixed'), got {precision!r}"
+            )
         self.precision = precision
         self.initial_loss_scale = float(initial_loss_scale)
         self.scaler = None  # made on the data's device at the first step
@@ -112,8 +114,9 @@ class Precision:
     def prepare(self, device):
         """Create the ``"16-mixed"`` scaler on ``device`` (once)."""
         if self.precision == "16-mixed" and self.scaler is None:
-            self.scaler = torch.amp.GradScaler(torch.device(device).type,
-                                               init_scale=self.initial_loss_scale)
+            self.scaler = torch.amp.GradScaler(
+                torch.device(device).type, init_scale=self.initial_loss_scale
+            )
             # The scaler creates its scale tensor on the first scale() call; the backward
             # passes are seeded by ScaledBackward instead, so make that call here.
             self.scaler.scale(torch.ones((), device=device))
@@ -122,8 +125,11 @@ class Precision:
     def region(self, device):
         """Autocast, and seed backward passes with the loss scale, inside the block."""
         self.prepare(device)
-        scaling = (ScaledBackward(self.scaler.get_scale()) if self.scaler is not None
-                   else contextlib.nullcontext())
+        scaling = (
+            ScaledBackward(self.scaler.get_scale())
+            if self.scaler is not None
+            else contextlib.nullcontext()
+        )
         with autocast(self.precision, device), scaling:
             yield
 
@@ -136,8 +142,12 @@ class Precision:
     def is_overflow(self, loss, grads_finite):
         """A float16 overflow: finite loss, non-finite scaled gradients, and a scale that can
         still come down (below 1 the non-finite gradients are not the scale's doing)."""
-        overflow = (self.scaler is not None and math.isfinite(loss) and not grads_finite
-                    and self.scaler.get_scale() >= 1.0)
+        overflow = (
+            self.scaler is not None
+            and math.isfinite(loss)
+            and not grads_finite
+            and self.scaler.get_scale() >= 1.0
+        )
         self.overflow_steps += int(overflow)
         return overflow
 
@@ -162,5 +172,10 @@ class Precision:
             self.overflow_steps = state["overflow_steps"]
 
 
-__all__ = ["AUTOCAST_DTYPES", "Precision", "ScaledBackward", "autocast",
-           "check_precision_supported"]
+__all__ = [
+    "AUTOCAST_DTYPES",
+    "Precision",
+    "ScaledBackward",
+    "autocast",
+    "check_precision_supported",
+]

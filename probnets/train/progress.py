@@ -32,16 +32,22 @@ class ProgressBar:
         if math.isfinite(loss):
             self.running = loss if self.running is None else 0.95 * self.running + 0.05 * loss
         if row is not None:
-            self.shown = {k: v for k, v in row.items()
-                          if k not in _HIDDEN and not k.startswith("grad_norm")}
+            self.shown = {
+                k: v for k, v in row.items() if k not in _HIDDEN and not k.startswith("grad_norm")
+            }
         if evaluation:
             self.evaluation = {f"eval:{k}": v for k, v in evaluation.items() if k != "step"}
         if self.bar is None:
             return
-        postfix = {"loss": self.running if self.running is not None else "nan",
-                   **self.shown, **self.evaluation}
-        self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v)
-                              for k, v in postfix.items()}, refresh=False)
+        postfix = {
+            "loss": self.running if self.running is not None else "nan",
+            **self.shown,
+            **self.evaluation,
+        }
+        self.bar.set_postfix(
+            {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()},
+            refresh=False,
+        )
         self.bar.update(1)
 
     def write(self, message):

@@ -36,8 +36,16 @@ class BatchSampler:
         resumable too. Under sharding it sees the whole global batch, before the split.
     """
 
-    def __init__(self, *tensors, batch_size=None, seed=0, device=None, drop_last=True,
-                 shard="auto", transform=None):
+    def __init__(
+        self,
+        *tensors,
+        batch_size=None,
+        seed=0,
+        device=None,
+        drop_last=True,
+        shard="auto",
+        transform=None,
+    ):
         if not tensors:
             raise ValueError("BatchSampler needs at least one tensor")
         for i, t in enumerate(tensors):
@@ -59,7 +67,8 @@ class BatchSampler:
         if self.world_size > 1 and (batch_size is None or batch_size % self.world_size):
             raise ValueError(
                 f"batch_size {batch_size} must be divisible by the number of ranks "
-                f"({self.world_size}): it is the global batch, split evenly between ranks")
+                f"({self.world_size}): it is the global batch, split evenly between ranks"
+            )
         self.tensors = tensors
         self.transform = transform
         self.num_examples = n
@@ -92,11 +101,12 @@ class BatchSampler:
     def __next__(self):
         if self.batch_size is None:
             return self._to_device(self._transformed(self.tensors))
-        if self._order is None or self._position + (
-            self.batch_size if self.drop_last else 1
-        ) > self.num_examples:
+        if (
+            self._order is None
+            or self._position + (self.batch_size if self.drop_last else 1) > self.num_examples
+        ):
             self._new_epoch()
-        index = self._order[self._position:self._position + self.batch_size]
+        index = self._order[self._position : self._position + self.batch_size]
         self._position += len(index)
         batch = self._transformed(tuple(t[index] for t in self.tensors))
         if self.world_size > 1:
@@ -160,13 +170,16 @@ class LoaderBatches:
 
     def __init__(self, loader, convert=None, seed=None):
         if not hasattr(loader, "__iter__") or hasattr(loader, "__next__"):
-            raise TypeError("LoaderBatches needs a re-iterable loader (e.g. a DataLoader), not "
-                            f"an iterator, got {type(loader).__name__}")
+            raise TypeError(
+                "LoaderBatches needs a re-iterable loader (e.g. a DataLoader), not "
+                f"an iterator, got {type(loader).__name__}"
+            )
         self.loader = loader
         self.convert = convert
         self.seed = seed
-        self.stateful = (callable(getattr(loader, "state_dict", None))
-                         and callable(getattr(loader, "load_state_dict", None)))
+        self.stateful = callable(getattr(loader, "state_dict", None)) and callable(
+            getattr(loader, "load_state_dict", None)
+        )
         self.epoch = 0  # passes started
         self.batches = 0  # batches taken from the current pass
         self._generator_states = []
@@ -220,9 +233,11 @@ class LoaderBatches:
             iterator = iter(self.loader)
             for taken in range(skip):
                 if next(iterator, _END) is _END:
-                    raise ValueError(f"the data loader's pass {self.epoch} has {taken} "
-                                     f"batches but the checkpoint had taken {skip}: it is "
-                                     "not the loader the checkpoint was written with")
+                    raise ValueError(
+                        f"the data loader's pass {self.epoch} has {taken} "
+                        f"batches but the checkpoint had taken {skip}: it is "
+                        "not the loader the checkpoint was written with"
+                    )
             self._pending = next(iterator, _END)
         self._iterator = iterator
 
@@ -230,8 +245,11 @@ class LoaderBatches:
         """The loader's own generators (its order), unless it restores its state itself."""
         if self.stateful:
             return []
-        owners = (self.loader, getattr(self.loader, "sampler", None),
-                  getattr(getattr(self.loader, "batch_sampler", None), "sampler", None))
+        owners = (
+            self.loader,
+            getattr(self.loader, "sampler", None),
+            getattr(getattr(self.loader, "batch_sampler", None), "sampler", None),
+        )
         found = {}
         for owner in owners:
             generator = getattr(owner, "generator", None)
@@ -240,17 +258,23 @@ class LoaderBatches:
         return list(found.values())
 
     def state_dict(self):
-        state = {"seed": self.seed, "epoch": self.epoch, "batches": self.batches,
-                 "generators": list(self._generator_states)}
+        state = {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "batches": self.batches,
+            "generators": list(self._generator_states),
+        }
         if self.stateful:
             state["loader"] = self.loader.state_dict()
         return state
 
     def load_state_dict(self, state):
         if self.stateful != ("loader" in state):
-            raise ValueError("the checkpointed data position was written by a "
-                             f"{'stateful' if 'loader' in state else 'plain'} loader; resume "
-                             "with the same kind of loader")
+            raise ValueError(
+                "the checkpointed data position was written by a "
+                f"{'stateful' if 'loader' in state else 'plain'} loader; resume "
+                "with the same kind of loader"
+            )
         self.seed, self.epoch, self.batches = state["seed"], state["epoch"], state["batches"]
         self._generator_states = list(state["generators"])
         if self.stateful:
@@ -292,18 +316,24 @@ def as_batches(data, batch_size=None, seed=None, dtype=None):
     """
     if isinstance(data, (torch.Tensor, np.ndarray)):
         data = (data,)
-    if isinstance(data, tuple) and data and all(
-            isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
-        return BatchSampler(*(as_data_tensor(t, dtype) for t in data),
-                            batch_size=batch_size, seed=seed)
+    if (
+        isinstance(data, tuple)
+        and data
+        and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in data)
+    ):
+        return BatchSampler(
+            *(as_data_tensor(t, dtype) for t in data), batch_size=batch_size, seed=seed
+        )
     if isinstance(data, (tuple, str, bytes, Mapping)) or not hasattr(data, "__iter__"):
         raise TypeError(
             "data must be tensors or NumPy arrays (one, or a tuple of them sharing their first "
             "dimension), an iterator of batch tuples such as BatchSampler, or an iterable of "
-            f"batches such as a DataLoader; got {type(data).__name__}")
+            f"batches such as a DataLoader; got {type(data).__name__}"
+        )
     if batch_size is not None:
-        raise ValueError("batch_size is for tensors and arrays; a data loader yields batches "
-                         "of its own size")
+        raise ValueError(
+            "batch_size is for tensors and arrays; a data loader yields batches of its own size"
+        )
     if hasattr(data, "__next__"):
         return data
     return LoaderBatches(data, seed=seed)

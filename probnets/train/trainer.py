@@ -101,16 +101,20 @@ class Trainer:
     losses are summed over ranks, and rank 0 alone logs, evaluates and writes checkpoints.
     """
 
-    def __init__(self, objective: Any, data: Iterable, config: TrainConfig,
-                 callbacks: Iterable[Any] = ()) -> None:
+    def __init__(
+        self, objective: Any, data: Iterable, config: TrainConfig, callbacks: Iterable[Any] = ()
+    ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config)}")
         if not (callable(objective) and all(hasattr(objective, m) for m in _OBJECTIVE_METHODS)):
-            raise TypeError("objective must be an SVIObjective, a LossObjective or an object "
-                            f"with their methods, got {type(objective)}")
+            raise TypeError(
+                "objective must be an SVIObjective, a LossObjective or an object "
+                f"with their methods, got {type(objective)}"
+            )
         self.objective = objective
-        self.data = as_batches(data, config.batch_size, config.data_seed,
-                               _module_dtype(objective.modules))
+        self.data = as_batches(
+            data, config.batch_size, config.data_seed, _module_dtype(objective.modules)
+        )
         self.config = config.for_data(batches_per_epoch(self.data))
         config = self.config
         self.callbacks = list(callbacks)
@@ -122,11 +126,14 @@ class Trainer:
         self.is_main = distributed.is_main_process()
         self.groups = ParameterGroups(config, self.modules)
         self.precision = Precision(config.precision, config.initial_loss_scale)
-        self.checkpoints = Checkpointer(config.out_dir, config.checkpoint_every,
-                                        config.keep_checkpoints)
+        self.checkpoints = Checkpointer(
+            config.out_dir, config.checkpoint_every, config.keep_checkpoints
+        )
         log_dir = config.out_dir if self.is_main else None
-        self.guard = BadStepGuard(config.max_bad_steps, log_path=None if log_dir is None
-                                  else os.path.join(log_dir, "bad_steps.csv"))
+        self.guard = BadStepGuard(
+            config.max_bad_steps,
+            log_path=None if log_dir is None else os.path.join(log_dir, "bad_steps.csv"),
+        )
         self.loggers = make_loggers(config, log_dir) if self.is_main else []
         self.explosion = LossExplosion()
         self._good_parameters = {}  # the parameters the last good step started from
@@ -187,7 +194,8 @@ class Trainer:
             raise RuntimeError(
                 "the objective has no trainable parameters: nothing called pyro.param or "
                 "pyro.module. If the model is a PyroModule, decorate methods other than forward "
-                "(model, guide) with pyro.nn.pyro_method so its parameters are registered.")
+                "(model, guide) with pyro.nn.pyro_method so its parameters are registered."
+            )
         self._register(named)
         if self.sync is not None:
             self.sync.gradients(named)
@@ -235,8 +243,9 @@ class Trainer:
             return
         step = self.step + 1  # as metrics.csv counts it
         if failure is not None or not (math.isfinite(loss) and grads_finite):
-            self.guard.bad(step, loss, named, lambda: self.objective.diagnose(batch),
-                           reason=failure)
+            self.guard.bad(
+                step, loss, named, lambda: self.objective.diagnose(batch), reason=failure
+            )
             return
         self.guard.good(step)
         self._keep_good_parameters()
@@ -259,8 +268,12 @@ class Trainer:
         every step is bad, so these are the last parameters known to be good."""
         for name, param in self.groups.by_name.items():
             kept = self._good_parameters.get(name)
-            if kept is None or kept.shape != param.shape or kept.dtype != param.dtype \
-                    or kept.device != param.device:
+            if (
+                kept is None
+                or kept.shape != param.shape
+                or kept.dtype != param.dtype
+                or kept.device != param.device
+            ):
                 self._good_parameters[name] = param.detach().clone()
             else:
                 kept.copy_(param)
@@ -287,13 +300,17 @@ class Trainer:
             "modules": [m.state_dict() for m in self.modules],
             "optimizer": self.groups.state_dict(),
             "schedules": self._schedule_values(),
-            "rng": (get_rng_state() if self.sync is None
-                    else self.sync.gather_objects(get_rng_state())),
+            "rng": (
+                get_rng_state() if self.sync is None else self.sync.gather_objects(get_rng_state())
+            ),
             "world_size": distributed.world_size(),
             # the model's class and configuration, so probnets.load can rebuild it
             "extra": {**recorded_model(self.modules), **(self.config.checkpoint_extra or {})},
-            "logged_row": (_plain_row(self._logged_row) if self._logged_row is not None
-                           and self._logged_row["step"] == self.step else None),
+            "logged_row": (
+                _plain_row(self._logged_row)
+                if self._logged_row is not None and self._logged_row["step"] == self.step
+                else None
+            ),
             "warnings": list(self.result.warnings),
             "loss_explosion": self.explosion.state_dict(),
         }
@@ -307,8 +324,11 @@ class Trainer:
 
     def _schedule_values(self):
         # The annealed values the last step taken ran with.
-        return {s.name: float(s.schedule(max(self.step - 1, 0))) for s in self.config.schedules
-                if hasattr(s, "schedule")}
+        return {
+            s.name: float(s.schedule(max(self.step - 1, 0)))
+            for s in self.config.schedules
+            if hasattr(s, "schedule")
+        }
 
     def save(self, path: str | os.PathLike | None = None) -> str:
         """Write a checkpoint (default ``out_dir/last.pt``); collective under
@@ -378,11 +398,13 @@ class Trainer:
         if state.get("world_size", 1) != distributed.world_size():
             raise ValueError(
                 f"checkpoint {path!r} was written by {state.get('world_size', 1)} rank(s); resume "
-                f"it with the same number (this run has {distributed.world_size()})")
+                f"it with the same number (this run has {distributed.world_size()})"
+            )
         if len(state["modules"]) != len(self.modules):
             raise ValueError(
                 f"checkpoint {path!r} holds {len(state['modules'])} module state(s) but this "
-                f"trainer has {len(self.modules)}: it was written by a different model setup")
+                f"trainer has {len(self.modules)}: it was written by a different model setup"
+            )
 
     def _restore_schedules(self, saved, path):
         """Set annealed attributes to the values the checkpointed step ran with, warning
@@ -399,13 +421,20 @@ class Trainer:
                 warnings.warn(
                     f"checkpoint {os.fspath(path)!r}: {name!r} was {saved[name]:.6g} at step "
                     f"{self.step} but this run's schedule gives {current[name]:.6g}; the run "
-                    "continues on this run's schedule", stacklevel=3)
+                    "continues on this run's schedule",
+                    stacklevel=3,
+                )
 
     # ------------------------------------------------------------------ logging
     def _log_row(self, seconds):
-        row = {"step": self.step, "loss": self.last_loss,
-               "lr": self.groups.scheduled_lr(self.step - 1), "bad_steps": self.bad_steps,
-               "seconds_per_step": seconds, **self.precision.metrics()}
+        row = {
+            "step": self.step,
+            "loss": self.last_loss,
+            "lr": self.groups.scheduled_lr(self.step - 1),
+            "bad_steps": self.bad_steps,
+            "seconds_per_step": seconds,
+            **self.precision.metrics(),
+        }
         row.update({f"grad_norm[{name}]": norm for name, norm in self.last_grad_norms.items()})
         for schedule in self.config.schedules:
             row[schedule.name] = float(getattr(schedule.obj, schedule.attribute))
@@ -456,15 +485,21 @@ class Trainer:
         for logger in self.loggers:
             logger.log_config(settings)
         self._callbacks("on_run_start")
-        bar = ProgressBar(self.config.steps, self.step, self.config.description,
-                          enabled=self.config.progress and self.is_main)
+        bar = ProgressBar(
+            self.config.steps,
+            self.step,
+            self.config.description,
+            enabled=self.config.progress and self.is_main,
+        )
         try:
             while self.step < self.config.steps and not self.should_stop:
                 self._run_step(bar)
             self._callbacks("on_end")
         except KeyboardInterrupt:
-            bar.write(f"interrupted at step {self.step}; last checkpoint: "
-                      f"{self.result.checkpoint or 'none yet'}")
+            bar.write(
+                f"interrupted at step {self.step}; last checkpoint: "
+                f"{self.result.checkpoint or 'none yet'}"
+            )
             raise
         finally:
             bar.close()

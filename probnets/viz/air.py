@@ -19,8 +19,9 @@ def scenes_with_boxes(rows, z_pres, boxes, path, titles=None, cell=1.3):
     ``(N, T)`` is 1; step ``t``'s box has colour ``STEP_COLOURS[t]``."""
     z_pres, boxes = _numpy(z_pres), _numpy(boxes)
     num_rows, num_cols = len(rows), len(rows[0])
-    fig, axes = plt.subplots(num_rows, num_cols, figsize=(cell * num_cols, cell * num_rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        num_rows, num_cols, figsize=(cell * num_cols, cell * num_rows), squeeze=False
+    )
     for r, row in enumerate(rows):
         images = _numpy(row)
         for c in range(num_cols):
@@ -31,9 +32,16 @@ def scenes_with_boxes(rows, z_pres, boxes, path, titles=None, cell=1.3):
                 if z_pres[c, t] > 0.5:
                     x0, y0, x1, y1 = boxes[c, t]
                     # pixel centres sit at integer coordinates in imshow; box edges at -0.5
-                    ax.add_patch(patches.Rectangle(
-                        (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, linewidth=1.2,
-                        edgecolor=STEP_COLOURS[t % len(STEP_COLOURS)]))
+                    ax.add_patch(
+                        patches.Rectangle(
+                            (x0 - 0.5, y0 - 0.5),
+                            x1 - x0,
+                            y1 - y0,
+                            fill=False,
+                            linewidth=1.2,
+                            edgecolor=STEP_COLOURS[t % len(STEP_COLOURS)],
+                        )
+                    )
         if titles:
             axes[r][0].set_title(titles[r], fontsize=8, loc="left")
     return save_figure(fig, path)
@@ -46,8 +54,15 @@ def confusion_figure(matrix, path, title="count confusion"):
     ax.imshow(matrix, cmap="Blues")
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=9,
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if matrix[i, j] > matrix.max() / 2 else "black",
+            )
     ax.set_xticks(range(matrix.shape[1]))
     ax.set_yticks(range(matrix.shape[0]))
     ax.set_xlabel("inferred count")

@@ -34,8 +34,10 @@ def plot_gate_trajectories(steps, gate_probs, true_mask=None, ax=None, title=Non
     steps = list(steps)
     if true_mask is None:
         highlight = probs[-1] > 0.5
-        labels = (f"kept edges, final p > 0.5 ({int(highlight.sum())})",
-                  f"pruned edges ({int((~highlight).sum())})")
+        labels = (
+            f"kept edges, final p > 0.5 ({int(highlight.sum())})",
+            f"pruned edges ({int((~highlight).sum())})",
+        )
     else:
         highlight = torch.as_tensor(true_mask).bool().cpu()
         labels = ("true edges", "other candidate edges")
@@ -83,8 +85,14 @@ def plot_adjacency(edge_probs, groups=None, labels=None, ax=None, title=None):
     return fig
 
 
-def plot_accuracy_vs_connections(curves, ax=None, title=None, ylabel="test accuracy",
-                                 xlabel="fraction of active connections", lines=True):
+def plot_accuracy_vs_connections(
+    curves,
+    ax=None,
+    title=None,
+    ylabel="test accuracy",
+    xlabel="fraction of active connections",
+    lines=True,
+):
     """
     :param dict curves: ``name -> list of (fraction_active, accuracy)`` points.
     :param bool lines: join a curve's points (off for points pooled over seeds).

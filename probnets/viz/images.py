@@ -15,8 +15,12 @@ def save_figure(fig, path, dpi=120):
     format follows the extension (PNG without one)."""
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight",
-                        format=None if os.path.splitext(path)[1] else "png")
+            fig.savefig(
+                tmp,
+                dpi=dpi,
+                bbox_inches="tight",
+                format=None if os.path.splitext(path)[1] else "png",
+            )
     finally:
         plt.close(fig)
     return path
@@ -25,8 +29,9 @@ def save_figure(fig, path, dpi=120):
 def image_rows(rows, path, titles=None, cell=1.1):
     """Plot rows of grey images (each row a sequence of (H, W) arrays/tensors) to ``path``."""
     num_rows, num_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(num_rows, num_cols, figsize=(cell * num_cols, cell * num_rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        num_rows, num_cols, figsize=(cell * num_cols, cell * num_rows), squeeze=False
+    )
     for r, row in enumerate(rows):
         for c in range(num_cols):
             ax = axes[r][c]

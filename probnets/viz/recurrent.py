@@ -16,8 +16,7 @@ __all__ = ["plot_weight_change"]
 _VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥"}
 
 
-def plot_weight_change(change, characters, path=None, per_row=60, gate_names="ifgo",
-                       title=None):
+def plot_weight_change(change, characters, path=None, per_row=60, gate_names="ifgo", title=None):
     """
     Heat map of the per-step change of a HyperLSTM's recurrent weights, one row per gate and
     one column per character read, wrapped into panels of ``per_row`` characters, with one
@@ -34,33 +33,51 @@ def plot_weight_change(change, characters, path=None, per_row=60, gate_names="if
     """
     values = torch.as_tensor(change).detach().cpu().double()
     if values.dim() != 2 or values.shape[1] != len(gate_names):
-        raise ValueError(f"change: expected shape (T, {len(gate_names)}), got "
-                         f"{tuple(values.shape)}")
+        raise ValueError(
+            f"change: expected shape (T, {len(gate_names)}), got {tuple(values.shape)}"
+        )
     characters = list(characters)
     if len(characters) != values.shape[0]:
-        raise ValueError(f"characters: expected {values.shape[0]} (one per step), got "
-                         f"{len(characters)}")
+        raise ValueError(
+            f"characters: expected {values.shape[0]} (one per step), got {len(characters)}"
+        )
     if not isinstance(per_row, int) or per_row < 1:
         raise ValueError(f"per_row: expected a positive int, got {per_row!r}")
     steps = values.shape[0]
     rows = max(1, math.ceil(steps / per_row))
-    fig, axes = plt.subplots(rows, 1, figsize=(max(6.0, 0.22 * min(steps, per_row) + 2.5),
-                                               1.5 * rows + 0.9), squeeze=False)
+    fig, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(max(6.0, 0.22 * min(steps, per_row) + 2.5), 1.5 * rows + 0.9),
+        squeeze=False,
+    )
     axes = axes[:, 0]
     top = float(values.max()) if steps else 1.0
     image = None
     for row, ax in enumerate(axes):
-        part = values[row * per_row:(row + 1) * per_row]
-        image = ax.imshow(part.t().numpy(), aspect="auto", cmap="magma", vmin=0.0,
-                          vmax=top or 1.0, interpolation="nearest")
+        part = values[row * per_row : (row + 1) * per_row]
+        image = ax.imshow(
+            part.t().numpy(),
+            aspect="auto",
+            cmap="magma",
+            vmin=0.0,
+            vmax=top or 1.0,
+            interpolation="nearest",
+        )
         ax.set_yticks(range(len(gate_names)), list(gate_names))
         ax.set_ylabel("gate")
-        labels = characters[row * per_row:(row + 1) * per_row]
-        ax.set_xticks(range(len(labels)), [_VISIBLE.get(c, c) for c in labels], fontsize=7,
-                      family="monospace")
+        labels = characters[row * per_row : (row + 1) * per_row]
+        ax.set_xticks(
+            range(len(labels)), [_VISIBLE.get(c, c) for c in labels], fontsize=7, family="monospace"
+        )
     axes[-1].set_xlabel("character read at step t (test text)")
-    fig.colorbar(image, ax=list(axes), fraction=0.03, pad=0.01,
-                 label=r"$\Vert W_t - W_{t-1} \Vert_F$ (Frobenius norm)")
+    fig.colorbar(
+        image,
+        ax=list(axes),
+        fraction=0.03,
+        pad=0.01,
+        label=r"$\Vert W_t - W_{t-1} \Vert_F$ (Frobenius norm)",
+    )
     fig.suptitle(title or "HyperLSTM: change of each gate's recurrent weights per character")
     if path is not None:
         return save_figure(fig, path)

@@ -13,8 +13,9 @@ def _numpy(t):
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t
 
 
-def predictive_bands(x, mean, std, path, epistemic_std=None, x_train=None, y_train=None,
-                     truth=None, title=""):
+def predictive_bands(
+    x, mean, std, path, epistemic_std=None, x_train=None, y_train=None, truth=None, title=""
+):
     """Plot a 1-D predictive mean with ±2 std bands (total, and epistemic when given).
 
     :param x: sorted grid ``(G,)``; ``mean``, ``std``, ``epistemic_std``: ``(G,)``.
@@ -23,12 +24,14 @@ def predictive_bands(x, mean, std, path, epistemic_std=None, x_train=None, y_tra
     """
     x, mean, std = _numpy(x), _numpy(mean), _numpy(std)
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.fill_between(x, mean - 2 * std, mean + 2 * std, color="C0", alpha=0.18,
-                    label="±2 std (total)")
+    ax.fill_between(
+        x, mean - 2 * std, mean + 2 * std, color="C0", alpha=0.18, label="±2 std (total)"
+    )
     if epistemic_std is not None:
         epi = _numpy(epistemic_std)
-        ax.fill_between(x, mean - 2 * epi, mean + 2 * epi, color="C0", alpha=0.35,
-                        label="±2 std (epistemic)")
+        ax.fill_between(
+            x, mean - 2 * epi, mean + 2 * epi, color="C0", alpha=0.35, label="±2 std (epistemic)"
+        )
     ax.plot(x, mean, color="C0", lw=1.5, label="predictive mean")
     if truth is not None:
         ax.plot(x, _numpy(truth), color="k", lw=1, ls="--", label="truth")
@@ -57,9 +60,13 @@ def calibration_summary(bins):
     if total <= 0:
         raise ValueError("bins: expected at least one example in some bin, got none")
     conf, acc, n = _numpy(bins["confidence"])[keep], _numpy(bins["accuracy"])[keep], count[keep]
-    return {"ece": float((n * abs(acc - conf)).sum() / total),
-            "accuracy": float((n * acc).sum() / total), "total": int(round(total)),
-            "non_empty": int(keep.sum()), "num_bins": len(count)}
+    return {
+        "ece": float((n * abs(acc - conf)).sum() / total),
+        "accuracy": float((n * acc).sum() / total),
+        "total": int(round(total)),
+        "non_empty": int(keep.sum()),
+        "num_bins": len(count),
+    }
 
 
 def reliability_diagram(curves, path, title=""):
@@ -76,8 +83,9 @@ def reliability_diagram(curves, path, title=""):
         returned by :func:`probnets.models.bayes_hypernet.expected_calibration_error`; a
         given ``ece`` is not drawn, the one computed from the bins is.
     """
-    fig, (ax, hist) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, 1.4]})
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(6.4, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--", label="perfect calibration")
     for index, (label, entry) in enumerate(curves.items()):
         bins = entry[0] if isinstance(entry, tuple) else entry
@@ -85,22 +93,36 @@ def reliability_diagram(curves, path, title=""):
         count = _numpy(bins["count"])
         keep = count > 0
         conf, acc = _numpy(bins["confidence"])[keep], _numpy(bins["accuracy"])[keep]
-        occupied = (f"{summary['non_empty']} of {summary['num_bins']} bins"
-                    if summary["non_empty"] > 1 else "all in 1 bin")
-        ax.plot(conf, acc, marker="o", ms=3, color=f"C{index}",
-                label=f"{label}: ECE {summary['ece']:.3f}, acc {summary['accuracy']:.3f} "
-                      f"({occupied})")
+        occupied = (
+            f"{summary['non_empty']} of {summary['num_bins']} bins"
+            if summary["non_empty"] > 1
+            else "all in 1 bin"
+        )
+        ax.plot(
+            conf,
+            acc,
+            marker="o",
+            ms=3,
+            color=f"C{index}",
+            label=f"{label}: ECE {summary['ece']:.3f}, acc {summary['accuracy']:.3f} ({occupied})",
+        )
         num_bins = len(count)
         width = 0.9 / num_bins / max(len(curves), 1)
         centres = [(b + 0.5) / num_bins for b in range(num_bins)]
         shift = (index - (len(curves) - 1) / 2) * width
-        hist.bar([c + shift for c in centres], count, width=width, color=f"C{index}",
-                 alpha=0.8)
+        hist.bar([c + shift for c in centres], count, width=width, color=f"C{index}", alpha=0.8)
         if len(curves) <= 2:
             for c, n in zip(centres, count):
                 if n > 0:
-                    hist.annotate(f"{int(n)}", (c + shift, n), ha="center", va="bottom",
-                                  fontsize=6, xytext=(0, 1), textcoords="offset points")
+                    hist.annotate(
+                        f"{int(n)}",
+                        (c + shift, n),
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        xytext=(0, 1),
+                        textcoords="offset points",
+                    )
     ax.set_ylabel("accuracy in the bin (fraction correct)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -47,9 +47,13 @@ AXIS_LABELS = {
 
 
 # What a figure's title calls a tracked field, where its name in words would not do.
-_TITLES = {"log_variance": "gradient log-variance", "metric.prob": "σ(θ)",
-           "metric.expected_loss": "exact expected loss", "metric.elbo_test": "test ELBO",
-           "metric.elbo_train": "train ELBO"}
+_TITLES = {
+    "log_variance": "gradient log-variance",
+    "metric.prob": "σ(θ)",
+    "metric.expected_loss": "exact expected loss",
+    "metric.elbo_test": "test ELBO",
+    "metric.elbo_train": "train ELBO",
+}
 
 
 def axis_label(key):
@@ -79,16 +83,28 @@ def _draw_bar(ax, y, value, left):
     """One estimator's bar at height ``y``: finite, exact zero (``-inf``) or NaN (no bar)."""
     if value == float("-inf"):
         ax.barh(y, left, color="white", edgecolor="tab:green", hatch="//")
-        ax.annotate(_bar_text(value), (left / 2, y), ha="center", va="center", fontsize=8,
-                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="tab:green"))
+        ax.annotate(
+            _bar_text(value),
+            (left / 2, y),
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="tab:green"),
+        )
         return
     shown = value if math.isfinite(value) else 0.0
     if math.isfinite(value):
         ax.barh(y, value, color="tab:blue")
     outward = shown >= 0
-    ax.annotate(_bar_text(value), (shown, y), xytext=(3 if outward else -3, 0),
-                textcoords="offset points", ha="left" if outward else "right", va="center",
-                fontsize=8)
+    ax.annotate(
+        _bar_text(value),
+        (shown, y),
+        xytext=(3 if outward else -3, 0),
+        textcoords="offset points",
+        ha="left" if outward else "right",
+        va="center",
+        fontsize=8,
+    )
 
 
 def plot_log_variance(report, path=None, title=None, ax=None):
@@ -105,8 +121,9 @@ def plot_log_variance(report, path=None, title=None, ax=None):
     left, low_limit, high_limit = _bar_limits(values)
     # barh draws index 0 at the bottom: sort by decreasing value so the lowest is on top
     # (-inf, exact zero variance, the very top; NaN at the bottom).
-    order = sorted(range(len(names)),
-                   key=lambda i: float("-inf") if math.isnan(values[i]) else -values[i])
+    order = sorted(
+        range(len(names)), key=lambda i: float("-inf") if math.isnan(values[i]) else -values[i]
+    )
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.2))
     else:
@@ -149,8 +166,16 @@ def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
         if zeros:
             zero_steps[name] = (zeros, style["color"])
     for name, (steps, colour) in zero_steps.items():
-        ax.plot(steps, [0.0] * len(steps), linestyle="none", marker="v", markersize=7,
-                color=colour, clip_on=False, transform=ax.get_xaxis_transform())
+        ax.plot(
+            steps,
+            [0.0] * len(steps),
+            linestyle="none",
+            marker="v",
+            markersize=7,
+            color=colour,
+            clip_on=False,
+            transform=ax.get_xaxis_transform(),
+        )
     if zero_steps:
         ax.plot([], [], linestyle="none", marker="v", color="0.3", label="variance 0 (log = −∞)")
     ax.set_xlabel("training step")
@@ -173,16 +198,21 @@ def plot_variance_run(variance, tracking, out_dir):
     """
     problem = variance.meta.get("problem", "?")
     paths = [os.path.join(out_dir, "variance.png")]
-    plt.close(plot_log_variance(
-        variance, path=paths[0], title=f"{problem}: gradient log-variance at initial parameters"))
+    plt.close(
+        plot_log_variance(
+            variance, path=paths[0], title=f"{problem}: gradient log-variance at initial parameters"
+        )
+    )
     if tracking is None:
         return paths
     keys = ["log_variance"] + sorted(
-        {k for recs in tracking.runs.values() for k in recs[-1] if k.startswith("metric.")})
+        {k for recs in tracking.runs.values() for k in recs[-1] if k.startswith("metric.")}
+    )
     for key in keys:
         name = key.replace("metric.", "", 1)
         what = _TITLES.get(key, name.replace("_", " "))
         paths.append(os.path.join(out_dir, f"tracking_{name}.png"))
-        plt.close(plot_tracking(tracking, key, path=paths[-1],
-                                title=f"{problem}: {what} along training"))
+        plt.close(
+            plot_tracking(tracking, key, path=paths[-1], title=f"{problem}: {what} along training")
+        )
     return paths

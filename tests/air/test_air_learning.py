@@ -11,21 +11,32 @@ from probnets.experiments.air import evaluate_counts, make_elbo
 from probnets.train import BatchSampler, SVIObjective, TrainConfig, Trainer
 
 
-
-
 def train_on_squares(estimator, steps, dair, z_pres_prior, seed=0):
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     train, _ = squares(512, seed=seed)
     test, test_counts = squares(300, seed=seed + 100)
-    air = AIR(image_size=24, num_steps=3, window_size=12, z_what_size=4, rnn_hidden_size=32,
-              encoder_hidden=32, decoder_hidden=32, predict_hidden=32, dair=dair,
-              z_pres_prior=z_pres_prior, use_baseline=estimator == "score")
+    air = AIR(
+        image_size=24,
+        num_steps=3,
+        window_size=12,
+        z_what_size=4,
+        rnn_hidden_size=32,
+        encoder_hidden=32,
+        decoder_hidden=32,
+        predict_hidden=32,
+        dair=dair,
+        z_pres_prior=z_pres_prior,
+        use_baseline=estimator == "score",
+    )
     before, _ = evaluate_counts(air, test, test_counts)
-    Trainer(SVIObjective(air.model, air.guide, make_elbo(estimator)),
-            BatchSampler(train, batch_size=32, seed=seed),
-            TrainConfig(steps=steps, lr=3e-3, param_groups={"*baseline*": {"lr": 1e-2}},
-                        progress=False)).run()
+    Trainer(
+        SVIObjective(air.model, air.guide, make_elbo(estimator)),
+        BatchSampler(train, batch_size=32, seed=seed),
+        TrainConfig(
+            steps=steps, lr=3e-3, param_groups={"*baseline*": {"lr": 1e-2}}, progress=False
+        ),
+    ).run()
     after, confusion = evaluate_counts(air, test, test_counts)
     chance = torch.bincount(test_counts).max().item() / len(test_counts)
     return before, after, chance, confusion

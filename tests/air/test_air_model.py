@@ -14,8 +14,16 @@ from probnets.models.air import (
 from probnets.experiments.air import ESTIMATORS, make_elbo
 from probnets.train import BatchSampler, SVIObjective, TrainConfig, Trainer
 
-SMALL = dict(image_size=16, num_steps=3, window_size=8, z_what_size=3, rnn_hidden_size=8,
-             encoder_hidden=8, decoder_hidden=8, predict_hidden=8)
+SMALL = dict(
+    image_size=16,
+    num_steps=3,
+    window_size=8,
+    z_what_size=3,
+    rnn_hidden_size=8,
+    encoder_hidden=8,
+    decoder_hidden=8,
+    predict_hidden=8,
+)
 
 
 def small_air(**kwargs):
@@ -72,7 +80,8 @@ def test_relaxed_presence_weights_the_object_terms():
     # a relaxed value is off the Bernoulli's support: what the relaxing estimators feed in
     with pyro.validation_enabled(False):
         guide_trace = poutine.trace(
-            poutine.condition(air.guide, data={"z_pres_0": soft})).get_trace(x)
+            poutine.condition(air.guide, data={"z_pres_0": soft})
+        ).get_trace(x)
         guide_trace.compute_log_prob()
     site = guide_trace.nodes["z_what_0"]
     raw = site["fn"].log_prob(site["value"])
@@ -116,7 +125,7 @@ def test_geometric_count_prior():
         stop = 1 - rho[n] if n < steps else 1.0
         prob_count.append(survive * stop)
         survive *= rho[n] if n < steps else 0.0
-    expected = torch.tensor([k ** n for n in range(steps + 1)])
+    expected = torch.tensor([k**n for n in range(steps + 1)])
     assert torch.allclose(torch.tensor(prob_count), expected / expected.sum())
     with pytest.raises(ValueError, match="z_pres_prior must be a positive number"):
         geometric_presence_probs(0.0, 3)
@@ -138,10 +147,11 @@ def test_baseline_is_used_gets_gradients_and_changes():
     names = [n for n, _ in air.named_parameters() if "baseline" in n]
     assert names
     before = {n: p.detach().clone() for n, p in air.named_parameters()}
-    trainer = Trainer(SVIObjective(air.model, air.guide, make_elbo("score")),
-                      BatchSampler(x, batch_size=8, seed=0),
-                      TrainConfig(steps=3, lr=1e-2, param_groups={"*baseline*": {"lr": 1e-1}},
-                                  progress=False))
+    trainer = Trainer(
+        SVIObjective(air.model, air.guide, make_elbo("score")),
+        BatchSampler(x, batch_size=8, seed=0),
+        TrainConfig(steps=3, lr=1e-2, param_groups={"*baseline*": {"lr": 1e-1}}, progress=False),
+    )
     trainer.run()
     after = dict(air.named_parameters())
     for name in names:
@@ -169,9 +179,10 @@ def test_estimator_reads_the_baseline_value():
     assert any(not torch.allclose(a, b) for a, b in zip(first, shifted))
 
 
-@pytest.mark.parametrize("estimator", [
-    pytest.param(e, marks=pytest.mark.slow) if e in ("rebar", "relax") else e
-    for e in ESTIMATORS])
+@pytest.mark.parametrize(
+    "estimator",
+    [pytest.param(e, marks=pytest.mark.slow) if e in ("rebar", "relax") else e for e in ESTIMATORS],
+)
 def test_every_estimator_trains_z_pres(estimator):
     pyro.set_rng_seed(0)
     air = small_air(use_baseline=estimator in ("score", "tracegraph"))
@@ -186,10 +197,17 @@ def test_float64_end_to_end(tmp_path):
     pyro.set_rng_seed(0)
     air = small_air(dair=True).double()
     x = images(6, dtype=torch.float64)
-    trainer = Trainer(SVIObjective(air.model, air.guide, make_elbo("score")),
-                      BatchSampler(x, batch_size=6, seed=0),
-                      TrainConfig(steps=2, lr=1e-3, out_dir=str(tmp_path),
-                                  checkpoint_extra={"config": air.config()}, progress=False))
+    trainer = Trainer(
+        SVIObjective(air.model, air.guide, make_elbo("score")),
+        BatchSampler(x, batch_size=6, seed=0),
+        TrainConfig(
+            steps=2,
+            lr=1e-3,
+            out_dir=str(tmp_path),
+            checkpoint_extra={"config": air.config()},
+            progress=False,
+        ),
+    )
     result = trainer.run()
     assert math.isfinite(result.history[-1]["loss"])
     assert all(p.dtype == torch.float64 for p in air.parameters())

@@ -14,10 +14,12 @@ from probnets.nn.spatial import (
 
 def _compose(a, b):
     """Affine maps as 3x3 matrices: apply b then a."""
+
     def full(z):
         m = affine_matrix(z)
         bottom = torch.tensor([0.0, 0.0, 1.0], dtype=m.dtype).expand(m.shape[0], 1, 3)
         return torch.cat([m, bottom], dim=1)
+
     return full(a) @ full(b)
 
 
@@ -58,15 +60,16 @@ def test_round_trip_recovers_a_smooth_window():
     for n in range(2):
         x0, y0, x1, y1 = boxes[n].tolist()
         inside = torch.zeros(64, 64, dtype=torch.bool)
-        inside[max(int(y0) - 1, 0):int(y1) + 2, max(int(x0) - 1, 0):int(x1) + 2] = True
+        inside[max(int(y0) - 1, 0) : int(y1) + 2, max(int(x0) - 1, 0) : int(x1) + 2] = True
         assert canvas[n][~inside].abs().max() == 0
         assert canvas[n][inside].sum() > 0
 
 
 def test_placement_matches_reference_affine_grid():
     windows = torch.rand(4, 10, 10, dtype=torch.float64)
-    z = torch.randn(4, 3, dtype=torch.float64) * 0.3 + torch.tensor([2.0, 0.0, 0.0],
-                                                                    dtype=torch.float64)
+    z = torch.randn(4, 3, dtype=torch.float64) * 0.3 + torch.tensor(
+        [2.0, 0.0, 0.0], dtype=torch.float64
+    )
     theta = torch.zeros(4, 2, 3, dtype=torch.float64)
     theta[:, 0, 0] = theta[:, 1, 1] = z[:, 0]
     theta[:, 0, 2], theta[:, 1, 2] = z[:, 1], z[:, 2]

@@ -13,15 +13,30 @@ from probnets.models.bayes_hypernet import (
 )
 
 
-@pytest.mark.parametrize("parameterization,generator,guide", [
-    ("layer", "linear", "mean_field"), ("layer", "mlp", "full_rank"),
-    ("layer", "identity", "flow"), ("layer", "subspace", "full_rank"), ("unit", None, "delta"),
-    ("unit", None, "flow"), ("input_unit", None, "mean_field"), ("input_unit", None, "flow")])
+@pytest.mark.parametrize(
+    "parameterization,generator,guide",
+    [
+        ("layer", "linear", "mean_field"),
+        ("layer", "mlp", "full_rank"),
+        ("layer", "identity", "flow"),
+        ("layer", "subspace", "full_rank"),
+        ("unit", None, "delta"),
+        ("unit", None, "flow"),
+        ("input_unit", None, "mean_field"),
+        ("input_unit", None, "flow"),
+    ],
+)
 def test_classification_shapes_every_guide(parameterization, generator, guide):
     pyro.set_rng_seed(0)
-    model = BayesianHypernet([6, 5, 3], task="classification", guide=guide,
-                             parameterization=parameterization, generator=generator,
-                             embedding_dim=None if generator == "identity" else 3, hidden_dim=4)
+    model = BayesianHypernet(
+        [6, 5, 3],
+        task="classification",
+        guide=guide,
+        parameterization=parameterization,
+        generator=generator,
+        embedding_dim=None if generator == "identity" else 3,
+        hidden_dim=4,
+    )
     x, y = torch.randn(10, 6), torch.randint(0, 3, (10,))
     result = model.fit(x, y, num_steps=2, lr=1e-2)
     assert len(result.history) == 2
@@ -41,8 +56,14 @@ def test_classification_shapes_every_guide(parameterization, generator, guide):
 @pytest.mark.parametrize("parameterization", ["layer", "unit", "input_unit"])
 def test_regression_float64_end_to_end(parameterization):
     pyro.set_rng_seed(0)
-    model = BayesianHypernet([2, 8, 8, 3], parameterization=parameterization, guide="flow",
-                             noise="learned", embedding_dim=2, hidden_dim=4).double()
+    model = BayesianHypernet(
+        [2, 8, 8, 3],
+        parameterization=parameterization,
+        guide="flow",
+        noise="learned",
+        embedding_dim=2,
+        hidden_dim=4,
+    ).double()
     x, y = torch.randn(12, 2, dtype=torch.float64), torch.randn(12, 3, dtype=torch.float64)
     model.fit(x, y, num_steps=3, num_particles=2)
     for _, value in pyro.get_param_store().named_parameters():
@@ -50,15 +71,17 @@ def test_regression_float64_end_to_end(parameterization):
     prediction = model.predict(x, num_samples=5)
     for t in prediction:
         assert t.dtype == torch.float64 and t.shape == (12, 3)
-    assert torch.allclose(prediction.std ** 2,
-                          prediction.epistemic_std ** 2 + prediction.aleatoric_std ** 2)
+    assert torch.allclose(
+        prediction.std**2, prediction.epistemic_std**2 + prediction.aleatoric_std**2
+    )
     assert model.sample_outputs(x, 5).dtype == torch.float64
 
 
 def test_subspace_generator_has_a_bnn_prior_in_a_fixed_random_subspace():
     torch.manual_seed(0)
-    model = BayesianHypernet([4, 3, 2], generator="subspace", embedding_dim=5, prior_scale=0.5,
-                             guide="full_rank").double()
+    model = BayesianHypernet(
+        [4, 3, 2], generator="subspace", embedding_dim=5, prior_scale=0.5, guide="full_rank"
+    ).double()
     first = model.generators[0]
     # Rows of unit norm: under z ~ N(0, s^2 I) each weight is N(offset, s^2), as in a BNN.
     assert first.basis.shape == (3 * 5, 5) and first.basis.dtype == torch.float64
@@ -134,8 +157,9 @@ def test_fit_takes_a_data_loader_and_scales_the_likelihood_to_its_data_set():
 def test_images_are_flattened_and_module_targets_are_read():
     target = nn.Sequential(nn.Linear(16, 5), nn.Tanh(), nn.Linear(5, 4))
     assert parse_target(target, "relu") == ([16, 5, 4], "tanh")
-    model = BayesianHypernet(target, task="classification", parameterization="unit",
-                             embedding_dim=2, hidden_dim=3)
+    model = BayesianHypernet(
+        target, task="classification", parameterization="unit", embedding_dim=2, hidden_dim=3
+    )
     images, labels = torch.rand(6, 4, 4), torch.randint(0, 4, (6,))
     model.fit(images, labels, num_steps=1)
     assert model.predict(images, 2).probs.shape == (6, 4)
@@ -144,19 +168,26 @@ def test_images_are_flattened_and_module_targets_are_read():
 def test_unit_embeddings_are_plated_per_layer():
     model = BayesianHypernet([3, 4, 2], parameterization="unit", embedding_dim=5)
     trace = pyro.poutine.trace(model.model).get_trace(torch.randn(7, 3))
-    shapes = {name: tuple(site["value"].shape) for name, site in trace.nodes.items()
-              if site["type"] == "sample" and name.startswith("z.")}
+    shapes = {
+        name: tuple(site["value"].shape)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and name.startswith("z.")
+    }
     assert shapes == {"z.units0": (3, 5), "z.units1": (4, 5), "z.units2": (2, 5)}
     assert trace.nodes["z.units1"]["cond_indep_stack"][0].name == "units1"
 
 
 def test_input_unit_embeddings_generate_low_rank_weights_with_independent_inputs():
     torch.manual_seed(0)
-    model = BayesianHypernet([3, 4, 2], parameterization="input_unit", embedding_dim=5,
-                             prior_scale=0.5).double()
+    model = BayesianHypernet(
+        [3, 4, 2], parameterization="input_unit", embedding_dim=5, prior_scale=0.5
+    ).double()
     trace = pyro.poutine.trace(model.model).get_trace(torch.randn(7, 3, dtype=torch.float64))
-    shapes = {name: tuple(site["value"].shape) for name, site in trace.nodes.items()
-              if site["type"] == "sample" and name.startswith("z.")}
+    shapes = {
+        name: tuple(site["value"].shape)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and name.startswith("z.")
+    }
     assert shapes == {"z.units0": (3, 5), "z.units1": (4, 5)}  # no latents on the outputs
     first = model.generators[0]
     z = torch.randn(2, 3, 5, dtype=torch.float64)
@@ -164,7 +195,7 @@ def test_input_unit_embeddings_generate_low_rank_weights_with_independent_inputs
     for s in range(2):
         for j in range(4):
             for i in range(3):
-                expected = first.output_factors[j] @ z[s, i] / 3 ** 0.5
+                expected = first.output_factors[j] @ z[s, i] / 3**0.5
                 assert torch.allclose(weight[s, j, i], expected)
     assert bias.shape == (2, 4) and weight.dtype == torch.float64
     # Under the prior, w_ji ~ N(0, s^2 |a_j|^2 / n_in), independent across inputs i.
@@ -178,18 +209,28 @@ def test_input_unit_embeddings_generate_low_rank_weights_with_independent_inputs
 
 def test_kl_weight_scales_every_prior_and_guide_term_but_not_the_likelihood():
     pyro.set_rng_seed(0)
-    model = BayesianHypernet([2, 3, 1], parameterization="input_unit", embedding_dim=2,
-                             hypernet_prior_scale=0.5, kl_weight=0.2)
+    model = BayesianHypernet(
+        [2, 3, 1],
+        parameterization="input_unit",
+        embedding_dim=2,
+        hypernet_prior_scale=0.5,
+        kl_weight=0.2,
+    )
     x, y = torch.randn(5, 2), torch.randn(5)
     model.fit(x, y, num_steps=1)
     guide_trace = pyro.poutine.trace(model.guide).get_trace(x, y)
     model_trace = pyro.poutine.trace(pyro.poutine.replay(model.model, trace=guide_trace)).get_trace(
-        x, y)
-    scales = {name: site["scale"] for name, site in model_trace.nodes.items()
-              if site["type"] == "sample" and name not in ("units0", "units1", "data")}
+        x, y
+    )
+    scales = {
+        name: site["scale"]
+        for name, site in model_trace.nodes.items()
+        if site["type"] == "sample" and name not in ("units0", "units1", "data")
+    }
     assert scales == {"z.units0": 0.2, "z.units1": 0.2, "hypernet.prior": 0.2, "obs": 1.0}
-    assert all(site["scale"] == 0.2 for name, site in guide_trace.nodes.items()
-               if name.startswith("z."))
+    assert all(
+        site["scale"] == 0.2 for name, site in guide_trace.nodes.items() if name.startswith("z.")
+    )
     assert model.config()["kl_weight"] == 0.2
 
 
@@ -197,40 +238,57 @@ def test_hypernet_prior_adds_the_log_density_of_the_generator():
     pyro.set_rng_seed(0)
     model = BayesianHypernet([2, 3, 1], embedding_dim=2, hypernet_prior_scale=0.5)
     trace = pyro.poutine.trace(model.model).get_trace(torch.randn(5, 2), torch.randn(5))
-    expected = sum(torch.distributions.Normal(0.0, 0.5).log_prob(p).sum()
-                   for p in model.generators.parameters())
+    expected = sum(
+        torch.distributions.Normal(0.0, 0.5).log_prob(p).sum()
+        for p in model.generators.parameters()
+    )
     assert torch.allclose(trace.nodes["hypernet.prior"]["fn"].log_factor, expected)
 
 
-@pytest.mark.parametrize("layer,name", [(nn.Conv2d(1, 2, 3), "Conv2d"),
-                                        (nn.BatchNorm1d(4), "BatchNorm1d"),
-                                        (nn.Dropout(0.1), "Dropout")])
+@pytest.mark.parametrize(
+    "layer,name",
+    [
+        (nn.Conv2d(1, 2, 3), "Conv2d"),
+        (nn.BatchNorm1d(4), "BatchNorm1d"),
+        (nn.Dropout(0.1), "Dropout"),
+    ],
+)
 def test_unsupported_target_layers_are_named(layer, name):
     target = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), layer, nn.Linear(4, 2))
     with pytest.raises(TypeError, match=f"target layer 2 is {name}.*only nn.Linear"):
         BayesianHypernet(target)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"target": [3]}, "at least two positive int widths"),
-    ({"target": [3, 0, 1]}, "at least two positive int widths"),
-    ({"target": [3, 1], "task": "ranking"}, "task must be one of"),
-    ({"target": [3, 1], "guide": "laplace"}, "guide must be one of"),
-    ({"target": [3, 1], "parameterization": "weight"}, "parameterization must be one of"),
-    ({"target": [3, 1], "noise": "hetero"}, "noise must be one of"),
-    ({"target": [3, 1], "generator": "identity", "embedding_dim": 4}, "embedding_dim must be None"),
-    ({"target": [3, 1], "parameterization": "unit", "generator": "mlp"}, "takes no generator"),
-    ({"target": [3, 1], "parameterization": "input_unit", "generator": "unit"},
-     "takes no generator"),
-    ({"target": [3, 1], "kl_weight": 0.0}, "kl_weight must be a positive number"),
-    ({"target": [3, 1], "embedding_dim": 0}, "embedding_dim must be a positive int"),
-    ({"target": [3, 1], "prior_scale": -1.0}, "prior_scale must be a positive number"),
-    ({"target": [3, 1], "activation": "swish"}, "activation must be one of"),
-    ({"target": [3, 1], "task": "classification"}, "at least 2 output units"),
-    ({"target": nn.Sequential(nn.Linear(3, 4), nn.Linear(5, 1))}, "expects 5 inputs"),
-    ({"target": nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1), nn.ReLU())},
-     "activations must sit between"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"target": [3]}, "at least two positive int widths"),
+        ({"target": [3, 0, 1]}, "at least two positive int widths"),
+        ({"target": [3, 1], "task": "ranking"}, "task must be one of"),
+        ({"target": [3, 1], "guide": "laplace"}, "guide must be one of"),
+        ({"target": [3, 1], "parameterization": "weight"}, "parameterization must be one of"),
+        ({"target": [3, 1], "noise": "hetero"}, "noise must be one of"),
+        (
+            {"target": [3, 1], "generator": "identity", "embedding_dim": 4},
+            "embedding_dim must be None",
+        ),
+        ({"target": [3, 1], "parameterization": "unit", "generator": "mlp"}, "takes no generator"),
+        (
+            {"target": [3, 1], "parameterization": "input_unit", "generator": "unit"},
+            "takes no generator",
+        ),
+        ({"target": [3, 1], "kl_weight": 0.0}, "kl_weight must be a positive number"),
+        ({"target": [3, 1], "embedding_dim": 0}, "embedding_dim must be a positive int"),
+        ({"target": [3, 1], "prior_scale": -1.0}, "prior_scale must be a positive number"),
+        ({"target": [3, 1], "activation": "swish"}, "activation must be one of"),
+        ({"target": [3, 1], "task": "classification"}, "at least 2 output units"),
+        ({"target": nn.Sequential(nn.Linear(3, 4), nn.Linear(5, 1))}, "expects 5 inputs"),
+        (
+            {"target": nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1), nn.ReLU())},
+            "activations must sit between",
+        ),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BayesianHypernet(**kwargs)
@@ -278,8 +336,14 @@ def test_auroc_matches_pairwise_counting_with_ties():
 
 def test_hypernet_posterior_makes_generator_parameters_latent():
     pyro.set_rng_seed(0)
-    model = BayesianHypernet([2, 4, 1], parameterization="unit", embedding_dim=2, hidden_dim=3,
-                             hypernet_prior_scale=1.0, hypernet_posterior=True).double()
+    model = BayesianHypernet(
+        [2, 4, 1],
+        parameterization="unit",
+        embedding_dim=2,
+        hidden_dim=3,
+        hypernet_prior_scale=1.0,
+        hypernet_posterior=True,
+    ).double()
     x, y = torch.randn(9, 2, dtype=torch.float64), torch.randn(9, dtype=torch.float64)
     model.fit(x, y, num_steps=2)
     trace = pyro.poutine.trace(model.model).get_trace(x, y)
@@ -301,7 +365,11 @@ def test_predict_before_fit_samples_the_prior_guide(task, widths):
     x = torch.randn(5, 3)
     model.predict(x, num_samples=2)
     trace = pyro.poutine.trace(model.guide).get_trace(x)
-    latent = {name for name, site in trace.nodes.items()
-              if site["type"] == "sample" and not name.startswith("units")
-              and not name.endswith("_unconstrained")}
+    latent = {
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+        and not name.startswith("units")
+        and not name.endswith("_unconstrained")
+    }
     assert latent == {"z.units0", "z.units1", "z.units2"}

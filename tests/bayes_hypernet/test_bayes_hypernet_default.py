@@ -23,16 +23,28 @@ EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "bayes_hypernet_one_l
 def test_default_is_a_mean_field_bnn_and_the_old_default_is_one_argument_away():
     config = BayesianHypernet([1, 8, 1], task="regression").config()
     assert (config["parameterization"], config["generator"], config["embedding_dim"]) == (
-        "layer", "identity", None)
+        "layer",
+        "identity",
+        None,
+    )
     assert (config["activation"], config["init_scale"], config["guide"]) == (
-        "tanh", 0.01, "mean_field")
+        "tanh",
+        0.01,
+        "mean_field",
+    )
     classifier = BayesianHypernet([4, 8, 3], task="classification").config()
     assert (classifier["generator"], classifier["activation"]) == ("identity", "relu")
-    for old in (BayesianHypernet([1, 8, 1], generator="linear"),
-                BayesianHypernet([1, 8, 1], embedding_dim=8)):
+    for old in (
+        BayesianHypernet([1, 8, 1], generator="linear"),
+        BayesianHypernet([1, 8, 1], embedding_dim=8),
+    ):
         config = old.config()
-        assert (config["generator"], config["embedding_dim"], config["activation"],
-                config["init_scale"]) == ("linear", 8, "relu", 0.1)
+        assert (
+            config["generator"],
+            config["embedding_dim"],
+            config["activation"],
+            config["init_scale"],
+        ) == ("linear", 8, "relu", 0.1)
 
 
 def test_fit_decays_the_learning_rate_unless_told_not_to():

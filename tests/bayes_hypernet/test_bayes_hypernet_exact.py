@@ -21,21 +21,24 @@ def regression_problem():
     x1 = torch.randn(30, generator=g, dtype=torch.float64)
     # Strongly correlated inputs make the posterior covariance far from diagonal.
     x = torch.stack([x1, 0.8 * x1 + 0.6 * torch.randn(30, generator=g, dtype=torch.float64)], -1)
-    y = x @ torch.tensor([1.0, -2.0], dtype=torch.float64) + 0.5 + SIGMA * torch.randn(
-        30, generator=g, dtype=torch.float64)
+    y = (
+        x @ torch.tensor([1.0, -2.0], dtype=torch.float64)
+        + 0.5
+        + SIGMA * torch.randn(30, generator=g, dtype=torch.float64)
+    )
     design = torch.cat([x, torch.ones(30, 1, dtype=x.dtype)], -1)
-    precision = design.T @ design / SIGMA ** 2 + torch.eye(3, dtype=x.dtype) / ALPHA ** 2
+    precision = design.T @ design / SIGMA**2 + torch.eye(3, dtype=x.dtype) / ALPHA**2
     covariance = torch.linalg.inv(precision)
-    return x, y, covariance @ design.T @ y / SIGMA ** 2, covariance, precision
+    return x, y, covariance @ design.T @ y / SIGMA**2, covariance, precision
 
 
 def fit(guide, x, y, steps=800):
     pyro.set_rng_seed(0)
-    model = BayesianHypernet([2, 1], generator="identity", guide=guide, noise_scale=SIGMA,
-                             prior_scale=ALPHA).double()
+    model = BayesianHypernet(
+        [2, 1], generator="identity", guide=guide, noise_scale=SIGMA, prior_scale=ALPHA
+    ).double()
     # Many vectorized particles and a decaying step keep the final iterate near the optimum.
-    model.fit(x, y, num_steps=steps, lr=0.05, num_particles=16,
-              lr_schedule=Cosine(1.0, 0.0, steps))
+    model.fit(x, y, num_steps=steps, lr=0.05, num_particles=16, lr_schedule=Cosine(1.0, 0.0, steps))
     return model
 
 
@@ -54,7 +57,7 @@ def test_full_rank_guide_recovers_the_exact_posterior():
     assert correlation < -0.6
     assert abs(fitted_correlation - correlation) < 0.05
     # The generated weights are the latent vector itself.
-    (weight, bias), = model.sample_weights(x, 3)
+    ((weight, bias),) = model.sample_weights(x, 3)
     assert weight.shape == (3, 1, 2) and bias.shape == (3, 1) and weight.dtype == torch.float64
 
 
@@ -75,20 +78,26 @@ def test_kl_weight_targets_the_tempered_posterior():
     x, y, _, _, _ = regression_problem()
     beta = 0.25
     design = torch.cat([x, torch.ones(30, 1, dtype=x.dtype)], -1)
-    precision = design.T @ design / (beta * SIGMA ** 2) + torch.eye(3, dtype=x.dtype) / ALPHA ** 2
+    precision = design.T @ design / (beta * SIGMA**2) + torch.eye(3, dtype=x.dtype) / ALPHA**2
     covariance = torch.linalg.inv(precision)
-    mean = covariance @ design.T @ y / (beta * SIGMA ** 2)
+    mean = covariance @ design.T @ y / (beta * SIGMA**2)
     pyro.set_rng_seed(0)
-    model = BayesianHypernet([2, 1], generator="identity", guide="full_rank", noise_scale=SIGMA,
-                             prior_scale=ALPHA, kl_weight=beta).double()
+    model = BayesianHypernet(
+        [2, 1],
+        generator="identity",
+        guide="full_rank",
+        noise_scale=SIGMA,
+        prior_scale=ALPHA,
+        kl_weight=beta,
+    ).double()
     # The narrower posterior takes the guide's scale longer to reach than the untempered one.
-    model.fit(x, y, num_steps=2000, lr=0.05, num_particles=16,
-              lr_schedule=Cosine(1.0, 0.0, 2000))
+    model.fit(x, y, num_steps=2000, lr=0.05, num_particles=16, lr_schedule=Cosine(1.0, 0.0, 2000))
     posterior = model.autoguide.get_posterior()
     assert torch.allclose(posterior.loc.detach(), mean, atol=0.02)
     relative = (posterior.covariance_matrix.detach() - covariance).norm() / covariance.norm()
     assert relative < 0.1
     # ... which is about β times the untempered posterior covariance here (data dominate).
-    untempered = torch.linalg.inv(design.T @ design / SIGMA ** 2
-                                  + torch.eye(3, dtype=x.dtype) / ALPHA ** 2)
+    untempered = torch.linalg.inv(
+        design.T @ design / SIGMA**2 + torch.eye(3, dtype=x.dtype) / ALPHA**2
+    )
     assert posterior.covariance_matrix.detach().trace() < 0.4 * untempered.trace()

@@ -15,8 +15,9 @@ from probnets.train import Cosine
 
 
 def epistemic(model):
-    return {name: model.predict(x, 100).epistemic_std.mean().item()
-            for name, x in gap_regions().items()}
+    return {
+        name: model.predict(x, 100).epistemic_std.mean().item() for name, x in gap_regions().items()
+    }
 
 
 def train(steps, num_points=60, width=16, lr=0.03, **kwargs):
@@ -28,8 +29,7 @@ def train(steps, num_points=60, width=16, lr=0.03, **kwargs):
 
 
 def test_unit_embeddings_are_uncertain_inside_the_gap():
-    model = train(600, parameterization="unit", embedding_dim=2, hidden_dim=16,
-                  activation="tanh")
+    model = train(600, parameterization="unit", embedding_dim=2, hidden_dim=16, activation="tanh")
     std = epistemic(model)
     assert std["gap"] > 2 * std["data"], std
 
@@ -49,8 +49,16 @@ def test_uncompressed_limit_is_several_times_more_uncertain_in_the_gap_and_outsi
     # N(0, 1) prior on every weight. This is the target, on the predictive std (noise
     # included), at the guide's full size (120 points, 1-32-32-1); the guide measured gap
     # ratios 7.2-10.0 and outside ratios 4.3-6.0 over seeds 0-2.
-    model = train(2000, num_points=120, width=32, lr=0.01, generator="identity",
-                  embedding_dim=None, activation="tanh", init_scale=0.01)
+    model = train(
+        2000,
+        num_points=120,
+        width=32,
+        lr=0.01,
+        generator="identity",
+        embedding_dim=None,
+        activation="tanh",
+        init_scale=0.01,
+    )
     regions = gap_regions()
     predictions = {name: model.predict(x, 100) for name, x in regions.items()}
     std = {name: p.std.mean().item() for name, p in predictions.items()}

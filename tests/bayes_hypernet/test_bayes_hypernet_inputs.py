@@ -18,20 +18,29 @@ def regression_data(num=12, dtype=torch.float32):
     return x, x.sum(-1).sin()
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"target": [2, -3, 1]}, ValueError, "target must list at least two positive int widths"),
-    ({"target": [2, 1], "noise_scale": math.inf}, ValueError, "noise_scale must be a positive"),
-    ({"target": [2, 1], "noise_scale": math.nan}, ValueError, "noise_scale must be a positive"),
-    ({"target": [2, 1], "prior_scale": 0.0}, ValueError, "prior_scale must be a positive"),
-    ({"target": [2, 1], "init_scale": -0.1}, ValueError, "init_scale must be a positive"),
-    ({"target": [2, 1], "hidden_dim": 2.5}, ValueError, "hidden_dim must be a positive int"),
-    ({"target": [2, 1], "flow_transforms": 0}, ValueError,
-     "flow_transforms must be a positive int"),
-    ({"target": [2, 1], "flow_hidden": [8, 0]}, ValueError, "flow_hidden must be"),
-    ({"target": [2, 1], "hypernet_posterior": "yes"}, TypeError,
-     "hypernet_posterior must be a bool"),
-    ({"target": [2, 1], "kl_weight": math.inf}, ValueError, "kl_weight must be a positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"target": [2, -3, 1]}, ValueError, "target must list at least two positive int widths"),
+        ({"target": [2, 1], "noise_scale": math.inf}, ValueError, "noise_scale must be a positive"),
+        ({"target": [2, 1], "noise_scale": math.nan}, ValueError, "noise_scale must be a positive"),
+        ({"target": [2, 1], "prior_scale": 0.0}, ValueError, "prior_scale must be a positive"),
+        ({"target": [2, 1], "init_scale": -0.1}, ValueError, "init_scale must be a positive"),
+        ({"target": [2, 1], "hidden_dim": 2.5}, ValueError, "hidden_dim must be a positive int"),
+        (
+            {"target": [2, 1], "flow_transforms": 0},
+            ValueError,
+            "flow_transforms must be a positive int",
+        ),
+        ({"target": [2, 1], "flow_hidden": [8, 0]}, ValueError, "flow_hidden must be"),
+        (
+            {"target": [2, 1], "hypernet_posterior": "yes"},
+            TypeError,
+            "hypernet_posterior must be a bool",
+        ),
+        ({"target": [2, 1], "kl_weight": math.inf}, ValueError, "kl_weight must be a positive"),
+    ],
+)
 def test_constructor_refuses_bad_arguments_by_name(kwargs, error, match):
     with pytest.raises(error, match=match):
         BayesianHypernet(**kwargs)
@@ -53,14 +62,23 @@ def bad_fit_inputs():
         ({"x": x[:, :1], "y": y}, ValueError, "x must have shape (N, 2)"),
         ({"x": x, "y": y[:5]}, ValueError, "y must have shape (12,) or (12, 1), got (5,)"),
         ({"x": x[:0], "y": y[:0]}, ValueError, "x must hold at least one example"),
-        ({"x": x.long(), "y": y}, TypeError,
-         "x must be a floating-point tensor, got torch.int64; convert it with x.float()"),
-        ({"x": x.double(), "y": y}, TypeError,
-         "x has dtype torch.float64 but the model computes in torch.float32; pass x.float()"),
+        (
+            {"x": x.long(), "y": y},
+            TypeError,
+            "x must be a floating-point tensor, got torch.int64; convert it with x.float()",
+        ),
+        (
+            {"x": x.double(), "y": y},
+            TypeError,
+            "x has dtype torch.float64 but the model computes in torch.float32; pass x.float()",
+        ),
         ({"x": x, "y": y.long()}, TypeError, "convert it with y.float()"),
         ({"x": x, "y": None}, ValueError, "y is required"),
-        ({"x": x.tolist(), "y": y}, TypeError,
-         "x must be a torch.Tensor or a numpy array when y is"),
+        (
+            {"x": x.tolist(), "y": y},
+            TypeError,
+            "x must be a torch.Tensor or a numpy array when y is",
+        ),
         ({"x": x, "y": y, "num_steps": 0}, ValueError, "num_steps must be a positive int"),
         ({"x": x, "y": y, "lr": math.nan}, ValueError, "lr must be a positive number"),
         ({"x": x, "y": y, "lr": -1e-3}, ValueError, "lr must be a positive number"),
@@ -119,13 +137,16 @@ def test_numpy_arrays_are_converted_to_the_models_dtype():
 
 def test_predict_refuses_no_rows():
     model = BayesianHypernet([2, 3, 1], embedding_dim=2)
-    with pytest.raises(ValueError, match=re.escape("x must hold at least one example, got shape "
-                                                   "(0, 2)")):
+    with pytest.raises(
+        ValueError, match=re.escape("x must hold at least one example, got shape (0, 2)")
+    ):
         model.predict(np.zeros((0, 2)), num_samples=3)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"parameterization": "unit", "embedding_dim": 2,
-                                         "noise": "learned", "guide": "flow"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"parameterization": "unit", "embedding_dim": 2, "noise": "learned", "guide": "flow"}],
+)
 def test_fit_out_dir_checkpoint_loads_with_its_own_load(tmp_path, kwargs):
     pyro.set_rng_seed(0)
     x, y = regression_data(dtype=torch.float64)

@@ -13,9 +13,27 @@ from probnets.cli import main
 
 def test_gap1d_run_writes_metrics_and_bands(tmp_path):
     out = str(tmp_path / "run")
-    code = main(["train", "bayes-hypernet", "--problem", "gap1d", "--steps", "4", "--width", "8",
-                 "--guide", "flow", "--num-samples", "3", "--out", out, "--no-progress",
-                 "--dtype", "float64"])
+    code = main(
+        [
+            "train",
+            "bayes-hypernet",
+            "--problem",
+            "gap1d",
+            "--steps",
+            "4",
+            "--width",
+            "8",
+            "--guide",
+            "flow",
+            "--num-samples",
+            "3",
+            "--out",
+            out,
+            "--no-progress",
+            "--dtype",
+            "float64",
+        ]
+    )
     assert code == 0
     assert os.path.getsize(os.path.join(out, "predictive_bands.png")) > 0
     with open(os.path.join(out, "summary.json")) as f:
@@ -39,16 +57,33 @@ def _train(tmp_path, *extra):
 
 def _evaluate(checkpoint, data, capsys, *extra):
     capsys.readouterr()
-    assert main(["eval", "bayes-hypernet", "--checkpoint", checkpoint, "--data", data, "--json",
-                 *extra]) == 0
+    assert (
+        main(
+            ["eval", "bayes-hypernet", "--checkpoint", checkpoint, "--data", data, "--json", *extra]
+        )
+        == 0
+    )
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def test_eval_regression_scores_the_right_targets_above_wrong_ones(tmp_path, capsys):
     from probnets.models.bayes_hypernet.toy import gap_regression
 
-    checkpoint = _train(tmp_path, "--problem", "gap1d", "--steps", "300", "--width", "16",
-                        "--lr", "0.03", "--seed", "0", "--dtype", "float64")
+    checkpoint = _train(
+        tmp_path,
+        "--problem",
+        "gap1d",
+        "--steps",
+        "300",
+        "--width",
+        "16",
+        "--lr",
+        "0.03",
+        "--seed",
+        "0",
+        "--dtype",
+        "float64",
+    )
     x, y = gap_regression(60, noise=0.1, seed=5, dtype=torch.float64)
     good, wrong = str(tmp_path / "good.npz"), str(tmp_path / "wrong.npz")
     np.savez(good, x=x.numpy(), y=y.numpy())
@@ -64,8 +99,21 @@ def test_eval_regression_scores_the_right_targets_above_wrong_ones(tmp_path, cap
 def test_eval_classification_reports_accuracy_and_calibration(tmp_path, capsys):
     from probnets.data import load_mnist
 
-    checkpoint = _train(tmp_path, "--problem", "mnist", "--steps", "150", "--width", "32",
-                        "--num-train", "1000", "--num-test", "100", "--seed", "0")
+    checkpoint = _train(
+        tmp_path,
+        "--problem",
+        "mnist",
+        "--steps",
+        "150",
+        "--width",
+        "32",
+        "--num-train",
+        "1000",
+        "--num-test",
+        "100",
+        "--seed",
+        "0",
+    )
     test = load_mnist("test")
     data = str(tmp_path / "digits.npz")
     keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(1))[:300]
@@ -87,9 +135,23 @@ def test_eval_rejects_bad_data(tmp_path, capsys):
 
 
 def test_identity_generator_and_init_scale_reach_the_checkpoint(tmp_path):
-    checkpoint = _train(tmp_path, "--problem", "gap1d", "--steps", "2", "--width", "8",
-                        "--parameterization", "layer", "--generator", "identity",
-                        "--init-scale", "0.01", "--num-samples", "3")
+    checkpoint = _train(
+        tmp_path,
+        "--problem",
+        "gap1d",
+        "--steps",
+        "2",
+        "--width",
+        "8",
+        "--parameterization",
+        "layer",
+        "--generator",
+        "identity",
+        "--init-scale",
+        "0.01",
+        "--num-samples",
+        "3",
+    )
     config = torch.load(checkpoint, weights_only=False)["extra"]["config"]
     assert config["generator"] == "identity" and config["embedding_dim"] is None
     assert config["init_scale"] == 0.01
@@ -99,10 +161,29 @@ def test_input_unit_model_with_kl_weight_trains_reloads_and_classifies(tmp_path,
     from probnets.data import load_mnist
     from probnets.models.bayes_hypernet import BayesianHypernet
 
-    checkpoint = _train(tmp_path, "--problem", "mnist", "--steps", "150", "--width", "32",
-                        "--num-train", "1000", "--num-test", "100", "--seed", "0",
-                        "--parameterization", "input_unit", "--embedding-dim", "4",
-                        "--kl-weight", "0.1", "--num-samples", "5")
+    checkpoint = _train(
+        tmp_path,
+        "--problem",
+        "mnist",
+        "--steps",
+        "150",
+        "--width",
+        "32",
+        "--num-train",
+        "1000",
+        "--num-test",
+        "100",
+        "--seed",
+        "0",
+        "--parameterization",
+        "input_unit",
+        "--embedding-dim",
+        "4",
+        "--kl-weight",
+        "0.1",
+        "--num-samples",
+        "5",
+    )
     model = BayesianHypernet.load(checkpoint)
     assert (model.parameterization, model.kl_weight, model.embedding_dim) == ("input_unit", 0.1, 4)
     digits = load_mnist("test")
@@ -130,9 +211,9 @@ def test_default_run_is_the_models_default(problem, activation):
     schedule = parse_schedule(config.lr_schedule, config.steps)
     assert schedule(0) == pytest.approx(1.0) and schedule(config.steps) == pytest.approx(0.1)
     assert schedule(config.steps // 2) == pytest.approx(0.55)
-    earlier = _make_model(BayesHypernetConfig(problem=problem, generator="linear",
-                                              init_scale=0.1), widths, task)
+    earlier = _make_model(
+        BayesHypernetConfig(problem=problem, generator="linear", init_scale=0.1), widths, task
+    )
     assert (earlier.generator, earlier.embedding_dim, earlier.init_scale) == ("linear", 8, 0.1)
-    unit = _make_model(BayesHypernetConfig(problem=problem, parameterization="unit"), widths,
-                       task)
+    unit = _make_model(BayesHypernetConfig(problem=problem, parameterization="unit"), widths, task)
     assert (unit.parameterization, unit.embedding_dim) == ("unit", 2)

@@ -19,7 +19,7 @@ def test_interpolates_with_small_noise_and_reverts_to_the_prior_far_away():
     far = gp.predict(torch.tensor([[40.0]], dtype=torch.float64))
     torch.testing.assert_close(far.mean, torch.zeros(1, dtype=torch.float64))
     torch.testing.assert_close(far.epistemic_std, torch.full((1,), 1.5, dtype=torch.float64))
-    torch.testing.assert_close(far.std ** 2, far.epistemic_std ** 2 + far.aleatoric_std ** 2)
+    torch.testing.assert_close(far.std**2, far.epistemic_std**2 + far.aleatoric_std**2)
 
 
 def test_matches_conditioning_the_joint_gaussian():
@@ -30,7 +30,7 @@ def test_matches_conditioning_the_joint_gaussian():
     gp = GaussianProcessRegression(x, y, lengthscale=0.8, noise_scale=0.3)
     # Joint covariance of (f(x_new), y), conditioned with a plain linear solve.
     points = torch.cat([x_new, x])
-    k = torch.exp(-0.5 * (points - points.T) ** 2 / 0.8 ** 2)
+    k = torch.exp(-0.5 * (points - points.T) ** 2 / 0.8**2)
     k_ff, k_fy, k_yy = k[:5, :5], k[:5, 5:], k[5:, 5:] + 0.09 * torch.eye(7, dtype=k.dtype)
     mean = k_fy @ torch.linalg.solve(k_yy, y)
     cov = k_ff - k_fy @ torch.linalg.solve(k_yy, k_fy.T)
@@ -41,18 +41,23 @@ def test_matches_conditioning_the_joint_gaussian():
 
 def test_gap_ratios_shrink_as_the_lengthscale_grows():
     x, y = gap_regression(120, seed=0, dtype=torch.float64)
-    rows = [gap_metrics(GaussianProcessRegression(x, y, lengthscale=ell), None)
-            for ell in (0.5, 1.0, 1.5)]
+    rows = [
+        gap_metrics(GaussianProcessRegression(x, y, lengthscale=ell), None)
+        for ell in (0.5, 1.0, 1.5)
+    ]
     gaps = [row["std_ratio_gap"] for row in rows]
     assert gaps[0] > 5 > gaps[1] > gaps[2] > 1, gaps
     assert all(row["std_ratio_outside"] > 5 for row in rows)
     assert all(row["rmse_data"] < 0.05 for row in rows)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lengthscale": 0.0}, "lengthscale"),
-    ({"noise_scale": -1.0}, "noise_scale"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lengthscale": 0.0}, "lengthscale"),
+        ({"noise_scale": -1.0}, "noise_scale"),
+    ],
+)
 def test_rejects_bad_scales(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GaussianProcessRegression(torch.zeros(3, 1), torch.zeros(3), **kwargs)

@@ -22,7 +22,8 @@ def write_idx(path, array, gz=True):
     codes = {np.uint8: 0x08, np.int32: 0x0C, np.float32: 0x0D}
     code = codes[array.dtype.type]
     header = bytes([0, 0, code, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     body = array.astype(array.dtype.newbyteorder(">")).tobytes()
     opener = gzip.open if gz else open
     with opener(path, "wb") as f:
@@ -156,6 +157,7 @@ def unwritable_directory(tmp_path, kind, monkeypatch=None):
     """A cache root that cannot be written: a read-only directory, a path through a file, or
     (``"denied"``, which also runs as root) a directory where creating files is refused."""
     if kind == "denied":
+
         def refuse(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
 
@@ -177,8 +179,9 @@ def unwritable_directory(tmp_path, kind, monkeypatch=None):
 def test_unwritable_data_directory_falls_back_offline_and_says_so(tmp_path, monkeypatch, kind):
     fake_official(tmp_path, monkeypatch)
     requested = []
-    monkeypatch.setattr(mnist_module.urllib.request, "urlopen",
-                        lambda url, timeout: requested.append(url))
+    monkeypatch.setattr(
+        mnist_module.urllib.request, "urlopen", lambda url, timeout: requested.append(url)
+    )
     root = unwritable_directory(tmp_path, kind, monkeypatch)
     monkeypatch.setenv("PROBNETS_DATA", str(root))
     with pytest.warns(UserWarning, match=f"cache directory {root / 'mnist'} is not writable"):
@@ -304,8 +307,9 @@ def test_check_images_and_labels_messages():
 
 def fake_digits(split, root=None, download=True):
     g = torch.Generator().manual_seed(int(split == "test"))
-    return mnist_module.MNIST(torch.rand(20, 28, 28, generator=g) * 0.45,
-                              torch.arange(20) % 10, "fake")
+    return mnist_module.MNIST(
+        torch.rand(20, 28, 28, generator=g) * 0.45, torch.arange(20) % 10, "fake"
+    )
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncate", "empty", "wrong-shape"])
@@ -315,12 +319,17 @@ def test_corrupted_multi_mnist_cache_is_named_and_rebuilt(tmp_path, monkeypatch,
     (path,) = (tmp_path / "multi_mnist").iterdir()
     good = path.read_bytes()
     if damage == "wrong-shape":
-        np.savez_compressed(path, images=np.zeros((3, 50, 50), np.float32),
-                            counts=np.zeros(3, np.int64), labels=np.zeros((3, 2), np.int64),
-                            boxes=np.zeros((3, 2, 4), np.float32))
+        np.savez_compressed(
+            path,
+            images=np.zeros((3, 50, 50), np.float32),
+            counts=np.zeros(3, np.int64),
+            labels=np.zeros((3, 2), np.int64),
+            boxes=np.zeros((3, 2, 4), np.float32),
+        )
     else:
-        path.write_bytes({"garbage": b"not an archive", "truncate": good[: len(good) // 2],
-                          "empty": b""}[damage])
+        path.write_bytes(
+            {"garbage": b"not an archive", "truncate": good[: len(good) // 2], "empty": b""}[damage]
+        )
     with pytest.warns(mnist_module.DataCacheWarning, match=f"multi-MNIST cache {path} "):
         again = multi_module.multi_mnist(8, split="train", root=tmp_path)
     for name in ("images", "counts", "labels", "boxes"):
@@ -338,8 +347,11 @@ def test_unwritable_multi_mnist_cache_builds_the_set_and_says_so(tmp_path, monke
     monkeypatch.setattr(multi_module, "load_mnist", fake_digits)
     expected = multi_module.multi_mnist(8, split="test", root=tmp_path / "writable")
     root = unwritable_directory(tmp_path, kind, monkeypatch)
-    with pytest.warns(mnist_module.DataCacheWarning, match="could not write the multi-MNIST cache"
-                      r".*not writable.*used without caching"):
+    with pytest.warns(
+        mnist_module.DataCacheWarning,
+        match="could not write the multi-MNIST cache"
+        r".*not writable.*used without caching",
+    ):
         data = multi_module.multi_mnist(8, split="test", root=root)
     assert torch.equal(data.images, expected.images)
 

@@ -33,12 +33,15 @@ def test_exact_gradient_matches_enumeration_in_float64():
     assert toy.expected_loss() == pytest.approx(float(loss.detach()))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(scales=()), "scales"),
-    (dict(scales=(1.0, -1.0)), "scales"),
-    (dict(scales=(1.0, float("nan"))), "scales"),
-    (dict(target=1.5), "target"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(scales=()), "scales"),
+        (dict(scales=(1.0, -1.0)), "scales"),
+        (dict(scales=(1.0, float("nan"))), "scales"),
+        (dict(target=1.5), "target"),
+    ],
+)
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PlatedBernoulli(**kwargs)
@@ -52,7 +55,9 @@ def test_site_average_is_one_scalar_and_restores_as_one():
     for _ in range(3):
         per_element.loss_and_grads(toy.model, toy.guide)
         per_site.loss_and_grads(toy.model, toy.guide)
-    assert per_element.state_dict()["estimators"]["score"]["baselines"]["averages"]["b"].shape == (3,)
+    assert per_element.state_dict()["estimators"]["score"]["baselines"]["averages"]["b"].shape == (
+        3,
+    )
     site_average = per_site.state_dict()["estimators"]["score"]["baselines"]["averages"]["b"]
     assert site_average.shape == ()
     restored = ScoreFunction_ELBO(baseline="decaying_avg_site")
@@ -64,9 +69,13 @@ def test_site_average_is_one_scalar_and_restores_as_one():
 def test_harness_shows_per_element_averages_beat_one_per_site(tmp_path):
     names = ["score", "score+avg", "score+avg-site"]
     report, _ = run_variance(
-        lambda: plate_problem(SCALES, dtype=torch.float64), standard_estimators(names),
-        str(tmp_path), num_samples=300, cv_tune_steps={"score+avg": 100, "score+avg-site": 100},
-        seed=0)
+        lambda: plate_problem(SCALES, dtype=torch.float64),
+        standard_estimators(names),
+        str(tmp_path),
+        num_samples=300,
+        cv_tune_steps={"score+avg": 100, "score+avg-site": 100},
+        seed=0,
+    )
     stats = report.estimators
     # both unbiased
     for name in names:
@@ -79,9 +88,28 @@ def test_harness_shows_per_element_averages_beat_one_per_site(tmp_path):
 
 def test_variance_command_runs_the_plate_problem(tmp_path, capsys):
     out = tmp_path / "plate"
-    assert main(["variance", "plate", "--out", str(out), "--scales", "1", "50",
-                 "--samples", "30", "--tune", "20", "--float64",
-                 "--estimators", "score+avg", "score+avg-site"]) == 0
+    assert (
+        main(
+            [
+                "variance",
+                "plate",
+                "--out",
+                str(out),
+                "--scales",
+                "1",
+                "50",
+                "--samples",
+                "30",
+                "--tune",
+                "20",
+                "--float64",
+                "--estimators",
+                "score+avg",
+                "score+avg-site",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "variance.json").read_text())
     assert report["meta"]["problem"] == "plate_1-50"
     assert (out / "variance.png").exists()

@@ -27,9 +27,15 @@ def test_air_problem_follows_the_images_dtype_and_measures_only_the_guide():
     assert fixed.shape == (3, 50, 50) and fixed.dtype == torch.float64
     (batch,) = problem.batch_args(4)
     assert batch.shape == (3, 50, 50)
-    assert torch.equal(batch, problem.batch_args(4)[0])   # seeded by step
-    report = measure({"trace": Trace_ELBO()}, problem.model, problem.guide, *problem.args,
-                     num_samples=2, params=problem.params)
+    assert torch.equal(batch, problem.batch_args(4)[0])  # seeded by step
+    report = measure(
+        {"trace": Trace_ELBO()},
+        problem.model,
+        problem.guide,
+        *problem.args,
+        num_samples=2,
+        params=problem.params,
+    )
     assert all(pyro.param(name).dtype == torch.float64 for name in problem.params)
     assert report.estimators["trace"].num_params > 0
     accuracy = problem.evaluate()["count_accuracy"]

@@ -17,8 +17,23 @@ def small_toy():
 
 def test_custom_factory_runs_and_matches_the_toy_problem(tmp_path, capsys):
     out = tmp_path / "custom"
-    assert main(["variance", "custom", "--factory", f"{__name__}:small_toy", "--out", str(out),
-                 "--samples", "20", "--estimators", "score"]) == 0
+    assert (
+        main(
+            [
+                "variance",
+                "custom",
+                "--factory",
+                f"{__name__}:small_toy",
+                "--out",
+                str(out),
+                "--samples",
+                "20",
+                "--estimators",
+                "score",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "variance.json").read_text())
     assert report["meta"]["problem"] == "toy_t0.45"
     assert report["params"] == ["theta"]
@@ -27,12 +42,15 @@ def test_custom_factory_runs_and_matches_the_toy_problem(tmp_path, capsys):
     assert "score" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("factory, message", [
-    ("nomodule", "must be 'module:function'"),
-    ("probnets_no_such_module:make", "No module named"),
-    ("probnets.experiments:no_such_factory", "has no attribute 'no_such_factory'"),
-    ("probnets.experiments:ADAPTIVE_ESTIMATORS", "is not callable"),
-])
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        ("nomodule", "must be 'module:function'"),
+        ("probnets_no_such_module:make", "No module named"),
+        ("probnets.experiments:no_such_factory", "has no attribute 'no_such_factory'"),
+        ("probnets.experiments:ADAPTIVE_ESTIMATORS", "is not callable"),
+    ],
+)
 def test_bad_factory_is_a_one_line_error(tmp_path, capsys, factory, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["variance", "custom", "--factory", factory, "--out", str(tmp_path / "x")])
@@ -82,19 +100,46 @@ def plugin_module(tmp_path, monkeypatch):
 
 def test_an_estimator_the_factory_module_registers_can_be_compared(tmp_path, plugin_module):
     out = tmp_path / "plugin"
-    assert main(["variance", "custom", "--factory", f"{plugin_module}:problem", "--out",
-                 str(out), "--samples", "20", "--estimators", "score", "plugin-score"]) == 0
+    assert (
+        main(
+            [
+                "variance",
+                "custom",
+                "--factory",
+                f"{plugin_module}:problem",
+                "--out",
+                str(out),
+                "--samples",
+                "20",
+                "--estimators",
+                "score",
+                "plugin-score",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "variance.json").read_text())
     assert list(report["estimators"]) == ["score", "plugin-score"]
     # the plugin is the score function under another name: same draws, same variance
     assert report["estimators"]["plugin-score"]["variance"] == pytest.approx(
-        report["estimators"]["score"]["variance"])
+        report["estimators"]["score"]["variance"]
+    )
 
 
 def test_an_unknown_estimator_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main(["variance", "custom", "--factory", f"{__name__}:small_toy", "--out",
-              str(tmp_path / "x"), "--estimators", "no-such-estimator"])
+        main(
+            [
+                "variance",
+                "custom",
+                "--factory",
+                f"{__name__}:small_toy",
+                "--out",
+                str(tmp_path / "x"),
+                "--estimators",
+                "no-such-estimator",
+            ]
+        )
     text = str(exit_info.value.code)
     assert text.startswith("probnets: error: --estimators") and "no-such-estimator" in text
     assert "\n" not in text

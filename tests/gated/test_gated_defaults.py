@@ -27,8 +27,9 @@ def test_defaults_are_the_documented_sparse_setting():
     assert net.noise_scale_mode == "auto"
     elbo = net.default_estimator()
     assert isinstance(elbo, Relaxed_ELBO) and elbo.temperature == 0.5
-    assert isinstance(NeuronDAG(2, 1, 1, gate="hard_concrete").default_estimator(),
-                      pyro.infer.Trace_ELBO)
+    assert isinstance(
+        NeuronDAG(2, 1, 1, gate="hard_concrete").default_estimator(), pyro.infer.Trace_ELBO
+    )
     # The likelihood's scale is each output's standard deviation in the training targets.
     pyro.clear_param_store()
     x = torch.randn(64, 2)
@@ -39,8 +40,9 @@ def test_defaults_are_the_documented_sparse_setting():
     # The old estimator and the learned noise scale are one argument away.
     pyro.clear_param_store()
     old = NeuronDAG(2, 1, 1, noise_scale=None, prior=BernoulliPrior(0.1), init_logit=2.0)
-    result = old.fit(torch.randn(8, 2), torch.randn(8, 1), num_steps=2,
-                     estimator=pyro.infer.TraceGraph_ELBO())
+    result = old.fit(
+        torch.randn(8, 2), torch.randn(8, 1), num_steps=2, estimator=pyro.infer.TraceGraph_ELBO()
+    )
     assert len(old.history["loss"]) == 2 and result.step == 2 and old.noise_scale_mode == "learned"
 
 
@@ -58,8 +60,7 @@ def test_one_liner_recovers_a_small_unseen_teacher(seed):
 
 def test_one_liner_in_float64_from_numpy():
     torch.set_num_threads(1)
-    teacher = sparse_linear_teacher(3, 1, 2, 300, noise_scale=0.05, seed=7002,
-                                    dtype=torch.float64)
+    teacher = sparse_linear_teacher(3, 1, 2, 300, noise_scale=0.05, seed=7002, dtype=torch.float64)
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     net = NeuronDAG(3, 2, 1).double()
@@ -78,8 +79,10 @@ def test_layer_dag_one_liner_cuts_unused_input_channels():
     assert not used.all()
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    blocks = [nn.Sequential(nn.Flatten(), nn.LazyLinear(8), nn.Tanh()),
-              nn.Sequential(nn.Flatten(), nn.LazyLinear(3))]
+    blocks = [
+        nn.Sequential(nn.Flatten(), nn.LazyLinear(8), nn.Tanh()),
+        nn.Sequential(nn.Flatten(), nn.LazyLinear(3)),
+    ]
     net = LayerDAG(blocks, (6, 1, 1), gate_per="feature_map", likelihood="normal")
     net.fit(teacher.x.view(-1, 6, 1, 1), teacher.y, num_steps=500)
     assert torch.equal(net.dependencies(), used)

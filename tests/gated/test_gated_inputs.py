@@ -17,8 +17,10 @@ def _neuron_dag():
 
 def _layer_dag(likelihood="normal"):
     pyro.clear_param_store()
-    blocks = [nn.Sequential(nn.Flatten(), nn.LazyLinear(4), nn.Tanh()),
-              nn.Sequential(nn.Flatten(), nn.LazyLinear(2))]
+    blocks = [
+        nn.Sequential(nn.Flatten(), nn.LazyLinear(4), nn.Tanh()),
+        nn.Sequential(nn.Flatten(), nn.LazyLinear(2)),
+    ]
     return LayerDAG(blocks, (3, 1, 1), gate_per="feature_map", likelihood=likelihood)
 
 
@@ -45,12 +47,20 @@ BAD_DATA = [
     (torch.randn(5, 3), torch.randn(4, 2), ValueError, Y_SHAPE),
     (torch.randn(5, 3), torch.randn(5), ValueError, "y: expected floating targets"),
     (torch.randn(0, 3), torch.randn(0, 2), ValueError, "x: expected at least one example"),
-    (torch.randn(5, 3).double(), torch.randn(5, 2), TypeError,
-     r"x: expected a torch.float32 tensor .*got floating torch.float64; "
-     r"convert it with x.float\(\)"),
+    (
+        torch.randn(5, 3).double(),
+        torch.randn(5, 2),
+        TypeError,
+        r"x: expected a torch.float32 tensor .*got floating torch.float64; "
+        r"convert it with x.float\(\)",
+    ),
     (torch.randn(5, 3), torch.randn(5, 2).double(), TypeError, r"y: .*y.float\(\)"),
-    (torch.randint(3, (5, 3)), torch.randn(5, 2), TypeError,
-     r"x: expected a torch.float32 tensor .*non-floating torch.int64; .*x.float\(\)"),
+    (
+        torch.randint(3, (5, 3)),
+        torch.randn(5, 2),
+        TypeError,
+        r"x: expected a torch.float32 tensor .*non-floating torch.int64; .*x.float\(\)",
+    ),
     ([[0.0, 1.0, 2.0]], torch.randn(1, 2), TypeError, "x: expected a torch.Tensor or NumPy array"),
     (torch.randn(5, 3), "targets", TypeError, "y: expected a torch.Tensor or NumPy array"),
     (np.array([["a", "b", "c"]]), torch.randn(1, 2), TypeError, "x: expected a numeric NumPy"),

@@ -164,9 +164,16 @@ def test_flops_cost_prunes_feature_map_gates():
     for weight in (0.0, 0.2):
         pyro.clear_param_store()
         pyro.set_rng_seed(3)
-        m = LayerDAG(_blocks(), (2, 8, 8), merge="concat", gate_per="feature_map",
-                     gate="hard_concrete", init_logit=2.0, prior=BernoulliPrior(0.5),
-                     cost=CostPenalty(weight, "flops") if weight else None)
+        m = LayerDAG(
+            _blocks(),
+            (2, 8, 8),
+            merge="concat",
+            gate_per="feature_map",
+            gate="hard_concrete",
+            init_logit=2.0,
+            prior=BernoulliPrior(0.5),
+            cost=CostPenalty(weight, "flops") if weight else None,
+        )
         m.fit(x, y, num_steps=150, lr=0.01, gate_lr=0.1, gate_betas=(0.9, 0.9))
         costs = m.gate_costs("flops")
         carried[weight] = float((costs * (m.gate_probs() > 0.5)).sum() / costs.sum())

@@ -213,9 +213,9 @@ def test_permute_hidden_relabels_rows_and_columns():
 
 def test_path_strength_is_the_strongest_path_product():
     probs = torch.zeros(5, 5)  # inputs 0, 1; hidden 2, 3; output 4
-    probs[2, 0], probs[4, 2] = 0.9, 0.5   # 0 -> 2 -> 4: 0.45
-    probs[3, 0], probs[4, 3] = 0.6, 0.8   # 0 -> 3 -> 4: 0.48
-    probs[4, 1] = 0.3                     # 1 -> 4 directly
+    probs[2, 0], probs[4, 2] = 0.9, 0.5  # 0 -> 2 -> 4: 0.45
+    probs[3, 0], probs[4, 3] = 0.6, 0.8  # 0 -> 3 -> 4: 0.48
+    probs[4, 1] = 0.3  # 1 -> 4 directly
     torch.testing.assert_close(path_strength(probs, 2, 1), torch.tensor([[0.48, 0.3]]))
 
 

@@ -49,8 +49,14 @@ def test_guide_inclusion_probabilities_match_the_enumerated_optimum():
     pyro.clear_param_store()
     pyro.set_rng_seed(1)
     frozen = {"*weight": {"lr": 0.0}, "*bias": {"lr": 0.0}}
-    m.fit(x, y, 1000, estimator=DisARM_ELBO(num_particles=4, vectorize_particles=True),
-          gate_lr=0.05, param_groups=frozen)
+    m.fit(
+        x,
+        y,
+        1000,
+        estimator=DisARM_ELBO(num_particles=4, vectorize_particles=True),
+        gate_lr=0.05,
+        param_groups=frozen,
+    )
     q = m.gate_probs()
     assert (q - best).abs().max() < 0.1
     assert factorized_elbo(log_joint, q) > best_elbo - 1.0

@@ -26,13 +26,15 @@ def test_default_run_is_the_fit_default():
 
 
 def test_earlier_setting_is_one_flag_each():
-    config = GatedConfig(num_train=300, hidden=4, estimator="disarm", batch_size=100,
-                         noise_scale="1", progress=False)
+    config = GatedConfig(
+        num_train=300, hidden=4, estimator="disarm", batch_size=100, noise_scale="1", progress=False
+    )
     run = GatedTask().build(config, CPU)
     assert isinstance(run.loss, DisARM_ELBO)
     assert run.module.noise_scale_mode == "fixed" and run.module.fixed_noise_scale == 1.0
-    learned = GatedTask().build(GatedConfig(num_train=300, hidden=4, noise_scale="learned",
-                                            progress=False), CPU)
+    learned = GatedTask().build(
+        GatedConfig(num_train=300, hidden=4, noise_scale="learned", progress=False), CPU
+    )
     assert learned.module.noise_scale_mode == "learned"
 
 

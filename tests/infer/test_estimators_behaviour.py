@@ -65,8 +65,9 @@ def grads(elbo, calls):
     for _ in range(calls):
         elbo.loss_and_grads(model, guide)
         store = pyro.get_param_store()
-        out.append(torch.cat([store[n].unconstrained().grad.reshape(-1).clone()
-                              for n in ("theta", "phi")]))
+        out.append(
+            torch.cat([store[n].unconstrained().grad.reshape(-1).clone() for n in ("theta", "phi")])
+        )
         for n in store.keys():
             store[n].unconstrained().grad = None
     return torch.stack(out)
@@ -108,14 +109,28 @@ def test_rebar_keeps_conditional_dependence_on_logits(monkeypatch):
 @pytest.mark.parametrize(
     "make_elbo, cv_names",
     [
-        (lambda: ScoreFunction_ELBO(baseline="nvil", num_particles=4, vectorize_particles=True),
-         ["cv.nvil.b$$$0.weight", "cv.nvil.k$$$2.bias"]),
-        (lambda: REBAR_ELBO(num_particles=4, vectorize_particles=True),
-         ["cv.rebar.eta.theta", "cv.rebar.eta.phi", "cv.rebar.log_temperature.b",
-          "cv.rebar.log_temperature.k"]),
-        (lambda: RELAX_ELBO(num_particles=4, vectorize_particles=True),
-         ["cv.relax.surrogate.b$$$0.weight", "cv.relax.surrogate.k$$$2.weight", "cv.relax.eta.b",
-          "cv.relax.log_temperature.k"]),
+        (
+            lambda: ScoreFunction_ELBO(baseline="nvil", num_particles=4, vectorize_particles=True),
+            ["cv.nvil.b$$$0.weight", "cv.nvil.k$$$2.bias"],
+        ),
+        (
+            lambda: REBAR_ELBO(num_particles=4, vectorize_particles=True),
+            [
+                "cv.rebar.eta.theta",
+                "cv.rebar.eta.phi",
+                "cv.rebar.log_temperature.b",
+                "cv.rebar.log_temperature.k",
+            ],
+        ),
+        (
+            lambda: RELAX_ELBO(num_particles=4, vectorize_particles=True),
+            [
+                "cv.relax.surrogate.b$$$0.weight",
+                "cv.relax.surrogate.k$$$2.weight",
+                "cv.relax.eta.b",
+                "cv.relax.log_temperature.k",
+            ],
+        ),
     ],
     ids=["nvil", "rebar", "relax"],
 )
@@ -158,8 +173,11 @@ def test_rebar_temperature_and_eta_descend_the_variance():
             for n in store.keys():
                 store[n].unconstrained().grad = None
             elbo.loss_and_grads(model, guide)
-            out.append(torch.cat([store[n].unconstrained().grad.reshape(-1).clone()
-                                  for n in ("theta", "phi")]))
+            out.append(
+                torch.cat(
+                    [store[n].unconstrained().grad.reshape(-1).clone() for n in ("theta", "phi")]
+                )
+            )
         return torch.stack(out).var(0).sum().item()
 
     v0 = variance()
@@ -176,8 +194,9 @@ def masked_model():
     with poutine.mask(mask=False):
         pyro.sample("m", dist.Bernoulli(torch.tensor(0.3, **F64)))
     with pyro.plate("p", 3):
-        pyro.sample("z", dist.Bernoulli(torch.tensor(0.6, **F64))
-                    .mask(torch.tensor([True, False, True])))
+        pyro.sample(
+            "z", dist.Bernoulli(torch.tensor(0.6, **F64)).mask(torch.tensor([True, False, True]))
+        )
     pyro.sample("x", dist.Normal(torch.tensor(0.0, **F64), 1.0), obs=torch.tensor(0.5, **F64))
 
 
@@ -200,8 +219,9 @@ MASK_ELBOS = [
 ]
 
 
-@pytest.mark.parametrize("make_elbo", MASK_ELBOS,
-                         ids=["score", "relaxed", "rebar", "relax", "disarm", "vimco"])
+@pytest.mark.parametrize(
+    "make_elbo", MASK_ELBOS, ids=["score", "relaxed", "rebar", "relax", "disarm", "vimco"]
+)
 def test_masked_sites_contribute_nothing(make_elbo):
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
@@ -269,8 +289,9 @@ def test_nvil_regresses_unscaled_per_datapoint_costs():
 def test_straight_through_forward_is_hard_and_backward_relaxed():
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
-    elbo = Relaxed_ELBO(temperature=0.5, straight_through=True, num_particles=16,
-                        vectorize_particles=True)
+    elbo = Relaxed_ELBO(
+        temperature=0.5, straight_through=True, num_particles=16, vectorize_particles=True
+    )
     elbo.loss_and_grads(model, guide)
     _, gt = elbo._get_trace(model, guide, (), {})
     b = gt.nodes["b"]["value"]
@@ -307,9 +328,11 @@ def test_float64_end_to_end_with_trainer(make_elbo, request):
     # DisARM is Bernoulli-only: route the one-hot site to the score function
     infer = {"k": {"estimator": "score"}} if "disarm" in request.node.name else {}
     routed = poutine.infer_config(guide, lambda site: infer.get(site["name"], {}))
-    trainer = Trainer(SVIObjective(model, routed, elbo), data(),
-                      TrainConfig(steps=3, lr=0.01, param_groups={"cv.*": {"lr": 0.01}},
-                                  progress=False))
+    trainer = Trainer(
+        SVIObjective(model, routed, elbo),
+        data(),
+        TrainConfig(steps=3, lr=0.01, param_groups={"cv.*": {"lr": 0.01}}, progress=False),
+    )
     result = trainer.run()
     assert len(result.history) >= 1
     for name in pyro.get_param_store().keys():

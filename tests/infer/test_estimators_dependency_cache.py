@@ -41,15 +41,22 @@ def gradients(elbo, model, guide, seed, *args, **kwargs):
         p.unconstrained().grad = None
     pyro.set_rng_seed(seed)
     loss = elbo.loss_and_grads(model, guide, *args, **kwargs)
-    return loss, {name: p.unconstrained().grad.clone() for name, p in params.items()
-                  if p.unconstrained().grad is not None}
+    return loss, {
+        name: p.unconstrained().grad.clone()
+        for name, p in params.items()
+        if p.unconstrained().grad is not None
+    }
 
 
-@pytest.mark.parametrize("make", [
-    lambda cache: ScoreFunction_ELBO(baseline="decaying_avg", cache_dependencies=cache),
-    lambda cache: DisARM_ELBO(cache_dependencies=cache),
-    lambda cache: REBAR_ELBO(cache_dependencies=cache),
-], ids=["score", "disarm", "rebar"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda cache: ScoreFunction_ELBO(baseline="decaying_avg", cache_dependencies=cache),
+        lambda cache: DisARM_ELBO(cache_dependencies=cache),
+        lambda cache: REBAR_ELBO(cache_dependencies=cache),
+    ],
+    ids=["score", "disarm", "rebar"],
+)
 def test_cached_dependencies_give_the_tracked_gradients(make):
     pyro.clear_param_store()
     data = torch.tensor(1.3, **F64)
@@ -73,8 +80,9 @@ def test_cached_dependencies_are_the_provenance_dependencies():
     elbo.loss_and_grads(chain_model, chain_guide, data)
     (dependents,) = elbo._dependencies.values()
     # z_1 reaches z_1, w_1, z_2, w_2 on both sides and the observation, never step 0
-    assert set(dependents["z_1"]) == {(side, f"{kind}_{t}") for side in ("model", "guide")
-                                      for kind in ("z", "w") for t in (1, 2)} | {("model", "x")}
+    assert set(dependents["z_1"]) == {
+        (side, f"{kind}_{t}") for side in ("model", "guide") for kind in ("z", "w") for t in (1, 2)
+    } | {("model", "x")}
     assert ("model", "x") in dependents["z_0"] and ("guide", "z_0") in dependents["z_0"]
 
 
@@ -104,15 +112,24 @@ def test_air_step_with_cached_dependencies_equals_tracked():
     for cache in (True, False):
         pyro.clear_param_store()
         pyro.set_rng_seed(3)
-        air = AIR(image_size=20, num_steps=2, window_size=8, z_what_size=3, rnn_hidden_size=16,
-                  encoder_hidden=16, decoder_hidden=16, predict_hidden=16).double()
+        air = AIR(
+            image_size=20,
+            num_steps=2,
+            window_size=8,
+            z_what_size=3,
+            rnn_hidden_size=16,
+            encoder_hidden=16,
+            decoder_hidden=16,
+            predict_hidden=16,
+        ).double()
         elbo = ScoreFunction_ELBO(cache_dependencies=cache)
         elbo.loss_and_grads(air.model, air.guide, images)
         air.zero_grad()
         pyro.set_rng_seed(11)
         loss = elbo.loss_and_grads(air.model, air.guide, images)
-        results.append((loss, {n: p.grad.clone() for n, p in air.named_parameters()
-                               if p.grad is not None}))
+        results.append(
+            (loss, {n: p.grad.clone() for n, p in air.named_parameters() if p.grad is not None})
+        )
     (loss_c, grads_c), (loss_t, grads_t) = results
     assert loss_c == loss_t and grads_c.keys() == grads_t.keys()
     assert any(n.startswith("baseline") for n in grads_t)

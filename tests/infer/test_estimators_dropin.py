@@ -19,9 +19,15 @@ from probnets.infer import (
 )
 
 F64 = dict(dtype=torch.float64)
-PYRO_ARGS = dict(max_plate_nesting=2, vectorize_particles=True, strict_enumeration_warning=False,
-                 ignore_jit_warnings=True, jit_options={"check_trace": False}, retain_graph=True,
-                 tail_adaptive_beta=-0.5)
+PYRO_ARGS = dict(
+    max_plate_nesting=2,
+    vectorize_particles=True,
+    strict_enumeration_warning=False,
+    ignore_jit_warnings=True,
+    jit_options={"check_trace": False},
+    retain_graph=True,
+    tail_adaptive_beta=-0.5,
+)
 ELBOS = {
     "score": ScoreFunction_ELBO,
     "relaxed": lambda **kw: Relaxed_ELBO(0.5, **kw),

@@ -43,8 +43,9 @@ def nonreparameterized_normal_vector():
 
 @pytest.mark.parametrize("name", ["disarm", "relaxed", "rebar", "relax", "reparameterized"])
 def test_an_estimator_asked_for_at_a_site_it_cannot_handle_names_the_base_distribution(name):
-    model, guide = site_pair(nonreparameterized_normal_vector,
-                             {"estimator": name, "temperature": 0.5})
+    model, guide = site_pair(
+        nonreparameterized_normal_vector, {"estimator": name, "temperature": 0.5}
+    )
     with pytest.raises(ValueError, match=r"site 'z': .*Normal \(\.to_event\)"):
         ScoreFunction_ELBO().loss(model, guide)
 
@@ -52,15 +53,17 @@ def test_an_estimator_asked_for_at_a_site_it_cannot_handle_names_the_base_distri
 @pytest.mark.parametrize("name", ["relaxed", "rebar", "relax"])
 def test_relaxations_reject_integer_categorical(name):
     model, guide = site_pair(cat, {"estimator": name, "temperature": 0.5})
-    with pytest.raises(ValueError,
-                       match="integer-valued Categorical cannot hold; use OneHotCategorical"):
+    with pytest.raises(
+        ValueError, match="integer-valued Categorical cannot hold; use OneHotCategorical"
+    ):
         ScoreFunction_ELBO().loss(model, guide)
 
 
 def test_disarm_rejects_non_bernoulli():
     model, guide = site_pair(onehot, {"estimator": "disarm"})
-    with pytest.raises(ValueError, match="DisARM handles Bernoulli sites only, but the site "
-                                         "is OneHotCategorical"):
+    with pytest.raises(
+        ValueError, match="DisARM handles Bernoulli sites only, but the site is OneHotCategorical"
+    ):
         ScoreFunction_ELBO().loss(model, guide)
 
 
@@ -71,30 +74,39 @@ def test_rebar_downstream_integer_categorical_is_rejected():
 
     def guide():
         b = pyro.sample("b", dist.Bernoulli(torch.tensor(0.3)))
-        pyro.sample("c", dist.Categorical(torch.stack([0.5 + 0 * b, 0.5 - 0 * b], -1)),
-                    infer={"estimator": "score"})
+        pyro.sample(
+            "c",
+            dist.Categorical(torch.stack([0.5 + 0 * b, 0.5 - 0 * b], -1)),
+            infer={"estimator": "score"},
+        )
 
-    with pytest.raises(ValueError,
-                       match="site 'c' is an integer Categorical downstream of REBAR site 'b'"):
+    with pytest.raises(
+        ValueError, match="site 'c' is an integer Categorical downstream of REBAR site 'b'"
+    ):
         REBAR_ELBO().loss_and_grads(model, guide)
 
 
 def test_missing_temperature():
     model, guide = site_pair(bern, {"estimator": "relaxed"})
-    with pytest.raises(ValueError,
-                       match="site 'z' uses the relaxed estimator but has no temperature"):
+    with pytest.raises(
+        ValueError, match="site 'z' uses the relaxed estimator but has no temperature"
+    ):
         ScoreFunction_ELBO().loss(model, guide)
-    with pytest.raises(ValueError,
-                       match="expected temperature to be a positive float, but got None"):
+    with pytest.raises(
+        ValueError, match="expected temperature to be a positive float, but got None"
+    ):
         Relaxed_ELBO(temperature=None)
 
 
-@pytest.mark.parametrize("bad, exc, msg", [
-    (0.0, ValueError, "expected temperature > 0, but got 0.0"),
-    (-1.0, ValueError, "expected temperature > 0, but got -1.0"),
-    ("hot", TypeError, "expected temperature to be a positive float, but got 'hot'"),
-    (torch.ones(2), ValueError, r"expected a scalar temperature, but got shape \(2,\)"),
-])
+@pytest.mark.parametrize(
+    "bad, exc, msg",
+    [
+        (0.0, ValueError, "expected temperature > 0, but got 0.0"),
+        (-1.0, ValueError, "expected temperature > 0, but got -1.0"),
+        ("hot", TypeError, "expected temperature to be a positive float, but got 'hot'"),
+        (torch.ones(2), ValueError, r"expected a scalar temperature, but got shape \(2,\)"),
+    ],
+)
 def test_invalid_temperature(bad, exc, msg):
     with pytest.raises(exc, match=msg):
         Relaxed_ELBO(temperature=bad)
@@ -118,12 +130,14 @@ def test_baseline_errors():
     with pytest.raises(ValueError, match="baseline_beta must be in"):
         ScoreFunction_ELBO(baseline="decaying_avg", baseline_beta=1.0)
     model, guide = site_pair(bern)
-    with pytest.raises(ValueError, match="leave-one-out baseline needs num_particles > 1, "
-                                         "but got num_particles=1"):
+    with pytest.raises(
+        ValueError, match="leave-one-out baseline needs num_particles > 1, but got num_particles=1"
+    ):
         ScoreFunction_ELBO(baseline="loo").loss_and_grads(model, guide)
     model, guide = site_pair(bern, {"baseline": {"use_decaying_avg": True}})
-    with pytest.raises(ValueError,
-                       match=r"site 'z': unknown baseline options \['use_decaying_avg'\]"):
+    with pytest.raises(
+        ValueError, match=r"site 'z': unknown baseline options \['use_decaying_avg'\]"
+    ):
         ScoreFunction_ELBO().loss_and_grads(model, guide)
 
 
@@ -134,8 +148,9 @@ def test_num_particles_must_be_positive_int():
 
 def test_differentiable_loss_not_available_for_learned_control_variates():
     model, guide = site_pair(bern)
-    with pytest.raises(NotImplementedError,
-                       match="REBAR_ELBO.differentiable_loss is not available"):
+    with pytest.raises(
+        NotImplementedError, match="REBAR_ELBO.differentiable_loss is not available"
+    ):
         REBAR_ELBO().differentiable_loss(model, guide)
 
 

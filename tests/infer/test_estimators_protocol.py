@@ -48,13 +48,17 @@ def mixed_guide():
     pyro.sample("s", dist.Normal(0.0, 1.0), infer={"estimator": "score"})
 
 
-@pytest.mark.parametrize("make, expected", [
-    (ScoreFunction_ELBO, dict(b="score", k="score", c="score")),
-    (DisARM_ELBO, dict(b="disarm", k="score", c="score")),
-    (REBAR_ELBO, dict(b="rebar", k="rebar", c="score")),
-    (RELAX_ELBO, dict(b="relax", k="relax", c="score")),
-    (lambda: Relaxed_ELBO(0.5), dict(b="relaxed", k="relaxed", c="score")),
-], ids=["score", "disarm", "rebar", "relax", "relaxed"])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (ScoreFunction_ELBO, dict(b="score", k="score", c="score")),
+        (DisARM_ELBO, dict(b="disarm", k="score", c="score")),
+        (REBAR_ELBO, dict(b="rebar", k="rebar", c="score")),
+        (RELAX_ELBO, dict(b="relax", k="relax", c="score")),
+        (lambda: Relaxed_ELBO(0.5), dict(b="relaxed", k="relaxed", c="score")),
+    ],
+    ids=["score", "disarm", "rebar", "relax", "relaxed"],
+)
 def test_each_elbo_takes_its_sites_and_gives_the_others_to_the_score_function(make, expected):
     plan = plan_of(make(), mixed_guide)
     assert plan == dict(expected, n="score", g="score", w="reparameterized", s="score")
@@ -101,12 +105,17 @@ def bg_guide():
     pyro.sample("g", fakes.NonreparameterizedGamma(la.exp(), torch.tensor(1.0, **F64)))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: ScoreFunction_ELBO(num_particles=512, vectorize_particles=True,
-                               baseline="decaying_avg"),
-    lambda: DisARM_ELBO(num_particles=512, vectorize_particles=True),
-    lambda: REBAR_ELBO(num_particles=512, vectorize_particles=True),
-], ids=["score", "disarm", "rebar"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ScoreFunction_ELBO(
+            num_particles=512, vectorize_particles=True, baseline="decaying_avg"
+        ),
+        lambda: DisARM_ELBO(num_particles=512, vectorize_particles=True),
+        lambda: REBAR_ELBO(num_particles=512, vectorize_particles=True),
+    ],
+    ids=["score", "disarm", "rebar"],
+)
 def test_continuous_nonreparameterized_site_gets_an_unbiased_score_function(make):
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
@@ -209,8 +218,9 @@ def test_vimco_leave_one_out_equals_the_quadratic_formula(K):
     log_w = torch.randn(4, 7, K, **F64) * 3
     log_w[0, 0] = torch.linspace(-800.0, 0.0, K, **F64)  # one dominant weight, tiny others
     log_w[0, 1] = 5.0  # ties
-    torch.testing.assert_close(leave_one_out_bounds(log_w), diag_embed_leave_one_out(log_w),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        leave_one_out_bounds(log_w), diag_embed_leave_one_out(log_w), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_vimco_leave_one_out_is_linear_in_memory():

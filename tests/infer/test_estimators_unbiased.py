@@ -57,7 +57,8 @@ def make_model(one_hot_c, estimators=None):
         la = pyro.param("la", torch.tensor(0.2, **f64))
         lc = pyro.param("lc", torch.tensor([[0.1, -0.3, 0.4], [0.5, 0.0, -0.2]], **f64))
         ld = pyro.param(
-            "ld", torch.tensor([[0.3, 0.1, -0.1], [0.0, -0.4, 0.2], [0.6, 0.0, 0.1]], **f64))
+            "ld", torch.tensor([[0.3, 0.1, -0.1], [0.0, -0.4, 0.2], [0.6, 0.0, 0.1]], **f64)
+        )
         lz = pyro.param("lz", torch.tensor([0.1, -0.2, 0.3, 0.0, 0.4], **f64))
         a = pyro.sample("a", dist.Bernoulli(logits=la), infer=infer("a"))
         lc_a = a.unsqueeze(-1) * lc[1] + (1 - a.unsqueeze(-1)) * lc[0]
@@ -142,14 +143,17 @@ K = 256
 KV = dict(num_particles=K, vectorize_particles=True)
 CASES = [
     ("score", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True), False, {}),
-    ("score-decaying", lambda: ScoreFunction_ELBO(baseline="decaying_avg", **KV),
-     False, {}),
+    ("score-decaying", lambda: ScoreFunction_ELBO(baseline="decaying_avg", **KV), False, {}),
     ("score-nvil", lambda: ScoreFunction_ELBO(baseline="nvil", **KV), False, {}),
     ("score-loo", lambda: ScoreFunction_ELBO(baseline="loo", **KV), False, {}),
     ("disarm+score", lambda: DisARM_ELBO(**KV), False, {"c": "score", "d": "score"}),
     ("rebar", lambda: REBAR_ELBO(num_particles=K, vectorize_particles=True), True, {}),
-    ("mixed", lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True), True,
-     {"a": "relax", "c": "relax", "z": "disarm"}),
+    (
+        "mixed",
+        lambda: ScoreFunction_ELBO(num_particles=K, vectorize_particles=True),
+        True,
+        {"a": "relax", "c": "relax", "z": "disarm"},
+    ),
 ]
 
 
@@ -177,8 +181,9 @@ def cont_model():
 def cont_guide():
     la = pyro.param("la", torch.tensor(0.2, dtype=torch.float64))
     m = pyro.param("m", torch.tensor([-0.3, 0.8], dtype=torch.float64))
-    s = pyro.param("s", torch.tensor(0.6, dtype=torch.float64),
-                   constraint=dist.constraints.positive)
+    s = pyro.param(
+        "s", torch.tensor(0.6, dtype=torch.float64), constraint=dist.constraints.positive
+    )
     a = pyro.sample("a", dist.Bernoulli(logits=la))
     pyro.sample("w", dist.Normal(m[0] + (m[1] - m[0]) * a, s))
 
@@ -190,8 +195,9 @@ def cont_exact():
 
     def expected_log_normal(mean, sd, loc, scale):  # E_{w~N(mean, sd)} log N(w | loc, scale)
         scale = torch.as_tensor(scale, dtype=torch.float64)
-        return (-0.5 * torch.log(2 * torch.pi * scale**2)
-                - ((mean - loc) ** 2 + sd**2) / (2 * scale**2))
+        return -0.5 * torch.log(2 * torch.pi * scale**2) - ((mean - loc) ** 2 + sd**2) / (
+            2 * scale**2
+        )
 
     elbo = 0.0
     for a in (0.0, 1.0):
@@ -209,11 +215,15 @@ def cont_exact():
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(-elbo, params)])
 
 
-@pytest.mark.parametrize("make_elbo", [
-    lambda: REBAR_ELBO(num_particles=K, vectorize_particles=True),
-    lambda: RELAX_ELBO(num_particles=K, vectorize_particles=True),
-    lambda: DisARM_ELBO(num_particles=K, vectorize_particles=True),
-], ids=["rebar", "relax", "disarm"])
+@pytest.mark.parametrize(
+    "make_elbo",
+    [
+        lambda: REBAR_ELBO(num_particles=K, vectorize_particles=True),
+        lambda: RELAX_ELBO(num_particles=K, vectorize_particles=True),
+        lambda: DisARM_ELBO(num_particles=K, vectorize_particles=True),
+    ],
+    ids=["rebar", "relax", "disarm"],
+)
 def test_continuous_site_downstream_of_discrete(make_elbo):
     pyro.set_rng_seed(0)
     exact = cont_exact()
@@ -223,8 +233,9 @@ def test_continuous_site_downstream_of_discrete(make_elbo):
     for _ in range(20):
         elbo.loss_and_grads(cont_model, cont_guide)
         store = pyro.get_param_store()
-        out.append(torch.cat([store[n].unconstrained().grad.reshape(-1).clone()
-                              for n in ("la", "m", "s")]))
+        out.append(
+            torch.cat([store[n].unconstrained().grad.reshape(-1).clone() for n in ("la", "m", "s")])
+        )
         for n in store.keys():
             store[n].unconstrained().grad = None
     z = z_scores(torch.stack(out), exact)
@@ -235,11 +246,15 @@ def test_continuous_site_downstream_of_discrete(make_elbo):
 # antithetic pass) must score the first pass's minibatch
 
 
-@pytest.mark.parametrize("make_elbo, runs", [
-    (lambda: REBAR_ELBO(), 3),
-    (lambda: RELAX_ELBO(), 3),
-    (lambda: DisARM_ELBO(), 2),
-], ids=["rebar", "relax", "disarm"])
+@pytest.mark.parametrize(
+    "make_elbo, runs",
+    [
+        (lambda: REBAR_ELBO(), 3),
+        (lambda: RELAX_ELBO(), 3),
+        (lambda: DisARM_ELBO(), 2),
+    ],
+    ids=["rebar", "relax", "disarm"],
+)
 def test_random_subsampling_is_shared_by_all_passes(make_elbo, runs):
     seen = []
     data = torch.randn(1000, dtype=torch.float64)

@@ -45,8 +45,11 @@ def exact_gradient(K):
     eye = torch.eye(3, dtype=torch.float64)
     logq, logw = [], []
     for a, c, z in itertools.product((0.0, 1.0), range(3), (0.0, 1.0)):
-        data = {"a": torch.tensor([a], dtype=torch.float64), "c": eye[c][None],
-                "z": torch.tensor([z], dtype=torch.float64)}
+        data = {
+            "a": torch.tensor([a], dtype=torch.float64),
+            "c": eye[c][None],
+            "z": torch.tensor([z], dtype=torch.float64),
+        }
         gt = poutine.trace(poutine.condition(guide, data)).get_trace(1)
         mt = poutine.trace(poutine.condition(model, data)).get_trace(1)
         logq.append(gt.log_prob_sum())
@@ -71,8 +74,9 @@ def test_vimco_mean_gradient_matches_exact_multi_sample_bound():
     for _ in range(30):
         elbo.loss_and_grads(model, guide, R)
         store = pyro.get_param_store()
-        samples.append(torch.cat([store[n].unconstrained().grad.reshape(-1).clone()
-                                  for n in PARAMS]))
+        samples.append(
+            torch.cat([store[n].unconstrained().grad.reshape(-1).clone() for n in PARAMS])
+        )
         for n in store.keys():
             store[n].unconstrained().grad = None
     samples = torch.stack(samples)

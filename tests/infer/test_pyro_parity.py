@@ -68,8 +68,12 @@ def test_subsample_gradient(name, reparameterized, subsample):
         with pyro.plate("data", len(DATA), subsample_size, subsample) as ind:
             pyro.sample("z", Normal(loc[ind], scale))
 
-    elbo = VECTORIZED[name](max_plate_nesting=1, num_particles=50000, vectorize_particles=True,
-                            strict_enumeration_warning=False)
+    elbo = VECTORIZED[name](
+        max_plate_nesting=1,
+        num_particles=50000,
+        vectorize_particles=True,
+        strict_enumeration_warning=False,
+    )
     calls = CALLS[reparameterized]
     for _ in range(calls):
         if subsample:
@@ -146,8 +150,12 @@ def test_plate_elbo_vectorized_particles(name, reparameterized):
         pyro.sample("nuisance_b", Normal(2, 3))
         pyro.sample("nuisance_a", Normal(0, 1))
 
-    elbo = VECTORIZED[name](max_plate_nesting=1, num_particles=100000, vectorize_particles=True,
-                            strict_enumeration_warning=False)
+    elbo = VECTORIZED[name](
+        max_plate_nesting=1,
+        num_particles=100000,
+        vectorize_particles=True,
+        strict_enumeration_warning=False,
+    )
     calls = CALLS[reparameterized]
     for _ in range(calls):
         elbo.loss_and_grads(model, guide)
@@ -233,16 +241,30 @@ def test_nonempty_model_empty_guide_ok(name):
 @pytest.mark.parametrize("name", list(ELBOS))
 def test_guide_site_missing_from_model_warns(name):
     def guide():
-        pyro.sample("x", dist.Bernoulli(pyro.param("p", torch.tensor(0.5),
-                                                   constraint=dist.constraints.unit_interval)))
+        pyro.sample(
+            "x",
+            dist.Bernoulli(
+                pyro.param("p", torch.tensor(0.5), constraint=dist.constraints.unit_interval)
+            ),
+        )
 
     assert_warning(lambda: None, guide, name, "Found non-auxiliary vars in guide but not model")
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(raises=KeyError, strict=True,
-                                            reason="Pyro's TraceGraph_ELBO warns, then fails"))
-    if n == "tracegraph" else n for n in ELBOS])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(
+                raises=KeyError, strict=True, reason="Pyro's TraceGraph_ELBO warns, then fails"
+            ),
+        )
+        if n == "tracegraph"
+        else n
+        for n in ELBOS
+    ],
+)
 def test_model_latent_missing_from_guide_warns(name):
     def model():
         pyro.sample("z", dist.Bernoulli(0.5))
@@ -298,7 +320,8 @@ def test_plate_ok(name, subsample_size):
 @pytest.mark.parametrize("name", list(ELBOS))
 def test_nested_plate_plate_ok(name):
     model, guide = bernoulli_pair(
-        lambda: [pyro.plate("a", 4, dim=-1), pyro.plate("b", 3, dim=-2)], (3, 4))
+        lambda: [pyro.plate("a", 4, dim=-1), pyro.plate("b", 3, dim=-2)], (3, 4)
+    )
     assert_ok(model, guide, name)
 
 
@@ -412,19 +435,22 @@ def test_normal_normal_nonreparameterized_converges(name):
     mu_n = data.sum(0) * lam / lam_n + mu0 * lam0 / lam_n
 
     def model():
-        z = pyro.sample("mu_latent", fakes.NonreparameterizedNormal(mu0, lam0.pow(-0.5))
-                        .to_event(1))
+        z = pyro.sample(
+            "mu_latent", fakes.NonreparameterizedNormal(mu0, lam0.pow(-0.5)).to_event(1)
+        )
         with pyro.plate("data", len(data)):
             pyro.sample("obs", dist.Normal(z, lam.pow(-0.5)).to_event(1), obs=data)
 
     def guide():
         mu_q = pyro.param("mu_q", mu_n + 0.334)
         log_sig_q = pyro.param("log_sig_q", log_sig_n - 0.29)
-        pyro.sample("mu_latent", fakes.NonreparameterizedNormal(mu_q, log_sig_q.exp())
-                    .to_event(1), infer={"baseline": {"use_decaying_avg_baseline": True}})
+        pyro.sample(
+            "mu_latent",
+            fakes.NonreparameterizedNormal(mu_q, log_sig_q.exp()).to_event(1),
+            infer={"baseline": {"use_decaying_avg_baseline": True}},
+        )
 
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.0015, "betas": (0.97, 0.999)}),
-              ELBOS[name]())
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.0015, "betas": (0.97, 0.999)}), ELBOS[name]())
     for _ in range(5000):
         svi.step()
     assert ((pyro.param("mu_q") - mu_n) ** 2).sum() < 0.03
@@ -449,11 +475,13 @@ def test_bernoulli_beta_converges(name):
     def guide():
         alpha_log = pyro.param("alpha_q_log", log_alpha_n + 0.17)
         beta_log = pyro.param("beta_q_log", log_beta_n - 0.143)
-        pyro.sample("p_latent", fakes.NonreparameterizedBeta(alpha_log.exp(), beta_log.exp())
-                    .to_event(1), infer={"baseline": {"use_decaying_avg_baseline": True}})
+        pyro.sample(
+            "p_latent",
+            fakes.NonreparameterizedBeta(alpha_log.exp(), beta_log.exp()).to_event(1),
+            infer={"baseline": {"use_decaying_avg_baseline": True}},
+        )
 
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.0007, "betas": (0.96, 0.999)}),
-              ELBOS[name]())
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.0007, "betas": (0.96, 0.999)}), ELBOS[name]())
     for _ in range(3000):
         svi.step()
     assert (pyro.param("alpha_q_log") - log_alpha_n).abs().sum() < 0.03
@@ -478,12 +506,13 @@ def test_poisson_gamma_converges(name):
     def guide():
         alpha_log = pyro.param("alpha_q_log", log_alpha_n + 0.17)
         beta_log = pyro.param("beta_q_log", log_beta_n - 0.143)
-        pyro.sample("lambda_latent", fakes.NonreparameterizedGamma(alpha_log.exp(),
-                                                                   beta_log.exp()).to_event(1),
-                    infer={"baseline": {"use_decaying_avg_baseline": True}})
+        pyro.sample(
+            "lambda_latent",
+            fakes.NonreparameterizedGamma(alpha_log.exp(), beta_log.exp()).to_event(1),
+            infer={"baseline": {"use_decaying_avg_baseline": True}},
+        )
 
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.0007, "betas": (0.95, 0.999)}),
-              ELBOS[name]())
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.0007, "betas": (0.95, 0.999)}), ELBOS[name]())
     for _ in range(7000):
         svi.step()
     assert (pyro.param("alpha_q_log") - log_alpha_n).abs().sum() < 0.08

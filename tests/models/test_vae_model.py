@@ -12,8 +12,11 @@ def test_float64_end_to_end():
     pyro.set_rng_seed(0)
     vae = VAE(image_size=8, latent_dim=2, hidden_dim=16).double()
     images = torch.bernoulli(torch.full((32, 8, 8), 0.4, dtype=torch.float64))
-    Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
-            BatchSampler(images, batch_size=16), TrainConfig(steps=3, progress=False)).run()
+    Trainer(
+        SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(images, batch_size=16),
+        TrainConfig(steps=3, progress=False),
+    ).run()
     assert all(p.dtype == torch.float64 for p in vae.parameters())
     assert vae.reconstruct(images).dtype == torch.float64
     log_px = vae.log_likelihood(images, num_samples=5)

@@ -31,7 +31,8 @@ def decode(corpus, ids):
 def test_docstring_corpus_reads_module_class_and_function_docstrings_in_path_order(tmp_path):
     (tmp_path / "b.py").write_text(
         '"""Module b."""\n\nclass K:\n    """Class K."""\n\n    def f(self):\n'
-        '        """Method f."""\n\ndef g():\n    pass\n')
+        '        """Method f."""\n\ndef g():\n    pass\n'
+    )
     (tmp_path / "a.py").write_text('"""Module a, first in path order."""\n')
     for skipped in ("test", "idlelib", "site-packages"):
         (tmp_path / skipped).mkdir()
@@ -95,11 +96,14 @@ def _parameters(hidden, rnn, **kwargs):
     return sum(p.numel() for p in CharLanguageModel(50, rnn, 8, hidden, **kwargs).parameters())
 
 
-@pytest.mark.parametrize("rnn, kwargs", [
-    ("layernorm_lstm", {}),
-    ("lstm", {}),
-    ("hyperlstm", {"hyper_size": 8, "hyper_embedding_size": 4}),
-])
+@pytest.mark.parametrize(
+    "rnn, kwargs",
+    [
+        ("layernorm_lstm", {}),
+        ("lstm", {}),
+        ("hyperlstm", {"hyper_size": 8, "hyper_embedding_size": 4}),
+    ],
+)
 @pytest.mark.parametrize("target", [20_000, 60_000])
 def test_matched_hidden_size_is_the_closest_in_parameters(rnn, kwargs, target):
     hidden = matched_hidden_size(rnn, 50, target, embedding_size=8, max_hidden_size=256, **kwargs)
@@ -111,12 +115,13 @@ def test_matched_hidden_size_is_the_closest_in_parameters(rnn, kwargs, target):
 
 def test_matched_hidden_size_passes_recurrent_arguments_and_layers():
     target = _parameters(24, "hyperlstm", hyper_size=8, hyper_embedding_size=4)
-    assert matched_hidden_size("hyperlstm", 50, target, 8, hyper_size=8,
-                               hyper_embedding_size=4) == 24
+    assert (
+        matched_hidden_size("hyperlstm", 50, target, 8, hyper_size=8, hyper_embedding_size=4) == 24
+    )
     two_layers = matched_hidden_size("lstm", 50, target, 8, num_layers=2)
     assert two_layers < matched_hidden_size("lstm", 50, target, 8)
     with pytest.raises(ValueError, match="raise max_hidden_size"):
-        matched_hidden_size("lstm", 50, 10 ** 9, 8, max_hidden_size=64)
+        matched_hidden_size("lstm", 50, 10**9, 8, max_hidden_size=64)
 
 
 def test_errors():

@@ -11,12 +11,39 @@ from probnets.nn import CharLanguageModel
 
 def test_char_lm_example_trains_three_models_of_matched_size(tmp_path, load_example):
     out = tmp_path / "char_lm.json"
-    load_example("hypernets_char_lm").main([
-        "--steps", "4", "--eval-every", "2", "--seq-len", "10", "--batch-size", "4",
-        "--embedding", "8", "--hidden", "16", "--hyper-size", "8", "--hyper-embedding", "4",
-        "--recurrent-dropout", "0.1", "--dropout", "0.1", "--valid-chars", "500",
-        "--no-compile-steps", "--threads", str(torch.get_num_threads()),
-        "--out", str(out), "--figures", str(tmp_path)])
+    load_example("hypernets_char_lm").main(
+        [
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--seq-len",
+            "10",
+            "--batch-size",
+            "4",
+            "--embedding",
+            "8",
+            "--hidden",
+            "16",
+            "--hyper-size",
+            "8",
+            "--hyper-embedding",
+            "4",
+            "--recurrent-dropout",
+            "0.1",
+            "--dropout",
+            "0.1",
+            "--valid-chars",
+            "500",
+            "--no-compile-steps",
+            "--threads",
+            str(torch.get_num_threads()),
+            "--out",
+            str(out),
+            "--figures",
+            str(tmp_path),
+        ]
+    )
     result = json.loads(out.read_text())
     rows = {row["model"]: row for row in result["rows"]}
     assert set(rows) == {"hyperlstm", "layernorm_lstm", "lstm"}
@@ -38,10 +65,32 @@ def test_char_lm_example_follows_the_learning_rate_schedule(load_example, monkey
             return super().step(closure)
 
     monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
-    load_example("hypernets_char_lm").main([
-        "--steps", "4", "--eval-every", "4", "--seq-len", "10", "--batch-size", "4",
-        "--embedding", "8", "--hidden", "16", "--valid-chars", "200", "--models", "lstm",
-        "--lr", "0.01", "--lr-schedule", "warmup:2,cosine", "--threads", "1"])
+    load_example("hypernets_char_lm").main(
+        [
+            "--steps",
+            "4",
+            "--eval-every",
+            "4",
+            "--seq-len",
+            "10",
+            "--batch-size",
+            "4",
+            "--embedding",
+            "8",
+            "--hidden",
+            "16",
+            "--valid-chars",
+            "200",
+            "--models",
+            "lstm",
+            "--lr",
+            "0.01",
+            "--lr-schedule",
+            "warmup:2,cosine",
+            "--threads",
+            "1",
+        ]
+    )
     # Warm-up halves the first step; the half-cosine over 4 steps gives 1, 0.854, 0.5, 0.146.
     assert seen == pytest.approx([0.005, 0.00854, 0.005, 0.00146], abs=1e-5)
 
@@ -52,11 +101,39 @@ def test_char_lm_example_rejects_an_unknown_schedule(load_example, capsys):
     assert "unknown schedule 'linear'" in capsys.readouterr().err
 
 
-TINY_RUN = ["--steps", "6", "--eval-every", "2", "--seq-len", "10", "--batch-size", "4",
-            "--embedding", "8", "--hidden", "16", "--hyper-size", "8", "--hyper-embedding", "4",
-            "--dropout", "0.1", "--recurrent-dropout", "0.1", "--hyper-recurrent-dropout", "0.1",
-            "--weight-decay", "0.1", "--valid-chars", "300", "--models", "hyperlstm,layernorm_lstm",
-            "--no-compile-steps", "--threads", "1"]
+TINY_RUN = [
+    "--steps",
+    "6",
+    "--eval-every",
+    "2",
+    "--seq-len",
+    "10",
+    "--batch-size",
+    "4",
+    "--embedding",
+    "8",
+    "--hidden",
+    "16",
+    "--hyper-size",
+    "8",
+    "--hyper-embedding",
+    "4",
+    "--dropout",
+    "0.1",
+    "--recurrent-dropout",
+    "0.1",
+    "--hyper-recurrent-dropout",
+    "0.1",
+    "--weight-decay",
+    "0.1",
+    "--valid-chars",
+    "300",
+    "--models",
+    "hyperlstm,layernorm_lstm",
+    "--no-compile-steps",
+    "--threads",
+    "1",
+]
 
 
 def test_char_lm_example_resumes_a_killed_run_exactly(tmp_path, load_example):
@@ -72,9 +149,17 @@ def test_char_lm_example_resumes_a_killed_run_exactly(tmp_path, load_example):
                 return evaluate(*args, **kwargs)
 
             example.evaluate_bpc = evaluate_until_killed
-        example.main(TINY_RUN + ["--checkpoint-dir", str(tmp_path / name),
-                                 "--out", str(tmp_path / f"{name}.json"),
-                                 "--save-hyperlstm", str(tmp_path / f"{name}.pt")])
+        example.main(
+            TINY_RUN
+            + [
+                "--checkpoint-dir",
+                str(tmp_path / name),
+                "--out",
+                str(tmp_path / f"{name}.json"),
+                "--save-hyperlstm",
+                str(tmp_path / f"{name}.pt"),
+            ]
+        )
         return json.loads((tmp_path / f"{name}.json").read_text())
 
     uninterrupted = run("straight")
@@ -89,8 +174,11 @@ def test_char_lm_example_resumes_a_killed_run_exactly(tmp_path, load_example):
     resumed = run("killed")
     assert resumed["curves"] == uninterrupted["curves"]
     for new, old in zip(resumed["rows"], uninterrupted["rows"]):
-        assert (new["model"], new["valid_bpc"], new["test_bpc"]) == \
-            (old["model"], old["valid_bpc"], old["test_bpc"])
+        assert (new["model"], new["valid_bpc"], new["test_bpc"]) == (
+            old["model"],
+            old["valid_bpc"],
+            old["test_bpc"],
+        )
     straight = torch.load(tmp_path / "straight.pt", weights_only=True)
     for name, tensor in torch.load(tmp_path / "killed.pt", weights_only=True).items():
         assert torch.equal(tensor, straight[name]), name
@@ -104,18 +192,19 @@ def test_char_lm_example_refuses_a_checkpoint_of_other_arguments(tmp_path, load_
         example.main(tiny_lstm + ["--lr", "0.01"])
 
 
-@pytest.mark.parametrize("flag, new_value", [("--hyper-recurrent-dropout", "0.2"),
-                                              ("--weight-decay", "0.1")])
+@pytest.mark.parametrize(
+    "flag, new_value", [("--hyper-recurrent-dropout", "0.2"), ("--weight-decay", "0.1")]
+)
 def test_char_lm_example_resumes_a_checkpoint_written_before_an_argument_existed(
-        tmp_path, load_example, flag, new_value):
+    tmp_path, load_example, flag, new_value
+):
     """A checkpoint whose arguments lack one added later resumes when the new argument has
     the value the old runs used, and only then."""
     example = load_example("hypernets_char_lm")
     tiny = list(TINY_RUN)
     at = tiny.index(flag)
-    del tiny[at:at + 2]
-    tiny_hyper = tiny + ["--models", "hyperlstm", "--steps", "2",
-                         "--checkpoint-dir", str(tmp_path)]
+    del tiny[at : at + 2]
+    tiny_hyper = tiny + ["--models", "hyperlstm", "--steps", "2", "--checkpoint-dir", str(tmp_path)]
     example.main(tiny_hyper)
     path = tmp_path / "hyperlstm.pt"
     saved = torch.load(path, weights_only=True)
@@ -139,8 +228,11 @@ def test_weight_decay_shrinks_the_weight_matrices_only(load_example):
     optimizer.step()  # with no gradient, AdamW only decays: W <- (1 - lr * decay) W
     for name, p in model.named_parameters():
         # the per-gate layer-norm gains and shifts are (4, H) matrices, but not decayed
-        factor = 0.95 if name.endswith(("weight_ih", "weight_hh", "embedding.weight",
-                                        "decoder.weight")) else 1.0
+        factor = (
+            0.95
+            if name.endswith(("weight_ih", "weight_hh", "embedding.weight", "decoder.weight"))
+            else 1.0
+        )
         assert torch.allclose(p, factor * before[name]), name
     assert type(example.make_optimizer(model, lr=0.1, weight_decay=0.0)) is torch.optim.Adam
 

@@ -23,10 +23,12 @@ CONV_CASES = [
 
 
 def reference_conv(x, w, b, stride, padding, dilation):
-    return torch.cat([
-        F.conv2d(x[i:i + 1], w[i], None if b is None else b[i], stride, padding, dilation)
-        for i in range(x.shape[0])
-    ])
+    return torch.cat(
+        [
+            F.conv2d(x[i : i + 1], w[i], None if b is None else b[i], stride, padding, dilation)
+            for i in range(x.shape[0])
+        ]
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -43,8 +45,9 @@ def test_dynamic_conv2d_matches_per_example_conv(case, dtype):
     expected_grads = torch.autograd.grad(expected, inputs, upstream)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
     for method in DYNAMIC_CONV2D_METHODS:
-        y = dynamic_conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation,
-                           method=method)
+        y = dynamic_conv2d(
+            x, w, b, stride=stride, padding=padding, dilation=dilation, method=method
+        )
         assert y.dtype == dtype
         assert y.shape == expected.shape
         torch.testing.assert_close(y, expected, **tol, msg=method)
@@ -60,9 +63,11 @@ def test_dynamic_conv2d_gradcheck_float64():
     b = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
     for method in ("grouped_channels_last",):
         assert torch.autograd.gradcheck(
-            lambda x, w, b: dynamic_conv2d(x, w, b, stride=2, padding=1, dilation=(1, 2),
-                                           method=method),
-            (x, w, b))
+            lambda x, w, b: dynamic_conv2d(
+                x, w, b, stride=2, padding=1, dilation=(1, 2), method=method
+            ),
+            (x, w, b),
+        )
 
 
 def test_dynamic_conv2d_chains_channels_last_outputs():
@@ -98,8 +103,9 @@ def test_dynamic_linear_matches_loop(x_shape, out_features):
         for bias in (b, None):
             y = dynamic_linear(x, w, bias, method=method)
             assert y.dtype == torch.float64 and y.shape == expected.shape
-            torch.testing.assert_close(y, expected if bias is not None
-                                       else expected - b.view(5, *[1] * (x.dim() - 2), -1))
+            torch.testing.assert_close(
+                y, expected if bias is not None else expected - b.view(5, *[1] * (x.dim() - 2), -1)
+            )
         grads = torch.autograd.grad(dynamic_linear(x, w, b, method=method), (x, w, b), upstream)
         for g, e in zip(grads, expected_grads):
             torch.testing.assert_close(g, e)
@@ -123,16 +129,23 @@ def test_dynamic_linear_errors():
 
 def test_dynamic_conv2d_errors():
     x, w = torch.randn(2, 3, 8, 8), torch.randn(2, 4, 3, 3, 3)
-    with pytest.raises(ValueError,
-                       match=r"x must have shape \(B, C_in, H, W\), got shape \(3, 8, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"x must have shape \(B, C_in, H, W\), got shape \(3, 8, 8\)"
+    ):
         dynamic_conv2d(x[0], w)
     with pytest.raises(ValueError, match=r"weight must have shape \(B, C_out, C_in, kH, kW\)"):
         dynamic_conv2d(x, w[0])
-    with pytest.raises(ValueError, match=r"weight must have shape \(2, C_out, 3, kH, kW\)"
-                                         r".*got shape \(2, 4, 5, 3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight must have shape \(2, C_out, 3, kH, kW\)"
+        r".*got shape \(2, 4, 5, 3, 3\)",
+    ):
         dynamic_conv2d(x, torch.randn(2, 4, 5, 3, 3))
-    with pytest.raises(ValueError, match=r"weight must have shape \(2, C_out, 3, kH, kW\)"
-                                         r".*got shape \(3, 4, 3, 3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight must have shape \(2, C_out, 3, kH, kW\)"
+        r".*got shape \(3, 4, 3, 3, 3\)",
+    ):
         dynamic_conv2d(x, torch.randn(3, 4, 3, 3, 3))
     with pytest.raises(ValueError, match=r"bias must have shape \(2, 4\), got shape \(4,\)"):
         dynamic_conv2d(x, w, torch.randn(4))

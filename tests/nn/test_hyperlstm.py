@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from probnets.nn import (HyperLSTM, HyperLSTMCell, HyperLSTMState, LayerNormLSTM,
-                          LayerNormLSTMCell)
+from probnets.nn import HyperLSTM, HyperLSTMCell, HyperLSTMState, LayerNormLSTM, LayerNormLSTMCell
 
 I, H, NH, NZ = 5, 7, 6, 3
 
@@ -73,8 +72,9 @@ def test_hyper_state_matters_and_h_c_pair_starts_hyper_at_zero():
     out_full, _ = m(x, state)
     out_pair, _ = m(x, tuple(state))
     h, c = state
-    out_zero_hyper, _ = m(x, (h, c, torch.zeros_like(state.hyper_h),
-                              torch.zeros_like(state.hyper_c)))
+    out_zero_hyper, _ = m(
+        x, (h, c, torch.zeros_like(state.hyper_h), torch.zeros_like(state.hyper_c))
+    )
     torch.testing.assert_close(out_pair, out_zero_hyper)
     assert (out_full - out_pair).abs().max() > 1e-6
 
@@ -89,10 +89,17 @@ def test_initialisation_equals_layer_norm_lstm():
     ln = make(LayerNormLSTM, num_layers=2, eps=1e-12).double()
     with torch.no_grad():
         for hc, lc in zip(hyper.cells, ln.cells):
-            for name in ("weight_ih", "weight_hh", "gate_norm_weight", "gate_norm_bias",
-                         "cell_norm_weight", "cell_norm_bias"):
-                getattr(lc, name).copy_(getattr(hc, name)
-                                        + 0.1 * torch.randn_like(getattr(hc, name)))
+            for name in (
+                "weight_ih",
+                "weight_hh",
+                "gate_norm_weight",
+                "gate_norm_bias",
+                "cell_norm_weight",
+                "cell_norm_bias",
+            ):
+                getattr(lc, name).copy_(
+                    getattr(hc, name) + 0.1 * torch.randn_like(getattr(hc, name))
+                )
                 getattr(hc, name).copy_(getattr(lc, name))
             for p in hc.hyper_cell.parameters():
                 p.normal_()
@@ -203,15 +210,17 @@ def test_gradients_float64():
 
 def test_errors():
     m = make(HyperLSTM, num_layers=2)
-    with pytest.raises(ValueError,
-                       match=r"input must have last dimension input_size=5, got shape \(3, 2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"input must have last dimension input_size=5, got shape \(3, 2, 4\)"
+    ):
         m(torch.randn(3, 2, 4))
     with pytest.raises(ValueError, match="input must have shape"):
         m(torch.randn(3, 2, 1, I))
     with pytest.raises(ValueError, match=r"state h must have shape \(2, 2, 7\), got \(1, 2, 7\)"):
         m(torch.randn(3, 2, I), (torch.zeros(1, 2, H), torch.zeros(1, 2, H)))
-    with pytest.raises(ValueError,
-                       match=r"state hyper_h must have shape \(2, 2, 6\), got \(2, 2, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"state hyper_h must have shape \(2, 2, 6\), got \(2, 2, 7\)"
+    ):
         m(torch.randn(3, 2, I), (torch.zeros(2, 2, H),) * 4)
     with pytest.raises(TypeError, match="state must be a pair .h_0, c_0., the HyperLSTMState"):
         m(torch.randn(3, 2, I), torch.zeros(2, 2, H))
@@ -227,11 +236,13 @@ def test_errors():
         m.cells[0](torch.randn(I))
 
 
-@pytest.mark.parametrize("recurrent_dropout, hyper_recurrent_dropout",
-                         [(0.0, 0.0), (0.4, 0.0), (0.4, 0.3)])
+@pytest.mark.parametrize(
+    "recurrent_dropout, hyper_recurrent_dropout", [(0.0, 0.0), (0.4, 0.0), (0.4, 0.3)]
+)
 @pytest.mark.parametrize("bias", [True, False])
-def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent_dropout,
-                                                          hyper_recurrent_dropout, bias):
+def test_hand_written_backward_matches_numerical_jacobian(
+    monkeypatch, recurrent_dropout, hyper_recurrent_dropout, bias
+):
     """The scan's backward against finite differences, for every input, parameter and
     output (sequence, final state and hyper outputs), with and without dropout masks on the
     main and the hyper cell's candidates.
@@ -240,13 +251,24 @@ def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent
     from probnets.nn.hyperlstm import _HyperLSTMScan
 
     pyro.set_rng_seed(9)
-    cell = HyperLSTMCell(2, 3, hyper_size=4, hyper_embedding_size=2, bias=bias,
-                         recurrent_dropout=recurrent_dropout,
-                         hyper_recurrent_dropout=hyper_recurrent_dropout).double().train()
+    cell = (
+        HyperLSTMCell(
+            2,
+            3,
+            hyper_size=4,
+            hyper_embedding_size=2,
+            bias=bias,
+            recurrent_dropout=recurrent_dropout,
+            hyper_recurrent_dropout=hyper_recurrent_dropout,
+        )
+        .double()
+        .train()
+    )
     calls = []
     original = _HyperLSTMScan.apply
-    monkeypatch.setattr(_HyperLSTMScan, "apply",
-                        lambda *args: calls.append(args) or original(*args))
+    monkeypatch.setattr(
+        _HyperLSTMScan, "apply", lambda *args: calls.append(args) or original(*args)
+    )
     x = torch.randn(3, 2, 2, dtype=torch.float64)
     state = tuple(0.5 * torch.randn(2, n, dtype=torch.float64) for n in (3, 3, 4, 4))
     cell.scan(cell.input_projection(x), state)
@@ -257,8 +279,12 @@ def test_hand_written_backward_matches_numerical_jacobian(monkeypatch, recurrent
     if hyper_recurrent_dropout:
         assert args[hyper_mask_index].shape == (3, 2, 4)
         assert (args[hyper_mask_index] == 0).any()
-    inputs = tuple(a.detach().clone().requires_grad_(i not in (mask_index, hyper_mask_index))
-                   if torch.is_tensor(a) else a for i, a in enumerate(args))
+    inputs = tuple(
+        a.detach().clone().requires_grad_(i not in (mask_index, hyper_mask_index))
+        if torch.is_tensor(a)
+        else a
+        for i, a in enumerate(args)
+    )
     assert torch.autograd.gradcheck(original, inputs, atol=1e-6)
 
 
@@ -321,11 +347,17 @@ def test_eager_scan_equals_the_functional_chunk_functions(monkeypatch, steps, bi
     a state carried in, a loss on every output)."""
     from probnets.nn import hyperlstm
 
-    monkeypatch.setattr(hyperlstm, "_chunk_functions", lambda compiled: (
-        hyperlstm._scan_forward_chunk, hyperlstm._scan_backward_chunk))
+    monkeypatch.setattr(
+        hyperlstm,
+        "_chunk_functions",
+        lambda compiled: (hyperlstm._scan_forward_chunk, hyperlstm._scan_backward_chunk),
+    )
     pyro.set_rng_seed(13)
-    m = make(HyperLSTM, num_layers=2, bias=bias, recurrent_dropout=0.3,
-             hyper_recurrent_dropout=0.2).double().train()
+    m = (
+        make(HyperLSTM, num_layers=2, bias=bias, recurrent_dropout=0.3, hyper_recurrent_dropout=0.2)
+        .double()
+        .train()
+    )
     x = torch.randn(steps, 3, I, dtype=torch.float64)
     state = tuple(0.5 * torch.randn(2, 3, n, dtype=torch.float64) for n in (H, H, NH, NH))
     results = []
@@ -336,8 +368,7 @@ def test_eager_scan_equals_the_functional_chunk_functions(monkeypatch, steps, bi
         pyro.set_rng_seed(14)  # the same dropout masks
         xi = x.clone().requires_grad_()
         out, final = m(xi, state)
-        loss = (out.pow(2).sum() + final[1].sum() + final.hyper_h.sum()
-                + final.hyper_c.pow(2).sum())
+        loss = out.pow(2).sum() + final[1].sum() + final.hyper_h.sum() + final.hyper_c.pow(2).sum()
         loss.backward()
         results.append((out, *final.astuple(), xi.grad, *(p.grad for p in m.parameters())))
     assert all(r is not None for r in results[0])
@@ -393,6 +424,7 @@ def test_state_object_carries_the_hyper_state():
     outputs = cell.scan(cell.input_projection(x[:2].detach()), zeros)[0]
     torch.testing.assert_close(step_h, outputs[1])
 
+
 def test_default_hyper_size_follows_hidden_size():
     m = HyperLSTM(256, 256)
     assert m.hyper_size == 32 and m.hyper_embedding_size == 4
@@ -407,8 +439,11 @@ def test_state_dict_of_other_hyper_sizes_loads_into_those_sizes_and_says_so():
     again.load_state_dict(old.state_dict())
     for a, b in zip(old.parameters(), again.parameters()):
         assert torch.equal(a, b)
-    with pytest.raises(RuntimeError, match="cells.0.: the state dict has hyper_size=128, "
-                                           "hyper_embedding_size=16, this module 4 and 4"):
+    with pytest.raises(
+        RuntimeError,
+        match="cells.0.: the state dict has hyper_size=128, "
+        "hyper_embedding_size=16, this module 4 and 4",
+    ):
         HyperLSTM(I, H, num_layers=2).load_state_dict(old.state_dict())
 
 
@@ -418,8 +453,15 @@ def _scan_inputs(bias=True, dropout=0.0, T=3, differentiable=range(20)):
     from probnets.nn import hyperlstm as module
 
     pyro.set_rng_seed(16)
-    cell = HyperLSTMCell(2, 3, hyper_size=4, hyper_embedding_size=2, bias=bias,
-                         recurrent_dropout=dropout, hyper_recurrent_dropout=dropout)
+    cell = HyperLSTMCell(
+        2,
+        3,
+        hyper_size=4,
+        hyper_embedding_size=2,
+        bias=bias,
+        recurrent_dropout=dropout,
+        hyper_recurrent_dropout=dropout,
+    )
     cell = cell.double().train()
     with torch.no_grad():
         for p in cell.parameters():
@@ -434,8 +476,10 @@ def _scan_inputs(bias=True, dropout=0.0, T=3, differentiable=range(20)):
     finally:
         module._HyperLSTMScan.apply = original
     (args,) = calls
-    return tuple(a.detach().clone().requires_grad_(i in differentiable)
-                 if torch.is_tensor(a) else a for i, a in enumerate(args))
+    return tuple(
+        a.detach().clone().requires_grad_(i in differentiable) if torch.is_tensor(a) else a
+        for i, a in enumerate(args)
+    )
 
 
 # Of _HyperLSTMScan's inputs: the main input, the four states, the recurrent weights, the
@@ -443,11 +487,14 @@ def _scan_inputs(bias=True, dropout=0.0, T=3, differentiable=range(20)):
 _SOME_INPUTS = (0, 2, 3, 4, 5, 6, 10, 12, 18)
 
 
-@pytest.mark.parametrize("bias, dropout, differentiable", [
-    (True, 0.4, _SOME_INPUTS),
-    pytest.param(True, 0.0, range(20), marks=pytest.mark.slow),
-    pytest.param(False, 0.4, range(20), marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "bias, dropout, differentiable",
+    [
+        (True, 0.4, _SOME_INPUTS),
+        pytest.param(True, 0.0, range(20), marks=pytest.mark.slow),
+        pytest.param(False, 0.4, range(20), marks=pytest.mark.slow),
+    ],
+)
 def test_second_order_gradients_are_right(bias, dropout, differentiable):
     """gradgradcheck of the whole scan: a backward pass that records a graph differentiates
     an autograd recomputation, so second derivatives (in inputs, states and parameters,
@@ -525,8 +572,9 @@ def test_rebar_step_through_a_hyperlstm_matches_plain_autograd(monkeypatch):
     loss, grads = rebar_step()
     assert set(grads) == {"theta", "cv.rebar.eta.theta", "cv.rebar.log_temperature.b"}
     assert grads["cv.rebar.log_temperature.b"].abs() > 1e-8  # the second-order path counts
-    monkeypatch.setattr(module._HyperLSTMScan, "apply",
-                        lambda *args: module._recorded_scan(*args[:-1]))
+    monkeypatch.setattr(
+        module._HyperLSTMScan, "apply", lambda *args: module._recorded_scan(*args[:-1])
+    )
     reference_loss, reference = rebar_step()
     assert loss == pytest.approx(reference_loss, rel=1e-12)
     for name in grads:
@@ -536,26 +584,36 @@ def test_rebar_step_through_a_hyperlstm_matches_plain_autograd(monkeypatch):
 def test_bad_input_names_the_argument():
     m = make(HyperLSTM, num_layers=2)
     x = torch.randn(3, 2, I)
-    with pytest.raises(TypeError, match=r"input must be a torch.Tensor, got numpy.ndarray; "
-                                        r"convert it with torch.as_tensor"):
+    with pytest.raises(
+        TypeError,
+        match=r"input must be a torch.Tensor, got numpy.ndarray; "
+        r"convert it with torch.as_tensor",
+    ):
         m(x.numpy())
-    with pytest.raises(TypeError, match=r"input must have dtype torch.float32 .* got "
-                                        r"torch.float64; convert it with .float\(\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"input must have dtype torch.float32 .* got "
+        r"torch.float64; convert it with .float\(\)",
+    ):
         m(x.double())
     with pytest.raises(TypeError, match=r"input must have dtype torch.float32 .* got torch.int64"):
         m(torch.ones(3, 2, I, dtype=torch.long))
     with pytest.raises(TypeError, match=r"input must have dtype torch.float64 .* \.double\(\)"):
         make(HyperLSTM).double()(x)
-    with pytest.raises(ValueError, match=r"input must have at least one time step, got shape "
-                                         r"\(0, 2, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"input must have at least one time step, got shape "
+        r"\(0, 2, 5\)",
+    ):
         m(torch.randn(0, 2, I))
     zeros = torch.zeros(2, 2, H)
     with pytest.raises(TypeError, match="state c must be a torch.Tensor, got numpy.ndarray"):
         m(x, (zeros, zeros.numpy()))
     with pytest.raises(TypeError, match="state h must have dtype torch.float32"):
         m(x, (zeros.double(), zeros))
-    with pytest.raises(TypeError,
-                       match=r"state must be a pair \(h_0, c_0\).*got tuple of length 3"):
+    with pytest.raises(
+        TypeError, match=r"state must be a pair \(h_0, c_0\).*got tuple of length 3"
+    ):
         m(x, (zeros, zeros, zeros))
     with pytest.raises(ValueError, match=r"state hyper_c must have shape \(2, 2, 6\)"):
         m(x, (zeros, zeros, torch.zeros(2, 2, NH), torch.zeros(2, 1, NH)))

@@ -3,9 +3,25 @@ import torch
 from probnets.cli import main
 from probnets.train.checkpoint import load_checkpoint
 
-_ARGS = ["train", "hyperlstm", "--hidden-size", "12", "--hyper-size", "6",
-         "--hyper-embedding-size", "3", "--embedding-size", "6", "--seq-len", "8",
-         "--batch-size", "3", "--no-progress", "--seed", "3"]
+_ARGS = [
+    "train",
+    "hyperlstm",
+    "--hidden-size",
+    "12",
+    "--hyper-size",
+    "6",
+    "--hyper-embedding-size",
+    "3",
+    "--embedding-size",
+    "6",
+    "--seq-len",
+    "8",
+    "--batch-size",
+    "3",
+    "--no-progress",
+    "--seed",
+    "3",
+]
 
 
 def test_resumed_hyperlstm_run_equals_uninterrupted_one(tmp_path):

@@ -21,7 +21,7 @@ def test_slice_is_the_papers_two_layer_map():
     k = net(z)
     assert k.shape == (4, 2, 3, 2)
     for i in range(2):  # a_i = W_i z + B_i;  K_i = W_out a_i + B_out
-        a_i = net.weight_in[i * 5:(i + 1) * 5] @ z + net.bias_in[i * 5:(i + 1) * 5]
+        a_i = net.weight_in[i * 5 : (i + 1) * 5] @ z + net.bias_in[i * 5 : (i + 1) * 5]
         k_i = (net.weight_out @ a_i + net.bias_out).view(4, 3, 2)
         torch.testing.assert_close(k[:, i], k_i)
 
@@ -35,8 +35,9 @@ def test_hyperconv_tiles_slices_and_shares_generator():
     assert kernel.shape == (6, 4, 3, 3) and conv_a.tiles == (2, 2)
     for j in range(2):
         for i in range(2):
-            torch.testing.assert_close(kernel[3 * j:3 * j + 3, 2 * i:2 * i + 2],
-                                       net(conv_a.embeddings[j, i]))
+            torch.testing.assert_close(
+                kernel[3 * j : 3 * j + 3, 2 * i : 2 * i + 2], net(conv_a.embeddings[j, i])
+            )
     x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
     y = conv_a(x)
     torch.testing.assert_close(y, F.conv2d(x, kernel, conv_a.bias, padding=1))

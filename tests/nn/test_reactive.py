@@ -10,8 +10,9 @@ from probnets.nn.reactive import conv2d_flops
 @pytest.mark.parametrize("update", ["residual", "gru"])
 def test_shapes_float64_and_gradients(update):
     pyro.set_rng_seed(0)
-    net = ReactiveQueryNet(image_size=16, context_size=8, channels=(3, 4), iterations=3,
-                           update=update).double()
+    net = ReactiveQueryNet(
+        image_size=16, context_size=8, channels=(3, 4), iterations=3, update=update
+    ).double()
     x = torch.rand(5, 16, 16, dtype=torch.float64)
     logits = net(x)
     assert logits.shape == (5, 10) and logits.dtype == torch.float64
@@ -30,8 +31,8 @@ def test_query_runs_each_examples_own_cnn():
     context = torch.randn(4, 6, dtype=torch.float64)
     read = net.query(x, context)
     for b in range(4):
-        (w1, b1), (w2, b2) = net._split(net.generator(context[b:b + 1]))
-        h = F.max_pool2d(torch.relu(F.conv2d(x[b:b + 1], w1[0], b1[0], padding=1)), 2)
+        (w1, b1), (w2, b2) = net._split(net.generator(context[b : b + 1]))
+        h = F.max_pool2d(torch.relu(F.conv2d(x[b : b + 1], w1[0], b1[0], padding=1)), 2)
         h = torch.relu(F.conv2d(h, w2[0], b2[0], padding=1))
         torch.testing.assert_close(read[b], F.adaptive_avg_pool2d(h, 2).flatten())
 
@@ -46,8 +47,9 @@ def test_context_changes_the_query():
 
 def test_flop_counts():
     net = ReactiveQueryNet(image_size=28, channels=(6, 6, 6), iterations=4)
-    per_query = (conv2d_flops(1, 6, 3, 28, 28) + conv2d_flops(6, 6, 3, 14, 14)
-                 + conv2d_flops(6, 6, 3, 7, 7))
+    per_query = (
+        conv2d_flops(1, 6, 3, 28, 28) + conv2d_flops(6, 6, 3, 14, 14) + conv2d_flops(6, 6, 3, 7, 7)
+    )
     assert per_query == 2 * (54 * 784 + 324 * 196 + 324 * 49)
     assert net.conv_flops_per_image() == 4 * per_query
     assert net.hypernet_flops_per_image() == 4 * 2 * 64 * (60 + 330 + 330)
@@ -63,8 +65,9 @@ def test_accuracy_and_errors():
     assert accuracy(net, x, y, batch_size=4) == pytest.approx(expected)
     with pytest.raises(ValueError, match="same length"):
         accuracy(net, x, y[:3])
-    with pytest.raises(ValueError,
-                       match=r"x must have shape \(B, 1, 28, 28\), got shape \(2, 1, 20, 20\)"):
+    with pytest.raises(
+        ValueError, match=r"x must have shape \(B, 1, 28, 28\), got shape \(2, 1, 20, 20\)"
+    ):
         ReactiveQueryNet()(torch.rand(2, 1, 20, 20))
     with pytest.raises(ValueError, match="update must be 'residual' or 'gru'"):
         ReactiveQueryNet(update="lstm")

@@ -24,45 +24,80 @@ from probnets.tasks import (
     tasks,
 )
 
-CONFIGS = [AIRConfig, BayesHypernetConfig, GatedConfig, HyperCNNConfig, HyperLSTMConfig,
-           ReactiveConfig, SBNConfig, VAEConfig]
+CONFIGS = [
+    AIRConfig,
+    BayesHypernetConfig,
+    GatedConfig,
+    HyperCNNConfig,
+    HyperLSTMConfig,
+    ReactiveConfig,
+    SBNConfig,
+    VAEConfig,
+]
 
 
-@pytest.mark.parametrize("config, field, message", [
-    (lambda: VAEConfig(num_test=0), "num_test", "num_test must be a positive integer, got 0"),
-    (lambda: VAEConfig(steps=2.5), "steps", "steps must be a positive integer, got 2.5"),
-    (lambda: VAEConfig(steps=True), "steps", "steps must be a positive integer, got True"),
-    (lambda: VAEConfig(lr=-1e-3), "lr", "lr must be a positive number, got -0.001"),
-    (lambda: VAEConfig(lr=math.nan), "lr", "lr must be a positive number, got nan"),
-    (lambda: VAEConfig(clip_norm=0), "clip_norm", "clip_norm must be a positive number"),
-    (lambda: VAEConfig(weight_decay=-1), "weight_decay", "weight_decay must be a number >= 0"),
-    (lambda: VAEConfig(seed=-1), "seed", "seed must be an integer >= 0, got -1"),
-    (lambda: VAEConfig(dtype="float16"), "dtype", "dtype must be one of ('float32', "
-                                                  "'float64'), got 'float16'"),
-    (lambda: VAEConfig(precision="8"), "precision", "precision must be one of"),
-    (lambda: VAEConfig(device="gpu"), "device", "device must be one of auto, cpu, cuda"),
-    (lambda: VAEConfig(lr_schedule="linear"), "lr_schedule",
-     "lr_schedule: unknown schedule 'linear'"),
-    (lambda: VAEConfig(resume="yes"), "resume", "resume must be True or False, got 'yes'"),
-    (lambda: VAEConfig(out=3), "out", "out must be a path, got int"),
-    (lambda: SBNConfig(layers=(200, 0)), "layers", "layers must be a non-empty sequence of "
-                                                   "positive integers, got (200, 0)"),
-    (lambda: SBNConfig(estimator="reinforce"), "estimator", "estimator must be one of"),
-    (lambda: GatedConfig(prior_p=1.0), "prior_p", "prior_p must be in (0, 1), got 1.0"),
-    (lambda: AIRConfig(canvas_size=20), "canvas_size", "canvas_size must be an integer >= 28"),
-    (lambda: AIRConfig(z_pres_prior=2.0), "z_pres_prior", "z_pres_prior must be in (0, 1]"),
-    (lambda: ReactiveConfig(channels=()), "channels", "channels must be a non-empty sequence"),
-    (lambda: HyperLSTMConfig(recurrent_dropout=1.5), "recurrent_dropout",
-     "recurrent_dropout must be in [0, 1), got 1.5"),
-    (lambda: HyperLSTMConfig(rnn="lstm", recurrent_dropout=0.1), "recurrent_dropout",
-     "recurrent_dropout: nn.LSTM has no recurrent dropout"),
-    (lambda: HyperLSTMConfig(rnn="lstm", hyper_recurrent_dropout=0.1),
-     "hyper_recurrent_dropout",
-     "hyper_recurrent_dropout: only the HyperLSTM has a hyper cell (set rnn to hyperlstm)"),
-    (lambda: BayesHypernetConfig(hypernet_posterior=True), "hypernet_posterior",
-     "hypernet_posterior needs hypernet_prior_scale"),
-    (lambda: BayesHypernetConfig(activation="swish"), "activation", "activation must be one of"),
-])
+@pytest.mark.parametrize(
+    "config, field, message",
+    [
+        (lambda: VAEConfig(num_test=0), "num_test", "num_test must be a positive integer, got 0"),
+        (lambda: VAEConfig(steps=2.5), "steps", "steps must be a positive integer, got 2.5"),
+        (lambda: VAEConfig(steps=True), "steps", "steps must be a positive integer, got True"),
+        (lambda: VAEConfig(lr=-1e-3), "lr", "lr must be a positive number, got -0.001"),
+        (lambda: VAEConfig(lr=math.nan), "lr", "lr must be a positive number, got nan"),
+        (lambda: VAEConfig(clip_norm=0), "clip_norm", "clip_norm must be a positive number"),
+        (lambda: VAEConfig(weight_decay=-1), "weight_decay", "weight_decay must be a number >= 0"),
+        (lambda: VAEConfig(seed=-1), "seed", "seed must be an integer >= 0, got -1"),
+        (
+            lambda: VAEConfig(dtype="float16"),
+            "dtype",
+            "dtype must be one of ('float32', 'float64'), got 'float16'",
+        ),
+        (lambda: VAEConfig(precision="8"), "precision", "precision must be one of"),
+        (lambda: VAEConfig(device="gpu"), "device", "device must be one of auto, cpu, cuda"),
+        (
+            lambda: VAEConfig(lr_schedule="linear"),
+            "lr_schedule",
+            "lr_schedule: unknown schedule 'linear'",
+        ),
+        (lambda: VAEConfig(resume="yes"), "resume", "resume must be True or False, got 'yes'"),
+        (lambda: VAEConfig(out=3), "out", "out must be a path, got int"),
+        (
+            lambda: SBNConfig(layers=(200, 0)),
+            "layers",
+            "layers must be a non-empty sequence of positive integers, got (200, 0)",
+        ),
+        (lambda: SBNConfig(estimator="reinforce"), "estimator", "estimator must be one of"),
+        (lambda: GatedConfig(prior_p=1.0), "prior_p", "prior_p must be in (0, 1), got 1.0"),
+        (lambda: AIRConfig(canvas_size=20), "canvas_size", "canvas_size must be an integer >= 28"),
+        (lambda: AIRConfig(z_pres_prior=2.0), "z_pres_prior", "z_pres_prior must be in (0, 1]"),
+        (lambda: ReactiveConfig(channels=()), "channels", "channels must be a non-empty sequence"),
+        (
+            lambda: HyperLSTMConfig(recurrent_dropout=1.5),
+            "recurrent_dropout",
+            "recurrent_dropout must be in [0, 1), got 1.5",
+        ),
+        (
+            lambda: HyperLSTMConfig(rnn="lstm", recurrent_dropout=0.1),
+            "recurrent_dropout",
+            "recurrent_dropout: nn.LSTM has no recurrent dropout",
+        ),
+        (
+            lambda: HyperLSTMConfig(rnn="lstm", hyper_recurrent_dropout=0.1),
+            "hyper_recurrent_dropout",
+            "hyper_recurrent_dropout: only the HyperLSTM has a hyper cell (set rnn to hyperlstm)",
+        ),
+        (
+            lambda: BayesHypernetConfig(hypernet_posterior=True),
+            "hypernet_posterior",
+            "hypernet_posterior needs hypernet_prior_scale",
+        ),
+        (
+            lambda: BayesHypernetConfig(activation="swish"),
+            "activation",
+            "activation must be one of",
+        ),
+    ],
+)
 def test_bad_values_raise_a_value_error_naming_the_field(config, field, message):
     with pytest.raises(ValueError) as error_info:
         config()

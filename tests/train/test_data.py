@@ -29,8 +29,9 @@ def noisy_objective(net):
 def train(make_loader, steps, out_dir=None, resume=False, seed=0, **settings):
     torch.manual_seed(seed)
     net = nn.Linear(3, 1)
-    config = TrainConfig(steps=steps, lr=0.05, progress=False, out_dir=out_dir, resume=resume,
-                         loggers=(), **settings)
+    config = TrainConfig(
+        steps=steps, lr=0.05, progress=False, out_dir=out_dir, resume=resume, loggers=(), **settings
+    )
     trainer = Trainer(noisy_objective(net), make_loader(), config)
     trainer.run()
     return net, trainer
@@ -45,11 +46,15 @@ def assert_same_parameters(a, b):
         assert torch.equal(p, q), name
 
 
-@pytest.mark.parametrize("make_loader", [
-    shuffled_loader,
-    lambda: shuffled_loader(generator=torch.Generator().manual_seed(5)),
-    lambda: shuffled_loader(drop_last=True, num_workers=0),
-], ids=["global-rng", "own-generator", "drop-last"])
+@pytest.mark.parametrize(
+    "make_loader",
+    [
+        shuffled_loader,
+        lambda: shuffled_loader(generator=torch.Generator().manual_seed(5)),
+        lambda: shuffled_loader(drop_last=True, num_workers=0),
+    ],
+    ids=["global-rng", "own-generator", "drop-last"],
+)
 def test_shuffled_data_loader_resumes_exactly(tmp_path, make_loader):
     # 6 batches a pass: the interruption at 5 is inside the first pass, 10 in the second.
     uninterrupted, _ = train(make_loader, 10)
@@ -71,8 +76,9 @@ def test_resume_at_a_pass_boundary_and_a_different_seed_differs(tmp_path):
 def test_data_seed_fixes_the_order_and_the_global_seed_does_too():
     def order(seed, data_seed=None):
         torch.manual_seed(seed)
-        stream = LoaderBatches(DataLoader(torch.arange(12), batch_size=3, shuffle=True),
-                               seed=data_seed)
+        stream = LoaderBatches(
+            DataLoader(torch.arange(12), batch_size=3, shuffle=True), seed=data_seed
+        )
         return [next(stream)[0].tolist() for _ in range(8)]
 
     assert order(0) == order(0) and order(0) != order(1)
@@ -109,11 +115,12 @@ class CountingStatefulLoader:
 
 def test_a_stateful_loader_restores_its_own_position(tmp_path):
     x, y = regression_data(12)
-    batches = [(x[i:i + 3], y[i:i + 3]) for i in range(0, 12, 3)]
+    batches = [(x[i : i + 3], y[i : i + 3]) for i in range(0, 12, 3)]
     uninterrupted, _ = train(lambda: CountingStatefulLoader(batches), 6)
     train(lambda: CountingStatefulLoader(batches), 3, out_dir=tmp_path)
-    resumed, trainer = train(lambda: CountingStatefulLoader(batches), 6, out_dir=tmp_path,
-                             resume=True)
+    resumed, trainer = train(
+        lambda: CountingStatefulLoader(batches), 6, out_dir=tmp_path, resume=True
+    )
     assert_same_parameters(uninterrupted, resumed)
     assert trainer.data.loader.loads == 1 and "loader" in trainer.data.state_dict()
 
@@ -179,8 +186,9 @@ def test_torchdata_stateful_dataloader_resumes_exactly(tmp_path):
     stateful = pytest.importorskip("torchdata.stateful_dataloader")
 
     def make_loader():
-        return stateful.StatefulDataLoader(TensorDataset(*regression_data()), batch_size=4,
-                                           shuffle=True)
+        return stateful.StatefulDataLoader(
+            TensorDataset(*regression_data()), batch_size=4, shuffle=True
+        )
 
     uninterrupted, _ = train(make_loader, 10)
     train(make_loader, 5, out_dir=tmp_path)

@@ -17,8 +17,9 @@ from probnets.train import (
 )
 from probnets.train.distributed import launch_local
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(),
-                                reason="needs the gloo backend")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_gloo_available(), reason="needs the gloo backend"
+)
 
 
 def regression_data():
@@ -53,12 +54,17 @@ def train_regression(rank, out_dir, steps, batch_size, stochastic=False, resume=
     x, y = regression_data()
     if rank >= 0:
         pyro.set_rng_seed(100 + rank)
-    trainer = Trainer(SVIObjective(noisy_model if stochastic else model,
-                                   noisy_guide if stochastic else (lambda x, y: None),
-                                   pyro.infer.Trace_ELBO()),
-                      BatchSampler(x, y, batch_size=batch_size, seed=0),
-                      TrainConfig(steps=steps, lr=0.05, out_dir=out_dir, checkpoint_every=4,
-                                  resume=resume, progress=False))
+    trainer = Trainer(
+        SVIObjective(
+            noisy_model if stochastic else model,
+            noisy_guide if stochastic else (lambda x, y: None),
+            pyro.infer.Trace_ELBO(),
+        ),
+        BatchSampler(x, y, batch_size=batch_size, seed=0),
+        TrainConfig(
+            steps=steps, lr=0.05, out_dir=out_dir, checkpoint_every=4, resume=resume, progress=False
+        ),
+    )
     trainer.run()
 
 

@@ -41,10 +41,19 @@ def no_guide(x):
 
 
 def scale_trainer(lr, steps, out_dir, resume=False, **settings):
-    return Trainer(SVIObjective(scale_model, no_guide, pyro.infer.Trace_ELBO()),
-                   iter(lambda: (DATA,), None),
-                   TrainConfig(steps=steps, lr=lr, optimizer="sgd", out_dir=str(out_dir),
-                               resume=resume, progress=False, **settings))
+    return Trainer(
+        SVIObjective(scale_model, no_guide, pyro.infer.Trace_ELBO()),
+        iter(lambda: (DATA,), None),
+        TrainConfig(
+            steps=steps,
+            lr=lr,
+            optimizer="sgd",
+            out_dir=str(out_dir),
+            resume=resume,
+            progress=False,
+            **settings,
+        ),
+    )
 
 
 def read_csv(path):
@@ -88,10 +97,11 @@ def test_a_run_that_never_had_a_good_step_saves_its_initial_parameters(tmp_path)
         pyro.sample("obs", dist.Normal(0.0, 1.0 + w).expand([len(x)]).to_event(1), obs=x)
 
     pyro.clear_param_store()
-    trainer = Trainer(SVIObjective(model, no_guide, pyro.infer.Trace_ELBO()),
-                      iter(lambda: (DATA,), None),
-                      TrainConfig(steps=5, max_bad_steps=2, out_dir=str(tmp_path),
-                                  progress=False))
+    trainer = Trainer(
+        SVIObjective(model, no_guide, pyro.infer.Trace_ELBO()),
+        iter(lambda: (DATA,), None),
+        TrainConfig(steps=5, max_bad_steps=2, out_dir=str(tmp_path), progress=False),
+    )
     with pytest.raises(NonFiniteLossError, match="holds the initial parameters"):
         trainer.run()
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
@@ -108,10 +118,11 @@ def test_programming_errors_are_not_bad_steps(tmp_path):
 
     for model, raised in ((shape_error, RuntimeError), (type_error, (TypeError, ValueError))):
         pyro.clear_param_store()
-        trainer = Trainer(SVIObjective(model, no_guide, pyro.infer.Trace_ELBO()),
-                          iter(lambda: (DATA,), None),
-                          TrainConfig(steps=3, out_dir=str(tmp_path / model.__name__),
-                                      progress=False))
+        trainer = Trainer(
+            SVIObjective(model, no_guide, pyro.infer.Trace_ELBO()),
+            iter(lambda: (DATA,), None),
+            TrainConfig(steps=3, out_dir=str(tmp_path / model.__name__), progress=False),
+        )
         with pytest.raises(raised) as error:
             trainer.run()
         assert not isinstance(error.value, NonFiniteLossError)
@@ -143,8 +154,11 @@ def test_diagnosis_does_not_change_the_random_draws(tmp_path):
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
         batches = iter([(torch.tensor(0.5), step in poison) for step in range(4)])
-        trainer = Trainer(SVIObjective(noisy_model, noise_guide, pyro.infer.Trace_ELBO()),
-                          batches, TrainConfig(steps=4, progress=False))
+        trainer = Trainer(
+            SVIObjective(noisy_model, noise_guide, pyro.infer.Trace_ELBO()),
+            batches,
+            TrainConfig(steps=4, progress=False),
+        )
         with pytest.warns(UserWarning) if poison else _nothing():
             trainer.run()
         return torch.rand(3)
@@ -176,11 +190,12 @@ def test_the_checkpoint_is_written_before_the_evaluation_of_its_step(tmp_path):
         return {"score": 1.0}
 
     pyro.clear_param_store()
-    trainer = Trainer(SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
-                      iter(lambda: (), None),
-                      TrainConfig(steps=4, lr=0.1, out_dir=str(tmp_path), checkpoint_every=1,
-                                  progress=False),
-                      callbacks=[Evaluation(evaluate, every=1)])
+    trainer = Trainer(
+        SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(steps=4, lr=0.1, out_dir=str(tmp_path), checkpoint_every=1, progress=False),
+        callbacks=[Evaluation(evaluate, every=1)],
+    )
     with pytest.raises(Failure):
         trainer.run()
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
@@ -189,15 +204,21 @@ def test_the_checkpoint_is_written_before_the_evaluation_of_its_step(tmp_path):
 def test_evaluation_does_not_consume_the_training_random_numbers():
     def noisy_model():
         w = pyro.param("w", torch.zeros(()))
-        pyro.factor("f", -(w - pyro.sample("z", dist.Normal(0.0, 1.0))) ** 2)
+        pyro.factor("f", -((w - pyro.sample("z", dist.Normal(0.0, 1.0))) ** 2))
 
     def trained(callbacks):
         pyro.clear_param_store()
         pyro.set_rng_seed(1)
-        Trainer(SVIObjective(noisy_model, lambda: pyro.sample("z", dist.Normal(0.0, 2.0)),
-                             pyro.infer.Trace_ELBO()),
-                iter(lambda: (), None), TrainConfig(steps=5, lr=0.1, progress=False),
-                callbacks=callbacks).run()
+        Trainer(
+            SVIObjective(
+                noisy_model,
+                lambda: pyro.sample("z", dist.Normal(0.0, 2.0)),
+                pyro.infer.Trace_ELBO(),
+            ),
+            iter(lambda: (), None),
+            TrainConfig(steps=5, lr=0.1, progress=False),
+            callbacks=callbacks,
+        ).run()
         return pyro.param("w").item()
 
     drawing = Evaluation(lambda t: {"draw": torch.randn(()).item()}, every=1)
@@ -209,9 +230,12 @@ def test_an_evaluation_of_invalid_parameters_is_skipped_with_one_warning():
         dist.Normal(0.0, -torch.ones(()))
 
     pyro.clear_param_store()
-    trainer = Trainer(SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
-                      iter(lambda: (), None), TrainConfig(steps=3, lr=0.1, progress=False),
-                      callbacks=[Evaluation(failing, every=1)])
+    trainer = Trainer(
+        SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(steps=3, lr=0.1, progress=False),
+        callbacks=[Evaluation(failing, every=1)],
+    )
     with pytest.warns(RuntimeWarning, match="evaluation at step 1 skipped") as record:
         result = trainer.run()
     assert len([w for w in record if "skipped" in str(w.message)]) == 1
@@ -225,9 +249,11 @@ def exploding_trainer(lr, steps=40):
     module = nn.Linear(1, 1, bias=False).double()
     with torch.no_grad():
         module.weight.fill_(0.0)
-    return Trainer(LossObjective(lambda x: (module.weight - 1.0).pow(2).sum(), module),
-                   BatchSampler(torch.zeros(4, 1, dtype=torch.float64), batch_size=2),
-                   TrainConfig(steps=steps, lr=lr, optimizer="sgd", progress=False))
+    return Trainer(
+        LossObjective(lambda x: (module.weight - 1.0).pow(2).sum(), module),
+        BatchSampler(torch.zeros(4, 1, dtype=torch.float64), batch_size=2),
+        TrainConfig(steps=steps, lr=lr, optimizer="sgd", progress=False),
+    )
 
 
 def test_an_exploding_loss_is_reported_once():
@@ -245,7 +271,7 @@ def test_a_converging_or_noisy_run_is_not_reported(recwarn):
     generator = torch.Generator().manual_seed(0)
     for step in range(1, 2001):
         # a noisy decreasing loss with rare spikes a hundred times its level
-        loss = 100.0 / step ** 0.5 * (1 + 0.5 * torch.rand((), generator=generator).item())
+        loss = 100.0 / step**0.5 * (1 + 0.5 * torch.rand((), generator=generator).item())
         loss *= 100.0 if step % 97 == 0 else 1.0
         assert monitor.observe(step, loss) is None
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
@@ -266,7 +292,7 @@ def test_the_explosion_monitor_is_resumed_with_the_run():
 def test_a_loss_thrown_up_by_the_first_update_is_an_explosion():
     # the loss slowly decreases after jumping from 100 to 1e10: still an explosion
     monitor = LossExplosion()
-    losses = [100.0] + [1e10 * 0.99 ** step for step in range(1, 10)]
+    losses = [100.0] + [1e10 * 0.99**step for step in range(1, 10)]
     warnings = [monitor.observe(step, loss) for step, loss in enumerate(losses, 1)]
     assert [step for step, warning in enumerate(warnings, 1) if warning] == [5]
     assert "magnitude of 100 " in warnings[4]
@@ -280,8 +306,10 @@ def test_a_callback_sees_the_saved_checkpoint_in_on_step_end(tmp_path):
             seen.append(load_checkpoint(tmp_path / "last.pt")["step"])
 
     pyro.clear_param_store()
-    Trainer(SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
-            iter(lambda: (), None),
-            TrainConfig(steps=3, lr=0.1, out_dir=str(tmp_path), checkpoint_every=1,
-                        progress=False), callbacks=[Seen()]).run()
+    Trainer(
+        SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(steps=3, lr=0.1, out_dir=str(tmp_path), checkpoint_every=1, progress=False),
+        callbacks=[Seen()],
+    ).run()
     assert seen == [1, 2, 3]

@@ -107,11 +107,14 @@ def test_fits_take_torch_and_pyro_optimizers_and_schedulers():
     assert result.step == 2
     step_lr = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=2, gamma=0.5)
     model = BayesianHypernet([3, 4, 1], task="regression")
-    rates = [row["lr"] for row in model.fit(x, y[:, 0], num_steps=4, lr=0.02,
-                                            lr_scheduler=step_lr).history]
+    rates = [
+        row["lr"]
+        for row in model.fit(x, y[:, 0], num_steps=4, lr=0.02, lr_scheduler=step_lr).history
+    ]
     assert rates == pytest.approx([0.02, 0.02, 0.01, 0.01])  # the cosine decay steps aside
-    clipped = model.fit(x, y[:, 0], num_steps=2,
-                        optimizer=pyro.optim.ClippedAdam({"lr": 0.01, "clip_norm": 5.0}))
+    clipped = model.fit(
+        x, y[:, 0], num_steps=2, optimizer=pyro.optim.ClippedAdam({"lr": 0.01, "clip_norm": 5.0})
+    )
     assert clipped.step == 2
 
 

@@ -24,17 +24,25 @@ def run(steps=12, out_dir=None, resume=False, seed=0, **settings):
     torch.manual_seed(seed)
     net = nn.Linear(2, 1)
     settings.setdefault("lr", 0.05)
-    config = TrainConfig(steps=steps, progress=False, loggers=(), out_dir=out_dir,
-                         resume=resume, batch_size=8, data_seed=0, **settings)
-    trainer = Trainer(LossObjective(lambda a, b: ((net(a) - b) ** 2).mean(), net), data(),
-                      config)
+    config = TrainConfig(
+        steps=steps,
+        progress=False,
+        loggers=(),
+        out_dir=out_dir,
+        resume=resume,
+        batch_size=8,
+        data_seed=0,
+        **settings,
+    )
+    trainer = Trainer(LossObjective(lambda a, b: ((net(a) - b) ** 2).mean(), net), data(), config)
     result = trainer.run()
     return net, trainer, result
 
 
-@pytest.mark.parametrize("name, cls", [("rmsprop", torch.optim.RMSprop),
-                                       ("RAdam", torch.optim.RAdam),
-                                       ("adamw", torch.optim.AdamW)])
+@pytest.mark.parametrize(
+    "name, cls",
+    [("rmsprop", torch.optim.RMSprop), ("RAdam", torch.optim.RAdam), ("adamw", torch.optim.AdamW)],
+)
 def test_any_torch_optimizer_by_name_or_class(name, cls):
     _, trainer, result = run(steps=30, optimizer=name)
     assert type(trainer.optimizer) is cls
@@ -73,9 +81,17 @@ def test_a_pyro_optimizer_matches_svi_with_it():
     pyro.clear_param_store()
     from probnets.train import SVIObjective
 
-    Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()), [()],
-            TrainConfig(steps=5, optimizer=pyro.optim.Adam({"lr": 0.1}), progress=False,
-                        loggers=(), optim_args={"fused": False})).run()
+    Trainer(
+        SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+        [()],
+        TrainConfig(
+            steps=5,
+            optimizer=pyro.optim.Adam({"lr": 0.1}),
+            progress=False,
+            loggers=(),
+            optim_args={"fused": False},
+        ),
+    ).run()
     assert pyro.param("loc").item() == pytest.approx(expected, abs=1e-6)
 
 
@@ -103,24 +119,30 @@ def test_a_torch_scheduler_is_stepped_once_per_step():
     assert trainer.groups.scheduler.last_epoch == 12
 
 
-@pytest.mark.parametrize("scheduler", [
-    STEP_LR,
-    lambda optimizer: torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=12),
-    lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=5),
-], ids=["StepLR", "OneCycleLR", "CosineAnnealingWarmRestarts"])
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        STEP_LR,
+        lambda optimizer: torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=0.1, total_steps=12
+        ),
+        lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=5),
+    ],
+    ids=["StepLR", "OneCycleLR", "CosineAnnealingWarmRestarts"],
+)
 def test_a_torch_scheduler_resumes_exactly(tmp_path, scheduler):
     uninterrupted, _, full = run(steps=12, lr_scheduler=scheduler)
     run(steps=7, out_dir=tmp_path, lr_scheduler=scheduler)
     assert load_checkpoint(tmp_path / "last.pt")["lr_scheduler"]["scheduler"]["last_epoch"] == 7
-    resumed, _, rest = run(steps=12, out_dir=tmp_path, resume=True, seed=5,
-                           lr_scheduler=scheduler)
+    resumed, _, rest = run(steps=12, out_dir=tmp_path, resume=True, seed=5, lr_scheduler=scheduler)
     assert torch.equal(uninterrupted.weight, resumed.weight)
     assert [r["lr"] for r in rest.history] == [r["lr"] for r in full.history[7:]]
 
 
 def test_a_pyro_scheduler_brings_its_optimizer_and_scheduler():
-    optimizer = pyro.optim.StepLR({"optimizer": torch.optim.SGD, "optim_args": {"lr": 0.1},
-                                   "step_size": 2, "gamma": 0.1})
+    optimizer = pyro.optim.StepLR(
+        {"optimizer": torch.optim.SGD, "optim_args": {"lr": 0.1}, "step_size": 2, "gamma": 0.1}
+    )
     _, trainer, result = run(steps=4, optimizer=optimizer, lr=None)
     assert type(trainer.optimizer) is torch.optim.SGD
     assert [row["lr"] for row in result.history] == pytest.approx([0.1, 0.1, 0.01, 0.01])
@@ -139,7 +161,8 @@ def test_scheduler_settings_are_checked():
 def test_the_logged_config_names_the_scheduler_and_the_pyro_optimizer():
     config = TrainConfig(steps=2, lr_scheduler=STEP_LR)
     assert config.to_dict()["lr_scheduler"] == (
-        "torch.optim.lr_scheduler.StepLR(step_size=4, gamma=0.5)")
+        "torch.optim.lr_scheduler.StepLR(step_size=4, gamma=0.5)"
+    )
 
 
 def test_a_skipped_step_still_advances_the_torch_scheduler():

@@ -51,9 +51,12 @@ def empty_batches():
 
 def quadratic_trainer(steps, callbacks=(), **settings):
     settings.setdefault("progress", False)
-    return Trainer(SVIObjective(quadratic_model, no_guide, pyro.infer.Trace_ELBO()),
-                   empty_batches(), TrainConfig(steps=steps, lr=0.1, **settings),
-                   callbacks=callbacks)
+    return Trainer(
+        SVIObjective(quadratic_model, no_guide, pyro.infer.Trace_ELBO()),
+        empty_batches(),
+        TrainConfig(steps=steps, lr=0.1, **settings),
+        callbacks=callbacks,
+    )
 
 
 def read_csv(path):
@@ -78,20 +81,32 @@ class RecordingLogger:
 def test_csv_by_default_user_loggers_and_no_tensorboard(tmp_path):
     pyro.clear_param_store()
     recorder = RecordingLogger()
-    quadratic_trainer(4, callbacks=[Evaluation(lambda t: {"score": float(t.step)}, every=2)],
-                      out_dir=str(tmp_path), loggers=("csv", recorder)).run()
+    quadratic_trainer(
+        4,
+        callbacks=[Evaluation(lambda t: {"score": float(t.step)}, every=2)],
+        out_dir=str(tmp_path),
+        loggers=("csv", recorder),
+    ).run()
     assert [int(r["step"]) for r in read_csv(tmp_path / "metrics.csv")] == [1, 2, 3, 4]
-    assert read_csv(tmp_path / "eval.csv") == [{"step": "2", "score": "2.0"},
-                                               {"step": "4", "score": "4.0"}]
-    assert sorted(os.listdir(tmp_path)) == ["eval.csv", "last.pt", "metrics.csv",
-                                            "train_config.json"]
+    assert read_csv(tmp_path / "eval.csv") == [
+        {"step": "2", "score": "2.0"},
+        {"step": "4", "score": "4.0"},
+    ]
+    assert sorted(os.listdir(tmp_path)) == [
+        "eval.csv",
+        "last.pt",
+        "metrics.csv",
+        "train_config.json",
+    ]
     with open(tmp_path / "train_config.json") as f:
         assert json.load(f)["lr"] == 0.1
     assert recorder.config["steps"] == 4 and recorder.closed
     train_rows = [(s, m) for s, m in recorder.rows if "loss" in m]
     assert [s for s, _ in train_rows] == [1, 2, 3, 4] and "step" not in train_rows[0][1]
     assert [(s, m) for s, m in recorder.rows if "loss" not in m] == [
-        (2, {"eval/score": 2.0}), (4, {"eval/score": 4.0})]
+        (2, {"eval/score": 2.0}),
+        (4, {"eval/score": 4.0}),
+    ]
 
 
 def test_tensorboard_events_are_truncated_on_resume(tmp_path):
@@ -108,13 +123,20 @@ def test_tensorboard_events_are_truncated_on_resume(tmp_path):
 
     pyro.clear_param_store()
     with pytest.raises(Crash):
-        quadratic_trainer(4, callbacks=[CrashAfterLoggingStep3()], out_dir=str(tmp_path),
-                          checkpoint_every=2, tensorboard=True).run()
-    assert sorted(e.step for e in EventAccumulator(str(tmp_path / "tensorboard")).Reload()
-                  .Scalars("loss")) == [1, 2, 3]
+        quadratic_trainer(
+            4,
+            callbacks=[CrashAfterLoggingStep3()],
+            out_dir=str(tmp_path),
+            checkpoint_every=2,
+            tensorboard=True,
+        ).run()
+    assert sorted(
+        e.step for e in EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("loss")
+    ) == [1, 2, 3]
     pyro.clear_param_store()
-    quadratic_trainer(4, out_dir=str(tmp_path), checkpoint_every=2, tensorboard=True,
-                      resume=True).run()
+    quadratic_trainer(
+        4, out_dir=str(tmp_path), checkpoint_every=2, tensorboard=True, resume=True
+    ).run()
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
     assert [e.step for e in events.Scalars("loss")] == [1, 2, 3, 4]
 
@@ -140,16 +162,22 @@ def test_evaluation_schedule_and_callback_hooks(tmp_path):
     hooks = Hooks()
     default = Evaluation(lambda t: {"a": 1.0})
     own = Evaluation(lambda t: {"b": 1.0}, every=2)
-    result = quadratic_trainer(7, callbacks=[hooks, default, own], eval_every=3,
-                               out_dir=str(tmp_path)).run()
+    result = quadratic_trainer(
+        7, callbacks=[hooks, default, own], eval_every=3, out_dir=str(tmp_path)
+    ).run()
     assert [r["step"] for r in result.eval_history if "a" in r] == [3, 6, 7]
     assert [r["step"] for r in result.eval_history if "b" in r] == [2, 4, 6, 7]
     assert hooks.calls == [("start", 0)] + [("step", s) for s in range(1, 8)] + [("end", 7)]
     assert all(row["twice_loss"] == 2 * row["loss"] for row in result.history)
     # A run resumed from its final checkpoint takes no step but still evaluates once.
     pyro.clear_param_store()
-    again = quadratic_trainer(7, callbacks=[Evaluation(lambda t: {"a": 2.0})], eval_every=3,
-                              out_dir=str(tmp_path), resume=True).run()
+    again = quadratic_trainer(
+        7,
+        callbacks=[Evaluation(lambda t: {"a": 2.0})],
+        eval_every=3,
+        out_dir=str(tmp_path),
+        resume=True,
+    ).run()
     assert again.eval_history == [{"step": 7, "a": 2.0}]
     # no step taken: the one row is the checkpoint's own, logged again as it was
     assert again.history == [result.history[-1]]
@@ -164,8 +192,7 @@ def test_checkpoint_retention_keeps_the_most_recent(tmp_path):
     assert [os.path.basename(p) for p in kept] == ["step-00000006.pt", "step-00000007.pt"]
     assert [load_checkpoint(p)["step"] for p in kept] == [6, 7]
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 7
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(os.path.basename(p)
-                                                                  for p in kept)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(os.path.basename(p) for p in kept)
 
 
 def test_schedules_are_restored_and_checked_on_resume(tmp_path):
@@ -175,16 +202,22 @@ def test_schedules_are_restored_and_checked_on_resume(tmp_path):
     def run(schedule, steps, resume=False):
         pyro.clear_param_store()
         holder = Holder()
-        quadratic_trainer(steps, out_dir=str(tmp_path), resume=resume,
-                          schedules=[Anneal(holder, "temperature", schedule)]).run()
+        quadratic_trainer(
+            steps,
+            out_dir=str(tmp_path),
+            resume=resume,
+            schedules=[Anneal(holder, "temperature", schedule)],
+        ).run()
         return holder
 
     run(Exponential(1.0, 0.1, 4), 3)
     assert load_checkpoint(tmp_path / "last.pt")["schedules"] == {
-        "temperature": pytest.approx(Exponential(1.0, 0.1, 4)(2))}
+        "temperature": pytest.approx(Exponential(1.0, 0.1, 4)(2))
+    }
     # Resumed at its end: no step is taken, the attribute holds the checkpointed value.
     assert run(Exponential(1.0, 0.1, 4), 3, resume=True).temperature == pytest.approx(
-        Exponential(1.0, 0.1, 4)(2))
+        Exponential(1.0, 0.1, 4)(2)
+    )
     with pytest.warns(UserWarning, match="'temperature' was 0.316228 at step 3"):
         holder = run(Exponential(1.0, 0.5, 4), 3, resume=True)
     assert holder.temperature == 1.0  # not overwritten with the other schedule's value
@@ -196,9 +229,11 @@ def test_data_loaders_and_optimizer_classes():
     y = x @ torch.tensor([[2.0], [-1.0]])
     net = nn.Linear(2, 1)
     loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
-    result = Trainer(LossObjective(lambda a, b: ((net(a) - b) ** 2).mean(), net), loader,
-                     TrainConfig(steps=60, lr=0.05, optimizer=torch.optim.RMSprop,
-                                 progress=False)).run()
+    result = Trainer(
+        LossObjective(lambda a, b: ((net(a) - b) ** 2).mean(), net),
+        loader,
+        TrainConfig(steps=60, lr=0.05, optimizer=torch.optim.RMSprop, progress=False),
+    ).run()
     assert result.history[-1]["loss"] < 0.05 * result.history[0]["loss"]
     with pytest.raises(TypeError, match="BatchSampler"):
         Trainer(LossObjective(lambda a, b: net(a).sum(), net), 3.0, TrainConfig(steps=1))
@@ -218,8 +253,11 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="eval_every must be a positive integer"):
         TrainConfig(steps=1, eval_every=0)
     with pytest.raises(TypeError, match="config must be a TrainConfig"):
-        Trainer(SVIObjective(quadratic_model, no_guide, pyro.infer.Trace_ELBO()),
-                empty_batches(), {"steps": 1})
+        Trainer(
+            SVIObjective(quadratic_model, no_guide, pyro.infer.Trace_ELBO()),
+            empty_batches(),
+            {"steps": 1},
+        )
     json.dumps(TrainConfig(steps=1, lr_schedule=Exponential(1.0, 0.1, 5)).to_dict())
 
 
@@ -265,14 +303,17 @@ def test_layering_models_do_not_import_train_and_train_imports_no_tqdm_or_matplo
 
 
 def test_one_line_fit_works_from_a_model_import_alone():
-    code = ("import sys, torch\n"
-            "from probnets.models.gated import NeuronDAG\n"
-            "x = torch.randn(8, 2)\n"
-            "NeuronDAG(2, 3, 1).fit(x, x[:, :1], 2)\n"
-            "print('matplotlib' in sys.modules)\n")
+    code = (
+        "import sys, torch\n"
+        "from probnets.models.gated import NeuronDAG\n"
+        "x = torch.randn(8, 2)\n"
+        "NeuronDAG(2, 3, 1).fit(x, x[:, :1], 2)\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -287,8 +328,18 @@ def test_batch_sampler_data_in_fit_batches():
 def test_cli_tensorboard_is_a_flag(tmp_path, capsys):
     from probnets.cli import main
 
-    argv = ["train", "vae", "--steps", "1", "--batch-size", "8", "--no-progress",
-            "--out", str(tmp_path / "run"), "--tensorboard"]
+    argv = [
+        "train",
+        "vae",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+        "--tensorboard",
+    ]
     try:
         import tensorboard  # noqa: F401
     except ImportError:

@@ -70,8 +70,9 @@ def test_scaled_backward_scales_every_gradient_exactly(name):
     assert plain and plain.keys() == scaled.keys()
     for site in plain:
         assert scaled[site].dtype == torch.float64
-        torch.testing.assert_close(scaled[site], 1024.0 * plain[site], rtol=1e-9, atol=1e-12,
-                                   msg=f"{name}: {site}")
+        torch.testing.assert_close(
+            scaled[site], 1024.0 * plain[site], rtol=1e-9, atol=1e-12, msg=f"{name}: {site}"
+        )
 
 
 def test_scaled_backward_handles_explicit_seeds_and_rejects_bad_scales():
@@ -95,10 +96,18 @@ def vae_trainer(tmp_path, steps, **kwargs):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     vae = VAE(image_size=8, latent_dim=2, hidden_dim=16)
-    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
-                      BatchSampler(binary_images(), batch_size=32, seed=0),
-                      TrainConfig(steps=steps, lr=1e-2, precision="16-mixed", progress=False,
-                                  out_dir=str(tmp_path), **kwargs))
+    trainer = Trainer(
+        SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(binary_images(), batch_size=32, seed=0),
+        TrainConfig(
+            steps=steps,
+            lr=1e-2,
+            precision="16-mixed",
+            progress=False,
+            out_dir=str(tmp_path),
+            **kwargs,
+        ),
+    )
     return vae, trainer
 
 
@@ -116,12 +125,12 @@ def test_float16_mixed_trains_with_float32_parameters(tmp_path):
 def test_float16_overflow_skips_the_step_and_lowers_the_scale(tmp_path):
     # 2**40 times any gradient overflows float16: the first steps are skipped, not counted
     # as bad, until the scale has come down far enough.
-    vae, trainer = vae_trainer(tmp_path, 80, initial_loss_scale=2.0 ** 40, max_bad_steps=2)
+    vae, trainer = vae_trainer(tmp_path, 80, initial_loss_scale=2.0**40, max_bad_steps=2)
     before = {k: v.clone() for k, v in vae.state_dict().items()}
     trainer.train_step(next(trainer.data))
     assert trainer.overflow_steps == 1 and trainer.bad_steps == 0
     assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items())
-    assert trainer.scaler.get_scale() == 2.0 ** 39
+    assert trainer.scaler.get_scale() == 2.0**39
     result = trainer.run()
     assert trainer.bad_steps == 0 and 1 < trainer.overflow_steps < 40
     losses = [row["loss"] for row in result.history]
@@ -129,7 +138,7 @@ def test_float16_overflow_skips_the_step_and_lowers_the_scale(tmp_path):
     # The scale is checkpointed, so a resumed run does not start overflowing again.
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["loss_scale"]["scaler"]["scale"] == trainer.scaler.get_scale()
-    _, resumed = vae_trainer(tmp_path, 81, initial_loss_scale=2.0 ** 40, resume=True)
+    _, resumed = vae_trainer(tmp_path, 81, initial_loss_scale=2.0**40, resume=True)
     resumed.run()
     assert resumed.overflow_steps == trainer.overflow_steps
 

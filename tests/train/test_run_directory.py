@@ -33,11 +33,12 @@ def quadratic_model():
 def trainer(tmp_path, steps, callbacks=(), **settings):
     pyro.clear_param_store()
     settings.setdefault("progress", False)
-    return Trainer(SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
-                   iter(lambda: (), None),
-                   TrainConfig(steps=steps, lr=0.1, out_dir=str(tmp_path), **settings),
-                   callbacks=[Evaluation(lambda t: {"score": float(t.step)}, every=2),
-                              *callbacks])
+    return Trainer(
+        SVIObjective(quadratic_model, lambda: None, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(steps=steps, lr=0.1, out_dir=str(tmp_path), **settings),
+        callbacks=[Evaluation(lambda t: {"score": float(t.step)}, every=2), *callbacks],
+    )
 
 
 def steps_in(path):
@@ -91,8 +92,11 @@ def test_resuming_a_finished_run_adds_no_rows(tmp_path):
 
 def test_orphaned_temporary_files_are_removed_at_the_next_start(tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    orphans = [tmp_path / ".tmp-abc.pt", tmp_path / ".tmp-x.json",
-               tmp_path / "checkpoints" / ".tmp-y.pt"]
+    orphans = [
+        tmp_path / ".tmp-abc.pt",
+        tmp_path / ".tmp-x.json",
+        tmp_path / "checkpoints" / ".tmp-y.pt",
+    ]
     for path in orphans:
         path.write_bytes(b"partial")
     (tmp_path / "notes.tmp").write_text("not ours")
@@ -111,10 +115,17 @@ def test_files_follow_the_umask(tmp_path, mask, mode):
             f.write("x")
     finally:
         os.umask(previous)
-    files = ["last.pt", "metrics.csv", "eval.csv", "train_config.json", "x.txt",
-             os.path.join("checkpoints", "step-00000002.pt")]
-    assert {name: os.stat(tmp_path / name).st_mode & 0o777 for name in files} == \
-        dict.fromkeys(files, mode)
+    files = [
+        "last.pt",
+        "metrics.csv",
+        "eval.csv",
+        "train_config.json",
+        "x.txt",
+        os.path.join("checkpoints", "step-00000002.pt"),
+    ]
+    assert {name: os.stat(tmp_path / name).st_mode & 0o777 for name in files} == dict.fromkeys(
+        files, mode
+    )
 
 
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -130,8 +141,10 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
         trainer(tmp_path, 4, checkpoint_every=1, resume=True).run()
     assert error.value.errno == errno.ENOSPC
     assert error.value.filename == str(tmp_path / "last.pt")
-    assert str(error.value) == (f"cannot write the checkpoint {tmp_path / 'last.pt'}: No space "
-                                "left on device; the previous checkpoint there is intact")
+    assert str(error.value) == (
+        f"cannot write the checkpoint {tmp_path / 'last.pt'}: No space "
+        "left on device; the previous checkpoint there is intact"
+    )
     assert (tmp_path / "last.pt").read_bytes() == before
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
     monkeypatch.undo()
@@ -179,5 +192,12 @@ def test_buffering_loggers_are_flushed_before_each_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(probnets.train.checkpoint.Checkpointer, "write", recording_write)
     trainer(tmp_path, 2, checkpoint_every=1, loggers=("csv", Buffering())).run()
     # (the evaluation of step 2 follows its checkpoint)
-    assert events == [("row", 1), ("flush",), ("checkpoint", 1),
-                      ("row", 2), ("flush",), ("checkpoint", 2), ("row", 2)]
+    assert events == [
+        ("row", 1),
+        ("flush",),
+        ("checkpoint", 1),
+        ("row", 2),
+        ("flush",),
+        ("checkpoint", 2),
+        ("row", 2),
+    ]

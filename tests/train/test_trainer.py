@@ -54,9 +54,11 @@ class MixedLatents(PyroModule):
         out = self.encoder(x)
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.Normal(out[:, 0], out[:, 1].exp() * self.temperature))
-            pyro.sample("b", dist.Bernoulli(logits=out[:, 2]),
-                        infer={"baseline": {"nn_baseline": self.baseline_net,
-                                            "nn_baseline_input": x}})
+            pyro.sample(
+                "b",
+                dist.Bernoulli(logits=out[:, 2]),
+                infer={"baseline": {"nn_baseline": self.baseline_net, "nn_baseline_input": x}},
+            )
 
 
 def data(n=64):
@@ -69,10 +71,12 @@ def make(tmp_path, steps, seed=0, callbacks=(), **kwargs):
     pyro.set_rng_seed(seed)
     m = MixedLatents()
     kwargs.setdefault("param_groups", {"*baseline*": {"lr": 0.05}})
-    trainer = Trainer(SVIObjective(m.model, m.guide, pyro.infer.TraceGraph_ELBO()),
-                      BatchSampler(data(), batch_size=16, seed=seed),
-                      TrainConfig(steps=steps, lr=0.01, out_dir=str(tmp_path), progress=False,
-                                  **kwargs), callbacks=callbacks)
+    trainer = Trainer(
+        SVIObjective(m.model, m.guide, pyro.infer.TraceGraph_ELBO()),
+        BatchSampler(data(), batch_size=16, seed=seed),
+        TrainConfig(steps=steps, lr=0.01, out_dir=str(tmp_path), progress=False, **kwargs),
+        callbacks=callbacks,
+    )
     return m, trainer
 
 
@@ -94,8 +98,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         return {}
 
     # The first run dies at step 25, after its step-20 checkpoint and 5 more metric rows.
-    _, t1 = make(tmp_path / "run", 30, checkpoint_every=10,
-                 callbacks=[StepMetrics(crash_at_25)])
+    _, t1 = make(tmp_path / "run", 30, checkpoint_every=10, callbacks=[StepMetrics(crash_at_25)])
     with pytest.raises(Crash):
         t1.run()
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 20
@@ -149,10 +152,13 @@ def test_param_groups_get_their_own_learning_rate():
     def guide():
         pass
 
-    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
-                      iter(lambda: (), None),
-                      TrainConfig(steps=1, lr=0.1, optimizer="sgd",
-                                  param_groups={"cv.*": {"lr": 1.0}}, progress=False))
+    trainer = Trainer(
+        SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(
+            steps=1, lr=0.1, optimizer="sgd", param_groups={"cv.*": {"lr": 1.0}}, progress=False
+        ),
+    )
     trainer.run()
     # loss = -factor, so SGD moves each parameter by +lr * d(factor)/d(param).
     assert torch.allclose(pyro.param("w").detach(), torch.tensor([0.1, 0.2]))
@@ -165,10 +171,11 @@ def test_gradient_clipping_per_group():
     def model():
         pyro.factor("f", pyro.param("w", torch.zeros(2)) @ torch.tensor([30.0, 40.0]))
 
-    trainer = Trainer(SVIObjective(model, lambda: None, pyro.infer.Trace_ELBO()),
-                      iter(lambda: (), None),
-                      TrainConfig(steps=1, lr=1.0, optimizer="sgd", clip_norm=5.0,
-                                  progress=False))
+    trainer = Trainer(
+        SVIObjective(model, lambda: None, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(steps=1, lr=1.0, optimizer="sgd", clip_norm=5.0, progress=False),
+    )
     trainer.run()
     assert torch.allclose(pyro.param("w").detach(), torch.tensor([3.0, 4.0]))
     assert trainer.last_grad_norms["default"] == pytest.approx(50.0)
@@ -178,8 +185,9 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
     def model(x, poisoned):
         loc = pyro.param("loc", torch.zeros(()))
         scale = torch.tensor(float("nan")) if poisoned else torch.tensor(1.0)
-        pyro.sample("obs", dist.Normal(loc, scale, validate_args=False).expand([len(x)])
-                    .to_event(1), obs=x)
+        pyro.sample(
+            "obs", dist.Normal(loc, scale, validate_args=False).expand([len(x)]).to_event(1), obs=x
+        )
 
     def guide(x, poisoned):
         pass
@@ -189,9 +197,11 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
 
     pyro.clear_param_store()
     # Steps 2 and 3 are bad but the run recovers.
-    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()), batches({2, 3}, 6),
-                      TrainConfig(steps=6, lr=0.1, max_bad_steps=3, out_dir=str(tmp_path),
-                                  progress=False))
+    trainer = Trainer(
+        SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+        batches({2, 3}, 6),
+        TrainConfig(steps=6, lr=0.1, max_bad_steps=3, out_dir=str(tmp_path), progress=False),
+    )
     with pytest.warns(UserWarning, match="NaN"):
         trainer.run()
     assert trainer.bad_steps == 2
@@ -202,19 +212,32 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
 
     # Then 3 consecutive bad steps stop a run, naming the site.
     pyro.clear_param_store()
-    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
-                      batches(set(range(2, 20)), 20),
-                      TrainConfig(steps=20, lr=0.1, max_bad_steps=3, out_dir=str(tmp_path / "b"),
-                                  checkpoint_every=1, progress=False))
-    with pytest.warns(UserWarning, match="NaN"), \
-            pytest.raises(NonFiniteLossError, match=r"3 consecutive.*model:obs"):
+    trainer = Trainer(
+        SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+        batches(set(range(2, 20)), 20),
+        TrainConfig(
+            steps=20,
+            lr=0.1,
+            max_bad_steps=3,
+            out_dir=str(tmp_path / "b"),
+            checkpoint_every=1,
+            progress=False,
+        ),
+    )
+    with (
+        pytest.warns(UserWarning, match="NaN"),
+        pytest.raises(NonFiniteLossError, match=r"3 consecutive.*model:obs"),
+    ):
         trainer.run()
     # The stopped run's checkpoint holds the parameters the last good step (2) started
     # from, i.e. those after step 1's update, with the step count of the stop.
     stopped = load_checkpoint(tmp_path / "b" / "last.pt")
     assert stopped["step"] == 5 and stopped["bad_steps"] == 3
-    one_step = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()), batches(set(), 1),
-                       TrainConfig(steps=1, lr=0.1, progress=False))
+    one_step = Trainer(
+        SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+        batches(set(), 1),
+        TrainConfig(steps=1, lr=0.1, progress=False),
+    )
     pyro.clear_param_store()
     one_step.run()
     assert torch.equal(stopped["params"]["loc"], pyro.param("loc").detach())
@@ -229,12 +252,18 @@ def test_anneal_and_lr_schedule():
         seen.append(holder.temperature)
         pyro.factor("f", pyro.param("w", torch.zeros(())))
 
-    trainer = Trainer(SVIObjective(model, lambda: None, pyro.infer.Trace_ELBO()),
-                      iter(lambda: (), None),
-                      TrainConfig(steps=3, lr=1.0, optimizer="sgd", lr_schedule=lambda s: 0.5 ** s,
-                                  schedules=[Anneal(holder, "temperature",
-                                                    Exponential(1.0, 0.01, 2))],
-                                  progress=False))
+    trainer = Trainer(
+        SVIObjective(model, lambda: None, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(
+            steps=3,
+            lr=1.0,
+            optimizer="sgd",
+            lr_schedule=lambda s: 0.5**s,
+            schedules=[Anneal(holder, "temperature", Exponential(1.0, 0.01, 2))],
+            progress=False,
+        ),
+    )
     trainer.run()
     assert seen == pytest.approx([1.0, 0.1, 0.01])
     assert pyro.param("w").item() == pytest.approx(1.0 + 0.5 + 0.25)
@@ -247,13 +276,16 @@ def test_deterministic_objective_and_float64():
     net = nn.Linear(2, 1).double()
     x = torch.randn(32, 2, dtype=torch.float64)
     y = x @ torch.tensor([[2.0], [-1.0]], dtype=torch.float64)
-    trainer = Trainer(LossObjective(lambda a, b: ((net(a) - b) ** 2).mean(), net),
-                      BatchSampler(x, y, batch_size=8),
-                      TrainConfig(steps=300, lr=0.05, progress=False))
+    trainer = Trainer(
+        LossObjective(lambda a, b: ((net(a) - b) ** 2).mean(), net),
+        BatchSampler(x, y, batch_size=8),
+        TrainConfig(steps=300, lr=0.05, progress=False),
+    )
     trainer.run()
     assert net.weight.dtype == torch.float64
-    assert torch.allclose(net.weight.detach(), torch.tensor([[2.0, -1.0]], dtype=torch.float64),
-                          atol=1e-2)
+    assert torch.allclose(
+        net.weight.detach(), torch.tensor([[2.0, -1.0]], dtype=torch.float64), atol=1e-2
+    )
 
 
 def test_weight_decay_is_adamw_on_the_weight_matrices_only():
@@ -268,15 +300,32 @@ def test_weight_decay_is_adamw_on_the_weight_matrices_only():
     def loss_of(module):
         return lambda a, b: ((module(a) - b) ** 2).mean()
 
-    Trainer(LossObjective(loss_of(net), net), BatchSampler(x, y, batch_size=8, seed=0),
-            TrainConfig(steps=6, lr=0.05, weight_decay=0.5, lr_schedule=schedule,
-                        param_groups={"2.*": {"lr": 0.02}}, progress=False)).run()
+    Trainer(
+        LossObjective(loss_of(net), net),
+        BatchSampler(x, y, batch_size=8, seed=0),
+        TrainConfig(
+            steps=6,
+            lr=0.05,
+            weight_decay=0.5,
+            lr_schedule=schedule,
+            param_groups={"2.*": {"lr": 0.02}},
+            progress=False,
+        ),
+    ).run()
 
     def groups(module, lr):
-        return [{"params": [p for p in module.parameters() if p.dim() >= 2], "lr": lr,
-                 "weight_decay": 0.5},
-                {"params": [p for p in module.parameters() if p.dim() < 2], "lr": lr,
-                 "weight_decay": 0.0}]
+        return [
+            {
+                "params": [p for p in module.parameters() if p.dim() >= 2],
+                "lr": lr,
+                "weight_decay": 0.5,
+            },
+            {
+                "params": [p for p in module.parameters() if p.dim() < 2],
+                "lr": lr,
+                "weight_decay": 0.0,
+            },
+        ]
 
     # The reference: AdamW on the first layer and the norm, another on the last layer.
     first, last = nn.Sequential(reference[0], reference[1]), reference[2]
@@ -302,9 +351,11 @@ def test_weight_decay_leaves_the_matrices_a_module_exempts_alone():
             p.uniform_(0.5, 1.0)
     before = {name: p.detach().clone() for name, p in rnn.named_parameters()}
     x = torch.randn(4, 5, 2)
-    Trainer(LossObjective(lambda a: 0.0 * rnn(a)[0].sum(), rnn), BatchSampler(x, batch_size=4),
-            TrainConfig(steps=1, lr=0.1, optimizer="sgd", weight_decay=0.5,
-                        progress=False)).run()
+    Trainer(
+        LossObjective(lambda a: 0.0 * rnn(a)[0].sum(), rnn),
+        BatchSampler(x, batch_size=4),
+        TrainConfig(steps=1, lr=0.1, optimizer="sgd", weight_decay=0.5, progress=False),
+    ).run()
     for name, p in rnn.named_parameters():
         factor = 0.95 if name.endswith(("weight_ih", "weight_hh")) else 1.0
         assert torch.allclose(p, factor * before[name]), name
@@ -332,8 +383,11 @@ def test_no_parameters_is_a_clear_error():
     def guide():
         pyro.sample("z", dist.Normal(0.0, 1.0))
 
-    trainer = Trainer(SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
-                      iter(lambda: (), None), TrainConfig(steps=1, progress=False))
+    trainer = Trainer(
+        SVIObjective(model, guide, pyro.infer.Trace_ELBO()),
+        iter(lambda: (), None),
+        TrainConfig(steps=1, progress=False),
+    )
     with pytest.raises(RuntimeError, match="pyro_method"):
         trainer.run()
 
@@ -365,9 +419,11 @@ def test_bf16_autocast_trains_and_keeps_float32_parameters(tmp_path):
     pyro.set_rng_seed(0)
     images = torch.bernoulli(torch.full((64, 8, 8), 0.3))
     vae = VAE(image_size=8, latent_dim=2, hidden_dim=16)
-    trainer = Trainer(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
-                      BatchSampler(images, batch_size=32),
-                      TrainConfig(steps=40, lr=1e-2, precision="bf16", progress=False))
+    trainer = Trainer(
+        SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()),
+        BatchSampler(images, batch_size=32),
+        TrainConfig(steps=40, lr=1e-2, precision="bf16", progress=False),
+    )
     result = trainer.run()
     assert trainer.bad_steps == 0
     assert result.history[-1]["loss"] < result.history[0]["loss"]

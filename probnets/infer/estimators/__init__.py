@@ -30,8 +30,9 @@ from probnets.infer.estimators.score_function import ScoreFunction
 _REGISTRY: dict[str, type[SiteEstimator]] = {}
 
 
-def register_estimator(estimator_class: type[SiteEstimator],
-                       name: str | None = None) -> type[SiteEstimator]:
+def register_estimator(
+    estimator_class: type[SiteEstimator], name: str | None = None
+) -> type[SiteEstimator]:
     """
     Makes a :class:`SiteEstimator` subclass available by name to every probnets ELBO (as
     ``estimator=name`` or ``infer={"estimator": name}``) and to

@@ -53,8 +53,9 @@ class SiteRecord:
         Rao-Blackwellized downstream cost (every score-type site).
     """
 
-    def __init__(self, name: str, estimator: "SiteEstimator", relaxed: bool = False,
-                 tracked: bool = False) -> None:
+    def __init__(
+        self, name: str, estimator: "SiteEstimator", relaxed: bool = False, tracked: bool = False
+    ) -> None:
         self.name = name
         self.estimator = estimator
         self.relaxed = relaxed
@@ -72,8 +73,12 @@ class SiteTerm:
     :ivar variance_terms: per-site data for :meth:`SiteEstimator.variance_terms`, or ``None``.
     """
 
-    def __init__(self, surrogate: torch.Tensor | float = 0.0, loss: torch.Tensor | float = 0.0,
-                 variance_terms: Any = None) -> None:
+    def __init__(
+        self,
+        surrogate: torch.Tensor | float = 0.0,
+        loss: torch.Tensor | float = 0.0,
+        variance_terms: Any = None,
+    ) -> None:
         self.surrogate = surrogate
         self.loss = loss
         self.variance_terms = variance_terms
@@ -121,8 +126,9 @@ class SiteEstimator:
         """
         raise NotImplementedError
 
-    def replay(self, msg: dict, record: SiteRecord,
-               guide_pass: "ReplayPass") -> tuple[torch.Tensor, bool] | None:
+    def replay(
+        self, msg: dict, record: SiteRecord, guide_pass: "ReplayPass"
+    ) -> tuple[torch.Tensor, bool] | None:
         """
         The site's value in a later pass of another site's estimator, for a site drawn after
         that pass's target. ``guide_pass.temperature`` is ``None`` for a hard pass (DisARM's
@@ -131,8 +137,9 @@ class SiteEstimator:
         """
         return None
 
-    def surrogate(self, context: "EstimatorContext", site: dict, record: SiteRecord,
-                  log_prob: torch.Tensor) -> SiteTerm:
+    def surrogate(
+        self, context: "EstimatorContext", site: dict, record: SiteRecord, log_prob: torch.Tensor
+    ) -> SiteTerm:
         """
         The site's :class:`SiteTerm`. ``log_prob`` is the site's unscaled, masked
         log-density (with provenance removed); ``context`` (:class:`EstimatorContext`) gives
@@ -140,8 +147,9 @@ class SiteEstimator:
         """
         raise NotImplementedError
 
-    def variance_terms(self, terms: list, params: dict[str, torch.Tensor],
-                       num_particles: int) -> tuple[dict, list]:
+    def variance_terms(
+        self, terms: list, params: dict[str, torch.Tensor], num_particles: int
+    ) -> tuple[dict, list]:
         """
         For estimators with :attr:`descends_variance`: given this estimator's
         ``variance_terms`` of every site (all particles), the guide parameters ``params``
@@ -173,9 +181,15 @@ class EstimatorContext:
         first-order gradient are asked for (``differentiable_loss``).
     """
 
-    def __init__(self, runner: Callable, first: "GuidePass", costs: TraceCosts,
-                 num_particles: int, particle_dim: int | None,
-                 build_variance_terms: bool = True) -> None:
+    def __init__(
+        self,
+        runner: Callable,
+        first: "GuidePass",
+        costs: TraceCosts,
+        num_particles: int,
+        particle_dim: int | None,
+        build_variance_terms: bool = True,
+    ) -> None:
         self._runner = runner
         self.first = first
         self.costs = costs
@@ -194,8 +208,9 @@ class EstimatorContext:
         cost = from_costs.downstream_cost(site["name"], self.costs.dependents)
         return expand_to_site(cost, site)
 
-    def run_pass(self, target: str, value: Callable, temperature: float | None = None,
-                 frozen: bool = False) -> TraceCosts:
+    def run_pass(
+        self, target: str, value: Callable, temperature: float | None = None, frozen: bool = False
+    ) -> TraceCosts:
         """
         Reruns guide and model with site ``target`` set by ``value(msg, record)`` (returns
         ``(value, relaxed)``); sites before it keep their first-pass values, sites after it
@@ -223,4 +238,3 @@ def masked(weight: torch.Tensor, site: dict, event_dims: int = 0) -> torch.Tenso
     if mask is None:
         return weight
     return weight * mask.reshape(mask.shape + (1,) * event_dims)
-

@@ -73,8 +73,15 @@ class DiscreteNoiseEstimator(SiteEstimator):
         hard = hard_value(kind, z.detach())
         msg["value"] = guide_pass.track(as_site_value(kind, hard), msg)
         msg["done"] = True
-        return DiscreteRecord(msg["name"], self, kind, detach_provenance(logits), u,
-                              detach_provenance(hard), tracked=True)
+        return DiscreteRecord(
+            msg["name"],
+            self,
+            kind,
+            detach_provenance(logits),
+            u,
+            detach_provenance(hard),
+            tracked=True,
+        )
 
     def replay(self, msg, record, guide_pass):
         """Redraws the site from its recorded noise under new upstream values: relaxed at

@@ -47,8 +47,7 @@ class REBAR(DiscreteNoiseEstimator):
     kinds = ("bernoulli", "one_hot")
     descends_variance = True
 
-    def __init__(self, init_temperature=0.5, init_eta=1.0, learn_temperature=True,
-                 learn_eta=True):
+    def __init__(self, init_temperature=0.5, init_eta=1.0, learn_temperature=True, learn_eta=True):
         check_temperature(init_temperature, "init_temperature of " + self.name)
         self.init_temperature = float(init_temperature)
         self.init_eta = float(init_eta)
@@ -126,8 +125,9 @@ class REBAR(DiscreteNoiseEstimator):
         leaves = list(params.values())
         if not outputs:
             return [torch.zeros_like(p) for p in leaves]
-        grads = torch.autograd.grad(outputs, leaves, grad_outputs, create_graph=True,
-                                    retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            outputs, leaves, grad_outputs, create_graph=True, retain_graph=True, allow_unused=True
+        )
         return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, leaves)]
 
     def variance_terms(self, terms, params, num_particles):

@@ -33,10 +33,19 @@ class RELAX(REBAR):
 
     name = "relax"
 
-    def __init__(self, init_temperature=0.5, rebar_cv=True, hidden_size=100,
-                 learn_temperature=True, init_eta=1.0):
-        super().__init__(init_temperature=init_temperature, init_eta=init_eta,
-                         learn_temperature=learn_temperature)
+    def __init__(
+        self,
+        init_temperature=0.5,
+        rebar_cv=True,
+        hidden_size=100,
+        learn_temperature=True,
+        init_eta=1.0,
+    ):
+        super().__init__(
+            init_temperature=init_temperature,
+            init_eta=init_eta,
+            learn_temperature=learn_temperature,
+        )
         self.rebar_cv = rebar_cv
         self.hidden_size = hidden_size
         self.nets = {}
@@ -51,8 +60,9 @@ class RELAX(REBAR):
         pyro.module("cv.relax.surrogate." + name, net, update_module_params=True)
         out["cv_params"] = list(net.parameters())
         if self.rebar_cv:
-            eta = pyro.param("cv.relax.eta." + name,
-                             lambda: like.new_tensor(self.init_eta).detach())
+            eta = pyro.param(
+                "cv.relax.eta." + name, lambda: like.new_tensor(self.init_eta).detach()
+            )
             out["cv_params"].append(eta.unconstrained())
         for key in ("c_z", "c_zt"):
             x = flatten_event(values[key], batch_shape)
@@ -66,4 +76,3 @@ class RELAX(REBAR):
         if self.learn_temperature:
             cv_params.extend(t["log_temperature"] for t in terms)
         return corrections, cv_params
-

@@ -50,12 +50,11 @@ class Relaxed(DiscreteNoiseEstimator):
     def sample(self, msg, guide_pass):
         kind, logits, u, z = draw_noise(msg)
         hard = detach_provenance(hard_value(kind, z.detach()))
-        record = DiscreteRecord(msg["name"], self, kind, detach_provenance(logits), u, hard,
-                                relaxed=True)
-        record.temperature = self.site_temperature(msg)
-        record.straight_through = bool(
-            msg["infer"].get("straight_through", self.straight_through)
+        record = DiscreteRecord(
+            msg["name"], self, kind, detach_provenance(logits), u, hard, relaxed=True
         )
+        record.temperature = self.site_temperature(msg)
+        record.straight_through = bool(msg["infer"].get("straight_through", self.straight_through))
         msg["value"] = self.relax(record, z)
         msg["done"] = True
         return record

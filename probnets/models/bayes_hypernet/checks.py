@@ -31,17 +31,26 @@ def check_positive(name, value, kind=float):
 
 def check_widths(name, value):
     """``value`` must be a non-empty list or tuple of positive ints."""
-    if not (isinstance(value, (list, tuple)) and value and all(
+    if not (
+        isinstance(value, (list, tuple))
+        and value
+        and all(
             isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and w > 0
-            for w in value)):
-        raise ValueError(f"{name} must be a non-empty list of positive int widths, got "
-                         f"{value!r}")
+            for w in value
+        )
+    ):
+        raise ValueError(f"{name} must be a non-empty list of positive int widths, got {value!r}")
 
 
 def conversion_hint(name, dtype):
     """How to turn ``name`` into a tensor of ``dtype``."""
-    short = {torch.float32: "float", torch.float64: "double", torch.float16: "half",
-             torch.bfloat16: "bfloat16", torch.int64: "long"}.get(dtype)
+    short = {
+        torch.float32: "float",
+        torch.float64: "double",
+        torch.float16: "half",
+        torch.bfloat16: "bfloat16",
+        torch.int64: "long",
+    }.get(dtype)
     return f"{name}.{short}()" if short else f"{name}.to({dtype})"
 
 
@@ -52,8 +61,9 @@ def as_tensor(name, value, like):
         tensor = torch.as_tensor(value, device=like.device)
         return tensor.to(like.dtype) if tensor.is_floating_point() else tensor
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor or a numpy array, got {type(value).__name__}"
+        )
     return value
 
 
@@ -67,10 +77,13 @@ def check_finite(name, tensor):
 def check_float_like(name, tensor, like):
     """``tensor`` must be floating-point in ``like``'s dtype (the model's)."""
     if not tensor.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {tensor.dtype}; convert "
-                        f"it with {conversion_hint(name, like.dtype)}")
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got {tensor.dtype}; convert "
+            f"it with {conversion_hint(name, like.dtype)}"
+        )
     if tensor.dtype != like.dtype:
         raise TypeError(
             f"{name} has dtype {tensor.dtype} but the model computes in {like.dtype}; pass "
             f"{conversion_hint(name, like.dtype)} or convert the model with "
-            f"model.{conversion_hint('', tensor.dtype)[1:]}")
+            f"model.{conversion_hint('', tensor.dtype)[1:]}"
+        )

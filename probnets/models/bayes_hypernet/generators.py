@@ -64,8 +64,16 @@ class LayerGenerator(nn.Module):
         :math:`s / \sqrt{n_{in}}` (biases keep :math:`s`), held in the ``prior_std`` buffer.
     """
 
-    def __init__(self, n_in, n_out, embedding_dim, kind="linear", hidden_dim=32, prior_scale=1.0,
-                 fan_in_prior=False):
+    def __init__(
+        self,
+        n_in,
+        n_out,
+        embedding_dim,
+        kind="linear",
+        hidden_dim=32,
+        prior_scale=1.0,
+        fan_in_prior=False,
+    ):
         super().__init__()
         if kind not in LAYER_GENERATORS:
             raise ValueError(f"generator must be one of {LAYER_GENERATORS}, got {kind!r}")
@@ -76,14 +84,22 @@ class LayerGenerator(nn.Module):
                 raise ValueError(
                     f"the identity generator needs embedding_dim equal to the layer's number of "
                     f"weights and biases, {n_out} * ({n_in} + 1) = {self.num_weights}, got "
-                    f"{embedding_dim}")
+                    f"{embedding_dim}"
+                )
             self.net = None
             # Prior standard deviation of every weight and bias: s, or s / sqrt(n_in) for the
             # weights under the fan-in prior (biases keep s).
             weight_std = prior_scale / math.sqrt(n_in) if fan_in_prior else prior_scale
-            self.register_buffer("prior_std", torch.cat([
-                torch.full((n_out * n_in,), float(weight_std)),
-                torch.full((n_out,), float(prior_scale))]), persistent=False)
+            self.register_buffer(
+                "prior_std",
+                torch.cat(
+                    [
+                        torch.full((n_out * n_in,), float(weight_std)),
+                        torch.full((n_out,), float(prior_scale)),
+                    ]
+                ),
+                persistent=False,
+            )
         elif kind == "subspace":
             basis = torch.randn(self.num_weights, embedding_dim)
             self.register_buffer("basis", basis / basis.norm(dim=1, keepdim=True))
@@ -92,8 +108,11 @@ class LayerGenerator(nn.Module):
         elif kind == "linear":
             self.net = nn.Linear(embedding_dim, self.num_weights)
         else:
-            self.net = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.Tanh(),
-                                     nn.Linear(hidden_dim, self.num_weights))
+            self.net = nn.Sequential(
+                nn.Linear(embedding_dim, hidden_dim),
+                nn.Tanh(),
+                nn.Linear(hidden_dim, self.num_weights),
+            )
         if self.net is not None:
             # The weights start as a function of z alone, so q(z) carries them from step one.
             nn.init.zeros_(self.net[-1].bias if kind == "mlp" else self.net.bias)
@@ -106,8 +125,10 @@ class LayerGenerator(nn.Module):
             flat = nn.functional.linear(z, self.basis, self.offset)
         else:
             flat = self.net(z)
-        weight = flat[..., :self.n_out * self.n_in].reshape(*flat.shape[:-1], self.n_out, self.n_in)
-        return weight * self.weight_scale, flat[..., self.n_out * self.n_in:]
+        weight = flat[..., : self.n_out * self.n_in].reshape(
+            *flat.shape[:-1], self.n_out, self.n_in
+        )
+        return weight * self.weight_scale, flat[..., self.n_out * self.n_in :]
 
 
 class UnitGenerator(nn.Module):
@@ -128,15 +149,17 @@ class UnitGenerator(nn.Module):
         self.from_input = nn.Linear(embedding_dim, hidden_dim, bias=False)
         self.from_output = nn.Linear(embedding_dim, hidden_dim, bias=False)
         self.readout = nn.Linear(hidden_dim, 1, bias=False)
-        self.bias_net = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.Tanh(),
-                                      nn.Linear(hidden_dim, 1))
+        self.bias_net = nn.Sequential(
+            nn.Linear(embedding_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1)
+        )
         self.weight_scale = 1.0 / math.sqrt(n_in)
 
     def forward(self, z_in, z_out):
         """``z_in`` ``(..., n_in, E)`` and ``z_out`` ``(..., n_out, E)`` -> ``(W, b)``."""
         # (..., n_out, 1, H) + (..., 1, n_in, H): one hidden vector per connection.
-        hidden = torch.tanh(self.from_output(z_out).unsqueeze(-2)
-                            + self.from_input(z_in).unsqueeze(-3))
+        hidden = torch.tanh(
+            self.from_output(z_out).unsqueeze(-2) + self.from_input(z_in).unsqueeze(-3)
+        )
         weight = self.readout(hidden).squeeze(-1) * self.weight_scale
         return weight, self.bias_net(z_out).squeeze(-1)
 
@@ -153,8 +176,9 @@ class InputUnitGenerator(nn.Module):
         super().__init__()
         self.n_in, self.n_out = n_in, n_out
         # Rows of norm ~1, so each weight starts with the prior variance s^2 / n_in.
-        self.output_factors = nn.Parameter(torch.randn(n_out, embedding_dim)
-                                           / math.sqrt(embedding_dim))
+        self.output_factors = nn.Parameter(
+            torch.randn(n_out, embedding_dim) / math.sqrt(embedding_dim)
+        )
         self.bias = nn.Parameter(torch.zeros(n_out))
         self.weight_scale = 1.0 / math.sqrt(n_in)
 

@@ -39,28 +39,32 @@ class GaussianProcessRegression:
         check_positive("noise_scale", noise_scale)
         x = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor or numpy array, got "
-                            f"{getattr(x, 'dtype', type(x).__name__)}")
+            raise TypeError(
+                f"x must be a floating-point tensor or numpy array, got "
+                f"{getattr(x, 'dtype', type(x).__name__)}"
+            )
         if x.dim() != 2 or len(x) == 0:
             raise ValueError(f"x must have shape (N, D) with N >= 1, got {tuple(x.shape)}")
         y = as_tensor("y", y, x)
         if y.reshape(-1).shape != (x.shape[0],):
-            raise ValueError(f"y must hold one target per row of x ({x.shape[0]}), got "
-                             f"{tuple(y.shape)}")
+            raise ValueError(
+                f"y must hold one target per row of x ({x.shape[0]}), got {tuple(y.shape)}"
+            )
         check_finite("x", x)
         check_finite("y", y)
         self.lengthscale, self.signal_scale = float(lengthscale), float(signal_scale)
         self.noise_scale = torch.tensor(float(noise_scale), dtype=x.dtype, device=x.device)
         self.x = x
         gram = self.kernel(x, x)
-        gram.diagonal().add_(self.noise_scale ** 2)
+        gram.diagonal().add_(self.noise_scale**2)
         self._cholesky = torch.linalg.cholesky(gram)
         self._alpha = torch.cholesky_solve(y.reshape(-1, 1).to(x), self._cholesky)
 
     def kernel(self, a, b):
         """The squared-exponential covariance matrix ``(len(a), len(b))``."""
-        return self.signal_scale ** 2 * torch.exp(
-            -0.5 * torch.cdist(a, b).pow(2) / self.lengthscale ** 2)
+        return self.signal_scale**2 * torch.exp(
+            -0.5 * torch.cdist(a, b).pow(2) / self.lengthscale**2
+        )
 
     @torch.no_grad()
     def predict(self, x, num_samples=None):
@@ -75,7 +79,8 @@ class GaussianProcessRegression:
         cross = self.kernel(x, self.x)  # (M, N)
         mean = (cross @ self._alpha).squeeze(-1)
         solved = torch.cholesky_solve(cross.T, self._cholesky)  # (N, M)
-        variance = (self.signal_scale ** 2 - (cross * solved.T).sum(-1)).clamp_min(0)
+        variance = (self.signal_scale**2 - (cross * solved.T).sum(-1)).clamp_min(0)
         aleatoric = self.noise_scale.expand_as(mean)
-        return RegressionPrediction(mean, (variance + aleatoric ** 2).sqrt(), variance.sqrt(),
-                                    aleatoric)
+        return RegressionPrediction(
+            mean, (variance + aleatoric**2).sqrt(), variance.sqrt(), aleatoric
+        )

@@ -45,8 +45,9 @@ class AutoAffineIAFNormal(AutoContinuous):
     :param float init_scale: initial :math:`\sigma`.
     """
 
-    def __init__(self, model, num_transforms=2, hidden_dims=None, init_loc_fn=init_to_sample,
-                 init_scale=0.1):
+    def __init__(
+        self, model, num_transforms=2, hidden_dims=None, init_loc_fn=init_to_sample, init_scale=0.1
+    ):
         if not isinstance(num_transforms, int) or num_transforms < 1:
             raise ValueError(f"num_transforms must be a positive int, got {num_transforms!r}")
         self.num_transforms, self.hidden_dims = num_transforms, hidden_dims
@@ -58,14 +59,17 @@ class AutoAffineIAFNormal(AutoContinuous):
         if self.latent_dim < 2:
             raise ValueError(
                 f"the flow guide needs at least 2 latent dimensions, the model has "
-                f"{self.latent_dim}; use guide='full_rank'")
+                f"{self.latent_dim}; use guide='full_rank'"
+            )
         self.loc = nn.Parameter(self._init_loc())
-        self.scale = PyroParam(torch.full_like(self.loc, self._init_scale),
-                               constraints.softplus_positive)
+        self.scale = PyroParam(
+            torch.full_like(self.loc, self._init_scale), constraints.softplus_positive
+        )
         hidden = self.hidden_dims or [2 * self.latent_dim]
         self.flows = nn.ModuleList(
             affine_autoregressive(self.latent_dim, hidden_dims=hidden)
-            for _ in range(self.num_transforms)).to(self.loc)
+            for _ in range(self.num_transforms)
+        ).to(self.loc)
 
     def get_base_dist(self):
         return dist.Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
@@ -84,8 +88,9 @@ def make_guide(kind, model, init_scale=0.1, flow_transforms=2, flow_hidden=None)
     if kind == "full_rank":
         return AutoMultivariateNormal(model, init_loc_fn=init_to_sample, init_scale=init_scale)
     if kind == "flow":
-        return AutoAffineIAFNormal(model, num_transforms=flow_transforms, hidden_dims=flow_hidden,
-                                   init_scale=init_scale)
+        return AutoAffineIAFNormal(
+            model, num_transforms=flow_transforms, hidden_dims=flow_hidden, init_scale=init_scale
+        )
     if kind == "delta":
         return AutoDelta(model, init_loc_fn=init_to_sample)
     raise ValueError(f"guide must be one of {GUIDES}, got {kind!r}")

@@ -18,15 +18,18 @@ def expected_calibration_error(probs, labels, num_bins=15):
         ``count`` tensors (empty bins have count 0 and NaN confidence/accuracy).
     """
     if probs.dim() != 2 or labels.shape != probs.shape[:1]:
-        raise ValueError(f"probs must be (N, C) and labels (N,), got {tuple(probs.shape)} and "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"probs must be (N, C) and labels (N,), got {tuple(probs.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
     if not isinstance(num_bins, int) or num_bins < 1:
         raise ValueError(f"num_bins must be a positive int, got {num_bins!r}")
     confidence, predicted = probs.max(-1)
     correct = (predicted == labels).to(probs.dtype)
     index = (confidence * num_bins).long().clamp(max=num_bins - 1)
     count = torch.zeros(num_bins, dtype=probs.dtype, device=probs.device).index_add_(
-        0, index, torch.ones_like(confidence))
+        0, index, torch.ones_like(confidence)
+    )
     conf_sum = torch.zeros_like(count).index_add_(0, index, confidence)
     acc_sum = torch.zeros_like(count).index_add_(0, index, correct)
     ece = (conf_sum - acc_sum).abs().sum() / probs.shape[0]
@@ -51,4 +54,4 @@ def auroc(scores_negative, scores_positive):
     rank_count = torch.zeros_like(unique).index_add_(0, inverse, torch.ones_like(scores))
     ranks[order] = (rank_sum / rank_count)[inverse]
     n_pos, n_neg = pos.numel(), neg.numel()
-    return float((ranks[neg.numel():].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float((ranks[neg.numel() :].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

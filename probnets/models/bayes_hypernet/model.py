@@ -96,11 +96,13 @@ from probnets.models.bayes_hypernet.target import mlp_forward, parse_target
 from probnets.models.fitting import fit_steps, resolve_trainer
 
 RegressionPrediction = namedtuple(
-    "RegressionPrediction", ["mean", "std", "epistemic_std", "aleatoric_std"])
+    "RegressionPrediction", ["mean", "std", "epistemic_std", "aleatoric_std"]
+)
 RegressionPrediction.__doc__ = """Predictive moments:
 ``std**2 = epistemic_std**2 + aleatoric_std**2``."""
 ClassificationPrediction = namedtuple(
-    "ClassificationPrediction", ["probs", "entropy", "mutual_information"])
+    "ClassificationPrediction", ["probs", "entropy", "mutual_information"]
+)
 ClassificationPrediction.__doc__ = """Predictive class probabilities, their entropy (total
 uncertainty, nats) and the mutual information between label and embeddings (epistemic)."""
 
@@ -112,9 +114,11 @@ WEIGHT_PRIORS = ("iid", "fan_in")
 
 def _schedules_lr(trainer_kwargs):
     """Whether the trainer settings bring their own learning-rate schedule."""
-    return (trainer_kwargs.get("lr_schedule") is not None
-            or trainer_kwargs.get("lr_scheduler") is not None
-            or isinstance(trainer_kwargs.get("optimizer"), PyroLRScheduler))
+    return (
+        trainer_kwargs.get("lr_schedule") is not None
+        or trainer_kwargs.get("lr_scheduler") is not None
+        or isinstance(trainer_kwargs.get("optimizer"), PyroLRScheduler)
+    )
 
 
 def _cosine_decay(step, num_steps, final):
@@ -133,14 +137,16 @@ def _resolve_generator(parameterization, generator, embedding_dim):
     elif generator not in (None, parameterization):
         raise ValueError(
             f"parameterization={parameterization!r} generates weights from unit embeddings "
-            f"and takes no generator argument, got generator={generator!r}")
+            f"and takes no generator argument, got generator={generator!r}"
+        )
     else:
         generator = parameterization
     if generator == "identity":
         if embedding_dim is not None:
             raise ValueError(
                 "embedding_dim must be None with generator='identity' (each layer's "
-                f"embedding is its weight vector), got {embedding_dim!r}")
+                f"embedding is its weight vector), got {embedding_dim!r}"
+            )
         return generator, None
     embedding_dim = 8 if embedding_dim is None else embedding_dim
     check_positive("embedding_dim", embedding_dim, int)
@@ -163,8 +169,10 @@ def _resolve_weight_prior(weight_prior, generator):
     the other generators, whose priors are over embeddings."""
     if generator != "identity":
         if weight_prior is not None:
-            raise ValueError(f"weight_prior is the prior of the identity generator's weights; "
-                             f"generator={generator!r} takes none, got {weight_prior!r}")
+            raise ValueError(
+                f"weight_prior is the prior of the identity generator's weights; "
+                f"generator={generator!r} takes none, got {weight_prior!r}"
+            )
         return None
     weight_prior = "iid" if weight_prior is None else weight_prior
     check_choice("weight_prior", weight_prior, WEIGHT_PRIORS)
@@ -177,11 +185,15 @@ def _check_hypernet_prior(hypernet_prior_scale, hypernet_posterior, generator):
     if hypernet_prior_scale is not None:
         check_positive("hypernet_prior_scale", hypernet_prior_scale)
         if generator == "identity":
-            raise ValueError("hypernet_prior_scale needs a generator with parameters; the "
-                             "identity generator has none")
+            raise ValueError(
+                "hypernet_prior_scale needs a generator with parameters; the "
+                "identity generator has none"
+            )
     if hypernet_posterior and hypernet_prior_scale is None:
-        raise ValueError("hypernet_posterior=True needs hypernet_prior_scale (the prior "
-                         "standard deviation of the hypernetwork parameters)")
+        raise ValueError(
+            "hypernet_posterior=True needs hypernet_prior_scale (the prior "
+            "standard deviation of the hypernetwork parameters)"
+        )
 
 
 class BayesianHypernet(Loadable, PyroModule):
@@ -245,21 +257,40 @@ class BayesianHypernet(Loadable, PyroModule):
         :math:`\mathcal N(0, s^2)`.
     """
 
-    def __init__(self, target, task="regression", embedding_dim=None, guide="mean_field",
-                 parameterization="layer", generator=None, noise="fixed", noise_scale=0.1,
-                 prior_scale=1.0, hidden_dim=32, activation=None, hypernet_prior_scale=None,
-                 hypernet_posterior=False, init_scale=None, flow_transforms=2, flow_hidden=None,
-                 kl_weight=1.0, weight_prior=None):
+    def __init__(
+        self,
+        target,
+        task="regression",
+        embedding_dim=None,
+        guide="mean_field",
+        parameterization="layer",
+        generator=None,
+        noise="fixed",
+        noise_scale=0.1,
+        prior_scale=1.0,
+        hidden_dim=32,
+        activation=None,
+        hypernet_prior_scale=None,
+        hypernet_posterior=False,
+        init_scale=None,
+        flow_transforms=2,
+        flow_hidden=None,
+        kl_weight=1.0,
+        weight_prior=None,
+    ):
         super().__init__()
         check_choice("task", task, TASKS)
         check_choice("guide", guide, GUIDES)
         check_choice("parameterization", parameterization, PARAMETERIZATIONS)
         check_choice("noise", noise, NOISES)
-        generator, embedding_dim = _resolve_generator(parameterization, generator,
-                                                      embedding_dim)
+        generator, embedding_dim = _resolve_generator(parameterization, generator, embedding_dim)
         init_scale, activation = _family_defaults(generator, task, init_scale, activation)
-        for name, value in (("noise_scale", noise_scale), ("prior_scale", prior_scale),
-                            ("init_scale", init_scale), ("kl_weight", kl_weight)):
+        for name, value in (
+            ("noise_scale", noise_scale),
+            ("prior_scale", prior_scale),
+            ("init_scale", init_scale),
+            ("kl_weight", kl_weight),
+        ):
             check_positive(name, value)
         check_positive("hidden_dim", hidden_dim, int)
         check_positive("flow_transforms", flow_transforms, int)
@@ -271,11 +302,15 @@ class BayesianHypernet(Loadable, PyroModule):
         if task == "classification" and widths[-1] < 2:
             raise ValueError(
                 f"classification needs at least 2 output units (one logit per class), the "
-                f"target has {widths[-1]}")
+                f"target has {widths[-1]}"
+            )
 
         self.widths, self.activation, self.task = widths, activation, task
         self.embedding_dim, self.parameterization, self.generator = (
-            embedding_dim, parameterization, generator)
+            embedding_dim,
+            parameterization,
+            generator,
+        )
         self.guide_kind, self.noise, self.prior_scale = guide, noise, float(prior_scale)
         self.hypernet_prior_scale = hypernet_prior_scale
         self.hypernet_posterior = bool(hypernet_posterior)
@@ -285,16 +320,25 @@ class BayesianHypernet(Loadable, PyroModule):
         pairs = list(zip(widths[:-1], widths[1:]))
         if parameterization == "layer":
             self.generators = nn.ModuleList(
-                LayerGenerator(n_in, n_out, n_out * (n_in + 1) if generator == "identity"
-                               else embedding_dim, kind=generator, hidden_dim=hidden_dim,
-                               prior_scale=prior_scale, fan_in_prior=weight_prior == "fan_in")
-                for n_in, n_out in pairs)
+                LayerGenerator(
+                    n_in,
+                    n_out,
+                    n_out * (n_in + 1) if generator == "identity" else embedding_dim,
+                    kind=generator,
+                    hidden_dim=hidden_dim,
+                    prior_scale=prior_scale,
+                    fan_in_prior=weight_prior == "fan_in",
+                )
+                for n_in, n_out in pairs
+            )
         elif parameterization == "unit":
             self.generators = nn.ModuleList(
-                UnitGenerator(n_in, n_out, embedding_dim, hidden_dim) for n_in, n_out in pairs)
+                UnitGenerator(n_in, n_out, embedding_dim, hidden_dim) for n_in, n_out in pairs
+            )
         else:
             self.generators = nn.ModuleList(
-                InputUnitGenerator(n_in, n_out, embedding_dim) for n_in, n_out in pairs)
+                InputUnitGenerator(n_in, n_out, embedding_dim) for n_in, n_out in pairs
+            )
         if self.hypernet_posterior:
             self._make_generators_random()
         if noise == "learned":
@@ -306,21 +350,32 @@ class BayesianHypernet(Loadable, PyroModule):
         self.num_data = None
         # The guide never sees the observation site, so it can be set up (e.g. by predict())
         # from inputs alone, where "obs" would otherwise look like a latent variable.
-        self.autoguide = make_guide(guide, poutine.block(self.model, hide=["obs"]), init_scale,
-                                    flow_transforms, flow_hidden)
+        self.autoguide = make_guide(
+            guide, poutine.block(self.model, hide=["obs"]), init_scale, flow_transforms, flow_hidden
+        )
 
     def config(self):
         """Constructor arguments, enough to rebuild the model (e.g. from a checkpoint)."""
-        return {"target": list(self.widths), "task": self.task,
-                "embedding_dim": self.embedding_dim, "guide": self.guide_kind,
-                "parameterization": self.parameterization, "generator": self.generator,
-                "noise": self.noise, "noise_scale": float(self.noise_scale.detach()),
-                "prior_scale": self.prior_scale, "hidden_dim": self.hidden_dim,
-                "activation": self.activation, "hypernet_prior_scale": self.hypernet_prior_scale,
-                "hypernet_posterior": self.hypernet_posterior,
-                "init_scale": self.init_scale, "flow_transforms": self.flow_transforms,
-                "flow_hidden": self.flow_hidden, "kl_weight": self.kl_weight,
-                "weight_prior": self.weight_prior}
+        return {
+            "target": list(self.widths),
+            "task": self.task,
+            "embedding_dim": self.embedding_dim,
+            "guide": self.guide_kind,
+            "parameterization": self.parameterization,
+            "generator": self.generator,
+            "noise": self.noise,
+            "noise_scale": float(self.noise_scale.detach()),
+            "prior_scale": self.prior_scale,
+            "hidden_dim": self.hidden_dim,
+            "activation": self.activation,
+            "hypernet_prior_scale": self.hypernet_prior_scale,
+            "hypernet_posterior": self.hypernet_posterior,
+            "init_scale": self.init_scale,
+            "flow_transforms": self.flow_transforms,
+            "flow_hidden": self.flow_hidden,
+            "kl_weight": self.kl_weight,
+            "weight_prior": self.weight_prior,
+        }
 
     def _make_generators_random(self):
         # Every generator parameter becomes a sample site named after it; the prior's dtype
@@ -332,9 +387,15 @@ class BayesianHypernet(Loadable, PyroModule):
             for name, param in list(module.named_parameters(recurse=False)):
                 shape = tuple(param.shape)
                 delattr(module, name)
-                setattr(module, name, pyro.nn.PyroSample(
-                    lambda _, shape=shape: dist.Normal(
-                        self._prior_reference.new_zeros(shape), scale).to_event(len(shape))))
+                setattr(
+                    module,
+                    name,
+                    pyro.nn.PyroSample(
+                        lambda _, shape=shape: dist.Normal(
+                            self._prior_reference.new_zeros(shape), scale
+                        ).to_event(len(shape))
+                    ),
+                )
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self, x, name="x", check_values=False):
@@ -347,25 +408,31 @@ class BayesianHypernet(Loadable, PyroModule):
         if x.dim() < 2 or math.prod(x.shape[1:]) != self.widths[0]:
             raise ValueError(
                 f"{name} must have shape (N, {self.widths[0]}) (or (N, ...) with "
-                f"{self.widths[0]} features per example), got {tuple(x.shape)}")
+                f"{self.widths[0]} features per example), got {tuple(x.shape)}"
+            )
         if check_values:
             if len(x) == 0:
-                raise ValueError(f"{name} must hold at least one example, got shape "
-                                 f"{tuple(x.shape)}")
+                raise ValueError(
+                    f"{name} must hold at least one example, got shape {tuple(x.shape)}"
+                )
             check_finite(name, x)
         return x.reshape(x.shape[0], self.widths[0])
 
     def _targets(self, y, num, x, check_values=False):
         """``y`` as labels ``(N,)`` or regression targets ``(N, n_L)`` in ``x``'s dtype."""
         if y is None:
-            raise ValueError("y is required with tensor or array inputs x (only a data loader "
-                             "yields its own targets)")
+            raise ValueError(
+                "y is required with tensor or array inputs x (only a data loader "
+                "yields its own targets)"
+            )
         y = as_tensor("y", y, x)
         if self.task == "classification":
             return self._labels(y, num)
         if not y.is_floating_point():
-            raise TypeError(f"y must be a floating-point tensor of regression targets, got "
-                            f"{y.dtype}; convert it with {conversion_hint('y', x.dtype)}")
+            raise TypeError(
+                f"y must be a floating-point tensor of regression targets, got "
+                f"{y.dtype}; convert it with {conversion_hint('y', x.dtype)}"
+            )
         k = self.widths[-1]
         if k == 1 and y.shape == (num,):
             y = y.unsqueeze(-1)
@@ -378,13 +445,17 @@ class BayesianHypernet(Loadable, PyroModule):
 
     def _labels(self, y, num):
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise TypeError(f"y must be an integer tensor of class labels, got {y.dtype}; "
-                            f"if it holds whole numbers, convert it with y.long()")
+            raise TypeError(
+                f"y must be an integer tensor of class labels, got {y.dtype}; "
+                f"if it holds whole numbers, convert it with y.long()"
+            )
         if y.shape != (num,):
             raise ValueError(f"y must have shape ({num},), got {tuple(y.shape)}")
         if y.numel() and (y.min() < 0 or y.max() >= self.widths[-1]):
-            raise ValueError(f"y must hold labels in [0, {self.widths[-1] - 1}], got range "
-                             f"[{y.min().item()}, {y.max().item()}]")
+            raise ValueError(
+                f"y must hold labels in [0, {self.widths[-1] - 1}], got range "
+                f"[{y.min().item()}, {y.max().item()}]"
+            )
         return y
 
     # ------------------------------------------------------------------ weights
@@ -401,15 +472,20 @@ class BayesianHypernet(Loadable, PyroModule):
             latents = []
             for index, width in enumerate(self._unit_widths()):
                 with pyro.plate(f"units{index}", width, device=x.device):
-                    latents.append(pyro.sample(f"z.units{index}",
-                                               self._prior(x, self.embedding_dim)))
+                    latents.append(
+                        pyro.sample(f"z.units{index}", self._prior(x, self.embedding_dim))
+                    )
             return latents
         if self.generator == "identity":
             # Batch shape (1,), so vectorized particles stack at dim -2 as they do for the
             # plated embeddings; squeezed away before generating.
-            return [pyro.sample(f"z.layer{index}", dist.Normal(
-                x.new_zeros(1, gen.num_weights), gen.prior_std.to(x)).to_event(1)).squeeze(-2)
-                    for index, gen in enumerate(self.generators)]
+            return [
+                pyro.sample(
+                    f"z.layer{index}",
+                    dist.Normal(x.new_zeros(1, gen.num_weights), gen.prior_std.to(x)).to_event(1),
+                ).squeeze(-2)
+                for index, gen in enumerate(self.generators)
+            ]
         with pyro.plate("layers", len(self.generators), device=x.device):
             z = pyro.sample("z.layers", self._prior(x, self.embedding_dim))
         return list(z.unbind(-2))
@@ -417,8 +493,10 @@ class BayesianHypernet(Loadable, PyroModule):
     def weights(self, embeddings):
         """``[(W_l, b_l)]`` from the list of embeddings (leading sample dims allowed)."""
         if self.parameterization == "unit":
-            return [gen(z_in, z_out) for gen, z_in, z_out
-                    in zip(self.generators, embeddings[:-1], embeddings[1:])]
+            return [
+                gen(z_in, z_out)
+                for gen, z_in, z_out in zip(self.generators, embeddings[:-1], embeddings[1:])
+            ]
         return [gen(z) for gen, z in zip(self.generators, embeddings)]
 
     def _embeddings_from(self, latents):
@@ -442,8 +520,10 @@ class BayesianHypernet(Loadable, PyroModule):
             weights = self.weights(self._sample_embeddings(x))
             if self.hypernet_prior_scale is not None and not self.hypernet_posterior:
                 prior = dist.Normal(x.new_zeros(()), self.hypernet_prior_scale)
-                pyro.factor("hypernet.prior",
-                            sum(prior.log_prob(p).sum() for p in self.generators.parameters()))
+                pyro.factor(
+                    "hypernet.prior",
+                    sum(prior.log_prob(p).sum() for p in self.generators.parameters()),
+                )
         out = mlp_forward(x, weights, self.activation)
         scale = 1.0 if self.num_data is None else self.num_data / num
         with poutine.scale(scale=scale), pyro.plate("data", num, device=x.device):
@@ -463,9 +543,22 @@ class BayesianHypernet(Loadable, PyroModule):
             return self.autoguide(x, y)
 
     # ------------------------------------------------------------------ TyXe-like surface
-    def fit(self, x, y=None, num_steps=None, batch_size=None, lr=1e-2, num_particles=1, seed=0,
-            progress=False, num_data=None, lr_decay=0.1, trainer=None, num_epochs=None,
-            **trainer_kwargs):
+    def fit(
+        self,
+        x,
+        y=None,
+        num_steps=None,
+        batch_size=None,
+        lr=1e-2,
+        num_particles=1,
+        seed=0,
+        progress=False,
+        num_data=None,
+        lr_decay=0.1,
+        trainer=None,
+        num_epochs=None,
+        **trainer_kwargs,
+    ):
         """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
 
         :param x: inputs ``(N, n_0)`` (or ``(N, ...)``), a tensor or a NumPy array (converted
@@ -510,14 +603,17 @@ class BayesianHypernet(Loadable, PyroModule):
                 raise ValueError("num_data is for data loaders; with tensors it is len(x)")
             data, convert = self._training_data(x, y), None
         elif y is not None and (isinstance(x, (list, tuple)) or not hasattr(x, "__iter__")):
-            raise TypeError(f"x must be a torch.Tensor or a numpy array when y is given (or a "
-                            f"data loader of (x, y) batches, with y=None), got "
-                            f"{type(x).__name__}")
+            raise TypeError(
+                f"x must be a torch.Tensor or a numpy array when y is given (or a "
+                f"data loader of (x, y) batches, with y=None), got "
+                f"{type(x).__name__}"
+            )
         else:
             self.num_data = self._loader_size(x, y, batch_size, num_data)
             data, convert = x, self._batch_to_model
-        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
-                          max_plate_nesting=1)
+        elbo = Trace_ELBO(
+            num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1
+        )
         # The checkpoint records the model's class and constructor arguments, so
         # probnets.load and BayesianHypernet.load rebuild the model it holds.
         extra = dict(trainer_kwargs.pop("checkpoint_extra", None) or {})
@@ -525,11 +621,23 @@ class BayesianHypernet(Loadable, PyroModule):
         extra.setdefault("model", model_record(self))
         trainer_kwargs["checkpoint_extra"] = extra
         if lr_decay != 1 and not _schedules_lr(trainer_kwargs):
-            trainer_kwargs.setdefault("lr_schedule", functools.partial(
-                _cosine_decay, num_steps=num_steps, final=float(lr_decay)))
+            trainer_kwargs.setdefault(
+                "lr_schedule",
+                functools.partial(_cosine_decay, num_steps=num_steps, final=float(lr_decay)),
+            )
         trainer = resolve_trainer(trainer).svi(
-            self.model, self.guide, elbo, data, batch_size=batch_size, seed=seed,
-            convert=convert, steps=num_steps, lr=lr, progress=progress, **trainer_kwargs)
+            self.model,
+            self.guide,
+            elbo,
+            data,
+            batch_size=batch_size,
+            seed=seed,
+            convert=convert,
+            steps=num_steps,
+            lr=lr,
+            progress=progress,
+            **trainer_kwargs,
+        )
         return trainer.run()
 
     def _training_data(self, x, y):
@@ -543,12 +651,16 @@ class BayesianHypernet(Loadable, PyroModule):
     def _loader_size(loader, y, batch_size, num_data):
         """The size of the data set behind ``loader``, which scales each batch's likelihood."""
         if y is not None or batch_size is not None:
-            raise ValueError("with a data loader, y and batch_size must be None (the loader "
-                             "yields (x, y) batches of its own size)")
+            raise ValueError(
+                "with a data loader, y and batch_size must be None (the loader "
+                "yields (x, y) batches of its own size)"
+            )
         if num_data is None:
             if not hasattr(getattr(loader, "dataset", None), "__len__"):
-                raise ValueError("pass num_data, the size of the data set behind the loader "
-                                 "(it has no sized .dataset)")
+                raise ValueError(
+                    "pass num_data, the size of the data set behind the loader "
+                    "(it has no sized .dataset)"
+                )
             num_data = len(loader.dataset)
         check_positive("num_data", num_data, int)
         return int(num_data)
@@ -557,8 +669,7 @@ class BayesianHypernet(Loadable, PyroModule):
         """A loader's ``(x, y)`` batch on the model's device, floating-point tensors (and
         numpy arrays) in its dtype; integer inputs are left for :meth:`model` to refuse."""
         if len(batch) != 2:
-            raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} "
-                             f"item(s)")
+            raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} item(s)")
         like = self.noise_scale
 
         def like_model(t):
@@ -594,8 +705,10 @@ class BayesianHypernet(Loadable, PyroModule):
         """``[(W_l, b_l)]`` with a leading dimension of ``num_samples`` draws from the guide."""
         if self.hypernet_posterior:
             draws = list(self._posterior_weights(self._inputs(x), num_samples))
-            return [tuple(torch.stack([d[layer][i] for d in draws]) for i in range(2))
-                    for layer in range(len(draws[0]))]
+            return [
+                tuple(torch.stack([d[layer][i] for d in draws]) for i in range(2))
+                for layer in range(len(draws[0]))
+            ]
         return self.weights(self.sample_embeddings(x, num_samples))
 
     @torch.no_grad()
@@ -605,12 +718,16 @@ class BayesianHypernet(Loadable, PyroModule):
         check_positive("chunk_size", chunk_size, int)
         inputs = self._inputs(x, check_values=True)
         if self.hypernet_posterior:
-            return torch.stack([mlp_forward(inputs, weights, self.activation)
-                                for weights in self._posterior_weights(inputs, num_samples)])
+            return torch.stack(
+                [
+                    mlp_forward(inputs, weights, self.activation)
+                    for weights in self._posterior_weights(inputs, num_samples)
+                ]
+            )
         embeddings = self.sample_embeddings(inputs, num_samples)
         outputs = []
         for start in range(0, num_samples, chunk_size):
-            chunk = [z[start:start + chunk_size] for z in embeddings]
+            chunk = [z[start : start + chunk_size] for z in embeddings]
             outputs.append(mlp_forward(inputs, self.weights(chunk), self.activation))
         return torch.cat(outputs)
 
@@ -628,9 +745,11 @@ class BayesianHypernet(Loadable, PyroModule):
         config = dict(extra.get("config") or {})
         config.pop("problem", None)
         if "target" not in config or "task" not in config:
-            raise ValueError(f"{path!r} holds no BayesianHypernet configuration in "
-                             "extra['model'] or extra['config']; was it written by `probnets "
-                             "train bayes-hypernet` or BayesianHypernet.fit?")
+            raise ValueError(
+                f"{path!r} holds no BayesianHypernet configuration in "
+                "extra['model'] or extra['config']; was it written by `probnets "
+                "train bayes-hypernet` or BayesianHypernet.fit?"
+            )
         return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": config}
 
     @torch.no_grad()
@@ -640,12 +759,18 @@ class BayesianHypernet(Loadable, PyroModule):
         outputs = self.sample_outputs(x, num_samples)  # (S, N, out)
         y = as_tensor("y", y, outputs)
         if self.task == "classification":
-            log_p = outputs.log_softmax(-1).gather(
-                -1, y.long().view(1, -1, 1).expand(len(outputs), -1, 1)).squeeze(-1)
+            log_p = (
+                outputs.log_softmax(-1)
+                .gather(-1, y.long().view(1, -1, 1).expand(len(outputs), -1, 1))
+                .squeeze(-1)
+            )
         else:
             y = y.view(outputs.shape[1:]).to(outputs)
-            log_p = torch.distributions.Normal(outputs, self.noise_scale.to(outputs)).log_prob(
-                y).sum(-1)
+            log_p = (
+                torch.distributions.Normal(outputs, self.noise_scale.to(outputs))
+                .log_prob(y)
+                .sum(-1)
+            )
         return torch.logsumexp(log_p, 0) - math.log(len(outputs))
 
     @torch.no_grad()
@@ -666,10 +791,11 @@ class BayesianHypernet(Loadable, PyroModule):
         mean = outputs.mean(0)
         epistemic = outputs.var(0, unbiased=False).sqrt()
         aleatoric = self.noise_scale.to(mean).expand_as(mean)
-        std = (epistemic ** 2 + aleatoric ** 2).sqrt()
+        std = (epistemic**2 + aleatoric**2).sqrt()
         if self.widths[-1] == 1:
             mean, std, epistemic, aleatoric = (
-                t.squeeze(-1) for t in (mean, std, epistemic, aleatoric))
+                t.squeeze(-1) for t in (mean, std, epistemic, aleatoric)
+            )
         return RegressionPrediction(mean, std, epistemic, aleatoric)
 
 

@@ -23,8 +23,15 @@ ACTIVATIONS = {
     "silu": nn.functional.silu,
     "softplus": nn.functional.softplus,
 }
-_MODULE_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ELU: "elu",
-                       nn.GELU: "gelu", nn.SiLU: "silu", nn.Softplus: "softplus"}
+_MODULE_ACTIVATIONS = {
+    nn.ReLU: "relu",
+    nn.Tanh: "tanh",
+    nn.Sigmoid: "sigmoid",
+    nn.ELU: "elu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Softplus: "softplus",
+}
 
 
 def parse_target(target, activation):
@@ -41,13 +48,16 @@ def parse_target(target, activation):
     if not isinstance(target, (list, tuple)):
         raise TypeError(
             "target must be a list of layer widths such as [1, 64, 64, 1] or an nn.Sequential "
-            f"of nn.Linear layers, got {type(target).__name__}")
+            f"of nn.Linear layers, got {type(target).__name__}"
+        )
     if len(target) < 2 or not all(
-            isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and w > 0
-            for w in target):
+        isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and w > 0
+        for w in target
+    ):
         raise ValueError(
             f"target must list at least two positive int widths (input, ..., output), got "
-            f"{list(target)!r}")
+            f"{list(target)!r}"
+        )
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     return [int(w) for w in target], activation
@@ -61,24 +71,28 @@ def _parse_module(module):
             if widths and widths[-1] != layer.in_features:
                 raise ValueError(
                     f"target layer {index} ({layer}) expects {layer.in_features} inputs but the "
-                    f"previous layer gives {widths[-1]}")
+                    f"previous layer gives {widths[-1]}"
+                )
             if layer.bias is None:
                 raise ValueError(
                     f"target layer {index} ({layer}) has no bias; the hypernetwork generates "
-                    "a bias for every layer, use nn.Linear(..., bias=True)")
+                    "a bias for every layer, use nn.Linear(..., bias=True)"
+                )
             widths = widths or [layer.in_features]
             widths.append(layer.out_features)
         elif type(layer) in _MODULE_ACTIVATIONS:
             if not widths or index == len(layers) - 1:
                 raise ValueError(
                     f"target layer {index} ({layer}): activations must sit between nn.Linear "
-                    "layers (the output layer is linear; the likelihood adds its link)")
+                    "layers (the output layer is linear; the likelihood adds its link)"
+                )
             activations.add(_MODULE_ACTIVATIONS[type(layer)])
         else:
             raise TypeError(
                 f"target layer {index} is {type(layer).__name__} ({layer}); a Bayesian "
                 "hypernetwork supports only nn.Linear layers and elementwise activations "
-                f"({', '.join(c.__name__ for c in _MODULE_ACTIVATIONS)})")
+                f"({', '.join(c.__name__ for c in _MODULE_ACTIVATIONS)})"
+            )
     if len(widths) < 2:
         raise ValueError("target module must contain at least one nn.Linear layer")
     if len(activations) > 1:

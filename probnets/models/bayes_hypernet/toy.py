@@ -19,8 +19,9 @@ def gap_regression(num_points=120, noise=0.1, seed=0, dtype=torch.float32, devic
         raise ValueError(f"num_points must be an int >= 2, got {num_points!r}")
     g = torch.Generator().manual_seed(seed)
     half = num_points // 2
-    x = torch.cat([torch.rand(half, generator=g) * 2 - 3,
-                   torch.rand(num_points - half, generator=g) * 2 + 1])
+    x = torch.cat(
+        [torch.rand(half, generator=g) * 2 - 3, torch.rand(num_points - half, generator=g) * 2 + 1]
+    )
     y = gap_function(x) + noise * torch.randn(num_points, generator=g)
     return (x.unsqueeze(-1).to(device=device, dtype=dtype), y.to(device=device, dtype=dtype))
 
@@ -28,8 +29,16 @@ def gap_regression(num_points=120, noise=0.1, seed=0, dtype=torch.float32, devic
 def gap_regions(dtype=torch.float32, device=None):
     """Evaluation inputs ``{"data": ..., "gap": ..., "outside": ...}``, each ``(G, 1)``: on the
     training range, inside the gap, and beyond the data (``|x|`` in ``[4, 6]``)."""
+
     def grid(*spans):
-        return torch.cat([torch.linspace(a, b, 25) for a, b in spans]).unsqueeze(-1).to(
-            device=device, dtype=dtype)
-    return {"data": grid((-2.9, -1.1), (1.1, 2.9)), "gap": grid((-0.5, 0.5)),
-            "outside": grid((-6.0, -4.0), (4.0, 6.0))}
+        return (
+            torch.cat([torch.linspace(a, b, 25) for a, b in spans])
+            .unsqueeze(-1)
+            .to(device=device, dtype=dtype)
+        )
+
+    return {
+        "data": grid((-2.9, -1.1), (1.1, 2.9)),
+        "gap": grid((-0.5, 0.5)),
+        "outside": grid((-6.0, -4.0), (4.0, 6.0)),
+    }

@@ -299,9 +299,7 @@ class GatedNetwork(Loadable, PyroModule):
         dtype, device = self.gate_logits.dtype, self.gate_logits.device
         x = as_float_tensor("x", x, dtype, device)
         if tuple(x.shape[1:]) != tuple(self.input_shape) or x.dim() != len(self.input_shape) + 1:
-            raise ValueError(
-                f"x: expected shape {self._expected_x_shape()}, got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x: expected shape {self._expected_x_shape()}, got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError(f"x: expected at least one example, got shape {tuple(x.shape)}")
         if y is None:
@@ -416,8 +414,15 @@ class GatedNetwork(Loadable, PyroModule):
             ``gate_steps``.
         """
         _check_fit_arguments(
-            num_steps, num_epochs, estimator, lr, gate_lr, gate_betas, batch_size, record_every,
-            callback
+            num_steps,
+            num_epochs,
+            estimator,
+            lr,
+            gate_lr,
+            gate_betas,
+            batch_size,
+            record_every,
+            callback,
         )
         data, convert, targets = self._fit_data(x, y, num_data)
         n = self.num_data
@@ -462,19 +467,24 @@ class GatedNetwork(Loadable, PyroModule):
             if num_data is not None:
                 raise ValueError("num_data is for data loaders; with tensors it is len(x)")
             if y is None:
-                raise ValueError("y: expected the training targets (or x a data loader of "
-                                 "(x, y) batches), got None")
+                raise ValueError(
+                    "y: expected the training targets (or x a data loader of "
+                    "(x, y) batches), got None"
+                )
             x, y = self._prepare_data(x, y)
             self.num_data = x.shape[0]
             return (x, y), None, y
         if y is not None:
-            raise ValueError("y: with a data loader x, y must be None (the loader yields "
-                             "(x, y) batches)")
+            raise ValueError(
+                "y: with a data loader x, y must be None (the loader yields (x, y) batches)"
+            )
         dataset = getattr(x, "dataset", None)
         if num_data is None:
             if not hasattr(dataset, "__len__"):
-                raise ValueError("num_data: pass the size of the data set behind the loader "
-                                 "(it has no sized .dataset)")
+                raise ValueError(
+                    "num_data: pass the size of the data set behind the loader "
+                    "(it has no sized .dataset)"
+                )
             num_data = len(dataset)
         self.num_data = check_count("num_data", num_data, 1, "a positive int")
         targets = None
@@ -484,8 +494,7 @@ class GatedNetwork(Loadable, PyroModule):
 
     def _prepared_batch(self, batch):
         if len(batch) != 2:
-            raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} "
-                             "item(s)")
+            raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} item(s)")
         return self._prepare_data(*batch)
 
     def _dataset_targets(self, dataset):
@@ -493,14 +502,15 @@ class GatedNetwork(Loadable, PyroModule):
         deviation): a TensorDataset's second tensor, or each item's second entry."""
         dtype, device = self.gate_logits.dtype, self.gate_logits.device
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-            raise ValueError("noise_scale='auto' scales the likelihood by the targets' standard "
-                             "deviation, which needs a loader over a sized, indexable dataset; "
-                             "construct the network with a fixed noise_scale= instead")
+            raise ValueError(
+                "noise_scale='auto' scales the likelihood by the targets' standard "
+                "deviation, which needs a loader over a sized, indexable dataset; "
+                "construct the network with a fixed noise_scale= instead"
+            )
         tensors = getattr(dataset, "tensors", None)
         items = tensors if tensors is not None else dataset[0]
         if len(items) != 2:
-            raise ValueError(f"the data loader must yield (x, y) batches, got {len(items)} "
-                             "item(s)")
+            raise ValueError(f"the data loader must yield (x, y) batches, got {len(items)} item(s)")
         if tensors is not None:
             return as_float_tensor("y", tensors[1], dtype, device).to(device)
         rows = [torch.as_tensor(dataset[i][1]) for i in range(len(dataset))]
@@ -587,8 +597,7 @@ def _check_lengths(num_steps, num_epochs):
 
 
 def _check_fit_arguments(
-    num_steps, num_epochs, estimator, lr, gate_lr, gate_betas, batch_size, record_every,
-    callback
+    num_steps, num_epochs, estimator, lr, gate_lr, gate_betas, batch_size, record_every, callback
 ):
     """The checks of :meth:`GatedNetwork.fit`'s training arguments (the data are checked by
     ``_prepare_data``)."""
@@ -602,9 +611,13 @@ def _check_fit_arguments(
     if gate_lr is not None:
         check_positive("gate_lr", gate_lr)
     betas = tuple(gate_betas) if isinstance(gate_betas, (tuple, list)) else ()
-    if gate_betas is not None and (len(betas) != 2 or not all(
-        isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas
-    )):
+    if gate_betas is not None and (
+        len(betas) != 2
+        or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0
+            for b in betas
+        )
+    ):
         raise ValueError(f"gate_betas: expected two numbers in [0, 1), got {gate_betas!r}")
     if batch_size is not None:
         check_count("batch_size", batch_size, 1, "a positive int or None")
@@ -642,8 +655,17 @@ class MaskedNetwork(torch.nn.Module):
             return F.mse_loss(out, y)
         return F.cross_entropy(out, y)
 
-    def fit(self, x, y=None, num_steps=None, lr=0.01, batch_size=None, trainer=None,
-            num_epochs=None, **trainer_kwargs):
+    def fit(
+        self,
+        x,
+        y=None,
+        num_steps=None,
+        lr=0.01,
+        batch_size=None,
+        trainer=None,
+        num_epochs=None,
+        **trainer_kwargs,
+    ):
         """Minimise the mean loss (a :class:`~probnets.train.LossObjective` trainer by
         default, Adam unless ``optimizer=`` says otherwise; ``trainer=`` a
         :class:`~probnets.models.fitting.TrainerFactory`). Parameters the loss does not
@@ -659,8 +681,9 @@ class MaskedNetwork(torch.nn.Module):
         _check_lengths(num_steps, num_epochs)
         if is_loader(x):
             if y is not None:
-                raise ValueError("y: with a data loader x, y must be None (the loader yields "
-                                 "(x, y) batches)")
+                raise ValueError(
+                    "y: with a data loader x, y must be None (the loader yields (x, y) batches)"
+                )
             data, convert, batch_size = x, self.network._prepared_batch, None
         else:
             data, convert = self.network._prepare_data(x, y), None

@@ -97,16 +97,24 @@ class LayerDAG(GatedNetwork):
     def model_config(self):
         """Constructor arguments except ``blocks`` (arbitrary modules, recorded as ``None``):
         pass them when loading, ``LayerDAG.load(path, blocks=[...])``."""
-        return {"blocks": None, "input_shape": list(self.input_shape), "merge": self.merge,
-                "gate_per": self.gate_per, "resize": self.resize,
-                "squeeze_channels": self.squeeze_channels, **super().model_config()}
+        return {
+            "blocks": None,
+            "input_shape": list(self.input_shape),
+            "merge": self.merge,
+            "gate_per": self.gate_per,
+            "resize": self.resize,
+            "squeeze_channels": self.squeeze_channels,
+            **super().model_config(),
+        }
 
     @classmethod
     def from_config(cls, config):
         if config.get("blocks") is None:
-            raise ValueError("a LayerDAG checkpoint records its blocks' weights but not the "
-                             "blocks themselves (any modules): pass them as built for training, "
-                             "LayerDAG.load(path, blocks=[...])")
+            raise ValueError(
+                "a LayerDAG checkpoint records its blocks' weights but not the "
+                "blocks themselves (any modules): pass them as built for training, "
+                "LayerDAG.load(path, blocks=[...])"
+            )
         return cls(**config)
 
     def reset_parameters(self):
@@ -251,9 +259,7 @@ def _check_arguments(blocks, input_shape, merge, gate_per, resize, squeeze_chann
     if squeeze_channels is not None and not (
         isinstance(squeeze_channels, int) and squeeze_channels > 0
     ):
-        raise ValueError(
-            f"squeeze_channels: expected a positive int, got {squeeze_channels!r}"
-        )
+        raise ValueError(f"squeeze_channels: expected a positive int, got {squeeze_channels!r}")
     return blocks, _check_input_shape(input_shape)
 
 

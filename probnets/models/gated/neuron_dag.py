@@ -15,10 +15,20 @@ EVALUATION_METHODS = ("auto", "levels", "dense", "sequential")
 #: the per-level gathers cost more than the repeated full product saves).
 AUTO_DENSE_MAX_HIDDEN = 64
 #: Activations a checkpoint records by name (others must be passed again when loading).
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
-               "gelu": F.gelu, "silu": F.silu, "elu": F.elu, "softplus": F.softplus}
-_ACTIVATION_ALIASES = {torch.nn.functional.relu: "relu", torch.nn.functional.tanh: "tanh",
-                       torch.nn.functional.sigmoid: "sigmoid"}
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "elu": F.elu,
+    "softplus": F.softplus,
+}
+_ACTIVATION_ALIASES = {
+    torch.nn.functional.relu: "relu",
+    torch.nn.functional.tanh: "tanh",
+    torch.nn.functional.sigmoid: "sigmoid",
+}
 
 
 class NeuronDAG(GatedNetwork):
@@ -104,17 +114,24 @@ class NeuronDAG(GatedNetwork):
         """Constructor arguments; the activation is recorded by its name in
         :data:`ACTIVATIONS` (``None`` for another callable, to be passed when loading)."""
         names = {fn: name for name, fn in ACTIVATIONS.items()} | _ACTIVATION_ALIASES
-        return {"num_inputs": self.num_inputs, "num_hidden": self.num_hidden,
-                "num_outputs": self.num_outputs, "activation": names.get(self.activation),
-                "method": self.method, **super().model_config()}
+        return {
+            "num_inputs": self.num_inputs,
+            "num_hidden": self.num_hidden,
+            "num_outputs": self.num_outputs,
+            "activation": names.get(self.activation),
+            "method": self.method,
+            **super().model_config(),
+        }
 
     @classmethod
     def from_config(cls, config):
         activation = config.get("activation", torch.tanh)
         if activation is None:
-            raise ValueError("the checkpoint could not record the NeuronDAG's activation (a "
-                             "callable other than those of probnets.models.gated.neuron_dag."
-                             "ACTIVATIONS): pass it, e.g. NeuronDAG.load(path, activation=fn)")
+            raise ValueError(
+                "the checkpoint could not record the NeuronDAG's activation (a "
+                "callable other than those of probnets.models.gated.neuron_dag."
+                "ACTIVATIONS): pass it, e.g. NeuronDAG.load(path, activation=fn)"
+            )
         if isinstance(activation, str):
             activation = ACTIVATIONS[activation]
         return cls(**dict(config, activation=activation))
@@ -238,4 +255,3 @@ class NeuronDAG(GatedNetwork):
             f"num_outputs={self.num_outputs}, num_gates={self.num_gates}, gate={self.gate!r}, "
             f"likelihood={self.likelihood!r}, method={self.method!r}"
         )
-

@@ -137,11 +137,13 @@ def permute_hidden(matrix, num_inputs, perm):
     """Relabel the hidden nodes of an ``(n, n)`` node matrix (inputs, hidden, outputs) so that
     new hidden node ``k`` is old hidden node ``perm[k]``."""
     H = len(perm)
-    order = torch.cat([
-        torch.arange(num_inputs, device=perm.device),
-        num_inputs + perm,
-        torch.arange(num_inputs + H, matrix.shape[0], device=perm.device),
-    ])
+    order = torch.cat(
+        [
+            torch.arange(num_inputs, device=perm.device),
+            num_inputs + perm,
+            torch.arange(num_inputs + H, matrix.shape[0], device=perm.device),
+        ]
+    )
     return matrix[order][:, order]
 
 
@@ -159,4 +161,4 @@ def path_strength(probs, num_inputs, num_outputs):
     strength[:num_inputs] = torch.eye(num_inputs, dtype=probs.dtype, device=probs.device)
     for i in range(num_inputs, n):
         strength[i] = (probs[i, :i].unsqueeze(-1) * strength[:i]).amax(0)
-    return strength[n - num_outputs:]
+    return strength[n - num_outputs :]
