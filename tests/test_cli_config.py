@@ -16,7 +16,8 @@ SWITCH = "switch"  # a flag without a value: off unless given
 TASK_FLAGS = {
     "air": {
         "--estimator": "score", "--baseline": "lstm", "--baseline-lr": 0.01, "--temperature": 0.5,
-        "--num-particles": 5, "--dair": SWITCH, "--num-train": 10000, "--num-test": 1000,
+        "--num-particles": 5, "--dair": SWITCH, "--fixed-canvases": SWITCH, "--num-train": 10000,
+        "--validation-fraction": 0.1, "--num-validation": 1000, "--num-test": 2000, "--ema": 0.999,
         "--max-digits": 2, "--canvas-size": 50, "--max-objects": 3, "--window-size": 28,
         "--rnn-hidden-size": 256, "--z-pres-prior": 0.0001, "--z-pres-prior-start": None,
         "--anneal-steps": None, "--scale-prior-sd": 0.2,

@@ -418,11 +418,15 @@ class AIR(PyroModule):
         return trace.nodes["_RETURN"]["value"], z_pres
 
     @classmethod
-    def load(cls, checkpoint_path, map_location="cpu"):
+    def load(cls, checkpoint_path, map_location="cpu", average=True):
         """Rebuild an AIR from a training checkpoint and load its parameters.
 
         The checkpoint's ``extra["model"]`` names the model's class and constructor arguments;
-        checkpoints written before it existed keep the arguments in ``extra["config"]``.
+        checkpoints written before it existed keep the arguments in ``extra["config"]``. When
+        the checkpoint also holds a moving average of the weights (a module state whose keys
+        are ``average.<parameter name>``, as
+        :class:`probnets.train.averaging.ExponentialMovingAverage` writes) the averaged
+        parameters are loaded, unless ``average=False`` asks for the last iterate.
         """
         state = load_checkpoint(checkpoint_path, map_location=map_location)
         extra = state.get("extra", {})
@@ -441,13 +445,27 @@ class AIR(PyroModule):
                              "`probnets train air`?")
         air = cls(**config)
         keys = set(air.state_dict())
-        module_state = next((m for m in state.get("modules", []) if set(m) == keys), None)
+        module_states = state.get("modules", [])
+        module_state = next((m for m in module_states if set(m) == keys), None)
         if module_state is None:
             raise ValueError(f"{checkpoint_path!r} holds no module state matching AIR({config})")
+        if average:
+            module_state = dict(module_state, **_averaged_parameters(module_states, keys))
         like = next(v for v in module_state.values() if v.is_floating_point())
         air.to(device=like.device, dtype=like.dtype)
         air.load_state_dict(module_state)
         return air.eval()
+
+
+def _averaged_parameters(module_states, keys):
+    """The averaged parameters ``{name: value}`` of the module state among ``module_states``
+    whose ``average.<name>`` entries all name entries of ``keys`` (empty when there is none)."""
+    prefix = "average."
+    for module_state in module_states:
+        averaged = {k[len(prefix):]: v for k, v in module_state.items() if k.startswith(prefix)}
+        if averaged and set(averaged) <= keys:
+            return averaged
+    return {}
 
 
 __all__ = ["AIR", "AIRInference", "count_accuracy", "count_confusion",

@@ -27,6 +27,9 @@ class TaskRun:
     ``config`` is the task's summary of the model (kept in the checkpoint's ``extra["config"]``,
     as before); ``model`` is the model's class path and constructor arguments (see
     :func:`model_record`), from which the model can be rebuilt without the task.
+    ``callbacks`` are further :class:`~probnets.train.Callback` objects of the run and
+    ``state_modules`` further modules whose state the checkpoints hold (e.g. a moving average
+    of the weights), for SVI runs.
     """
 
     data: object
@@ -43,6 +46,8 @@ class TaskRun:
     model: dict = field(default_factory=dict)
     data_source: str = ""
     extras: dict = field(default_factory=dict)  # task-private objects for finish()
+    callbacks: list = field(default_factory=list)
+    state_modules: list = field(default_factory=list)
 
     @property
     def is_svi(self):

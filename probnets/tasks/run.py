@@ -206,9 +206,10 @@ def _make_trainer(task, run, config):
     except ValueError as error:  # TrainConfig names its field first, as in "lr must be ..."
         field = str(error).split(" ", 1)[0]
         raise ConfigError("out" if field == "out_dir" else field, str(error)) from None
-    objective = (SVIObjective(run.model_fn, run.guide_fn, run.loss) if run.is_svi
-                 else LossObjective(run.objective_fn, run.module))
+    objective = (SVIObjective(run.model_fn, run.guide_fn, run.loss, modules=run.state_modules)
+                 if run.is_svi else LossObjective(run.objective_fn, run.module))
     callbacks = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
+    callbacks += list(run.callbacks)  # before the evaluation, which may use their state
     callbacks += [Evaluation(run.eval_fn)] if run.eval_fn is not None else []
     try:
         return Trainer(objective, run.data, train_config, callbacks=callbacks)
