@@ -33,6 +33,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from probnets.data.mnist import (
@@ -222,10 +223,14 @@ class CanvasStream:
     :param int seed: seed of the stream's generator.
     :param device: where batches are sent (default: the pool's device).
     :param dtype: dtype of the batches (default: the pool's).
+    :param shard: ``(rank, world_size)`` to yield only this rank's share of each batch
+        (``batch_size`` is then the global batch, split evenly, as in
+        :class:`~probnets.train.BatchSampler`); ``"auto"`` (default) reads them from an
+        initialized :mod:`torch.distributed` process group.
     """
 
     def __init__(self, digits, batch_size, max_digits=2, canvas_size=50, seed=0, device=None,
-                 dtype=None):
+                 dtype=None, shard="auto"):
         if not (torch.is_tensor(digits) and digits.dim() == 3 and digits.shape[1:] == (28, 28)
                 and len(digits) > 0):
             raise ValueError("digits must be a non-empty (M, 28, 28) tensor, got "
@@ -234,6 +239,7 @@ class CanvasStream:
                                  ("canvas_size", canvas_size, 28)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
+        self.rank, self.world_size = _shard(shard, batch_size)
         self.digits = digits.detach().float().cpu()
         self.batch_size, self.max_digits, self.canvas_size = batch_size, max_digits, canvas_size
         self.device = device if device is not None else digits.device
@@ -249,6 +255,8 @@ class CanvasStream:
         images, _ = compose_batch(self.digits, self.batch_size, self.max_digits,
                                   self.canvas_size, self.generator, self._resampling)
         self.batches += 1
+        if self.world_size > 1:  # every rank draws the global batch, then keeps its share
+            images = images.chunk(self.world_size)[self.rank]
         return (images.to(device=self.device, dtype=self.dtype),)
 
     def state_dict(self):
@@ -257,6 +265,18 @@ class CanvasStream:
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"])
         self.batches = int(state["batches"])
+
+
+def _shard(shard, batch_size):
+    """``(rank, world_size)`` of ``shard``, read from torch.distributed for ``"auto"``."""
+    if shard == "auto":
+        initialized = dist.is_available() and dist.is_initialized()
+        shard = (dist.get_rank(), dist.get_world_size()) if initialized else (0, 1)
+    rank, world_size = shard
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of ranks "
+                         f"({world_size}): it is the global batch, split evenly between ranks")
+    return rank, world_size
 
 
 def multi_mnist(num_images: int, max_digits: int = 2, canvas_size: int = 50, split: str = "train",

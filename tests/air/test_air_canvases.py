@@ -78,6 +78,15 @@ def test_canvas_stream_is_fresh_seeded_and_resumable():
     assert not torch.equal(next(CanvasStream(digits, 8, seed=4))[0], first)
 
 
+def test_canvas_stream_shards_split_the_global_batch():
+    digits = load_mnist("train").images[:100]
+    (whole,) = next(CanvasStream(digits, 6, seed=2, shard=(0, 1)))
+    shares = [next(CanvasStream(digits, 6, seed=2, shard=(rank, 3)))[0] for rank in range(3)]
+    assert torch.equal(torch.cat(shares), whole)
+    with pytest.raises(ValueError, match="batch_size 6 must be divisible by the number of ranks"):
+        CanvasStream(digits, 6, shard=(0, 4))
+
+
 def test_canvas_stream_dtype_and_bad_arguments():
     digits = torch.rand(10, 28, 28)
     (batch,) = next(CanvasStream(digits, 4, max_digits=1, canvas_size=32, dtype=torch.float64))
