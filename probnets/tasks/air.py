@@ -57,6 +57,10 @@ from probnets.viz.images import curves
 _count_prior = number_in(0, 1, low_open=True)
 _fraction = number_in(0, 1, high_open=True)
 _decay = number_in(0, 1, high_open=True)
+# Steps between updates of the weight average, each standing for the steps since the last
+# (AverageWeights): a quarter of the cost of updating at every step, the same span of the
+# average; it divides the default checkpoint and evaluation intervals.
+_AVERAGE_EVERY = 4
 
 
 @dataclass(kw_only=True)
@@ -182,7 +186,8 @@ class AIRTask(Task):
             schedules=schedules, metrics_fn=metrics, eval_fn=evaluate,
             config=air.config(), model=model_record(air, **air.config()),
             data_source=source, module=air,
-            callbacks=[AverageWeights(average)] if average is not None else [],
+            callbacks=[AverageWeights(average, every=_AVERAGE_EVERY)] if average is not None
+            else [],
             state_modules=[average] if average is not None else [],
             extras={"test": test, "average": average, "held_out_name": held_out_name})
 

@@ -4,8 +4,12 @@ Training moves the weights by noisy steps to the end; an average of the last ite
 better point estimate than the last one (Polyak & Juditsky 1992; the exponential form, with
 TensorFlow's warm-up of the decay, is the one of ``tf.train.ExponentialMovingAverage``)::
 
-    β_n = min(decay, (1 + n) / (10 + n))         n: updates so far
+    β_n = min(decay, (1 + n) / (10 + n))         n: steps averaged so far
     θ̄  ← β_n θ̄ + (1 − β_n) θ
+
+An update may stand for ``k`` steps (``update(steps=k)``: ``β_n^k`` in place of ``β_n``), so the
+average can be brought up to date every few steps at a fraction of the cost, with the same
+span, when ``k`` is small against ``1 / (1 − β)``.
 
 :class:`ExponentialMovingAverage` is a module: its state (the averages and ``n``) goes into a
 training checkpoint like any module's buffers, so a resumed run continues the same average.
@@ -52,6 +56,7 @@ class ExponentialMovingAverage(torch.nn.Module):
         self.average = torch.nn.Module()
         for name in names:
             _register_nested(self.average, name, parameters[name].detach().clone())
+        # the steps the average stands for (n above)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     @property
@@ -64,13 +69,16 @@ class ExponentialMovingAverage(torch.nn.Module):
         return [parameters[name] for name in self.names], [averages[name] for name in self.names]
 
     @torch.no_grad()
-    def update(self):
-        """One step of the average towards the module's current parameters."""
+    def update(self, steps=1):
+        """Move the average towards the module's current parameters as ``steps`` steps of
+        the recursion with these parameters would."""
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
         n = float(self.num_updates)
-        beta = min(self.decay, (1 + n) / (10 + n))
+        beta = min(self.decay, (1 + n) / (10 + n)) ** steps
         parameters, averages = self._pairs()
         torch._foreach_lerp_(averages, [p.detach() for p in parameters], 1 - beta)
-        self.num_updates += 1
+        self.num_updates += steps
 
     @contextlib.contextmanager
     def swapped(self):
@@ -90,17 +98,35 @@ class ExponentialMovingAverage(torch.nn.Module):
 
 
 class AverageWeights(Callback):
-    """Update an :class:`ExponentialMovingAverage` after every step (before that step's
-    checkpoint is written, so the checkpoint holds the average of the same step)."""
+    """Update an :class:`ExponentialMovingAverage` every ``every`` steps, and after the last
+    step and every evaluated or checkpointed one, for the steps since its last update (before
+    the step's evaluation and checkpoint, so both see the average of that step).
 
-    def __init__(self, average):
+    :param ExponentialMovingAverage average: the average to update.
+    :param int every: steps between updates (1: every step).
+    """
+
+    def __init__(self, average, every=1):
         if not isinstance(average, ExponentialMovingAverage):
             raise TypeError("average must be an ExponentialMovingAverage, got "
                             f"{type(average).__name__}")
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
         self.average = average
+        self.every = every
 
     def on_step_end(self, trainer):
-        self.average.update()
+        behind = trainer.step - int(self.average.num_updates)
+        if behind > 0 and _due(trainer.step, trainer.config, self.every):
+            self.average.update(steps=behind)
+
+
+def _due(step, config, every):
+    """Whether the average must be current after ``step``: its own interval, the last step,
+    or a step that is evaluated or checkpointed."""
+    intervals = (every, getattr(config, "eval_every", None),
+                 getattr(config, "checkpoint_every", None))
+    return step == config.steps or any(k and step % k == 0 for k in intervals)
 
 
 def _register_nested(root, dotted, tensor):

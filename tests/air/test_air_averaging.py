@@ -24,6 +24,50 @@ def test_update_follows_the_warmed_up_exponential_average():
     assert set(average.state_dict()) == {"average.weight", "num_updates"}
 
 
+def test_an_update_for_k_steps_is_k_updates_with_the_same_parameters():
+    one, many = torch.nn.Linear(2, 3), torch.nn.Linear(2, 3)
+    many.load_state_dict(one.state_dict())
+    a, b = ExponentialMovingAverage(one, decay=0.8), ExponentialMovingAverage(many, decay=0.8)
+    with torch.no_grad():
+        one.weight.add_(1.0)
+        many.weight.add_(1.0)
+    for _ in range(3):
+        a.update()
+    b.update(steps=3)
+    # exact when the warm-up is over (beta = decay): here only close
+    torch.testing.assert_close(a.average.weight, b.average.weight, atol=0.02, rtol=0)
+    a.num_updates.fill_(100)  # past the warm-up: beta = decay
+    b.load_state_dict(a.state_dict())
+    a.update()
+    a.update()
+    b.update(steps=2)
+    torch.testing.assert_close(a.average.weight, b.average.weight)
+    assert int(b.num_updates) == 102
+
+
+class _Trainer:
+    def __init__(self, steps, eval_every=None, checkpoint_every=None):
+        self.step = 0
+        self.config = type("Config", (), dict(steps=steps, eval_every=eval_every,
+                                              checkpoint_every=checkpoint_every))
+
+
+def test_average_weights_updates_every_k_steps_and_where_it_is_read():
+    average = ExponentialMovingAverage(torch.nn.Linear(2, 3), decay=0.9)
+    callback, trainer = AverageWeights(average, every=4), _Trainer(11, eval_every=6)
+    updated = []
+    for step in range(1, 12):
+        trainer.step = step
+        before = int(average.num_updates)
+        callback.on_step_end(trainer)
+        if int(average.num_updates) != before:
+            updated.append(step)
+        assert int(average.num_updates) in (before, step)
+    assert updated == [4, 6, 8, 11]
+    with pytest.raises(ValueError, match="every must be a positive integer, got 0"):
+        AverageWeights(average, every=0)
+
+
 def test_swapped_puts_the_average_in_and_restores_the_last_iterate():
     layer = torch.nn.Linear(2, 3)
     average = ExponentialMovingAverage(layer, decay=0.9)
