@@ -127,12 +127,20 @@ class Loadable:
         return None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: Any = "cpu", **arguments: Any) -> Any:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        map_location: Any = "cpu",
+        average: bool = True,
+        **arguments: Any,
+    ) -> Any:
         """The trained model of checkpoint ``path``, in eval mode (see :func:`load`).
 
         :raises ValueError: when the checkpoint holds a model of another class.
         """
-        return load(path, map_location=map_location, expected_class=cls, **arguments)
+        return load(
+            path, map_location=map_location, expected_class=cls, average=average, **arguments
+        )
 
 
 def load(
@@ -140,6 +148,7 @@ def load(
     map_location: Any = "cpu",
     *,
     expected_class: type | None = None,
+    average: bool = True,
     **arguments: Any,
 ) -> torch.nn.Module:
     """The trained model of a checkpoint, rebuilt from its recorded class and configuration.
@@ -155,6 +164,10 @@ def load(
     :param map_location: the device to load onto (as :func:`torch.load`'s).
     :param expected_class: refuse a checkpoint whose model is not of this class (or a
         subclass); ``Model.load(path)`` passes its class.
+    :param average: when the run kept a moving average of the weights (a module state with
+        ``average.<parameter name>`` entries, as
+        :class:`~probnets.train.averaging.ExponentialMovingAverage` writes), load the averaged
+        parameters; ``False`` loads the last iterate.
     :param arguments: constructor arguments replacing or completing the recorded ones, e.g.
         those the record cannot hold (a LayerDAG's ``blocks``, a custom activation).
     :raises FileNotFoundError: when ``path`` does not exist.
@@ -189,6 +202,8 @@ def load(
         if isinstance(model, Loadable):
             model.prepare_to_load()
         load_module_state(model, state.get("modules", []), path)
+        if average:
+            load_weight_average(model, state.get("modules", []))
     share_with_param_store(model)
     return model.eval()
 
@@ -293,6 +308,20 @@ def load_module_state(
         f"{class_name(type(model))} as recorded ({len(module_states)} module state(s) with "
         "other keys): was the checkpoint edited, or the class changed since?"
     )
+
+
+def load_weight_average(model: torch.nn.Module, module_states: list) -> bool:
+    """Copy into ``model`` the moving average of its parameters that one of a checkpoint's
+    ``module_states`` holds as ``average.<parameter name>`` entries; returns whether there was
+    one."""
+    prefix = "average."
+    keys = set(model.state_dict())
+    for module_state in module_states:
+        averaged = {k[len(prefix) :]: v for k, v in module_state.items() if k.startswith(prefix)}
+        if averaged and set(averaged) <= keys:
+            model.load_state_dict(averaged, strict=False)
+            return True
+    return False
 
 
 def _unset_buffers(model):

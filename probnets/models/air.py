@@ -74,7 +74,8 @@ from probnets.loading import Loadable
 from probnets.nn.spatial import MIN_SCALE, extract_window, place_window, window_box
 
 AIRInference = namedtuple(
-    "AIRInference", ["counts", "z_pres", "z_pres_probs", "z_where", "z_what", "boxes"])
+    "AIRInference", ["counts", "z_pres", "z_pres_probs", "z_where", "z_what", "boxes"]
+)
 AIRInference.__doc__ = """What :meth:`AIR.infer` returns for ``N`` images and ``T`` steps.
 
 counts: int64 (N,); z_pres: (N, T) 0/1; z_pres_probs: (N, T) the guide's presence
@@ -89,7 +90,7 @@ def geometric_presence_probs(k, num_steps):
     ``p(n) ∝ k^n`` on ``0..num_steps``."""
     if not (isinstance(k, (int, float)) and k > 0):
         raise ValueError(f"z_pres_prior must be a positive number, got {k!r}")
-    tail = [sum(k ** n for n in range(t, num_steps + 1)) for t in range(num_steps + 1)]
+    tail = [sum(k**n for n in range(t, num_steps + 1)) for t in range(num_steps + 1)]
     return [tail[t + 1] / tail[t] for t in range(num_steps)]
 
 
@@ -107,7 +108,8 @@ class _Recurrence:
         # split, not two slices: the backward of a slice zero-fills a gradient the size of
         # the whole (4H, 2554) matrix and adds the two; split's backward is one cat
         self.w_image, self.w_latent = cell.weight_ih.split(
-            [num_pixels, cell.weight_ih.shape[1] - num_pixels], dim=1)
+            [num_pixels, cell.weight_ih.shape[1] - num_pixels], dim=1
+        )
         self.w_hidden = cell.weight_hh
         self.bias = cell.bias_ih + cell.bias_hh
 
@@ -128,8 +130,10 @@ def _presence_weight(z_pres):
     out where ``z_pres == 0`` (Pyro's scale must be positive), scaled by a relaxed
     ``z_pres ∈ (0, 1)`` elsewhere (a factor 1 for a hard ``z_pres``)."""
     present = z_pres > 0
-    with poutine.mask(mask=present), poutine.scale(
-            scale=torch.where(present, z_pres, torch.ones_like(z_pres))):
+    with (
+        poutine.mask(mask=present),
+        poutine.scale(scale=torch.where(present, z_pres, torch.ones_like(z_pres))),
+    ):
         yield
 
 
@@ -154,8 +158,10 @@ def count_accuracy(pred, true):
     """Fraction of images whose predicted count equals the true count."""
     pred, true = torch.as_tensor(pred), torch.as_tensor(true)
     if pred.shape != true.shape or pred.dim() != 1:
-        raise ValueError(f"pred and true must be 1-d of equal length, got shapes "
-                         f"{tuple(pred.shape)} and {tuple(true.shape)}")
+        raise ValueError(
+            f"pred and true must be 1-d of equal length, got shapes "
+            f"{tuple(pred.shape)} and {tuple(true.shape)}"
+        )
     if pred.numel() == 0:
         raise ValueError("count_accuracy needs at least one image")
     return (pred.long() == true.long()).double().mean().item()
@@ -166,8 +172,10 @@ def count_confusion(pred, true, num_true=None, num_pred=None):
     were counted as ``j``. Sizes default to ``max + 1`` of the respective counts."""
     pred, true = torch.as_tensor(pred).long().cpu(), torch.as_tensor(true).long().cpu()
     if pred.shape != true.shape or pred.dim() != 1:
-        raise ValueError(f"pred and true must be 1-d of equal length, got shapes "
-                         f"{tuple(pred.shape)} and {tuple(true.shape)}")
+        raise ValueError(
+            f"pred and true must be 1-d of equal length, got shapes "
+            f"{tuple(pred.shape)} and {tuple(true.shape)}"
+        )
     if (pred < 0).any() or (true < 0).any():
         raise ValueError("counts must be non-negative")
     num_true = num_true or int(true.max()) + 1
@@ -203,45 +211,81 @@ class AIR(Loadable, PyroModule):
     :param bool align_corners: convention of the spatial transformer.
     """
 
-    def __init__(self, image_size=50, num_steps=3, window_size=28, z_what_size=50,
-                 rnn_hidden_size=256, encoder_hidden=200, decoder_hidden=200,
-                 predict_hidden=200, decoder_output_bias=-2.0, likelihood_sd=0.3,
-                 scale_prior_mean=3.0, scale_prior_sd=0.2, pos_prior_mean=0.0, pos_prior_sd=1.0,
-                 z_pres_prior=0.01, dair=False, use_baseline=True, align_corners=False):
+    def __init__(
+        self,
+        image_size=50,
+        num_steps=3,
+        window_size=28,
+        z_what_size=50,
+        rnn_hidden_size=256,
+        encoder_hidden=200,
+        decoder_hidden=200,
+        predict_hidden=200,
+        decoder_output_bias=-2.0,
+        likelihood_sd=0.3,
+        scale_prior_mean=3.0,
+        scale_prior_sd=0.2,
+        pos_prior_mean=0.0,
+        pos_prior_sd=1.0,
+        z_pres_prior=0.01,
+        dair=False,
+        use_baseline=True,
+        align_corners=False,
+    ):
         super().__init__()
-        for name, value in (("image_size", image_size), ("num_steps", num_steps),
-                            ("window_size", window_size), ("z_what_size", z_what_size),
-                            ("rnn_hidden_size", rnn_hidden_size),
-                            ("encoder_hidden", encoder_hidden),
-                            ("decoder_hidden", decoder_hidden),
-                            ("predict_hidden", predict_hidden)):
+        for name, value in (
+            ("image_size", image_size),
+            ("num_steps", num_steps),
+            ("window_size", window_size),
+            ("z_what_size", z_what_size),
+            ("rnn_hidden_size", rnn_hidden_size),
+            ("encoder_hidden", encoder_hidden),
+            ("decoder_hidden", decoder_hidden),
+            ("predict_hidden", predict_hidden),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, value in (("likelihood_sd", likelihood_sd), ("scale_prior_sd", scale_prior_sd),
-                            ("pos_prior_sd", pos_prior_sd)):
+        for name, value in (
+            ("likelihood_sd", likelihood_sd),
+            ("scale_prior_sd", scale_prior_sd),
+            ("pos_prior_sd", pos_prior_sd),
+        ):
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         geometric_presence_probs(z_pres_prior, num_steps)  # validates k
         self._config = dict(
-            image_size=image_size, num_steps=num_steps, window_size=window_size,
-            z_what_size=z_what_size, rnn_hidden_size=rnn_hidden_size,
-            encoder_hidden=encoder_hidden, decoder_hidden=decoder_hidden,
-            predict_hidden=predict_hidden, decoder_output_bias=float(decoder_output_bias),
-            likelihood_sd=float(likelihood_sd), scale_prior_mean=float(scale_prior_mean),
-            scale_prior_sd=float(scale_prior_sd), pos_prior_mean=float(pos_prior_mean),
-            pos_prior_sd=float(pos_prior_sd), z_pres_prior=float(z_pres_prior), dair=bool(dair),
-            use_baseline=bool(use_baseline), align_corners=bool(align_corners))
+            image_size=image_size,
+            num_steps=num_steps,
+            window_size=window_size,
+            z_what_size=z_what_size,
+            rnn_hidden_size=rnn_hidden_size,
+            encoder_hidden=encoder_hidden,
+            decoder_hidden=decoder_hidden,
+            predict_hidden=predict_hidden,
+            decoder_output_bias=float(decoder_output_bias),
+            likelihood_sd=float(likelihood_sd),
+            scale_prior_mean=float(scale_prior_mean),
+            scale_prior_sd=float(scale_prior_sd),
+            pos_prior_mean=float(pos_prior_mean),
+            pos_prior_sd=float(pos_prior_sd),
+            z_pres_prior=float(z_pres_prior),
+            dair=bool(dair),
+            use_baseline=bool(use_baseline),
+            align_corners=bool(align_corners),
+        )
         self.image_size, self.num_steps, self.window_size = image_size, num_steps, window_size
         self.z_what_size, self.rnn_hidden_size = z_what_size, rnn_hidden_size
         self.likelihood_sd = float(likelihood_sd)
         self.z_pres_prior = float(z_pres_prior)
         self.dair, self.use_baseline, self.align_corners = dair, use_baseline, align_corners
-        self.register_buffer("z_where_prior_loc", torch.tensor(
-            [scale_prior_mean, pos_prior_mean, pos_prior_mean]))
-        self.register_buffer("z_where_prior_scale", torch.tensor(
-            [scale_prior_sd, pos_prior_sd, pos_prior_sd]))
+        self.register_buffer(
+            "z_where_prior_loc", torch.tensor([scale_prior_mean, pos_prior_mean, pos_prior_mean])
+        )
+        self.register_buffer(
+            "z_where_prior_scale", torch.tensor([scale_prior_sd, pos_prior_sd, pos_prior_sd])
+        )
 
-        pixels, window_pixels = image_size ** 2, window_size ** 2
+        pixels, window_pixels = image_size**2, window_size**2
         latent_input = 3 + z_what_size + 1
         self.decoder = _mlp([z_what_size, decoder_hidden, window_pixels])
         with torch.no_grad():
@@ -272,14 +316,16 @@ class AIR(Loadable, PyroModule):
         lead = torch.broadcast_shapes(z_what.shape[:-1], z_where.shape[:-1])
         size = z_what.shape[-1]
         windows = self._decode(z_what.expand(lead + (size,)).reshape(-1, size))
-        canvas = place_window(windows, z_where.expand(lead + (3,)).reshape(-1, 3),
-                              self.image_size, self.align_corners)
+        canvas = place_window(
+            windows, z_where.expand(lead + (3,)).reshape(-1, 3), self.image_size, self.align_corners
+        )
         return canvas.reshape(lead + canvas.shape[-2:])
 
     def _empty_log_likelihood(self, x_flat):
         sd = self.likelihood_sd
         return (-0.5 * (x_flat / sd) ** 2).sum(-1) - x_flat.shape[-1] * (
-            math.log(sd) + 0.5 * math.log(2 * math.pi))
+            math.log(sd) + 0.5 * math.log(2 * math.pi)
+        )
 
     # ------------------------------------------------------------------ model
     @pyro_method
@@ -302,14 +348,18 @@ class AIR(Loadable, PyroModule):
                 z_pres.append(prev)
             # Every step's window is decoded and placed in one batched call; leading dims
             # (vectorized particles) broadcast.
-            lead = torch.broadcast_shapes(*(p.shape for p in z_pres),
-                                          *(w.shape[:-1] for w in z_where),
-                                          *(w.shape[:-1] for w in z_what))
+            lead = torch.broadcast_shapes(
+                *(p.shape for p in z_pres),
+                *(w.shape[:-1] for w in z_where),
+                *(w.shape[:-1] for w in z_what),
+            )
             windows = self._render(_stack(z_what, lead), _stack(z_where, lead))
-            canvas = (_stack([p.unsqueeze(-1) for p in z_pres], lead).unsqueeze(-1)
-                      * windows).sum(0)
-            pyro.sample("obs", dist.Normal(canvas.flatten(-2), self.likelihood_sd)
-                        .to_event(1), obs=x_flat)
+            canvas = (_stack([p.unsqueeze(-1) for p in z_pres], lead).unsqueeze(-1) * windows).sum(
+                0
+            )
+            pyro.sample(
+                "obs", dist.Normal(canvas.flatten(-2), self.likelihood_sd).to_event(1), obs=x_flat
+            )
         return canvas
 
     # ------------------------------------------------------------------ guide
@@ -345,9 +395,14 @@ class AIR(Loadable, PyroModule):
                 if baseline is not None:
                     bl_image_gates = baseline.image_gates(residual.detach())
             lead = torch.broadcast_shapes(z_where.shape[:-1], z_what.shape[:-1], z_pres.shape)
-            latents = torch.cat([z_where.expand(lead + (3,)),
-                                 z_what.expand(lead + z_what.shape[-1:]),
-                                 z_pres.expand(lead).unsqueeze(-1)], dim=-1)
+            latents = torch.cat(
+                [
+                    z_where.expand(lead + (3,)),
+                    z_what.expand(lead + z_what.shape[-1:]),
+                    z_pres.expand(lead).unsqueeze(-1),
+                ],
+                dim=-1,
+            )
             h, c = rnn.step(image_gates, latents, h, c)
             head = predict(h)
             pres_prob = torch.sigmoid(head[..., 0]) * z_pres
@@ -360,15 +415,20 @@ class AIR(Loadable, PyroModule):
                 infer = {"baseline": {"baseline_value": value}}
             z_pres = sample(f"z_pres_{t}", dist.Bernoulli(pres_prob), infer)
             with _presence_weight(z_pres):
-                z_where = sample(f"z_where_{t}",
-                                 dist.Normal(where_loc, where_scale).to_event(1), {})
+                z_where = sample(
+                    f"z_where_{t}", dist.Normal(where_loc, where_scale).to_event(1), {}
+                )
                 lead = z_where.shape[:-1]
-                glimpse = extract_window(images.expand(lead + images.shape[-2:]).reshape(
-                    (-1,) + images.shape[-2:]), z_where.reshape(-1, 3), self.window_size,
-                    self.align_corners)
+                glimpse = extract_window(
+                    images.expand(lead + images.shape[-2:]).reshape((-1,) + images.shape[-2:]),
+                    z_where.reshape(-1, 3),
+                    self.window_size,
+                    self.align_corners,
+                )
                 what_loc, what_scale = encoder(glimpse.reshape(lead + (-1,))).chunk(2, dim=-1)
-                z_what = sample(f"z_what_{t}",
-                                dist.Normal(what_loc, F.softplus(what_scale)).to_event(1), {})
+                z_what = sample(
+                    f"z_what_{t}", dist.Normal(what_loc, F.softplus(what_scale)).to_event(1), {}
+                )
             if self.dair:
                 canvas = canvas + z_pres.unsqueeze(-1) * self._render(z_what, z_where).flatten(-2)
             out.append((z_pres, pres_prob, z_where, z_what))
@@ -380,7 +440,8 @@ class AIR(Loadable, PyroModule):
         self._check(images)
         with pyro.plate("data", images.shape[0], dim=-1, device=images.device):
             return self._guide_steps(
-                images, lambda name, fn, infer: pyro.sample(name, fn, infer=infer))
+                images, lambda name, fn, infer: pyro.sample(name, fn, infer=infer)
+            )
 
     # ------------------------------------------------------------------ inference API
     @torch.no_grad()
@@ -399,9 +460,14 @@ class AIR(Loadable, PyroModule):
 
         steps = self._guide_steps(images, pick)
         z_pres, probs, z_where, z_what = (torch.stack(v, dim=1) for v in zip(*steps))
-        return AIRInference(counts=z_pres.sum(1).long(), z_pres=z_pres, z_pres_probs=probs,
-                            z_where=z_where, z_what=z_what,
-                            boxes=window_box(z_where, self.image_size, MIN_SCALE))
+        return AIRInference(
+            counts=z_pres.sum(1).long(),
+            z_pres=z_pres,
+            z_pres_probs=probs,
+            z_where=z_where,
+            z_what=z_what,
+            boxes=window_box(z_where, self.image_size, MIN_SCALE),
+        )
 
     @torch.no_grad()
     def reconstruct(self, images, inferred=None):
@@ -414,9 +480,11 @@ class AIR(Loadable, PyroModule):
     def sample_prior(self, num_images):
         """Scenes from the prior: ``(images, z_pres (N, T))``."""
         trace = poutine.trace(self.model).get_trace(
-            self.z_where_prior_loc.new_zeros(num_images, self.image_size, self.image_size))
-        z_pres = torch.stack([trace.nodes[f"z_pres_{t}"]["value"]
-                              for t in range(self.num_steps)], dim=1)
+            self.z_where_prior_loc.new_zeros(num_images, self.image_size, self.image_size)
+        )
+        z_pres = torch.stack(
+            [trace.nodes[f"z_pres_{t}"]["value"] for t in range(self.num_steps)], dim=1
+        )
         return trace.nodes["_RETURN"]["value"], z_pres
 
     def model_config(self):
@@ -428,10 +496,11 @@ class AIR(Loadable, PyroModule):
         ``extra["config"]``."""
         config = extra.get("config")
         if not isinstance(config, dict) or "num_steps" not in config:
-            raise ValueError(f"{path!r} holds no AIR configuration in extra['model'] or "
-                             "extra['config']; was it written by `probnets train air`?")
+            raise ValueError(
+                f"{path!r} holds no AIR configuration in extra['model'] or "
+                "extra['config']; was it written by `probnets train air`?"
+            )
         return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": config}
 
 
-__all__ = ["AIR", "AIRInference", "count_accuracy", "count_confusion",
-           "geometric_presence_probs"]
+__all__ = ["AIR", "AIRInference", "count_accuracy", "count_confusion", "geometric_presence_probs"]

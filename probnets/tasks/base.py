@@ -28,6 +28,9 @@ class TaskRun:
     ``config`` is the task's summary of the model (kept in the checkpoint's ``extra["config"]``,
     as before); ``model`` is the model's class path and constructor arguments (see
     :func:`model_record`), from which the model can be rebuilt without the task.
+    ``callbacks`` are further :class:`~probnets.train.Callback` objects of the run and
+    ``state_modules`` further modules whose state the checkpoints hold (e.g. a moving average
+    of the weights), for SVI runs.
     """
 
     data: object
@@ -44,6 +47,8 @@ class TaskRun:
     model: dict = field(default_factory=dict)
     data_source: str = ""
     extras: dict = field(default_factory=dict)  # task-private objects for finish()
+    callbacks: list = field(default_factory=list)
+    state_modules: list = field(default_factory=list)
 
     @property
     def is_svi(self):
@@ -103,16 +108,19 @@ def load_npz_arrays(path, names, field="data"):
     try:
         stored = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
-        raise ConfigError(field, f"{{{field}}} {path}: not a readable .npz file "
-                                 f"({error})") from None
+        raise ConfigError(
+            field, f"{{{field}}} {path}: not a readable .npz file ({error})"
+        ) from None
     if not isinstance(stored, np.lib.npyio.NpzFile):
-        raise ConfigError(field, f"{{{field}}} {path} holds one array, not an .npz archive of "
-                                 f"{list(names)}")
+        raise ConfigError(
+            field, f"{{{field}}} {path} holds one array, not an .npz archive of {list(names)}"
+        )
     with stored:
         missing = set(names) - set(stored.files)
         if missing:
-            raise ConfigError(field, f"{{{field}}} {path} lacks {sorted(missing)} "
-                                     f"(has {stored.files})")
+            raise ConfigError(
+                field, f"{{{field}}} {path} lacks {sorted(missing)} (has {stored.files})"
+            )
         return tuple(stored[name] for name in names)
 
 
@@ -143,5 +151,4 @@ def task_for(config):
         if task.eval_config_class is not None and isinstance(config, task.eval_config_class):
             return task
     known = sorted(t.config_class.__name__ for t in _REGISTRY.values())
-    raise TypeError(f"config must be one of the task configs {known}, got "
-                    f"{type(config).__name__}")
+    raise TypeError(f"config must be one of the task configs {known}, got {type(config).__name__}")

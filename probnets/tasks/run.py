@@ -100,24 +100,38 @@ def run_task(config):
     if config.compile:
         if run.is_svi:
             raise UnsupportedSettingError(
-                "compile", f"{{compile}}: {task.name} is an SVI model; Pyro's effect handlers "
-                           "break the compiled graph at every sample and param site, so "
-                           "compiling its step does not help")
+                "compile",
+                f"{{compile}}: {task.name} is an SVI model; Pyro's effect handlers "
+                "break the compiled graph at every sample and param site, so "
+                "compiling its step does not help",
+            )
         run.objective_fn = torch.compile(run.objective_fn)
     if main_process:
         write_json(os.path.join(config.out, CONFIG_FILE), run_record(task, run, config))
-        logger.info("train %s: data=%s device=%s dtype=%s seed=%s ranks=%s out=%s", task.name,
-                    run.data_source or "n/a", device, config.dtype, config.seed,
-                    distributed.world_size(), config.out)
+        logger.info(
+            "train %s: data=%s device=%s dtype=%s seed=%s ranks=%s out=%s",
+            task.name,
+            run.data_source or "n/a",
+            device,
+            config.dtype,
+            config.seed,
+            distributed.world_size(),
+            config.out,
+        )
     result = _make_trainer(task, run, config).run()
     if not main_process:
         return None
     _finish(task, run, result, config)
-    summary = {"task": task.name, "steps": result.step, "bad_steps": result.bad_steps,
-               "data": run.data_source, "checkpoint": result.checkpoint,
-               "final": result.history[-1] if result.history else {},
-               "eval": result.eval_history[-1] if result.eval_history else {},
-               "warnings": list(result.warnings)}
+    summary = {
+        "task": task.name,
+        "steps": result.step,
+        "bad_steps": result.bad_steps,
+        "data": run.data_source,
+        "checkpoint": result.checkpoint,
+        "final": result.history[-1] if result.history else {},
+        "eval": result.eval_history[-1] if result.eval_history else {},
+        "warnings": list(result.warnings),
+    }
     write_json(os.path.join(config.out, SUMMARY_FILE), summary)
     return summary
 
@@ -132,8 +146,10 @@ def _finish(task, run, result, config):
         reason = invalid_parameter(error)
         if reason is None:
             raise
-        message = (f"{task.name}: figures and final evaluations skipped: the trained "
-                   f"parameters build an invalid distribution ({reason})")
+        message = (
+            f"{task.name}: figures and final evaluations skipped: the trained "
+            f"parameters build an invalid distribution ({reason})"
+        )
         result.warnings.append(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
 
@@ -148,8 +164,9 @@ def load_config(out):
         known = {spec.name for spec in dataclasses.fields(config_class)}
         values = {name: value for name, value in record["config"].items() if name in known}
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError("out", f"{{out}} {out}: no readable {CONFIG_FILE} "
-                                 f"({type(error).__name__}: {error})") from None
+        raise ConfigError(
+            "out", f"{{out}} {out}: no readable {CONFIG_FILE} ({type(error).__name__}: {error})"
+        ) from None
     return config_class(**dict(values, out=os.fspath(out)))
 
 
@@ -160,17 +177,24 @@ def _check_resumed_config(config, task):
         return
     stored = load_config(config.out)
     if task_for(stored) is not task:
-        raise ConfigError("resume", f"{{resume}}: the run in {config.out} is a "
-                                    f"{task_for(stored).name} run, not {task.name}")
-    may_change = ", ".join(f"{{{name}}}" for name in sorted(config.resumable_fields)
-                           if name not in ("out", "resume"))
+        raise ConfigError(
+            "resume",
+            f"{{resume}}: the run in {config.out} is a "
+            f"{task_for(stored).name} run, not {task.name}",
+        )
+    may_change = ", ".join(
+        f"{{{name}}}" for name in sorted(config.resumable_fields) if name not in ("out", "resume")
+    )
     for spec in dataclasses.fields(stored):
         name = spec.name
         old, new = getattr(stored, name), getattr(config, name, None)
         if name not in config.resumable_fields and old != new:
-            raise ConfigError(name, f"{{{name}}} {new!r} contradicts the run in {config.out}, "
-                                    f"started with {old!r} ({CONFIG_FILE}); only {may_change} "
-                                    "may change on resume")
+            raise ConfigError(
+                name,
+                f"{{{name}}} {new!r} contradicts the run in {config.out}, "
+                f"started with {old!r} ({CONFIG_FILE}); only {may_change} "
+                "may change on resume",
+            )
 
 
 def _finished_run_summary(config):
@@ -180,15 +204,30 @@ def _finished_run_summary(config):
         with open(os.path.join(config.out, SUMMARY_FILE)) as f:
             summary = json.load(f)
         # mmap: only the step is read, not the parameters
-        step = torch.load(os.path.join(config.out, CHECKPOINT_NAME), map_location="cpu",
-                          weights_only=True, mmap=True)["step"]
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
-            pickle.UnpicklingError):
+        step = torch.load(
+            os.path.join(config.out, CHECKPOINT_NAME),
+            map_location="cpu",
+            weights_only=True,
+            mmap=True,
+        )["step"]
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+    ):
         return None  # no summary, or a checkpoint the trainer will report on
     if step < config.steps or summary.get("steps") != step:
         return None
-    logger.info("resume: the run in %s is at step %d and steps=%d asks for no more; nothing "
-                "to do", config.out, step, config.steps)
+    logger.info(
+        "resume: the run in %s is at step %d and steps=%d asks for no more; nothing to do",
+        config.out,
+        step,
+        config.steps,
+    )
     return summary
 
 
@@ -213,24 +252,42 @@ def _make_trainer(task, run, config):
         param_groups.setdefault("cv.*", {})["lr"] = config.cv_lr
         param_groups.setdefault("*baseline*", {})["lr"] = config.cv_lr
     options = dict(
-        steps=config.steps, lr=config.lr, param_groups=param_groups, clip_norm=config.clip_norm,
+        steps=config.steps,
+        lr=config.lr,
+        param_groups=param_groups,
+        clip_norm=config.clip_norm,
         weight_decay=config.weight_decay,
-        lr_schedule=parse_schedule(config.lr_schedule, config.steps), schedules=run.schedules,
-        eval_every=config.eval_interval, log_every=config.log_every, out_dir=config.out,
-        checkpoint_every=config.checkpoint_every, resume=config.resume,
-        max_bad_steps=config.max_bad_steps, progress=config.progress,
-        tensorboard=config.tensorboard, precision=config.precision,
-        checkpoint_extra={"task": task.name, "config": run.config, "model": run.model,
-                          "data_source": run.data_source},
-        description=f"train {task.name}")
+        lr_schedule=parse_schedule(config.lr_schedule, config.steps),
+        schedules=run.schedules,
+        eval_every=config.eval_interval,
+        log_every=config.log_every,
+        out_dir=config.out,
+        checkpoint_every=config.checkpoint_every,
+        resume=config.resume,
+        max_bad_steps=config.max_bad_steps,
+        progress=config.progress,
+        tensorboard=config.tensorboard,
+        precision=config.precision,
+        checkpoint_extra={
+            "task": task.name,
+            "config": run.config,
+            "model": run.model,
+            "data_source": run.data_source,
+        },
+        description=f"train {task.name}",
+    )
     try:
         train_config = TrainConfig(**options)
     except ValueError as error:  # TrainConfig names its field first, as in "lr must be ..."
         field = str(error).split(" ", 1)[0]
         raise ConfigError("out" if field == "out_dir" else field, str(error)) from None
-    objective = (SVIObjective(run.model_fn, run.guide_fn, run.loss) if run.is_svi
-                 else LossObjective(run.objective_fn, run.module))
+    objective = (
+        SVIObjective(run.model_fn, run.guide_fn, run.loss, modules=run.state_modules)
+        if run.is_svi
+        else LossObjective(run.objective_fn, run.module)
+    )
     callbacks = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
+    callbacks += list(run.callbacks)  # before the evaluation, which may use their state
     callbacks += [Evaluation(run.eval_fn)] if run.eval_fn is not None else []
     try:
         return Trainer(objective, run.data, train_config, callbacks=callbacks)
@@ -271,8 +328,9 @@ def _run_directory(config, name, create):
         try:
             os.makedirs(out, exist_ok=True)
         except OSError as error:
-            raise ConfigError("out", f"cannot create the run directory {out}: "
-                                     f"{error.strerror}") from None
+            raise ConfigError(
+                "out", f"cannot create the run directory {out}: {error.strerror}"
+            ) from None
         if not os.access(out, os.W_OK | os.X_OK):
             raise ConfigError("out", f"the run directory {out} is not writable")
     return out
@@ -284,11 +342,16 @@ def _check_run_directory(out, resume):
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError("out", f"{{out}} {out} is a file, not a directory")
     if resume and not os.path.exists(checkpoint):
-        raise ConfigError("resume", f"{{resume}}: no checkpoint at {checkpoint} (a run stopped "
-                                    "before its first checkpoint starts again without {resume})")
+        raise ConfigError(
+            "resume",
+            f"{{resume}}: no checkpoint at {checkpoint} (a run stopped "
+            "before its first checkpoint starts again without {resume})",
+        )
     if not resume and os.path.exists(checkpoint):
-        raise ConfigError("out", f"{out} already holds a run; pass {{resume}} to continue it or "
-                                 "choose another {out}")
+        raise ConfigError(
+            "out",
+            f"{out} already holds a run; pass {{resume}} to continue it or choose another {{out}}",
+        )
 
 
 def run_record(task, run, config):
@@ -301,8 +364,12 @@ def run_record(task, run, config):
         "model": run.model,
         "model_summary": run.config,
         "data_source": run.data_source,
-        "versions": {"probnets": probnets.__version__, "torch": torch.__version__,
-                     "pyro": pyro.__version__, "python": platform.python_version()},
+        "versions": {
+            "probnets": probnets.__version__,
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+            "python": platform.python_version(),
+        },
         "git_commit": git_commit(os.path.dirname(os.path.abspath(probnets.__file__))),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -311,9 +378,15 @@ def run_record(task, run, config):
 def git_commit(directory):
     """The commit checked out where ``directory`` lies (``"...-dirty"`` with local changes),
     or ``None`` outside a git work tree or without git."""
+
     def git(*arguments):
-        return subprocess.run(["git", "-C", directory, *arguments], capture_output=True,
-                              text=True, timeout=10, check=False)
+        return subprocess.run(
+            ["git", "-C", directory, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
 
     try:
         head = git("rev-parse", "HEAD")
