@@ -71,7 +71,7 @@ class VAE(Loadable, PyroModule):
 
     def _flat(self, images):
         check_images(images, size=self.image_size)
-        check_tensor("images", images, self.decoder[-1].weight)  # the module's dtype, device
+        check_tensor("images", images, next(self.parameters()))  # the module's dtype, device
         return images.reshape(images.shape[0], -1)
 
     @pyro_method
