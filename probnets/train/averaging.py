@@ -15,8 +15,8 @@ span, when ``k`` is small against ``1 / (1 − β)``.
 training checkpoint like any module's buffers, so a resumed run continues the same average.
 Its state dict names the averages ``average.<parameter name>``, which is how a model's
 ``load`` tells them apart from the last iterate (see :func:`probnets.load`).
-:class:`AverageWeights` is the :class:`~probnets.train.Callback` that updates it after every
-step.
+:class:`AverageWeights` is the :class:`~probnets.train.Callback` that updates it after the
+optimizer steps (before their checkpoints and evaluations).
 """
 
 import contextlib
@@ -119,7 +119,7 @@ class AverageWeights(Callback):
         self.average = average
         self.every = every
 
-    def on_step_end(self, trainer):
+    def on_train_step_end(self, trainer):
         behind = trainer.step - int(self.average.num_updates)
         if behind > 0 and _due(trainer.step, trainer.config, self.every):
             self.average.update(steps=behind)

@@ -5,11 +5,14 @@ trainer (``trainer.step`` is the number of steps taken so far, ``trainer.last_lo
 step's loss, ``trainer.config`` the settings):
 
 - ``on_run_start(trainer)``: after resuming, before the first step of this run;
+- ``on_train_step_end(trainer)``: right after every optimizer step, before its logging and
+  its checkpoint: the place for a callback that changes the training state the checkpoint
+  must hold (e.g. a moving average of the weights);
 - ``on_log(trainer, row)``: a metrics row is being logged; the returned dict (if any) is
   merged into it;
 - ``on_step_end(trainer)``: after every step, its logging and its checkpoint (if one is due),
-  so a callback that fails or is interrupted does not cost the step's checkpoint; a callback
-  that changes the training state there should do it in ``on_log`` or keep its own state;
+  so a callback that fails or is interrupted does not cost the step's checkpoint (evaluations
+  run here);
 - ``on_end(trainer)``: after the last step.
 
 Evaluation callbacks run on rank 0 only under :mod:`torch.distributed`; the others on every
@@ -30,6 +33,9 @@ class Callback:
     """Base class; every hook does nothing."""
 
     def on_run_start(self, trainer: "Trainer") -> None:
+        pass
+
+    def on_train_step_end(self, trainer: "Trainer") -> None:
         pass
 
     def on_log(self, trainer: "Trainer", row: dict) -> dict | None:

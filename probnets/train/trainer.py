@@ -512,6 +512,7 @@ class Trainer:
         start = time.perf_counter()
         loss = self._step(next(self.data))
         seconds = time.perf_counter() - start
+        self._callbacks("on_train_step_end")
         last = self.step == self.config.steps
         stopping = self.guard.exhausted
         row = None

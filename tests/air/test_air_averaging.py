@@ -62,7 +62,7 @@ def test_average_weights_updates_every_k_steps_and_where_it_is_read():
     for step in range(1, 12):
         trainer.step = step
         before = int(average.num_updates)
-        callback.on_step_end(trainer)
+        callback.on_train_step_end(trainer)
         if int(average.num_updates) != before:
             updated.append(step)
         assert int(average.num_updates) in (before, step)
