@@ -4,10 +4,10 @@ accuracy)."""
 
 import math
 from statistics import NormalDist
-
 from typing import Any
 
 import torch
+from pyro.infer import ELBO
 
 from probnets.infer import DiscreteELBO, standard_estimators
 from probnets.models.air import count_accuracy, count_confusion
@@ -26,7 +26,7 @@ _SCORE_WITH_BASELINE = {"lstm": "score", "none": "score", "nvil": "nvil", "avg":
 
 def make_elbo(
     estimator: Any, baseline: str = "lstm", temperature: float = 0.5, num_particles: int = 5
-) -> DiscreteELBO:
+) -> ELBO:
     """The ELBO named ``estimator`` from the shared registry
     (:func:`probnets.infer.standard_estimators`); for ``score``, ``baseline`` picks the
     model's LSTM baseline (``lstm``), none, NVIL or a decaying average.
@@ -56,7 +56,7 @@ def make_elbo(
 
 def evaluate_counts(
     air: Any, images: torch.Tensor, counts: torch.Tensor, batch_size: int = 500
-) -> dict:
+) -> tuple[float, torch.Tensor]:
     """Count accuracy and confusion (rows: true 0..max, columns: inferred 0..T) of ``air``'s
     MAP counts on ``images``, inferred ``batch_size`` canvases at a time.
 

@@ -189,7 +189,7 @@ def measure_estimator(
     args: tuple,
     kwargs: dict,
     num_samples: int,
-    params: Sequence[str] | None,
+    params: Sequence[str],
     exact: Any,
 ) -> EstimatorStats:
     """:class:`~probnets.experiments.report.EstimatorStats` of one estimator at the current
@@ -269,7 +269,7 @@ def measure(
     num_samples: int = 1000,
     params: Sequence[str] | None = None,
     exact: Any = None,
-    cv_tune_steps: int | dict[str, int] = 0,
+    cv_tune_steps: int = 0,
     cv_lr: float = 1e-2,
     reference: str | None = None,
     **kwargs: Any,
