@@ -176,7 +176,7 @@ def test_train_flag_value_is_one_error_line_naming_the_flag(capsys, no_training,
         ("sbn", []),
         ("hypercnn", []),
         ("reactive", []),
-        ("air", ["--num-train", "16", "--num-test", "8"]),
+        ("air", ["--fixed-canvases", "--num-train", "16", "--num-test", "8"]),
     ],
 )
 def test_a_batch_larger_than_the_data_is_one_error_line_naming_the_flag(
@@ -328,16 +328,7 @@ def _data_files(tmp_path):
 
 EVAL_CASES = [
     # (task, flags, the flag named, words of the message)
-    pytest.param(
-        "air",
-        ["--data", "{tmp}/air-empty.npz"],
-        "--data",
-        "no images",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=("tasks/air.py (h-air) evaluates zero canvases: torch.cat of nothing"),
-        ),
-    ),
+    ("air", ["--data", "{tmp}/air-empty.npz"], "--data", "no images"),
     ("air", ["--data", "{tmp}/air-nan.npz"], "--data", "NaN"),
     ("bayes-hypernet", ["--data", "{tmp}/gap-empty.npz"], "--data", "no examples"),
     ("bayes-hypernet", ["--data", "{tmp}/gap-nan.npz"], "--data", "NaN"),
@@ -824,18 +815,11 @@ API_CASES = [
         "num_samples must be",
     ),
     ("AIR.model NaN", lambda: _tiny_air().model(_nan(2, 20, 20)), ValueError, "images"),
-    pytest.param(
+    (
         "AIR.guide float64",
         lambda: _tiny_air().guide(_digits(2, 20, torch.float64)),
         TypeError,
         "images",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "models/air.py (h-air) does not check the images' dtype against its "
-                "parameters: torch's RuntimeError"
-            ),
-        ),
     ),
     ("AIR.infer shape", lambda: _tiny_air().infer(_digits(2, 28)), ValueError, "images"),
     (

@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
-from probnets.data.validation import check_images
+from probnets.data.validation import check_images, check_tensor
 from probnets.loading import Loadable
 from probnets.nn.spatial import MIN_SCALE, extract_window, place_window, window_box
 
@@ -304,7 +304,11 @@ class AIR(Loadable, PyroModule):
 
     # ------------------------------------------------------------------ shared pieces
     def _check(self, images):
-        return check_images(images, size=self.image_size)
+        images = check_images(images, size=self.image_size)
+        # next(self.parameters()), not an attribute: reading a PyroModule's attribute inside
+        # the model or guide registers its parameters there and would reorder them
+        check_tensor("images", images, next(self.parameters()))
+        return images
 
     def _decode(self, z_what):
         """``(M, D)`` codes to ``(M, w, w)`` windows in (0, 1)."""

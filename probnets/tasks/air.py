@@ -311,6 +311,8 @@ class AIRTask(Task):
         dtype = next(air.parameters()).dtype
         images = torch.as_tensor(images).to(device=device, dtype=dtype)
         counts = torch.as_tensor(counts)
+        if len(images) == 0:
+            raise ConfigError("data", f"{{data}} {config.data}: holds no images")
         try:
             check_images(images, name="data images", size=air.image_size)
         except (TypeError, ValueError) as error:
