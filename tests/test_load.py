@@ -32,6 +32,7 @@ from probnets.tasks import (
     tasks,
 )
 from probnets.train import BatchSampler, LossObjective, SVIObjective, TrainConfig, Trainer
+from probnets.train.averaging import ExponentialMovingAverage
 
 
 def _seeded(fn, *args, **kwargs):
@@ -133,7 +134,9 @@ def test_every_task_checkpoint_loads_and_computes_what_the_trained_model_does(
     fields = dict(config.to_dict(), out=str(tmp_path / "run"), progress=False)
     run_task(type(config)(**fields))
     path = tmp_path / "run" / "last.pt"
-    model = probnets.load(tmp_path / "run")  # a run directory stands for its last.pt
+    # the last iterate, which is what the trained module holds (AIR also keeps a weight
+    # average, which probnets.load gives by default: test_load_reads_a_weight_average)
+    model = probnets.load(tmp_path / "run", average=False)  # a run directory: its last.pt
     assert type(model) is cls and not model.training
     trained["model"].eval()
     expected = call(trained["model"])
@@ -142,8 +145,8 @@ def test_every_task_checkpoint_loads_and_computes_what_the_trained_model_does(
         state = torch.load(path, weights_only=True)
         del state["extra"]["model"]
         torch.save(state, tmp_path / "old.pt")
-        assert _same(call(cls.load(tmp_path / "old.pt")), expected)
-        assert _same(call(probnets.load(tmp_path / "old.pt")), expected)
+        assert _same(call(cls.load(tmp_path / "old.pt", average=False)), expected)
+        assert _same(call(probnets.load(tmp_path / "old.pt", average=False)), expected)
     assert isinstance(cls.load(tmp_path / "run" / "last.pt"), cls)
     other = VAE if cls is not VAE else SigmoidBeliefNet
     if issubclass(other, Loadable):
@@ -312,3 +315,28 @@ def test_missing_empty_and_corrupted_files(tmp_path):
     )
     with pytest.raises(ValueError, match="holds no module state with the parameters of"):
         probnets.load(tmp_path / "keys.pt")
+
+
+def test_load_reads_a_weight_average(tmp_path):
+    """A checkpoint holding ``average.<name>`` entries (ExponentialMovingAverage's state)
+    loads as the average by default and as the last iterate with ``average=False``."""
+    model = VAE(image_size=6, latent_dim=2, hidden_dim=8)
+    average = ExponentialMovingAverage(model, decay=0.5)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)  # the last iterate moves away from the average
+    state = {
+        "format": 1,
+        "step": 1,
+        "modules": [model.state_dict(), average.state_dict()],
+        "extra": {"model": {"class": "probnets.models.vae.VAE", "config": model.model_config()}},
+    }
+    torch.save(state, tmp_path / "last.pt")
+    averaged = probnets.load(tmp_path / "last.pt")
+    last = probnets.load(tmp_path / "last.pt", average=False)
+    for name, value in model.state_dict().items():
+        assert torch.equal(last.state_dict()[name], value)
+        stored = average.state_dict().get("average." + name)
+        if stored is not None:
+            assert torch.equal(averaged.state_dict()[name], stored)
+            assert not torch.equal(averaged.state_dict()[name], value)

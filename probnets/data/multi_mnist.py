@@ -60,8 +60,9 @@ SPLITS = ("train", "validation", "test")
 _SPLIT_STREAMS = {"train": 0, "test": 1, "validation": 2}
 
 
-def _shrink(digit: torch.Tensor, scale: float) -> torch.Tensor:
-    size = max(int(28 / scale), 4)
+def _shrink(digit: torch.Tensor, scale: float, canvas_size: int) -> torch.Tensor:
+    # a scale drawn below 28 / canvas_size (far in the normal's tail) fills the canvas
+    size = min(max(int(28 / scale), 4), canvas_size)
     return F.interpolate(
         digit[None, None], size=(size, size), mode="bilinear", align_corners=False, antialias=True
     )[0, 0].clamp_(0, 1)
@@ -87,12 +88,8 @@ def compose(
             placed = []
             for k in range(int(counts[n])):
                 index = int(rng.integers(len(digits)))
-                glyph = _shrink(digits[index], 1.3 + 0.1 * rng.standard_normal())
+                glyph = _shrink(digits[index], 1.3 + 0.1 * rng.standard_normal(), canvas_size)
                 width = glyph.shape[0]
-                if width > canvas_size:
-                    raise ValueError(
-                        f"canvas_size {canvas_size} is too small for {width}-pixel digits"
-                    )
                 x, y = (int(v) for v in rng.integers(0, canvas_size - width + 1, size=2))
                 canvas[y : y + width, x : x + width] += glyph
                 placed.append((int(labels[index]), (x, y, x + width, y + width)))
@@ -198,7 +195,8 @@ def compose_batch(
         n = len(pending)
         index = torch.randint(len(digits), (n, max_digits), generator=generator)
         scale = 1.3 + 0.1 * torch.randn(n, max_digits, generator=generator)
-        width = (28 / scale).to(torch.int64).clamp_(min=4)  # int() truncates, as compose's
+        # int() truncates, and a tail draw fills the canvas, as compose's
+        width = (28 / scale).to(torch.int64).clamp_(min=4, max=canvas_size)
         corner = (
             torch.rand(n, max_digits, 2, generator=generator)
             * (canvas_size - width + 1).clamp(min=1)[..., None]
@@ -206,8 +204,6 @@ def compose_batch(
         row, k = (torch.arange(max_digits) < counts[pending, None]).nonzero(as_tuple=True)
         width, corner = width[row, k], corner[row, k]
         tile = int(width.max())
-        if tile > canvas_size:
-            raise ValueError(f"canvas_size {canvas_size} is too small for {tile}-pixel digits")
         weights = resampling[width, :tile]
         glyphs = (weights @ digits[index[row, k]] @ weights.transpose(1, 2)).clamp_(0, 1)
         # Paste each tile at its corner with one scatter-add into the flat canvases. A tile's

@@ -26,7 +26,7 @@ def test_resampling_matrices_are_the_antialiased_shrink(width):
     assert not weights[width:].any()
     batched = weights[:width] @ digits @ weights[:width].T
     for digit, glyph in zip(digits, batched.clamp(0, 1)):
-        reference = _shrink(digit, 28 / (width + 0.5))
+        reference = _shrink(digit, 28 / (width + 0.5), canvas_size=40)
         assert reference.shape == (width, width)
         torch.testing.assert_close(glyph, reference, atol=1e-6, rtol=0)
 
@@ -156,3 +156,21 @@ def test_binomial_interval_agrees_with_scipy_and_checks_its_arguments():
         binomial_interval(1, 2.0)
     with pytest.raises(ValueError, match="confidence must be a float in"):
         binomial_interval(1, 2, confidence=95)
+
+
+def test_a_scale_from_the_normal_tail_fills_a_small_canvas_instead_of_failing():
+    """A drawn scale below 28 / canvas_size would make a digit wider than the canvas: both
+    the fixed sets and the stream shrink it to the canvas instead (28-pixel canvases are
+    allowed)."""
+    digit = torch.ones(28, 28)
+    assert _shrink(digit, 0.5, canvas_size=28).shape == (28, 28)
+    # 20,000 canvases hold several draws more than 3.3 standard deviations below the mean
+    images, _ = compose_batch(
+        torch.rand(3, 28, 28),
+        20000,
+        1,
+        28,
+        torch.Generator().manual_seed(0),
+        resampling_matrices(28),
+    )
+    assert images.shape == (20000, 28, 28)
