@@ -5,6 +5,7 @@ Each check raises a ``TypeError`` (wrong kind or dtype, with the cast that fixes
 ``ValueError`` (wrong shape, size or values) whose message starts with the argument's name.
 """
 
+import math
 import numbers
 from typing import Any, Optional, Union
 
@@ -115,13 +116,15 @@ def check_images(
                 f"{name} must be {height}x{width} images, got {tuple(images.shape[-2:])} "
                 f"(full shape {tuple(images.shape)})"
             )
-    if not torch.isfinite(images).all():
+    if not images.numel():
+        return images
+    # one pass over the batch (this runs on every training step): a NaN propagates to both
+    # extremes and an infinity is one of them
+    low, high = (float(v) for v in torch.aminmax(images))
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} contains NaN or infinite values")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(
-            f"{name} must have values in [0, 1], got range [{images.min().item():.4g}, "
-            f"{images.max().item():.4g}]"
-        )
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} must have values in [0, 1], got range [{low:.4g}, {high:.4g}]")
     return images
 
 

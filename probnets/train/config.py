@@ -60,6 +60,9 @@ class TrainConfig:
         ``out_dir/checkpoints`` besides ``last.pt`` (0: none).
     :param resume: ``True`` to continue from ``out_dir/last.pt``, or a checkpoint path.
     :param int max_bad_steps: consecutive non-finite steps tolerated before stopping.
+    :param int rollback_every: good steps between the in-memory copies of the parameters a
+        diverged run is rolled back to (each costs one copy of the parameters; 1 keeps the
+        last good step exactly, ``k`` loses at most ``k - 1`` good steps of a diverged run).
     :param dict checkpoint_extra: stored in every checkpoint under ``"extra"`` (e.g. the model's
         constructor arguments, so it can be rebuilt from the checkpoint alone).
     :param bool progress: show a progress bar (tqdm).
@@ -101,6 +104,7 @@ class TrainConfig:
     keep_checkpoints: int = 0
     resume: bool | str | os.PathLike = False
     max_bad_steps: int = 10
+    rollback_every: int = 10
     checkpoint_extra: dict | None = None
     progress: bool = True
     loggers: Sequence[Any] = ("csv",)
@@ -210,6 +214,10 @@ def _check_optimizer(config):
 def _check_counts(config):
     if not _is_count(config.max_bad_steps, 1):
         raise ValueError(f"max_bad_steps must be a positive integer, got {config.max_bad_steps!r}")
+    if not _is_count(config.rollback_every, 1):
+        raise ValueError(
+            f"rollback_every must be a positive integer, got {config.rollback_every!r}"
+        )
     if not _is_count(config.log_every, 1):
         raise ValueError(f"log_every must be a positive integer, got {config.log_every!r}")
     if not _is_count(config.keep_checkpoints, 0):

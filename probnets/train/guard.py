@@ -17,9 +17,9 @@ propagates. A bad step leaves the parameters and the optimizer state as the last
 left them; it is counted, written to ``bad_steps.csv`` (the step, in the numbering of
 ``metrics.csv``, the loss, why, the parameters with a non-finite gradient and the sample
 sites involved), and after ``max_bad_steps`` consecutive ones the run stops with
-:class:`NonFiniteLossError`, once the parameters the last good step started from are on disk
-as a checkpoint (:class:`~probnets.train.Trainer` keeps a copy of them: the update of that
-step may be the one that diverged).
+:class:`NonFiniteLossError`, once the parameters a recent good step started from are on disk
+as a checkpoint (:class:`~probnets.train.Trainer` keeps a copy of them every
+``rollback_every`` good steps: the update of the last good step may be the one that diverged).
 
 :class:`LossExplosion` watches the losses of good steps for the other way a run diverges: a
 learning rate so large that the loss grows by orders of magnitude without overflowing.
@@ -158,18 +158,17 @@ class BadStepGuard:
             )
         return self.last_message
 
-    def error(self, checkpoint=None):
+    def error(self, checkpoint=None, kept_step=None):
         """The :class:`NonFiniteLossError` that stops the run; ``checkpoint``: where the last
-        good state is (``None``: nowhere)."""
+        good state is (``None``: nowhere); ``kept_step``: the good step whose starting
+        parameters it holds (default: the last good step)."""
+        kept_step = self.last_good_step if kept_step is None else kept_step
         if checkpoint is None:
             kept = "no checkpoint was written (no run directory)"
-        elif self.last_good_step == 0:
+        elif kept_step == 0:
             kept = f"{checkpoint} holds the initial parameters (no step was good)"
         else:
-            kept = (
-                f"{checkpoint} holds the parameters the last good step "
-                f"({self.last_good_step}) started from"
-            )
+            kept = f"{checkpoint} holds the parameters good step {kept_step} started from"
         shown = self.last_sites[:_SITES_SHOWN]
         more = len(self.last_sites) - len(shown)
         where = f" (see {self.log.path})" if self.log is not None else ""

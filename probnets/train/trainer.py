@@ -28,9 +28,11 @@ a run killed before its first checkpoint left; a resumed one drops what was logg
 checkpoint, logs the checkpoint's own row again and repeats an evaluation due at that step
 (evaluations do not consume the training's random numbers, so it gives the same values).
 After ``max_bad_steps`` consecutive bad steps the run stops with
-:class:`~probnets.train.NonFiniteLossError`, once ``last.pt`` holds the parameters the last good
-step was computed at (the update of that step may be what diverged; keeping them costs one
-copy of the parameters).
+:class:`~probnets.train.NonFiniteLossError`, once ``last.pt`` holds parameters a good step was
+computed at (the update of the last good step may be what diverged). A copy of the parameters
+is kept every ``rollback_every`` good steps (a copy costs memory traffic of the size of the
+model each time), so the run rolls back at most ``rollback_every - 1`` good steps further than
+the last one.
 A loss that explodes without becoming NaN is reported (:class:`~probnets.train.guard.
 LossExplosion`): one warning, kept in ``TrainResult.warnings`` and in the checkpoint.
 """
@@ -136,7 +138,9 @@ class Trainer:
         )
         self.loggers = make_loggers(config, log_dir) if self.is_main else []
         self.explosion = LossExplosion()
-        self._good_parameters = {}  # the parameters the last good step started from
+        self._good_parameters = {}  # the parameters a recent good step started from
+        self._good_steps_since_copy = 0
+        self._good_copy_step = 0  # the good step (as metrics.csv counts) the copy started
         self._logged_row = None  # the metrics row of the last logged step
         self.step = 0
         self.last_loss = float("nan")
@@ -263,9 +267,17 @@ class Trainer:
 
     @torch.no_grad()
     def _keep_good_parameters(self):
-        """Copy the parameters a good step was computed at, before its update moves them: an
-        update can be the one that diverges (a learning rate far too high), after which
-        every step is bad, so these are the last parameters known to be good."""
+        """Copy the parameters a good step was computed at, before its update moves them, on
+        the first good step and then every ``rollback_every`` good steps: an update can be the
+        one that diverges (a learning rate far too high), after which every step is bad, so
+        the copy holds parameters known to be good. A parameter first seen since the last
+        copy (Pyro creates them on first use) makes a copy due at once."""
+        self._good_steps_since_copy += 1
+        complete = len(self._good_parameters) == len(self.groups.by_name)
+        if complete and self._good_steps_since_copy < self.config.rollback_every:
+            return
+        self._good_steps_since_copy = 0
+        self._good_copy_step = self.step + 1
         for name, param in self.groups.by_name.items():
             kept = self._good_parameters.get(name)
             if (
@@ -279,14 +291,14 @@ class Trainer:
                 kept.copy_(param)
 
     def _diverged(self):
-        """Restore the parameters the last good step started from, checkpoint them (with the
+        """Restore the parameters of the last copy (:meth:`_keep_good_parameters`), checkpoint them (with the
         optimizer state, the step count and the random states as they are) and return the
         error that stops the run."""
         with torch.no_grad():
             for name, kept in self._good_parameters.items():
                 self.groups.by_name[name].copy_(kept)
         checkpoint = self.save() if self.checkpoints.out_dir is not None else None
-        return self.guard.error(checkpoint)
+        return self.guard.error(checkpoint, kept_step=self._good_copy_step or None)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

@@ -297,6 +297,14 @@ def test_check_images_and_labels_messages():
         check_images(torch.full((1, 4, 4), float("nan")))
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         check_images(torch.full((1, 4, 4), 2.0))
+    for bad in (float("nan"), float("inf"), -float("inf")):  # one bad pixel among good ones
+        images = torch.rand(3, 4, 4)
+        images[1, 2, 3] = bad
+        with pytest.raises(ValueError, match="contains NaN or infinite values"):
+            check_images(images)
+    with pytest.raises(ValueError, match=r"got range \[-0.5, 1\]"):
+        check_images(torch.tensor([[[-0.5, 1.0]]]))
+    assert check_images(torch.zeros(0, 4, 4)).shape == (0, 4, 4)
     with pytest.raises(TypeError, match="divide uint8 images by 255"):
         check_images(torch.zeros(1, 4, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"shape \(N, H, W\)"):

@@ -91,6 +91,54 @@ def test_invalid_distribution_parameters_are_bad_steps_and_the_run_resumes(tmp_p
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 40
 
 
+class StartingValues(Callback):
+    """Record the parameter ``w`` each step starts from (after the previous update)."""
+
+    def __init__(self):
+        self.starts = [2.0]
+
+    def on_train_step_end(self, trainer):
+        self.starts.append(pyro.param("w").item())
+
+
+@pytest.mark.parametrize("rollback_every", [1, 3, 10])
+def test_a_diverged_run_rolls_back_to_its_last_copy(tmp_path, rollback_every):
+    # Seven small steps towards w = 0, then a learning rate 400 times larger: that update
+    # jumps to a negative scale, so steps 9 to 11 are bad. The copies are taken at good steps
+    # 1, 1 + k, 1 + 2k, ...; the run rolls back to the last of them up to step 8.
+    pyro.clear_param_store()
+    starts = StartingValues()
+    trainer = Trainer(
+        SVIObjective(scale_model, no_guide, pyro.infer.Trace_ELBO()),
+        iter(lambda: (DATA,), None),
+        TrainConfig(
+            steps=20,
+            lr=0.025,
+            optimizer="sgd",
+            lr_schedule=lambda step: 1.0 if step < 7 else 400.0,
+            out_dir=str(tmp_path),
+            progress=False,
+            max_bad_steps=3,
+            rollback_every=rollback_every,
+        ),
+        callbacks=[starts],
+    )
+    with pytest.raises(NonFiniteLossError) as stopped:
+        trainer.run()
+    copied = max(s for s in range(1, 9) if (s - 1) % rollback_every == 0)
+    assert f"holds the parameters good step {copied} started from" in str(stopped.value)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["step"] == 11 and state["bad_steps"] == 3
+    assert state["params"]["w"].item() == starts.starts[copied - 1]
+    assert len(set(starts.starts[:9])) == 9  # every good step moved w
+
+
+def test_rollback_every_must_be_a_positive_integer():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="rollback_every must be a positive integer"):
+            TrainConfig(steps=1, rollback_every=bad)
+
+
 def test_a_run_that_never_had_a_good_step_saves_its_initial_parameters(tmp_path):
     def model(x):
         w = pyro.param("w", torch.tensor(-3.0))

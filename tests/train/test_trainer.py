@@ -222,6 +222,7 @@ def test_nan_guard_skips_counts_and_stops_naming_the_site(tmp_path):
             out_dir=str(tmp_path / "b"),
             checkpoint_every=1,
             progress=False,
+            rollback_every=1,  # a copy at every good step: the last one is kept exactly
         ),
     )
     with (
