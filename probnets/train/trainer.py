@@ -291,9 +291,9 @@ class Trainer:
                 kept.copy_(param)
 
     def _diverged(self):
-        """Restore the parameters of the last copy (:meth:`_keep_good_parameters`), checkpoint them (with the
-        optimizer state, the step count and the random states as they are) and return the
-        error that stops the run."""
+        """Restore the parameters of the last copy (:meth:`_keep_good_parameters`), checkpoint
+        them (with the optimizer state, the step count and the random states as they are) and
+        return the error that stops the run."""
         with torch.no_grad():
             for name, kept in self._good_parameters.items():
                 self.groups.by_name[name].copy_(kept)
