@@ -490,12 +490,11 @@ class DiscreteELBO(ELBO):
         unused). ``A`` is taken with ``autograd.grad``, not read off ``.grad``: ``.grad`` may
         hold a scaled gradient (loss scaling seeds every backward pass with ``S``) and
         REBAR's variance is not linear in it."""
-        A = [torch.zeros_like(p) for p in leaves]
-        if torch.is_tensor(surrogate) and surrogate.requires_grad:
-            grads = torch.autograd.grad(surrogate, leaves, retain_graph=True, allow_unused=True)
-            A = [a if g is None else g.detach() for g, a in zip(grads, A)]
-            surrogate.backward(retain_graph=True)
-        return A
+        if not (torch.is_tensor(surrogate) and surrogate.requires_grad):
+            return [torch.zeros_like(p) for p in leaves]
+        grads = torch.autograd.grad(surrogate, leaves, retain_graph=True, allow_unused=True)
+        surrogate.backward(retain_graph=True)
+        return [torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, leaves)]
 
 
 __all__ = ["DiscreteELBO"]
