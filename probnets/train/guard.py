@@ -107,7 +107,7 @@ class BadStepGuard:
     """Counts bad steps, logs them and says when the run must stop.
 
     :param int max_bad_steps: consecutive bad steps tolerated.
-    :param str log_path: CSV file for one row per bad step (``None``: not written).
+    :param log_path: CSV file for one row per bad step (``None``: not written).
     """
 
     def __init__(
