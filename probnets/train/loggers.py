@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_che
 
 from probnets.files import atomic_write
 
-if TYPE_CHECKING:  # for annotations only: the config imports this module
+if TYPE_CHECKING:  # annotations only: the config imports this module; tensorboard is optional
     from torch.utils.tensorboard import SummaryWriter
 
     from probnets.train.config import TrainConfig
