@@ -29,7 +29,7 @@ from probnets.train.devices import resolve_device
 from probnets.train.fitting import DefaultTrainerFactory
 from probnets.train.guard import NonFiniteLossError
 from probnets.train.loggers import CsvLogger, Logger, TensorBoardLogger
-from probnets.train.objectives import LossObjective, SVIObjective
+from probnets.train.objectives import LossObjective, Objective, SVIObjective
 from probnets.train.sampler import BatchSampler, LoaderBatches, repeat_epochs
 from probnets.train.schedules import (
     Anneal,
@@ -61,6 +61,7 @@ __all__ = [
     "Logger",
     "LossObjective",
     "NonFiniteLossError",
+    "Objective",
     "SVIObjective",
     "Schedule",
     "StepMetrics",

@@ -20,10 +20,16 @@ optimizer steps (before their checkpoints and evaluations).
 """
 
 import contextlib
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from probnets.train.callbacks import Callback
+
+if TYPE_CHECKING:  # for annotations only, as in probnets.train.callbacks
+    from probnets.train.config import TrainConfig
+    from probnets.train.trainer import Trainer
 
 AVERAGE_PREFIX = "average."
 
@@ -38,7 +44,11 @@ class ExponentialMovingAverage(torch.nn.Module):
     :param names: the parameter names to average (default: every parameter of ``module``).
     """
 
-    def __init__(self, module, decay=0.999, names=None):
+    num_updates: torch.Tensor  # the steps the average stands for (a buffer)
+
+    def __init__(
+        self, module: torch.nn.Module, decay: float = 0.999, names: Iterable[str] | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(module, torch.nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -63,16 +73,17 @@ class ExponentialMovingAverage(torch.nn.Module):
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     @property
-    def module(self):
+    def module(self) -> torch.nn.Module:
+        """The module whose parameters are averaged."""
         return self._module[0]
 
-    def _pairs(self):
+    def _pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         parameters = dict(self.module.named_parameters())
         averages = dict(self.average.named_buffers())
         return [parameters[name] for name in self.names], [averages[name] for name in self.names]
 
     @torch.no_grad()
-    def update(self, steps=1):
+    def update(self, steps: int = 1) -> None:
         """Move the average towards the module's current parameters as ``steps`` steps of
         the recursion with these parameters would."""
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -84,7 +95,7 @@ class ExponentialMovingAverage(torch.nn.Module):
         self.num_updates += steps
 
     @contextlib.contextmanager
-    def swapped(self):
+    def swapped(self) -> Iterator[torch.nn.Module]:
         """Within the block the module's parameters hold the averages (and the averages the
         last iterate); on exit each goes back. Nothing is copied: the storages are swapped."""
         parameters, averages = self._pairs()
@@ -96,7 +107,7 @@ class ExponentialMovingAverage(torch.nn.Module):
             for parameter, average in zip(parameters, averages):
                 parameter.data, average.data = average.data, parameter.data
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"decay={self.decay}, parameters={len(self.names)}"
 
 
@@ -109,7 +120,7 @@ class AverageWeights(Callback):
     :param int every: steps between updates (1: every step).
     """
 
-    def __init__(self, average, every=1):
+    def __init__(self, average: ExponentialMovingAverage, every: int = 1) -> None:
         if not isinstance(average, ExponentialMovingAverage):
             raise TypeError(
                 f"average must be an ExponentialMovingAverage, got {type(average).__name__}"
@@ -119,13 +130,13 @@ class AverageWeights(Callback):
         self.average = average
         self.every = every
 
-    def on_train_step_end(self, trainer):
+    def on_train_step_end(self, trainer: "Trainer") -> None:
         behind = trainer.step - int(self.average.num_updates)
         if behind > 0 and _due(trainer.step, trainer.config, self.every):
             self.average.update(steps=behind)
 
 
-def _due(step, config, every):
+def _due(step: int, config: "TrainConfig", every: int) -> bool:
     """Whether the average must be current after ``step``: its own interval, the last step,
     or a step that is evaluated or checkpointed."""
     intervals = (
@@ -136,7 +147,7 @@ def _due(step, config, every):
     return step == config.steps or any(k and step % k == 0 for k in intervals)
 
 
-def _register_nested(root, dotted, tensor):
+def _register_nested(root: torch.nn.Module, dotted: str, tensor: torch.Tensor) -> None:
     """Register ``tensor`` as a buffer of ``root`` under the dotted name ``a.b.c`` (creating
     empty child modules ``a`` and ``a.b``), so state-dict keys mirror the parameter names."""
     *path, leaf = dotted.split(".")

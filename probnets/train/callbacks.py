@@ -19,8 +19,8 @@ Evaluation callbacks run on rank 0 only under :mod:`torch.distributed`; the othe
 rank.
 """
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from probnets.checkpoint import get_rng_state, set_rng_state
 from probnets.train.guard import invalid_parameter
@@ -38,7 +38,7 @@ class Callback:
     def on_train_step_end(self, trainer: "Trainer") -> None:
         pass
 
-    def on_log(self, trainer: "Trainer", row: dict) -> dict | None:
+    def on_log(self, trainer: "Trainer", row: dict[str, Any]) -> Mapping[str, Any] | None:
         return None
 
     def on_step_end(self, trainer: "Trainer") -> None:
@@ -55,12 +55,12 @@ class StepMetrics(Callback):
         ``lambda t: {"elbo_per_image": -t.last_loss / batch_size}``.
     """
 
-    def __init__(self, fn: Callable[["Trainer"], dict]) -> None:
+    def __init__(self, fn: Callable[["Trainer"], Mapping[str, Any]]) -> None:
         if not callable(fn):
             raise TypeError(f"StepMetrics needs a callable fn(trainer) -> dict, got {fn!r}")
         self.fn = fn
 
-    def on_log(self, trainer, row):
+    def on_log(self, trainer: "Trainer", row: dict[str, Any]) -> Mapping[str, Any]:
         return self.fn(trainer)
 
 
@@ -80,31 +80,34 @@ class Evaluation(Callback):
         ``None`` there too: only at the end).
     """
 
-    def __init__(self, fn: Callable[["Trainer"], dict], every: int | None = None) -> None:
+    def __init__(
+        self, fn: Callable[["Trainer"], Mapping[str, float]], every: int | None = None
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"Evaluation needs a callable fn(trainer) -> dict, got {fn!r}")
         if every is not None and not (isinstance(every, int) and every >= 1):
             raise ValueError(f"every must be a positive integer or None, got {every!r}")
         self.fn = fn
         self.every = every
-        self._interval = None
-        self._last_step = None
+        self._interval: int | None = None
+        self._last_step: int | None = None
         self._failed = False  # an evaluation was skipped (warned once)
 
-    def on_run_start(self, trainer):
+    def on_run_start(self, trainer: "Trainer") -> None:
         self._interval = self.every if self.every is not None else trainer.config.eval_every
         self._last_step = None
         if trainer.step > 0 and self._due(trainer):  # resumed: the checkpoint's evaluation
             self._evaluate(trainer)
 
-    def _due(self, trainer):
+    def _due(self, trainer: "Trainer") -> bool:
         return trainer.step == trainer.config.steps or bool(
             self._interval and trainer.step % self._interval == 0
         )
 
-    def _evaluate(self, trainer):
+    def _evaluate(self, trainer: "Trainer") -> None:
         if trainer.is_main:
             state = get_rng_state()
+            values: Mapping[str, float] | None
             try:
                 values = self.fn(trainer)
             except ValueError as error:
@@ -126,11 +129,11 @@ class Evaluation(Callback):
                 trainer.record_evaluation(values)
         self._last_step = trainer.step
 
-    def on_step_end(self, trainer):
+    def on_step_end(self, trainer: "Trainer") -> None:
         if self._due(trainer):
             self._evaluate(trainer)
 
-    def on_end(self, trainer):
+    def on_end(self, trainer: "Trainer") -> None:
         # A run resumed from its final checkpoint takes no step but still reports.
         if self._last_step is None and trainer.step == trainer.config.steps:
             self._evaluate(trainer)

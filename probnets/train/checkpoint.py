@@ -19,6 +19,8 @@ import errno
 import os
 import re
 import shutil
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from probnets.checkpoint import (
     FORMAT_VERSION,
@@ -40,8 +42,8 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (``errno`` says why, ``filename`` names the file);
     the previous checkpoint at that path is intact."""
 
-    def __str__(self):
-        return self.strerror
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 class Checkpointer:
@@ -52,27 +54,33 @@ class Checkpointer:
     :param int keep: how many step-numbered copies to keep besides ``last.pt`` (0: none).
     """
 
-    def __init__(self, out_dir, every=None, keep=0):
+    def __init__(
+        self, out_dir: str | os.PathLike[str] | None, every: int | None = None, keep: int = 0
+    ) -> None:
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.every = every
         self.keep = keep
 
     @property
-    def path(self):
+    def path(self) -> str | None:
         """``<out_dir>/last.pt``, or ``None`` without a run directory."""
         return None if self.out_dir is None else os.path.join(self.out_dir, CHECKPOINT_NAME)
 
-    def resume_path(self, resume):
+    def resume_path(self, resume: Literal[True] | str | os.PathLike[str]) -> str:
         """The checkpoint ``resume`` names: ``True`` for :attr:`path`, else a path."""
-        return self.path if resume is True else os.fspath(resume)
+        if resume is not True:
+            return os.fspath(resume)
+        if self.path is None:
+            raise ValueError("resume=True needs out_dir (the run directory holding last.pt)")
+        return self.path
 
-    def due(self, step, last):
+    def due(self, step: int, last: bool) -> bool:
         """Whether a checkpoint is written after ``step`` (``last``: the run's final step)."""
         if self.out_dir is None:
             return False
         return last or bool(self.every and step % self.every == 0)
 
-    def write(self, state, path=None):
+    def write(self, state: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> str:
         """Write ``state`` atomically to ``path`` (default :attr:`path`) and apply retention."""
         path = os.fspath(path) if path is not None else self.path
         if path is None:
@@ -91,7 +99,7 @@ class Checkpointer:
             ) from error
         return path
 
-    def remove_orphans(self):
+    def remove_orphans(self) -> list[str]:
         """Delete the temporary files that writes interrupted by a kill left in the run
         directory and its ``checkpoints/``; returns their paths."""
         if self.out_dir is None:
@@ -100,7 +108,7 @@ class Checkpointer:
             os.path.join(self.out_dir, KEPT_DIRECTORY)
         )
 
-    def kept(self):
+    def kept(self) -> list[str]:
         """The retained step-numbered checkpoints, oldest first."""
         directory = os.path.join(self.out_dir, KEPT_DIRECTORY) if self.out_dir else None
         if directory is None or not os.path.isdir(directory):
@@ -112,7 +120,8 @@ class Checkpointer:
         )
         return [os.path.join(directory, name) for _, name in found]
 
-    def _keep_copy(self, path, step):
+    def _keep_copy(self, path: str, step: int) -> None:
+        assert self.out_dir is not None  # path is self.path, in out_dir
         directory = os.path.join(self.out_dir, KEPT_DIRECTORY)
         os.makedirs(directory, exist_ok=True)
         with atomic_path(os.path.join(directory, f"step-{step:08d}.pt")) as tmp:

@@ -4,15 +4,27 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-from probnets.train.optimizers import OPTIMIZERS, describe_optimizer, resolve_optimizer
+import torch
+
+from probnets.train.loggers import Logger, LoggerName
+from probnets.train.optimizers import (
+    OPTIMIZERS,
+    LRSchedulerFactory,
+    OptimizerLike,
+    OptimizerSpec,
+    describe_optimizer,
+    resolve_optimizer,
+)
+from probnets.train.precision import PrecisionName
+from probnets.train.schedules import Anneal
 
 DEFAULT_LR = 1e-3
-PRECISIONS = ("32", "bf16", "16-mixed")
-LOGGER_NAMES = ("csv", "tensorboard")
+PRECISIONS: tuple[PrecisionName, ...] = ("32", "bf16", "16-mixed")
+LOGGER_NAMES: tuple[LoggerName, ...] = ("csv", "tensorboard")
 
 
 @dataclass
@@ -90,35 +102,35 @@ class TrainConfig:
 
     steps: int | None = None
     lr: float | None = None
-    param_groups: dict | None = None
+    param_groups: Mapping[str, Mapping[str, Any]] | None = None
     clip_norm: float | None = None
-    optimizer: Any = "adam"
+    optimizer: OptimizerLike = "adam"
     weight_decay: float = 0.0
-    optim_args: dict | None = None
+    optim_args: Mapping[str, Any] | None = None
     lr_schedule: Callable[[int], float] | None = None
-    schedules: Sequence[Any] = ()
+    schedules: Sequence[Anneal] = ()
     eval_every: int | None = None
     log_every: int = 1
-    out_dir: str | os.PathLike | None = None
+    out_dir: str | os.PathLike[str] | None = None
     checkpoint_every: int | None = None
     keep_checkpoints: int = 0
-    resume: bool | str | os.PathLike = False
+    resume: bool | str | os.PathLike[str] = False
     max_bad_steps: int = 10
     rollback_every: int = 10
-    checkpoint_extra: dict | None = None
+    checkpoint_extra: Mapping[str, Any] | None = None
     progress: bool = True
-    loggers: Sequence[Any] = ("csv",)
+    loggers: Sequence[LoggerName | Logger] = ("csv",)
     tensorboard: bool = False
     description: str = "train"
     distributed_sync: bool | None = None
-    precision: str = "32"
+    precision: PrecisionName = "32"
     initial_loss_scale: float = 2.0**16
-    lr_scheduler: Callable[[Any], Any] | None = None
+    lr_scheduler: LRSchedulerFactory | None = None
     num_epochs: int | None = None
     batch_size: int | None = None
     data_seed: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_length(self)
         _check_counts(self)
         spec = _check_optimizer(self)
@@ -131,22 +143,22 @@ class TrainConfig:
         _check_run_directory(self)
 
     @property
-    def optimizer_spec(self):
+    def optimizer_spec(self) -> OptimizerSpec:
         """The resolved optimizer: class, arguments (``optim_args`` over a pyro optimizer's
         own), and a pyro optimizer's clip norm and scheduler."""
         return resolve_optimizer(self.optimizer, self.optim_args)
 
     @property
-    def optimizer_class(self):
+    def optimizer_class(self) -> type[torch.optim.Optimizer]:
         """The :class:`torch.optim.Optimizer` subclass :attr:`optimizer` names."""
         return self.optimizer_spec.cls
 
     @property
-    def lr_scheduler_factory(self):
+    def lr_scheduler_factory(self) -> LRSchedulerFactory | None:
         """``lr_scheduler``, or the scheduler of a pyro scheduler optimizer (``None``: none)."""
         return self.lr_scheduler or self.optimizer_spec.lr_scheduler
 
-    def for_data(self, batches_per_epoch):
+    def for_data(self, batches_per_epoch: int | None) -> "TrainConfig":
         """This configuration with ``num_epochs`` converted to ``steps``, given the number of
         batches in one pass over the data (``None`` when unknown)."""
         if self.num_epochs is None:
@@ -159,7 +171,7 @@ class TrainConfig:
             )
         return dataclasses.replace(self, steps=self.num_epochs * batches_per_epoch, num_epochs=None)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The settings as plain values (for loggers' ``log_config``); objects become their
         ``repr``."""
         values = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -167,11 +179,11 @@ class TrainConfig:
         return values
 
 
-def _is_count(value, minimum):
+def _is_count(value: object, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _check_length(config):
+def _check_length(config: TrainConfig) -> None:
     if (config.steps is None) == (config.num_epochs is None):
         raise ValueError(
             "give exactly one of steps (optimizer steps) and num_epochs (passes over the "
@@ -183,7 +195,7 @@ def _check_length(config):
         raise ValueError(f"num_epochs must be a positive integer, got {config.num_epochs!r}")
 
 
-def _check_optimizer(config):
+def _check_optimizer(config: TrainConfig) -> OptimizerSpec:
     spec = resolve_optimizer(config.optimizer, config.optim_args)
     own_lr = spec.args.get("lr")
     if own_lr is not None and config.lr is not None and own_lr != config.lr:
@@ -211,7 +223,7 @@ def _check_optimizer(config):
     return spec
 
 
-def _check_counts(config):
+def _check_counts(config: TrainConfig) -> None:
     if not _is_count(config.max_bad_steps, 1):
         raise ValueError(f"max_bad_steps must be a positive integer, got {config.max_bad_steps!r}")
     if not _is_count(config.rollback_every, 1):
@@ -230,11 +242,11 @@ def _check_counts(config):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
 
 
-def _is_positive(value):
+def _is_positive(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
-def _check_rates(config):
+def _check_rates(config: TrainConfig) -> None:
     if not (_is_positive(config.lr) and math.isfinite(config.lr)):
         raise ValueError(f"lr must be a positive number, got {config.lr!r}")
     if config.clip_norm is not None and not _is_positive(config.clip_norm):
@@ -247,7 +259,7 @@ def _check_rates(config):
         raise TypeError(f"lr_schedule must be callable step -> factor, got {config.lr_schedule!r}")
 
 
-def _check_choices(config):
+def _check_choices(config: TrainConfig) -> None:
     if config.data_seed is not None and not _is_count(config.data_seed, 0):
         raise ValueError(
             f"data_seed must be a non-negative integer or None, got {config.data_seed!r}"
@@ -269,7 +281,7 @@ def _check_choices(config):
             )
 
 
-def _check_run_directory(config):
+def _check_run_directory(config: TrainConfig) -> None:
     if config.resume is True and config.out_dir is None:
         raise ValueError("resume=True needs out_dir (the run directory holding last.pt)")
     if config.out_dir is None and (config.tensorboard or "tensorboard" in config.loggers):
@@ -278,7 +290,7 @@ def _check_run_directory(config):
         )
 
 
-def _plain(value):
+def _plain(value: object) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, os.PathLike):

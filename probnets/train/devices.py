@@ -7,7 +7,7 @@ import torch
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
-def resolve_device(spec="auto"):
+def resolve_device(spec: str = "auto") -> torch.device:
     """Turn a device specification into a :class:`torch.device`, failing clearly when it is
     unavailable.
 

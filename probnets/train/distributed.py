@@ -21,29 +21,34 @@ scale ``N / b``) should be given the global batch size, ``world_size * b``, as t
 """
 
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 
-def launched_distributed():
+def launched_distributed() -> bool:
     """True when started by ``torchrun`` (or any launcher setting ``WORLD_SIZE`` > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def rank():
+def rank() -> int:
+    """This process's rank in the default process group (0 without one)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def world_size():
+def world_size() -> int:
+    """The number of ranks of the default process group (1 without one)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def is_main_process():
+def is_main_process() -> bool:
+    """Whether this is rank 0 (the one that logs and writes checkpoints)."""
     return rank() == 0
 
 
-def init_distributed(device_spec="auto"):
+def init_distributed(device_spec: str = "auto") -> torch.device:
     """Join the process group ``torchrun`` set up; return the device this rank uses.
 
     NCCL with one GPU per process (``cuda:LOCAL_RANK``) when CUDA is available and asked for,
@@ -65,7 +70,7 @@ def init_distributed(device_spec="auto"):
     return torch.device("cpu")
 
 
-def broadcast_object(obj):
+def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank."""
     holder = [obj]
     dist.broadcast_object_list(holder, src=0)
@@ -75,24 +80,24 @@ def broadcast_object(obj):
 class GradientSync:
     """Sum gradients (and scalars) over the ranks of the default process group."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         if not dist.is_initialized():
             raise RuntimeError("GradientSync needs an initialized torch.distributed process group")
         self.world_size = dist.get_world_size()
 
-    def gradients(self, named_params):
+    def gradients(self, named_params: Mapping[str, torch.Tensor]) -> None:
         """All-reduce (sum) the ``.grad`` of ``named_params`` in place.
 
         A parameter that one rank did not touch gets a zero gradient, so the flat buffers have
         the same layout on every rank.
         """
         params = [named_params[name] for name in sorted(named_params)]
+        by_kind: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
         for param in params:
-            if param.grad is None:
-                param.grad = torch.zeros_like(param)
-        by_kind = {}
-        for param in params:
-            by_kind.setdefault((param.grad.dtype, param.grad.device), []).append(param.grad)
+            grad = param.grad
+            if grad is None:
+                grad = param.grad = torch.zeros_like(param)
+            by_kind.setdefault((grad.dtype, grad.device), []).append(grad)
         for grads in by_kind.values():
             # One all-reduce per dtype and device over a flat buffer, as DDP's buckets do.
             flat = torch.cat([grad.reshape(-1) for grad in grads])
@@ -100,29 +105,30 @@ class GradientSync:
             for grad, reduced in zip(grads, flat.split([grad.numel() for grad in grads])):
                 grad.copy_(reduced.view_as(grad))
 
-    def scalar(self, value, device):
+    def scalar(self, value: float, device: torch.device | str) -> float:
         """The sum over ranks of a Python float (NaN and inf propagate)."""
         tensor = torch.tensor([value], dtype=torch.float64, device=device)
         dist.all_reduce(tensor)
         return float(tensor)
 
-    def broadcast_parameters(self, named_params):
+    def broadcast_parameters(self, named_params: Mapping[str, torch.Tensor]) -> None:
         """Make every rank start from rank 0's values."""
         with torch.no_grad():
             for name in sorted(named_params):
                 dist.broadcast(named_params[name].data, src=0)
 
-    def barrier(self):
+    def barrier(self) -> None:
+        """Wait until every rank reaches this call."""
         dist.barrier()
 
-    def gather_objects(self, obj):
+    def gather_objects(self, obj: Any) -> list[Any]:
         """A list with every rank's ``obj`` (on every rank)."""
-        gathered = [None] * self.world_size
+        gathered: list[Any] = [None] * self.world_size
         dist.all_gather_object(gathered, obj)
         return gathered
 
 
-def _free_port():
+def _free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -130,7 +136,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _local_entry(local_rank, fn, world_size, port, args):
+def _local_entry(
+    local_rank: int, fn: Callable[..., Any], world_size: int, port: int, args: tuple[Any, ...]
+) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -145,7 +153,7 @@ def _local_entry(local_rank, fn, world_size, port, args):
         dist.destroy_process_group()
 
 
-def launch_local(fn, world_size, *args):
+def launch_local(fn: Callable[..., Any], world_size: int, *args: Any) -> None:
     """Run ``fn(rank, *args)`` in ``world_size`` CPU processes joined by gloo on loopback.
 
     For tests and benchmarks on one machine; real jobs use ``torchrun``. ``fn`` must be

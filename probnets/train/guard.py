@@ -30,6 +30,8 @@ import os
 import re
 import statistics
 import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -53,18 +55,24 @@ class NonFiniteLossError(RuntimeError):
     :ivar checkpoint: the checkpoint holding the last good state, or ``None``.
     """
 
-    def __init__(self, message, step=None, sites=(), checkpoint=None):
+    def __init__(
+        self,
+        message: str,
+        step: int | None = None,
+        sites: Iterable[str] = (),
+        checkpoint: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.step = step
         self.sites = list(sites)
         self.checkpoint = checkpoint
 
 
-def invalid_parameter(error):
+def invalid_parameter(error: BaseException | None) -> str | None:
     """``"Normal.scale outside GreaterThan(lower_bound=0.0)"`` when ``error`` (or the error it
     wraps: Pyro re-raises with the trace's shapes) is a distribution-parameter validation
     error, else ``None``."""
-    seen = set()
+    seen: set[int] = set()
     while isinstance(error, ValueError) and id(error) not in seen:
         seen.add(id(error))
         match = _INVALID_PARAMETER.search(str(error))
@@ -77,7 +85,7 @@ def invalid_parameter(error):
     return None
 
 
-def raised_at(error):
+def raised_at(error: BaseException) -> str | None:
     """``"file.py:123 in guide"``: the innermost frame of ``error``'s traceback outside torch
     and Pyro, where the invalid distribution was built (``None`` if there is none)."""
     frames = [
@@ -90,7 +98,7 @@ def raised_at(error):
     return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}"
 
 
-def _is_library_file(filename):
+def _is_library_file(filename: str) -> bool:
     parts = os.path.normpath(filename).split(os.sep)
     return "torch" in parts or "pyro" in parts or parts[-1] == "contextlib.py"
 
@@ -99,30 +107,39 @@ class BadStepGuard:
     """Counts bad steps, logs them and says when the run must stop.
 
     :param int max_bad_steps: consecutive bad steps tolerated.
-    :param str log_path: CSV file for one row per bad step (``None``: not written).
+    :param log_path: CSV file for one row per bad step (``None``: not written).
     """
 
-    def __init__(self, max_bad_steps=10, log_path=None):
+    def __init__(
+        self, max_bad_steps: int = 10, log_path: str | os.PathLike[str] | None = None
+    ) -> None:
         self.max_bad_steps = max_bad_steps
         self.log = CsvFile(log_path) if log_path is not None else None
         self.bad_steps = 0
         self.consecutive = 0
         self.last_good_step = 0
-        self.last_message = None
-        self.last_reason = None
-        self.last_sites = []
+        self.last_message: str | None = None
+        self.last_reason: str | None = None
+        self.last_sites: list[str] = []
 
     @property
-    def exhausted(self):
+    def exhausted(self) -> bool:
         """Whether the last ``max_bad_steps`` steps were all bad."""
         return self.consecutive >= self.max_bad_steps
 
-    def good(self, step):
+    def good(self, step: int) -> None:
         """Record that ``step`` (counted from 1) updated the parameters."""
         self.consecutive = 0
         self.last_good_step = step
 
-    def bad(self, step, loss, named, diagnose, reason=None):
+    def bad(
+        self,
+        step: int,
+        loss: float,
+        named: Mapping[str, torch.Tensor],
+        diagnose: Callable[[], list[str]],
+        reason: str | None = None,
+    ) -> str:
         """Record a bad step.
 
         :param int step: the step, counted from 1 as in ``metrics.csv``.
@@ -158,7 +175,9 @@ class BadStepGuard:
             )
         return self.last_message
 
-    def error(self, checkpoint=None, kept_step=None):
+    def error(
+        self, checkpoint: str | None = None, kept_step: int | None = None
+    ) -> NonFiniteLossError:
         """The :class:`NonFiniteLossError` that stops the run; ``checkpoint``: where the last
         good state is (``None``: nowhere); ``kept_step``: the good step whose starting
         parameters it holds (default: the last good step)."""
@@ -186,15 +205,17 @@ class BadStepGuard:
             checkpoint=checkpoint,
         )
 
-    def truncate_after(self, step):
+    def truncate_after(self, step: int) -> None:
         """Forget the logged bad steps after ``step`` (a resumed or restarted run)."""
         if self.log is not None:
             self.log.truncate_after(step)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, int]:
+        """The count of bad steps (merged into the checkpoint's top level)."""
         return {"bad_steps": self.bad_steps}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the count from a checkpoint, whose ``step`` was the last good one."""
         self.bad_steps = state["bad_steps"]
         self.consecutive = 0
         self.last_good_step = state["step"]
@@ -219,18 +240,18 @@ class LossExplosion:
     :param int window: good steps whose median loss is compared.
     """
 
-    def __init__(self, factor=1e3, window=5):
+    def __init__(self, factor: float = 1e3, window: int = 5) -> None:
         if not factor > 0:
             raise ValueError(f"factor must be positive, got {factor!r}")
         if not (isinstance(window, int) and window >= 1):
             raise ValueError(f"window must be a positive integer, got {window!r}")
         self.factor, self.window = float(factor), window
-        self.first = None
-        self.recent = []
+        self.first: float | None = None
+        self.recent: list[float] = []
         self.lowest = math.inf
-        self.exploded_at = None
+        self.exploded_at: int | None = None
 
-    def observe(self, step, loss):
+    def observe(self, step: int, loss: float) -> str | None:
         """Record the loss of a good step; returns a one-line warning the first time the loss
         has exploded, else ``None``."""
         if self.first is None:
@@ -252,7 +273,8 @@ class LossExplosion:
             "probably too high and the results are not meaningful"
         )
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
+        """The losses seen so far, as plain values."""
         return {
             "first": self.first,
             "recent": list(self.recent),
@@ -260,7 +282,8 @@ class LossExplosion:
             "exploded_at": self.exploded_at,
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s losses."""
         self.first, self.recent = state["first"], list(state["recent"])
         self.lowest, self.exploded_at = state["lowest"], state["exploded_at"]
 

@@ -26,12 +26,20 @@ import io
 import json
 import numbers
 import os
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from probnets.files import atomic_write
 
+if TYPE_CHECKING:  # annotations only: the config imports this module; tensorboard is optional
+    from torch.utils.tensorboard import SummaryWriter
+
+    from probnets.train.config import TrainConfig
+
 EVAL_PREFIX = "eval/"
+
+LoggerName: TypeAlias = Literal["csv", "tensorboard"]
+"""The loggers :class:`~probnets.train.TrainConfig` knows by name."""
 
 
 @runtime_checkable
@@ -54,14 +62,14 @@ class CsvFile:
     truncated. :meth:`truncate_after` drops the rows with a ``step`` after the given one.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self.fields = []
+        self.fields: list[str] = []
         if os.path.exists(self.path):
             with open(self.path, newline="") as f:
                 self.fields = next(csv.reader(f), [])
 
-    def _rows(self):
+    def _rows(self) -> list[dict[str, str]]:
         if not os.path.exists(self.path):
             return []
         with open(self.path, newline="") as f:
@@ -70,13 +78,14 @@ class CsvFile:
             text = text[: text.rfind("\n") + 1]
         return list(csv.DictReader(io.StringIO(text, newline="")))
 
-    def _rewrite(self, rows):
+    def _rewrite(self, rows: Sequence[Mapping[str, Any]]) -> None:
         with atomic_write(self.path, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.fields, restval="", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
 
-    def write(self, row):
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append ``row`` (``{column: value}``; missing columns are left empty)."""
         new = [k for k in row if k not in self.fields]
         if new:
             rows = self._rows()
@@ -87,12 +96,12 @@ class CsvFile:
         with open(self.path, "a", newline="") as f:
             f.write(line.getvalue())
 
-    def truncate_after(self, step):
+    def truncate_after(self, step: int) -> None:
         """Keep the rows of steps up to ``step``; the file is removed when none is left."""
         if not os.path.exists(self.path):
             self.fields = []
             return
-        kept = [r for r in self._rows() if _step_of(r) is not None and _step_of(r) <= step]
+        kept = [r for r in self._rows() if (s := _step_of(r)) is not None and s <= step]
         if kept:
             self._rewrite(kept)
         else:
@@ -100,7 +109,7 @@ class CsvFile:
             self.fields = []
 
 
-def _step_of(row):
+def _step_of(row: Mapping[str, str]) -> int | None:
     try:
         return int(float(row["step"]))
     except (KeyError, TypeError, ValueError):
@@ -116,17 +125,17 @@ class CsvLogger:
 
     STREAMS = ("metrics", "eval")
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         self.out_dir = os.fspath(out_dir)
         os.makedirs(self.out_dir, exist_ok=True)
-        self.files = {}
+        self.files: dict[str, CsvFile] = {}
 
-    def _file(self, stream):
+    def _file(self, stream: str) -> CsvFile:
         if stream not in self.files:
             self.files[stream] = CsvFile(os.path.join(self.out_dir, f"{stream}.csv"))
         return self.files[stream]
 
-    def log_metrics(self, step, metrics):
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         train = {k: v for k, v in metrics.items() if not k.startswith(EVAL_PREFIX)}
         evaluation = {
             k[len(EVAL_PREFIX) :]: v for k, v in metrics.items() if k.startswith(EVAL_PREFIX)
@@ -135,16 +144,16 @@ class CsvLogger:
             if values:
                 self._file(stream).write({"step": step, **values})
 
-    def log_config(self, config):
+    def log_config(self, config: Mapping[str, Any]) -> None:
         with atomic_write(os.path.join(self.out_dir, "train_config.json")) as f:
             json.dump(config, f, indent=2, default=repr)
 
-    def truncate_after(self, step):
+    def truncate_after(self, step: int) -> None:
         """Drop the rows after ``step`` (all of them for ``step=0``, a fresh start)."""
         for stream in self.STREAMS:
             self._file(stream).truncate_after(step)
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -160,7 +169,7 @@ class TensorBoardLogger:
     :param log_dir: the event-file directory (the Trainer uses ``out_dir/tensorboard``).
     """
 
-    def __init__(self, log_dir):
+    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
         # Imported on use: TensorBoard is an optional dependency.
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -172,45 +181,51 @@ class TensorBoardLogger:
         self._writer_class = SummaryWriter
         self._hparams_summaries = hparams
         self.log_dir = os.fspath(log_dir)
-        self._purge_step = None
-        self._writer = None
+        self._purge_step: int | None = None
+        self._writer: SummaryWriter | None = None
 
     @property
-    def writer(self):
+    def writer(self) -> "SummaryWriter":
+        """The :class:`~torch.utils.tensorboard.writer.SummaryWriter`, opened on first use."""
         if self._writer is None:
             self._writer = self._writer_class(self.log_dir, purge_step=self._purge_step)
         return self._writer
 
-    def log_metrics(self, step, metrics):
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
             if isinstance(value, numbers.Real):
                 self.writer.add_scalar(key, value, step)
 
-    def log_config(self, config):
+    def log_config(self, config: Mapping[str, Any]) -> None:
         # The three summaries add_hparams writes, but into this run's own event file (it
         # would open a sub-run) and declaring the logged loss as the metric.
+        file_writer = self.writer.file_writer
+        assert file_writer is not None  # opened by the SummaryWriter's constructor
         for summary in self._hparams_summaries(flatten_config(config), {"loss": 0.0}):
-            self.writer.file_writer.add_summary(summary)
+            file_writer.add_summary(summary)
 
-    def truncate_after(self, step):
+    def truncate_after(self, step: int) -> None:
+        """Drop the events after ``step``: the next writer purges them."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         self._purge_step = step + 1
 
-    def flush(self):
+    def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
 
 
-def flatten_config(config, prefix=""):
+def flatten_config(
+    config: Mapping[str, Any], prefix: str = ""
+) -> dict[str, bool | int | float | str]:
     """``config`` with nested dicts flattened to ``"outer/inner"`` keys and every value a
     bool, number or string (``None`` becomes ``"None"``, lists their JSON)."""
-    flat = {}
+    flat: dict[str, bool | int | float | str] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
@@ -224,18 +239,18 @@ def flatten_config(config, prefix=""):
     return flat
 
 
-def make_loggers(config, out_dir):
+def make_loggers(config: "TrainConfig", out_dir: str | os.PathLike[str] | None) -> list[Logger]:
     """The loggers ``config.loggers`` / ``config.tensorboard`` ask for, for ``out_dir``.
 
     Named file loggers need a run directory and are left out without one; logger objects are
     used as they are.
     """
-    names = [x for x in config.loggers if isinstance(x, str)]
+    names: list[str] = [x for x in config.loggers if isinstance(x, str)]
     if config.tensorboard and "tensorboard" not in names:
         names.append("tensorboard")
-    loggers = []
+    loggers: list[Logger] = []
     if out_dir is not None:
-        factories = {
+        factories: dict[str, Callable[[], Logger]] = {
             "csv": lambda: CsvLogger(out_dir),
             "tensorboard": lambda: TensorBoardLogger(os.path.join(out_dir, "tensorboard")),
         }
@@ -246,6 +261,7 @@ def make_loggers(config, out_dir):
 __all__ = [
     "EVAL_PREFIX",
     "CsvFile",
+    "LoggerName",
     "CsvLogger",
     "Logger",
     "TensorBoardLogger",

@@ -13,13 +13,19 @@ trained and checkpointed. Besides ``__call__`` an objective provides:
 - ``state_dict()`` / ``load_state_dict(state)``: the estimator's own state, if any;
 - ``diagnose(batch)``: the sample sites involved in a bad step (a parameter outside its
   constraint, a non-finite value or density), for the bad-step guard's message.
+
+:class:`Objective` states this protocol for type checkers.
 """
 
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, cast
 
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer import ELBO
+from pyro.poutine import Trace
 
 from probnets.checkpoint import (
     decode_constraint,
@@ -27,9 +33,54 @@ from probnets.checkpoint import (
     get_rng_state,
     set_rng_state,
 )
+from probnets.train.sampler import Batch
+
+ConstraintCode: TypeAlias = tuple[Any, ...]
+"""A parameter constraint as a checkpoint stores it
+(:func:`probnets.checkpoint.encode_constraint`)."""
 
 
-def param_leaf(value):
+class Objective(Protocol):
+    """What a :class:`~probnets.train.Trainer` minimises (see :mod:`probnets.train.objectives`):
+    :class:`SVIObjective`, :class:`LossObjective`, or any class with these members."""
+
+    @property
+    def modules(self) -> Sequence[torch.nn.Module]:
+        """The modules whose ``state_dict`` is checkpointed."""
+        ...
+
+    def __call__(self, batch: Batch) -> tuple[float, dict[str, torch.Tensor]]:
+        """Fill the parameters' ``.grad``; return the loss and ``{name: leaf tensor}``."""
+        ...
+
+    def named_state(self) -> dict[str, torch.Tensor]:
+        """The parameters outside :attr:`modules` by name (unconstrained values)."""
+        ...
+
+    def state_constraints(self) -> dict[str, ConstraintCode]:
+        """Their constraints, encoded for the checkpoint."""
+        ...
+
+    def load_named_state(
+        self, values: Mapping[str, torch.Tensor], codes: Mapping[str, ConstraintCode]
+    ) -> None:
+        """Restore :meth:`named_state` and :meth:`state_constraints`."""
+        ...
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The estimator's own state (``None``: it has none)."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Restore :meth:`state_dict`'s result (``None``: nothing to restore)."""
+        ...
+
+    def diagnose(self, batch: Batch) -> list[str]:
+        """The sample sites involved in a bad step, for the guard's message."""
+        ...
+
+
+def param_leaf(value: torch.Tensor) -> torch.Tensor:
     """The tensor the optimizer updates behind the value of a ``param`` site.
 
     For a constrained parameter the site's value is ``transform_to(constraint)(leaf)``, and
@@ -42,9 +93,9 @@ def param_leaf(value):
     return unconstrained() if unconstrained is not None else value
 
 
-def bound_modules(*fns):
+def bound_modules(*fns: Callable[..., Any]) -> list[torch.nn.Module]:
     """The :class:`torch.nn.Module` objects that ``fns`` are bound methods of."""
-    modules = []
+    modules: list[torch.nn.Module] = []
     for fn in fns:
         owner = getattr(fn, "__self__", None)
         if isinstance(owner, torch.nn.Module) and owner not in modules:
@@ -66,7 +117,13 @@ class SVIObjective:
         ``model_fn`` / ``guide_fn`` as bound methods are found automatically.
     """
 
-    def __init__(self, model_fn, guide_fn, elbo, modules=()):
+    def __init__(
+        self,
+        model_fn: Callable[..., Any],
+        guide_fn: Callable[..., Any],
+        elbo: ELBO,
+        modules: Iterable[torch.nn.Module] = (),
+    ) -> None:
         if not hasattr(elbo, "loss_and_grads"):
             raise TypeError(f"elbo must be a Pyro ELBO with loss_and_grads, got {type(elbo)}")
         if not (callable(model_fn) and callable(guide_fn)):
@@ -77,27 +134,35 @@ class SVIObjective:
         self.modules = bound_modules(model_fn, guide_fn)
         self.modules += [m for m in modules if m not in self.modules]
 
-    def __call__(self, batch):
+    def __call__(self, batch: Batch) -> tuple[float, dict[str, torch.Tensor]]:
+        """``elbo.loss_and_grads(model_fn, guide_fn, *batch)``; returns the loss and the
+        unconstrained leaves of the ``param`` sites it reached."""
         with poutine.trace(param_only=True) as capture:
             loss = self.elbo.loss_and_grads(self.model_fn, self.guide_fn, *batch)
         return float(loss), {
-            name: param_leaf(site["value"]) for name, site in capture.trace.nodes.items()
+            name: param_leaf(cast(torch.Tensor, site["value"]))
+            for name, site in capture.trace.nodes.items()
         }
 
-    def named_state(self):
+    def named_state(self) -> dict[str, torch.Tensor]:
+        """Copies of the param store's unconstrained values."""
         store = pyro.get_param_store()
         return {name: value.detach().clone() for name, value in store.named_parameters()}
 
-    def state_constraints(self):
+    def state_constraints(self) -> dict[str, ConstraintCode]:
+        """The param store's constraints, encoded."""
         constraints = pyro.get_param_store().get_state()["constraints"]
         return {
             name: encode_constraint(constraint, name) for name, constraint in constraints.items()
         }
 
-    def load_named_state(self, values, codes):
+    def load_named_state(
+        self, values: Mapping[str, torch.Tensor], codes: Mapping[str, ConstraintCode]
+    ) -> None:
+        """Copy ``values`` into the param store's parameters, inserting those it lacks."""
         store = pyro.get_param_store()
         current = dict(store.named_parameters())
-        missing = {}
+        missing: dict[str, torch.Tensor] = {}
         for name, value in values.items():
             if name in current:
                 copy_into(current[name], value, name)
@@ -115,14 +180,16 @@ class SVIObjective:
                 }
             )
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any] | None:
+        """The ELBO's ``state_dict()``, if it has one."""
         return self.elbo.state_dict() if hasattr(self.elbo, "state_dict") else None
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Restore the ELBO's state (``None``: nothing to restore)."""
         if state is not None and hasattr(self.elbo, "load_state_dict"):
             self.elbo.load_state_dict(state)
 
-    def diagnose(self, batch):
+    def diagnose(self, batch: Batch) -> list[str]:
         """The sample sites of a bad step, as ``"guide:z (parameter scale)"``: those whose
         distribution has a parameter outside its constraint, whose value or whose
         log-density is not finite.
@@ -147,12 +214,12 @@ class SVIObjective:
         return _invalid_sites("guide", guide_trace) + _invalid_sites("model", model_trace)
 
 
-def _first_line(error):
+def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else ""
 
 
-def _invalid_parameters(fn):
+def _invalid_parameters(fn: Any) -> list[str]:
     """The names of ``fn``'s parameters that violate their constraints (``fn`` may wrap a
     base distribution, as ``.expand`` and ``.to_event`` do)."""
     while not hasattr(fn, "arg_constraints") or not fn.arg_constraints:
@@ -175,12 +242,13 @@ def _invalid_parameters(fn):
     return bad
 
 
-def _invalid_sites(where, trace):
+def _invalid_sites(where: str, trace: Trace) -> list[str]:
     bad = []
     for name, site in trace.nodes.items():
         if site["type"] != "sample":
             continue
-        parameters = _invalid_parameters(site["fn"])
+        distribution: Any = site["fn"]  # a sample site's fn is its distribution
+        parameters = _invalid_parameters(distribution)
         if parameters:
             bad.append(f"{where}:{name} (parameter {', '.join(parameters)})")
             continue
@@ -189,7 +257,7 @@ def _invalid_sites(where, trace):
             bad.append(f"{where}:{name} (value)")
             continue
         try:
-            log_prob = site["fn"].log_prob(value)
+            log_prob = distribution.log_prob(value)
         except Exception:  # a distribution that cannot score its value names no site
             continue
         if not torch.isfinite(log_prob).all():
@@ -206,7 +274,7 @@ class LossObjective:
         checkpointed.
     """
 
-    def __init__(self, objective_fn, module):
+    def __init__(self, objective_fn: Callable[..., torch.Tensor], module: torch.nn.Module) -> None:
         if not callable(objective_fn):
             raise TypeError(f"objective_fn must be callable, got {objective_fn!r}")
         if not isinstance(module, torch.nn.Module):
@@ -214,33 +282,39 @@ class LossObjective:
         self.objective_fn, self.module = objective_fn, module
         self.modules = [module]
 
-    def __call__(self, batch):
+    def __call__(self, batch: Batch) -> tuple[float, dict[str, torch.Tensor]]:
+        """``objective_fn(*batch).backward()``; returns the loss and the module's trainable
+        parameters."""
         loss = self.objective_fn(*batch)
         if not torch.is_tensor(loss) or loss.dim() != 0:
             raise ValueError(f"objective_fn must return a scalar tensor, got {loss!r}")
         loss.backward()
         return loss.item(), {n: p for n, p in self.module.named_parameters() if p.requires_grad}
 
-    def named_state(self):
+    def named_state(self) -> dict[str, torch.Tensor]:
+        """Nothing: every parameter lives in :attr:`module`."""
         return {}
 
-    def state_constraints(self):
+    def state_constraints(self) -> dict[str, ConstraintCode]:
         return {}
 
-    def load_named_state(self, values, codes):
+    def load_named_state(
+        self, values: Mapping[str, torch.Tensor], codes: Mapping[str, ConstraintCode]
+    ) -> None:
         pass
 
-    def state_dict(self):
+    def state_dict(self) -> None:
         return None
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
         pass
 
-    def diagnose(self, batch):
+    def diagnose(self, batch: Batch) -> list[str]:
+        """Nothing: a deterministic loss has no sample sites."""
         return []
 
 
-def copy_into(target, value, name):
+def copy_into(target: torch.Tensor, value: torch.Tensor, name: str) -> None:
     """Copy a checkpointed ``value`` into the live tensor ``target``, checking the shape."""
     if target.shape != value.shape:
         raise ValueError(
@@ -251,4 +325,12 @@ def copy_into(target, value, name):
         target.copy_(value)
 
 
-__all__ = ["LossObjective", "SVIObjective", "bound_modules", "param_leaf"]
+__all__ = [
+    "Batch",
+    "ConstraintCode",
+    "LossObjective",
+    "Objective",
+    "SVIObjective",
+    "bound_modules",
+    "param_leaf",
+]

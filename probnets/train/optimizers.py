@@ -24,18 +24,33 @@ optimizer and returns the scheduler, e.g.
 """
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import torch
 
 from pyro.optim.lr_scheduler import PyroLRScheduler
 from pyro.optim.optim import PyroOptim
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+}
+
+OptimizerLike: TypeAlias = str | type[torch.optim.Optimizer] | PyroOptim
+"""What names an optimizer: a name, a :class:`torch.optim.Optimizer` subclass or a
+:mod:`pyro.optim` optimizer."""
+
+LRSchedulerFactory: TypeAlias = Callable[
+    [torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler
+]
+"""A callable making a learning-rate scheduler for an optimizer, e.g.
+``functools.partial(torch.optim.lr_scheduler.StepLR, step_size=100)``."""
 
 
-def torch_optimizer_names():
+def torch_optimizer_names() -> dict[str, type[torch.optim.Optimizer]]:
     """``{lower-case name: class}`` of every optimizer :mod:`torch.optim` exports."""
     names = {}
     for name in dir(torch.optim):
@@ -53,13 +68,15 @@ def torch_optimizer_names():
 class OptimizerSpec:
     """A resolved optimizer: its class, its arguments, and what the pyro wrapper adds."""
 
-    cls: type
-    args: dict = field(default_factory=dict)
+    cls: type[torch.optim.Optimizer]
+    args: dict[str, Any] = field(default_factory=dict)
     clip_norm: float | None = None
-    lr_scheduler: Any = None
+    lr_scheduler: LRSchedulerFactory | None = None
 
 
-def resolve_optimizer(optimizer, optim_args=None):
+def resolve_optimizer(
+    optimizer: OptimizerLike, optim_args: Mapping[str, Any] | None = None
+) -> OptimizerSpec:
     """The :class:`OptimizerSpec` of a name, a torch class or a pyro optimizer;
     ``optim_args`` override the pyro optimizer's own arguments."""
     extra = dict(optim_args or {})
@@ -83,7 +100,7 @@ def resolve_optimizer(optimizer, optim_args=None):
     )
 
 
-def _checked(spec):
+def _checked(spec: OptimizerSpec) -> OptimizerSpec:
     if spec.cls is torch.optim.LBFGS:
         raise ValueError(
             "optimizer: LBFGS needs a closure that re-evaluates the loss, which "
@@ -92,7 +109,7 @@ def _checked(spec):
     return spec
 
 
-def _from_pyro(optimizer, extra):
+def _from_pyro(optimizer: PyroOptim, extra: dict[str, Any]) -> OptimizerSpec:
     args = optimizer.pt_optim_args
     if callable(args):
         raise ValueError(
@@ -109,27 +126,30 @@ def _from_pyro(optimizer, extra):
     scheduler = None
     if isinstance(optimizer, PyroLRScheduler):
         scheduler = functools.partial(optimizer.pt_scheduler_constructor, **optimizer.kwargs)
-    return OptimizerSpec(
-        optimizer.pt_optim_constructor, {**args, **extra}, clip.get("clip_norm"), scheduler
-    )
+    # pyro annotates the constructor as any callable; it is the torch class the wrapper makes
+    cls = cast(type[torch.optim.Optimizer], optimizer.pt_optim_constructor)
+    return OptimizerSpec(cls, {**args, **extra}, clip.get("clip_norm"), scheduler)
 
 
-def describe_optimizer(optimizer):
+def describe_optimizer(optimizer: OptimizerLike) -> str | None:
     """A readable, JSON-able description of a configured optimizer (for logged configs)."""
     if isinstance(optimizer, PyroOptim):
         spec = _from_pyro(optimizer, {})
         text = f"pyro.optim({_qualname(spec.cls)}, {spec.args!r}"
-        if spec.lr_scheduler is not None:
-            text += f", scheduler={_qualname(spec.lr_scheduler.func)}{spec.lr_scheduler.keywords!r}"
+        if isinstance(optimizer, PyroLRScheduler):
+            scheduler = optimizer.pt_scheduler_constructor
+            text += f", scheduler={_qualname(scheduler)}{optimizer.kwargs!r}"
         return text + ")"
     return None
 
 
-def _qualname(cls):
+def _qualname(cls: Callable[..., Any]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def make_lr_scheduler(factory, optimizer):
+def make_lr_scheduler(
+    factory: LRSchedulerFactory, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
     """``factory(optimizer)``, checked to be a scheduler the Trainer can step per step."""
     scheduler = factory(optimizer)
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -151,6 +171,8 @@ def make_lr_scheduler(factory, optimizer):
 
 __all__ = [
     "OPTIMIZERS",
+    "LRSchedulerFactory",
+    "OptimizerLike",
     "OptimizerSpec",
     "describe_optimizer",
     "make_lr_scheduler",

@@ -23,11 +23,16 @@ whose gradients overflow, which is then skipped; doubled after ``growth_interval
 
 import contextlib
 import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16-mixed": torch.float16}
+PrecisionName: TypeAlias = Literal["32", "bf16", "16-mixed"]
+"""The precisions a run can train in."""
+
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class ScaledBackward(TorchFunctionMode):
@@ -37,13 +42,19 @@ class ScaledBackward(TorchFunctionMode):
         ``Tensor.backward`` and :func:`torch.autograd.backward` come out multiplied by it.
     """
 
-    def __init__(self, scale):
+    def __init__(self, scale: float) -> None:
         super().__init__()
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale!r}")
         self.scale = float(scale)
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Sequence[type],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
         kwargs = dict(kwargs or {})
         if func is torch.Tensor.backward:
             tensor, *rest = args
@@ -64,7 +75,7 @@ class ScaledBackward(TorchFunctionMode):
             return func(tensors, seeds, *rest, **kwargs)
         return func(*args, **kwargs)
 
-    def _scaled_seed(self, tensor, gradient):
+    def _scaled_seed(self, tensor: torch.Tensor, gradient: torch.Tensor | None) -> torch.Tensor:
         if gradient is None:
             if tensor.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
@@ -72,14 +83,14 @@ class ScaledBackward(TorchFunctionMode):
         return gradient * self.scale
 
 
-def autocast(precision, device):
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager[Any]:
     """The autocast context of ``precision`` (``"32"``: none) on ``device``."""
     if precision == "32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
 
 
-def check_precision_supported(precision, device):
+def check_precision_supported(precision: str, device: torch.device | str) -> None:
     """Raise a ValueError naming ``precision`` when ``device`` cannot autocast to it."""
     if precision == "32":
         return
@@ -101,17 +112,20 @@ class Precision:
         overflowing step, doubled after 2000 good ones).
     """
 
-    def __init__(self, precision="32", initial_loss_scale=2.0**16):
+    def __init__(
+        self, precision: PrecisionName = "32", initial_loss_scale: float = 2.0**16
+    ) -> None:
         if precision not in AUTOCAST_DTYPES and precision != "32":
             raise ValueError(
                 f"precision must be one of ('32', 'bf16', '16-mixed'), got {precision!r}"
             )
         self.precision = precision
         self.initial_loss_scale = float(initial_loss_scale)
-        self.scaler = None  # made on the data's device at the first step
+        # made on the data's device at the first step
+        self.scaler: torch.amp.GradScaler | None = None
         self.overflow_steps = 0
 
-    def prepare(self, device):
+    def prepare(self, device: torch.device | str) -> None:
         """Create the ``"16-mixed"`` scaler on ``device`` (once)."""
         if self.precision == "16-mixed" and self.scaler is None:
             self.scaler = torch.amp.GradScaler(
@@ -122,10 +136,10 @@ class Precision:
             self.scaler.scale(torch.ones((), device=device))
 
     @contextlib.contextmanager
-    def region(self, device):
+    def region(self, device: torch.device | str) -> Iterator[None]:
         """Autocast, and seed backward passes with the loss scale, inside the block."""
         self.prepare(device)
-        scaling = (
+        scaling: contextlib.AbstractContextManager[Any] = (
             ScaledBackward(self.scaler.get_scale())
             if self.scaler is not None
             else contextlib.nullcontext()
@@ -133,13 +147,13 @@ class Precision:
         with autocast(self.precision, device), scaling:
             yield
 
-    def unscale(self, optimizer):
+    def unscale(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Divide the gradients by the scale (call after any cross-rank reduction, so an
         overflow on one rank is seen by all)."""
         if self.scaler is not None and optimizer is not None:
             self.scaler.unscale_(optimizer)
 
-    def is_overflow(self, loss, grads_finite):
+    def is_overflow(self, loss: float, grads_finite: bool) -> bool:
         """A float16 overflow: finite loss, non-finite scaled gradients, and a scale that can
         still come down (below 1 the non-finite gradients are not the scale's doing)."""
         overflow = (
@@ -151,22 +165,25 @@ class Precision:
         self.overflow_steps += int(overflow)
         return overflow
 
-    def update(self):
+    def update(self) -> None:
         """Adjust the scale after a step (halve after an overflow, grow after good steps)."""
         if self.scaler is not None:
             self.scaler.update()
 
-    def metrics(self):
+    def metrics(self) -> dict[str, float]:
+        """The loss scale and the overflowed steps, for the metrics row (``"16-mixed"``)."""
         if self.scaler is None:
             return {}
         return {"loss_scale": self.scaler.get_scale(), "overflow_steps": self.overflow_steps}
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any] | None:
+        """The loss scaler's state (``None`` without one)."""
         if self.scaler is None:
             return None
         return {"scaler": self.scaler.state_dict(), "overflow_steps": self.overflow_steps}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Restore :meth:`state_dict`'s result (``None``: nothing to restore)."""
         if state is not None and self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
             self.overflow_steps = state["overflow_steps"]
@@ -175,6 +192,7 @@ class Precision:
 __all__ = [
     "AUTOCAST_DTYPES",
     "Precision",
+    "PrecisionName",
     "ScaledBackward",
     "autocast",
     "check_precision_supported",

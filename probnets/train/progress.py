@@ -2,6 +2,8 @@
 evaluation."""
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 _HIDDEN = ("step", "lr", "seconds_per_step", "loss")
 
@@ -15,18 +17,25 @@ class ProgressBar:
     :param bool enabled: ``False``: no bar, and tqdm is not imported.
     """
 
-    def __init__(self, total, initial=0, description="train", enabled=True):
-        self.bar = None
+    def __init__(
+        self, total: int | None, initial: int = 0, description: str = "train", enabled: bool = True
+    ) -> None:
+        self.bar: Any = None  # a tqdm bar
         if enabled:
             # Imported here so that importing probnets does not import tqdm.
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=description, dynamic_ncols=True)
-        self.running = None  # exponential moving average of the finite losses
-        self.shown = {}
-        self.evaluation = {}
+        self.running: float | None = None  # exponential moving average of the finite losses
+        self.shown: dict[str, Any] = {}
+        self.evaluation: dict[str, Any] = {}
 
-    def update(self, loss, row=None, evaluation=None):
+    def update(
+        self,
+        loss: float,
+        row: Mapping[str, Any] | None = None,
+        evaluation: Mapping[str, Any] | None = None,
+    ) -> None:
         """Advance one step; ``row``: the step's logged metrics, ``evaluation``: the last
         evaluation."""
         if math.isfinite(loss):
@@ -50,11 +59,12 @@ class ProgressBar:
         )
         self.bar.update(1)
 
-    def write(self, message):
+    def write(self, message: str) -> None:
+        """Print ``message`` above the bar (nothing when disabled)."""
         if self.bar is not None:
             self.bar.write(message)
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 

@@ -3,12 +3,23 @@ data loader (:class:`LoaderBatches`), and :func:`as_batches`, which makes one of
 whatever the Trainer is given."""
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from typing import Any, Literal, Protocol, TypeAlias, cast
 
 import numpy as np
 import torch
 
 from probnets.train import distributed
+
+Batch: TypeAlias = tuple[Any, ...]
+"""One mini-batch: the positional arguments of the model and guide (or of the loss)."""
+
+ArrayLike: TypeAlias = torch.Tensor | np.ndarray
+"""A tensor, or a NumPy array made one."""
+
+TrainData: TypeAlias = ArrayLike | tuple[ArrayLike, ...] | Iterable[Any]
+"""What a :class:`~probnets.train.Trainer` draws batches from (:func:`as_batches`): tensors or
+arrays, an iterator of batch tuples, or a re-iterable loader of batches."""
 
 
 class BatchSampler:
@@ -38,14 +49,14 @@ class BatchSampler:
 
     def __init__(
         self,
-        *tensors,
-        batch_size=None,
-        seed=0,
-        device=None,
-        drop_last=True,
-        shard="auto",
-        transform=None,
-    ):
+        *tensors: torch.Tensor,
+        batch_size: int | None = None,
+        seed: int | None = 0,
+        device: torch.device | str | None = None,
+        drop_last: bool = True,
+        shard: tuple[int, int] | Literal["auto"] = "auto",
+        transform: Callable[[Batch, torch.Generator], Iterable[torch.Tensor]] | None = None,
+    ) -> None:
         if not tensors:
             raise ValueError("BatchSampler needs at least one tensor")
         for i, t in enumerate(tensors):
@@ -78,14 +89,14 @@ class BatchSampler:
         if seed is None:
             seed = int(torch.randint(2**62, ()))
         self.generator = torch.Generator().manual_seed(seed)
-        self._order = None
+        self._order: torch.Tensor | None = None
         self._position = 0
         self.epoch = 0
 
-    def __iter__(self):
+    def __iter__(self) -> "BatchSampler":
         return self
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Batches in one pass over the data (an epoch)."""
         if self.batch_size is None:
             return 1
@@ -93,35 +104,38 @@ class BatchSampler:
             return self.num_examples // self.batch_size
         return math.ceil(self.num_examples / self.batch_size)
 
-    def _new_epoch(self):
-        self._order = torch.randperm(self.num_examples, generator=self.generator)
+    def _new_epoch(self) -> torch.Tensor:
+        self._order = order = torch.randperm(self.num_examples, generator=self.generator)
         self._position = 0
         self.epoch += 1
+        return order
 
-    def __next__(self):
+    def __next__(self) -> tuple[torch.Tensor, ...]:
         if self.batch_size is None:
             return self._to_device(self._transformed(self.tensors))
+        order = self._order
         if (
-            self._order is None
+            order is None
             or self._position + (self.batch_size if self.drop_last else 1) > self.num_examples
         ):
-            self._new_epoch()
-        index = self._order[self._position : self._position + self.batch_size]
+            order = self._new_epoch()
+        index = order[self._position : self._position + self.batch_size]
         self._position += len(index)
         batch = self._transformed(tuple(t[index] for t in self.tensors))
         if self.world_size > 1:
             batch = tuple(t.chunk(self.world_size)[self.rank] for t in batch)
         return self._to_device(batch)
 
-    def _transformed(self, batch):
+    def _transformed(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         return tuple(self.transform(batch, self.generator)) if self.transform else tuple(batch)
 
-    def _to_device(self, batch):
+    def _to_device(self, batch: Iterable[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         if self.device is None:
             return tuple(batch)
         return tuple(t.to(self.device, non_blocking=True) for t in batch)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffling generator's state and the position in the epoch."""
         return {
             "generator": self.generator.get_state(),
             "order": self._order,
@@ -129,7 +143,8 @@ class BatchSampler:
             "epoch": self.epoch,
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s position."""
         self.generator.set_state(state["generator"])
         self._order = state["order"]
         self._position = state["position"]
@@ -137,6 +152,14 @@ class BatchSampler:
 
 
 _END = object()
+
+
+class _StatefulLoader(Protocol):
+    """A loader that saves and restores its own position (torchdata's StatefulDataLoader)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class LoaderBatches:
@@ -168,7 +191,12 @@ class LoaderBatches:
         global generator at the first batch).
     """
 
-    def __init__(self, loader, convert=None, seed=None):
+    def __init__(
+        self,
+        loader: Iterable[Any],
+        convert: Callable[[Batch], Batch] | None = None,
+        seed: int | None = None,
+    ) -> None:
         if not hasattr(loader, "__iter__") or hasattr(loader, "__next__"):
             raise TypeError(
                 "LoaderBatches needs a re-iterable loader (e.g. a DataLoader), not "
@@ -182,18 +210,18 @@ class LoaderBatches:
         )
         self.epoch = 0  # passes started
         self.batches = 0  # batches taken from the current pass
-        self._generator_states = []
-        self._iterator = None
-        self._pending = _END
+        self._generator_states: list[torch.Tensor] = []
+        self._iterator: Iterator[Any] | None = None
+        self._pending: Any = _END
 
-    def __iter__(self):
+    def __iter__(self) -> "LoaderBatches":
         return self
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Batches in one pass (``TypeError`` if the loader has no length)."""
-        return len(self.loader)
+        return len(cast(Sized, self.loader))  # a TypeError when it has no length
 
-    def __next__(self):
+    def __next__(self) -> Batch:
         if self._iterator is None and self.epoch > 0:  # resumed inside a pass
             self._open(skip=0 if self.stateful else self.batches)
         batch = _END if self._iterator is None else self._take()
@@ -206,13 +234,14 @@ class LoaderBatches:
         batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
         return batch if self.convert is None else self.convert(batch)
 
-    def _take(self):
+    def _take(self) -> Any:
         if self._pending is not _END:
             batch, self._pending = self._pending, _END
             return batch
+        assert self._iterator is not None  # a pass is open
         return next(self._iterator, _END)
 
-    def _begin_pass(self):
+    def _begin_pass(self) -> None:
         if self.seed is None:
             self.seed = int(torch.randint(2**62, ()))
         self.epoch += 1
@@ -220,9 +249,10 @@ class LoaderBatches:
         self._generator_states = [g.get_state() for g in self._generators()]
         self._open(skip=0)
 
-    def _open(self, skip):
+    def _open(self, skip: int) -> None:
         """Start the current pass under its seed and skip ``skip`` batches; the first batch
         after them is drawn too (a DataLoader's sampler draws its seed then)."""
+        assert self.seed is not None  # drawn when the first pass began
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_pass_seed(self.seed, self.epoch))
             for generator, state in zip(self._generators(), self._generator_states):
@@ -241,7 +271,7 @@ class LoaderBatches:
             self._pending = next(iterator, _END)
         self._iterator = iterator
 
-    def _generators(self):
+    def _generators(self) -> list[torch.Generator]:
         """The loader's own generators (its order), unless it restores its state itself."""
         if self.stateful:
             return []
@@ -250,25 +280,27 @@ class LoaderBatches:
             getattr(self.loader, "sampler", None),
             getattr(getattr(self.loader, "batch_sampler", None), "sampler", None),
         )
-        found = {}
+        found: dict[int, torch.Generator] = {}
         for owner in owners:
             generator = getattr(owner, "generator", None)
             if isinstance(generator, torch.Generator):
                 found[id(generator)] = generator
         return list(found.values())
 
-    def state_dict(self):
-        state = {
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the passes (and a stateful loader's own state)."""
+        state: dict[str, Any] = {
             "seed": self.seed,
             "epoch": self.epoch,
             "batches": self.batches,
             "generators": list(self._generator_states),
         }
         if self.stateful:
-            state["loader"] = self.loader.state_dict()
+            state["loader"] = cast(_StatefulLoader, self.loader).state_dict()
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s position (at the next batch)."""
         if self.stateful != ("loader" in state):
             raise ValueError(
                 "the checkpointed data position was written by a "
@@ -278,24 +310,30 @@ class LoaderBatches:
         self.seed, self.epoch, self.batches = state["seed"], state["epoch"], state["batches"]
         self._generator_states = list(state["generators"])
         if self.stateful:
-            self.loader.load_state_dict(state["loader"])
+            cast(_StatefulLoader, self.loader).load_state_dict(state["loader"])
         self._iterator, self._pending = None, _END  # reopened at the next batch
 
 
-def _pass_seed(seed, epoch):
+def _pass_seed(seed: int, epoch: int) -> int:
     # A distinct, reproducible seed per pass (golden-ratio increments, kept in 63 bits).
     return (seed + epoch * 0x9E3779B97F4A7C15) % 2**63
 
 
-def repeat_epochs(loader, convert=None, seed=None):
+def repeat_epochs(
+    loader: Iterable[Any],
+    convert: Callable[[Batch], Batch] | None = None,
+    seed: int | None = None,
+) -> LoaderBatches:
     """A :class:`LoaderBatches` stream over ``loader`` (kept for its old name)."""
     return LoaderBatches(loader, convert, seed)
 
 
-def batches_per_epoch(data):
+def batches_per_epoch(data: object) -> int | None:
     """Batches in one pass over ``data``, or ``None`` when it has no length (or is an
     iterator other than these streams: it is used up after one pass)."""
     if hasattr(data, "__next__") and not isinstance(data, (BatchSampler, LoaderBatches)):
+        return None
+    if not isinstance(data, Sized):
         return None
     try:
         return len(data)
@@ -303,7 +341,12 @@ def batches_per_epoch(data):
         return None
 
 
-def as_batches(data, batch_size=None, seed=None, dtype=None):
+def as_batches(
+    data: TrainData,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> Iterator[Batch]:
     """The stream of batch tuples the Trainer draws from, made from what it is given.
 
     - a tensor or NumPy array, or a tuple of them sharing their first dimension: a
@@ -335,11 +378,11 @@ def as_batches(data, batch_size=None, seed=None, dtype=None):
             "batch_size is for tensors and arrays; a data loader yields batches of its own size"
         )
     if hasattr(data, "__next__"):
-        return data
+        return cast(Iterator[Batch], data)
     return LoaderBatches(data, seed=seed)
 
 
-def as_data_tensor(value, dtype=None):
+def as_data_tensor(value: ArrayLike, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``value`` as a tensor; floating-point NumPy arrays are converted to ``dtype``."""
     if isinstance(value, torch.Tensor):
         return value

@@ -13,28 +13,31 @@ Example::
 """
 
 import math
+from collections.abc import Callable
 
 
 class Schedule:
     """Base class: a value as a function of the (0-based) step."""
 
-    def __call__(self, step):
+    def __call__(self, step: int) -> float:
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
 
 
 class Constant(Schedule):
-    def __init__(self, value):
+    """The same ``value`` at every step."""
+
+    def __init__(self, value: float) -> None:
         self.value = value
 
-    def __call__(self, step):
+    def __call__(self, step: int) -> float:
         return self.value
 
 
-def _check_span(start, end, steps, geometric=False):
+def _check_span(start: float, end: float, steps: int, geometric: bool = False) -> None:
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"schedule steps must be a positive integer, got {steps!r}")
     if geometric and (start <= 0 or end <= 0):
@@ -46,11 +49,11 @@ def _check_span(start, end, steps, geometric=False):
 class Linear(Schedule):
     """Linear interpolation from ``start`` to ``end`` over ``steps``, then constant."""
 
-    def __init__(self, start, end, steps, delay=0):
+    def __init__(self, start: float, end: float, steps: int, delay: int = 0) -> None:
         _check_span(start, end, steps)
         self.start, self.end, self.steps, self.delay = start, end, steps, delay
 
-    def __call__(self, step):
+    def __call__(self, step: int) -> float:
         t = min(max(step - self.delay, 0) / self.steps, 1.0)
         return self.start + t * (self.end - self.start)
 
@@ -62,11 +65,11 @@ class Exponential(Schedule):
     steps) and of temperature annealing for relaxed estimators.
     """
 
-    def __init__(self, start, end, steps, delay=0):
+    def __init__(self, start: float, end: float, steps: int, delay: int = 0) -> None:
         _check_span(start, end, steps, geometric=True)
         self.start, self.end, self.steps, self.delay = start, end, steps, delay
 
-    def __call__(self, step):
+    def __call__(self, step: int) -> float:
         t = min(max(step - self.delay, 0) / self.steps, 1.0)
         return self.start * (self.end / self.start) ** t
 
@@ -74,11 +77,11 @@ class Exponential(Schedule):
 class Cosine(Schedule):
     """Half-cosine from ``start`` to ``end`` over ``steps`` (Loshchilov & Hutter, 2017)."""
 
-    def __init__(self, start, end, steps, delay=0):
+    def __init__(self, start: float, end: float, steps: int, delay: int = 0) -> None:
         _check_span(start, end, steps)
         self.start, self.end, self.steps, self.delay = start, end, steps, delay
 
-    def __call__(self, step):
+    def __call__(self, step: int) -> float:
         t = min(max(step - self.delay, 0) / self.steps, 1.0)
         return self.end + 0.5 * (self.start - self.end) * (1 + math.cos(math.pi * t))
 
@@ -86,10 +89,10 @@ class Cosine(Schedule):
 class Warmup(Schedule):
     """Linear warm-up from 0 over ``warmup_steps``, then ``schedule(step)``."""
 
-    def __init__(self, schedule, warmup_steps):
+    def __init__(self, schedule: Callable[[int], float], warmup_steps: int) -> None:
         self.schedule, self.warmup_steps = schedule, warmup_steps
 
-    def __call__(self, step):
+    def __call__(self, step: int) -> float:
         value = self.schedule(step)
         if step < self.warmup_steps:
             value *= (step + 1) / self.warmup_steps
@@ -99,7 +102,7 @@ class Warmup(Schedule):
 class Anneal:
     """Set ``obj.<attribute> = schedule(step)`` before each training step."""
 
-    def __init__(self, obj, attribute, schedule):
+    def __init__(self, obj: object, attribute: str, schedule: Callable[[int], float]) -> None:
         if not hasattr(obj, attribute):
             raise ValueError(
                 f"cannot anneal {attribute!r}: {type(obj).__name__} has no such attribute"
@@ -109,16 +112,18 @@ class Anneal:
         self.obj, self.attribute, self.schedule = obj, attribute, schedule
 
     @property
-    def name(self):
+    def name(self) -> str:
+        """The annealed attribute's name (its column in the metrics)."""
         return self.attribute
 
-    def apply(self, step):
+    def apply(self, step: int) -> float:
+        """Set the attribute to its value at ``step``; returns that value."""
         value = self.schedule(step)
         setattr(self.obj, self.attribute, value)
         return value
 
 
-def parse_schedule(spec, steps):
+def parse_schedule(spec: str, steps: int) -> Schedule:
     """Parse a schedule specification string into a :class:`Schedule` factor.
 
     ``"constant"``, ``"cosine"`` (to 0 over ``steps``), ``"cosine:0.1"`` (to 10%),

@@ -42,7 +42,7 @@ import numbers
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ import torch
 
 from probnets.loading import recorded_model
 from probnets.train import distributed
+from probnets.train.callbacks import Callback
 from probnets.train.checkpoint import (
     FORMAT_VERSION,
     Checkpointer,
@@ -58,12 +59,19 @@ from probnets.train.checkpoint import (
     set_rng_state,
 )
 from probnets.train.config import TrainConfig
-from probnets.train.guard import BadStepGuard, LossExplosion, invalid_parameter, raised_at
-from probnets.train.loggers import EVAL_PREFIX, make_loggers
+from probnets.train.guard import (
+    BadStepGuard,
+    LossExplosion,
+    NonFiniteLossError,
+    invalid_parameter,
+    raised_at,
+)
+from probnets.train.loggers import EVAL_PREFIX, Logger, make_loggers
+from probnets.train.objectives import Objective
 from probnets.train.param_groups import ParameterGroups
 from probnets.train.precision import Precision
 from probnets.train.progress import ProgressBar
-from probnets.train.sampler import as_batches, batches_per_epoch
+from probnets.train.sampler import Batch, TrainData, as_batches, batches_per_epoch
 
 _OBJECTIVE_METHODS = ("named_state", "state_constraints", "load_named_state", "diagnose")
 
@@ -72,12 +80,12 @@ _OBJECTIVE_METHODS = ("named_state", "state_constraints", "load_named_state", "d
 class TrainResult:
     """What :meth:`Trainer.run` returns: logged rows and where the run ended."""
 
-    history: list = field(default_factory=list)
-    eval_history: list = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
     step: int = 0
     bad_steps: int = 0
     checkpoint: str | None = None
-    warnings: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Trainer:
@@ -104,7 +112,11 @@ class Trainer:
     """
 
     def __init__(
-        self, objective: Any, data: Iterable, config: TrainConfig, callbacks: Iterable[Any] = ()
+        self,
+        objective: Objective,
+        data: TrainData,
+        config: TrainConfig,
+        callbacks: Iterable[Callback] = (),
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config)}")
@@ -113,14 +125,14 @@ class Trainer:
                 "objective must be an SVIObjective, a LossObjective or an object "
                 f"with their methods, got {type(objective)}"
             )
-        self.objective = objective
-        self.data = as_batches(
+        self.objective: Objective = objective
+        self.data: Iterator[Batch] = as_batches(
             data, config.batch_size, config.data_seed, _module_dtype(objective.modules)
         )
         self.config = config.for_data(batches_per_epoch(self.data))
         config = self.config
-        self.callbacks = list(callbacks)
-        self.modules = list(objective.modules)
+        self.callbacks: list[Callback] = list(callbacks)
+        self.modules: list[torch.nn.Module] = list(objective.modules)
         sync = config.distributed_sync
         if sync is None:
             sync = distributed.world_size() > 1
@@ -136,47 +148,49 @@ class Trainer:
             config.max_bad_steps,
             log_path=None if log_dir is None else os.path.join(log_dir, "bad_steps.csv"),
         )
-        self.loggers = make_loggers(config, log_dir) if self.is_main else []
+        self.loggers: list[Logger] = make_loggers(config, log_dir) if self.is_main else []
         self.explosion = LossExplosion()
-        self._good_parameters = {}  # the parameters a recent good step started from
+        self._good_parameters: dict[str, torch.Tensor] = {}  # from a recent good step
         self._good_steps_since_copy = 0
         self._good_copy_step = 0  # the good step (as metrics.csv counts) the copy started
-        self._logged_row = None  # the metrics row of the last logged step
+        self._logged_row: dict[str, Any] | None = None  # the metrics row of the last logged step
         self.step = 0
         self.last_loss = float("nan")
         self.last_grad_norms: dict[str, float] = {}
-        self.last_evaluation: dict | None = None
+        self.last_evaluation: dict[str, float] | None = None
         self.result = TrainResult()
         self.should_stop = False
 
     # ------------------------------------------------------------------ the parts' state
     @property
-    def bad_steps(self):
+    def bad_steps(self) -> int:
         """Steps skipped as bad: a non-finite loss or gradient, or an invalid distribution
         parameter (float16 overflows not counted)."""
         return self.guard.bad_steps
 
     @property
-    def overflow_steps(self):
+    def overflow_steps(self) -> int:
         """``"16-mixed"`` steps skipped because the scaled gradients overflowed."""
         return self.precision.overflow_steps
 
     @property
-    def scaler(self):
+    def scaler(self) -> torch.amp.GradScaler | None:
         """The :class:`torch.amp.GradScaler` of ``"16-mixed"`` (``None`` otherwise)."""
         return self.precision.scaler
 
     @property
-    def optimizer(self):
+    def optimizer(self) -> torch.optim.Optimizer | None:
         """The :class:`torch.optim.Optimizer`, made at the first step."""
         return self.groups.optimizer
 
     @property
-    def checkpoint_path(self):
+    def checkpoint_path(self) -> str | None:
+        """``out_dir/last.pt``, where :meth:`save` writes by default (``None``: no
+        ``out_dir``)."""
         return self.checkpoints.path
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, batch: tuple) -> float:
+    def train_step(self, batch: Batch) -> float:
         """One guarded optimisation step; returns the loss (a skipped step's too, NaN when the
         objective raised a parameter-validation error).
 
@@ -188,7 +202,7 @@ class Trainer:
             raise self._diverged()
         return loss
 
-    def _step(self, batch):
+    def _step(self, batch: Batch) -> float:
         for schedule in self.config.schedules:
             schedule.apply(self.step)
         device = _batch_device(batch)
@@ -216,7 +230,7 @@ class Trainer:
         self.last_loss = loss
         return loss
 
-    def _objective(self, batch):
+    def _objective(self, batch: Batch) -> tuple[float, dict[str, torch.Tensor], str | None]:
         """``(loss, {name: parameter}, failure)``. A distribution-parameter validation error
         raised by the model or guide is a bad step, not a crash: the loss is NaN, the known
         parameters get zero gradients (so every rank takes part in the gradient sum) and
@@ -236,13 +250,20 @@ class Trainer:
         failure = f"invalid distribution parameter {reason}"
         return math.nan, named, failure + (f" (built at {where})" if where else "")
 
-    def _register(self, named):
+    def _register(self, named: Mapping[str, torch.Tensor]) -> None:
         new = self.groups.unseen(named)
         if new and self.sync is not None:
             self.sync.broadcast_parameters(new)  # every rank starts from rank 0's values
         self.groups.register(named)
 
-    def _update(self, batch, loss, named, grads_finite, failure=None):
+    def _update(
+        self,
+        batch: Batch,
+        loss: float,
+        named: Mapping[str, torch.Tensor],
+        grads_finite: bool,
+        failure: str | None = None,
+    ) -> None:
         if failure is None and self.precision.is_overflow(loss, grads_finite):
             return
         step = self.step + 1  # as metrics.csv counts it
@@ -266,7 +287,7 @@ class Trainer:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
 
     @torch.no_grad()
-    def _keep_good_parameters(self):
+    def _keep_good_parameters(self) -> None:
         """Copy the parameters a good step was computed at, before its update moves them, on
         the first good step and then every ``rollback_every`` good steps: an update can be the
         one that diverges (a learning rate far too high), after which every step is bad, so
@@ -290,7 +311,7 @@ class Trainer:
             else:
                 kept.copy_(param)
 
-    def _diverged(self):
+    def _diverged(self) -> NonFiniteLossError:
         """Restore the parameters of the last copy (:meth:`_keep_good_parameters`), checkpoint
         them (with the optimizer state, the step count and the random states as they are) and
         return the error that stops the run."""
@@ -301,7 +322,7 @@ class Trainer:
         return self.guard.error(checkpoint, kept_step=self._good_copy_step or None)
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs, as plain values (see :mod:`probnets.checkpoint`)."""
         state = {
             "format": FORMAT_VERSION,
@@ -334,7 +355,7 @@ class Trainer:
         state.update({k: v for k, v in optional.items() if v is not None})
         return state
 
-    def _schedule_values(self):
+    def _schedule_values(self) -> dict[str, float]:
         # The annealed values the last step taken ran with.
         return {
             s.name: float(s.schedule(max(self.step - 1, 0)))
@@ -342,7 +363,7 @@ class Trainer:
             if hasattr(s, "schedule")
         }
 
-    def save(self, path: str | os.PathLike | None = None) -> str:
+    def save(self, path: str | os.PathLike[str] | None = None) -> str:
         """Write a checkpoint (default ``out_dir/last.pt``); collective under
         torch.distributed: every rank calls it, rank 0 writes."""
         target = path if path is not None else self.checkpoints.path
@@ -360,7 +381,7 @@ class Trainer:
         self.result.checkpoint = os.fspath(target)
         return self.result.checkpoint
 
-    def load(self, path: str | os.PathLike) -> dict:
+    def load(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Continue from a checkpoint, exactly where the run that wrote it was."""
         state = load_checkpoint(path)
         self._check_compatible(state, path)
@@ -400,13 +421,13 @@ class Trainer:
         self.result.checkpoint = os.fspath(path)
         return state
 
-    def _forget_logs_after(self, step, bad_steps_after=None):
+    def _forget_logs_after(self, step: int, bad_steps_after: int | None = None) -> None:
         for logger in self.loggers:
             if hasattr(logger, "truncate_after"):
                 logger.truncate_after(max(step, 0))
         self.guard.truncate_after(step if bad_steps_after is None else bad_steps_after)
 
-    def _check_compatible(self, state, path):
+    def _check_compatible(self, state: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
         if state.get("world_size", 1) != distributed.world_size():
             raise ValueError(
                 f"checkpoint {path!r} was written by {state.get('world_size', 1)} rank(s); resume "
@@ -418,7 +439,7 @@ class Trainer:
                 f"trainer has {len(self.modules)}: it was written by a different model setup"
             )
 
-    def _restore_schedules(self, saved, path):
+    def _restore_schedules(self, saved: Mapping[str, float], path: str | os.PathLike[str]) -> None:
         """Set annealed attributes to the values the checkpointed step ran with, warning
         where this run's schedule gives another value there."""
         current = self._schedule_values()
@@ -438,7 +459,7 @@ class Trainer:
                 )
 
     # ------------------------------------------------------------------ logging
-    def _log_row(self, seconds):
+    def _log_row(self, seconds: float) -> dict[str, Any]:
         row = {
             "step": self.step,
             "loss": self.last_loss,
@@ -457,13 +478,13 @@ class Trainer:
         self._send_row(row)
         return row
 
-    def _send_row(self, row):
+    def _send_row(self, row: dict[str, Any]) -> None:
         for logger in self.loggers:
             logger.log_metrics(row["step"], {k: v for k, v in row.items() if k != "step"})
         self.result.history.append(row)
         self._logged_row = row
 
-    def record_evaluation(self, values: dict) -> dict:
+    def record_evaluation(self, values: Mapping[str, float]) -> dict[str, float]:
         """Log an evaluation's ``{name: value}`` at the current step (loggers get
         ``eval/<name>``), add it to ``result.eval_history`` and the progress bar."""
         row = {"step": self.step, **values}
@@ -473,7 +494,7 @@ class Trainer:
         self.last_evaluation = row
         return row
 
-    def _callbacks(self, hook):
+    def _callbacks(self, hook: str) -> None:
         for callback in self.callbacks:
             method = getattr(callback, hook, None)
             if method is not None:
@@ -497,14 +518,16 @@ class Trainer:
         for logger in self.loggers:
             logger.log_config(settings)
         self._callbacks("on_run_start")
+        steps = self.config.steps
+        assert steps is not None  # for_data turned num_epochs into steps
         bar = ProgressBar(
-            self.config.steps,
+            steps,
             self.step,
             self.config.description,
             enabled=self.config.progress and self.is_main,
         )
         try:
-            while self.step < self.config.steps and not self.should_stop:
+            while self.step < steps and not self.should_stop:
                 self._run_step(bar)
             self._callbacks("on_end")
         except KeyboardInterrupt:
@@ -520,7 +543,7 @@ class Trainer:
         self.result.step, self.result.bad_steps = self.step, self.bad_steps
         return self.result
 
-    def _run_step(self, bar):
+    def _run_step(self, bar: ProgressBar) -> None:
         start = time.perf_counter()
         loss = self._step(next(self.data))
         seconds = time.perf_counter() - start
@@ -539,7 +562,7 @@ class Trainer:
         bar.update(loss, row, self.last_evaluation)
 
 
-def _module_dtype(modules):
+def _module_dtype(modules: Iterable[torch.nn.Module]) -> torch.dtype:
     for module in modules:
         for p in module.parameters():
             if p.is_floating_point():
@@ -547,9 +570,9 @@ def _module_dtype(modules):
     return torch.get_default_dtype()
 
 
-def _plain_row(row):
+def _plain_row(row: Mapping[str, Any]) -> dict[str, int | float | str]:
     """A metrics row as values a ``weights_only`` checkpoint holds."""
-    plain = {}
+    plain: dict[str, int | float | str] = {}
     for key, value in row.items():
         if torch.is_tensor(value) and value.numel() == 1:
             value = value.item()
@@ -562,7 +585,7 @@ def _plain_row(row):
     return plain
 
 
-def _batch_device(batch):
+def _batch_device(batch: Batch) -> torch.device:
     for value in batch:
         if torch.is_tensor(value):
             return value.device

@@ -164,6 +164,13 @@ def test_the_logged_config_names_the_scheduler_and_the_pyro_optimizer():
     assert config.to_dict()["lr_scheduler"] == (
         "torch.optim.lr_scheduler.StepLR(step_size=4, gamma=0.5)"
     )
+    pyro_scheduler = pyro.optim.StepLR(
+        {"optimizer": torch.optim.SGD, "optim_args": {"lr": 0.1}, "step_size": 2, "gamma": 0.1}
+    )
+    assert TrainConfig(steps=2, optimizer=pyro_scheduler).to_dict()["optimizer"] == (
+        "pyro.optim(torch.optim.sgd.SGD, {'lr': 0.1}, "
+        "scheduler=torch.optim.lr_scheduler.StepLR{'step_size': 2, 'gamma': 0.1})"
+    )
 
 
 def test_a_skipped_step_still_advances_the_torch_scheduler():

@@ -23,6 +23,7 @@ from probnets.train import (
     Anneal,
     BatchSampler,
     Callback,
+    Checkpointer,
     Evaluation,
     Exponential,
     LossObjective,
@@ -193,6 +194,14 @@ def test_checkpoint_retention_keeps_the_most_recent(tmp_path):
     assert [load_checkpoint(p)["step"] for p in kept] == [6, 7]
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 7
     assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(os.path.basename(p) for p in kept)
+
+
+def test_resume_names_a_checkpoint_or_the_run_directorys_last(tmp_path):
+    checkpoints = Checkpointer(tmp_path)
+    assert checkpoints.resume_path(True) == str(tmp_path / "last.pt")
+    assert checkpoints.resume_path(tmp_path / "other.pt") == str(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="resume=True needs out_dir"):
+        Checkpointer(None).resume_path(True)
 
 
 def test_schedules_are_restored_and_checked_on_resume(tmp_path):
