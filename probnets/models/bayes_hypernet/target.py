@@ -9,12 +9,19 @@ generated.
 """
 
 import numbers
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS = {
+#: The names of :data:`ACTIVATIONS`.
+ActivationName = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "silu", "softplus"]
+#: A target network: its layer widths ``[n_0, ..., n_L]`` or an ``nn.Sequential``.
+Target = Sequence[int] | nn.Module
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
@@ -23,7 +30,7 @@ ACTIVATIONS = {
     "silu": nn.functional.silu,
     "softplus": nn.functional.softplus,
 }
-_MODULE_ACTIVATIONS = {
+_MODULE_ACTIVATIONS: dict[type[nn.Module], ActivationName] = {
     nn.ReLU: "relu",
     nn.Tanh: "tanh",
     nn.Sigmoid: "sigmoid",
@@ -34,7 +41,7 @@ _MODULE_ACTIVATIONS = {
 }
 
 
-def parse_target(target, activation):
+def parse_target(target: Target, activation: ActivationName) -> tuple[list[int], ActivationName]:
     """Return ``(widths, activation_name)`` for a width list or an ``nn.Sequential``.
 
     :param target: ``[n_0, ..., n_L]`` (at least two positive ints, numpy integers
@@ -51,7 +58,7 @@ def parse_target(target, activation):
             f"of nn.Linear layers, got {type(target).__name__}"
         )
     if len(target) < 2 or not all(
-        isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and w > 0
+        isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and int(w) > 0
         for w in target
     ):
         raise ValueError(
@@ -63,9 +70,10 @@ def parse_target(target, activation):
     return [int(w) for w in target], activation
 
 
-def _parse_module(module):
+def _parse_module(module: nn.Module) -> tuple[list[int], ActivationName]:
     layers = list(module) if isinstance(module, nn.Sequential) else [module]
-    widths, activations = [], set()
+    widths: list[int] = []
+    activations: set[ActivationName] = set()
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.Linear):
             if widths and widths[-1] != layer.in_features:
@@ -102,7 +110,9 @@ def _parse_module(module):
     return widths, (activations.pop() if activations else "relu")
 
 
-def mlp_forward(x, weights, activation):
+def mlp_forward(
+    x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Tensor]], activation: str
+) -> torch.Tensor:
     """Run the target on ``x`` of shape ``(N, n_0)`` with ``weights = [(W_l, b_l), ...]``.
 
     ``W_l`` has shape ``(..., n_l, n_{l-1})`` and ``b_l`` shape ``(..., n_l)``; leading sample
