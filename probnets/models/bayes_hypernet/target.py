@@ -76,16 +76,7 @@ def _parse_module(module: nn.Module) -> tuple[list[int], ActivationName]:
     activations: set[ActivationName] = set()
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.Linear):
-            if widths and widths[-1] != layer.in_features:
-                raise ValueError(
-                    f"target layer {index} ({layer}) expects {layer.in_features} inputs but the "
-                    f"previous layer gives {widths[-1]}"
-                )
-            if layer.bias is None:
-                raise ValueError(
-                    f"target layer {index} ({layer}) has no bias; the hypernetwork generates "
-                    "a bias for every layer, use nn.Linear(..., bias=True)"
-                )
+            _check_linear(index, layer, widths)
             widths = widths or [layer.in_features]
             widths.append(layer.out_features)
         elif type(layer) in _MODULE_ACTIVATIONS:
@@ -101,13 +92,33 @@ def _parse_module(module: nn.Module) -> tuple[list[int], ActivationName]:
                 "hypernetwork supports only nn.Linear layers and elementwise activations "
                 f"({', '.join(c.__name__ for c in _MODULE_ACTIVATIONS)})"
             )
+    return widths, _the_activation(widths, activations)
+
+
+def _check_linear(index: int, layer: nn.Linear, widths: Sequence[int]) -> None:
+    """Target layer ``index`` must read the previous layer's outputs and have a bias."""
+    if widths and widths[-1] != layer.in_features:
+        raise ValueError(
+            f"target layer {index} ({layer}) expects {layer.in_features} inputs but the "
+            f"previous layer gives {widths[-1]}"
+        )
+    if layer.bias is None:
+        raise ValueError(
+            f"target layer {index} ({layer}) has no bias; the hypernetwork generates "
+            "a bias for every layer, use nn.Linear(..., bias=True)"
+        )
+
+
+def _the_activation(widths: Sequence[int], activations: set[ActivationName]) -> ActivationName:
+    """The one activation of a parsed target module (``"relu"`` for a single linear layer,
+    which has none)."""
     if len(widths) < 2:
         raise ValueError("target module must contain at least one nn.Linear layer")
     if len(activations) > 1:
         raise ValueError(f"target mixes activations {sorted(activations)}; use one kind")
     if len(activations) == 0 and len(widths) > 2:
         raise ValueError("target stacks nn.Linear layers without an activation between them")
-    return widths, (activations.pop() if activations else "relu")
+    return activations.pop() if activations else "relu"
 
 
 def mlp_forward(
