@@ -58,9 +58,12 @@ its parameters are those of the reference.
 """
 
 import math
-from collections import namedtuple
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any, NamedTuple, Union, cast
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -73,19 +76,31 @@ from probnets.data.validation import check_images, check_tensor
 from probnets.loading import Loadable
 from probnets.nn.spatial import MIN_SCALE, extract_window, place_window, window_box
 
-AIRInference = namedtuple(
-    "AIRInference", ["counts", "z_pres", "z_pres_probs", "z_where", "z_what", "boxes"]
-)
-AIRInference.__doc__ = """What :meth:`AIR.infer` returns for ``N`` images and ``T`` steps.
-
-counts: int64 (N,); z_pres: (N, T) 0/1; z_pres_probs: (N, T) the guide's presence
-probability at each step (given the thresholded earlier steps); z_where: (N, T, 3) guide means
-(s, x, y); z_what: (N, T, D) guide means; boxes: (N, T, 4) pixel boxes (x_min, y_min, x_max,
-y_max). Entries of absent steps are kept (they are what the guide proposed) but ``z_pres`` is 0.
-"""
+#: Counts of objects, one per image: a 1-d tensor, NumPy array or sequence of ints.
+Counts = Union[torch.Tensor, np.ndarray, Sequence[int]]
+#: One guide step: ``(z_pres, presence probability, z_where, z_what)``.
+GuideStep = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def geometric_presence_probs(k, num_steps):
+class AIRInference(NamedTuple):
+    """What :meth:`AIR.infer` returns for ``N`` images and ``T`` steps.
+
+    counts: int64 (N,); z_pres: (N, T) 0/1; z_pres_probs: (N, T) the guide's presence
+    probability at each step (given the thresholded earlier steps); z_where: (N, T, 3) guide
+    means (s, x, y); z_what: (N, T, D) guide means; boxes: (N, T, 4) pixel boxes (x_min, y_min,
+    x_max, y_max). Entries of absent steps are kept (they are what the guide proposed) but
+    ``z_pres`` is 0.
+    """
+
+    counts: torch.Tensor
+    z_pres: torch.Tensor
+    z_pres_probs: torch.Tensor
+    z_where: torch.Tensor
+    z_what: torch.Tensor
+    boxes: torch.Tensor
+
+
+def geometric_presence_probs(k: float, num_steps: int) -> list[float]:
     """Per-step success probabilities ``ρ_t = P(n > t | n ≥ t)`` of the count prior
     ``p(n) ∝ k^n`` on ``0..num_steps``."""
     if not (isinstance(k, (int, float)) and k > 0):
@@ -94,7 +109,7 @@ def geometric_presence_probs(k, num_steps):
     return [tail[t + 1] / tail[t] for t in range(num_steps)]
 
 
-def _lstm_update(gates, c):
+def _lstm_update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
@@ -104,7 +119,7 @@ class _Recurrence:
     """Steps an ``nn.LSTMCell`` whose input is ``[image, latents]`` with the image part of the
     gates computed once (``fixed``) or per step; the weights are read once per call."""
 
-    def __init__(self, cell, num_pixels):
+    def __init__(self, cell: nn.LSTMCell, num_pixels: int) -> None:
         # split, not two slices: the backward of a slice zero-fills a gradient the size of
         # the whole (4H, 2554) matrix and adds the two; split's backward is one cat
         self.w_image, self.w_latent = cell.weight_ih.split(
@@ -113,48 +128,51 @@ class _Recurrence:
         self.w_hidden = cell.weight_hh
         self.bias = cell.bias_ih + cell.bias_hh
 
-    def image_gates(self, image_flat):
+    def image_gates(self, image_flat: torch.Tensor) -> torch.Tensor:
         # (W x^T)^T rather than F.linear: the backward then forms the (4H, pixels) weight
         # gradient row-major (grad^T x) instead of as a transposed (pixels, 4H) product that
         # must be gathered column by column into the weight's gradient (measured slower)
         return torch.matmul(self.w_image, image_flat.mT).mT + self.bias
 
-    def step(self, image_gates, latents, h, c):
+    def step(
+        self, image_gates: torch.Tensor, latents: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         gates = image_gates + F.linear(latents, self.w_latent) + F.linear(h, self.w_hidden)
         return _lstm_update(gates, c)
 
 
 @contextmanager
-def _presence_weight(z_pres):
+def _presence_weight(z_pres: torch.Tensor) -> Iterator[None]:
     """Weights the log-densities of an object's ``z_where``/``z_what`` by its presence: masked
     out where ``z_pres == 0`` (Pyro's scale must be positive), scaled by a relaxed
     ``z_pres ∈ (0, 1)`` elsewhere (a factor 1 for a hard ``z_pres``)."""
     present = z_pres > 0
     with (
-        poutine.mask(mask=present),
+        # pyro's stub names the legacy BoolTensor class; a bool tensor is what mask takes
+        poutine.mask(mask=present),  # type: ignore[call-overload]
         poutine.scale(scale=torch.where(present, z_pres, torch.ones_like(z_pres))),
     ):
         yield
 
 
-def _stack(tensors, lead):
+def _stack(tensors: Sequence[torch.Tensor], lead: torch.Size) -> torch.Tensor:
     """Stack per-step tensors of shape (..., E) on a new dim 0, broadcasting ``...`` to
     ``lead``."""
     return torch.stack([t.expand(lead + t.shape[-1:]) for t in tensors])
 
 
-def _mlp(sizes, final_bias=None):
-    layers = []
+def _mlp(sizes: Sequence[int], final_bias: float | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     if final_bias is not None:
-        nn.init.constant_(layers[-1].bias, final_bias)
+        nn.init.constant_(cast(nn.Linear, layers[-1]).bias, final_bias)
     return nn.Sequential(*layers)
 
 
-def count_accuracy(pred, true):
+def count_accuracy(pred: Counts, true: Counts) -> float:
     """Fraction of images whose predicted count equals the true count."""
     pred, true = torch.as_tensor(pred), torch.as_tensor(true)
     if pred.shape != true.shape or pred.dim() != 1:
@@ -167,7 +185,9 @@ def count_accuracy(pred, true):
     return (pred.long() == true.long()).double().mean().item()
 
 
-def count_confusion(pred, true, num_true=None, num_pred=None):
+def count_confusion(
+    pred: Counts, true: Counts, num_true: int | None = None, num_pred: int | None = None
+) -> torch.Tensor:
     """Count confusion matrix: entry ``[i, j]`` is the number of images with ``i`` objects that
     were counted as ``j``. Sizes default to ``max + 1`` of the respective counts."""
     pred, true = torch.as_tensor(pred).long().cpu(), torch.as_tensor(true).long().cpu()
@@ -213,25 +233,25 @@ class AIR(Loadable, PyroModule):
 
     def __init__(
         self,
-        image_size=50,
-        num_steps=3,
-        window_size=28,
-        z_what_size=50,
-        rnn_hidden_size=256,
-        encoder_hidden=200,
-        decoder_hidden=200,
-        predict_hidden=200,
-        decoder_output_bias=-2.0,
-        likelihood_sd=0.3,
-        scale_prior_mean=3.0,
-        scale_prior_sd=0.2,
-        pos_prior_mean=0.0,
-        pos_prior_sd=1.0,
-        z_pres_prior=0.01,
-        dair=False,
-        use_baseline=True,
-        align_corners=False,
-    ):
+        image_size: int = 50,
+        num_steps: int = 3,
+        window_size: int = 28,
+        z_what_size: int = 50,
+        rnn_hidden_size: int = 256,
+        encoder_hidden: int = 200,
+        decoder_hidden: int = 200,
+        predict_hidden: int = 200,
+        decoder_output_bias: float = -2.0,
+        likelihood_sd: float = 0.3,
+        scale_prior_mean: float = 3.0,
+        scale_prior_sd: float = 0.2,
+        pos_prior_mean: float = 0.0,
+        pos_prior_sd: float = 1.0,
+        z_pres_prior: float = 0.01,
+        dair: bool = False,
+        use_baseline: bool = True,
+        align_corners: bool = False,
+    ) -> None:
         super().__init__()
         for name, value in (
             ("image_size", image_size),
@@ -245,13 +265,13 @@ class AIR(Loadable, PyroModule):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, value in (
+        for name, sd in (
             ("likelihood_sd", likelihood_sd),
             ("scale_prior_sd", scale_prior_sd),
             ("pos_prior_sd", pos_prior_sd),
         ):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if not (isinstance(sd, (int, float)) and sd > 0):
+                raise ValueError(f"{name} must be a positive number, got {sd!r}")
         geometric_presence_probs(z_pres_prior, num_steps)  # validates k
         self._config = dict(
             image_size=image_size,
@@ -289,33 +309,33 @@ class AIR(Loadable, PyroModule):
         latent_input = 3 + z_what_size + 1
         self.decoder = _mlp([z_what_size, decoder_hidden, window_pixels])
         with torch.no_grad():
-            self.decoder[-1].bias.add_(decoder_output_bias)
+            cast(nn.Linear, self.decoder[-1]).bias.add_(decoder_output_bias)
         self.rnn = nn.LSTMCell(pixels + latent_input, rnn_hidden_size)
         self.predict = _mlp([rnn_hidden_size, predict_hidden, 1 + 3 + 3])
         self.encoder = _mlp([window_pixels, encoder_hidden, 2 * z_what_size])
         if use_baseline:
             self.baseline_rnn = nn.LSTMCell(pixels + latent_input, rnn_hidden_size)
             self.baseline_predict = _mlp([rnn_hidden_size, predict_hidden, 1], final_bias=0.0)
-            nn.init.zeros_(self.baseline_predict[-1].weight)
+            nn.init.zeros_(cast(nn.Linear, self.baseline_predict[-1]).weight)
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """Constructor arguments (current ``z_pres_prior`` included): ``AIR(**config())``."""
         return dict(self._config, z_pres_prior=float(self.z_pres_prior))
 
     # ------------------------------------------------------------------ shared pieces
-    def _check(self, images):
+    def _check(self, images: torch.Tensor) -> torch.Tensor:
         images = check_images(images, size=self.image_size)
         # next(self.parameters()), not an attribute: reading a PyroModule's attribute inside
         # the model or guide registers its parameters there and would reorder them
         check_tensor("images", images, next(self.parameters()))
         return images
 
-    def _decode(self, z_what):
+    def _decode(self, z_what: torch.Tensor) -> torch.Tensor:
         """``(M, D)`` codes to ``(M, w, w)`` windows in (0, 1)."""
         out = torch.sigmoid(self.decoder(z_what))
         return out.reshape(-1, self.window_size, self.window_size)
 
-    def _render(self, z_what, z_where):
+    def _render(self, z_what: torch.Tensor, z_where: torch.Tensor) -> torch.Tensor:
         """Windows of ``z_what`` (..., D) placed at ``z_where`` (..., 3): (..., H, H)."""
         lead = torch.broadcast_shapes(z_what.shape[:-1], z_where.shape[:-1])
         size = z_what.shape[-1]
@@ -325,7 +345,7 @@ class AIR(Loadable, PyroModule):
         )
         return canvas.reshape(lead + canvas.shape[-2:])
 
-    def _empty_log_likelihood(self, x_flat):
+    def _empty_log_likelihood(self, x_flat: torch.Tensor) -> torch.Tensor:
         sd = self.likelihood_sd
         return (-0.5 * (x_flat / sd) ** 2).sum(-1) - x_flat.shape[-1] * (
             math.log(sd) + 0.5 * math.log(2 * math.pi)
@@ -333,7 +353,7 @@ class AIR(Loadable, PyroModule):
 
     # ------------------------------------------------------------------ model
     @pyro_method
-    def model(self, images):
+    def model(self, images: torch.Tensor) -> torch.Tensor:
         """``p(x, z)``: ``images`` (N, H, H) in [0, 1] are observed."""
         self._check(images)
         n, steps = images.shape[0], self.num_steps
@@ -341,8 +361,11 @@ class AIR(Loadable, PyroModule):
         rho = geometric_presence_probs(self.z_pres_prior, steps)
         where_prior = dist.Normal(self.z_where_prior_loc, self.z_where_prior_scale)
         what_prior = dist.Normal(x_flat.new_zeros(self.z_what_size), 1.0)
-        z_pres, z_where, z_what = [], [], []
-        with pyro.plate("data", n, dim=-1, device=images.device):
+        z_pres: list[torch.Tensor] = []
+        z_where: list[torch.Tensor] = []
+        z_what: list[torch.Tensor] = []
+        # pyro's stub types plate's device as str; a torch.device is what it takes
+        with pyro.plate("data", n, dim=-1, device=images.device):  # type: ignore[arg-type]
             prev = x_flat.new_ones(n)
             for t in range(steps):
                 prev = pyro.sample(f"z_pres_{t}", dist.Bernoulli(rho[t] * prev))
@@ -367,7 +390,11 @@ class AIR(Loadable, PyroModule):
         return canvas
 
     # ------------------------------------------------------------------ guide
-    def _guide_steps(self, images, sample):
+    def _guide_steps(
+        self,
+        images: torch.Tensor,
+        sample: Callable[[str, dist.TorchDistribution, dict[str, Any]], torch.Tensor],
+    ) -> list[GuideStep]:
         """The guide's recursion; ``sample(name, fn, infer)`` draws (``pyro.sample``) or picks
         the MAP value. Returns per-step lists of (z_pres, presence prob, z_where, z_what)."""
         n = images.shape[0]
@@ -439,17 +466,25 @@ class AIR(Loadable, PyroModule):
         return out
 
     @pyro_method
-    def guide(self, images):
-        """``q(z | x)`` for ``images`` (N, H, H) in [0, 1]."""
+    def guide(self, images: torch.Tensor) -> list[GuideStep]:
+        """``q(z | x)`` for ``images`` (N, H, H) in [0, 1].
+
+        :returns: per step ``(z_pres, presence probability, z_where, z_what)``.
+        """
         self._check(images)
-        with pyro.plate("data", images.shape[0], dim=-1, device=images.device):
-            return self._guide_steps(
-                images, lambda name, fn, infer: pyro.sample(name, fn, infer=infer)
-            )
+
+        def draw(name: str, fn: dist.TorchDistribution, infer: dict[str, Any]) -> torch.Tensor:
+            # pyro's stub of the infer dict omits its documented "baseline" key
+            return pyro.sample(name, fn, infer=infer)  # type: ignore[arg-type]
+
+        n = images.shape[0]
+        # pyro's stub types plate's device as str; a torch.device is what it takes
+        with pyro.plate("data", n, dim=-1, device=images.device):  # type: ignore[arg-type]
+            return self._guide_steps(images, draw)
 
     # ------------------------------------------------------------------ inference API
     @torch.no_grad()
-    def infer(self, images, threshold=0.5):
+    def infer(self, images: torch.Tensor, threshold: float = 0.5) -> AIRInference:
         """MAP-style scene reading: at each step the presence is ``prob > threshold`` (given the
         thresholded earlier steps) and ``z_where``/``z_what`` are the guide's means.
 
@@ -457,7 +492,7 @@ class AIR(Loadable, PyroModule):
         """
         self._check(images)
 
-        def pick(name, fn, infer):
+        def pick(name: str, fn: dist.TorchDistribution, infer: dict[str, Any]) -> torch.Tensor:
             if name.startswith("z_pres"):
                 return (fn.probs > threshold).to(fn.probs.dtype)
             return fn.mean
@@ -474,28 +509,32 @@ class AIR(Loadable, PyroModule):
         )
 
     @torch.no_grad()
-    def reconstruct(self, images, inferred=None):
+    def reconstruct(
+        self, images: torch.Tensor, inferred: AIRInference | None = None
+    ) -> torch.Tensor:
         """Decoder mean of the objects :meth:`infer` finds: (N, H, H)."""
         inferred = inferred or self.infer(images)
         windows = self._render(inferred.z_what, inferred.z_where)
         return (inferred.z_pres[..., None, None] * windows).sum(1)
 
     @torch.no_grad()
-    def sample_prior(self, num_images):
+    def sample_prior(self, num_images: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Scenes from the prior: ``(images, z_pres (N, T))``."""
         trace = poutine.trace(self.model).get_trace(
             self.z_where_prior_loc.new_zeros(num_images, self.image_size, self.image_size)
         )
-        z_pres = torch.stack(
-            [trace.nodes[f"z_pres_{t}"]["value"] for t in range(self.num_steps)], dim=1
-        )
-        return trace.nodes["_RETURN"]["value"], z_pres
+        values = [
+            cast(torch.Tensor, trace.nodes[f"z_pres_{t}"]["value"]) for t in range(self.num_steps)
+        ]
+        return cast(torch.Tensor, trace.nodes["_RETURN"]["value"]), torch.stack(values, dim=1)
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return self.config()
 
     @classmethod
-    def legacy_record(cls, extra, path):
+    def legacy_record(
+        cls, extra: Mapping[str, Any], path: str | os.PathLike[str]
+    ) -> dict[str, Any]:
         """Checkpoints written before the model record kept the arguments in
         ``extra["config"]``."""
         config = extra.get("config")

@@ -24,20 +24,25 @@ Every model's ``fit`` returns what ``run()`` returns: with the default factory, 
 :class:`~probnets.train.TrainResult` (``history`` of logged rows, ``step``, ``checkpoint``).
 """
 
-from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator, Sized
+from typing import Any, Protocol, Union, cast, runtime_checkable
 
 import numpy as np
+import pyro
 import torch
+
+#: What a model's ``fit`` hands its trainer: a tuple of tensors sharing their first dimension,
+#: or an iterable of batch tuples (e.g. a :class:`torch.utils.data.DataLoader`).
+FitData = Union[tuple[torch.Tensor, ...], Iterable[Any]]
 
 
 @runtime_checkable
 class FitTrainer(Protocol):
     """What a model's ``fit`` uses of a trainer."""
 
-    data: Iterator
+    data: Iterator[Any]
 
-    def train_step(self, batch: tuple) -> float: ...
+    def train_step(self, batch: tuple[Any, ...]) -> float: ...
 
     def run(self) -> Any: ...
 
@@ -46,9 +51,22 @@ class FitTrainer(Protocol):
 class TrainerFactory(Protocol):
     """Makes the trainer of a model's ``fit`` (see the module's documentation)."""
 
-    def svi(self, model_fn, guide_fn, elbo, data, **settings) -> FitTrainer: ...
+    def svi(
+        self,
+        model_fn: Callable[..., Any],
+        guide_fn: Callable[..., Any],
+        elbo: pyro.infer.ELBO,
+        data: FitData,
+        **settings: Any,
+    ) -> FitTrainer: ...
 
-    def loss(self, objective_fn, module, data, **settings) -> FitTrainer: ...
+    def loss(
+        self,
+        objective_fn: Callable[..., torch.Tensor],
+        module: torch.nn.Module,
+        data: FitData,
+        **settings: Any,
+    ) -> FitTrainer: ...
 
 
 _default: TrainerFactory | None = None
@@ -79,7 +97,12 @@ def resolve_trainer(trainer: TrainerFactory | None = None) -> TrainerFactory:
     return _default
 
 
-def fit_steps(num_steps, num_epochs, data, batch_size=None):
+def fit_steps(
+    num_steps: int | None,
+    num_epochs: int | None,
+    data: torch.Tensor | np.ndarray | Iterable[Any],
+    batch_size: int | None = None,
+) -> int:
     """The number of optimizer steps of a ``fit(..., num_steps=, num_epochs=)`` call.
 
     ``num_epochs`` passes over ``data`` are ``num_epochs * len(data)`` steps for a data
@@ -98,12 +121,15 @@ def fit_steps(num_steps, num_epochs, data, batch_size=None):
         )
     if num_steps is not None:
         return num_steps
+    assert num_epochs is not None  # exactly one of the two is given
     if isinstance(data, (torch.Tensor, np.ndarray)):
         n = data.shape[0]
         per_pass = 1 if batch_size is None or batch_size >= n else n // batch_size
         return num_epochs * per_pass
     try:
-        per_pass = len(data)
+        # len, not an isinstance check: a DataLoader over an unsized dataset has a __len__
+        # that raises
+        per_pass = len(cast(Sized, data))
     except TypeError:
         raise ValueError(
             f"num_epochs needs data with a length (tensors, or a DataLoader over a "
@@ -112,7 +138,7 @@ def fit_steps(num_steps, num_epochs, data, batch_size=None):
     return num_epochs * per_pass
 
 
-def is_loader(data):
+def is_loader(data: object) -> bool:
     """Whether ``data`` is an iterable of batches rather than a tensor or an array."""
     return not isinstance(data, (torch.Tensor, np.ndarray, list, tuple)) and hasattr(
         data, "__iter__"
@@ -120,6 +146,7 @@ def is_loader(data):
 
 
 __all__ = [
+    "FitData",
     "FitTrainer",
     "TrainerFactory",
     "fit_steps",

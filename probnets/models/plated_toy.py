@@ -2,6 +2,8 @@
 guide: the problem on which a score-function baseline per plate element and one per site
 part ways."""
 
+from collections.abc import Sequence
+
 import torch
 
 import pyro
@@ -38,7 +40,15 @@ class PlatedBernoulli(PyroModule):
     Use ``.double()`` for float64; everything follows ``theta``'s dtype and device.
     """
 
-    def __init__(self, scales=(1.0, 10.0, 100.0), target=0.45, theta=0.0):
+    # PyroModule turns the PyroParam assigned in __init__ into a tensor attribute
+    theta: torch.Tensor
+
+    def __init__(
+        self,
+        scales: Sequence[float] | torch.Tensor = (1.0, 10.0, 100.0),
+        target: float = 0.45,
+        theta: float = 0.0,
+    ) -> None:
         super().__init__()
         scales = torch.as_tensor(scales, dtype=torch.get_default_dtype())
         if (
@@ -57,27 +67,27 @@ class PlatedBernoulli(PyroModule):
             raise TypeError(f"theta must be a number, got {type(theta).__name__}")
         self.target = float(target)
         self.register_buffer("scales", scales)
-        self.theta = PyroParam(torch.full_like(scales, float(theta)))
+        self.theta = PyroParam(torch.full_like(scales, float(theta)))  # type: ignore[assignment]
 
     @pyro_method
-    def model(self):
+    def model(self) -> None:
         logits = self.theta.detach()
         with pyro.plate("elements", len(self.scales)):
             b = pyro.sample("b", dist.Bernoulli(logits=logits))
             pyro.factor("cost", -self.scales * (b - self.target) ** 2)
 
     @pyro_method
-    def guide(self):
+    def guide(self) -> None:
         with pyro.plate("elements", len(self.scales)):
             pyro.sample("b", dist.Bernoulli(logits=self.theta))
 
-    def expected_loss(self):
+    def expected_loss(self) -> float:
         """:math:`L(\\theta)`, exactly."""
         p = torch.sigmoid(self.theta.detach())
         t = self.target
         return float((self.scales * (p * (1 - t) ** 2 + (1 - p) * t**2)).sum())
 
-    def exact_gradient(self):
+    def exact_gradient(self) -> dict[str, torch.Tensor]:
         """``{"theta": dL/dtheta}`` per element, exactly."""
         p = torch.sigmoid(self.theta.detach())
         return {"theta": self.scales * p * (1 - p) * (1 - 2 * self.target)}

@@ -1,6 +1,9 @@
 """Sigmoid belief networks (Neal 1992) with a factorized Bernoulli recognition network."""
 
 import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -13,8 +16,14 @@ from probnets.loading import Loadable
 
 __all__ = ["SigmoidBeliefNet", "binarize"]
 
+# PyroModule[cls] subclasses cls; pyro's stubs type it as a bare PyroModule
+_PyroLinear = cast(type[nn.Linear], PyroModule[nn.Linear])
+_PyroModuleList = cast(type[nn.ModuleList], PyroModule[nn.ModuleList])
 
-def binarize(images, seed=None, generator=None):
+
+def binarize(
+    images: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Dynamic binarization: each pixel ~ Bernoulli(intensity), with a seeded generator.
 
     :param images: float tensor of intensities in [0, 1], any shape.
@@ -69,7 +78,9 @@ class SigmoidBeliefNet(Loadable, PyroModule):
     module's dtype (use ``.double()`` for float64).
     """
 
-    def __init__(self, layers=(784, 200), data_mean=None):
+    def __init__(
+        self, layers: Sequence[int] = (784, 200), data_mean: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         layers = tuple(layers)
         if len(layers) < 2 or not all(isinstance(n, int) and n > 0 for n in layers):
@@ -80,11 +91,11 @@ class SigmoidBeliefNet(Loadable, PyroModule):
         self.layers = layers
         self.num_latent_layers = len(layers) - 1
         # decoders[l] maps h_{l+1} -> logits of h_l (h_0 = x); encoders[l] maps h_l -> h_{l+1}.
-        self.decoders = PyroModule[nn.ModuleList](
-            [PyroModule[nn.Linear](layers[l + 1], layers[l]) for l in range(len(layers) - 1)]
+        self.decoders = _PyroModuleList(
+            [_PyroLinear(layers[l + 1], layers[l]) for l in range(len(layers) - 1)]
         )
-        self.encoders = PyroModule[nn.ModuleList](
-            [PyroModule[nn.Linear](layers[l], layers[l + 1]) for l in range(len(layers) - 1)]
+        self.encoders = _PyroModuleList(
+            [_PyroLinear(layers[l], layers[l + 1]) for l in range(len(layers) - 1)]
         )
         self.prior_logits = nn.Parameter(torch.zeros(layers[-1]))
         if data_mean is None:
@@ -104,15 +115,17 @@ class SigmoidBeliefNet(Loadable, PyroModule):
         with torch.no_grad():
             eps = 1e-3
             clamped = data_mean.clamp(eps, 1 - eps)
-            self.decoders[0].bias.copy_(torch.log(clamped) - torch.log1p(-clamped))
+            cast(nn.Linear, self.decoders[0]).bias.copy_(torch.log(clamped) - torch.log1p(-clamped))
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         # data_mean only initialises the output biases and is a buffer: the state dict
         # restores it
         return {"layers": list(self.layers)}
 
     @classmethod
-    def legacy_record(cls, extra, path):
+    def legacy_record(
+        cls, extra: Mapping[str, Any], path: str | os.PathLike[str]
+    ) -> dict[str, Any] | None:
         """``probnets train sbn`` checkpoints written before the model record kept the layer
         widths in ``extra["config"]``."""
         layers = (extra.get("config") or {}).get("layers")
@@ -120,7 +133,7 @@ class SigmoidBeliefNet(Loadable, PyroModule):
             return None
         return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": {"layers": layers}}
 
-    def _check(self, x):
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_tensor(x):
             raise TypeError(f"x must be a tensor, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[-1] != self.layers[0]:
@@ -139,11 +152,13 @@ class SigmoidBeliefNet(Loadable, PyroModule):
         return x
 
     @pyro_method
-    def model(self, x):
+    def model(self, x: torch.Tensor) -> None:
+        """``p(x, h)`` for binary ``x`` (B, D)."""
         x = self._check(x)
         batch = x.shape[0]
         top = self.num_latent_layers
-        with pyro.plate("data", batch, device=x.device):
+        # pyro's stub types plate's device as str; a torch.device is what it takes
+        with pyro.plate("data", batch, device=x.device):  # type: ignore[arg-type]
             h = pyro.sample(
                 f"h{top}",
                 dist.Bernoulli(logits=self.prior_logits.expand(batch, self.layers[-1])).to_event(1),
@@ -153,14 +168,16 @@ class SigmoidBeliefNet(Loadable, PyroModule):
             pyro.sample("x", dist.Bernoulli(logits=self.decoders[0](h)).to_event(1), obs=x)
 
     @pyro_method
-    def guide(self, x):
+    def guide(self, x: torch.Tensor) -> None:
+        """``q(h | x)``, the recognition network, for binary ``x`` (B, D)."""
         x = self._check(x)
         h = x - self.data_mean
-        with pyro.plate("data", x.shape[0], device=x.device):
+        # pyro's stub types plate's device as str; a torch.device is what it takes
+        with pyro.plate("data", x.shape[0], device=x.device):  # type: ignore[arg-type]
             for l in range(1, self.num_latent_layers + 1):
                 h = pyro.sample(f"h{l}", dist.Bernoulli(logits=self.encoders[l - 1](h)).to_event(1))
 
-    def log_weights(self, x, num_samples=1):
+    def log_weights(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
         """Importance log-weights :math:`\\log p(x, h^k) - \\log q(h^k \\mid x)` for ``k = 1..K``
         samples from the recognition network; shape ``(K, B)``. Plain torch (no Pyro
         effects), vectorized over samples."""
@@ -184,12 +201,14 @@ class SigmoidBeliefNet(Loadable, PyroModule):
         return log_p - log_q
 
     @torch.no_grad()
-    def elbo(self, x, num_samples=1):
+    def elbo(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
         """Per-datapoint ELBO estimate (mean of ``num_samples`` log-weights), shape ``(B,)``."""
         return self.log_weights(x, num_samples).mean(0)
 
     @torch.no_grad()
-    def log_likelihood(self, x, num_samples=1000, chunk_size=100):
+    def log_likelihood(
+        self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100
+    ) -> torch.Tensor:
         """Importance-sampled estimate of :math:`\\log p(x)` per datapoint, shape ``(B,)``:
         :math:`\\log \\frac1K \\sum_k p(x, h^k) / q(h^k \\mid x)` with ``K = num_samples``
         draws from the recognition network (a stochastic lower bound that tightens as ``K``

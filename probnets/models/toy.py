@@ -1,6 +1,7 @@
 """The one-Bernoulli toy problem of the REBAR and RELAX papers, as a Pyro model and guide."""
 
 import math
+from typing import Any
 
 import torch
 
@@ -46,41 +47,44 @@ class ToyBernoulli(Loadable, PyroModule):
     Use ``.double()`` for float64; everything follows ``theta``'s dtype and device.
     """
 
-    def __init__(self, target=0.45, theta=0.0):
+    # PyroModule turns the PyroParam assigned in __init__ into a tensor attribute
+    theta: torch.Tensor
+
+    def __init__(self, target: float = 0.45, theta: float = 0.0) -> None:
         super().__init__()
         if not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
             raise ValueError(f"target must be a float in (0, 1), got {target!r}")
         if not isinstance(theta, (int, float)) or not math.isfinite(theta):
             raise ValueError(f"theta must be a finite float (a logit), got {theta!r}")
         self.target = float(target)
-        self.theta = PyroParam(torch.tensor(float(theta)))
+        self.theta = PyroParam(torch.tensor(float(theta)))  # type: ignore[assignment]
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return {"target": self.target, "theta": float(self.theta_unconstrained.detach())}
 
     @pyro_method
-    def model(self):
+    def model(self) -> torch.Tensor:
         b = pyro.sample("b", dist.Bernoulli(logits=self.theta.detach()))
         pyro.factor("f", -((b - self.target) ** 2))
         return b
 
     @pyro_method
-    def guide(self):
+    def guide(self) -> torch.Tensor:
         return pyro.sample("b", dist.Bernoulli(logits=self.theta))
 
-    def expected_loss(self):
+    def expected_loss(self) -> float:
         """:math:`L(\\theta)`, exactly (a float)."""
         p = float(torch.sigmoid(self.theta_unconstrained.detach()))
         t = self.target
         return p * (1 - t) ** 2 + (1 - p) * t**2
 
-    def exact_gradient(self):
+    def exact_gradient(self) -> dict[str, torch.Tensor]:
         """``{"theta": dL/dtheta}``: the exact gradient of the loss -ELBO = L(theta)."""
         theta = self.theta_unconstrained.detach()
         p = torch.sigmoid(theta)
         return {"theta": p * (1 - p) * (1 - 2 * self.target)}
 
-    def exact_variance(self, baseline=0.0):
+    def exact_variance(self, baseline: float = 0.0) -> float:
         """Variance of the single-sample REINFORCE estimate
         :math:`(f(b) - c)\\,(b - \\sigma)` of :math:`dL/d\\theta` with constant baseline
         ``c``, in closed form (the reference for the harness). ``c = (1 - \\sigma) f(1) +

@@ -73,3 +73,16 @@ def test_enumeration_rejects_what_it_cannot_enumerate():
         log_joint_table(m, torch.randn(3, 2), torch.randn(3, 1))
     with pytest.raises(ValueError, match="num_gates: expected at most 20"):
         all_gate_configurations(21, torch.zeros(()))
+
+
+def test_best_factorized_guide_needs_a_restart_and_always_returns_a_guide():
+    log_joint = torch.zeros(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="num_restarts: expected an int >= 1, got 0"):
+        best_factorized_guide(log_joint, 2, num_restarts=0)
+    # no sweeps leave every configuration some mass, so an impossible one makes every
+    # restart's ELBO -inf: the first restart's probabilities come back, not None
+    log_joint = torch.tensor([0.0, -float("inf"), 0.0, 0.0], dtype=torch.float64)
+    probs, elbo = best_factorized_guide(log_joint, 2, num_restarts=2, num_sweeps=0)
+    assert isinstance(probs, torch.Tensor) and probs.shape == (2,)
+    assert ((probs > 0) & (probs < 1)).all()
+    assert elbo == -float("inf")

@@ -8,41 +8,47 @@ with the conversion to use, since silently casting a user's tensor hides a dtype
 
 import math
 import numbers
+from collections.abc import Container
+from typing import Union, cast
 
 import numpy as np
 import torch
 
+#: Data the model accepts: a tensor, or a NumPy array (converted to the model's dtype).
+TensorOrArray = Union[torch.Tensor, np.ndarray]
 
-def check_choice(name, value, choices):
+
+def check_choice(name: str, value: object, choices: Container[object]) -> None:
     """``value`` must be one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def check_positive(name, value, kind=float):
+def check_positive(name: str, value: object, kind: type[float] | type[int] = float) -> None:
     """``value`` must be a finite positive number (``kind=float``) or a positive int
     (``kind=int``); numpy scalars count, ``bool`` does not."""
     base = numbers.Real if kind is float else numbers.Integral
     ok = isinstance(value, base) and not isinstance(value, (bool, np.bool_))
-    if not ok or not (value > 0 and math.isfinite(value)):
+    number = cast(float, value)  # a real number when ok
+    if not ok or not (number > 0 and math.isfinite(number)):
         what = "a positive number (and finite)" if kind is float else "a positive int"
         raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
-def check_widths(name, value):
+def check_widths(name: str, value: object) -> None:
     """``value`` must be a non-empty list or tuple of positive ints."""
     if not (
         isinstance(value, (list, tuple))
         and value
         and all(
-            isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and w > 0
+            isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and int(w) > 0
             for w in value
         )
     ):
         raise ValueError(f"{name} must be a non-empty list of positive int widths, got {value!r}")
 
 
-def conversion_hint(name, dtype):
+def conversion_hint(name: str, dtype: torch.dtype) -> str:
     """How to turn ``name`` into a tensor of ``dtype``."""
     short = {
         torch.float32: "float",
@@ -54,7 +60,7 @@ def conversion_hint(name, dtype):
     return f"{name}.{short}()" if short else f"{name}.to({dtype})"
 
 
-def as_tensor(name, value, like):
+def as_tensor(name: str, value: TensorOrArray, like: torch.Tensor) -> torch.Tensor:
     """``value`` as a tensor: a numpy array is converted (on ``like``'s device, in its dtype
     if floating-point), a tensor is returned as it is; anything else is refused."""
     if isinstance(value, np.ndarray):
@@ -67,14 +73,14 @@ def as_tensor(name, value, like):
     return value
 
 
-def check_finite(name, tensor):
+def check_finite(name: str, tensor: torch.Tensor) -> None:
     """Refuse NaN and infinite values, saying how many rows hold them."""
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         bad = (~torch.isfinite(tensor.reshape(len(tensor), -1))).any(-1).sum().item()
         raise ValueError(f"{name} holds NaN or infinite values ({bad} of {len(tensor)} rows)")
 
 
-def check_float_like(name, tensor, like):
+def check_float_like(name: str, tensor: torch.Tensor, like: torch.Tensor) -> None:
     """``tensor`` must be floating-point in ``like``'s dtype (the model's)."""
     if not tensor.is_floating_point():
         raise TypeError(

@@ -43,11 +43,14 @@ layer. All generators accept leading sample dimensions on :math:`z` and return w
 """
 
 import math
+from typing import Literal, cast
 
 import torch
 from torch import nn
 
 LAYER_GENERATORS = ("identity", "linear", "mlp", "subspace")
+#: The maps of :data:`LAYER_GENERATORS` from a layer's embedding to its weights.
+LayerGeneratorKind = Literal["identity", "linear", "mlp", "subspace"]
 
 
 class LayerGenerator(nn.Module):
@@ -64,16 +67,20 @@ class LayerGenerator(nn.Module):
         :math:`s / \sqrt{n_{in}}` (biases keep :math:`s`), held in the ``prior_std`` buffer.
     """
 
+    net: nn.Module | None
+    prior_std: torch.Tensor
+    basis: torch.Tensor
+
     def __init__(
         self,
-        n_in,
-        n_out,
-        embedding_dim,
-        kind="linear",
-        hidden_dim=32,
-        prior_scale=1.0,
-        fan_in_prior=False,
-    ):
+        n_in: int,
+        n_out: int,
+        embedding_dim: int,
+        kind: LayerGeneratorKind = "linear",
+        hidden_dim: int = 32,
+        prior_scale: float = 1.0,
+        fan_in_prior: bool = False,
+    ) -> None:
         super().__init__()
         if kind not in LAYER_GENERATORS:
             raise ValueError(f"generator must be one of {LAYER_GENERATORS}, got {kind!r}")
@@ -115,15 +122,18 @@ class LayerGenerator(nn.Module):
             )
         if self.net is not None:
             # The weights start as a function of z alone, so q(z) carries them from step one.
-            nn.init.zeros_(self.net[-1].bias if kind == "mlp" else self.net.bias)
+            last = self.net[-1] if isinstance(self.net, nn.Sequential) else self.net  # mlp: [-1]
+            nn.init.zeros_(cast(nn.Linear, last).bias)
         self.weight_scale = 1.0 if kind in ("identity", "subspace") else 1.0 / math.sqrt(n_in)
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z`` ``(..., E)`` -> ``(W, b)``, ``(..., n_out, n_in)`` and ``(..., n_out)``."""
         if self.kind == "identity":
             flat = z
         elif self.kind == "subspace":
             flat = nn.functional.linear(z, self.basis, self.offset)
         else:
+            assert self.net is not None  # "linear" and "mlp" have one
             flat = self.net(z)
         weight = flat[..., : self.n_out * self.n_in].reshape(
             *flat.shape[:-1], self.n_out, self.n_in
@@ -140,7 +150,7 @@ class UnitGenerator(nn.Module):
     :param int hidden_dim: :math:`H`, width of :math:`g_w` and :math:`g_b`.
     """
 
-    def __init__(self, n_in, n_out, embedding_dim, hidden_dim=32):
+    def __init__(self, n_in: int, n_out: int, embedding_dim: int, hidden_dim: int = 32) -> None:
         super().__init__()
         self.n_in, self.n_out = n_in, n_out
         # No biases: g_w is then odd in (z_in, z_out), so weights have mean zero under the
@@ -154,7 +164,7 @@ class UnitGenerator(nn.Module):
         )
         self.weight_scale = 1.0 / math.sqrt(n_in)
 
-    def forward(self, z_in, z_out):
+    def forward(self, z_in: torch.Tensor, z_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z_in`` ``(..., n_in, E)`` and ``z_out`` ``(..., n_out, E)`` -> ``(W, b)``."""
         # (..., n_out, 1, H) + (..., 1, n_in, H): one hidden vector per connection.
         hidden = torch.tanh(
@@ -172,7 +182,7 @@ class InputUnitGenerator(nn.Module):
     :param int embedding_dim: :math:`E`, dimension of each input unit's latent.
     """
 
-    def __init__(self, n_in, n_out, embedding_dim):
+    def __init__(self, n_in: int, n_out: int, embedding_dim: int) -> None:
         super().__init__()
         self.n_in, self.n_out = n_in, n_out
         # Rows of norm ~1, so each weight starts with the prior variance s^2 / n_in.
@@ -182,7 +192,7 @@ class InputUnitGenerator(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
         self.weight_scale = 1.0 / math.sqrt(n_in)
 
-    def forward(self, z_in):
+    def forward(self, z_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z_in`` ``(..., n_in, E)`` -> ``(W, b)``."""
         weight = torch.matmul(self.output_factors, z_in.transpose(-1, -2)) * self.weight_scale
         return weight, self.bias.expand(*weight.shape[:-1])

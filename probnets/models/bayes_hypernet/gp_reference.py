@@ -21,7 +21,12 @@ evaluation code (e.g. :func:`probnets.experiments.bayes_hypernet.gap_metrics`) s
 import numpy as np
 import torch
 
-from probnets.models.bayes_hypernet.checks import as_tensor, check_finite, check_positive
+from probnets.models.bayes_hypernet.checks import (
+    TensorOrArray,
+    as_tensor,
+    check_finite,
+    check_positive,
+)
 from probnets.models.bayes_hypernet.model import RegressionPrediction
 
 
@@ -33,7 +38,14 @@ class GaussianProcessRegression:
     :param float noise_scale: :math:`\\sigma`, the observation noise (known).
     """
 
-    def __init__(self, x, y, lengthscale=1.0, signal_scale=1.0, noise_scale=0.1):
+    def __init__(
+        self,
+        x: TensorOrArray,
+        y: TensorOrArray,
+        lengthscale: float = 1.0,
+        signal_scale: float = 1.0,
+        noise_scale: float = 0.1,
+    ) -> None:
         check_positive("lengthscale", lengthscale)
         check_positive("signal_scale", signal_scale)
         check_positive("noise_scale", noise_scale)
@@ -60,14 +72,14 @@ class GaussianProcessRegression:
         self._cholesky = torch.linalg.cholesky(gram)
         self._alpha = torch.cholesky_solve(y.reshape(-1, 1).to(x), self._cholesky)
 
-    def kernel(self, a, b):
+    def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """The squared-exponential covariance matrix ``(len(a), len(b))``."""
         return self.signal_scale**2 * torch.exp(
             -0.5 * torch.cdist(a, b).pow(2) / self.lengthscale**2
         )
 
     @torch.no_grad()
-    def predict(self, x, num_samples=None):
+    def predict(self, x: TensorOrArray, num_samples: int | None = None) -> RegressionPrediction:
         """:class:`.RegressionPrediction` at ``x`` ``(M, D)``, each field ``(M,)``;
         ``num_samples`` is accepted for a common interface and ignored (the moments are
         exact)."""

@@ -10,16 +10,27 @@ per-unit embeddings at the prior median would make every unit of a layer identic
 symmetry gradient descent cannot break.
 """
 
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from pyro.distributions.transforms import ComposeTransform, affine_autoregressive
-from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoMultivariateNormal, AutoNormal
+from pyro.infer.autoguide import (
+    AutoContinuous,
+    AutoDelta,
+    AutoGuide,
+    AutoMultivariateNormal,
+    AutoNormal,
+)
 from pyro.infer.autoguide.initialization import init_to_sample
 from pyro.nn import PyroParam
 from torch import nn
 
 GUIDES = ("mean_field", "full_rank", "flow", "delta")
+#: The variational families of :data:`GUIDES`.
+GuideKind = Literal["mean_field", "full_rank", "flow", "delta"]
 
 
 class AutoAffineIAFNormal(AutoContinuous):
@@ -45,16 +56,24 @@ class AutoAffineIAFNormal(AutoContinuous):
     :param float init_scale: initial :math:`\sigma`.
     """
 
+    # PyroModule turns the PyroParam assigned in _setup_prototype into a tensor attribute
+    scale: torch.Tensor
+
     def __init__(
-        self, model, num_transforms=2, hidden_dims=None, init_loc_fn=init_to_sample, init_scale=0.1
-    ):
+        self,
+        model: Callable[..., Any],
+        num_transforms: int = 2,
+        hidden_dims: Sequence[int] | None = None,
+        init_loc_fn: Callable[..., torch.Tensor] = init_to_sample,
+        init_scale: float = 0.1,
+    ) -> None:
         if not isinstance(num_transforms, int) or num_transforms < 1:
             raise ValueError(f"num_transforms must be a positive int, got {num_transforms!r}")
         self.num_transforms, self.hidden_dims = num_transforms, hidden_dims
         self._init_scale = init_scale
         super().__init__(model, init_loc_fn=init_loc_fn)
 
-    def _setup_prototype(self, *args, **kwargs):
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
         super()._setup_prototype(*args, **kwargs)
         if self.latent_dim < 2:
             raise ValueError(
@@ -62,7 +81,7 @@ class AutoAffineIAFNormal(AutoContinuous):
                 f"{self.latent_dim}; use guide='full_rank'"
             )
         self.loc = nn.Parameter(self._init_loc())
-        self.scale = PyroParam(
+        self.scale = PyroParam(  # type: ignore[assignment]
             torch.full_like(self.loc, self._init_scale), constraints.softplus_positive
         )
         hidden = self.hidden_dims or [2 * self.latent_dim]
@@ -71,17 +90,25 @@ class AutoAffineIAFNormal(AutoContinuous):
             for _ in range(self.num_transforms)
         ).to(self.loc)
 
-    def get_base_dist(self):
+    def get_base_dist(self) -> dist.TorchDistribution:
+        """The standard Normal the flow transforms."""
         return dist.Normal(torch.zeros_like(self.loc), torch.ones_like(self.loc)).to_event(1)
 
-    def get_transform(self, *args, **kwargs):
+    def get_transform(self, *args: Any, **kwargs: Any) -> ComposeTransform:
+        """The IAFs then the affine map ``z = loc + scale * u``."""
         shift = dist.transforms.AffineTransform(self.loc, self.scale, event_dim=1)
         # Cached, so the guide's log-density of its own sample reuses the forward pass instead
         # of the D-step autoregressive inversion.
         return ComposeTransform([*self.flows, shift], cache_size=1)
 
 
-def make_guide(kind, model, init_scale=0.1, flow_transforms=2, flow_hidden=None):
+def make_guide(
+    kind: GuideKind,
+    model: Callable[..., Any],
+    init_scale: float = 0.1,
+    flow_transforms: int = 2,
+    flow_hidden: Sequence[int] | None = None,
+) -> AutoGuide:
     """The autoguide of family ``kind`` (one of :data:`GUIDES`) for ``model``."""
     if kind == "mean_field":
         return AutoNormal(model, init_loc_fn=init_to_sample, init_scale=init_scale)

@@ -3,7 +3,9 @@
 import torch
 
 
-def expected_calibration_error(probs, labels, num_bins=15):
+def expected_calibration_error(
+    probs: torch.Tensor, labels: torch.Tensor, num_bins: int = 15
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""Expected calibration error (Guo et al. 2017, eq. 3) with equal-width confidence bins.
 
     .. math::
@@ -36,7 +38,7 @@ def expected_calibration_error(probs, labels, num_bins=15):
     return ece, {"confidence": conf_sum / count, "accuracy": acc_sum / count, "count": count}
 
 
-def auroc(scores_negative, scores_positive):
+def auroc(scores_negative: torch.Tensor, scores_positive: torch.Tensor) -> float:
     """Area under the ROC curve for telling positives (e.g. out-of-distribution inputs, which
     should score higher) from negatives: the Mann-Whitney probability
     ``P(s_pos > s_neg) + P(s_pos == s_neg) / 2``, computed from ranks with ties averaged."""

@@ -62,7 +62,9 @@ Dayan, Ghahramani, "Probabilistic Meta-Representations of Neural Networks", arXi
 
 import functools
 import math
-from collections import namedtuple
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 import pyro
@@ -77,6 +79,7 @@ from torch import nn
 
 from probnets.loading import Loadable, model_record
 from probnets.models.bayes_hypernet.checks import (
+    TensorOrArray,
     as_tensor,
     check_choice,
     check_finite,
@@ -89,22 +92,43 @@ from probnets.models.bayes_hypernet.generators import (
     LAYER_GENERATORS,
     InputUnitGenerator,
     LayerGenerator,
+    LayerGeneratorKind,
     UnitGenerator,
 )
-from probnets.models.bayes_hypernet.guides import GUIDES, make_guide
-from probnets.models.bayes_hypernet.target import mlp_forward, parse_target
-from probnets.models.fitting import fit_steps, resolve_trainer
+from probnets.models.bayes_hypernet.guides import GUIDES, GuideKind, make_guide
+from probnets.models.bayes_hypernet.target import ActivationName, Target, mlp_forward, parse_target
+from probnets.models.fitting import FitData, TrainerFactory, fit_steps, resolve_trainer
 
-RegressionPrediction = namedtuple(
-    "RegressionPrediction", ["mean", "std", "epistemic_std", "aleatoric_std"]
-)
-RegressionPrediction.__doc__ = """Predictive moments:
-``std**2 = epistemic_std**2 + aleatoric_std**2``."""
-ClassificationPrediction = namedtuple(
-    "ClassificationPrediction", ["probs", "entropy", "mutual_information"]
-)
-ClassificationPrediction.__doc__ = """Predictive class probabilities, their entropy (total
-uncertainty, nats) and the mutual information between label and embeddings (epistemic)."""
+
+class RegressionPrediction(NamedTuple):
+    """Predictive moments:
+    ``std**2 = epistemic_std**2 + aleatoric_std**2``."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    epistemic_std: torch.Tensor
+    aleatoric_std: torch.Tensor
+
+
+class ClassificationPrediction(NamedTuple):
+    """Predictive class probabilities, their entropy (total uncertainty, nats) and the mutual
+    information between label and embeddings (epistemic)."""
+
+    probs: torch.Tensor
+    entropy: torch.Tensor
+    mutual_information: torch.Tensor
+
+
+#: One target layer's generated ``(W_l, b_l)``.
+LayerWeights = tuple[torch.Tensor, torch.Tensor]
+#: The likelihood family.
+Task = Literal["regression", "classification"]
+#: How embeddings are attached to the target network.
+Parameterization = Literal["layer", "unit", "input_unit"]
+#: A layer generator (``parameterization="layer"``) or the per-unit parameterization's own.
+GeneratorKind = Literal["identity", "linear", "mlp", "subspace", "unit", "input_unit"]
+#: The identity generator's prior over weights.
+WeightPrior = Literal["iid", "fan_in"]
 
 TASKS = ("regression", "classification")
 PARAMETERIZATIONS = ("layer", "unit", "input_unit")
@@ -112,7 +136,7 @@ NOISES = ("fixed", "learned")
 WEIGHT_PRIORS = ("iid", "fan_in")
 
 
-def _schedules_lr(trainer_kwargs):
+def _schedules_lr(trainer_kwargs: Mapping[str, Any]) -> bool:
     """Whether the trainer settings bring their own learning-rate schedule."""
     return (
         trainer_kwargs.get("lr_schedule") is not None
@@ -121,14 +145,16 @@ def _schedules_lr(trainer_kwargs):
     )
 
 
-def _cosine_decay(step, num_steps, final):
+def _cosine_decay(step: int, num_steps: int, final: float) -> float:
     """The learning-rate factor of :meth:`BayesianHypernet.fit`: a half cosine from 1 at step
     0 to ``final`` at ``num_steps``."""
     t = min(step / num_steps, 1.0)
     return final + 0.5 * (1.0 - final) * (1.0 + math.cos(math.pi * t))
 
 
-def _resolve_generator(parameterization, generator, embedding_dim):
+def _resolve_generator(
+    parameterization: Parameterization, generator: GeneratorKind | None, embedding_dim: int | None
+) -> tuple[GeneratorKind, int | None]:
     """The generator's name and the embedding size a parameterization gets by default."""
     if parameterization == "layer":
         if generator is None:
@@ -153,7 +179,9 @@ def _resolve_generator(parameterization, generator, embedding_dim):
     return generator, int(embedding_dim)
 
 
-def _family_defaults(generator, task, init_scale, activation):
+def _family_defaults(
+    generator: str, task: str, init_scale: float | None, activation: ActivationName | None
+) -> tuple[float, ActivationName]:
     """``init_scale`` and ``activation`` when left ``None`` (see :class:`BayesianHypernet`):
     the mean-field BNN's were chosen on the 1-D gap problem and MNIST, the other generators
     keep those of the earlier single default."""
@@ -164,7 +192,7 @@ def _family_defaults(generator, task, init_scale, activation):
     return init_scale, activation
 
 
-def _resolve_weight_prior(weight_prior, generator):
+def _resolve_weight_prior(weight_prior: WeightPrior | None, generator: str) -> WeightPrior | None:
     """The identity generator's prior over weights (``"iid"`` unless asked); ``None`` for
     the other generators, whose priors are over embeddings."""
     if generator != "identity":
@@ -179,7 +207,9 @@ def _resolve_weight_prior(weight_prior, generator):
     return weight_prior
 
 
-def _check_hypernet_prior(hypernet_prior_scale, hypernet_posterior, generator):
+def _check_hypernet_prior(
+    hypernet_prior_scale: float | None, hypernet_posterior: bool, generator: str
+) -> None:
     if not isinstance(hypernet_posterior, bool):
         raise TypeError(f"hypernet_posterior must be a bool, got {hypernet_posterior!r}")
     if hypernet_prior_scale is not None:
@@ -257,27 +287,32 @@ class BayesianHypernet(Loadable, PyroModule):
         :math:`\mathcal N(0, s^2)`.
     """
 
+    #: The observation noise :math:`\sigma` (a buffer, or a learned ``PyroParam``).
+    noise_scale: torch.Tensor
+    #: The data size that scales a mini-batch's likelihood (set by :meth:`fit`).
+    num_data: int | None
+
     def __init__(
         self,
-        target,
-        task="regression",
-        embedding_dim=None,
-        guide="mean_field",
-        parameterization="layer",
-        generator=None,
-        noise="fixed",
-        noise_scale=0.1,
-        prior_scale=1.0,
-        hidden_dim=32,
-        activation=None,
-        hypernet_prior_scale=None,
-        hypernet_posterior=False,
-        init_scale=None,
-        flow_transforms=2,
-        flow_hidden=None,
-        kl_weight=1.0,
-        weight_prior=None,
-    ):
+        target: Target,
+        task: Task = "regression",
+        embedding_dim: int | None = None,
+        guide: GuideKind = "mean_field",
+        parameterization: Parameterization = "layer",
+        generator: GeneratorKind | None = None,
+        noise: Literal["fixed", "learned"] = "fixed",
+        noise_scale: float = 0.1,
+        prior_scale: float = 1.0,
+        hidden_dim: int = 32,
+        activation: ActivationName | None = None,
+        hypernet_prior_scale: float | None = None,
+        hypernet_posterior: bool = False,
+        init_scale: float | None = None,
+        flow_transforms: int = 2,
+        flow_hidden: Sequence[int] | None = None,
+        kl_weight: float = 1.0,
+        weight_prior: WeightPrior | None = None,
+    ) -> None:
         super().__init__()
         check_choice("task", task, TASKS)
         check_choice("guide", guide, GUIDES)
@@ -323,8 +358,9 @@ class BayesianHypernet(Loadable, PyroModule):
                 LayerGenerator(
                     n_in,
                     n_out,
-                    n_out * (n_in + 1) if generator == "identity" else embedding_dim,
-                    kind=generator,
+                    # the identity generator (no embedding_dim): one latent per weight
+                    n_out * (n_in + 1) if embedding_dim is None else embedding_dim,
+                    kind=cast(LayerGeneratorKind, generator),  # _resolve_generator checked it
                     hidden_dim=hidden_dim,
                     prior_scale=prior_scale,
                     fan_in_prior=weight_prior == "fan_in",
@@ -332,17 +368,21 @@ class BayesianHypernet(Loadable, PyroModule):
                 for n_in, n_out in pairs
             )
         elif parameterization == "unit":
+            assert embedding_dim is not None  # only the identity generator has none
             self.generators = nn.ModuleList(
                 UnitGenerator(n_in, n_out, embedding_dim, hidden_dim) for n_in, n_out in pairs
             )
         else:
+            assert embedding_dim is not None  # only the identity generator has none
             self.generators = nn.ModuleList(
                 InputUnitGenerator(n_in, n_out, embedding_dim) for n_in, n_out in pairs
             )
         if self.hypernet_posterior:
             self._make_generators_random()
         if noise == "learned":
-            self.noise_scale = PyroParam(torch.tensor(float(noise_scale)), constraints.positive)
+            self.noise_scale = PyroParam(  # type: ignore[assignment]
+                torch.tensor(float(noise_scale)), constraints.positive
+            )
         else:
             self.register_buffer("noise_scale", torch.tensor(float(noise_scale)))
         # Set by fit() (or by hand): the likelihood of a mini-batch of B examples is scaled by
@@ -354,7 +394,7 @@ class BayesianHypernet(Loadable, PyroModule):
             guide, poutine.block(self.model, hide=["obs"]), init_scale, flow_transforms, flow_hidden
         )
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """Constructor arguments, enough to rebuild the model (e.g. from a checkpoint)."""
         return {
             "target": list(self.widths),
@@ -377,12 +417,13 @@ class BayesianHypernet(Loadable, PyroModule):
             "weight_prior": self.weight_prior,
         }
 
-    def _make_generators_random(self):
+    def _make_generators_random(self) -> None:
         # Every generator parameter becomes a sample site named after it; the prior's dtype
         # and device follow a buffer so .to()/.double() carry over.
         self.register_buffer("_prior_reference", torch.zeros(()))
         pyro.nn.module.to_pyro_module_(self.generators)
         scale = self.hypernet_prior_scale
+        assert scale is not None  # hypernet_posterior needs it
         for module in list(self.generators.modules()):
             for name, param in list(module.named_parameters(recurse=False)):
                 shape = tuple(param.shape)
@@ -398,7 +439,9 @@ class BayesianHypernet(Loadable, PyroModule):
                 )
 
     # ------------------------------------------------------------------ inputs
-    def _inputs(self, x, name="x", check_values=False):
+    def _inputs(
+        self, x: TensorOrArray, name: str = "x", check_values: bool = False
+    ) -> torch.Tensor:
         """``x`` as ``(N, n_0)`` in the model's dtype and device (numpy arrays converted);
         ``check_values`` also refuses NaN/inf and no rows (once per ``fit``/``predict``, not
         per SVI step)."""
@@ -418,7 +461,9 @@ class BayesianHypernet(Loadable, PyroModule):
             check_finite(name, x)
         return x.reshape(x.shape[0], self.widths[0])
 
-    def _targets(self, y, num, x, check_values=False):
+    def _targets(
+        self, y: TensorOrArray | None, num: int, x: torch.Tensor, check_values: bool = False
+    ) -> torch.Tensor:
         """``y`` as labels ``(N,)`` or regression targets ``(N, n_L)`` in ``x``'s dtype."""
         if y is None:
             raise ValueError(
@@ -443,7 +488,7 @@ class BayesianHypernet(Loadable, PyroModule):
             check_finite("y", y)
         return y.to(x.dtype)
 
-    def _labels(self, y, num):
+    def _labels(self, y: torch.Tensor, num: int) -> torch.Tensor:
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise TypeError(
                 f"y must be an integer tensor of class labels, got {y.dtype}; "
@@ -459,22 +504,23 @@ class BayesianHypernet(Loadable, PyroModule):
         return y
 
     # ------------------------------------------------------------------ weights
-    def _prior(self, x, dim):
+    def _prior(self, x: torch.Tensor, dim: int) -> dist.TorchDistribution:
         return dist.Normal(x.new_zeros(()), self.prior_scale).expand([dim]).to_event(1)
 
-    def _unit_widths(self):
+    def _unit_widths(self) -> list[int]:
         """Widths of the layers whose units carry embeddings (``"unit"``: all of them,
         ``"input_unit"``: all but the output layer)."""
         return self.widths if self.parameterization == "unit" else self.widths[:-1]
 
-    def _sample_embeddings(self, x):
+    def _sample_embeddings(self, x: torch.Tensor) -> list[torch.Tensor]:
+        dim = self.embedding_dim
         if self.parameterization != "layer":
+            assert dim is not None  # only the identity generator has none
             latents = []
             for index, width in enumerate(self._unit_widths()):
-                with pyro.plate(f"units{index}", width, device=x.device):
-                    latents.append(
-                        pyro.sample(f"z.units{index}", self._prior(x, self.embedding_dim))
-                    )
+                # pyro's stub types plate's device as str; a torch.device is what it takes
+                with pyro.plate(f"units{index}", width, device=x.device):  # type: ignore[arg-type]
+                    latents.append(pyro.sample(f"z.units{index}", self._prior(x, dim)))
             return latents
         if self.generator == "identity":
             # Batch shape (1,), so vectorized particles stack at dim -2 as they do for the
@@ -484,13 +530,15 @@ class BayesianHypernet(Loadable, PyroModule):
                     f"z.layer{index}",
                     dist.Normal(x.new_zeros(1, gen.num_weights), gen.prior_std.to(x)).to_event(1),
                 ).squeeze(-2)
-                for index, gen in enumerate(self.generators)
+                for index, gen in enumerate(cast(Iterable[LayerGenerator], self.generators))
             ]
-        with pyro.plate("layers", len(self.generators), device=x.device):
-            z = pyro.sample("z.layers", self._prior(x, self.embedding_dim))
+        assert dim is not None  # only the identity generator has none
+        # pyro's stub types plate's device as str; a torch.device is what it takes
+        with pyro.plate("layers", len(self.generators), device=x.device):  # type: ignore[arg-type]
+            z = pyro.sample("z.layers", self._prior(x, dim))
         return list(z.unbind(-2))
 
-    def weights(self, embeddings):
+    def weights(self, embeddings: Sequence[torch.Tensor]) -> list[LayerWeights]:
         """``[(W_l, b_l)]`` from the list of embeddings (leading sample dims allowed)."""
         if self.parameterization == "unit":
             return [
@@ -499,7 +547,7 @@ class BayesianHypernet(Loadable, PyroModule):
             ]
         return [gen(z) for gen, z in zip(self.generators, embeddings)]
 
-    def _embeddings_from(self, latents):
+    def _embeddings_from(self, latents: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         """Order a guide's ``{site: value}`` dict like :meth:`_sample_embeddings` returns it."""
         if self.parameterization != "layer":
             return [latents[f"z.units{i}"] for i in range(len(self._unit_widths()))]
@@ -509,7 +557,7 @@ class BayesianHypernet(Loadable, PyroModule):
 
     # ------------------------------------------------------------------ model and guide
     @pyro_method
-    def model(self, x, y=None):
+    def model(self, x: TensorOrArray, y: TensorOrArray | None = None) -> torch.Tensor:
         """The generative model; returns the target's outputs (logits or regression means)."""
         x = self._inputs(x)
         num = x.shape[0]
@@ -526,7 +574,11 @@ class BayesianHypernet(Loadable, PyroModule):
                 )
         out = mlp_forward(x, weights, self.activation)
         scale = 1.0 if self.num_data is None else self.num_data / num
-        with poutine.scale(scale=scale), pyro.plate("data", num, device=x.device):
+        # pyro's stub types plate's device as str; a torch.device is what it takes
+        with (
+            poutine.scale(scale=scale),
+            pyro.plate("data", num, device=x.device),  # type: ignore[arg-type]
+        ):
             if self.task == "classification":
                 pyro.sample("obs", dist.Categorical(logits=out), obs=y)
             else:
@@ -535,7 +587,7 @@ class BayesianHypernet(Loadable, PyroModule):
         return out
 
     @pyro_method
-    def guide(self, x, y=None):
+    def guide(self, x: TensorOrArray, y: TensorOrArray | None = None) -> dict[str, torch.Tensor]:
         """The variational distribution over the embeddings (an autoguide on :meth:`model`);
         its log-density weighs ``kl_weight`` like the prior's, making the KL term
         ``kl_weight * KL(q || p)``."""
@@ -545,20 +597,20 @@ class BayesianHypernet(Loadable, PyroModule):
     # ------------------------------------------------------------------ TyXe-like surface
     def fit(
         self,
-        x,
-        y=None,
-        num_steps=None,
-        batch_size=None,
-        lr=1e-2,
-        num_particles=1,
-        seed=0,
-        progress=False,
-        num_data=None,
-        lr_decay=0.1,
-        trainer=None,
-        num_epochs=None,
-        **trainer_kwargs,
-    ):
+        x: TensorOrArray | Iterable[Any],
+        y: TensorOrArray | None = None,
+        num_steps: int | None = None,
+        batch_size: int | None = None,
+        lr: float = 1e-2,
+        num_particles: int = 1,
+        seed: int = 0,
+        progress: bool = False,
+        num_data: int | None = None,
+        lr_decay: float = 0.1,
+        trainer: TrainerFactory | None = None,
+        num_epochs: int | None = None,
+        **trainer_kwargs: Any,
+    ) -> Any:
         """Train guide and hypernetwork by SVI with :class:`probnets.train.Trainer`.
 
         :param x: inputs ``(N, n_0)`` (or ``(N, ...)``), a tensor or a NumPy array (converted
@@ -598,6 +650,7 @@ class BayesianHypernet(Loadable, PyroModule):
         check_positive("lr_decay", lr_decay)
         if lr_decay > 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
+        data: FitData
         if isinstance(x, (torch.Tensor, np.ndarray)):
             if num_data is not None:
                 raise ValueError("num_data is for data loaders; with tensors it is len(x)")
@@ -625,7 +678,7 @@ class BayesianHypernet(Loadable, PyroModule):
                 "lr_schedule",
                 functools.partial(_cosine_decay, num_steps=num_steps, final=float(lr_decay)),
             )
-        trainer = resolve_trainer(trainer).svi(
+        fit_trainer = resolve_trainer(trainer).svi(
             self.model,
             self.guide,
             elbo,
@@ -638,9 +691,11 @@ class BayesianHypernet(Loadable, PyroModule):
             progress=progress,
             **trainer_kwargs,
         )
-        return trainer.run()
+        return fit_trainer.run()
 
-    def _training_data(self, x, y):
+    def _training_data(
+        self, x: TensorOrArray, y: TensorOrArray | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Checked ``(inputs, targets)`` of ``fit``; sets :attr:`num_data`."""
         inputs = self._inputs(x, check_values=True)
         targets = self._targets(y, inputs.shape[0], inputs, check_values=True)
@@ -648,7 +703,7 @@ class BayesianHypernet(Loadable, PyroModule):
         return inputs, targets
 
     @staticmethod
-    def _loader_size(loader, y, batch_size, num_data):
+    def _loader_size(loader: Any, y: object, batch_size: int | None, num_data: int | None) -> int:
         """The size of the data set behind ``loader``, which scales each batch's likelihood."""
         if y is not None or batch_size is not None:
             raise ValueError(
@@ -665,14 +720,14 @@ class BayesianHypernet(Loadable, PyroModule):
         check_positive("num_data", num_data, int)
         return int(num_data)
 
-    def _batch_to_model(self, batch):
+    def _batch_to_model(self, batch: Sequence[Any]) -> tuple[torch.Tensor, ...]:
         """A loader's ``(x, y)`` batch on the model's device, floating-point tensors (and
         numpy arrays) in its dtype; integer inputs are left for :meth:`model` to refuse."""
         if len(batch) != 2:
             raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} item(s)")
         like = self.noise_scale
 
-        def like_model(t):
+        def like_model(t: TensorOrArray) -> torch.Tensor:
             t = as_tensor("a loader batch", t, like)
             if t.is_floating_point():
                 return t.to(device=like.device, dtype=like.dtype)
@@ -681,7 +736,7 @@ class BayesianHypernet(Loadable, PyroModule):
         return tuple(like_model(t) for t in batch)
 
     @torch.no_grad()
-    def sample_embeddings(self, x, num_samples):
+    def sample_embeddings(self, x: TensorOrArray, num_samples: int) -> list[torch.Tensor]:
         """``num_samples`` draws from the guide, as a list of ``(S, ...)`` embeddings."""
         check_positive("num_samples", num_samples, int)
         x = self._inputs(x)
@@ -689,11 +744,11 @@ class BayesianHypernet(Loadable, PyroModule):
         return self._embeddings_from({k: torch.stack([d[k] for d in draws]) for k in draws[0]})
 
     @pyro_method
-    def _weights_given(self, latents):
+    def _weights_given(self, latents: Mapping[str, torch.Tensor]) -> list[LayerWeights]:
         # Under poutine.condition the generator's parameter sites take the guide's values.
         return self.weights(self._embeddings_from(latents))
 
-    def _posterior_weights(self, x, num_samples):
+    def _posterior_weights(self, x: torch.Tensor, num_samples: int) -> Iterator[list[LayerWeights]]:
         """One ``[(W_l, b_l)]`` per guide draw (a random generator differs between draws)."""
         check_positive("num_samples", num_samples, int)
         for _ in range(num_samples):
@@ -701,18 +756,23 @@ class BayesianHypernet(Loadable, PyroModule):
             yield poutine.condition(self._weights_given, data=latents)(latents)
 
     @torch.no_grad()
-    def sample_weights(self, x, num_samples):
+    def sample_weights(self, x: TensorOrArray, num_samples: int) -> list[LayerWeights]:
         """``[(W_l, b_l)]`` with a leading dimension of ``num_samples`` draws from the guide."""
         if self.hypernet_posterior:
             draws = list(self._posterior_weights(self._inputs(x), num_samples))
             return [
-                tuple(torch.stack([d[layer][i] for d in draws]) for i in range(2))
+                (
+                    torch.stack([d[layer][0] for d in draws]),
+                    torch.stack([d[layer][1] for d in draws]),
+                )
                 for layer in range(len(draws[0]))
             ]
         return self.weights(self.sample_embeddings(x, num_samples))
 
     @torch.no_grad()
-    def sample_outputs(self, x, num_samples=100, chunk_size=16):
+    def sample_outputs(
+        self, x: TensorOrArray, num_samples: int = 100, chunk_size: int = 16
+    ) -> torch.Tensor:
         """Target outputs ``(S, N, n_L)`` under ``S`` guide samples (logits or means)."""
         check_positive("num_samples", num_samples, int)
         check_positive("chunk_size", chunk_size, int)
@@ -731,15 +791,17 @@ class BayesianHypernet(Loadable, PyroModule):
             outputs.append(mlp_forward(inputs, self.weights(chunk), self.activation))
         return torch.cat(outputs)
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return self.config()
 
-    def prepare_to_load(self):
+    def prepare_to_load(self) -> None:
         # the autoguide creates its parameters on first use: run it once so they exist
         self.predict(self.noise_scale.new_zeros(1, self.widths[0]), num_samples=1)
 
     @classmethod
-    def legacy_record(cls, extra, path):
+    def legacy_record(
+        cls, extra: Mapping[str, Any], path: str | os.PathLike[str]
+    ) -> dict[str, Any]:
         """Checkpoints written before the model record kept the arguments (and the task's
         ``problem``) in ``extra["config"]``."""
         config = dict(extra.get("config") or {})
@@ -753,7 +815,9 @@ class BayesianHypernet(Loadable, PyroModule):
         return {"class": f"{cls.__module__}.{cls.__qualname__}", "config": config}
 
     @torch.no_grad()
-    def predictive_log_likelihood(self, x, y, num_samples=100):
+    def predictive_log_likelihood(
+        self, x: TensorOrArray, y: TensorOrArray, num_samples: int = 100
+    ) -> torch.Tensor:
         """Per-example log posterior predictive density ``log (1/S) Σ_s p(y | x, w_s)``,
         ``(N,)``, with ``w_s`` drawn from the guide (Categorical or Normal likelihood)."""
         outputs = self.sample_outputs(x, num_samples)  # (S, N, out)
@@ -774,7 +838,9 @@ class BayesianHypernet(Loadable, PyroModule):
         return torch.logsumexp(log_p, 0) - math.log(len(outputs))
 
     @torch.no_grad()
-    def predict(self, x, num_samples=100):
+    def predict(
+        self, x: TensorOrArray, num_samples: int = 100
+    ) -> RegressionPrediction | ClassificationPrediction:
         """Posterior predictive summaries at ``x``.
 
         Regression: :class:`RegressionPrediction` ``(mean, std, epistemic_std,
@@ -799,5 +865,5 @@ class BayesianHypernet(Loadable, PyroModule):
         return RegressionPrediction(mean, std, epistemic, aleatoric)
 
 
-def _entropy(probs):
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(torch.finfo(probs.dtype).tiny).log()).sum(-1)

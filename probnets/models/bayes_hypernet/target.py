@@ -9,12 +9,19 @@ generated.
 """
 
 import numbers
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS = {
+#: The names of :data:`ACTIVATIONS`.
+ActivationName = Literal["relu", "tanh", "sigmoid", "elu", "gelu", "silu", "softplus"]
+#: A target network: its layer widths ``[n_0, ..., n_L]`` or an ``nn.Sequential``.
+Target = Sequence[int] | nn.Module
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
@@ -23,7 +30,7 @@ ACTIVATIONS = {
     "silu": nn.functional.silu,
     "softplus": nn.functional.softplus,
 }
-_MODULE_ACTIVATIONS = {
+_MODULE_ACTIVATIONS: dict[type[nn.Module], ActivationName] = {
     nn.ReLU: "relu",
     nn.Tanh: "tanh",
     nn.Sigmoid: "sigmoid",
@@ -34,7 +41,7 @@ _MODULE_ACTIVATIONS = {
 }
 
 
-def parse_target(target, activation):
+def parse_target(target: Target, activation: ActivationName) -> tuple[list[int], ActivationName]:
     """Return ``(widths, activation_name)`` for a width list or an ``nn.Sequential``.
 
     :param target: ``[n_0, ..., n_L]`` (at least two positive ints, numpy integers
@@ -51,7 +58,7 @@ def parse_target(target, activation):
             f"of nn.Linear layers, got {type(target).__name__}"
         )
     if len(target) < 2 or not all(
-        isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and w > 0
+        isinstance(w, numbers.Integral) and not isinstance(w, (bool, np.bool_)) and int(w) > 0
         for w in target
     ):
         raise ValueError(
@@ -63,21 +70,13 @@ def parse_target(target, activation):
     return [int(w) for w in target], activation
 
 
-def _parse_module(module):
+def _parse_module(module: nn.Module) -> tuple[list[int], ActivationName]:
     layers = list(module) if isinstance(module, nn.Sequential) else [module]
-    widths, activations = [], set()
+    widths: list[int] = []
+    activations: set[ActivationName] = set()
     for index, layer in enumerate(layers):
         if isinstance(layer, nn.Linear):
-            if widths and widths[-1] != layer.in_features:
-                raise ValueError(
-                    f"target layer {index} ({layer}) expects {layer.in_features} inputs but the "
-                    f"previous layer gives {widths[-1]}"
-                )
-            if layer.bias is None:
-                raise ValueError(
-                    f"target layer {index} ({layer}) has no bias; the hypernetwork generates "
-                    "a bias for every layer, use nn.Linear(..., bias=True)"
-                )
+            _check_linear(index, layer, widths)
             widths = widths or [layer.in_features]
             widths.append(layer.out_features)
         elif type(layer) in _MODULE_ACTIVATIONS:
@@ -93,16 +92,38 @@ def _parse_module(module):
                 "hypernetwork supports only nn.Linear layers and elementwise activations "
                 f"({', '.join(c.__name__ for c in _MODULE_ACTIVATIONS)})"
             )
+    return widths, _the_activation(widths, activations)
+
+
+def _check_linear(index: int, layer: nn.Linear, widths: Sequence[int]) -> None:
+    """Target layer ``index`` must read the previous layer's outputs and have a bias."""
+    if widths and widths[-1] != layer.in_features:
+        raise ValueError(
+            f"target layer {index} ({layer}) expects {layer.in_features} inputs but the "
+            f"previous layer gives {widths[-1]}"
+        )
+    if layer.bias is None:
+        raise ValueError(
+            f"target layer {index} ({layer}) has no bias; the hypernetwork generates "
+            "a bias for every layer, use nn.Linear(..., bias=True)"
+        )
+
+
+def _the_activation(widths: Sequence[int], activations: set[ActivationName]) -> ActivationName:
+    """The one activation of a parsed target module (``"relu"`` for a single linear layer,
+    which has none)."""
     if len(widths) < 2:
         raise ValueError("target module must contain at least one nn.Linear layer")
     if len(activations) > 1:
         raise ValueError(f"target mixes activations {sorted(activations)}; use one kind")
     if len(activations) == 0 and len(widths) > 2:
         raise ValueError("target stacks nn.Linear layers without an activation between them")
-    return widths, (activations.pop() if activations else "relu")
+    return activations.pop() if activations else "relu"
 
 
-def mlp_forward(x, weights, activation):
+def mlp_forward(
+    x: torch.Tensor, weights: Sequence[tuple[torch.Tensor, torch.Tensor]], activation: str
+) -> torch.Tensor:
     """Run the target on ``x`` of shape ``(N, n_0)`` with ``weights = [(W_l, b_l), ...]``.
 
     ``W_l`` has shape ``(..., n_l, n_{l-1})`` and ``b_l`` shape ``(..., n_l)``; leading sample

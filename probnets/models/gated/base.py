@@ -5,6 +5,8 @@ and the user surface (``fit``, ``predict``, ``export_architecture``).
 
 import copy
 import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from typing import Any, Literal, cast, overload
 
 import pyro
 import torch
@@ -13,10 +15,11 @@ from pyro import distributions as dist
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from probnets.distributions import HardConcrete
-from probnets.models.fitting import fit_steps, is_loader, resolve_trainer
+from probnets.models.fitting import FitData, TrainerFactory, fit_steps, is_loader, resolve_trainer
 from probnets.infer import Relaxed_ELBO
 from probnets.loading import Loadable, model_record
 from probnets.models.gated.inputs import (
+    TensorOrArray,
     as_float_tensor,
     as_label_tensor,
     check_count,
@@ -28,6 +31,13 @@ from probnets.models.gated.priors import (
     CostPenalty,
     bernoulli_cross_entropy,
 )
+
+#: The gate family: exact Bernoulli gates or hard-concrete gates in [0, 1].
+GateType = Literal["bernoulli", "hard_concrete"]
+#: The likelihood of the network's outputs.
+Likelihood = Literal["normal", "categorical"]
+#: The data of ``fit``: inputs (with ``y``) or a loader of ``(x, y)`` batches (``y=None``).
+FitInputs = TensorOrArray | Iterable[Any]
 
 GATE_TYPES = ("bernoulli", "hard_concrete")
 #: Temperature of the default estimator of Bernoulli gates (``Relaxed_ELBO``).
@@ -106,20 +116,36 @@ class GatedNetwork(Loadable, PyroModule):
     ``pyro.clear_param_store()`` between independent fits or give distinct names.
     """
 
+    #: Shape of one input example (set by the subclass).
+    input_shape: tuple[int, ...]
+    #: Width of the network's output (set by the subclass).
+    num_outputs: int
+    #: Size of the training data behind the likelihood's minibatch scaling (set by ``fit``).
+    num_data: int | None
+    #: The per-step record of the last ``fit`` (see :meth:`fit`).
+    history: dict[str, Any] | None
+    fixed_noise_scale: float | None
+    noise_scale_mode: Literal["auto", "learned", "fixed"] | None
+    hard_concrete_limits: tuple[float, float]
+    # the learned noise scale: PyroModule turns the PyroParam into a tensor attribute
+    noise_scale: torch.Tensor
+    # the "auto" noise scale, a buffer set by fit
+    target_scale: torch.Tensor | None
+
     def __init__(
         self,
-        num_gates,
+        num_gates: int,
         *,
-        gate="bernoulli",
-        prior=None,
-        likelihood="normal",
-        noise_scale="auto",
-        init_logit=0.0,
-        cost=None,
-        hard_concrete_beta=2.0 / 3.0,
-        hard_concrete_limits=(-0.1, 1.1),
-        name="",
-    ):
+        gate: GateType = "bernoulli",
+        prior: BernoulliPrior | BetaBernoulliPrior | None = None,
+        likelihood: Likelihood = "normal",
+        noise_scale: float | Literal["auto"] | None = "auto",
+        init_logit: float = 0.0,
+        cost: CostPenalty | None = None,
+        hard_concrete_beta: float = 2.0 / 3.0,
+        hard_concrete_limits: Sequence[float] = (-0.1, 1.1),
+        name: str = "",
+    ) -> None:
         super().__init__(name)
         if gate not in GATE_TYPES:
             raise ValueError(f"gate: expected one of {GATE_TYPES}, got {gate!r}")
@@ -142,9 +168,10 @@ class GatedNetwork(Loadable, PyroModule):
         self.cost = cost
         self.likelihood = likelihood
         self.hard_concrete_beta = hard_concrete_beta
-        self.hard_concrete_limits = tuple(hard_concrete_limits)
+        # a pair: HardConcrete checks it just below
+        self.hard_concrete_limits = cast(tuple[float, float], tuple(hard_concrete_limits))
         # Validates beta and limits once, at construction.
-        HardConcrete(torch.zeros(1), hard_concrete_beta, hard_concrete_limits)
+        HardConcrete(torch.zeros(1), hard_concrete_beta, self.hard_concrete_limits)
         self.gate_logits = torch.nn.Parameter(torch.full((self.num_gates,), float(init_logit)))
         self.fixed_noise_scale = None
         self.noise_scale_mode = None
@@ -153,14 +180,16 @@ class GatedNetwork(Loadable, PyroModule):
         self.num_data = None
         self.history = None
 
-    def _set_noise_scale(self, noise_scale):
+    def _set_noise_scale(self, noise_scale: float | Literal["auto"] | None) -> None:
         if isinstance(noise_scale, str) and noise_scale == "auto":
             self.noise_scale_mode = "auto"
             # Set from the targets by fit; unit scale until then.
             self.register_buffer("target_scale", None)
         elif noise_scale is None:
             self.noise_scale_mode = "learned"
-            self.noise_scale = PyroParam(torch.tensor(1.0), constraint=dist.constraints.positive)
+            self.noise_scale = PyroParam(  # type: ignore[assignment]
+                torch.tensor(1.0), constraint=dist.constraints.positive
+            )
         elif (
             isinstance(noise_scale, (int, float))
             and not isinstance(noise_scale, bool)
@@ -174,10 +203,14 @@ class GatedNetwork(Loadable, PyroModule):
                 f"deviation in the training targets) or a positive number, got {noise_scale!r}"
             )
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         """The constructor arguments this class shares with its subclasses (the prior and
         cost as nested records); subclasses add their own."""
-        noise_scale = {"auto": "auto", "learned": None, "fixed": self.fixed_noise_scale}
+        noise_scale: dict[str | None, float | str | None] = {
+            "auto": "auto",
+            "learned": None,
+            "fixed": self.fixed_noise_scale,
+        }
         return {
             "gate": self.gate,
             "prior": model_record(self.prior),
@@ -191,27 +224,27 @@ class GatedNetwork(Loadable, PyroModule):
 
     # ----- gates -----------------------------------------------------------------------------
 
-    def gate_distribution(self):
+    def gate_distribution(self) -> dist.Bernoulli | HardConcrete:
         """The guide's distribution over the gate vector, batch shape ``(E,)``."""
         logits = self.gate_logits
         if self.gate == "bernoulli":
             return dist.Bernoulli(logits=logits)
         return HardConcrete(logits, self.hard_concrete_beta, self.hard_concrete_limits)
 
-    def gate_probs(self):
+    def gate_probs(self) -> torch.Tensor:
         """Posterior inclusion probability of every gate, ``(E,)``: :math:`\\sigma(\\phi_k)` for
         Bernoulli gates, :math:`P(z_k \\neq 0)` for hard-concrete gates."""
         d = self.gate_distribution()
-        if self.gate == "bernoulli":
+        if isinstance(d, dist.Bernoulli):  # self.gate == "bernoulli"
             return d.probs.detach()
         return d.prob_nonzero().detach()
 
-    def sample_gates(self, num_samples):
+    def sample_gates(self, num_samples: int) -> torch.Tensor:
         """``num_samples`` gate vectors from the guide, shape ``(num_samples, 1, E)``."""
         with torch.no_grad():
             return self.gate_distribution().sample((num_samples,)).unsqueeze(-2)
 
-    def _flatten_gates(self, gates):
+    def _flatten_gates(self, gates: torch.Tensor) -> tuple[torch.Tensor, torch.Size | None]:
         """Check a gate tensor and return it as ``(K, E)`` plus the batch shape to restore."""
         if not isinstance(gates, torch.Tensor):
             raise TypeError(f"gates: expected a tensor, got {type(gates).__name__}")
@@ -230,14 +263,14 @@ class GatedNetwork(Loadable, PyroModule):
         return gates.reshape(-1, self.num_gates), batch
 
     @staticmethod
-    def _restore(out, batch):
+    def _restore(out: torch.Tensor, batch: torch.Size | None) -> torch.Tensor:
         if batch is None:
             return out.squeeze(0)
         return out.reshape(batch + out.shape[1:])
 
     # ----- model and guide -------------------------------------------------------------------
 
-    def _model_gates(self):
+    def _model_gates(self) -> torch.Tensor:
         like = self.gate_logits
         p = self.prior.model(like)
         if self.gate == "bernoulli":
@@ -253,7 +286,7 @@ class GatedNetwork(Loadable, PyroModule):
             self.cost(activity, self.gate_costs(self.cost.cost).to(activity))
         return z
 
-    def _obs_scale(self, like):
+    def _obs_scale(self, like: torch.Tensor) -> torch.Tensor:
         if self.noise_scale_mode == "fixed":
             return like.new_tensor(self.fixed_noise_scale)
         if self.noise_scale_mode == "auto":
@@ -262,7 +295,7 @@ class GatedNetwork(Loadable, PyroModule):
         return self.noise_scale.to(like)
 
     @pyro_method
-    def model(self, x, y=None):
+    def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Pyro model: gates (and ``p``) from the prior, then the likelihood of ``y``."""
         gates = self._model_gates()
         out = self(x, gates)
@@ -277,7 +310,7 @@ class GatedNetwork(Loadable, PyroModule):
         return out
 
     @pyro_method
-    def guide(self, x=None, y=None):
+    def guide(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Pyro guide: ``gate_p`` (if learned) then independent per-gate ``gates``."""
         self.prior.guide(self.gate_logits)
         q = self.gate_distribution().to_event(1)
@@ -287,10 +320,12 @@ class GatedNetwork(Loadable, PyroModule):
 
     # ----- user surface ----------------------------------------------------------------------
 
-    def _expected_x_shape(self):
+    def _expected_x_shape(self) -> str:
         return "(batch, " + ", ".join(str(d) for d in self.input_shape) + ")"
 
-    def _prepare_data(self, x, y=None):
+    def _prepare_data(
+        self, x: TensorOrArray, y: TensorOrArray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         Check ``x`` (and ``y``) against the network and return them as tensors of its dtype
         and device (NumPy arrays are converted; tensors must already match, see
@@ -321,7 +356,7 @@ class GatedNetwork(Loadable, PyroModule):
             )
         return x, y
 
-    def default_estimator(self):
+    def default_estimator(self) -> pyro.infer.ELBO:
         """A fresh instance of the ELBO :meth:`fit` uses when none is given (see its
         ``estimator`` argument for why): ``Relaxed_ELBO(temperature=0.5)`` for Bernoulli
         gates, ``pyro.infer.Trace_ELBO()`` for hard-concrete gates."""
@@ -331,22 +366,22 @@ class GatedNetwork(Loadable, PyroModule):
 
     def fit(
         self,
-        x,
-        y=None,
-        num_steps=None,
-        estimator=None,
-        lr=0.01,
-        gate_lr=0.05,
-        gate_betas=(0.9, 0.9),
-        batch_size=200,
-        param_groups=None,
-        record_every=0,
-        callback=None,
-        trainer=None,
-        num_epochs=None,
-        num_data=None,
-        **trainer_kwargs,
-    ):
+        x: FitInputs,
+        y: TensorOrArray | None = None,
+        num_steps: int | None = None,
+        estimator: pyro.infer.ELBO | None = None,
+        lr: float = 0.01,
+        gate_lr: float | None = 0.05,
+        gate_betas: Sequence[float] | None = (0.9, 0.9),
+        batch_size: int | None = 200,
+        param_groups: Mapping[str, Mapping[str, Any]] | None = None,
+        record_every: int = 0,
+        callback: Callable[[int, float], bool | None] | None = None,
+        trainer: TrainerFactory | None = None,
+        num_epochs: int | None = None,
+        num_data: int | None = None,
+        **trainer_kwargs: Any,
+    ) -> Any:
         """
         Train weights and gate posteriors by stochastic variational inference with
         :class:`probnets.train.Trainer` (parameter groups, gradient clipping, the NaN guard,
@@ -428,11 +463,13 @@ class GatedNetwork(Loadable, PyroModule):
         n = self.num_data
         if estimator is None:
             estimator = self.default_estimator()
+        assert n is not None  # set by _fit_data
         if self.noise_scale_mode == "auto":
+            assert targets is not None  # _fit_data reads them in "auto" mode
             std = targets.std(0) if targets.shape[0] > 1 else torch.ones_like(targets[0])
             # A constant output has no variance to explain; unit scale keeps it finite.
             self.target_scale = torch.where(std > 0, std, torch.ones_like(std)).detach()
-        rules = dict(param_groups or {})
+        rules: dict[str, Any] = dict(param_groups or {})
         rules["*gate_logits"] = {"lr": lr if gate_lr is None else gate_lr}
         if gate_betas is not None and _takes_betas(trainer_kwargs.get("optimizer", "adam")):
             rules["*gate_logits"]["betas"] = tuple(gate_betas)
@@ -441,8 +478,10 @@ class GatedNetwork(Loadable, PyroModule):
         recorder = _FitRecorder(self, record_every, callback)
         trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", ()), recorder]
         trainer_kwargs.setdefault("progress", False)
+        # tensors are counted by their first array, a loader by its batches
+        sizing = data if convert else cast(tuple[torch.Tensor, ...], data)[0]
         # The data order's seed comes from torch's RNG, so pyro.set_rng_seed fixes it.
-        trainer = resolve_trainer(trainer).svi(
+        fit_trainer = resolve_trainer(trainer).svi(
             self.model,
             self.guide,
             estimator,
@@ -450,16 +489,18 @@ class GatedNetwork(Loadable, PyroModule):
             batch_size=batch_size,
             seed=int(torch.randint(2**31 - 1, ())),
             convert=convert,
-            steps=fit_steps(num_steps, num_epochs, data if convert else data[0], batch_size),
+            steps=fit_steps(num_steps, num_epochs, sizing, batch_size),
             lr=lr,
             param_groups=rules,
             **trainer_kwargs,
         )
-        result = trainer.run()
+        result = fit_trainer.run()
         self.history = recorder.finish()
         return result
 
-    def _fit_data(self, x, y, num_data):
+    def _fit_data(
+        self, x: FitInputs, y: TensorOrArray | None, num_data: int | None
+    ) -> tuple[FitData, Callable[[Sequence[Any]], Any] | None, torch.Tensor | None]:
         """``(data, convert, targets)`` of :meth:`fit`: checked tensors (``convert`` None) or
         a loader with the per-batch check; sets :attr:`num_data`. ``targets`` are the
         training targets, for the ``"auto"`` noise scale."""
@@ -471,9 +512,10 @@ class GatedNetwork(Loadable, PyroModule):
                     "y: expected the training targets (or x a data loader of "
                     "(x, y) batches), got None"
                 )
-            x, y = self._prepare_data(x, y)
-            self.num_data = x.shape[0]
-            return (x, y), None, y
+            # not a loader: tensors or arrays (anything else is refused by name)
+            inputs, targets = self._prepare_data(cast(TensorOrArray, x), y)
+            self.num_data = inputs.shape[0]
+            return (inputs, targets), None, targets
         if y is not None:
             raise ValueError(
                 "y: with a data loader x, y must be None (the loader yields (x, y) batches)"
@@ -485,19 +527,19 @@ class GatedNetwork(Loadable, PyroModule):
                     "num_data: pass the size of the data set behind the loader "
                     "(it has no sized .dataset)"
                 )
-            num_data = len(dataset)
+            num_data = len(cast(Sized, dataset))
         self.num_data = check_count("num_data", num_data, 1, "a positive int")
-        targets = None
+        loader_targets = None
         if self.noise_scale_mode == "auto":
-            targets = self._dataset_targets(dataset)
-        return x, self._prepared_batch, targets
+            loader_targets = self._dataset_targets(dataset)
+        return x, self._prepared_batch, loader_targets
 
-    def _prepared_batch(self, batch):
+    def _prepared_batch(self, batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         if len(batch) != 2:
             raise ValueError(f"the data loader must yield (x, y) batches, got {len(batch)} item(s)")
         return self._prepare_data(*batch)
 
-    def _dataset_targets(self, dataset):
+    def _dataset_targets(self, dataset: Any) -> torch.Tensor:
         """All targets of a loader's dataset (the ``"auto"`` noise scale is their standard
         deviation): a TensorDataset's second tensor, or each item's second entry."""
         dtype, device = self.gate_logits.dtype, self.gate_logits.device
@@ -516,7 +558,29 @@ class GatedNetwork(Loadable, PyroModule):
         rows = [torch.as_tensor(dataset[i][1]) for i in range(len(dataset))]
         return as_float_tensor("y", torch.stack(rows), dtype, device).to(device)
 
-    def predict(self, x, num_samples=100, return_samples=False):
+    @overload
+    def predict(
+        self, x: TensorOrArray, num_samples: int = ..., return_samples: Literal[False] = ...
+    ) -> torch.Tensor: ...
+
+    @overload
+    def predict(
+        self, x: TensorOrArray, num_samples: int, return_samples: Literal[True]
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def predict(
+        self, x: TensorOrArray, num_samples: int = ..., *, return_samples: Literal[True]
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def predict(
+        self, x: TensorOrArray, num_samples: int = ..., return_samples: bool = ...
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+
+    def predict(
+        self, x: TensorOrArray, num_samples: int = 100, return_samples: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """
         Posterior predictive under the guide, averaging ``num_samples`` gate draws.
 
@@ -534,7 +598,7 @@ class GatedNetwork(Loadable, PyroModule):
                 summary = F.softmax(out, -1).mean(0)
         return (summary, out) if return_samples else summary
 
-    def export_architecture(self, threshold=0.5):
+    def export_architecture(self, threshold: float = 0.5) -> "MaskedNetwork":
         """
         The pruned wiring as a deterministic network to retrain from scratch: gates with
         inclusion probability above ``threshold`` are kept, weights are re-initialized.
@@ -554,13 +618,18 @@ class _FitRecorder:
     """The trainer callback of :meth:`GatedNetwork.fit`: the per-step record, the gate
     probabilities every ``record_every`` steps, and the user's stopping ``callback``."""
 
-    def __init__(self, network, record_every, callback):
+    def __init__(
+        self,
+        network: GatedNetwork,
+        record_every: int,
+        callback: Callable[[int, float], bool | None] | None,
+    ) -> None:
         self.network = network
         self.record_every = record_every
         self.callback = callback
-        self.history = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}
+        self.history: dict[str, Any] = {"step": [], "loss": [], "gate_steps": [], "gate_probs": []}
 
-    def on_step_end(self, trainer):
+    def on_step_end(self, trainer: Any) -> None:
         step = trainer.step - 1
         loss = trainer.last_loss / self.network.num_data
         self.history["step"].append(step)
@@ -571,13 +640,13 @@ class _FitRecorder:
         if self.callback is not None and self.callback(step, loss):
             trainer.should_stop = True
 
-    def finish(self):
+    def finish(self) -> dict[str, Any]:
         if self.history["gate_probs"]:
             self.history["gate_probs"] = torch.stack(self.history["gate_probs"])
         return self.history
 
 
-def _takes_betas(optimizer):
+def _takes_betas(optimizer: Any) -> bool:
     """Whether ``optimizer`` (a name, a torch class or a pyro.optim optimizer) takes
     ``betas``; unknown names count as taking them, for the trainer to refuse."""
     cls = getattr(optimizer, "pt_optim_constructor", optimizer)
@@ -589,7 +658,7 @@ def _takes_betas(optimizer):
     return "betas" in inspect.signature(cls).parameters
 
 
-def _check_lengths(num_steps, num_epochs):
+def _check_lengths(num_steps: int | None, num_epochs: int | None) -> None:
     """``num_steps`` and ``num_epochs``, where given, are positive ints."""
     for name, count in (("num_steps", num_steps), ("num_epochs", num_epochs)):
         if count is not None:
@@ -597,8 +666,16 @@ def _check_lengths(num_steps, num_epochs):
 
 
 def _check_fit_arguments(
-    num_steps, num_epochs, estimator, lr, gate_lr, gate_betas, batch_size, record_every, callback
-):
+    num_steps: int | None,
+    num_epochs: int | None,
+    estimator: pyro.infer.ELBO | None,
+    lr: float,
+    gate_lr: float | None,
+    gate_betas: Sequence[float] | None,
+    batch_size: int | None,
+    record_every: int,
+    callback: Callable[[int, float], bool | None] | None,
+) -> None:
     """The checks of :meth:`GatedNetwork.fit`'s training arguments (the data are checked by
     ``_prepare_data``)."""
     _check_lengths(num_steps, num_epochs)
@@ -631,25 +708,34 @@ class MaskedNetwork(torch.nn.Module):
     A gated network frozen to one wiring: ``forward(x) = network(x, mask)``, trained by plain
     maximum likelihood (squared error for a normal likelihood, cross-entropy for a
     categorical one). The gate logits and the prior are not trained.
+
+    :param GatedNetwork network: the network whose wiring is frozen.
+    :param torch.Tensor mask: ``(E,)`` gate values (0/1) of the wiring.
     """
 
-    def __init__(self, network, mask):
+    mask: torch.Tensor
+
+    def __init__(self, network: GatedNetwork, mask: torch.Tensor) -> None:
         super().__init__()
         self.network = network
         self.register_buffer("mask", mask)
 
     @property
-    def num_active(self):
+    def num_active(self) -> int:
+        """The number of open gates."""
         return int(self.mask.sum())
 
     @property
-    def fraction_active(self):
+    def fraction_active(self) -> float:
+        """The fraction of gates that are open."""
         return self.num_active / self.mask.numel()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen network's output means (normal likelihood) or logits, ``(B, O)``."""
         return self.network(x, self.mask)
 
-    def loss(self, x, y):
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean squared error (normal likelihood) or cross-entropy of ``y``."""
         out = self(x)
         if self.network.likelihood == "normal":
             return F.mse_loss(out, y)
@@ -657,15 +743,15 @@ class MaskedNetwork(torch.nn.Module):
 
     def fit(
         self,
-        x,
-        y=None,
-        num_steps=None,
-        lr=0.01,
-        batch_size=None,
-        trainer=None,
-        num_epochs=None,
-        **trainer_kwargs,
-    ):
+        x: FitInputs,
+        y: TensorOrArray | None = None,
+        num_steps: int | None = None,
+        lr: float = 0.01,
+        batch_size: int | None = None,
+        trainer: TrainerFactory | None = None,
+        num_epochs: int | None = None,
+        **trainer_kwargs: Any,
+    ) -> Any:
         """Minimise the mean loss (a :class:`~probnets.train.LossObjective` trainer by
         default, Adam unless ``optimizer=`` says otherwise; ``trainer=`` a
         :class:`~probnets.models.fitting.TrainerFactory`). Parameters the loss does not
@@ -679,31 +765,37 @@ class MaskedNetwork(torch.nn.Module):
             result.history]`` are the per-step losses.
         """
         _check_lengths(num_steps, num_epochs)
+        data: FitData
+        convert: Callable[[Sequence[Any]], Any] | None
         if is_loader(x):
             if y is not None:
                 raise ValueError(
                     "y: with a data loader x, y must be None (the loader yields (x, y) batches)"
                 )
             data, convert, batch_size = x, self.network._prepared_batch, None
+            sizing = x
         else:
-            data, convert = self.network._prepare_data(x, y), None
-            if batch_size is not None and batch_size >= data[0].shape[0]:
+            # not a loader: tensors or arrays (anything else is refused by name)
+            prepared = self.network._prepare_data(cast(TensorOrArray, x), y)
+            data, convert, sizing = prepared, None, prepared[0]
+            if batch_size is not None and batch_size >= prepared[0].shape[0]:
                 batch_size = None
         trainer_kwargs.setdefault("progress", False)
-        trainer = resolve_trainer(trainer).loss(
+        fit_trainer = resolve_trainer(trainer).loss(
             self.loss,
             self,
             data,
             batch_size=batch_size,
             seed=int(torch.randint(2**31 - 1, ())),
             convert=convert,
-            steps=fit_steps(num_steps, num_epochs, data if convert else data[0], batch_size),
+            steps=fit_steps(num_steps, num_epochs, sizing, batch_size),
             lr=lr,
             **trainer_kwargs,
         )
-        return trainer.run()
+        return fit_trainer.run()
 
-    def predict(self, x):
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Output means (normal likelihood) or class probabilities (categorical), ``(B, O)``."""
         with torch.no_grad():
             out = self(x)
         return out if self.network.likelihood == "normal" else F.softmax(out, -1)

@@ -20,10 +20,12 @@ import itertools
 import torch
 from pyro import distributions as dist
 
+from probnets.models.gated.base import GatedNetwork
+from probnets.models.gated.inputs import check_count
 from probnets.models.gated.priors import BernoulliPrior
 
 
-def all_gate_configurations(num_gates, like):
+def all_gate_configurations(num_gates: int, like: torch.Tensor) -> torch.Tensor:
     """``(2**E, 1, E)`` tensor of every 0/1 gate vector (the ``1`` is the data-plate dim)."""
     if num_gates > 20:
         raise ValueError(f"num_gates: expected at most 20 gates to enumerate, got {num_gates}")
@@ -31,7 +33,7 @@ def all_gate_configurations(num_gates, like):
     return table.to(like).unsqueeze(-2)
 
 
-def log_joint_table(model, x, y):
+def log_joint_table(model: GatedNetwork, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r"""
     :math:`\log p(y, z)` for every gate configuration ``z``, shape ``(2**E,)``, with the
     model's current weights, fixed noise scale and fixed ``BernoulliPrior``.
@@ -55,13 +57,13 @@ def log_joint_table(model, x, y):
     return log_lik + log_prior
 
 
-def exact_marginals(log_joint, num_gates):
+def exact_marginals(log_joint: torch.Tensor, num_gates: int) -> torch.Tensor:
     """Exact posterior inclusion probabilities ``(E,)`` from a log-joint table."""
     z = all_gate_configurations(num_gates, log_joint).squeeze(-2)
     return (torch.softmax(log_joint, 0).unsqueeze(-1) * z).sum(0)
 
 
-def factorized_elbo(log_joint, probs):
+def factorized_elbo(log_joint: torch.Tensor, probs: torch.Tensor) -> float:
     r"""Exact ELBO :math:`\mathbb{E}_q[\log p(y, z) - \log q(z)]` of the factorized guide."""
     log_joint = log_joint.double()
     probs = probs.double()
@@ -72,17 +74,25 @@ def factorized_elbo(log_joint, probs):
     return float(terms.sum())
 
 
-def best_factorized_guide(log_joint, num_gates, num_restarts=8, num_sweeps=200, seed=0):
+def best_factorized_guide(
+    log_joint: torch.Tensor,
+    num_gates: int,
+    num_restarts: int = 8,
+    num_sweeps: int = 200,
+    seed: int = 0,
+) -> tuple[torch.Tensor, float]:
     r"""
     Coordinate ascent (CAVI) on the exact ELBO over factorized Bernoulli guides:
     :math:`\mathrm{logit}\,\pi_k \leftarrow \mathbb{E}_{q_{-k}}[\log p(y, z_k{=}1, z_{-k})
     - \log p(y, z_k{=}0, z_{-k})]`, from several random starts; returns the ``(E,)``
     probabilities with the highest ELBO and that ELBO.
     """
+    check_count("num_restarts", num_restarts, 1)
     log_joint = log_joint.double()
     z = all_gate_configurations(num_gates, log_joint).squeeze(-2)
     gen = torch.Generator().manual_seed(seed)
-    best, best_elbo = None, -float("inf")
+    best: torch.Tensor | None = None
+    best_elbo = -float("inf")
     for _ in range(num_restarts):
         probs = torch.rand(num_gates, generator=gen).to(log_joint)
         for _ in range(num_sweeps):
@@ -97,6 +107,8 @@ def best_factorized_guide(log_joint, num_gates, num_restarts=8, num_sweeps=200, 
             if torch.allclose(probs, previous, atol=1e-9):
                 break
         elbo = factorized_elbo(log_joint, probs)
-        if elbo > best_elbo:
+        # the first restart is kept even if its ELBO is -inf or nan
+        if best is None or elbo > best_elbo:
             best, best_elbo = probs, elbo
+    assert best is not None  # num_restarts >= 1 was checked
     return best, best_elbo

@@ -9,9 +9,13 @@ because a silent cast hides a dtype mismatch elsewhere in the user's pipeline.
 """
 
 import numbers
+from typing import Union
 
 import numpy as np
 import torch
+
+#: Data a gated network accepts: a tensor of its dtype, or a NumPy array (converted).
+TensorOrArray = Union[torch.Tensor, np.ndarray]
 
 _CAST_METHODS = {
     torch.float16: ".half()",
@@ -22,12 +26,12 @@ _CAST_METHODS = {
 }
 
 
-def cast_hint(dtype):
+def cast_hint(dtype: torch.dtype) -> str:
     """The tensor method that casts to ``dtype`` (``.float()``, ``.double()``, ...)."""
     return _CAST_METHODS.get(dtype, f".to({dtype})")
 
 
-def check_count(name, value, low, expected=None):
+def check_count(name: str, value: object, low: int, expected: str | None = None) -> int:
     """``value`` as an ``int >= low``; bools and non-integers raise. ``expected`` words the
     requirement in the message (default ``"an int >= low"``)."""
     expected = expected or f"an int >= {low}"
@@ -38,7 +42,7 @@ def check_count(name, value, low, expected=None):
     return int(value)
 
 
-def check_positive(name, value):
+def check_positive(name: str, value: object) -> float:
     """``value`` as a finite float ``> 0``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
@@ -47,7 +51,13 @@ def check_positive(name, value):
     return float(value)
 
 
-def _from_numpy(name, value, dtype, device, integer):
+def _from_numpy(
+    name: str,
+    value: np.ndarray,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+    integer: bool,
+) -> torch.Tensor:
     kind = value.dtype.kind
     if integer and kind not in "iub":
         raise TypeError(
@@ -59,7 +69,9 @@ def _from_numpy(name, value, dtype, device, integer):
     return torch.as_tensor(value, dtype=dtype, device=device)
 
 
-def as_float_tensor(name, value, dtype, device):
+def as_float_tensor(
+    name: str, value: TensorOrArray, dtype: torch.dtype, device: torch.device | str | None
+) -> torch.Tensor:
     """
     A floating tensor of ``dtype``: NumPy arrays are converted (to ``dtype`` on ``device``);
     tensors must already have ``dtype`` (the error says which cast to call); values must be
@@ -86,7 +98,9 @@ def as_float_tensor(name, value, dtype, device):
     return value
 
 
-def as_label_tensor(name, value, num_classes, device):
+def as_label_tensor(
+    name: str, value: TensorOrArray, num_classes: int, device: torch.device | str | None
+) -> torch.Tensor:
     """int64 class labels in ``[0, num_classes)``; NumPy integer arrays are converted."""
     if isinstance(value, np.ndarray):
         value = _from_numpy(name, value, torch.int64, device, integer=True)

@@ -1,15 +1,27 @@
 import math
 import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
 from pyro.nn.module import to_pyro_module_
 
-from probnets.models.gated.base import GatedNetwork
+from probnets.models.gated.base import GatedNetwork, Likelihood
+from probnets.models.gated.priors import CostKind
 
 MERGE_MODES = ("concat", "sum", "max", "squeeze")
 GATE_GRANULARITY = ("layer", "feature_map")
 RESIZE_MODES = ("pool", "interpolate")
+#: How a block's gated inputs are combined.
+MergeMode = Literal["concat", "sum", "max", "squeeze"]
+#: One gate per connection or one per channel of the connection's source.
+GatePer = Literal["layer", "feature_map"]
+#: How inputs are brought to a block's spatial size.
+ResizeMode = Literal["pool", "interpolate"]
+#: ``slices[k - 1][j]``: the ``(start, stop)`` of the gates of connection ``j -> k``.
+GateSlices = list[list[tuple[int, int]]]
+_Network = TypeVar("_Network", bound="LayerDAG")
 
 
 class LayerDAG(GatedNetwork):
@@ -56,16 +68,16 @@ class LayerDAG(GatedNetwork):
 
     def __init__(
         self,
-        blocks,
-        input_shape,
-        merge="concat",
-        gate_per="layer",
-        resize="pool",
-        squeeze_channels=None,
-        likelihood="categorical",
-        name="layer_dag",
-        **kwargs,
-    ):
+        blocks: Iterable[torch.nn.Module],
+        input_shape: Sequence[int],
+        merge: MergeMode = "concat",
+        gate_per: GatePer = "layer",
+        resize: ResizeMode = "pool",
+        squeeze_channels: int | None = None,
+        likelihood: Likelihood = "categorical",
+        name: str = "layer_dag",
+        **kwargs: Any,
+    ) -> None:
         blocks, input_shape = _check_arguments(
             blocks, input_shape, merge, gate_per, resize, squeeze_channels
         )
@@ -90,11 +102,11 @@ class LayerDAG(GatedNetwork):
         if reducers:
             reducer_list = torch.nn.ModuleList(reducers)
             to_pyro_module_(reducer_list)
-            self.reducers = reducer_list
+            self.reducers: torch.nn.ModuleList | None = reducer_list
         else:
             self.reducers = None
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         """Constructor arguments except ``blocks`` (arbitrary modules, recorded as ``None``):
         pass them when loading, ``LayerDAG.load(path, blocks=[...])``."""
         return {
@@ -108,7 +120,7 @@ class LayerDAG(GatedNetwork):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls: type[_Network], config: Mapping[str, Any]) -> _Network:
         if config.get("blocks") is None:
             raise ValueError(
                 "a LayerDAG checkpoint records its blocks' weights but not the "
@@ -117,15 +129,16 @@ class LayerDAG(GatedNetwork):
             )
         return cls(**config)
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Re-initialize every block (and 1x1 reduction) that defines ``reset_parameters``."""
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+                reset: Callable[[], object] = getattr(module, "reset_parameters")
+                reset()
 
     # ----- structure --------------------------------------------------------------------------
 
-    def edge_probs(self):
+    def edge_probs(self) -> torch.Tensor:
         """
         ``(n + 1, n + 1)`` over nodes ``x, L_1 .. L_n``: ``[k, j]`` is the posterior inclusion
         probability of connection ``j -> k`` (per-feature-map gates: the expected fraction of
@@ -139,7 +152,7 @@ class LayerDAG(GatedNetwork):
                 out[k, j] = probs[a:b].mean()
         return out
 
-    def dependencies(self, threshold=0.5):
+    def dependencies(self, threshold: float = 0.5) -> torch.Tensor:
         """
         ``(C,)`` bool over the input's channels: channel ``c`` reaches the output when a chain
         of connections with a gate above ``threshold`` leads from it to the last block (for a
@@ -160,7 +173,7 @@ class LayerDAG(GatedNetwork):
             reached.append(into)
         return reached[-1]
 
-    def gate_costs(self, kind="edges"):
+    def gate_costs(self, kind: CostKind = "edges") -> torch.Tensor:
         """
         Per-gate cost. ``"edges"``: 1 per gate. ``"flops"``: the number of activation
         elements the gate carries into its block (channels x target height x width per
@@ -181,14 +194,14 @@ class LayerDAG(GatedNetwork):
 
     # ----- evaluation -------------------------------------------------------------------------
 
-    def _resize(self, v, size):
+    def _resize(self, v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if tuple(v.shape[-2:]) == size:
             return v
         if self.resize == "pool":
             return F.adaptive_avg_pool2d(v, size)
         return F.interpolate(v, size=size, mode="bilinear", align_corners=False, antialias=True)
 
-    def _merge(self, k, inputs, gates):
+    def _merge(self, k: int, inputs: Sequence[torch.Tensor], gates: torch.Tensor) -> torch.Tensor:
         widest = max(v.shape[1] for v in inputs)
         gated = []
         for j, v in enumerate(inputs):
@@ -205,13 +218,15 @@ class LayerDAG(GatedNetwork):
         if self.merge == "concat":
             return torch.cat(gated, 1)
         if self.merge == "squeeze":
-            return self.reducers[k - 1](torch.cat(gated, 1))
+            reducers = self.reducers
+            assert reducers is not None  # merge="squeeze" builds them
+            return reducers[k - 1](torch.cat(gated, 1))
         if self.merge == "sum":
             return torch.stack(gated).sum(0)
         merged = torch.stack(gated).amax(0)
         return torch.where(torch.isinf(merged), torch.zeros_like(merged), merged)
 
-    def forward(self, x, gates):
+    def forward(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """
         :param torch.Tensor x: ``(B,) + input_shape``.
         :param torch.Tensor gates: ``(E,)`` or ``batch + (1, E)``.
@@ -234,7 +249,7 @@ class LayerDAG(GatedNetwork):
         out = nodes[-1].flatten(1)
         return self._restore(out.view(num_draws, batch_size, -1), batch)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"input_shape={self.input_shape}, num_blocks={self.num_blocks}, "
             f"num_gates={self.num_gates}, merge={self.merge!r}, gate_per={self.gate_per!r}, "
@@ -242,7 +257,14 @@ class LayerDAG(GatedNetwork):
         )
 
 
-def _check_arguments(blocks, input_shape, merge, gate_per, resize, squeeze_channels):
+def _check_arguments(
+    blocks: Iterable[torch.nn.Module],
+    input_shape: Sequence[int],
+    merge: str,
+    gate_per: str,
+    resize: str,
+    squeeze_channels: int | None,
+) -> tuple[list[torch.nn.Module], tuple[int, ...]]:
     """The constructor's argument checks; returns ``blocks`` as a list and ``input_shape`` as a
     tuple of ints."""
     if merge not in MERGE_MODES:
@@ -263,11 +285,11 @@ def _check_arguments(blocks, input_shape, merge, gate_per, resize, squeeze_chann
     return blocks, _check_input_shape(input_shape)
 
 
-def _check_input_shape(input_shape):
+def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     """``input_shape`` as a tuple of three positive ints."""
     dims = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
     if len(dims) != 3 or not all(
-        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in dims
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and int(s) > 0 for s in dims
     ):
         raise ValueError(
             f"input_shape: expected (channels, height, width) positive ints, got {input_shape!r}"
@@ -275,14 +297,22 @@ def _check_input_shape(input_shape):
     return tuple(int(s) for s in dims)
 
 
-def _lay_out(blocks, input_shape, merge, gate_per, squeeze_channels):
+def _lay_out(
+    blocks: Sequence[torch.nn.Module],
+    input_shape: tuple[int, ...],
+    merge: str,
+    gate_per: str,
+    squeeze_channels: int | None,
+) -> tuple[list[tuple[int, ...]], list[tuple[int, int]], GateSlices, list[torch.nn.Module]]:
     """
     Dry run on zeros: every node's ``(C, H, W)``, each block's target size, the gate slice of
     every connection (``slices[k - 1][j]``: the gates of ``j -> k``) and the 1x1 reductions of
     ``merge="squeeze"``.
     """
     shapes = [input_shape]
-    sizes, slices, reducers = [], [], []
+    sizes: list[tuple[int, int]] = []
+    slices: GateSlices = []
+    reducers: list[torch.nn.Module] = []
     start = 0
     for k, block in enumerate(blocks, start=1):
         preds = shapes[:k]

@@ -1,8 +1,12 @@
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
 import torch
 import torch.nn.functional as F
 
 from probnets.models.gated.base import GatedNetwork
 from probnets.models.gated.inputs import check_count
+from probnets.models.gated.priors import CostKind
 from probnets.models.gated.structure import (
     neuron_dag_edges,
     reachability,
@@ -10,12 +14,16 @@ from probnets.models.gated.structure import (
 )
 
 EVALUATION_METHODS = ("auto", "levels", "dense", "sequential")
+#: How :meth:`NeuronDAG.forward` runs the hidden-to-hidden recursion.
+EvaluationMethod = Literal["auto", "levels", "dense", "sequential"]
+#: An elementwise nonlinearity.
+Activation = Callable[[torch.Tensor], torch.Tensor]
 #: Up to this many hidden neurons ``"auto"`` picks ``"dense"``, above it ``"levels"``
 #: (from ``examples/gated_eval_methods.py``: with few hidden neurons every product is tiny and
 #: the per-level gathers cost more than the repeated full product saves).
 AUTO_DENSE_MAX_HIDDEN = 64
 #: Activations a checkpoint records by name (others must be passed again when loading).
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Activation] = {
     "tanh": torch.tanh,
     "relu": torch.relu,
     "sigmoid": torch.sigmoid,
@@ -24,11 +32,12 @@ ACTIVATIONS = {
     "elu": F.elu,
     "softplus": F.softplus,
 }
-_ACTIVATION_ALIASES = {
+_ACTIVATION_ALIASES: dict[Activation, str] = {
     torch.nn.functional.relu: "relu",
     torch.nn.functional.tanh: "tanh",
     torch.nn.functional.sigmoid: "sigmoid",
 }
+_Network = TypeVar("_Network", bound="NeuronDAG")
 
 
 class NeuronDAG(GatedNetwork):
@@ -81,14 +90,14 @@ class NeuronDAG(GatedNetwork):
 
     def __init__(
         self,
-        num_inputs,
-        num_hidden,
-        num_outputs,
-        activation=torch.tanh,
-        method="auto",
-        name="neuron_dag",
-        **kwargs,
-    ):
+        num_inputs: int,
+        num_hidden: int,
+        num_outputs: int,
+        activation: Activation = torch.tanh,
+        method: EvaluationMethod = "auto",
+        name: str = "neuron_dag",
+        **kwargs: Any,
+    ) -> None:
         num_inputs = check_count("num_inputs", num_inputs, 1)
         num_hidden = check_count("num_hidden", num_hidden, 0)
         num_outputs = check_count("num_outputs", num_outputs, 1)
@@ -110,7 +119,7 @@ class NeuronDAG(GatedNetwork):
         self.bias = torch.nn.Parameter(torch.empty(num_hidden + num_outputs))
         self.reset_parameters()
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         """Constructor arguments; the activation is recorded by its name in
         :data:`ACTIVATIONS` (``None`` for another callable, to be passed when loading)."""
         names = {fn: name for name, fn in ACTIVATIONS.items()} | _ACTIVATION_ALIASES
@@ -124,7 +133,7 @@ class NeuronDAG(GatedNetwork):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls: type[_Network], config: Mapping[str, Any]) -> _Network:
         activation = config.get("activation", torch.tanh)
         if activation is None:
             raise ValueError(
@@ -136,7 +145,7 @@ class NeuronDAG(GatedNetwork):
             activation = ACTIVATIONS[activation]
         return cls(**dict(config, activation=activation))
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Weights ~ N(0, 1 / fan_in) over each node's candidate parents; zero biases."""
         fan_in = torch.bincount(self.edge_targets, minlength=self.num_nodes).clamp(min=1)
         with torch.no_grad():
@@ -146,28 +155,28 @@ class NeuronDAG(GatedNetwork):
 
     # ----- structure --------------------------------------------------------------------------
 
-    def to_matrix(self, values):
+    def to_matrix(self, values: torch.Tensor) -> torch.Tensor:
         """Scatter per-edge values ``(..., E)`` into ``(..., n, n)`` adjacency matrices."""
         n = self.num_nodes
         flat = values.new_zeros(values.shape[:-1] + (n * n,))
         flat = flat.index_copy(-1, self._flat_index, values)
         return flat.view(values.shape[:-1] + (n, n))
 
-    def edge_probs(self):
+    def edge_probs(self) -> torch.Tensor:
         """``(n, n)``: ``[i, j]`` is the posterior inclusion probability of edge ``j -> i``."""
         return self.to_matrix(self.gate_probs())
 
-    def candidate_mask(self):
+    def candidate_mask(self) -> torch.Tensor:
         """``(n, n)`` bool: the edges that have a gate."""
         return self.to_matrix(torch.ones_like(self.weight)).bool()
 
-    def dependencies(self, threshold=0.5):
+    def dependencies(self, threshold: float = 0.5) -> torch.Tensor:
         """``(O, I)`` bool: output ``o`` depends on input ``i`` when a directed path of edges
         with inclusion probability above ``threshold`` leads from ``i`` to ``o``."""
         reach = reachability(self.edge_probs() > threshold)
         return reach[self.num_inputs + self.num_hidden :, : self.num_inputs]
 
-    def gate_costs(self, kind="edges"):
+    def gate_costs(self, kind: CostKind = "edges") -> torch.Tensor:
         """Per-gate cost: every edge is one multiply-accumulate per example, so ``"edges"``
         and ``"flops"`` coincide for a neuron DAG."""
         if kind not in ("edges", "flops"):
@@ -176,7 +185,9 @@ class NeuronDAG(GatedNetwork):
 
     # ----- evaluation -------------------------------------------------------------------------
 
-    def forward(self, x, gates, method=None):
+    def forward(
+        self, x: torch.Tensor, gates: torch.Tensor, method: EvaluationMethod | None = None
+    ) -> torch.Tensor:
         """
         :param torch.Tensor x: ``(B, I)`` inputs.
         :param torch.Tensor gates: ``(E,)`` or ``batch + (1, E)``.
@@ -185,13 +196,17 @@ class NeuronDAG(GatedNetwork):
         _, out, batch = self._evaluate(x, gates, method)
         return self._restore(out, batch)
 
-    def hidden_activations(self, x, gates, method=None):
+    def hidden_activations(
+        self, x: torch.Tensor, gates: torch.Tensor, method: EvaluationMethod | None = None
+    ) -> torch.Tensor:
         """The hidden neurons' values, ``(B, H)`` or ``batch + (B, H)``, for the same
         arguments as :meth:`forward` (e.g. to match them to another network's neurons)."""
         h, _, batch = self._evaluate(x, gates, method)
         return self._restore(h, batch)
 
-    def _evaluate(self, x, gates, method):
+    def _evaluate(
+        self, x: torch.Tensor, gates: torch.Tensor, method: EvaluationMethod | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Size | None]:
         method = self.method if method is None else method
         if method not in EVALUATION_METHODS:
             raise ValueError(f"method: expected one of {EVALUATION_METHODS}, got {method!r}")
@@ -216,7 +231,13 @@ class NeuronDAG(GatedNetwork):
         )
         return h, out, batch
 
-    def _hidden(self, pre_h, w_hh, flat_gates, method):
+    def _hidden(
+        self,
+        pre_h: torch.Tensor,
+        w_hh: torch.Tensor,
+        flat_gates: torch.Tensor,
+        method: EvaluationMethod,
+    ) -> torch.Tensor:
         act = self.activation
         h = act(pre_h)
         H = self.num_hidden
@@ -249,7 +270,7 @@ class NeuronDAG(GatedNetwork):
             h = h.index_copy(-1, rows, update)
         return h
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"num_inputs={self.num_inputs}, num_hidden={self.num_hidden}, "
             f"num_outputs={self.num_outputs}, num_gates={self.num_gates}, gate={self.gate!r}, "

@@ -8,6 +8,8 @@ own. Priors are ``PyroModule`` s so their variational parameters reach the optim
 other module parameter.
 """
 
+from typing import Any, Literal
+
 import pyro
 import torch
 from pyro import distributions as dist
@@ -15,8 +17,12 @@ from pyro.nn import PyroModule, PyroParam
 
 from probnets.loading import Loadable
 
+#: What a gate costs in :class:`CostPenalty` and ``gate_costs``: one per edge, or the
+#: multiply-accumulates it carries.
+CostKind = Literal["edges", "flops"]
 
-def _check_probability(name, value):
+
+def _check_probability(name: str, value: object) -> float:
     if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
         raise ValueError(f"{name}: expected a probability strictly inside (0, 1), got {value!r}")
     return float(value)
@@ -33,24 +39,26 @@ class BernoulliPrior(Loadable, PyroModule):
     :param float p: prior inclusion probability, in (0, 1).
     """
 
-    def __init__(self, p=0.1):
+    def __init__(self, p: float = 0.1) -> None:
         super().__init__()
         self.p = _check_probability("p", p)
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return {"p": self.p}
 
-    def model(self, like):
+    def model(self, like: torch.Tensor) -> torch.Tensor:
         """Return the prior inclusion probability as a tensor like ``like``."""
         return like.new_tensor(_check_probability("p", self.p))
 
-    def guide(self, like):
+    def guide(self, like: torch.Tensor) -> None:
+        """Nothing to infer: ``p`` is fixed."""
         return None
 
-    def mean(self):
+    def mean(self) -> float:
+        """``p``."""
         return self.p
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
@@ -71,7 +79,14 @@ class BetaBernoulliPrior(Loadable, PyroModule):
     :param str guide: ``"beta"`` or ``"point"``.
     """
 
-    def __init__(self, a=1.0, b=9.0, guide="beta"):
+    # PyroModule turns the PyroParams assigned in __init__ into tensor attributes
+    concentration1: torch.Tensor
+    concentration0: torch.Tensor
+    p_point: torch.Tensor
+
+    def __init__(
+        self, a: float = 1.0, b: float = 9.0, guide: Literal["beta", "point"] = "beta"
+    ) -> None:
         super().__init__()
         for name, v in (("a", a), ("b", b)):
             if not isinstance(v, (int, float)) or not v > 0:
@@ -81,23 +96,27 @@ class BetaBernoulliPrior(Loadable, PyroModule):
         self.a, self.b, self.guide_type = float(a), float(b), guide
         mean = self.a / (self.a + self.b)
         if guide == "beta":
-            self.concentration1 = PyroParam(
+            self.concentration1 = PyroParam(  # type: ignore[assignment]
                 torch.tensor(self.a), constraint=dist.constraints.positive
             )
-            self.concentration0 = PyroParam(
+            self.concentration0 = PyroParam(  # type: ignore[assignment]
                 torch.tensor(self.b), constraint=dist.constraints.positive
             )
         else:
-            self.p_point = PyroParam(torch.tensor(mean), constraint=dist.constraints.unit_interval)
+            self.p_point = PyroParam(  # type: ignore[assignment]
+                torch.tensor(mean), constraint=dist.constraints.unit_interval
+            )
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "guide": self.guide_type}
 
-    def model(self, like):
+    def model(self, like: torch.Tensor) -> torch.Tensor:
+        """Sample ``p ~ Beta(a, b)`` at site ``"gate_p"``, in ``like``'s dtype and device."""
         prior = dist.Beta(like.new_tensor(self.a), like.new_tensor(self.b))
         return pyro.sample("gate_p", prior)
 
-    def guide(self, like):
+    def guide(self, like: torch.Tensor) -> torch.Tensor:
+        """Sample ``p`` from the guide (a Beta or a point mass) at site ``"gate_p"``."""
         if self.guide_type == "beta":
             q = dist.Beta(self.concentration1.to(like), self.concentration0.to(like))
         else:
@@ -106,7 +125,7 @@ class BetaBernoulliPrior(Loadable, PyroModule):
             q = dist.Delta(self.p_point.to(like).clamp(eps, 1 - eps))
         return pyro.sample("gate_p", q)
 
-    def mean(self):
+    def mean(self) -> float:
         """Posterior mean of ``p`` under the guide (prior mean before training)."""
         with torch.no_grad():
             if self.guide_type == "beta":
@@ -114,7 +133,7 @@ class BetaBernoulliPrior(Loadable, PyroModule):
                 return float(c1 / (c1 + c0))
             return float(self.p_point)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"a={self.a}, b={self.b}, guide={self.guide_type!r}"
 
 
@@ -135,7 +154,7 @@ class CostPenalty:
         ``gate_costs("flops")``).
     """
 
-    def __init__(self, weight, cost="edges"):
+    def __init__(self, weight: float, cost: CostKind = "edges") -> None:
         if not isinstance(weight, (int, float)) or weight < 0:
             raise ValueError(f"weight: expected a non-negative number, got {weight!r}")
         if cost not in ("edges", "flops"):
@@ -143,17 +162,18 @@ class CostPenalty:
         self.weight = float(weight)
         self.cost = cost
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return {"weight": self.weight, "cost": self.cost}
 
-    def __call__(self, activity, costs):
+    def __call__(self, activity: torch.Tensor, costs: torch.Tensor) -> None:
+        """Add the factor ``-weight * sum_k costs_k * activity_k`` to the model."""
         pyro.factor(f"gates.cost_{self.cost}", -self.weight * (activity * costs).sum(-1))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"CostPenalty(weight={self.weight}, cost={self.cost!r})"
 
 
-def bernoulli_cross_entropy(pi, p):
+def bernoulli_cross_entropy(pi: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     r""":math:`\sum_k \pi_k \log p + (1 - \pi_k) \log(1 - p)`, the expected log prior of
     independent indicators with inclusion probabilities :math:`\pi_k` under Bernoulli(p)."""
     p = p.unsqueeze(-1)

@@ -9,7 +9,9 @@ Adjacency convention (the DNM's lower-triangular matrix): ``adj[i, j]`` is the e
 import torch
 
 
-def neuron_dag_edges(num_inputs, num_hidden, num_outputs):
+def neuron_dag_edges(
+    num_inputs: int, num_hidden: int, num_outputs: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Allowed edges of a neuron DAG over nodes ordered inputs, hidden, outputs.
 
@@ -28,7 +30,7 @@ def neuron_dag_edges(num_inputs, num_hidden, num_outputs):
     return rows[keep], cols[keep]
 
 
-def topological_levels(mask):
+def topological_levels(mask: torch.Tensor) -> torch.Tensor:
     """
     Longest-path depth of every node of a DAG: ``level[i] = 0`` without incoming edges, else
     ``1 + max(level[j] for j -> i)``. Nodes of one level depend only on lower levels, so each
@@ -57,7 +59,7 @@ def topological_levels(mask):
     return level
 
 
-def reachability(adj):
+def reachability(adj: torch.Tensor) -> torch.Tensor:
     """
     Transitive closure of a DAG: ``reach[i, j]`` is true when a directed path of one or more
     edges leads from ``j`` to ``i``. Repeated squaring, ``O(log depth)`` boolean products.
@@ -73,7 +75,7 @@ def reachability(adj):
     return reach
 
 
-def structural_hamming_distance(estimated, truth):
+def structural_hamming_distance(estimated: torch.Tensor, truth: torch.Tensor) -> int:
     """Number of edges present in exactly one of two adjacency matrices (bool, same shape)."""
     if estimated.shape != truth.shape:
         raise ValueError(
@@ -83,7 +85,7 @@ def structural_hamming_distance(estimated, truth):
     return int((estimated.bool() ^ truth.bool()).sum())
 
 
-def auroc(scores, labels):
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """
     Area under the ROC curve of ``scores`` for binary ``labels`` (the Mann-Whitney statistic;
     ties count one half). Returns ``nan`` when one class is empty.
@@ -98,7 +100,9 @@ def auroc(scores, labels):
     return float((greater + 0.5 * ties) / (pos.numel() * neg.numel()))
 
 
-def match_hidden_units(reference, other):
+def match_hidden_units(
+    reference: torch.Tensor, other: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """
     The assignment of ``other``'s hidden units to ``reference``'s that maximises the total
     absolute correlation of their activations on the same inputs (Hungarian algorithm,
@@ -123,7 +127,7 @@ def match_hidden_units(reference, other):
             f"{tuple(reference.shape)} and {tuple(other.shape)}"
         )
 
-    def standardise(a):
+    def standardise(a: torch.Tensor) -> torch.Tensor:
         a = a - a.mean(0)
         return a / a.norm(dim=0).clamp_min(1e-12)
 
@@ -133,7 +137,7 @@ def match_hidden_units(reference, other):
     return perm, corr[torch.arange(len(perm), device=corr.device), perm]
 
 
-def permute_hidden(matrix, num_inputs, perm):
+def permute_hidden(matrix: torch.Tensor, num_inputs: int, perm: torch.Tensor) -> torch.Tensor:
     """Relabel the hidden nodes of an ``(n, n)`` node matrix (inputs, hidden, outputs) so that
     new hidden node ``k`` is old hidden node ``perm[k]``."""
     H = len(perm)
@@ -147,7 +151,7 @@ def permute_hidden(matrix, num_inputs, perm):
     return matrix[order][:, order]
 
 
-def path_strength(probs, num_inputs, num_outputs):
+def path_strength(probs: torch.Tensor, num_inputs: int, num_outputs: int) -> torch.Tensor:
     """
     ``(O, I)`` strength of the strongest directed path from each input to each output: the
     maximum over paths of the product of the edges' inclusion probabilities (a score for
