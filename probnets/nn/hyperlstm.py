@@ -1183,6 +1183,9 @@ class HyperLSTM(StackedRecurrent):
     def forward(
         self, input: Tensor, state: Sequence[Tensor] | None = None, return_modulation: bool = False
     ) -> tuple[Tensor, HyperLSTMState] | tuple[Tensor, HyperLSTMState, Tensor]:
+        """``output, state = m(input, state)`` as with ``nn.LSTM``, ``state`` a
+        :class:`HyperLSTMState`; with ``return_modulation=True`` also the per-step weight
+        modulation (see the class docstring for shapes)."""
         x, states, unbatched = self._prepare(input, _flat_state(state))
         x, finals, hyper_outputs = self._run_layers(x, states)
         output, state = self._finish(x, finals, unbatched)
