@@ -184,6 +184,7 @@ class BayesHypernetTask(Task[BayesHypernetConfig, BayesHypernetEvalConfig]):
     def build(self, config: BayesHypernetConfig, device: torch.device) -> TaskRun:
         dtype = config.torch_dtype
         task: Literal["regression", "classification"]
+        extras: dict[str, Any]  # the held-out data finish() and the evaluation read
         if config.problem == "gap1d":
             x, y = gap_regression(
                 config.num_points, noise=0.1, seed=config.seed, dtype=dtype, device=device
