@@ -80,9 +80,10 @@ class Task(Generic[ConfigT, EvalConfigT]):
     evaluation).
     """
 
-    name: str | None = None
+    # Declared, not defaulted: every task sets them (register() refuses one that does not).
+    name: str
+    config_class: type[ConfigT]
     help: str = ""
-    config_class: type[ConfigT] | None = None
     eval_config_class: type[EvalConfigT] | None = None
 
     def build(self, config: ConfigT, device: torch.device) -> TaskRun:
@@ -145,9 +146,10 @@ def load_npz_arrays(path: str, names: Sequence[str], field: str = "data") -> tup
 def register(task_class: type[TaskT]) -> type[TaskT]:
     """Class decorator adding a :class:`Task` to :func:`tasks` (and ``probnets train``)."""
     task = task_class()
-    if not task.name or task.name in _REGISTRY:
-        raise ValueError(f"task name {task.name!r} is missing or already registered")
-    if task.config_class is None:
+    name = getattr(task, "name", None)
+    if not name or name in _REGISTRY:
+        raise ValueError(f"task name {name!r} is missing or already registered")
+    if getattr(task, "config_class", None) is None:
         raise ValueError(f"task {task.name!r} has no config_class")
     _REGISTRY[task.name] = task
     return task_class
@@ -164,9 +166,9 @@ def task_for(config: RunConfig | EvalConfig) -> "Task[Any, Any]":
         if type(config) is task.config_class:
             return task
     for task in _REGISTRY.values():
-        if task.config_class is not None and isinstance(config, task.config_class):
+        if isinstance(config, task.config_class):
             return task
         if task.eval_config_class is not None and isinstance(config, task.eval_config_class):
             return task
-    known = sorted(t.config_class.__name__ for t in _REGISTRY.values() if t.config_class)
+    known = sorted(t.config_class.__name__ for t in _REGISTRY.values())
     raise TypeError(f"config must be one of the task configs {known}, got {type(config).__name__}")

@@ -69,19 +69,19 @@ class BayesHypernetConfig(RunConfig):
         choices=["gap1d", "mnist"],
         help="gap1d: sin(x) with no data in (-1, 1); mnist: digit classes",
     )
-    guide: str = setting(
+    guide: Literal["mean_field", "full_rank", "flow", "delta"] = setting(
         "mean_field",
         choices=list(GUIDES),
         help="variational family over embeddings (delta: MAP embeddings, the "
         "deterministic-hypernet baseline)",
     )
-    parameterization: Optional[str] = setting(
+    parameterization: Optional[Literal["layer", "unit", "input_unit"]] = setting(
         None,
         choices=list(PARAMETERIZATIONS),
         help="one embedding per layer (the default), per unit (Karaletsos et al.) or per "
         "input-side unit",
     )
-    generator: Optional[str] = setting(
+    generator: Optional[Literal["identity", "linear", "mlp", "subspace"]] = setting(
         None,
         choices=list(LAYER_GENERATORS),
         help="weight generator of the layer parameterization (default identity, the "
@@ -102,10 +102,12 @@ class BayesHypernetConfig(RunConfig):
     depth: Optional[int] = setting(
         None, check=positive_int, help="hidden layers of the target MLP (default 2 gap1d, 1 mnist)"
     )
-    activation: Optional[str] = setting(
-        None,
-        check=one_of(tuple(ACTIVATIONS)),
-        help="target activation (default tanh for gap1d, relu for mnist)",
+    activation: Optional[Literal["relu", "tanh", "sigmoid", "elu", "gelu", "silu", "softplus"]] = (
+        setting(
+            None,
+            check=one_of(tuple(ACTIVATIONS)),
+            help="target activation (default tanh for gap1d, relu for mnist)",
+        )
     )
     noise: Literal["fixed", "learned"] = setting(
         "fixed",

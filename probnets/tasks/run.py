@@ -168,7 +168,6 @@ def load_config(out: str | os.PathLike[str]) -> RunConfig:
         with open(path) as f:
             record = json.load(f)
         config_class = tasks()[record["task"]].config_class
-        assert config_class is not None  # register() refuses a task without one
         known = {spec.name for spec in dataclasses.fields(config_class)}
         values = {name: value for name, value in record["config"].items() if name in known}
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -291,10 +290,19 @@ def _make_trainer(task: Task[Any, Any], run: TaskRun, config: RunConfig) -> Trai
     except ValueError as error:  # TrainConfig names its field first, as in "lr must be ..."
         field = str(error).split(" ", 1)[0]
         raise ConfigError("out" if field == "out_dir" else field, str(error)) from None
-    objective = (
-        SVIObjective(run.model_fn, run.guide_fn, run.loss, modules=run.state_modules)
+    # An SVI run sets its model, guide and ELBO, a deterministic one its objective and module
+    # (TaskRun's contract, which the types of its optional fields cannot say).
+    objective: SVIObjective | LossObjective = (
+        SVIObjective(
+            cast(Callable[..., Any], run.model_fn),
+            cast(Callable[..., Any], run.guide_fn),
+            cast("pyro.infer.ELBO", run.loss),
+            modules=run.state_modules,
+        )
         if run.is_svi
-        else LossObjective(run.objective_fn, run.module)
+        else LossObjective(
+            cast(Callable[..., torch.Tensor], run.objective_fn), cast(torch.nn.Module, run.module)
+        )
     )
     callbacks: list[Callback] = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
     callbacks += list(run.callbacks)  # before the evaluation, which may use their state
@@ -321,7 +329,7 @@ def _select_device(config: RunConfig) -> torch.device:
     return device
 
 
-def _run_directory(config: RunConfig, name: str | None, create: bool) -> str:
+def _run_directory(config: RunConfig, name: str, create: bool) -> str:
     """The run directory of ``config`` (``runs/NAME-TIMESTAMP`` when unset), checked against
     ``resume`` and created on the main process."""
     out = config.out

@@ -14,7 +14,7 @@ import functools
 import importlib
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from pyro.infer import ELBO
@@ -45,9 +45,10 @@ _POSITIVE = flag_type(float, positive)
 _FINITE = flag_type(float, finite)
 
 
-def add_arguments(
-    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
-) -> argparse.ArgumentParser:
+_Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
+
+
+def add_arguments(commands: "argparse._SubParsersAction[_Parser]") -> _Parser:
     """Add the ``variance`` command and its problems to an argparse sub-parser collection."""
     parser = commands.add_parser(
         "variance", help="compare gradient estimators", description=__doc__.splitlines()[0]
