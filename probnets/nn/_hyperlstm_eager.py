@@ -24,7 +24,13 @@ Gates are ``i, f, g, o`` with the ``g`` row of the layer-norm affine doubled, so
 :func:`~probnets.nn._recurrent.fused_gate_affine`).
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
+from torch import Tensor
+
+from ._recurrent import NormParameters
 
 _layer_norm_backward = torch.ops.aten.native_layer_norm_backward
 _sigmoid_backward_into = torch.ops.aten.sigmoid_backward.grad_input
@@ -42,12 +48,26 @@ class _CellTape:
     ``tanh`` of the normalised cell with the cell norm's statistics. States live in the
     scan's ``(T + 1, B, W)`` buffers."""
 
-    def __init__(self, like, T, B, W):
+    def __init__(self, like: Tensor, T: int, B: int, W: int) -> None:
         self.pre = like.new_empty(T, B, 4, W)
         self.pre_steps = self.pre.unbind(0)
-        self.n, self.stats, self.s, self.g, self.th = ([None] * T for _ in range(5))
+        # Filled in step by step.
+        self.n: list[Any] = [None] * T
+        self.stats: list[Any] = [None] * T
+        self.s: list[Any] = [None] * T
+        self.g: list[Any] = [None] * T
+        self.th: list[Any] = [None] * T
 
-    def forward_step(self, t, c, c_out, h_out, norm, mask, eps):
+    def forward_step(
+        self,
+        t: int,
+        c: Tensor,
+        c_out: Tensor,
+        h_out: Tensor,
+        norm: NormParameters,
+        mask: Tensor | None,
+        eps: float,
+    ) -> None:
         """Step ``t`` from the pre-activations in ``self.pre[t]``: writes ``c_t`` to
         ``c_out`` and ``h_t`` to ``h_out``."""
         gamma, beta, cell_weight, cell_bias = norm
@@ -69,7 +89,17 @@ class _CellTape:
             th,
         )
 
-    def backward_step(self, t, dh, dc, c, c_new, norm, mask, grads):
+    def backward_step(
+        self,
+        t: int,
+        dh: Tensor,
+        dc: Tensor,
+        c: Tensor,
+        c_new: Tensor,
+        norm: NormParameters,
+        mask: Tensor | None,
+        grads: "_NormGradients",
+    ) -> tuple[Tensor, Tensor]:
         """Gradients of step ``t``: from ``dh, dc`` (of ``h_t, c_t``; ``dc`` is updated in
         place) to those of the pre-activations (returned) and of ``c_{t-1}`` (returned);
         the norm parameters' are added to ``grads`` (a :class:`_NormGradients`)."""
@@ -106,12 +136,12 @@ class _NormGradients:
     cache; the rows are summed once at the end), the cell norm's weight and bias per step,
     and ``da``, the scratch buffer of the gate affine's output gradient."""
 
-    def __init__(self, like, B, W):
+    def __init__(self, like: Tensor, B: int, W: int) -> None:
         self.da = like.new_empty(B, 4, W)
         self.gamma, self.beta = like.new_zeros(B, 4, W), like.new_zeros(B, 4, W)
-        self.cell = []
+        self.cell: list[tuple[Tensor, Tensor]] = []
 
-    def totals(self):
+    def totals(self) -> NormParameters:
         """Gradients of the fused gate gain and shift and of the cell norm's weight and
         bias."""
         d_weight, d_bias = (torch.stack(parts).sum(0) for parts in zip(*self.cell))
@@ -124,7 +154,9 @@ class _ScanTape:
     h_{t-1}`` ``(T, B, 4H + 4N_h)``, the embeddings ``z_t`` ``(T, B, 12 N_z)`` and each
     cell's :class:`_CellTape`."""
 
-    def __init__(self, x_main, h, c, hh, hc, z_width):
+    def __init__(
+        self, x_main: Tensor, h: Tensor, c: Tensor, hh: Tensor, hc: Tensor, z_width: int
+    ) -> None:
         T, B = x_main.shape[:2]
         H, Nh = h.shape[-1], hh.shape[-1]
         self.h, self.c = x_main.new_empty(T + 1, B, H), x_main.new_empty(T + 1, B, H)
@@ -138,24 +170,24 @@ class _ScanTape:
 
 
 def scan_forward(
-    x_main,
-    x_hyper,
-    h,
-    c,
-    hh,
-    hc,
-    w_h,
-    w_hyper,
-    w_z,
-    z_bias,
-    scale_weight,
-    bias,
-    norm,
-    hyper_norm,
-    mask,
-    hyper_mask,
-    eps,
-):
+    x_main: Tensor,
+    x_hyper: Tensor,
+    h: Tensor,
+    c: Tensor,
+    hh: Tensor,
+    hc: Tensor,
+    w_h: Tensor,
+    w_hyper: Tensor,
+    w_z: Tensor,
+    z_bias: Tensor,
+    scale_weight: Tensor,
+    bias: Tensor | None,
+    norm: NormParameters,
+    hyper_norm: NormParameters,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+    eps: float,
+) -> _ScanTape:
     """The whole recurrence, unrecorded: returns the :class:`_ScanTape` (its ``h, c, hh, hc``
     buffers hold the outputs and final states)."""
     T, B = x_main.shape[:2]
@@ -172,8 +204,10 @@ def scan_forward(
     rec_hypers = tape.rec[..., 4 * H :].unbind(0)
     hyper_pres = hyper.pre.view(T, B, 4 * Nh).unbind(0)
     x_mains, x_hypers = x_main.reshape(T, B, 4, H).unbind(0), x_hyper.unbind(0)
-    masks = [None] * T if mask is None else mask.unbind(0)
-    hyper_masks = [None] * T if hyper_mask is None else hyper_mask.unbind(0)
+    masks: Sequence[Tensor | None] = [None] * T if mask is None else mask.unbind(0)
+    hyper_masks: Sequence[Tensor | None] = (
+        [None] * T if hyper_mask is None else hyper_mask.unbind(0)
+    )
     for t in range(T):
         torch.mm(hs[t], w_h_t, out=recs[t])
         torch.addmm(torch.add(x_hypers[t], rec_hypers[t]), hhs[t], w_hyper_t, out=hyper_pres[t])
@@ -189,24 +223,24 @@ def scan_forward(
 
 
 def scan_backward(
-    tape,
-    d_outputs,
-    dh,
-    dc,
-    dhh,
-    dhc,
-    d_hyper_outputs,
-    x_main,
-    w_h,
-    w_hyper,
-    w_z,
-    scale_weight,
-    has_bias,
-    norm,
-    hyper_norm,
-    mask,
-    hyper_mask,
-):
+    tape: _ScanTape,
+    d_outputs: Tensor | None,
+    dh: Tensor | None,
+    dc: Tensor | None,
+    dhh: Tensor | None,
+    dhc: Tensor | None,
+    d_hyper_outputs: Tensor | None,
+    x_main: Tensor,
+    w_h: Tensor,
+    w_hyper: Tensor,
+    w_z: Tensor,
+    scale_weight: Tensor,
+    has_bias: bool,
+    norm: NormParameters,
+    hyper_norm: NormParameters,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+) -> tuple[Tensor | None, ...]:
     """The backward pass of :func:`scan_forward`, last step first. Gradients of outputs that
     did not reach the loss are None. Returns the gradients of ``x_main, x_hyper, h, c, hh,
     hc, w_h, w_hyper, w_z, z_bias, scale_weight, bias`` (None without a bias) and of the
@@ -221,7 +255,7 @@ def scan_backward(
     dhc = x_main.new_zeros(B, Nh) if dhc is None else dhc.clone()
     d_x_main, d_x_hyper = x_main.new_empty(T, B, 4 * H), x_main.new_empty(T, B, 4 * Nh)
     grads, hyper_grads = _NormGradients(x_main, B, H), _NormGradients(x_main, B, Nh)
-    dzs = [None] * T
+    dzs: list[Any] = [None] * T
     # Per chunk of K steps, reused: the gradients of the recurrent products (K, B, 4H + 4Nh)
     # and, gate-major (gates first, then the chunk's K B rows), those of d = (d_x, d_h,
     # delta), the last four rows being the pre-activations' own, and the factors
@@ -235,12 +269,18 @@ def scan_backward(
     scales_t = scale_weight.transpose(1, 2)
     d_bias = x_main.new_zeros(4, H)
     cs, hcs = tape.c.unbind(0), tape.hc.unbind(0)
-    d_outputs = [None] * T if d_outputs is None else d_outputs.unbind(0)
-    d_hyper_outputs = [None] * T if d_hyper_outputs is None else d_hyper_outputs.unbind(0)
+    d_output_steps: Sequence[Tensor | None] = (
+        [None] * T if d_outputs is None else d_outputs.unbind(0)
+    )
+    d_hyper_output_steps: Sequence[Tensor | None] = (
+        [None] * T if d_hyper_outputs is None else d_hyper_outputs.unbind(0)
+    )
     d_rec_mains = d_rec[..., : 4 * H].unflatten(-1, (4, H)).transpose(1, 2).unbind(0)
     d_rec_hypers, d_recs = d_rec[..., 4 * H :].unbind(0), d_rec.unbind(0)
-    masks = [None] * T if mask is None else mask.unbind(0)
-    hyper_masks = [None] * T if hyper_mask is None else hyper_mask.unbind(0)
+    masks: Sequence[Tensor | None] = [None] * T if mask is None else mask.unbind(0)
+    hyper_masks: Sequence[Tensor | None] = (
+        [None] * T if hyper_mask is None else hyper_mask.unbind(0)
+    )
     for start in reversed(range(0, T, _CHUNK)):
         K = min(_CHUNK, T - start)
         chunk = slice(start, start + K)
@@ -259,10 +299,11 @@ def scan_backward(
         dd_deltas = dd[8:12].view(4, K, B, H).unbind(1)
         for k in reversed(range(K)):
             t = start + k
-            if d_outputs[t] is not None:
-                dh.add_(d_outputs[t])
-            if d_hyper_outputs[t] is not None:
-                dhh.add_(d_hyper_outputs[t])
+            d_output, d_hyper_output = d_output_steps[t], d_hyper_output_steps[t]
+            if d_output is not None:
+                dh.add_(d_output)
+            if d_hyper_output is not None:
+                dhh.add_(d_hyper_output)
             dpre, dc = main.backward_step(t, dh, dc, cs[t], cs[t + 1], norm, masks[t], grads)
             # a = d_x * (W_x x) + d_h * (W_h h) + delta, gate-major.
             dpre = dd_deltas[k].copy_(dpre.transpose(0, 1))

@@ -3,10 +3,16 @@ convention (layouts, unbatched input, stacked layers, states) and the layer-norm
 LSTM update both cells end with."""
 
 import math
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
+
+# A layer-norm LSTM cell's normalisation parameters: the gate gains and shifts ``(4, H)`` (as
+# :func:`fused_gate_affine` returns them) and the cell norm's weight and bias ``(H,)``.
+NormParameters = tuple[Tensor, Tensor, Tensor, Tensor]
 
 _CONVERSIONS = {
     torch.float32: ".float()",
@@ -16,7 +22,7 @@ _CONVERSIONS = {
 }
 
 
-def check_tensor(name, value, like):
+def check_tensor(name: str, value: Any, like: Tensor) -> None:
     """Raise a ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a tensor of
     ``like``'s dtype on ``like``'s device (the module's parameters or the checked input)."""
     if not isinstance(value, torch.Tensor):
@@ -38,7 +44,7 @@ def check_tensor(name, value, like):
         )
 
 
-def init_lstm_weights(weight_ih, weight_hh, hidden_size):
+def init_lstm_weights(weight_ih: Tensor, weight_hh: Tensor, hidden_size: int) -> None:
     """``nn.LSTM``'s uniform init for the input weights; each gate's recurrent block
     orthogonal, as in the reference HyperLSTM cell (Ha et al. 2016, hardmaru/supercell)."""
     bound = 1.0 / math.sqrt(hidden_size)
@@ -48,13 +54,16 @@ def init_lstm_weights(weight_ih, weight_hh, hidden_size):
             nn.init.orthogonal_(block)
 
 
-def add_layer_norm_lstm_parameters(cell, input_size, hidden_size, bias):
+def add_layer_norm_lstm_parameters(
+    cell: nn.Module, input_size: int, hidden_size: int, bias: bool
+) -> None:
     """Register the parameters of a layer-norm LSTM cell on ``cell``: input and recurrent
     weights (initialised by :func:`init_lstm_weights`), the optional bias, and the layer-norm
     gains and offsets of the four gates and of the cell state."""
     cell.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
     cell.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-    cell.bias = nn.Parameter(torch.zeros(4 * hidden_size)) if bias else None
+    # torch's stub types Module.__setattr__ values as Tensor | Module; None is valid at run time.
+    cell.bias = nn.Parameter(torch.zeros(4 * hidden_size)) if bias else None  # type: ignore[assignment]
     cell.gate_norm_weight = nn.Parameter(torch.ones(4, hidden_size))
     cell.gate_norm_bias = nn.Parameter(torch.zeros(4, hidden_size))
     cell.cell_norm_weight = nn.Parameter(torch.ones(hidden_size))
@@ -62,7 +71,7 @@ def add_layer_norm_lstm_parameters(cell, input_size, hidden_size, bias):
     init_lstm_weights(cell.weight_ih, cell.weight_hh, hidden_size)
 
 
-def fused_gate_affine(gamma, beta):
+def fused_gate_affine(gamma: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
     """Fold the forget bias and ``tanh`` into the layer-norm affine of the gates.
 
     The gates are ``i, f, g, o`` (``nn.LSTM``'s order) with per-gate layer-norm gains
@@ -75,7 +84,17 @@ def fused_gate_affine(gamma, beta):
     return gamma * scale, (beta + shift) * scale
 
 
-def layer_norm_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, eps, dropout, training):
+def layer_norm_lstm_update(
+    pre: Tensor,
+    c: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    cell_weight: Tensor,
+    cell_bias: Tensor,
+    eps: float,
+    dropout: float,
+    training: bool,
+) -> tuple[Tensor, Tensor]:
     """One layer-normalised LSTM update from gate pre-activations ``pre`` of shape (B, 4, H).
 
     ``gamma, beta`` come from :func:`fused_gate_affine`. Returns ``(h, c)`` with
@@ -94,6 +113,16 @@ def layer_norm_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, eps, dro
     return h, c
 
 
+class RecurrentCell(Protocol):
+    """What :class:`StackedRecurrent` needs of a layer's cell: the input projection of a
+    whole sequence, and the scan over it from a state (returning the outputs, the final
+    state and optionally more)."""
+
+    def input_projection(self, x: Tensor) -> Any: ...
+
+    def scan(self, x_proj: Any, state: Sequence[Tensor]) -> tuple[Any, ...]: ...
+
+
 class StackedRecurrent(nn.Module):
     """Base of stacked recurrent layers called like ``nn.LSTM``.
 
@@ -106,7 +135,15 @@ class StackedRecurrent(nn.Module):
     differently, or :meth:`forward` to return more.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+    ) -> None:
         super().__init__()
         for name, value in (
             ("input_size", input_size),
@@ -124,15 +161,18 @@ class StackedRecurrent(nn.Module):
         self.batch_first = batch_first
         self.dropout = float(dropout)
 
-    state_names = ()
+    state_names: tuple[str, ...] = ()
+    cells: nn.ModuleList
 
-    def state_sizes(self):
+    def state_sizes(self) -> tuple[int, ...]:
         raise NotImplementedError
 
     # How a state may be passed, for error messages.
     state_help = "a pair (h_0, c_0)"
 
-    def _prepare(self, input, state):
+    def _prepare(
+        self, input: Tensor, state: Sequence[Tensor] | None
+    ) -> tuple[Tensor, list[tuple[Tensor, ...]], bool]:
         """Check ``input`` and ``state`` and bring them to the time-major layout: returns
         ``x`` of shape ``(T, B, input_size)``, the per-layer states and whether the input was
         unbatched."""
@@ -169,7 +209,14 @@ class StackedRecurrent(nn.Module):
         per_layer = [tuple(s[layer] for s in state) for layer in range(self.num_layers)]
         return x, per_layer, unbatched
 
-    def _check_state(self, state, batch, sizes, unbatched, x):
+    def _check_state(
+        self,
+        state: Sequence[Tensor],
+        batch: int,
+        sizes: tuple[int, ...],
+        unbatched: bool,
+        x: Tensor,
+    ) -> list[Tensor]:
         if not isinstance(state, (tuple, list)) or len(state) not in (2, len(sizes)):
             kind = type(state).__name__
             if isinstance(state, (tuple, list)):
@@ -189,13 +236,17 @@ class StackedRecurrent(nn.Module):
             checked.append(s.unsqueeze(1) if unbatched else s)
         return checked
 
-    def forward(self, input, state=None):
+    def forward(
+        self, input: Tensor, state: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """``output, (h_n, c_n) = m(input, state)``, as with ``nn.LSTM``."""
         x, states, unbatched = self._prepare(input, state)
         output, finals, _ = self._run_layers(x, states)
         return self._finish(output, finals, unbatched)
 
-    def _run_layers(self, x, states):
+    def _run_layers(
+        self, x: Tensor, states: Sequence[tuple[Tensor, ...]]
+    ) -> tuple[Tensor, list[tuple[Tensor, ...]], list[Any]]:
         """Every layer in turn over ``x`` ``(T, B, input_size)``, each from its entry of
         ``states``, with dropout on the outputs of all but the last: returns the last layer's
         output, each layer's final state and what each :meth:`_run_layer` returned besides."""
@@ -208,15 +259,19 @@ class StackedRecurrent(nn.Module):
             extras.append(extra)
         return x, finals, extras
 
-    def _run_layer(self, layer, x, state):
+    def _run_layer(
+        self, layer: int, x: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...], Any]:
         """Layer ``layer`` over ``x`` ``(T, B, width)`` from its ``state``: its output
         ``(T, B, hidden_size)``, its final state and whatever else the cell's ``scan``
         returns (None if nothing)."""
-        cell = self.cells[layer]
+        cell = cast(RecurrentCell, self.cells[layer])
         output, final, *extra = cell.scan(cell.input_projection(x), state)
         return output, final, extra[0] if extra else None
 
-    def _finish(self, output, final_states, unbatched):
+    def _finish(
+        self, output: Tensor, final_states: Sequence[tuple[Tensor, ...]], unbatched: bool
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         state = tuple(torch.stack(parts) for parts in zip(*final_states))
         if unbatched:
             return output.squeeze(1), tuple(s.squeeze(1) for s in state)
@@ -224,7 +279,7 @@ class StackedRecurrent(nn.Module):
             output = output.transpose(0, 1)
         return output, state
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
         if self.batch_first:
             s += ", batch_first=True"

@@ -3,9 +3,11 @@ objective and its bits-per-character evaluation (the HyperLSTM experiments of Ha
 2016, section 4.2, at a scale a CPU can train)."""
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from probnets.data.validation import check_size
@@ -14,6 +16,9 @@ from probnets.loading import Loadable
 from .hyperlstm import HyperLSTM, HyperLSTMState
 from .layer_norm_lstm import LayerNormLSTM
 
+if TYPE_CHECKING:
+    from probnets.data.chars import TBPTTBatches
+
 __all__ = [
     "CharLanguageModel",
     "TBPTTObjective",
@@ -21,9 +26,12 @@ __all__ = [
     "matched_hidden_size",
     "state_tensors",
     "RNN_TYPES",
+    "RNNType",
 ]
 
 RNN_TYPES = ("hyperlstm", "layernorm_lstm", "lstm")
+# The same set as a type, for annotations.
+RNNType = Literal["hyperlstm", "layernorm_lstm", "lstm"]
 
 
 class CharLanguageModel(Loadable, nn.Module):
@@ -41,14 +49,14 @@ class CharLanguageModel(Loadable, nn.Module):
 
     def __init__(
         self,
-        vocab_size,
-        rnn="hyperlstm",
-        embedding_size=64,
-        hidden_size=256,
-        num_layers=1,
-        dropout=0.0,
-        **rnn_kwargs,
-    ):
+        vocab_size: int,
+        rnn: RNNType = "hyperlstm",
+        embedding_size: int = 64,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        **rnn_kwargs: Any,
+    ) -> None:
         super().__init__()
         if rnn not in RNN_TYPES:
             raise ValueError(f"rnn must be one of {RNN_TYPES}, got {rnn!r}")
@@ -78,10 +86,12 @@ class CharLanguageModel(Loadable, nn.Module):
         self.dropout = dropout
         self.decoder = nn.Linear(hidden_size, vocab_size)
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return dict(self._config)
 
-    def forward(self, inputs, state=None):
+    def forward(
+        self, inputs: Tensor, state: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Logits ``(T, B, vocab)`` for ids ``(T, B)``, and the final recurrent state."""
         if inputs.dtype != torch.long or inputs.dim() != 2:
             raise ValueError(
@@ -89,25 +99,27 @@ class CharLanguageModel(Loadable, nn.Module):
                 f"{tuple(inputs.shape)}"
             )
         x = F.dropout(self.embedding(inputs), self.dropout, self.training)
-        out, state = self.rnn(x, state)
-        return self.decoder(F.dropout(out, self.dropout, self.training)), state
+        out, final = self.rnn(x, state)
+        return self.decoder(F.dropout(out, self.dropout, self.training)), final
 
-    def loss(self, inputs, targets, state=None):
+    def loss(
+        self, inputs: Tensor, targets: Tensor, state: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Mean next-character negative log-likelihood (nats) and the final state."""
-        logits, state = self(inputs, state)
+        logits, final = self(inputs, state)
         nll = F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
-        return nll, state
+        return nll, final
 
 
 def matched_hidden_size(
-    rnn,
-    vocab_size,
-    target_parameters,
-    embedding_size=64,
-    num_layers=1,
-    max_hidden_size=2048,
-    **rnn_kwargs,
-):
+    rnn: RNNType,
+    vocab_size: int,
+    target_parameters: int,
+    embedding_size: int = 64,
+    num_layers: int = 1,
+    max_hidden_size: int = 2048,
+    **rnn_kwargs: Any,
+) -> int:
     """The hidden size at which ``CharLanguageModel(vocab_size, rnn, embedding_size, hidden,
     num_layers, **rnn_kwargs)`` has the parameter count closest to ``target_parameters``, so
     that recurrent networks are compared at equal size.
@@ -118,7 +130,7 @@ def matched_hidden_size(
     seeded script that calls this gets the same models on every run.
     """
 
-    def count(hidden):
+    def count(hidden: int) -> int:
         model = CharLanguageModel(vocab_size, rnn, embedding_size, hidden, num_layers, **rnn_kwargs)
         return sum(p.numel() for p in model.parameters())
 
@@ -137,7 +149,7 @@ def matched_hidden_size(
     return min((low, low + 1), key=lambda hidden: abs(count(hidden) - target_parameters))
 
 
-def state_tensors(state):
+def state_tensors(state: Sequence[Tensor]) -> tuple[Tensor, ...]:
     """Every tensor of a recurrent state as a plain tuple, for a checkpoint that must load
     with ``weights_only=True``: ``(h, c)``, or ``(h, c, hyper_h, hyper_c)`` for a
     :class:`~probnets.nn.HyperLSTMState`. Each recurrent network here takes that tuple back
@@ -145,7 +157,7 @@ def state_tensors(state):
     return state.astuple() if isinstance(state, HyperLSTMState) else tuple(state)
 
 
-def _detach(state):
+def _detach(state: Sequence[Tensor]) -> tuple[Tensor, ...]:
     if isinstance(state, HyperLSTMState):
         return state.detach()
     return tuple(s.detach() for s in state)
@@ -160,15 +172,15 @@ class TBPTTObjective:
     size changes. Pass it to ``Trainer(LossObjective(objective, model), batches, config)``.
     """
 
-    def __init__(self, model, batches=None):
+    def __init__(self, model: CharLanguageModel, batches: "TBPTTBatches | None" = None) -> None:
         self.model = model
         self.batches = batches
+        self.state: tuple[Tensor, ...] | None = None
+
+    def reset(self) -> None:
         self.state = None
 
-    def reset(self):
-        self.state = None
-
-    def __call__(self, inputs, targets):
+    def __call__(self, inputs: Tensor, targets: Tensor) -> Tensor:
         new_epoch = self.batches is not None and self.batches.new_epoch
         if self.state is None or new_epoch or self.state[0].shape[-2] != inputs.shape[1]:
             self.state = None
@@ -178,7 +190,9 @@ class TBPTTObjective:
 
 
 @torch.no_grad()
-def evaluate_bpc(model, ids, seq_len=100, batch_size=16):
+def evaluate_bpc(
+    model: CharLanguageModel, ids: Tensor, seq_len: int = 100, batch_size: int = 16
+) -> float:
     """Bits per character of ``model`` on the 1-d id sequence ``ids``, with the state carried
     across chunks of ``batch_size`` parallel streams (the last ``len % batch_size`` ids
     are dropped)."""

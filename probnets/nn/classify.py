@@ -2,23 +2,26 @@
 ``ReactiveQueryNet``, ``StaticQueryCNN``), in the form
 :class:`~probnets.train.LossObjective` takes."""
 
+from collections.abc import Callable
+
 import torch
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = ["cross_entropy_objective", "accuracy"]
 
 
-def cross_entropy_objective(model):
+def cross_entropy_objective(model: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
     """``objective(images, labels) -> mean cross-entropy`` of ``model``'s logits."""
 
-    def objective(images, labels):
+    def objective(images: Tensor, labels: Tensor) -> Tensor:
         return F.cross_entropy(model(images), labels)
 
     return objective
 
 
 @torch.no_grad()
-def accuracy(model, images, labels, batch_size=500):
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 500) -> float:
     """Fraction of ``images`` whose arg-max logit is the label (eval mode, no grad)."""
     for name, value in (("images", images), ("labels", labels)):
         if not isinstance(value, torch.Tensor):

@@ -32,7 +32,11 @@ otherwise. ``"unfold"`` only wins on tiny problems (a few examples of 8x8 maps),
 negligible margin, and the loop never wins, so ``"auto"`` picks neither.
 """
 
+from collections.abc import Sequence
+from typing import Any, Literal
+
 import torch
+from torch import Tensor
 from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 
@@ -41,6 +45,8 @@ from probnets.data.validation import check_tensor
 __all__ = [
     "DYNAMIC_CONV2D_METHODS",
     "DYNAMIC_LINEAR_METHODS",
+    "DynamicConv2dMethod",
+    "DynamicLinearMethod",
     "choose_conv2d_method",
     "dynamic_conv2d",
     "dynamic_linear",
@@ -48,6 +54,9 @@ __all__ = [
 
 DYNAMIC_LINEAR_METHODS = ("auto", "bmm", "mulsum", "loop")
 DYNAMIC_CONV2D_METHODS = ("auto", "grouped", "grouped_channels_last", "unfold", "loop")
+# The same sets as types, for annotations.
+DynamicLinearMethod = Literal["auto", "bmm", "mulsum", "loop"]
+DynamicConv2dMethod = Literal["auto", "grouped", "grouped_channels_last", "unfold", "loop"]
 
 # Thresholds of the "auto" rule; measured, see the module docstring.
 _SMALL_CHANNEL_PRODUCT = 64
@@ -55,7 +64,7 @@ _MIN_CHANNELS_LAST_POSITIONS = 12 * 12
 _TINY_LINEAR = 4096
 
 
-def _check_tensor(name, value, like=None):
+def _check_tensor(name: str, value: Any, like: Tensor | None = None) -> None:
     """``value`` is a tensor (and, given ``like``, of the dtype and device of ``x``)."""
     if like is not None:
         check_tensor(name, value, like, like_name="x")
@@ -63,7 +72,7 @@ def _check_tensor(name, value, like=None):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
-def conv_pair(name, value, minimum):
+def conv_pair(name: str, value: int | Sequence[int], minimum: int) -> tuple[int, int]:
     """``stride``/``padding``/``dilation`` as a pair of ints ``>= minimum`` (as
     :func:`torch.nn.functional.conv2d` takes them)."""
     pair = _pair(value)
@@ -74,7 +83,7 @@ def conv_pair(name, value, minimum):
     return pair
 
 
-def _check_linear_arguments(x, weight, bias, method):
+def _check_linear_arguments(x: Tensor, weight: Tensor, bias: Tensor | None, method: str) -> None:
     _check_tensor("x", x)
     _check_tensor("weight", weight, like=x)
     if weight.dim() != 3:
@@ -97,12 +106,14 @@ def _check_linear_arguments(x, weight, bias, method):
         raise ValueError(f"method must be one of {DYNAMIC_LINEAR_METHODS}, got {method!r}")
 
 
-def dynamic_linear(x, weight, bias=None, method="auto"):
+def dynamic_linear(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, method: DynamicLinearMethod = "auto"
+) -> Tensor:
     """Affine map with a separate weight matrix for every example.
 
     :param torch.Tensor x: inputs of shape ``(B, in)`` or ``(B, ..., in)``.
     :param torch.Tensor weight: per-example weights of shape ``(B, out, in)``.
-    :param torch.Tensor bias: optional per-example bias of shape ``(B, out)``.
+    :param torch.Tensor bias: optional per-example bias of shape ``(B, out)``, or None.
     :param str method: ``"auto"``, ``"bmm"``, ``"mulsum"`` or ``"loop"``; all give the
         same result.
     :returns: ``y`` of shape ``(B, out)`` or ``(B, ..., out)`` with
@@ -137,7 +148,9 @@ def dynamic_linear(x, weight, bias=None, method="auto"):
     return y.transpose(1, 2).reshape(B, *middle, out_features)
 
 
-def choose_conv2d_method(batch_size, in_channels, out_channels, out_height, out_width):
+def choose_conv2d_method(
+    batch_size: int, in_channels: int, out_channels: int, out_height: int, out_width: int
+) -> Literal["grouped", "grouped_channels_last"]:
     """The ``"auto"`` rule of :func:`dynamic_conv2d` (see the module docstring)."""
     if batch_size == 1:
         return "grouped"  # groups=1: an ordinary convolution
@@ -149,11 +162,19 @@ def choose_conv2d_method(batch_size, in_channels, out_channels, out_height, out_
     return "grouped"
 
 
-def _out_size(size, kernel, stride, padding, dilation):
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _conv_grouped(x, weight, bias, stride, padding, dilation, channels_last):
+def _conv_grouped(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    channels_last: bool,
+) -> Tensor:
     B, C, H, W = x.shape
     out_channels = weight.shape[1]
     xg = x.reshape(1, B * C, H, W)
@@ -168,7 +189,15 @@ def _conv_grouped(x, weight, bias, stride, padding, dilation, channels_last):
     return y.reshape(B, out_channels, *y.shape[2:])
 
 
-def _conv_unfold(x, weight, bias, stride, padding, dilation, out_hw):
+def _conv_unfold(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    out_hw: tuple[int, ...],
+) -> Tensor:
     B = x.shape[0]
     out_channels = weight.shape[1]
     cols = F.unfold(x, weight.shape[3:], dilation=dilation, padding=padding, stride=stride)
@@ -180,7 +209,14 @@ def _conv_unfold(x, weight, bias, stride, padding, dilation, out_hw):
     return y.view(B, out_channels, *out_hw)
 
 
-def _conv_loop(x, weight, bias, stride, padding, dilation):
+def _conv_loop(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> Tensor:
     return torch.cat(
         [
             F.conv2d(
@@ -196,12 +232,20 @@ def _conv_loop(x, weight, bias, stride, padding, dilation):
     )
 
 
-def dynamic_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, method="auto"):
+def dynamic_conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    method: DynamicConv2dMethod = "auto",
+) -> Tensor:
     """2-d convolution with a separate kernel for every example.
 
     :param torch.Tensor x: images of shape ``(B, C_in, H, W)``.
     :param torch.Tensor weight: per-example kernels of shape ``(B, C_out, C_in, kH, kW)``.
-    :param torch.Tensor bias: optional per-example bias of shape ``(B, C_out)``.
+    :param torch.Tensor bias: optional per-example bias of shape ``(B, C_out)``, or None.
     :param stride, padding, dilation: ints or pairs, as in :func:`torch.nn.functional.conv2d`
         (stride and dilation >= 1, padding >= 0).
     :param str method: one of ``"auto"``, ``"grouped"``, ``"grouped_channels_last"``,

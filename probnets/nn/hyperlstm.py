@@ -1,11 +1,15 @@
 """HyperLSTM (Ha, Dai, Le 2016, "HyperNetworks", arXiv:1609.09106, section 3.2 and
 appendix A.2): a small LSTM that rescales the weights of a big one at every step."""
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, cast, overload
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._recurrent import (
+    NormParameters,
     StackedRecurrent,
     check_tensor,
     fused_gate_affine,
@@ -17,7 +21,7 @@ from .layer_norm_lstm import LayerNormLSTMCell
 __all__ = ["HyperLSTMCell", "HyperLSTM", "HyperLSTMState"]
 
 
-class HyperLSTMState(tuple):
+class HyperLSTMState(tuple[Tensor, Tensor]):
     """The state a :class:`HyperLSTM` (or :class:`HyperLSTMCell`) returns: the pair
     ``(h, c)`` of ``nn.LSTM`` (``nn.LSTMCell``), so that ``out, (h_n, c_n) = m(x)`` works,
     carrying the hyper cells' state as the attributes ``hyper_h`` and ``hyper_c``.
@@ -29,45 +33,55 @@ class HyperLSTMState(tuple):
     tuple back as well.
     """
 
-    def __new__(cls, h, c, hyper_h, hyper_c):
+    hyper_h: Tensor
+    hyper_c: Tensor
+
+    def __new__(cls, h: Tensor, c: Tensor, hyper_h: Tensor, hyper_c: Tensor) -> "HyperLSTMState":
         state = super().__new__(cls, (h, c))
         state.hyper_h, state.hyper_c = hyper_h, hyper_c
         return state
 
-    def __getnewargs__(self):
+    def __getnewargs__(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.astuple()
 
-    def astuple(self):
+    def astuple(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(h, c, hyper_h, hyper_c)`` as a plain tuple."""
         return (self[0], self[1], self.hyper_h, self.hyper_c)
 
-    def detach(self):
+    def detach(self) -> "HyperLSTMState":
         """The same state with every tensor detached from the graph."""
         return HyperLSTMState(*(s.detach() for s in self.astuple()))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"HyperLSTMState(h={self[0]!r}, c={self[1]!r}, hyper_h={self.hyper_h!r}, "
             f"hyper_c={self.hyper_c!r})"
         )
 
 
-def _flat_state(state):
+def _flat_state(state: Sequence[Tensor] | None) -> Sequence[Tensor] | None:
     """A state as passed in, with a :class:`HyperLSTMState` opened to its four tensors."""
     return state.astuple() if isinstance(state, HyperLSTMState) else state
 
 
-def default_hyper_size(hidden_size):
+def default_hyper_size(hidden_size: int) -> int:
     """The default width of the hyper cell: ``hidden_size // 8`` (at least 4), about the
     paper's proportion of 128 hyper units beside 1000 main units."""
     return max(4, hidden_size // 8)
 
 
+# The four state tensors (h, c, hyper_h, hyper_c) and what the functional scan keeps of a step
+# for its backward pass: the two cells' saved tensors of _lstm_forward, z and W_h h.
+_State = tuple[Tensor, Tensor, Tensor, Tensor]
+_StepSaved = tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Tensor]
+
 # Ha et al.'s initial weight scaling d (from recurrent batch norm, Cooijmans et al. 2016).
 _INITIAL_SCALE = 0.1
 
 
-def _lstm_forward(pre, c, norm, mask, eps):
+def _lstm_forward(
+    pre: Tensor, c: Tensor, norm: NormParameters, mask: Tensor | None, eps: float
+) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
     """The layer-norm LSTM update of :func:`layer_norm_lstm_update` on pre-activations
     ``(B, 4, H)``; ``norm = (gamma, beta, cell_weight, cell_bias)``. Returns ``h, c_new``
     and what :func:`_lstm_backward` needs: the pre-activations, their layer norm and its
@@ -87,7 +101,16 @@ def _lstm_forward(pre, c, norm, mask, eps):
     return o * th, c_new, (pre, n, mean, rstd, s, g, th, c_mean, c_rstd)
 
 
-def _lstm_backward(dh, dc, saved, c, c_new, norm, grads, mask):
+def _lstm_backward(
+    dh: Tensor,
+    dc: Tensor,
+    saved: tuple[Tensor, ...],
+    c: Tensor,
+    c_new: Tensor,
+    norm: NormParameters,
+    grads: NormParameters,
+    mask: Tensor | None,
+) -> tuple[Tensor, Tensor, NormParameters]:
     """Hand-written backward of :func:`_lstm_forward`: ``dpre, dc_prev`` from ``dh, dc``,
     and ``grads`` (of ``norm``'s four tensors) plus this step's contribution."""
     pre, n, mean, rstd, s, g, th, c_mean, c_rstd = saved
@@ -112,24 +135,24 @@ def _lstm_backward(dh, dc, saved, c, c_new, norm, grads, mask):
 
 
 def _scan_forward_step(
-    h,
-    c,
-    hh,
-    hc,
-    x_main,
-    x_hyper,
-    w_h_t,
-    w_hyper_t,
-    w_z_t,
-    z_bias,
-    scale_weight,
-    bias,
-    norm,
-    hyper_norm,
-    mask,
-    hyper_mask,
-    eps,
-):
+    h: Tensor,
+    c: Tensor,
+    hh: Tensor,
+    hc: Tensor,
+    x_main: Tensor,
+    x_hyper: Tensor,
+    w_h_t: Tensor,
+    w_hyper_t: Tensor,
+    w_z_t: Tensor,
+    z_bias: Tensor,
+    scale_weight: Tensor,
+    bias: Tensor | None,
+    norm: NormParameters,
+    hyper_norm: NormParameters,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, _StepSaved]:
     """One step of :class:`_HyperLSTMScan`'s forward pass: the new state and what the
     backward pass keeps of this step."""
     B, H = h.shape
@@ -148,30 +171,30 @@ def _scan_forward_step(
 
 
 def _scan_backward_step(
-    dh,
-    dc,
-    dhh,
-    dhc,
-    saved,
-    c_prev,
-    c_new,
-    hc_prev,
-    hc_new,
-    x_main,
-    w_h,
-    w_hyper,
-    w_z,
-    scale_weight,
-    norm,
-    hyper_norm,
-    norm_grads,
-    hyper_norm_grads,
-    d_bias,
-    d_z_bias,
-    mask,
-    hyper_mask,
-    eps,
-):
+    dh: Tensor,
+    dc: Tensor,
+    dhh: Tensor,
+    dhc: Tensor,
+    saved: _StepSaved,
+    c_prev: Tensor,
+    c_new: Tensor,
+    hc_prev: Tensor,
+    hc_new: Tensor,
+    x_main: Tensor,
+    w_h: Tensor,
+    w_hyper: Tensor,
+    w_z: Tensor,
+    scale_weight: Tensor,
+    norm: NormParameters,
+    hyper_norm: NormParameters,
+    norm_grads: NormParameters,
+    hyper_norm_grads: NormParameters,
+    d_bias: Tensor,
+    d_z_bias: Tensor,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+    eps: float,
+) -> tuple[Any, ...]:
     """One step of :class:`_HyperLSTMScan`'s backward pass, without the weight-gradient
     matmuls (:func:`_scan_backward_chunk` does those once per chunk). ``dh, dhh`` include
     the gradients of this step's outputs. Returns the gradients flowing to step ``t - 1``,
@@ -214,24 +237,24 @@ def _scan_backward_step(
 
 
 def _scan_forward_chunk(
-    h,
-    c,
-    hh,
-    hc,
-    x_main,
-    x_hyper,
-    w_h_t,
-    w_hyper_t,
-    w_z_t,
-    z_bias,
-    scale_weight,
-    bias,
-    norm,
-    hyper_norm,
-    mask,
-    hyper_mask,
-    eps,
-):
+    h: Tensor,
+    c: Tensor,
+    hh: Tensor,
+    hc: Tensor,
+    x_main: Tensor,
+    x_hyper: Tensor,
+    w_h_t: Tensor,
+    w_hyper_t: Tensor,
+    w_z_t: Tensor,
+    z_bias: Tensor,
+    scale_weight: Tensor,
+    bias: Tensor | None,
+    norm: NormParameters,
+    hyper_norm: NormParameters,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+    eps: float,
+) -> tuple[list[_State], list[_StepSaved]]:
     """``len(x_main)`` consecutive steps of :func:`_scan_forward_step`: the state after each
     step and what the backward pass keeps of each."""
     states, saved = [], []
@@ -261,29 +284,29 @@ def _scan_forward_chunk(
 
 
 def _scan_backward_chunk(
-    dh,
-    dc,
-    dhh,
-    dhc,
-    d_outputs,
-    d_hyper_outputs,
-    saved,
-    states,
-    x_main,
-    w_h,
-    w_hyper,
-    w_z,
-    scale_weight,
-    norm,
-    hyper_norm,
-    norm_grads,
-    hyper_norm_grads,
-    d_bias,
-    d_z_bias,
-    mask,
-    hyper_mask,
-    eps,
-):
+    dh: Tensor,
+    dc: Tensor,
+    dhh: Tensor,
+    dhc: Tensor,
+    d_outputs: Tensor | None,
+    d_hyper_outputs: Tensor | None,
+    saved: Sequence[_StepSaved],
+    states: Sequence[_State],
+    x_main: Tensor,
+    w_h: Tensor,
+    w_hyper: Tensor,
+    w_z: Tensor,
+    scale_weight: Tensor,
+    norm: NormParameters,
+    hyper_norm: NormParameters,
+    norm_grads: NormParameters,
+    hyper_norm_grads: NormParameters,
+    d_bias: Tensor,
+    d_z_bias: Tensor,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+    eps: float,
+) -> tuple[Any, ...]:
     """The backward pass over the ``K = len(x_main)`` steps of one chunk, last step first.
 
     ``states`` holds the ``K + 1`` states from the one before the chunk to its last,
@@ -292,7 +315,12 @@ def _scan_backward_chunk(
     its contributions to the weight gradients (sums over steps, each one matmul over all
     ``K * B`` rows) and the updated small accumulators."""
     K = x_main.shape[0]
-    d_x_main, d_x_hyper, d_recs, dds, dzs = ([None] * K for _ in range(5))
+    # Each step's gradients, filled in last step first.
+    d_x_main: list[Any] = [None] * K
+    d_x_hyper_steps: list[Any] = [None] * K
+    d_recs: list[Any] = [None] * K
+    dds: list[Any] = [None] * K
+    dzs: list[Any] = [None] * K
     for t in reversed(range(K)):
         if d_outputs is not None:
             dh = dh + d_outputs[t]
@@ -304,7 +332,7 @@ def _scan_backward_chunk(
             dhh,
             dhc,
             d_x_main[t],
-            d_x_hyper[t],
+            d_x_hyper_steps[t],
             d_recs[t],
             dds[t],
             dzs[t],
@@ -337,7 +365,7 @@ def _scan_backward_chunk(
             None if hyper_mask is None else hyper_mask[t],
             eps,
         )
-    d_x_hyper = torch.stack(d_x_hyper)
+    d_x_hyper = torch.stack(d_x_hyper_steps)
     B = x_main.shape[1]
     hh = torch.cat([state[2] for state in states])  # ((K + 1) B, N_h): before and after each step
     d_w_h = torch.mm(torch.cat(d_recs).t(), torch.cat([state[0] for state in states[:-1]]))
@@ -368,10 +396,10 @@ def _scan_backward_chunk(
 # per-call overhead (guards, launches) and make the weight-gradient matmuls larger, but cost
 # compile time.
 _CHUNK = 5
-_compiled_chunks = {}
+_compiled_chunks: dict[str, Callable[..., Any]] = {}
 
 
-def _chunk_functions(compiled):
+def _chunk_functions(compiled: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """The chunk functions of ``compile_steps=True``, compiled once per process with
     ``torch.compile`` (Inductor fuses each step's ~30 small elementwise and layer-norm
     kernels); uncompiled with ``compiled=False`` (a functional reference of the eager pass
@@ -381,7 +409,7 @@ def _chunk_functions(compiled):
     if not _compiled_chunks:
         # A C++ wrapper launches each chunk's kernels and matmuls instead of one Python call
         # apiece, at the same compile time as Inductor's default Python wrapper.
-        options = {"cpp_wrapper": True}
+        options: dict[str, str | int | bool | Callable[..., Any]] = {"cpp_wrapper": True}
         _compiled_chunks["forward"] = torch.compile(
             _scan_forward_chunk, fullgraph=True, options=options
         )
@@ -412,7 +440,7 @@ class _HyperLSTMScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, *args):
+    def forward(ctx: Any, *args: Any) -> tuple[Tensor, ...]:
         *inputs, eps, compiled = args
         (
             x_main,
@@ -509,7 +537,7 @@ class _HyperLSTMScan(torch.autograd.Function):
         return outputs, h.clone(), c.clone(), hh.clone(), hc.clone(), hyper_outputs
 
     @staticmethod
-    def backward(ctx, *grads):
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
         if torch.is_grad_enabled():
             # The backward pass is itself being recorded (``create_graph=True``, as in
             # double backward, gradient penalties, REBAR/RELAX's variance gradients): the
@@ -580,8 +608,19 @@ class _HyperLSTMScan(torch.autograd.Function):
 
 
 def _compiled_backward(
-    ctx, grads, x_main, w_h, w_hyper, w_z, scale_weight, bias, norm, hyper_norm, mask, hyper_mask
-):
+    ctx: Any,
+    grads: Sequence[Tensor | None],
+    x_main: Tensor,
+    w_h: Tensor,
+    w_hyper: Tensor,
+    w_z: Tensor,
+    scale_weight: Tensor,
+    bias: Tensor | None,
+    norm: NormParameters,
+    hyper_norm: NormParameters,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+) -> tuple[Tensor | None, ...]:
     """:class:`_HyperLSTMScan`'s backward pass with ``compile_steps=True``: the compiled
     chunk functions, last chunk first."""
     d_outputs, dh, dc, dhh, dhc, d_hyper_outputs = grads
@@ -671,7 +710,16 @@ def _compiled_backward(
     )
 
 
-def _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, mask, eps):
+def _recorded_lstm_update(
+    pre: Tensor,
+    c: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    cell_weight: Tensor,
+    cell_bias: Tensor,
+    mask: Tensor | None,
+    eps: float,
+) -> tuple[Tensor, Tensor]:
     """The update of :func:`_lstm_forward`, written with ordinary differentiable operations."""
     a = torch.addcmul(beta, F.layer_norm(pre, pre.shape[-1:], eps=eps), gamma)
     i, f, g, o = torch.sigmoid(a).unbind(-2)
@@ -684,30 +732,30 @@ def _recorded_lstm_update(pre, c, gamma, beta, cell_weight, cell_bias, mask, eps
 
 
 def _recorded_scan(
-    x_main,
-    x_hyper,
-    h,
-    c,
-    hh,
-    hc,
-    w_h,
-    w_hyper,
-    w_z,
-    z_bias,
-    scale_weight,
-    bias,
-    gamma,
-    beta,
-    cell_weight,
-    cell_bias,
-    hgamma,
-    hbeta,
-    hcell_weight,
-    hcell_bias,
-    mask,
-    hyper_mask,
-    eps,
-):
+    x_main: Tensor,
+    x_hyper: Tensor,
+    h: Tensor,
+    c: Tensor,
+    hh: Tensor,
+    hc: Tensor,
+    w_h: Tensor,
+    w_hyper: Tensor,
+    w_z: Tensor,
+    z_bias: Tensor,
+    scale_weight: Tensor,
+    bias: Tensor | None,
+    gamma: Tensor,
+    beta: Tensor,
+    cell_weight: Tensor,
+    cell_bias: Tensor,
+    hgamma: Tensor,
+    hbeta: Tensor,
+    hcell_weight: Tensor,
+    hcell_bias: Tensor,
+    mask: Tensor | None,
+    hyper_mask: Tensor | None,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """:class:`_HyperLSTMScan`'s function (same arguments and outputs) step by step with
     autograd recording every operation: what a backward pass that is itself recorded
     differentiates, and a reference for the hand-written pass."""
@@ -740,14 +788,17 @@ def _recorded_scan(
     return torch.stack(outputs), h, c, hh, hc, torch.stack(hyper_outputs)
 
 
-def _recorded_backward(ctx, grads):
+def _recorded_backward(ctx: Any, grads: Sequence[Tensor | None]) -> tuple[Tensor | None, ...]:
     """:class:`_HyperLSTMScan`'s backward pass for a recorded backward (``create_graph``):
     the gradients of :func:`_recorded_scan`, with their own graph, so that they can be
     differentiated again."""
-    inputs = ctx.saved_tensors
+    inputs: tuple[Tensor, ...] = ctx.saved_tensors
     wanted = [i for i, needed in enumerate(ctx.needs_input_grad[: len(inputs)]) if needed]
     with torch.enable_grad():
-        outputs = _recorded_scan(*inputs, ctx.eps)
+        # The saved tensors are all of _recorded_scan's arguments but eps (a count mypy cannot
+        # see through the star).
+        scan = cast(Callable[..., tuple[Tensor, ...]], _recorded_scan)
+        outputs = scan(*inputs, ctx.eps)
     pairs = [
         (out, grad) for out, grad in zip(outputs, grads) if grad is not None and out.requires_grad
     ]
@@ -758,7 +809,7 @@ def _recorded_backward(ctx, grads):
         create_graph=True,
         allow_unused=True,
     )
-    result = [None] * (len(inputs) + 2)  # and eps, compiled
+    result: list[Tensor | None] = [None] * (len(inputs) + 2)  # and eps, compiled
     for i, grad in zip(wanted, input_grads):
         result[i] = torch.zeros_like(inputs[i]) if grad is None else grad
     return tuple(result)
@@ -818,18 +869,27 @@ class HyperLSTMCell(nn.Module):
     # Layer-norm gains and shifts of the gates, kept as (4, H) matrices (see weight_decay.py).
     no_weight_decay = ("gate_norm_weight", "gate_norm_bias")
 
+    # Registered by add_layer_norm_lstm_parameters.
+    weight_ih: nn.Parameter
+    weight_hh: nn.Parameter
+    bias: nn.Parameter | None
+    gate_norm_weight: nn.Parameter
+    gate_norm_bias: nn.Parameter
+    cell_norm_weight: nn.Parameter
+    cell_norm_bias: nn.Parameter
+
     def __init__(
         self,
-        input_size,
-        hidden_size,
-        hyper_size=None,
-        hyper_embedding_size=4,
-        bias=True,
-        recurrent_dropout=0.0,
-        eps=1e-5,
-        compile_steps=False,
-        hyper_recurrent_dropout=0.0,
-    ):
+        input_size: int,
+        hidden_size: int,
+        hyper_size: int | None = None,
+        hyper_embedding_size: int = 4,
+        bias: bool = True,
+        recurrent_dropout: float = 0.0,
+        eps: float = 1e-5,
+        compile_steps: bool = False,
+        hyper_recurrent_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if hyper_size is None and isinstance(hidden_size, int):
             hyper_size = default_hyper_size(hidden_size)
@@ -841,12 +901,12 @@ class HyperLSTMCell(nn.Module):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, value in (
+        for name, rate in (
             ("recurrent_dropout", recurrent_dropout),
             ("hyper_recurrent_dropout", hyper_recurrent_dropout),
         ):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.hyper_size = hyper_size
@@ -868,18 +928,20 @@ class HyperLSTMCell(nn.Module):
             self.embedding_weight[8 * Nz :].normal_(0.0, 0.01)
             self.scale_weight[8:].zero_()
 
-    def input_projection(self, x):
+    def input_projection(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Parts that depend on ``x`` only, for a whole sequence at once: ``W_x x`` for the
         main cell and the hyper cell's ``W x`` (its input is ``[x; h]``)."""
         main = F.linear(x, self.weight_ih)
         hyper = F.linear(x, self.hyper_cell.weight_ih[:, : self.input_size], self.hyper_cell.bias)
         return main, hyper
 
-    def _embedding_bias(self):
+    def _embedding_bias(self) -> Tensor:
         zeros = self.embedding_bias.new_zeros(4 * self.hyper_embedding_size)
         return torch.cat([self.embedding_bias, zeros])
 
-    def scales(self, hyper_h, embedding_bias=None):
+    def scales(
+        self, hyper_h: Tensor, embedding_bias: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``(d_x, d_h, delta)``, each of shape ``(..., 4, H)``, from hyper outputs
         ``(..., N_h)``."""
         if embedding_bias is None:
@@ -889,7 +951,9 @@ class HyperLSTMCell(nn.Module):
         d = torch.einsum("...gk,gkh->...gh", z, self.scale_weight)
         return d[..., 0:4, :], d[..., 4:8, :], d[..., 8:12, :]
 
-    def scan(self, x_proj, state):
+    def scan(
+        self, x_proj: tuple[Tensor, Tensor], state: Sequence[Tensor]
+    ) -> tuple[Tensor, _State, Tensor]:
         """Run over projected inputs (from :meth:`input_projection`, leading dims ``(T, B)``).
 
         :param tuple state: ``(h, c, hyper_h, hyper_c)``.
@@ -930,7 +994,7 @@ class HyperLSTMCell(nn.Module):
         )
         return outputs, (h, c, hh, hc), hyper_outputs
 
-    def _candidate_mask(self, x_main, p, width):
+    def _candidate_mask(self, x_main: Tensor, p: float, width: int) -> Tensor | None:
         """Inverted-dropout mask ``(T, B, width)`` for a candidate, or None (not training
         or ``p = 0``)."""
         if not self.training or p == 0.0:
@@ -938,7 +1002,7 @@ class HyperLSTMCell(nn.Module):
         keep = 1.0 - p
         return x_main.new_empty(*x_main.shape[:2], width).bernoulli_(keep) / keep
 
-    def modulation(self, hyper_outputs, initial_hyper_h):
+    def modulation(self, hyper_outputs: Tensor, initial_hyper_h: Tensor) -> Tensor:
         r"""Per-step size of the change of the recurrent weights, per gate.
 
         The effective recurrent matrix of gate :math:`k` at step :math:`t` is
@@ -957,7 +1021,7 @@ class HyperLSTMCell(nn.Module):
         row_norms = self.weight_hh.view(4, self.hidden_size, self.hidden_size).norm(dim=-1)
         return ((d_h[1:] - d_h[:-1]) * row_norms).norm(dim=-1)
 
-    def forward(self, x, state=None):
+    def forward(self, x: Tensor, state: Sequence[Tensor] | None = None) -> HyperLSTMState:
         """One step, like ``nn.LSTMCell``: ``x`` of shape ``(B, input_size)``; ``state`` None,
         a pair ``(h, c)`` of shape ``(B, hidden_size)`` (the hyper cell starts from zero), the
         :class:`HyperLSTMState` of the previous step, or ``(h, c, hyper_h, hyper_c)``.
@@ -972,7 +1036,7 @@ class HyperLSTMCell(nn.Module):
         _, state, _ = self.scan((main.unsqueeze(0), hyper.unsqueeze(0)), state)
         return HyperLSTMState(*state)
 
-    def _check_state(self, state, x):
+    def _check_state(self, state: Sequence[Tensor] | None, x: Tensor) -> tuple[Tensor, ...]:
         B = x.shape[0]
         sizes = (self.hidden_size, self.hidden_size, self.hyper_size, self.hyper_size)
         if state is None:
@@ -989,7 +1053,7 @@ class HyperLSTMCell(nn.Module):
                 raise ValueError(f"state {name} must have shape {(B, size)}, got {tuple(s.shape)}")
         return state
 
-    def _load_from_state_dict(self, state_dict, prefix, *args):
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
         # A state dict of other hyper sizes: say which sizes to build (the mismatch errors
         # that follow name only the tensors).
         error_msgs = args[-1]
@@ -1052,19 +1116,19 @@ class HyperLSTM(StackedRecurrent):
 
     def __init__(
         self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        hyper_size=None,
-        hyper_embedding_size=4,
-        recurrent_dropout=0.0,
-        eps=1e-5,
-        compile_steps=False,
-        hyper_recurrent_dropout=0.0,
-    ):
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        hyper_size: int | None = None,
+        hyper_embedding_size: int = 4,
+        recurrent_dropout: float = 0.0,
+        eps: float = 1e-5,
+        compile_steps: bool = False,
+        hyper_recurrent_dropout: float = 0.0,
+    ) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         if hyper_size is None:
             hyper_size = default_hyper_size(hidden_size)
@@ -1085,11 +1149,43 @@ class HyperLSTM(StackedRecurrent):
             for layer in range(num_layers)
         )
 
-    def state_sizes(self):
+    def state_sizes(self) -> tuple[int, int, int, int]:
         H, Nh = self.hidden_size, self.hyper_size
         return (H, H, Nh, Nh)
 
-    def forward(self, input, state=None, return_modulation=False):
+    @overload
+    def forward(
+        self,
+        input: Tensor,
+        state: Sequence[Tensor] | None = None,
+        return_modulation: Literal[False] = False,
+    ) -> tuple[Tensor, HyperLSTMState]: ...
+
+    @overload
+    def forward(
+        self, input: Tensor, state: Sequence[Tensor] | None, return_modulation: Literal[True]
+    ) -> tuple[Tensor, HyperLSTMState, Tensor]: ...
+
+    @overload
+    def forward(
+        self,
+        input: Tensor,
+        state: Sequence[Tensor] | None = None,
+        *,
+        return_modulation: Literal[True],
+    ) -> tuple[Tensor, HyperLSTMState, Tensor]: ...
+
+    @overload
+    def forward(
+        self, input: Tensor, state: Sequence[Tensor] | None = None, return_modulation: bool = False
+    ) -> tuple[Tensor, HyperLSTMState] | tuple[Tensor, HyperLSTMState, Tensor]: ...
+
+    def forward(
+        self, input: Tensor, state: Sequence[Tensor] | None = None, return_modulation: bool = False
+    ) -> tuple[Tensor, HyperLSTMState] | tuple[Tensor, HyperLSTMState, Tensor]:
+        """``output, state = m(input, state)`` as with ``nn.LSTM``, ``state`` a
+        :class:`HyperLSTMState`; with ``return_modulation=True`` also the per-step weight
+        modulation (see the class docstring for shapes)."""
         x, states, unbatched = self._prepare(input, _flat_state(state))
         x, finals, hyper_outputs = self._run_layers(x, states)
         output, state = self._finish(x, finals, unbatched)
@@ -1098,7 +1194,7 @@ class HyperLSTM(StackedRecurrent):
             return output, state
         modulation = torch.stack(
             [
-                cell.modulation(outputs, initial[2])
+                cast(HyperLSTMCell, cell).modulation(outputs, initial[2])
                 for cell, outputs, initial in zip(self.cells, hyper_outputs, states)
             ],
             dim=2,

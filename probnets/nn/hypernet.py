@@ -2,9 +2,10 @@
 convolution kernels generated from small per-layer embeddings by a shared generator."""
 
 import math
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from probnets.data.validation import check_size, check_tensor
@@ -49,7 +50,14 @@ class StaticHyperNetwork(nn.Module):
     :param int hidden_dim: :math:`d` (default :math:`N_z`).
     """
 
-    def __init__(self, embedding_dim, in_channels, out_channels, kernel_size, hidden_dim=None):
+    def __init__(
+        self,
+        embedding_dim: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        hidden_dim: int | None = None,
+    ) -> None:
         super().__init__()
         hidden_dim = embedding_dim if hidden_dim is None else hidden_dim
         for name, value in (
@@ -75,7 +83,7 @@ class StaticHyperNetwork(nn.Module):
         fan_in = in_channels * kh * kw
         nn.init.normal_(self.weight_out, 0.0, 1.0 / math.sqrt(3.0 * fan_in * hidden_dim))
 
-    def forward(self, z):
+    def forward(self, z: Tensor) -> Tensor:
         """Kernel slices ``(..., N_out, N_in, f, f)`` from embeddings ``z`` of shape
         ``(..., N_z)``."""
         check_tensor("z", z, self.weight_in)
@@ -90,7 +98,7 @@ class StaticHyperNetwork(nn.Module):
         k = k.view(*batch, self.in_channels, self.out_channels, *self.kernel_size)
         return k.transpose(-4, -3)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"embedding_dim={self.embedding_dim}, hidden_dim={self.hidden_dim}, "
             f"slice=({self.out_channels}, {self.in_channels}, {self.kernel_size[0]}, "
@@ -115,8 +123,15 @@ class HyperConv2d(nn.Module):
     """
 
     def __init__(
-        self, hypernet, in_channels, out_channels, stride=1, padding=0, dilation=1, bias=True
-    ):
+        self,
+        hypernet: StaticHyperNetwork,
+        in_channels: int,
+        out_channels: int,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if not isinstance(hypernet, StaticHyperNetwork):
             raise TypeError(f"hypernet must be a StaticHyperNetwork, got {type(hypernet).__name__}")
@@ -140,13 +155,13 @@ class HyperConv2d(nn.Module):
         self.embeddings = nn.Parameter(torch.randn(*self.tiles, hypernet.embedding_dim))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
-    def kernel(self):
+    def kernel(self) -> Tensor:
         """The tiled kernel ``(C_out, C_in, f, f)``."""
         slices = self.hypernet(self.embeddings)  # (m, n, N_out, N_in, f, f)
         m, n, n_out, n_in, kh, kw = slices.shape
         return slices.permute(0, 2, 1, 3, 4, 5).reshape(m * n_out, n * n_in, kh, kw)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """``conv2d(x, kernel)`` for ``x`` of shape ``(B, C_in, H, W)`` (or ``(C_in, H, W)``)."""
         check_tensor("x", x, self.embeddings)
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
@@ -155,7 +170,7 @@ class HyperConv2d(nn.Module):
             )
         return F.conv2d(x, self.kernel(), self.bias, self.stride, self.padding, self.dilation)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, tiles={self.tiles}"
 
 
@@ -170,10 +185,18 @@ class HyperCNN(Loadable, nn.Module):
     :param bool hyper: generate the second kernel.
     :param int embedding_dim: :math:`N_z` (and the generator's :math:`d`).
     :param int channels: channels of both convolutions.
-    :param int kernel_size: kernel size of both convolutions.
+    :param int kernel_size: kernel size of both convolutions (odd).
+    :param int num_classes: classifier outputs.
     """
 
-    def __init__(self, hyper=True, embedding_dim=4, channels=16, kernel_size=7, num_classes=10):
+    def __init__(
+        self,
+        hyper: bool = True,
+        embedding_dim: int = 4,
+        channels: int = 16,
+        kernel_size: int = 7,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
         for name, value in (
             ("embedding_dim", embedding_dim),
@@ -194,6 +217,7 @@ class HyperCNN(Loadable, nn.Module):
         pad = kernel_size // 2
         self.hyper = hyper
         self.conv1 = nn.Conv2d(1, channels, kernel_size, padding=pad)
+        self.conv2: HyperConv2d | nn.Conv2d
         if hyper:
             self.hypernet = StaticHyperNetwork(embedding_dim, channels, channels, kernel_size)
             self.conv2 = HyperConv2d(self.hypernet, channels, channels, padding=pad)
@@ -201,10 +225,10 @@ class HyperCNN(Loadable, nn.Module):
             self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
         self.fc = nn.Linear(channels * 7 * 7, num_classes)
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return dict(self._config)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """Logits for digits ``(B, 28, 28)`` or ``(B, 1, 28, 28)``."""
         check_tensor("x", x, self.fc.weight)
         if x.dim() == 3:

@@ -1,8 +1,10 @@
 """Layer-normalised LSTM (Ba, Kiros, Hinton 2016), the HyperLSTM's baseline and its
 inner hyper cell."""
 
+from collections.abc import Sequence
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from probnets.data.validation import check_size
 
@@ -43,7 +45,23 @@ class LayerNormLSTMCell(nn.Module):
     # Layer-norm gains and shifts of the gates, kept as (4, H) matrices (see weight_decay.py).
     no_weight_decay = ("gate_norm_weight", "gate_norm_bias")
 
-    def __init__(self, input_size, hidden_size, bias=True, recurrent_dropout=0.0, eps=1e-5):
+    # Registered by add_layer_norm_lstm_parameters.
+    weight_ih: nn.Parameter
+    weight_hh: nn.Parameter
+    bias: nn.Parameter | None
+    gate_norm_weight: nn.Parameter
+    gate_norm_bias: nn.Parameter
+    cell_norm_weight: nn.Parameter
+    cell_norm_bias: nn.Parameter
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        recurrent_dropout: float = 0.0,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         check_size("input_size", input_size)
         check_size("hidden_size", hidden_size)
@@ -55,11 +73,11 @@ class LayerNormLSTMCell(nn.Module):
         self.eps = eps
         add_layer_norm_lstm_parameters(self, input_size, hidden_size, bias)
 
-    def input_projection(self, x):
+    def input_projection(self, x: Tensor) -> Tensor:
         """``W_x x + b`` for inputs of any leading shape (done once for a whole sequence)."""
         return nn.functional.linear(x, self.weight_ih, self.bias)
 
-    def scan(self, x_proj, state):
+    def scan(self, x_proj: Tensor, state: Sequence[Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Run the cell over projected inputs ``x_proj`` of shape ``(T, B, 4H)``.
 
         :returns: outputs ``(T, B, H)`` and the final ``(h, c)``.
@@ -84,7 +102,7 @@ class LayerNormLSTMCell(nn.Module):
             outputs.append(h)
         return torch.stack(outputs), (h, c)
 
-    def forward(self, x, state=None):
+    def forward(self, x: Tensor, state: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """One step, like ``nn.LSTMCell``: ``x`` of shape ``(B, input_size)``, ``state`` a
         pair ``(h, c)`` of shape ``(B, hidden_size)`` or None; returns ``(h, c)``."""
         check_tensor("x", x, self.weight_ih)
@@ -111,15 +129,15 @@ class LayerNormLSTM(StackedRecurrent):
 
     def __init__(
         self,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        eps=1e-5,
-    ):
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         self.cells = nn.ModuleList(
             LayerNormLSTMCell(
@@ -128,5 +146,5 @@ class LayerNormLSTM(StackedRecurrent):
             for layer in range(num_layers)
         )
 
-    def state_sizes(self):
+    def state_sizes(self) -> tuple[int, int]:
         return (self.hidden_size, self.hidden_size)

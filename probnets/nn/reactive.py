@@ -3,25 +3,36 @@ vector repeatedly generates a small per-example CNN, runs it on the image and fo
 read back into the context."""
 
 import math
+from collections.abc import Sequence
+from typing import Any, Literal, cast
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from probnets.data.validation import check_size, check_tensor
 from probnets.loading import Loadable
 
-from .functional import DYNAMIC_CONV2D_METHODS, dynamic_conv2d
+from .functional import DYNAMIC_CONV2D_METHODS, DynamicConv2dMethod, dynamic_conv2d
 
 __all__ = ["ReactiveQueryNet", "StaticQueryCNN", "conv2d_flops"]
 
 
-def conv2d_flops(in_channels, out_channels, kernel_size, out_height, out_width):
+def conv2d_flops(
+    in_channels: int, out_channels: int, kernel_size: int, out_height: int, out_width: int
+) -> int:
     """FLOPs (2 per multiply-add) of one 2-d convolution, bias and activation excluded."""
     return 2 * in_channels * out_channels * kernel_size * kernel_size * out_height * out_width
 
 
-def _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size):
+def _check_layout(
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    channels: Sequence[int],
+    kernel_size: int,
+    pool_size: int,
+) -> None:
     """The constructor arguments both query networks share: positive sizes, an odd kernel,
     and an image large enough for the 2x2 pools between ``len(channels)`` layers."""
     for name, value in (
@@ -77,7 +88,7 @@ class ReactiveQueryNet(Loadable, nn.Module):
     :param int image_size: image height = width (for FLOP counting and shape checks).
     :param int num_classes: classifier outputs.
     :param int context_size: :math:`D`.
-    :param tuple channels: output channels of each query-CNN layer.
+    :param channels: output channels of each query-CNN layer (a sequence of ints).
     :param int kernel_size: odd kernel size of every layer.
     :param int iterations: number of queries.
     :param int pool_size: side of the final adaptive average pool.
@@ -91,18 +102,18 @@ class ReactiveQueryNet(Loadable, nn.Module):
 
     def __init__(
         self,
-        in_channels=1,
-        image_size=28,
-        num_classes=10,
-        context_size=64,
-        channels=(6, 6, 6),
-        kernel_size=3,
-        iterations=4,
-        pool_size=2,
-        update="residual",
-        conv_method="auto",
-        generator_init_scale=0.1,
-    ):
+        in_channels: int = 1,
+        image_size: int = 28,
+        num_classes: int = 10,
+        context_size: int = 64,
+        channels: Sequence[int] = (6, 6, 6),
+        kernel_size: int = 3,
+        iterations: int = 4,
+        pool_size: int = 2,
+        update: Literal["residual", "gru"] = "residual",
+        conv_method: DynamicConv2dMethod = "auto",
+        generator_init_scale: float = 0.1,
+    ) -> None:
         super().__init__()
         if update not in ("residual", "gru"):
             raise ValueError(f"update must be 'residual' or 'gru', got {update!r}")
@@ -140,7 +151,7 @@ class ReactiveQueryNet(Loadable, nn.Module):
         self.conv_method = conv_method
         self.context_size = context_size
 
-        self._shapes = []  # (C_out, C_in) of each query layer
+        self._shapes: list[tuple[int, int]] = []  # (C_out, C_in) of each query layer
         c_in = in_channels
         for c_out in self.channels:
             self._shapes.append((c_out, c_in))
@@ -158,10 +169,10 @@ class ReactiveQueryNet(Loadable, nn.Module):
         self.classifier = nn.Linear(context_size, num_classes)
         self._init_generator(generator_init_scale)
 
-    def model_config(self):
+    def model_config(self) -> dict[str, Any]:
         return dict(self._config)
 
-    def _init_generator(self, scale):
+    def _init_generator(self, scale: float) -> None:
         with torch.no_grad():
             chunks = []
             for c_out, c_in in self._shapes:
@@ -177,7 +188,7 @@ class ReactiveQueryNet(Loadable, nn.Module):
                 0.0, scale * kernel_std.item() / math.sqrt(self.context_size)
             )
 
-    def _split(self, theta):
+    def _split(self, theta: Tensor) -> list[tuple[Tensor, Tensor]]:
         params, start = [], 0
         k = self.kernel_size
         for c_out, c_in in self._shapes:
@@ -188,7 +199,7 @@ class ReactiveQueryNet(Loadable, nn.Module):
             start += n + c_out
         return params
 
-    def query(self, x, context):
+    def query(self, x: Tensor, context: Tensor) -> Tensor:
         """Run the CNN generated from ``context`` (B, D) on ``x``; returns the read (B, R)."""
         h = x
         layers = self._split(self.generator(context))
@@ -202,7 +213,7 @@ class ReactiveQueryNet(Loadable, nn.Module):
                 h = F.max_pool2d(h, 2)
         return F.adaptive_avg_pool2d(h, self.pool_size).flatten(1)
 
-    def contexts(self, x):
+    def contexts(self, x: Tensor) -> Tensor:
         """All contexts ``[c_1, ..., c_T]`` as a tensor (iterations, B, D)."""
         check_tensor("x", x, self.initial_context)
         if x.dim() == 3 and self.in_channels == 1:
@@ -225,11 +236,11 @@ class ReactiveQueryNet(Loadable, nn.Module):
             out.append(context)
         return torch.stack(out)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, num_classes)`` for images ``(B, C, H, W)`` (or ``(B, H, W)``)."""
         return self.classifier(self.contexts(x)[-1])
 
-    def conv_flops_per_image(self):
+    def conv_flops_per_image(self) -> int:
         """Convolution FLOPs of all queries for one image."""
         flops, size = 0, self.image_size
         for layer, (c_out, c_in) in enumerate(self._shapes):
@@ -238,7 +249,7 @@ class ReactiveQueryNet(Loadable, nn.Module):
                 size //= 2
         return self.iterations * flops
 
-    def hypernet_flops_per_image(self):
+    def hypernet_flops_per_image(self) -> int:
         """FLOPs of generating the query CNNs for one image."""
         return self.iterations * 2 * self.generator.in_features * self.generator.out_features
 
@@ -250,13 +261,13 @@ class StaticQueryCNN(nn.Module):
 
     def __init__(
         self,
-        in_channels=1,
-        image_size=28,
-        num_classes=10,
-        channels=(16, 32, 32),
-        kernel_size=3,
-        pool_size=2,
-    ):
+        in_channels: int = 1,
+        image_size: int = 28,
+        num_classes: int = 10,
+        channels: Sequence[int] = (16, 32, 32),
+        kernel_size: int = 3,
+        pool_size: int = 2,
+    ) -> None:
         super().__init__()
         _check_layout(in_channels, image_size, num_classes, channels, kernel_size, pool_size)
         self.in_channels, self.image_size = in_channels, image_size
@@ -268,7 +279,7 @@ class StaticQueryCNN(nn.Module):
             c_in = c_out
         self.classifier = nn.Linear(c_in * pool_size**2, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, num_classes)`` for images ``(B, C, H, W)`` (or ``(B, H, W)``)."""
         check_tensor("x", x, self.classifier.weight)
         if x.dim() == 3 and self.in_channels == 1:
@@ -286,9 +297,10 @@ class StaticQueryCNN(nn.Module):
                 h = F.max_pool2d(h, 2)
         return self.classifier(F.adaptive_avg_pool2d(h, self.pool_size).flatten(1))
 
-    def conv_flops_per_image(self):
+    def conv_flops_per_image(self) -> int:
+        """Convolution FLOPs of the network for one image."""
         flops, size = 0, self.image_size
-        for layer, conv in enumerate(self.convs):
+        for layer, conv in enumerate(cast(Sequence[nn.Conv2d], self.convs)):
             flops += conv2d_flops(conv.in_channels, conv.out_channels, self.kernel_size, size, size)
             if layer + 1 < len(self.convs):
                 size //= 2

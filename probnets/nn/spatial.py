@@ -23,13 +23,16 @@ The inverse divides by ``s``; a scale within ``min_scale`` of zero (a guide can 
 replaced by ``±min_scale`` so the glimpse stays finite.
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 MIN_SCALE = 1e-2
 
 
-def _check_z_where(z_where, batch):
+def _check_z_where(z_where: Any, batch: int) -> None:
     if not isinstance(z_where, torch.Tensor) or z_where.dim() != 2 or z_where.shape[-1] != 3:
         shape = tuple(z_where.shape) if isinstance(z_where, torch.Tensor) else type(z_where)
         raise ValueError(f"z_where must have shape (N, 3) holding (s, x, y), got {shape}")
@@ -37,28 +40,30 @@ def _check_z_where(z_where, batch):
         raise ValueError(f"z_where has {z_where.shape[0]} rows but the images/windows have {batch}")
 
 
-def affine_matrix(z_where):
+def affine_matrix(z_where: Tensor) -> Tensor:
     """``(N, 3)`` placements ``(s, x, y)`` to ``(N, 2, 3)`` matrices ``[[s, 0, x], [0, s, y]]``."""
     s, x, y = z_where.unbind(-1)
     zero = torch.zeros_like(s)
     return torch.stack([s, zero, x, zero, s, y], dim=-1).reshape(-1, 2, 3)
 
 
-def guard_scale(s, min_scale=MIN_SCALE):
+def guard_scale(s: Tensor, min_scale: float = MIN_SCALE) -> Tensor:
     """``s`` with values closer than ``min_scale`` to zero moved to ``±min_scale`` (sign kept,
     zero goes to ``+min_scale``)."""
     sign = torch.where(s < 0, -torch.ones_like(s), torch.ones_like(s))
     return torch.where(s.abs() < min_scale, sign * min_scale, s)
 
 
-def inverse_z_where(z_where, min_scale=MIN_SCALE):
+def inverse_z_where(z_where: Tensor, min_scale: float = MIN_SCALE) -> Tensor:
     """The placement of the inverse map: ``(s, x, y) -> (1/s, -x/s, -y/s)``, with ``s`` guarded
     by :func:`guard_scale`."""
     s = guard_scale(z_where[..., :1], min_scale)
     return torch.cat([torch.ones_like(s), -z_where[..., 1:]], dim=-1) / s
 
 
-def place_window(windows, z_where, image_size, align_corners=False):
+def place_window(
+    windows: Tensor, z_where: Tensor, image_size: int, align_corners: bool = False
+) -> Tensor:
     """Write ``windows`` ``(N, w, w)`` onto zero canvases ``(N, H, H)`` (``H = image_size``)
     at the placements ``z_where`` ``(N, 3)``."""
     if windows.dim() != 3:
@@ -78,7 +83,13 @@ def place_window(windows, z_where, image_size, align_corners=False):
     return out.squeeze(1)
 
 
-def extract_window(images, z_where, window_size, align_corners=False, min_scale=MIN_SCALE):
+def extract_window(
+    images: Tensor,
+    z_where: Tensor,
+    window_size: int,
+    align_corners: bool = False,
+    min_scale: float = MIN_SCALE,
+) -> Tensor:
     """Read ``(N, w, w)`` glimpses (``w = window_size``) from ``images`` ``(N, H, H)`` at the
     placements ``z_where``: the inverse of :func:`place_window`."""
     if images.dim() != 3:
@@ -97,13 +108,13 @@ def extract_window(images, z_where, window_size, align_corners=False, min_scale=
     return out.squeeze(1)
 
 
-def window_box(z_where, image_size, min_scale=MIN_SCALE):
+def window_box(z_where: Tensor, image_size: int, min_scale: float = MIN_SCALE) -> Tensor:
     """Pixel boxes ``(x_min, y_min, x_max, y_max)`` ``(..., 4)`` covered by windows placed at
     ``z_where`` ``(..., 3)`` on an ``image_size`` canvas (``align_corners=False`` convention)."""
     s = guard_scale(z_where[..., 0], min_scale)
     x, y = z_where[..., 1], z_where[..., 2]
 
-    def to_pixels(u):
+    def to_pixels(u: Tensor) -> Tensor:
         return (u + 1) / 2 * image_size
 
     lo_x, hi_x = to_pixels((-1 - x) / s), to_pixels((1 - x) / s)

@@ -12,17 +12,22 @@ such parameters by name in a ``no_weight_decay`` class attribute, and the functi
 it.
 """
 
+from typing import Any
+
+from torch import nn
+
 __all__ = ["decayed_parameters", "weight_decay_groups"]
 
 
-def decayed_parameters(module):
+def decayed_parameters(module: nn.Module) -> list[nn.Parameter]:
     """The parameters of ``module`` that weight decay shrinks: those of two or more dimensions,
     apart from those a submodule names in its ``no_weight_decay`` attribute.
 
     :param torch.nn.Module module: the model.
     :returns: a list of parameters, each once even if shared.
     """
-    decayed, seen = [], set()
+    decayed: list[nn.Parameter] = []
+    seen: set[int] = set()
     for submodule in module.modules():
         exempt = getattr(submodule, "no_weight_decay", ())
         for name, param in submodule.named_parameters(recurse=False):
@@ -34,11 +39,16 @@ def decayed_parameters(module):
     return decayed
 
 
-def weight_decay_groups(module, weight_decay):
+def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Parameter groups for a ``torch.optim`` optimizer: the :func:`decayed_parameters` with
     ``weight_decay``, everything else with none.
 
     Example: ``torch.optim.AdamW(weight_decay_groups(model, 0.03), lr=4e-3)``.
+
+    :param torch.nn.Module module: the model.
+    :param float weight_decay: the decay of the decayed group (``>= 0``).
+    :returns: up to two groups (``{"params": [...], "weight_decay": ...}``), empty ones left
+        out.
     """
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")

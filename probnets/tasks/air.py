@@ -13,14 +13,16 @@ of ``--num-train`` canvases, the test canvases evaluated during training, the la
 
 import contextlib
 import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 import torch
 
 from probnets.data import check_images, multi_mnist
-from probnets.data.multi_mnist import CanvasStream, digit_pool
+from probnets.data.multi_mnist import CanvasStream, MultiMNIST, digit_pool
 from probnets.experiments.air import (
     BASELINES,
     ESTIMATORS,
@@ -49,7 +51,7 @@ from probnets.tasks.config import (
     retune,
     setting,
 )
-from probnets.train import Anneal, BatchSampler, Exponential
+from probnets.train import Anneal, BatchSampler, Exponential, Trainer, TrainResult
 from probnets.train.averaging import AverageWeights, ExponentialMovingAverage
 from probnets.viz.air import confusion_figure, scenes_with_boxes
 from probnets.viz.images import curves
@@ -156,15 +158,15 @@ class AIREvalConfig(EvalConfig):
 
 
 @register
-class AIRTask(Task):
+class AIRTask(Task[AIRConfig, AIREvalConfig]):
     name = "air"
     help = "Attend, Infer, Repeat (and DAIR) on multi-MNIST, 0-2 digits on 50x50 canvases"
     config_class = AIRConfig
     eval_config_class = AIREvalConfig
 
-    def build(self, config, device):
+    def build(self, config: AIRConfig, device: torch.device) -> TaskRun:
         dtype = config.torch_dtype
-        canvases = dict(
+        canvases: dict[str, Any] = dict(
             max_digits=config.max_digits,
             canvas_size=config.canvas_size,
             seed=config.seed,
@@ -176,7 +178,7 @@ class AIRTask(Task):
                 multi_mnist(config.num_validation, split="validation", **canvases), device, dtype
             )
         else:  # the run before the validation split: the test canvases during training
-            held_out = tuple(t[: config.num_validation] for t in test)
+            held_out = (test[0][: config.num_validation], test[1][: config.num_validation])
         data, train_probe, source = _training_data(config, canvases, device, dtype)
         air = AIR(
             image_size=config.canvas_size,
@@ -191,7 +193,7 @@ class AIRTask(Task):
         elbo = make_elbo(
             config.estimator, config.baseline, config.temperature, config.num_particles
         )
-        schedules = []
+        schedules: list[Anneal] = []
         if config.z_pres_prior_start is not None:
             schedules.append(
                 Anneal(
@@ -219,13 +221,13 @@ class AIRTask(Task):
         )
         batch_size = config.batch_size
 
-        def evaluate(trainer):
+        def evaluate(trainer: Trainer) -> dict[str, Any]:
             with _weights(average):
                 accuracy, _ = evaluate_counts(air, *held_out)
                 train_accuracy, _ = evaluate_counts(air, *train_probe)
             return {held_out_name: accuracy, "train_count_accuracy": train_accuracy}
 
-        def metrics(trainer):
+        def metrics(trainer: Trainer) -> dict[str, Any]:
             return {"elbo_per_image": -trainer.last_loss / batch_size}
 
         return TaskRun(
@@ -248,7 +250,8 @@ class AIRTask(Task):
             extras={"test": test, "average": average, "held_out_name": held_out_name},
         )
 
-    def finish(self, run, result, config):
+    def finish(self, run: TaskRun, result: TrainResult, config: AIRConfig) -> None:
+        assert config.out is not None  # run_task has chosen the run directory
         with _weights(run.extras["average"]):
             final = self._report(run, config)
         history = result.eval_history
@@ -275,9 +278,10 @@ class AIRTask(Task):
             )
 
     @staticmethod
-    def _report(run, config):
+    def _report(run: TaskRun, config: AIRConfig) -> dict[str, Any]:
         """Figures of the test canvases and the final test accuracy with its interval."""
-        air = run.module
+        assert config.out is not None  # run_task has chosen the run directory
+        air = cast(AIR, run.module)
         images, counts = run.extras["test"]
         sample = images[:10]
         inferred = air.infer(sample)
@@ -303,14 +307,14 @@ class AIRTask(Task):
             "interval": "wilson, 95%",
         }
 
-    def evaluate(self, config, device):
+    def evaluate(self, config: AIREvalConfig, device: torch.device) -> dict[str, Any]:
         air = load_trained(AIR, config.checkpoint, device)
-        images, counts = load_npz_arrays(config.data, ("images", "counts"))
-        if images.dtype == np.uint8:
-            images = images.astype(np.float32) / 255
+        image_array, count_array = load_npz_arrays(config.data, ("images", "counts"))
+        if image_array.dtype == np.uint8:
+            image_array = image_array.astype(np.float32) / 255
         dtype = next(air.parameters()).dtype
-        images = torch.as_tensor(images).to(device=device, dtype=dtype)
-        counts = torch.as_tensor(counts)
+        images = torch.as_tensor(image_array).to(device=device, dtype=dtype)
+        counts = torch.as_tensor(count_array)
         if len(images) == 0:
             raise ConfigError("data", f"{{data}} {config.data}: holds no images")
         try:
@@ -335,12 +339,16 @@ class AIRTask(Task):
         }
 
 
-def _labelled(canvases, device, dtype):
+def _labelled(
+    canvases: MultiMNIST, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images, counts)`` of a :class:`~probnets.data.MultiMNIST` set, images on ``device``."""
     return canvases.images.to(device=device, dtype=dtype), canvases.counts
 
 
-def _training_data(config, canvases, device, dtype):
+def _training_data(
+    config: AIRConfig, canvases: dict[str, Any], device: torch.device, dtype: torch.dtype
+) -> tuple[Iterator[Any], tuple[torch.Tensor, torch.Tensor], str]:
     """The batches of a run (fresh or fixed canvases), a fixed probe of training canvases
     ``(images, counts)`` for the training accuracy, and the data source's description."""
     if config.fresh_canvases:
@@ -368,7 +376,7 @@ def _training_data(config, canvases, device, dtype):
     )
 
 
-def _weights(average):
+def _weights(average: ExponentialMovingAverage | None) -> AbstractContextManager[Any]:
     """A context in which the model holds the averaged weights (or, without an average, its
     own)."""
     return average.swapped() if average is not None else contextlib.nullcontext()

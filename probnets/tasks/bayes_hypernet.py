@@ -2,7 +2,7 @@
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Literal, Optional, cast
 
 import pyro.infer
 import torch
@@ -41,7 +41,7 @@ from probnets.tasks.config import (
     retune,
     setting,
 )
-from probnets.train import BatchSampler
+from probnets.train import BatchSampler, Trainer, TrainResult
 from probnets.viz.uncertainty import predictive_bands, reliability_diagram
 
 
@@ -64,24 +64,24 @@ class BayesHypernetConfig(RunConfig):
     lr: float = retune("lr", 1e-2)
     lr_schedule: str = retune("lr_schedule", "cosine:0.1")
     resumable_fields = RunConfig.resumable_fields | {"num_samples"}
-    problem: str = setting(
+    problem: Literal["gap1d", "mnist"] = setting(
         "gap1d",
         choices=["gap1d", "mnist"],
         help="gap1d: sin(x) with no data in (-1, 1); mnist: digit classes",
     )
-    guide: str = setting(
+    guide: Literal["mean_field", "full_rank", "flow", "delta"] = setting(
         "mean_field",
         choices=list(GUIDES),
         help="variational family over embeddings (delta: MAP embeddings, the "
         "deterministic-hypernet baseline)",
     )
-    parameterization: Optional[str] = setting(
+    parameterization: Optional[Literal["layer", "unit", "input_unit"]] = setting(
         None,
         choices=list(PARAMETERIZATIONS),
         help="one embedding per layer (the default), per unit (Karaletsos et al.) or per "
         "input-side unit",
     )
-    generator: Optional[str] = setting(
+    generator: Optional[Literal["identity", "linear", "mlp", "subspace"]] = setting(
         None,
         choices=list(LAYER_GENERATORS),
         help="weight generator of the layer parameterization (default identity, the "
@@ -102,12 +102,14 @@ class BayesHypernetConfig(RunConfig):
     depth: Optional[int] = setting(
         None, check=positive_int, help="hidden layers of the target MLP (default 2 gap1d, 1 mnist)"
     )
-    activation: Optional[str] = setting(
-        None,
-        check=one_of(tuple(ACTIVATIONS)),
-        help="target activation (default tanh for gap1d, relu for mnist)",
+    activation: Optional[Literal["relu", "tanh", "sigmoid", "elu", "gelu", "silu", "softplus"]] = (
+        setting(
+            None,
+            check=one_of(tuple(ACTIVATIONS)),
+            help="target activation (default tanh for gap1d, relu for mnist)",
+        )
     )
-    noise: str = setting(
+    noise: Literal["fixed", "learned"] = setting(
         "fixed",
         choices=["fixed", "learned"],
         help="regression noise: fixed at {noise_scale} or learned",
@@ -148,7 +150,7 @@ class BayesHypernetConfig(RunConfig):
     num_test: int = setting(1000, check=positive_int, help="mnist test digits")
     num_samples: int = setting(50, check=positive_int, help="posterior samples for predictions")
 
-    def validate(self):
+    def validate(self) -> None:
         if self.hypernet_posterior and self.hypernet_prior_scale is None:
             raise ConfigError(
                 "hypernet_posterior",
@@ -172,7 +174,7 @@ class BayesHypernetEvalConfig(EvalConfig):
 
 
 @register
-class BayesHypernetTask(Task):
+class BayesHypernetTask(Task[BayesHypernetConfig, BayesHypernetEvalConfig]):
     name = "bayes-hypernet"
     help = (
         "Bayesian hypernetwork (priors over layer or unit embeddings) on 1-D gap "
@@ -181,8 +183,10 @@ class BayesHypernetTask(Task):
     config_class = BayesHypernetConfig
     eval_config_class = BayesHypernetEvalConfig
 
-    def build(self, config, device):
+    def build(self, config: BayesHypernetConfig, device: torch.device) -> TaskRun:
         dtype = config.torch_dtype
+        task: Literal["regression", "classification"]
+        extras: dict[str, Any]  # the held-out data finish() and the evaluation read
         if config.problem == "gap1d":
             x, y = gap_regression(
                 config.num_points, noise=0.1, seed=config.seed, dtype=dtype, device=device
@@ -209,7 +213,7 @@ class BayesHypernetTask(Task):
         batch_size = config.batch_size if config.batch_size < x.shape[0] else None
         num_samples = config.num_samples
 
-        def evaluate(trainer):
+        def evaluate(trainer: Trainer) -> dict[str, Any]:
             if config.problem == "gap1d":
                 return gap_metrics(model, num_samples)
             prediction = model.predict(extras["test_x"], num_samples)
@@ -233,8 +237,9 @@ class BayesHypernetTask(Task):
             extras=extras,
         )
 
-    def finish(self, run, result, config):
-        model = run.module
+    def finish(self, run: TaskRun, result: TrainResult, config: BayesHypernetConfig) -> None:
+        assert config.out is not None  # run_task has chosen the run directory
+        model = cast(BayesianHypernet, run.module)
         if config.problem == "gap1d":
             grid = torch.linspace(-6, 6, 241).unsqueeze(-1).to(run.extras["x"])
             prediction = model.predict(grid, 200)
@@ -257,12 +262,12 @@ class BayesHypernetTask(Task):
             os.path.join(config.out, "reliability.png"),
         )
 
-    def evaluate(self, config, device):
+    def evaluate(self, config: BayesHypernetEvalConfig, device: torch.device) -> dict[str, Any]:
         model = load_trained(BayesianHypernet, config.checkpoint, device)
-        x, y = load_npz_arrays(config.data, ("x", "y"))
+        x_array, y_array = load_npz_arrays(config.data, ("x", "y"))
         dtype = model.noise_scale.dtype
-        x = torch.as_tensor(x).to(device=device, dtype=dtype)
-        y = torch.as_tensor(y).to(device)
+        x = torch.as_tensor(x_array).to(device=device, dtype=dtype)
+        y = torch.as_tensor(y_array).to(device)
         _check_eval_data(model, x, y, config.data)
         log_lik = model.predictive_log_likelihood(x, y, config.num_samples)
         row = {"num_examples": len(x), "nll": float(-log_lik.mean())}
@@ -282,7 +287,9 @@ class BayesHypernetTask(Task):
         return row
 
 
-def _make_model(config, widths, task):
+def _make_model(
+    config: BayesHypernetConfig, widths: list[int], task: Literal["regression", "classification"]
+) -> BayesianHypernet:
     """The :class:`BayesianHypernet` of ``config``, with the problem's default sizes and the
     model's defaults otherwise (the layer parameterization without a generator or embedding
     size is the identity generator, whose embeddings are the weights)."""
@@ -309,7 +316,7 @@ def _make_model(config, widths, task):
     )
 
 
-def _check_eval_data(model, x, y, path):
+def _check_eval_data(model: BayesianHypernet, x: torch.Tensor, y: torch.Tensor, path: str) -> None:
     """Raise a :class:`ConfigError` on ``data`` unless ``x``, ``y`` suit ``model``."""
     inputs = model.widths[0]
     if x.dim() != 2 or x.shape[1] != inputs or len(y) != len(x):

@@ -18,8 +18,9 @@ import dataclasses
 import math
 import os
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, ClassVar, Literal, Optional, TypeVar
 
 import torch
 
@@ -27,6 +28,7 @@ from probnets.train import parse_schedule
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = ("32", "bf16", "16-mixed")
+PrecisionName = Literal["32", "bf16", "16-mixed"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
@@ -40,16 +42,16 @@ class ConfigError(ValueError):
         command line shows its flags).
     """
 
-    def __init__(self, field, message):
+    def __init__(self, field: str, message: str) -> None:
         self.field, self.template = field, message
         super().__init__(self.render(str))
 
-    def render(self, spell):
+    def render(self, spell: Callable[[str], str]) -> str:
         """The message with every ``{name}`` placeholder replaced by ``spell(name)``."""
         return spell_fields(self.template, spell)
 
 
-def spell_fields(text, spell):
+def spell_fields(text: str, spell: Callable[[str], str]) -> str:
     """``text`` with every ``{name}`` placeholder (a field name, as in error messages and help
     texts) replaced by ``spell(name)``."""
     return _PLACEHOLDER.sub(lambda match: spell(match.group(1)), text)
@@ -62,42 +64,54 @@ class UnsupportedSettingError(ConfigError):
 
 # ---------------------------------------------------------------------------- value checks
 # A check takes (name, value) and returns None, or raises ConfigError naming ``name``.
+Check = Callable[[str, Any], None]
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def integer_at_least(minimum):
-    """Check: an ``int`` >= ``minimum`` ("a positive integer" for 1)."""
-    description = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-
-    def check(name, value):
-        if not (_is_int(value) and value >= minimum):
-            raise ConfigError(name, f"{name} must be {description}, got {value!r}")
-
-    check.description = description
+def _described(check: Check, description: str) -> Check:
+    """``check`` carrying ``description`` (what :func:`flag_type`'s messages say is expected)."""
+    setattr(check, "description", description)  # a function attribute: not in Check's type
     return check
 
 
-def number_in(low=-math.inf, high=math.inf, *, low_open=False, high_open=False, description=None):
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer_at_least(minimum: int) -> Check:
+    """Check: an ``int`` >= ``minimum`` ("a positive integer" for 1)."""
+    description = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def check(name: str, value: Any) -> None:
+        if not (_is_int(value) and value >= minimum):
+            raise ConfigError(name, f"{name} must be {description}, got {value!r}")
+
+    return _described(check, description)
+
+
+def number_in(
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    description: str | None = None,
+) -> Check:
     """Check: a finite number in the interval, e.g. ``number_in(0, low_open=True)`` for > 0."""
     if description is None:
         description = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
-    def check(name, value):
+    def check(name: str, value: Any) -> None:
         ok = _is_number(value) and math.isfinite(value)
         ok = ok and (value > low if low_open else value >= low)
         ok = ok and (value < high if high_open else value <= high)
         if not ok:
             raise ConfigError(name, f"{name} must be {description}, got {value!r}")
 
-    check.description = description
-    return check
+    return _described(check, description)
 
 
 positive_int = integer_at_least(1)
@@ -109,13 +123,16 @@ dropout_rate = number_in(0, 1, high_open=True)
 probability = number_in(0, 1, low_open=True, high_open=True)
 
 
-def flag_type(kind, check):
+_Number = TypeVar("_Number", int, float)
+
+
+def flag_type(kind: type[_Number], check: Check) -> Callable[[str], _Number]:
     """An argparse ``type`` reading one ``kind`` (``int`` or ``float``) and applying ``check``
     (one of the checks above), for commands whose options are not config fields:
     ``parser.add_argument("--samples", type=flag_type(int, positive_int))``."""
     description = getattr(check, "description", f"a valid {kind.__name__}")
 
-    def parse(text):
+    def parse(text: str) -> _Number:
         try:
             value = kind(text)
             check("value", value)
@@ -130,22 +147,22 @@ def flag_type(kind, check):
 finite = number_in(description="a finite number")
 
 
-def one_of(choices):
+def one_of(choices: Collection[Any]) -> Check:
     """Check: one of ``choices``."""
 
-    def check(name, value):
+    def check(name: str, value: Any) -> None:
         if value not in choices:
             raise ConfigError(name, f"{name} must be one of {tuple(choices)}, got {value!r}")
 
     return check
 
 
-def _boolean(name, value):
+def _boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigError(name, f"{name} must be True or False, got {value!r}")
 
 
-def positive_ints(name, value):
+def positive_ints(name: str, value: Any) -> None:
     """Check: a non-empty tuple of positive integers (lists are stored as tuples)."""
     if not (isinstance(value, tuple) and value and all(_is_int(v) and v > 0 for v in value)):
         raise ConfigError(
@@ -153,7 +170,7 @@ def positive_ints(name, value):
         )
 
 
-def comma_separated_ints(text):
+def comma_separated_ints(text: str) -> tuple[int, ...]:
     """``"200,200"`` -> ``(200, 200)``; ``ValueError`` for anything else."""
     try:
         values = tuple(int(part) for part in text.split(","))
@@ -164,14 +181,14 @@ def comma_separated_ints(text):
     return values
 
 
-def _device(name, value):
+def _device(name: str, value: Any) -> None:
     if not (isinstance(value, str) and _DEVICE.match(value)):
         raise ConfigError(
             name, f"{name} must be one of auto, cpu, cuda, cuda:N, mps; got {value!r}"
         )
 
 
-def _schedule(name, value):
+def _schedule(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise ConfigError(name, f"{name} must be a schedule string, got {type(value).__name__}")
     try:
@@ -180,7 +197,7 @@ def _schedule(name, value):
         raise ConfigError(name, f"{name}: {error}") from None
 
 
-def _path(name, value):
+def _path(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise ConfigError(name, f"{name} must be a path, got {type(value).__name__}")
 
@@ -189,20 +206,20 @@ def _path(name, value):
 
 
 def setting(
-    default=dataclasses.MISSING,
+    default: Any = dataclasses.MISSING,
     *,
-    help,
-    check=None,
-    choices=None,
-    flag=None,
-    nullable=None,
-    parse=None,
-):
+    help: str | None,
+    check: Check | None = None,
+    choices: Collection[Any] | None = None,
+    flag: str | None = None,
+    nullable: bool | None = None,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
     """A config field with its help text and value check.
 
     :param default: the default value (omit for a required field).
-    :param str help: one line for ``-h``; ``{default}`` is replaced by the field's default
-        (``none`` for ``None``).
+    :param help: one line for ``-h``; ``{default}`` is replaced by the field's default
+        (``none`` for ``None``); None for a field whose name says enough.
     :param check: ``check(name, value)`` raising :class:`ConfigError`; with ``choices`` and
         no check, membership is checked.
     :param choices: the allowed values (also the command line's choices).
@@ -211,6 +228,8 @@ def setting(
     :param bool nullable: whether ``None`` is allowed (default: when the default is None).
     :param parse: how the command line reads the value from one argument (``text -> value``,
         raising ``ValueError``), when the field's type alone does not say.
+    :returns: the :func:`dataclasses.field` (typed ``Any``, so that it may stand as the
+        default of a field of any type).
     """
     if check is None and choices is not None:
         check = one_of(tuple(choices))
@@ -227,7 +246,7 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def _check_fields(config):
+def _check_fields(config: "_Checked") -> None:
     for spec in dataclasses.fields(config):
         value = getattr(config, spec.name)
         if value is None and spec.metadata.get("nullable"):
@@ -240,7 +259,10 @@ def _check_fields(config):
 class _Checked:
     """Runs every field's check after ``__init__``, then the class's :meth:`validate`."""
 
-    def __post_init__(self):
+    # Every subclass is a dataclass.
+    __dataclass_fields__: ClassVar[dict[str, "dataclasses.Field[Any]"]]
+
+    def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):  # sequences are stored as tuples, paths as str
             value = getattr(self, spec.name)
             if isinstance(value, list):
@@ -251,13 +273,13 @@ class _Checked:
         _check_fields(self)
         self.validate()
 
-    def normalize(self):
+    def normalize(self) -> None:
         """Bring accepted spellings to the canonical value (lists to tuples...)."""
 
-    def validate(self):
+    def validate(self) -> None:
         """Checks that involve more than one field (raise :class:`ConfigError`)."""
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values (tuples as lists):
         ``type(config)(**config.to_dict()) == config``."""
         return {spec.name: _plain(getattr(self, spec.name)) for spec in dataclasses.fields(self)}
@@ -275,7 +297,7 @@ class RunConfig(_Checked):
     ``config.json``.
     """
 
-    resumable_fields = frozenset(
+    resumable_fields: ClassVar[frozenset[str]] = frozenset(
         {
             "steps",
             "out",
@@ -326,7 +348,7 @@ class RunConfig(_Checked):
     dtype: str = setting(
         "float32", choices=sorted(DTYPES), help="floating-point precision of model and data"
     )
-    precision: str = setting(
+    precision: PrecisionName = setting(
         "32",
         choices=list(PRECISIONS),
         help="32 (default); bf16 autocast; or 16-mixed: float16 autocast with dynamic loss scaling",
@@ -366,18 +388,18 @@ class RunConfig(_Checked):
         False, help="also log to OUT/tensorboard (needs the tensorboard package)"
     )
 
-    def normalize(self):
+    def normalize(self) -> None:
         if isinstance(self.dtype, torch.dtype):  # accept torch.float64 as well as "float64"
             names = {dtype: name for name, dtype in DTYPES.items()}
             self.dtype = names.get(self.dtype, str(self.dtype))
 
     @property
-    def torch_dtype(self):
+    def torch_dtype(self) -> torch.dtype:
         """The :class:`torch.dtype` of :attr:`dtype`."""
         return DTYPES[self.dtype]
 
     @property
-    def eval_interval(self):
+    def eval_interval(self) -> int:
         """Steps between evaluations: :attr:`eval_every`, or a tenth of the run."""
         return self.eval_every or max(self.steps // 10, 1)
 
@@ -390,18 +412,18 @@ class EvalConfig(_Checked):
     device: str = setting("auto", check=_device, help="auto | cpu | cuda[:N]")
 
 
-def retune(name, default):
+def retune(name: str, default: Any) -> Any:
     """Redeclare the shared :class:`RunConfig` field ``name`` with a task's own default,
     keeping its help and check: ``steps: int = retune("steps", 2000)``."""
     spec = _RUN_FIELDS[name]
     return dataclasses.field(default=default, metadata=spec.metadata)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
-def common_field_names():
+def common_field_names() -> tuple[str, ...]:
     """Names of the fields every :class:`RunConfig` has."""
     return tuple(_RUN_FIELDS)
 

@@ -11,7 +11,7 @@ reparameterized L0 gates instead (Louizos et al., 2018).
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Literal, Optional, cast
 
 import pyro.infer
 import torch
@@ -23,6 +23,7 @@ from probnets.models.gated import BernoulliPrior, NeuronDAG
 from probnets.tasks.base import Task, TaskRun, model_record, register
 from probnets.tasks.config import (
     ConfigError,
+    EvalConfig,
     RunConfig,
     positive,
     positive_int,
@@ -30,11 +31,11 @@ from probnets.tasks.config import (
     retune,
     setting,
 )
-from probnets.train import BatchSampler
+from probnets.train import BatchSampler, Trainer, TrainResult
 from probnets.viz.gates import plot_adjacency, save_figure
 
 
-def _noise_scale(name, value):
+def _noise_scale(name: str, value: Any) -> None:
     """Check: ``"auto"``, ``"learned"`` or a positive number (as text, from the command line)."""
     if value in ("auto", "learned"):
         return
@@ -61,8 +62,8 @@ class GatedConfig(RunConfig):
     steps: int = retune("steps", 4000)
     batch_size: int = retune("batch_size", 200)
     lr: float = retune("lr", 1e-2)
-    problem: str = setting("toy", choices=["toy", "mnist"], help=None)
-    gate: str = setting(
+    problem: Literal["toy", "mnist"] = setting("toy", choices=["toy", "mnist"], help=None)
+    gate: Literal["bernoulli", "hard_concrete"] = setting(
         "bernoulli", choices=["bernoulli", "hard_concrete"], help="gate type (default bernoulli)"
     )
     estimator: str = setting(
@@ -91,12 +92,12 @@ class GatedConfig(RunConfig):
 
 
 @register
-class GatedTask(Task):
+class GatedTask(Task[GatedConfig, EvalConfig]):
     name = "gated"
     help = "neuron DAG with latent Bernoulli / hard-concrete edge gates (toy or MNIST)"
     config_class = GatedConfig
 
-    def build(self, config, device):
+    def build(self, config: GatedConfig, device: torch.device) -> TaskRun:
         dtype = config.torch_dtype
         if config.problem == "toy":
             toy = dnm_toy(config.num_train, seed=config.seed, dtype=dtype)
@@ -111,7 +112,7 @@ class GatedTask(Task):
                 held_out.images.reshape(-1, 784).to(device=device, dtype=dtype),
                 held_out.labels.to(device),
             )
-        arguments = dict(gate=config.gate, likelihood=likelihood, init_logit=0.0)
+        arguments: dict[str, Any] = dict(gate=config.gate, likelihood=likelihood, init_logit=0.0)
         if test is None:
             arguments["noise_scale"] = _model_noise_scale(config.noise_scale)
         net = NeuronDAG(*shape, prior=BernoulliPrior(config.prior_p), **arguments)
@@ -122,12 +123,13 @@ class GatedTask(Task):
             # constant). Set before training, so that a resumed run loads it back.
             std = y.std(0)
             net.target_scale = torch.where(std > 0, std, torch.ones_like(std)).to(device)
+        elbo: pyro.infer.ELBO
         if config.gate == "hard_concrete":
             elbo = pyro.infer.Trace_ELBO()
         else:
             elbo = standard_estimators([config.estimator])[config.estimator]()
 
-        def evaluate(trainer):
+        def evaluate(trainer: Trainer) -> dict[str, Any]:
             active = net.gate_probs() > 0.5
             row = {
                 "active_edges": int(active.sum()),
@@ -176,15 +178,16 @@ class GatedTask(Task):
             ),
         )
 
-    def finish(self, run, result, config):
+    def finish(self, run: TaskRun, result: TrainResult, config: GatedConfig) -> None:
+        assert config.out is not None  # run_task has chosen the run directory
         fig = plot_adjacency(
-            run.module.edge_probs().cpu(),
+            cast(NeuronDAG, run.module).edge_probs().cpu(),
             title=f"posterior inclusion probabilities ({config.problem}, {config.gate})",
         )
         save_figure(fig, os.path.join(config.out, "adjacency.png"))
 
 
-def _model_noise_scale(value):
+def _model_noise_scale(value: str) -> float | Literal["auto"] | None:
     """``--noise-scale`` as :class:`NeuronDAG` takes it: ``"auto"``, ``None`` (learned) or
     a number."""
     if value == "auto":

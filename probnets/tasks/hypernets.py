@@ -15,7 +15,10 @@ continues exactly as an uninterrupted one.
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Literal, Optional, TypeVar
+
+import torch
+from torch import nn
 
 from probnets.data import load_mnist
 from probnets.data.chars import CORPORA, TBPTTBatches, load_corpus
@@ -30,9 +33,11 @@ from probnets.nn import (
     matched_hidden_size,
     state_tensors,
 )
+from probnets.nn.char_lm import RNNType
 from probnets.tasks.base import Task, TaskRun, model_record, register
 from probnets.tasks.config import (
     ConfigError,
+    EvalConfig,
     RunConfig,
     dropout_rate,
     non_negative,
@@ -41,11 +46,11 @@ from probnets.tasks.config import (
     retune,
     setting,
 )
-from probnets.train import BatchSampler
+from probnets.train import BatchSampler, TrainResult
 from probnets.viz.images import curves
 
 
-def _eval_curve(result, key, path, ylabel, title):
+def _eval_curve(result: TrainResult, key: str, path: str, ylabel: str, title: str) -> None:
     rows = [r for r in result.eval_history if key in r]
     if rows:
         curves(
@@ -66,23 +71,23 @@ class _CarriedStateBatches:
     here is the one that was saved.
     """
 
-    def __init__(self, batches, objective):
+    def __init__(self, batches: TBPTTBatches, objective: TBPTTObjective) -> None:
         self.batches, self.objective = batches, objective
 
-    def __iter__(self):
+    def __iter__(self) -> "_CarriedStateBatches":
         return self
 
-    def __next__(self):
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         return next(self.batches)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         state = self.objective.state
         return {
             "batches": self.batches.state_dict(),
             "rnn_state": None if state is None else list(state_tensors(state)),
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batches.load_state_dict(state["batches"])
         saved = state["rnn_state"]
         self.objective.state = None if saved is None else tuple(saved)
@@ -101,7 +106,7 @@ class HyperLSTMConfig(RunConfig):
     lr: float = retune("lr", 4e-3)  # chosen on validation for all three recurrent networks
     clip_norm: Optional[float] = retune("clip_norm", 1.0)  # every reported run clips (guide)
     resumable_fields = RunConfig.resumable_fields | {"compile_steps"}
-    rnn: str = setting(
+    rnn: RNNType = setting(
         "hyperlstm",
         choices=["hyperlstm", "layernorm_lstm", "lstm"],
         help="recurrent network (default hyperlstm)",
@@ -144,7 +149,7 @@ class HyperLSTMConfig(RunConfig):
         "the standard library's docstrings (1.5M)",
     )
 
-    def validate(self):
+    def validate(self) -> None:
         if self.recurrent_dropout and self.rnn == "lstm":
             raise ConfigError(
                 "recurrent_dropout",
@@ -160,12 +165,12 @@ class HyperLSTMConfig(RunConfig):
 
 
 @register
-class HyperLSTMTask(Task):
+class HyperLSTMTask(Task[HyperLSTMConfig, EvalConfig]):
     name = "hyperlstm"
     help = "character language model with a HyperLSTM (or a layer-norm / plain LSTM)"
     config_class = HyperLSTMConfig
 
-    def build(self, config, device):
+    def build(self, config: HyperLSTMConfig, device: torch.device) -> TaskRun:
         corpus = load_corpus(config.corpus)
         arguments = _char_model_arguments(config, len(corpus.vocab))
         model = CharLanguageModel(**arguments).to(device=device, dtype=config.torch_dtype)
@@ -191,7 +196,8 @@ class HyperLSTMTask(Task):
             model=model_record(model, **arguments),
         )
 
-    def finish(self, run, result, config):
+    def finish(self, run: TaskRun, result: TrainResult, config: HyperLSTMConfig) -> None:
+        assert config.out is not None  # run_task has chosen the run directory
         _eval_curve(
             result,
             "valid_bpc",
@@ -201,13 +207,13 @@ class HyperLSTMTask(Task):
         )
 
 
-def _char_model_arguments(config, vocab_size):
+def _char_model_arguments(config: HyperLSTMConfig, vocab_size: int) -> dict[str, Any]:
     """Constructor arguments of the :class:`CharLanguageModel` of ``config``; an unset
     ``hidden_size`` matches the parameter count of the default HyperLSTM."""
     hyper_sizes = dict(
         hyper_size=config.hyper_size, hyper_embedding_size=config.hyper_embedding_size
     )
-    rnn_arguments = {}
+    rnn_arguments: dict[str, Any] = {}
     if config.rnn != "lstm":
         rnn_arguments["recurrent_dropout"] = config.recurrent_dropout
     if config.rnn == "hyperlstm":
@@ -246,26 +252,31 @@ def _char_model_arguments(config, vocab_size):
     )
 
 
-class _DigitClassifierTask(Task):
+_DigitConfigT = TypeVar("_DigitConfigT", bound=RunConfig)
+
+
+class _DigitClassifierTask(Task[_DigitConfigT, EvalConfig]):
     """MNIST digit classification with a deterministic network (``model_class`` built from
     :meth:`model_arguments`)."""
 
-    model_class = None
+    model_class: type[nn.Module] | None = None
 
-    def model_arguments(self, config):
+    def model_arguments(self, config: _DigitConfigT) -> dict[str, Any]:
         """Constructor arguments of ``model_class`` for ``config``."""
         raise NotImplementedError
 
-    def build(self, config, device):
+    def build(self, config: _DigitConfigT, device: torch.device) -> TaskRun:
         dtype = config.torch_dtype
         train, test = load_mnist("train"), load_mnist("test")
         arguments = self.model_arguments(config)
+        assert self.model_class is not None, "a digit classifier task sets model_class"
         model = self.model_class(**arguments).to(device=device, dtype=dtype)
         test_images = test.images.to(device=device, dtype=dtype)
         test_labels = test.labels.to(device)
         summary = {"parameters": sum(p.numel() for p in model.parameters())}
-        if hasattr(model, "conv_flops_per_image"):
-            summary["conv_flops_per_image"] = model.conv_flops_per_image()
+        conv_flops_per_image = getattr(model, "conv_flops_per_image", None)
+        if conv_flops_per_image is not None:
+            summary["conv_flops_per_image"] = conv_flops_per_image()
         return TaskRun(
             data=BatchSampler(
                 train.images.to(dtype),
@@ -282,7 +293,8 @@ class _DigitClassifierTask(Task):
             model=model_record(model, **arguments),
         )
 
-    def finish(self, run, result, config):
+    def finish(self, run: TaskRun, result: TrainResult, config: _DigitConfigT) -> None:
+        assert config.out is not None  # run_task has chosen the run directory
         print(f"{self.name}: {run.config}")
         _eval_curve(
             result,
@@ -300,7 +312,7 @@ class ReactiveConfig(RunConfig):
     steps: int = retune("steps", 2000)
     iterations: int = setting(2, check=positive_int, help="queries per image")
     context_size: int = setting(64, check=positive_int, help=None)
-    update: str = setting(
+    update: Literal["gru", "residual"] = setting(
         "gru", choices=["gru", "residual"], help="how the pooled CNN output updates the context"
     )
     channels: tuple[int, ...] = setting(
@@ -317,13 +329,13 @@ class ReactiveConfig(RunConfig):
 
 
 @register
-class ReactiveTask(_DigitClassifierTask):
+class ReactiveTask(_DigitClassifierTask[ReactiveConfig]):
     name = "reactive"
     help = "reactive query network: a per-example CNN generated at every iteration (MNIST)"
     config_class = ReactiveConfig
     model_class = ReactiveQueryNet
 
-    def model_arguments(self, config):
+    def model_arguments(self, config: ReactiveConfig) -> dict[str, Any]:
         return dict(
             context_size=config.context_size,
             iterations=config.iterations,
@@ -347,11 +359,11 @@ class HyperCNNConfig(RunConfig):
 
 
 @register
-class HyperCNNTask(_DigitClassifierTask):
+class HyperCNNTask(_DigitClassifierTask[HyperCNNConfig]):
     name = "hypercnn"
     help = "MNIST CNN whose second kernel a static hypernetwork generates (Ha et al.)"
     config_class = HyperCNNConfig
     model_class = HyperCNN
 
-    def model_arguments(self, config):
+    def model_arguments(self, config: HyperCNNConfig) -> dict[str, Any]:
         return dict(hyper=config.hyper, embedding_dim=config.embedding_dim)

@@ -33,22 +33,26 @@ import pickle
 import platform
 import subprocess
 import warnings
+from collections.abc import Callable
+from typing import Any, cast
 
 import pyro
 import torch
 
 import probnets
 from probnets.files import atomic_write
-from probnets.tasks.base import task_for, tasks
-from probnets.tasks.config import ConfigError, UnsupportedSettingError
+from probnets.tasks.base import Task, TaskRun, task_for, tasks
+from probnets.tasks.config import ConfigError, EvalConfig, RunConfig, UnsupportedSettingError
 from probnets.train import (
     CHECKPOINT_NAME,
+    Callback,
     Evaluation,
     LossObjective,
     StepMetrics,
     SVIObjective,
     TrainConfig,
     Trainer,
+    TrainResult,
     distributed,
     parse_schedule,
     resolve_device,
@@ -62,7 +66,7 @@ SUMMARY_FILE = "summary.json"
 logger = logging.getLogger("probnets")
 
 
-def run_task(config):
+def run_task(config: RunConfig) -> dict[str, Any] | None:
     """Train the task ``config`` describes and return its summary.
 
     The run owns Pyro's global state: it clears the param store and seeds every generator
@@ -84,7 +88,8 @@ def run_task(config):
     task = task_for(config)
     device = _select_device(config)
     main_process = distributed.is_main_process()
-    config = dataclasses.replace(config, out=_run_directory(config, task.name, main_process))
+    out = _run_directory(config, task.name, main_process)
+    config = dataclasses.replace(config, out=out)
     if config.resume:
         _check_resumed_config(config, task)
         finished = _finished_run_summary(config)
@@ -105,9 +110,11 @@ def run_task(config):
                 "break the compiled graph at every sample and param site, so "
                 "compiling its step does not help",
             )
-        run.objective_fn = torch.compile(run.objective_fn)
+        # torch's stub types compile's result as a union with its decorator form, which
+        # only a call without a function returns.
+        run.objective_fn = cast(Callable[..., torch.Tensor], torch.compile(run.objective_fn))
     if main_process:
-        write_json(os.path.join(config.out, CONFIG_FILE), run_record(task, run, config))
+        write_json(os.path.join(out, CONFIG_FILE), run_record(task, run, config))
         logger.info(
             "train %s: data=%s device=%s dtype=%s seed=%s ranks=%s out=%s",
             task.name,
@@ -132,11 +139,11 @@ def run_task(config):
         "eval": result.eval_history[-1] if result.eval_history else {},
         "warnings": list(result.warnings),
     }
-    write_json(os.path.join(config.out, SUMMARY_FILE), summary)
+    write_json(os.path.join(out, SUMMARY_FILE), summary)
     return summary
 
 
-def _finish(task, run, result, config):
+def _finish(task: Task[Any, Any], run: TaskRun, result: TrainResult, config: RunConfig) -> None:
     """The task's figures and final evaluations; a model whose parameters build invalid
     distributions (a run that diverged but had not reached ``max_bad_steps``) gets none,
     with a warning, instead of a traceback after training."""
@@ -154,7 +161,7 @@ def _finish(task, run, result, config):
         warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
-def load_config(out):
+def load_config(out: str | os.PathLike[str]) -> RunConfig:
     """The config of the run in directory ``out``, read from its ``config.json``."""
     path = os.path.join(os.fspath(out), CONFIG_FILE)
     try:
@@ -170,9 +177,10 @@ def load_config(out):
     return config_class(**dict(values, out=os.fspath(out)))
 
 
-def _check_resumed_config(config, task):
+def _check_resumed_config(config: RunConfig, task: Task[Any, Any]) -> None:
     """Refuse to continue the run in ``config.out`` with settings other than its own (runs
     from before ``config.json`` are not checked)."""
+    assert config.out is not None  # run_task has chosen the run directory
     if not os.path.exists(os.path.join(config.out, CONFIG_FILE)):
         return
     stored = load_config(config.out)
@@ -197,9 +205,10 @@ def _check_resumed_config(config, task):
             )
 
 
-def _finished_run_summary(config):
+def _finished_run_summary(config: RunConfig) -> dict[str, Any] | None:
     """The summary of the run in ``config.out`` when its checkpoint has reached
     ``config.steps`` already (so resuming has nothing to do), else ``None``."""
+    assert config.out is not None  # run_task has chosen the run directory
     try:
         with open(os.path.join(config.out, SUMMARY_FILE)) as f:
             summary = json.load(f)
@@ -231,7 +240,7 @@ def _finished_run_summary(config):
     return summary
 
 
-def evaluate_task(config):
+def evaluate_task(config: EvalConfig) -> dict[str, Any]:
     """Evaluate a checkpoint as the task's eval config (e.g.
     :class:`~probnets.tasks.AIREvalConfig`) says; returns a dict of results.
 
@@ -244,14 +253,14 @@ def evaluate_task(config):
     return task_for(config).evaluate(config, device)
 
 
-def _make_trainer(task, run, config):
+def _make_trainer(task: Task[Any, Any], run: TaskRun, config: RunConfig) -> Trainer:
     """The :class:`~probnets.train.Trainer` of ``run`` under ``config``: the one place where a
     task run meets the Trainer's constructor."""
     param_groups = {pattern: dict(group) for pattern, group in run.param_groups.items()}
     if config.cv_lr is not None:
         param_groups.setdefault("cv.*", {})["lr"] = config.cv_lr
         param_groups.setdefault("*baseline*", {})["lr"] = config.cv_lr
-    options = dict(
+    options: dict[str, Any] = dict(
         steps=config.steps,
         lr=config.lr,
         param_groups=param_groups,
@@ -281,12 +290,21 @@ def _make_trainer(task, run, config):
     except ValueError as error:  # TrainConfig names its field first, as in "lr must be ..."
         field = str(error).split(" ", 1)[0]
         raise ConfigError("out" if field == "out_dir" else field, str(error)) from None
-    objective = (
-        SVIObjective(run.model_fn, run.guide_fn, run.loss, modules=run.state_modules)
+    # An SVI run sets its model, guide and ELBO, a deterministic one its objective and module
+    # (TaskRun's contract, which the types of its optional fields cannot say).
+    objective: SVIObjective | LossObjective = (
+        SVIObjective(
+            cast(Callable[..., Any], run.model_fn),
+            cast(Callable[..., Any], run.guide_fn),
+            cast("pyro.infer.ELBO", run.loss),
+            modules=run.state_modules,
+        )
         if run.is_svi
-        else LossObjective(run.objective_fn, run.module)
+        else LossObjective(
+            cast(Callable[..., torch.Tensor], run.objective_fn), cast(torch.nn.Module, run.module)
+        )
     )
-    callbacks = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
+    callbacks: list[Callback] = [StepMetrics(run.metrics_fn)] if run.metrics_fn is not None else []
     callbacks += list(run.callbacks)  # before the evaluation, which may use their state
     callbacks += [Evaluation(run.eval_fn)] if run.eval_fn is not None else []
     try:
@@ -295,7 +313,7 @@ def _make_trainer(task, run, config):
         raise UnsupportedSettingError("tensorboard", str(error)) from None
 
 
-def _select_device(config):
+def _select_device(config: RunConfig) -> torch.device:
     if distributed.launched_distributed():
         # torchrun: every rank builds the same model (same seed), then draws its own noise.
         device = distributed.init_distributed(config.device)
@@ -311,7 +329,7 @@ def _select_device(config):
     return device
 
 
-def _run_directory(config, name, create):
+def _run_directory(config: RunConfig, name: str, create: bool) -> str:
     """The run directory of ``config`` (``runs/NAME-TIMESTAMP`` when unset), checked against
     ``resume`` and created on the main process."""
     out = config.out
@@ -336,7 +354,7 @@ def _run_directory(config, name, create):
     return out
 
 
-def _check_run_directory(out, resume):
+def _check_run_directory(out: str, resume: bool) -> None:
     """A new run needs a directory without a run in it; a resumed one, its checkpoint."""
     checkpoint = os.path.join(out, CHECKPOINT_NAME)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -354,7 +372,7 @@ def _check_run_directory(out, resume):
         )
 
 
-def run_record(task, run, config):
+def run_record(task: Task[Any, Any], run: TaskRun, config: RunConfig) -> dict[str, Any]:
     """What ``config.json`` holds: the task, every config field, the model's class and
     constructor arguments, the data source, library versions and the git commit."""
     return {
@@ -375,11 +393,11 @@ def run_record(task, run, config):
     }
 
 
-def git_commit(directory):
+def git_commit(directory: str) -> str | None:
     """The commit checked out where ``directory`` lies (``"...-dirty"`` with local changes),
     or ``None`` outside a git work tree or without git."""
 
-    def git(*arguments):
+    def git(*arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["git", "-C", directory, *arguments],
             capture_output=True,
@@ -398,7 +416,7 @@ def git_commit(directory):
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def write_json(path, value):
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
     """Write ``value`` as JSON to ``path`` atomically (temporary file, fsync, rename), with
     the permissions the user's umask gives a new file."""
     with atomic_write(path) as f:
@@ -406,7 +424,7 @@ def write_json(path, value):
         f.write("\n")
 
 
-def _json_default(value):
+def _json_default(value: Any) -> float:
     if torch.is_tensor(value) and value.numel() == 1:
         return value.item()
     return float(value)  # numpy scalars; anything else fails as json would

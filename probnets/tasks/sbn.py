@@ -8,12 +8,16 @@ importance-sampled log-likelihood at the end.
 
 import os
 from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
 
 from probnets.data import load_mnist
 from probnets.infer import standard_estimators
 from probnets.models.sbn import SigmoidBeliefNet, binarize
 from probnets.tasks.base import Task, TaskRun, model_record, register
 from probnets.tasks.config import (
+    EvalConfig,
     RunConfig,
     comma_separated_ints,
     positive,
@@ -22,11 +26,13 @@ from probnets.tasks.config import (
     retune,
     setting,
 )
-from probnets.train import BatchSampler
+from probnets.train import BatchSampler, Trainer, TrainResult
 from probnets.viz.images import curves
 
 
-def _dynamic_binarization(batch, generator):
+def _dynamic_binarization(
+    batch: tuple[torch.Tensor, ...], generator: torch.Generator
+) -> tuple[torch.Tensor]:
     (intensities,) = batch
     return (binarize(intensities, generator=generator),)
 
@@ -65,12 +71,12 @@ class SBNConfig(RunConfig):
 
 
 @register
-class SBNTask(Task):
+class SBNTask(Task[SBNConfig, EvalConfig]):
     name = "sbn"
     help = "sigmoid belief net (Bernoulli layers) on binarized MNIST, under any estimator"
     config_class = SBNConfig
 
-    def build(self, config, device):
+    def build(self, config: SBNConfig, device: torch.device) -> TaskRun:
         dtype = config.torch_dtype
         layers = (784,) + config.layers
         train, test = load_mnist("train"), load_mnist("test")
@@ -84,7 +90,7 @@ class SBNTask(Task):
         )[config.estimator]()
         batch_size = config.batch_size
 
-        def evaluate(trainer):
+        def evaluate(trainer: Trainer) -> dict[str, Any]:
             return {"test_elbo": float(net.elbo(held_out).mean())}
 
         return TaskRun(
@@ -109,9 +115,11 @@ class SBNTask(Task):
             extras={"held_out": held_out},
         )
 
-    def finish(self, run, result, config):
+    def finish(self, run: TaskRun, result: TrainResult, config: SBNConfig) -> None:
+        assert config.out is not None  # run_task has chosen the run directory
         samples = config.ll_samples
-        log_likelihood = run.module.log_likelihood(run.extras["held_out"], num_samples=samples)
+        net = cast(SigmoidBeliefNet, run.module)
+        log_likelihood = net.log_likelihood(run.extras["held_out"], num_samples=samples)
         result.eval_history.append(
             {"step": result.step, f"test_log_likelihood_is{samples}": float(log_likelihood.mean())}
         )

@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import pyro.infer
 import torch
@@ -9,12 +10,14 @@ import torch
 from probnets.data import load_mnist
 from probnets.models.vae import VAE
 from probnets.tasks.base import Task, TaskRun, model_record, register
-from probnets.tasks.config import RunConfig, positive_int, retune, setting
-from probnets.train import BatchSampler
+from probnets.tasks.config import EvalConfig, RunConfig, positive_int, retune, setting
+from probnets.train import BatchSampler, Trainer, TrainResult
 from probnets.viz.images import curves, image_rows
 
 
-def binarized_mnist(split, seed, dtype, device):
+def binarized_mnist(
+    split: Literal["train", "test"], seed: int, dtype: torch.dtype, device: torch.device | str
+) -> tuple[torch.Tensor, str]:
     """MNIST with each pixel drawn once from Bernoulli(intensity) (fixed by ``seed``)."""
     mnist = load_mnist(split)
     generator = torch.Generator().manual_seed(seed + int(split == "test"))
@@ -36,12 +39,12 @@ class VAEConfig(RunConfig):
 
 
 @register
-class VAETask(Task):
+class VAETask(Task[VAEConfig, EvalConfig]):
     name = "vae"
     help = "Gaussian-latent VAE on binarized MNIST (the training loop's reference model)"
     config_class = VAEConfig
 
-    def build(self, config, device):
+    def build(self, config: VAEConfig, device: torch.device) -> TaskRun:
         dtype = config.torch_dtype
         train, source = binarized_mnist("train", config.seed, dtype, device)
         test, _ = binarized_mnist("test", config.seed, dtype, device)
@@ -50,7 +53,7 @@ class VAETask(Task):
         elbo = pyro.infer.Trace_ELBO()
         batch_size = config.batch_size
 
-        def evaluate(trainer):
+        def evaluate(trainer: Trainer) -> dict[str, Any]:
             with torch.no_grad():
                 loss = pyro.infer.Trace_ELBO().loss(vae.model, vae.guide, test)
             return {"test_elbo_per_image": -loss / len(test)}
@@ -69,8 +72,9 @@ class VAETask(Task):
             extras={"test": test},
         )
 
-    def finish(self, run, result, config):
-        vae = run.module
+    def finish(self, run: TaskRun, result: TrainResult, config: VAEConfig) -> None:
+        assert config.out is not None  # run_task has chosen the run directory
+        vae = cast(VAE, run.module)
         test = run.extras["test"]
         sample = test[torch.linspace(0, len(test) - 1, 10).long()]  # spread over the classes
         image_rows(

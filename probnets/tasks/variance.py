@@ -9,15 +9,20 @@ any function returning a :class:`~probnets.experiments.Problem`, so any model/gu
 plugs in.
 """
 
+import argparse
 import functools
 import importlib
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
+from pyro.infer import ELBO
 
 from probnets.data import load_mnist, multi_mnist
 from probnets.experiments import (
     ADAPTIVE_ESTIMATORS,
+    Problem,
     air_problem,
     plate_problem,
     run_variance,
@@ -40,7 +45,10 @@ _POSITIVE = flag_type(float, positive)
 _FINITE = flag_type(float, finite)
 
 
-def add_arguments(commands):
+_Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
+
+
+def add_arguments(commands: "argparse._SubParsersAction[_Parser]") -> _Parser:
     """Add the ``variance`` command and its problems to an argparse sub-parser collection."""
     parser = commands.add_parser(
         "variance", help="compare gradient estimators", description=__doc__.splitlines()[0]
@@ -129,7 +137,7 @@ def add_arguments(commands):
     return parser
 
 
-def _problem_factory(args):
+def _problem_factory(args: argparse.Namespace) -> Callable[[], Problem]:
     """``() -> Problem`` for the chosen problem; data is loaded once, here."""
     dtype = torch.float64 if args.float64 else torch.float32
     if args.problem == "toy":
@@ -163,7 +171,7 @@ def _problem_factory(args):
     return _import_factory(args.factory)
 
 
-def _import_factory(spec):
+def _import_factory(spec: str) -> Callable[[], Problem]:
     """The function named by ``module:function``; a bad name is a one-line CLI error."""
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
@@ -181,7 +189,7 @@ def _import_factory(spec):
 _MULTI_PARTICLE = ("loo", "vimco")
 
 
-def _estimators(args):
+def _estimators(args: argparse.Namespace) -> dict[str, Callable[[], ELBO]]:
     """The ``--estimators`` factories; an unknown name, or ``--particles 1`` with an
     estimator that needs more, is a one-line CLI error."""
     try:
@@ -201,7 +209,7 @@ def _estimators(args):
     return estimators
 
 
-def _check_out(out):
+def _check_out(out: str) -> None:
     """``--out`` must be a directory that exists or can be made, and can be written."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise SystemExit(f"probnets: error: --out {out} is a file, not a directory")
@@ -215,14 +223,14 @@ def _check_out(out):
         raise SystemExit(f"probnets: error: --out: the directory {out} is not writable")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     _check_out(args.out)
     torch.set_num_threads(args.threads)
     problem_factory = _problem_factory(args)  # first: its module may register estimators
     estimators = _estimators(args)
     tune = {name: args.tune for name in estimators if name in ADAPTIVE_ESTIMATORS}
 
-    def progress(name, item):
+    def progress(name: str, item: Any) -> None:
         if isinstance(item, dict):
             print(
                 f"  [{name}] step {item['step']}: log_variance {item['log_variance']:.3f}, "

@@ -1,19 +1,31 @@
 """Figures of AIR runs: scenes with the inferred boxes coloured by step, count confusion."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import matplotlib.patches as patches
 import matplotlib.pyplot as plt
 import numpy as np
 
-from probnets.viz.images import save_figure
+from probnets.viz.images import PathT, TensorOrArray, save_figure
 
 STEP_COLOURS = ("tab:red", "tab:green", "tab:blue", "tab:orange", "tab:purple", "tab:cyan")
 
 
-def _numpy(tensor):
+def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
 
-def scenes_with_boxes(rows, z_pres, boxes, path, titles=None, cell=1.3):
+def scenes_with_boxes(
+    rows: Sequence[TensorOrArray],
+    z_pres: TensorOrArray,
+    boxes: TensorOrArray,
+    path: PathT,
+    titles: Sequence[str] | None = None,
+    cell: float = 1.3,
+) -> PathT:
     """Rows of (N, H, W) images (e.g. data and reconstruction), each image overlaid with the
     boxes ``(N, T, 4)`` (x_min, y_min, x_max, y_max, pixels) of the steps where ``z_pres``
     ``(N, T)`` is 1; step ``t``'s box has colour ``STEP_COLOURS[t]``."""
@@ -47,7 +59,7 @@ def scenes_with_boxes(rows, z_pres, boxes, path, titles=None, cell=1.3):
     return save_figure(fig, path)
 
 
-def confusion_figure(matrix, path, title="count confusion"):
+def confusion_figure(matrix: TensorOrArray, path: PathT, title: str = "count confusion") -> PathT:
     """A count confusion matrix (rows: true count, columns: inferred count) as a heat map."""
     matrix = _numpy(matrix)
     fig, ax = plt.subplots(figsize=(0.8 * matrix.shape[1] + 1.5, 0.8 * matrix.shape[0] + 1.2))

@@ -6,20 +6,37 @@ Every function draws on a given ``ax`` (or a new figure) and returns the figure;
 shown or saved here (use :func:`save_figure`).
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, cast
+
 import matplotlib.pyplot as plt
 import torch
 
+from probnets.viz.images import TensorOrArray
 from probnets.viz.images import save_figure  # noqa: F401  (the figures' writer, re-exported)
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _axes(ax, figsize):
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
-    return ax.figure, ax
+    # The axes' figure (a SubFigure's axes give the SubFigure; typed as the usual case).
+    return cast("Figure", ax.figure), ax
 
 
-def plot_gate_trajectories(steps, gate_probs, true_mask=None, ax=None, title=None):
+def plot_gate_trajectories(
+    steps: Iterable[float],
+    gate_probs: TensorOrArray,
+    true_mask: TensorOrArray | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
     """
     Inclusion probability of every gate against the training step.
 
@@ -28,6 +45,8 @@ def plot_gate_trajectories(steps, gate_probs, true_mask=None, ax=None, title=Non
     :param torch.Tensor true_mask: optional bool ``(E,)``: true edges drawn in colour, the rest
         in grey. Without it, the edges kept at the end (final probability above 0.5) are drawn
         in colour and the pruned ones in grey, so hundreds of gates stay readable.
+    :param ax: the axes to draw on (default: a new figure).
+    :returns: the figure.
     """
     fig, ax = _axes(ax, (7.8, 3.5))
     probs = torch.as_tensor(gate_probs).detach().cpu().double()
@@ -55,13 +74,21 @@ def plot_gate_trajectories(steps, gate_probs, true_mask=None, ax=None, title=Non
     return fig
 
 
-def plot_adjacency(edge_probs, groups=None, labels=None, ax=None, title=None):
+def plot_adjacency(
+    edge_probs: TensorOrArray,
+    groups: Sequence[int] | None = None,
+    labels: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
     """
     Heat map of an ``(n, n)`` edge-probability matrix (row = target, column = source).
 
     :param groups: optional sizes of consecutive node groups (e.g. ``(I, H, O)``), drawn as
         separator lines.
     :param labels: optional ``n`` tick labels.
+    :param ax: the axes to draw on (default: a new figure).
+    :returns: the figure.
     """
     probs = torch.as_tensor(edge_probs).detach().cpu().double()
     n = probs.shape[0]
@@ -86,16 +113,20 @@ def plot_adjacency(edge_probs, groups=None, labels=None, ax=None, title=None):
 
 
 def plot_accuracy_vs_connections(
-    curves,
-    ax=None,
-    title=None,
-    ylabel="test accuracy",
-    xlabel="fraction of active connections",
-    lines=True,
-):
+    curves: Mapping[str, Iterable[tuple[float, float]]],
+    ax: Axes | None = None,
+    title: str | None = None,
+    ylabel: str = "test accuracy",
+    xlabel: str = "fraction of active connections",
+    lines: bool = True,
+) -> Figure:
     """
+    Accuracy against the fraction of active connections (log scale), one curve per name.
+
     :param dict curves: ``name -> list of (fraction_active, accuracy)`` points.
     :param bool lines: join a curve's points (off for points pooled over seeds).
+    :param ax: the axes to draw on (default: a new figure).
+    :returns: the figure.
     """
     fig, ax = _axes(ax, (5, 3.5))
     for i, (name, points) in enumerate(curves.items()):

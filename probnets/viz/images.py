@@ -1,6 +1,10 @@
 """Image grids and training curves, written atomically as PNG files."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar, Union
 
 import matplotlib
 
@@ -9,8 +13,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from probnets.files import atomic_path  # noqa: E402
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from matplotlib.figure import Figure
 
-def save_figure(fig, path, dpi=120):
+# What the figures draw: a tensor (detached and moved to the CPU first) or a NumPy array.
+TensorOrArray = Union["torch.Tensor", "np.ndarray"]
+# A figure's path, returned as given.
+PathT = TypeVar("PathT", str, "os.PathLike[str]")
+
+
+def save_figure(fig: Figure, path: PathT, dpi: float = 120) -> PathT:
     """Save ``fig`` to ``path`` atomically (temporary file, then rename) and close it; the
     format follows the extension (PNG without one)."""
     try:
@@ -26,8 +40,15 @@ def save_figure(fig, path, dpi=120):
     return path
 
 
-def image_rows(rows, path, titles=None, cell=1.1):
-    """Plot rows of grey images (each row a sequence of (H, W) arrays/tensors) to ``path``."""
+def image_rows(
+    rows: Sequence[TensorOrArray | Sequence[TensorOrArray]],
+    path: PathT,
+    titles: Sequence[str] | None = None,
+    cell: float = 1.1,
+) -> PathT:
+    """Plot rows of grey images (each row a sequence of (H, W) arrays/tensors, or one
+    (N, H, W) tensor or array) to ``path``, with an optional title per row; ``cell`` is the
+    side of one image in inches."""
     num_rows, num_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(
         num_rows, num_cols, figsize=(cell * num_cols, cell * num_rows), squeeze=False
@@ -45,7 +66,13 @@ def image_rows(rows, path, titles=None, cell=1.1):
     return save_figure(fig, path)
 
 
-def curves(series, path, xlabel="training step", ylabel="", title=""):
+def curves(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: PathT,
+    xlabel: str = "training step",
+    ylabel: str = "",
+    title: str = "",
+) -> PathT:
     """Plot ``{label: (xs, ys)}`` line series to ``path``."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, (xs, ys) in series.items():

@@ -1,6 +1,10 @@
 """Figures of recurrent networks: how much a HyperLSTM's weights change at each character."""
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, overload
 
 import matplotlib
 
@@ -8,7 +12,10 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from probnets.viz.images import save_figure  # noqa: E402
+from probnets.viz.images import PathT, TensorOrArray, save_figure  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_weight_change"]
 
@@ -16,7 +23,36 @@ __all__ = ["plot_weight_change"]
 _VISIBLE = {"\n": "⏎", " ": "␣", "\t": "⇥"}
 
 
-def plot_weight_change(change, characters, path=None, per_row=60, gate_names="ifgo", title=None):
+@overload
+def plot_weight_change(
+    change: TensorOrArray,
+    characters: str | Sequence[str],
+    path: None = None,
+    per_row: int = 60,
+    gate_names: str | Sequence[str] = "ifgo",
+    title: str | None = None,
+) -> Figure: ...
+
+
+@overload
+def plot_weight_change(
+    change: TensorOrArray,
+    characters: str | Sequence[str],
+    path: PathT,
+    per_row: int = 60,
+    gate_names: str | Sequence[str] = "ifgo",
+    title: str | None = None,
+) -> PathT: ...
+
+
+def plot_weight_change(
+    change: TensorOrArray,
+    characters: str | Sequence[str],
+    path: PathT | None = None,
+    per_row: int = 60,
+    gate_names: str | Sequence[str] = "ifgo",
+    title: str | None = None,
+) -> Figure | PathT:
     """
     Heat map of the per-step change of a HyperLSTM's recurrent weights, one row per gate and
     one column per character read, wrapped into panels of ``per_row`` characters, with one
@@ -27,8 +63,9 @@ def plot_weight_change(change, characters, path=None, per_row=60, gate_names="if
         ``HyperLSTM(..., return_modulation=True)``.
     :param characters: the ``T`` characters read (a string or a sequence of strings), drawn
         as tick labels (whitespace made visible).
-    :param str path: save the figure there (and close it) when given.
-    :param str gate_names: ``G`` row labels.
+    :param path: save the figure there (and close it) when given.
+    :param int per_row: characters per panel.
+    :param gate_names: ``G`` row labels (a string of one-letter names or a sequence).
     :returns: the figure, or ``path`` when saved.
     """
     values = torch.as_tensor(change).detach().cpu().double()
@@ -70,6 +107,7 @@ def plot_weight_change(change, characters, path=None, per_row=60, gate_names="if
         ax.set_xticks(
             range(len(labels)), [_VISIBLE.get(c, c) for c in labels], fontsize=7, family="monospace"
         )
+    assert image is not None  # there is at least one panel
     axes[-1].set_xlabel("character read at step t (test text)")
     fig.colorbar(
         image,

@@ -1,21 +1,38 @@
 """Figures of predictive uncertainty: regression bands and reliability diagrams."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Union
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from probnets.viz.images import save_figure  # noqa: E402
+from probnets.viz.images import PathT, TensorOrArray, save_figure  # noqa: E402
+
+# The bins of probnets.models.bayes_hypernet.expected_calibration_error: ``count``,
+# ``confidence`` and ``accuracy`` per bin.
+CalibrationBins = Mapping[str, TensorOrArray]
 
 
-def _numpy(t):
+def _numpy(t: Any) -> Any:
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t
 
 
 def predictive_bands(
-    x, mean, std, path, epistemic_std=None, x_train=None, y_train=None, truth=None, title=""
-):
+    x: TensorOrArray,
+    mean: TensorOrArray,
+    std: TensorOrArray,
+    path: PathT,
+    epistemic_std: TensorOrArray | None = None,
+    x_train: TensorOrArray | None = None,
+    y_train: TensorOrArray | None = None,
+    truth: TensorOrArray | None = None,
+    title: str = "",
+) -> PathT:
     """Plot a 1-D predictive mean with ±2 std bands (total, and epistemic when given).
 
     :param x: sorted grid ``(G,)``; ``mean``, ``std``, ``epistemic_std``: ``(G,)``.
@@ -46,7 +63,7 @@ def predictive_bands(
     return save_figure(fig, path)
 
 
-def calibration_summary(bins):
+def calibration_summary(bins: CalibrationBins) -> dict[str, float]:
     """ECE, accuracy and occupancy recomputed from the bins of
     :func:`probnets.models.bayes_hypernet.expected_calibration_error`, over the non-empty
     bins only (an empty bin has NaN confidence and accuracy and weight zero).
@@ -69,7 +86,11 @@ def calibration_summary(bins):
     }
 
 
-def reliability_diagram(curves, path, title=""):
+def reliability_diagram(
+    curves: Mapping[str, Union[CalibrationBins, tuple[CalibrationBins, float]]],
+    path: PathT,
+    title: str = "",
+) -> PathT:
     """Accuracy against confidence per bin, one line per model, with the diagonal; below,
     the number of examples in each bin (log scale), so a curve resting on a few crowded
     bins is visible as such.

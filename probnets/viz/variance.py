@@ -6,19 +6,29 @@ temporary file, then renamed). ``plot_variance_run`` writes every figure of a
 :func:`~probnets.experiments.run_variance` run.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import tempfile
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from probnets.experiments.report import TrackingReport, VarianceReport
+
 __all__ = ["AXIS_LABELS", "axis_label", "plot_log_variance", "plot_tracking", "plot_variance_run"]
 
 
-def _save(fig, path):
+def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     suffix = os.path.splitext(path)[1] or ".png"
@@ -56,20 +66,20 @@ _TITLES = {
 }
 
 
-def axis_label(key):
+def axis_label(key: str) -> str:
     """The axis label of a tracked field: :data:`AXIS_LABELS` or the field's name in words."""
     if key in AXIS_LABELS:
         return AXIS_LABELS[key]
     return key.replace("metric.", "", 1).replace("_", " ")
 
 
-def _bar_text(value):
+def _bar_text(value: float) -> str:
     if value == float("-inf"):
         return "variance 0 (log = −∞)"
     return f"{value:.2f}" if math.isfinite(value) else "n/a"
 
 
-def _bar_limits(values):
+def _bar_limits(values: Sequence[float]) -> tuple[float, float, float]:
     """``(left, low_limit, high_limit)``: where an exact-zero bar ends and the x-range."""
     finite = [v for v in values if math.isfinite(v)]
     low, high = min(finite + [0.0]), max(finite + [0.0])
@@ -79,7 +89,7 @@ def _bar_limits(values):
     return left, left - 0.15 * span, high + 0.15 * span
 
 
-def _draw_bar(ax, y, value, left):
+def _draw_bar(ax: Axes, y: float, value: float, left: float) -> None:
     """One estimator's bar at height ``y``: finite, exact zero (``-inf``) or NaN (no bar)."""
     if value == float("-inf"):
         ax.barh(y, left, color="white", edgecolor="tab:green", hatch="//")
@@ -107,7 +117,12 @@ def _draw_bar(ax, y, value, left):
     )
 
 
-def plot_log_variance(report, path=None, title=None, ax=None):
+def plot_log_variance(
+    report: VarianceReport,
+    path: str | os.PathLike[str] | None = None,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
     """Horizontal bars of each estimator's log-variance (natural log of the per-parameter
     gradient variance averaged over parameters), lowest at the top, values annotated.
 
@@ -127,7 +142,8 @@ def plot_log_variance(report, path=None, title=None, ax=None):
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.2))
     else:
-        fig = ax.figure
+        # The axes' figure (a SubFigure's axes give the SubFigure; typed as the usual case).
+        fig = cast("Figure", ax.figure)
     for y, i in enumerate(order):
         _draw_bar(ax, y, values[i], left)
     ax.set_yticks(range(len(order)))
@@ -141,7 +157,13 @@ def plot_log_variance(report, path=None, title=None, ax=None):
     return fig
 
 
-def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
+def plot_tracking(
+    tracking: TrackingReport,
+    key: str = "log_variance",
+    path: str | os.PathLike[str] | None = None,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
     """One line per estimator of ``key`` (a record field such as ``"log_variance"``,
     ``"train_loss"`` or ``"metric.elbo_train"``) against the training step.
 
@@ -152,12 +174,15 @@ def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.6, 4.0))
     else:
-        fig = ax.figure
-    zero_steps = {}
+        # The axes' figure (a SubFigure's axes give the SubFigure; typed as the usual case).
+        fig = cast("Figure", ax.figure)
+    zero_steps: dict[str, tuple[list[Any], str]] = {}
     for index, (name, records) in enumerate(tracking.runs.items()):
         points = [(r["step"], float(r[key])) for r in records if r.get(key) is not None]
         finite = [(s, v) for s, v in points if math.isfinite(v)]
-        style = dict(color=f"C{index % 10}", linestyle=("-", "--", ":")[index // 10 % 3])
+        style: dict[str, Any] = dict(
+            color=f"C{index % 10}", linestyle=("-", "--", ":")[index // 10 % 3]
+        )
         if finite:
             ax.plot(*zip(*finite), marker="o", markersize=3, label=name, **style)
         else:
@@ -188,7 +213,9 @@ def plot_tracking(tracking, key="log_variance", path=None, title=None, ax=None):
     return fig
 
 
-def plot_variance_run(variance, tracking, out_dir):
+def plot_variance_run(
+    variance: VarianceReport, tracking: TrackingReport | None, out_dir: str | os.PathLike[str]
+) -> list[str]:
     """Every figure of a :func:`~probnets.experiments.run_variance` run, saved in ``out_dir``
     and closed: ``variance.png`` (log-variance bars at the initial params) and, when
     ``tracking`` is not ``None``, ``tracking_log_variance.png`` and one
