@@ -20,7 +20,11 @@ from probnets.models.bayes_hypernet import (
 )
 from probnets.models.bayes_hypernet.generators import LAYER_GENERATORS
 from probnets.models.bayes_hypernet.guides import GUIDES
-from probnets.models.bayes_hypernet.model import PARAMETERIZATIONS
+from probnets.models.bayes_hypernet.model import (
+    PARAMETERIZATIONS,
+    ClassificationPrediction,
+    RegressionPrediction,
+)
 from probnets.models.bayes_hypernet.target import ACTIVATIONS
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regression
 from probnets.tasks.base import (
@@ -243,6 +247,7 @@ class BayesHypernetTask(Task[BayesHypernetConfig, BayesHypernetEvalConfig]):
         if config.problem == "gap1d":
             grid = torch.linspace(-6, 6, 241).unsqueeze(-1).to(run.extras["x"])
             prediction = model.predict(grid, 200)
+            assert isinstance(prediction, RegressionPrediction)  # gap1d is a regression
             predictive_bands(
                 grid[:, 0],
                 prediction.mean,
@@ -256,6 +261,7 @@ class BayesHypernetTask(Task[BayesHypernetConfig, BayesHypernetEvalConfig]):
             )
             return
         prediction = model.predict(run.extras["test_x"], config.num_samples)
+        assert isinstance(prediction, ClassificationPrediction)  # mnist is a classification
         ece, bins = expected_calibration_error(prediction.probs, run.extras["test_y"])
         reliability_diagram(
             {f"{model.parameterization}/{config.guide}": (bins, float(ece))},
@@ -272,7 +278,7 @@ class BayesHypernetTask(Task[BayesHypernetConfig, BayesHypernetEvalConfig]):
         log_lik = model.predictive_log_likelihood(x, y, config.num_samples)
         row = {"num_examples": len(x), "nll": float(-log_lik.mean())}
         prediction = model.predict(x, config.num_samples)
-        if model.task == "classification":
+        if isinstance(prediction, ClassificationPrediction):
             ece, _ = expected_calibration_error(prediction.probs, y)
             row.update(
                 accuracy=float((prediction.probs.argmax(-1) == y).double().mean()), ece=float(ece)
