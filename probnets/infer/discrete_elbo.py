@@ -34,6 +34,7 @@ from pyro.util import (
     warn_if_nan,
 )
 
+from probnets.infer.baselines import BaselineName
 from probnets.infer.estimators import (
     EstimatorContext,
     SiteEstimator,
@@ -121,7 +122,7 @@ class DiscreteELBO(ELBO):
         retain_graph: bool | None = None,
         tail_adaptive_beta: float = -1.0,
         estimator: str | SiteEstimator | None = None,
-        baseline: str | None = None,
+        baseline: BaselineName | None = None,
         baseline_beta: float = 0.9,
         temperature: float | None = None,
         straight_through: bool = False,

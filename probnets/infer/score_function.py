@@ -1,5 +1,6 @@
 from typing import Any
 
+from probnets.infer.baselines import BaselineName
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -70,7 +71,7 @@ class ScoreFunction_ELBO(DiscreteELBO):
     def __init__(
         self,
         num_particles: int = 1,
-        baseline: str | None = None,
+        baseline: BaselineName | None = None,
         baseline_beta: float = 0.9,
         hidden_size: int = 100,
         max_plate_nesting: float = float("inf"),

@@ -1,11 +1,12 @@
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
 from pyro.infer.util import is_validation_enabled
+from pyro.poutine.indep_messenger import CondIndepStackFrame
 from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape, warn_if_nan
 
@@ -34,7 +35,9 @@ def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
     return torch.where(is_max, loo_max, loo) - math.log(K)
 
 
-def bound_frames(sites):
+def bound_frames(
+    sites: Sequence[tuple[str, Mapping[str, Any]]],
+) -> tuple[bool, frozenset[CondIndepStackFrame], float]:
     """``(per_element, frames, scale)``: whether the bound is taken per element of the plates
     every site shares (all sites in a common plate besides the particles', with one scalar
     scale), the plates its weights keep, and the scale of the per-element bound."""
@@ -46,7 +49,7 @@ def bound_frames(sites):
     }
     per_element = len(common) > len(particle) and len(scales) == 1 and None not in scales
     if per_element:
-        return True, common, scales.pop()
+        return True, common, cast(float, scales.pop())  # None is not among them
     return False, particle, 1.0
 
 
