@@ -18,12 +18,14 @@ so a model can mix estimators site by site and a new estimator is one new class 
 """
 
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
+from pyro.poutine.runtime import Message
+from pyro.poutine.trace_struct import Trace
 from pyro.infer.util import is_validation_enabled
 from pyro.util import (
     check_if_enumerated,
@@ -41,8 +43,9 @@ from probnets.infer.estimators import (
     estimator_class,
     make_estimator,
 )
+from probnets.infer.estimators.base import SiteValue
 from probnets.infer.guide_pass import GuidePass, ReplayPass
-from probnets.infer.util import TraceCosts, check_temperature, param_leaves
+from probnets.infer.util import Temperature, TraceCosts, check_temperature, param_leaves
 
 if TYPE_CHECKING:
     from probnets.infer.baselines import Baselines
@@ -249,17 +252,27 @@ class DiscreteELBO(ELBO):
 
     # passes ----------------------------------------------------------------------------
 
-    def _vectorized(self):
+    def _vectorized(self) -> bool:
         return self.vectorize_particles and self.num_particles > 1
 
-    def _wrap(self, model, guide, args, kwargs):
+    def _wrap(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[Callable, Callable]:
         if not self._vectorized():
             return model, guide
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
         return self._vectorized_num_particles(model), self._vectorized_num_particles(guide)
 
-    def _run(self, model, guide, args, kwargs, guide_pass, validate=False):
+    def _run(
+        self,
+        model: Callable,
+        guide: Callable,
+        args: tuple,
+        kwargs: dict[str, Any],
+        guide_pass: GuidePass | ReplayPass,
+        validate: bool = False,
+    ) -> TraceCosts:
         guide_trace = poutine.trace(guide_pass(guide)).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
@@ -268,12 +281,30 @@ class DiscreteELBO(ELBO):
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         return TraceCosts(model_trace, guide_trace, guide_pass.relaxed, guide_pass.frozen)
 
-    def _replay(self, model, guide, args, kwargs, first, target, value, temperature, frozen):
+    def _replay(
+        self,
+        model: Callable,
+        guide: Callable,
+        args: tuple,
+        kwargs: dict[str, Any],
+        first: GuidePass,
+        target: str,
+        value: SiteValue,
+        temperature: Temperature | None,
+        frozen: bool,
+    ) -> TraceCosts:
         with poutine.block():
             replay = ReplayPass(first, target, value, temperature, frozen)
             return self._run(model, guide, args, kwargs, replay)
 
-    def _checked_run(self, model, guide, args, kwargs, guide_pass):
+    def _checked_run(
+        self,
+        model: Callable,
+        guide: Callable,
+        args: tuple,
+        kwargs: dict[str, Any],
+        guide_pass: GuidePass,
+    ) -> TraceCosts:
         validate = is_validation_enabled()
         costs = self._run(model, guide, args, kwargs, guide_pass, validate)
         if not costs.model_lp and not costs.guide_lp:
@@ -286,7 +317,7 @@ class DiscreteELBO(ELBO):
             self._validate(costs)
         return costs
 
-    def _validate(self, costs):
+    def _validate(self, costs: TraceCosts) -> None:
         """Pyro's checks of each site's shape against its plates and of enumeration
         requests, as its ELBOs run them under validation."""
         for trace, log_probs in (
@@ -294,10 +325,13 @@ class DiscreteELBO(ELBO):
             (costs.guide_trace, costs.guide_lp),
         ):
             for name, lp in log_probs.items():
-                check_site_shape(dict(trace.nodes[name], log_prob=lp), self.max_plate_nesting)
+                site = cast(Message, dict(trace.nodes[name], log_prob=lp))
+                check_site_shape(site, self.max_plate_nesting)
         check_if_enumerated(costs.guide_trace)
 
-    def _first_pass(self, model, guide, args, kwargs):
+    def _first_pass(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[GuidePass, TraceCosts]:
         """The first pass and its costs, with the dependency structure from provenance or,
         with ``cache_dependencies``, from an earlier pass of the same signature."""
         if self.cache_dependencies and self._dependencies:
@@ -322,14 +356,18 @@ class DiscreteELBO(ELBO):
             self._dependencies[costs.signature()] = costs.dependents
         return first, costs
 
-    def _get_trace(self, model, guide, args, kwargs):
+    def _get_trace(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[Trace, Trace]:
         """One particle's model and guide traces (first pass), as Pyro's ELBOs return."""
         costs = self._checked_run(model, guide, args, kwargs, GuidePass(self.plan))
         return costs.model_trace, costs.guide_trace
 
     # the estimator ---------------------------------------------------------------------
 
-    def _particle_terms(self, model, guide, args, kwargs, build_cv):
+    def _particle_terms(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any], build_cv: bool
+    ) -> tuple[TraceCosts, torch.Tensor | float, torch.Tensor | float, list[Any], bool]:
         """One first pass (all particles, if vectorized) and every site's term."""
         first, costs = self._first_pass(model, guide, args, kwargs)
         vectorized = self._vectorized()
@@ -341,10 +379,12 @@ class DiscreteELBO(ELBO):
             particle_dim=-self.max_plate_nesting if vectorized else None,
             build_variance_terms=build_cv,
         )
-        surrogate_elbo, loss = 0.0, 0.0
+        surrogate_elbo: torch.Tensor | float = 0.0
+        loss: torch.Tensor | float = 0.0
         for name, lp in costs.model_lp.items():
             surrogate_elbo = surrogate_elbo + (lp * costs.model_trace.nodes[name]["scale"]).sum()
-        variance_terms, descends = [], False
+        variance_terms: list[tuple[SiteEstimator, Any]] = []
+        descends = False
         for name, lp in costs.guide_lp.items():
             site = costs.guide_trace.nodes[name]
             record = first.records.get(name)
@@ -359,7 +399,14 @@ class DiscreteELBO(ELBO):
                 variance_terms.append((record.estimator, term.variance_terms))
         return costs, surrogate_elbo, loss, variance_terms, descends
 
-    def _terms(self, model, guide, args, kwargs, build_cv=True):
+    def _terms(
+        self,
+        model: Callable,
+        guide: Callable,
+        args: tuple,
+        kwargs: dict[str, Any],
+        build_cv: bool = True,
+    ) -> dict[str, Any]:
         """
         Runs all passes of all particles. Returns a dict with ``elbo`` (particle-averaged
         estimate), ``surrogate`` (a loss whose gradient is the estimator without the
@@ -369,8 +416,12 @@ class DiscreteELBO(ELBO):
         """
         model, guide = self._wrap(model, guide, args, kwargs)
         draws = 1 if self._vectorized() else self.num_particles
-        elbo, surrogate_elbo, loss, descends = 0.0, 0.0, 0.0, False
-        groups, guide_params = {}, {}
+        elbo: torch.Tensor | float = 0.0
+        surrogate_elbo: torch.Tensor | float = 0.0
+        loss: torch.Tensor | float = 0.0
+        descends = False
+        groups: dict[int, tuple[SiteEstimator, list[Any]]] = {}
+        guide_params: dict[str, torch.Tensor] = {}
         for _ in range(draws):
             costs, s, l, cv, d = self._particle_terms(model, guide, args, kwargs, build_cv)
             elbo = elbo + costs.elbo
@@ -461,7 +512,7 @@ class DiscreteELBO(ELBO):
         warn_if_nan(loss, "loss")
         return loss
 
-    def _backward_with_cv(self, terms):
+    def _backward_with_cv(self, terms: dict[str, Any]) -> None:
         params = terms["guide_params"]
         leaves = list(params.values())
         A = self._first_order_backward(terms["surrogate"], leaves)
@@ -470,9 +521,9 @@ class DiscreteELBO(ELBO):
             corrections, ps = estimator.variance_terms(data, params, self.num_particles)
             ghat = [g if c is None else g + c for g, c in zip(ghat, corrections)]
             cv_params.extend(ps)
-        variance = sum((g**2).sum() for g in ghat)
+        variance = cast(torch.Tensor, sum((g**2).sum() for g in ghat))  # ghat is not empty
         cv_params = list({id(p): p for p in cv_params}.values())
-        cv_grads = []
+        cv_grads: Sequence[torch.Tensor | None] = []
         if cv_params and variance.requires_grad:
             cv_grads = torch.autograd.grad(
                 variance, cv_params, allow_unused=True, retain_graph=bool(self.retain_graph)
@@ -486,7 +537,9 @@ class DiscreteELBO(ELBO):
         torch.autograd.backward(targets, seeds)
 
     @staticmethod
-    def _first_order_backward(surrogate, leaves):
+    def _first_order_backward(
+        surrogate: torch.Tensor | float, leaves: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """Backpropagates the surrogate and returns its gradient ``A`` per leaf (zeros where
         unused). ``A`` is taken with ``autograd.grad``, not read off ``.grad``: ``.grad`` may
         hold a scaled gradient (loss scaling seeds every backward pass with ``S``) and
