@@ -58,9 +58,9 @@ ADAPTIVE_ESTIMATORS = ("score+avg", "score+avg-site", "nvil", "rebar", "relax")
 
 def tune_control_variates(
     elbo: Any,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
     steps: int,
     lr: float,
@@ -122,9 +122,9 @@ def _flat_gradient(leaves: Mapping[str, torch.Tensor], params: Sequence[str]) ->
 def _warm_up(
     name: str,
     elbo: Any,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
     params: Sequence[str],
 ) -> dict[str, torch.Tensor]:
@@ -142,9 +142,9 @@ def _warm_up(
 
 def _draw_estimates(
     elbo: Any,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
     num_samples: int,
     params: Sequence[str],
@@ -217,9 +217,9 @@ def _bias_statistics(
 def measure_estimator(
     name: str,
     elbo: Any,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
     num_samples: int,
     params: Sequence[str],
@@ -297,8 +297,8 @@ def _exact_norm(exact: Gradient, params: Sequence[str]) -> float:
 
 def measure(
     estimators: dict[str, Any],
-    model: Callable,
-    guide: Callable,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
     *args: Any,
     num_samples: int = 1000,
     params: Sequence[str] | None = None,

@@ -29,8 +29,8 @@ class Problem:
     """
 
     name: str
-    model: Callable
-    guide: Callable
+    model: Callable[..., Any]
+    guide: Callable[..., Any]
     args: tuple[Any, ...] = ()
     batch: Callable[[int], tuple[Any, ...]] | None = None
     exact: Callable[[], Mapping[str, torch.Tensor]] | None = None

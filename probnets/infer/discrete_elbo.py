@@ -18,7 +18,7 @@ so a model can mix estimators site by site and a new estimator is one new class 
 """
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import pyro.poutine as poutine
@@ -45,7 +45,13 @@ from probnets.infer.estimators import (
 )
 from probnets.infer.estimators.base import SiteValue
 from probnets.infer.guide_pass import GuidePass, ReplayPass
-from probnets.infer.util import Temperature, TraceCosts, check_temperature, param_leaves
+from probnets.infer.util import (
+    Temperature,
+    TermKey,
+    TraceCosts,
+    check_temperature,
+    param_leaves,
+)
 
 if TYPE_CHECKING:
     from probnets.infer.baselines import Baselines
@@ -121,7 +127,7 @@ class DiscreteELBO(ELBO):
         vectorize_particles: bool = False,
         strict_enumeration_warning: bool = True,
         ignore_jit_warnings: bool = False,
-        jit_options: dict | None = None,
+        jit_options: dict[str, Any] | None = None,
         retain_graph: bool | None = None,
         tail_adaptive_beta: float = -1.0,
         estimator: str | SiteEstimator | None = None,
@@ -173,13 +179,14 @@ class DiscreteELBO(ELBO):
         )
         self.estimators: dict[str, SiteEstimator] = {}  # name -> this ELBO's estimator
         # (site name, requested estimator, distribution) -> SiteEstimator
-        self._plans: dict[tuple, SiteEstimator] = {}
+        self._plans: dict[tuple[Any, ...], SiteEstimator] = {}
         default = self.default_estimator if estimator is None else estimator
         self.default_estimator = default
         self.estimator_for(default, "estimator")  # checks the name and the options now
         self.estimator_for("score")  # the fallback; checks the baseline options now
         self.cache_dependencies = bool(cache_dependencies)
-        self._dependencies: dict = {}  # trace signature -> dependents, see cache_dependencies
+        # trace signature -> dependents, see cache_dependencies
+        self._dependencies: dict[tuple[Any, ...], dict[str, list[TermKey]]] = {}
 
     # estimators and the per-site plan ----------------------------------------------------
 
@@ -194,7 +201,7 @@ class DiscreteELBO(ELBO):
             estimator = self.estimators[spec] = make_estimator(cls, self._options)
         return estimator
 
-    def plan(self, msg: dict) -> SiteEstimator:
+    def plan(self, msg: dict[str, Any]) -> SiteEstimator:
         """
         The estimator of guide site ``msg``: the one its ``infer["estimator"]`` names (which
         must accept the site), else pathwise for a distribution with ``rsample``, else the
@@ -256,8 +263,12 @@ class DiscreteELBO(ELBO):
         return self.vectorize_particles and self.num_particles > 1
 
     def _wrap(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
-    ) -> tuple[Callable, Callable]:
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
         if not self._vectorized():
             return model, guide
         if self.max_plate_nesting == float("inf"):
@@ -266,9 +277,9 @@ class DiscreteELBO(ELBO):
 
     def _run(
         self,
-        model: Callable,
-        guide: Callable,
-        args: tuple,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
         guide_pass: GuidePass | ReplayPass,
         validate: bool = False,
@@ -283,9 +294,9 @@ class DiscreteELBO(ELBO):
 
     def _replay(
         self,
-        model: Callable,
-        guide: Callable,
-        args: tuple,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
         first: GuidePass,
         target: str,
@@ -299,9 +310,9 @@ class DiscreteELBO(ELBO):
 
     def _checked_run(
         self,
-        model: Callable,
-        guide: Callable,
-        args: tuple,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
         guide_pass: GuidePass,
     ) -> TraceCosts:
@@ -330,7 +341,11 @@ class DiscreteELBO(ELBO):
         check_if_enumerated(costs.guide_trace)
 
     def _first_pass(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> tuple[GuidePass, TraceCosts]:
         """The first pass and its costs, with the dependency structure from provenance or,
         with ``cache_dependencies``, from an earlier pass of the same signature."""
@@ -357,7 +372,11 @@ class DiscreteELBO(ELBO):
         return first, costs
 
     def _get_trace(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> tuple[Trace, Trace]:
         """One particle's model and guide traces (first pass), as Pyro's ELBOs return."""
         costs = self._checked_run(model, guide, args, kwargs, GuidePass(self.plan))
@@ -366,7 +385,12 @@ class DiscreteELBO(ELBO):
     # the estimator ---------------------------------------------------------------------
 
     def _particle_terms(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any], build_cv: bool
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        build_cv: bool,
     ) -> tuple[TraceCosts, torch.Tensor | float, torch.Tensor | float, list[Any], bool]:
         """One first pass (all particles, if vectorized) and every site's term."""
         first, costs = self._first_pass(model, guide, args, kwargs)
@@ -401,9 +425,9 @@ class DiscreteELBO(ELBO):
 
     def _terms(
         self,
-        model: Callable,
-        guide: Callable,
-        args: tuple,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
         build_cv: bool = True,
     ) -> dict[str, Any]:
@@ -438,14 +462,15 @@ class DiscreteELBO(ELBO):
             "guide_params": guide_params,
         }
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Non-parameter state (baseline running averages, temperature) for checkpoints."""
         return {
             "estimators": {name: e.state_dict() for name, e in self.estimators.items()},
             "temperature": self.temperature,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s values (and the baselines of older checkpoints)."""
         if "baselines" in state:  # checkpoints from before per-site estimator classes
             state = {
                 "estimators": {"score": {"baselines": state["baselines"]}},
@@ -457,7 +482,9 @@ class DiscreteELBO(ELBO):
 
     # Pyro ELBO interface ----------------------------------------------------------------
 
-    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """
         :returns: an estimate of the negative ELBO (``num_particles`` samples).
         :rtype: float
@@ -473,7 +500,7 @@ class DiscreteELBO(ELBO):
         return loss
 
     def differentiable_loss(
-        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """
         A scalar whose value is the negative ELBO estimate and whose gradient is the
@@ -491,7 +518,9 @@ class DiscreteELBO(ELBO):
         surrogate = terms["surrogate"]
         return -terms["elbo"].detach() + (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss_and_grads(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """
         Leaves in ``.grad`` the estimated gradient of the negative ELBO for model and guide
         params, the baseline regression gradient for baseline params, and, for REBAR/RELAX

@@ -60,7 +60,7 @@ def _element_support(site: Mapping[str, Any]) -> tuple[torch.Tensor, int]:
 
 
 def enumerate_guide_configurations(
-    guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any
+    guide: Callable[..., Any], *args: Any, max_configurations: int = 4096, **kwargs: Any
 ) -> Iterator[dict[str, Any]]:
     """Yield every joint configuration of the guide's latent discrete sites.
 
@@ -106,7 +106,11 @@ def enumerate_guide_configurations(
 
 
 def _enumerated_elbo(
-    model: Callable, guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    *args: Any,
+    max_configurations: int = 4096,
+    **kwargs: Any,
 ) -> torch.Tensor:
     """Differentiable exact ELBO: sum over configurations c of
     q(c) [log p(x, c) - log q(c)], with the site scales of subsampled plates applied to the
@@ -149,7 +153,11 @@ def _enumerated_elbo(
 
 
 def exact_elbo(
-    model: Callable, guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    *args: Any,
+    max_configurations: int = 4096,
+    **kwargs: Any,
 ) -> float:
     """The ELBO ``E_q[log p(x, z) - log q(z)]`` computed exactly by enumerating every joint
     configuration of the guide's discrete sites (one model + guide execution each).
@@ -166,8 +174,8 @@ def exact_elbo(
 
 
 def exact_gradient(
-    model: Callable,
-    guide: Callable,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
     *args: Any,
     params: Sequence[str] | None = None,
     max_configurations: int = 4096,

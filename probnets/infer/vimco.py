@@ -123,7 +123,11 @@ class VIMCO_ELBO(ELBO):
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, **kwargs)
 
     def _get_trace(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> tuple[Trace, Trace]:
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
@@ -192,7 +196,11 @@ class VIMCO_ELBO(ELBO):
         return tensor.unsqueeze(-1)
 
     def _bound(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict[str, Any]
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(bound, surrogate)`` as scalar tensors (to maximize)."""
         if self.vectorize_particles:
@@ -213,7 +221,9 @@ class VIMCO_ELBO(ELBO):
             score = (signal * log_q).sum()
         return scale * bound.sum(), scale * (bound.sum() + score)
 
-    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """:returns: an estimate of the negative K-sample bound.  :rtype: float"""
         with torch.no_grad(), poutine.block(hide_types=["param"]):
             bound, _ = self._bound(model, guide, args, kwargs)
@@ -223,13 +233,15 @@ class VIMCO_ELBO(ELBO):
         return loss
 
     def differentiable_loss(
-        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """Negative bound in value; its gradient is the VIMCO estimator."""
         bound, surrogate = self._bound(model, guide, args, kwargs)
         return -bound.detach() - (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss_and_grads(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """Backpropagates the VIMCO surrogate (skipped when nothing requires a gradient);
         :returns: the negative bound estimate."""
         bound, surrogate = self._bound(model, guide, args, kwargs)
