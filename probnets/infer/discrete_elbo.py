@@ -80,7 +80,8 @@ class DiscreteELBO(ELBO):
     JIT and tail-adaptive ELBOs, which these are not).
 
     :param int num_particles: number of particles averaged per estimate.
-    :param int max_plate_nesting: optional bound on plate nesting (guessed if needed).
+    :param max_plate_nesting: bound on plate nesting, an int (the default ``inf``: guessed
+        when needed).
     :param max_iarange_nesting: deprecated alias of ``max_plate_nesting`` (as in Pyro).
     :param bool vectorize_particles: draw the particles at once in an outermost plate.
     :param bool strict_enumeration_warning: stored (Pyro's enumeration ELBOs use it).

@@ -48,7 +48,7 @@ class ScoreFunction_ELBO(DiscreteELBO):
         ``"nvil"``, ``"loo"``.
     :param float baseline_beta: decay of the running averages.
     :param int hidden_size: hidden units of the automatic NVIL networks.
-    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ``max_iarange_nesting``, ...) with Pyro's meaning; see

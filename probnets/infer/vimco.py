@@ -96,7 +96,7 @@ class VIMCO_ELBO(ELBO):
     params. Sites whose infer dict names another estimator raise ``ValueError``.
 
     :param int num_particles: ``K ≥ 2``.
-    :param int max_plate_nesting: optional; guessed by a first run if particles are
+    :param max_plate_nesting: optional; guessed by a first run if particles are
         vectorized.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ...).
