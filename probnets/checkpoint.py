@@ -22,10 +22,13 @@ import pickle
 import random
 import tempfile
 import zipfile
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
 from pyro.distributions import constraints
+from torch.distributions.constraints import Constraint
 
 from probnets.files import new_file_mode
 
@@ -50,8 +53,9 @@ _SIMPLE_CONSTRAINTS = {
 }
 
 
-def encode_constraint(constraint, name="<param>"):
-    """Encode a constraint as a tuple that ``weights_only`` loading accepts."""
+def encode_constraint(constraint: Constraint, name: str = "<param>") -> tuple[Any, ...]:
+    """Encode a constraint as a tuple that ``weights_only`` loading accepts (a name, then
+    numbers); ``name`` is the parameter's, for the error raised on an unknown constraint."""
     for key, known in _SIMPLE_CONSTRAINTS.items():
         if constraint is known:
             return (key,)
@@ -71,7 +75,7 @@ def encode_constraint(constraint, name="<param>"):
     )
 
 
-def decode_constraint(code):
+def decode_constraint(code: Sequence[Any]) -> Constraint:
     """Inverse of :func:`encode_constraint`."""
     kind, args = code[0], code[1:]
     if kind in _SIMPLE_CONSTRAINTS:
@@ -87,10 +91,12 @@ def decode_constraint(code):
     raise ValueError(f"unknown constraint code {code!r} in checkpoint")
 
 
-def get_rng_state():
+def get_rng_state() -> dict[str, Any]:
     """All random states that influence a run: Python, NumPy, torch CPU and CUDA."""
     py_version, py_state, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    # the legacy tuple (the default); numpy's stub also allows the dict of legacy=False
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+    np_kind, np_keys, np_pos, np_has_gauss, np_cached = np_state
     state = {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [
@@ -107,7 +113,7 @@ def get_rng_state():
     return state
 
 
-def set_rng_state(state):
+def set_rng_state(state: Mapping[str, Any]) -> None:
     """Inverse of :func:`get_rng_state`."""
     py_version, py_state, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_state), py_gauss))
@@ -120,7 +126,7 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path, state):
+def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -144,7 +150,9 @@ class CheckpointError(ValueError):
     format); the message names the file."""
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device | dict[str, str] | None = "cpu"
+) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
 
     :raises FileNotFoundError: when ``path`` does not exist.

@@ -20,6 +20,8 @@ import sys
 import traceback
 import typing
 import warnings
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import probnets.tasks  # noqa: F401  (registers the tasks)
 from probnets.tasks import (
@@ -43,9 +45,16 @@ from probnets.train import (
     resolve_device,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-def _int_at_least(minimum, description):
-    def parse(text):
+_Config = TypeVar("_Config", bound="DataclassInstance")
+# where the options of one config go: a parser or one of its argument groups
+_ArgumentContainer = argparse.ArgumentParser | argparse._ArgumentGroup
+
+
+def _int_at_least(minimum: int, description: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
@@ -61,8 +70,8 @@ _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
-def _float_above(minimum, strict, description):
-    def parse(text):
+def _float_above(minimum: float, strict: bool, description: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
@@ -78,12 +87,12 @@ _positive_float = _float_above(0.0, True, "a positive number")
 _non_negative_float = _float_above(0.0, False, "a number >= 0")
 
 
-def _clip_norm(text):
+def _clip_norm(text: str) -> float | None:
     """A positive gradient-norm bound, or ``none`` to turn a task's default clipping off."""
     return None if text.lower() == "none" else _positive_float(text)
 
 
-def _device(text):
+def _device(text: str) -> str:
     try:
         resolve_device(text)
     except ValueError as error:  # "device ...": name the flag
@@ -91,7 +100,7 @@ def _device(text):
     return text
 
 
-def _schedule(text):
+def _schedule(text: str) -> str:
     try:
         parse_schedule(text, 1)
     except ValueError as error:
@@ -101,7 +110,7 @@ def _schedule(text):
 
 # The shared flags keep the parsers (and so the messages) they had before configs existed;
 # every other field is read by its type and checked by its config.
-_SHARED_TYPES = {
+_SHARED_TYPES: dict[str, Callable[[str], Any]] = {
     "steps": _positive_int,
     "batch_size": _positive_int,
     "lr": _positive_float,
@@ -120,7 +129,7 @@ _SHARED_TYPES = {
 _SHARED_GROUP = "training (common to every model)"
 
 
-def flag_of(config_class, name):
+def flag_of(config_class: "type[DataclassInstance]", name: str) -> str:
     """The command-line flag of field ``name`` of ``config_class``."""
     spec = {spec.name: spec for spec in dataclasses.fields(config_class)}.get(name)
     if spec is not None and spec.metadata.get("flag"):
@@ -128,7 +137,7 @@ def flag_of(config_class, name):
     return "--" + name.replace("_", "-")
 
 
-def _help(config_class, spec):
+def _help(config_class: "type[DataclassInstance]", spec: dataclasses.Field[Any]) -> str | None:
     text = spec.metadata.get("help")
     if text is None:
         return None
@@ -139,7 +148,7 @@ def _help(config_class, spec):
     return text.replace("%", "%%")
 
 
-def _value_type(hint):
+def _value_type(hint: Any) -> tuple[Any, bool]:
     """``(element type, is_sequence)`` of a field's annotation (``Optional`` unwrapped)."""
     arguments = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is typing.Union:
@@ -149,8 +158,8 @@ def _value_type(hint):
     return hint, False
 
 
-def _parser_of(parse):
-    def read(text):
+def _parser_of(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def read(text: str) -> Any:
         try:
             return parse(text)
         except ValueError as error:
@@ -160,8 +169,14 @@ def _parser_of(parse):
     return read
 
 
-def _add_field(group, config_class, spec, hint, defaults=True):
-    options = {"dest": spec.name, "help": _help(config_class, spec)}
+def _add_field(
+    group: _ArgumentContainer,
+    config_class: "type[DataclassInstance]",
+    spec: dataclasses.Field[Any],
+    hint: Any,
+    defaults: bool = True,
+) -> argparse.Action:
+    options: dict[str, Any] = {"dest": spec.name, "help": _help(config_class, spec)}
     if spec.default is dataclasses.MISSING:
         options["required"] = True
     else:
@@ -185,7 +200,12 @@ def _add_field(group, config_class, spec, hint, defaults=True):
     return group.add_argument(flag, **options)
 
 
-def add_config_arguments(parser, config_class, names, defaults=True):
+def add_config_arguments(
+    parser: _ArgumentContainer,
+    config_class: "type[DataclassInstance]",
+    names: Sequence[str],
+    defaults: bool = True,
+) -> None:
     """Add to ``parser`` (or an argument group) the option of each field in ``names``;
     ``defaults=False`` leaves the fields of flags not given out of the parsed namespace."""
     hints = typing.get_type_hints(config_class)
@@ -194,11 +214,11 @@ def add_config_arguments(parser, config_class, names, defaults=True):
         _add_field(parser, config_class, specs[name], hints[name], defaults)
 
 
-def _field_names(config_class):
+def _field_names(config_class: "type[DataclassInstance]") -> list[str]:
     return [spec.name for spec in dataclasses.fields(config_class)]
 
 
-def config_from_args(config_class, args):
+def config_from_args(config_class: type[_Config], args: argparse.Namespace) -> _Config:
     """The ``config_class`` of parsed ``args``; a bad value exits with one error line."""
     values = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(config_class)}
     try:
@@ -207,7 +227,7 @@ def config_from_args(config_class, args):
         raise SystemExit(error_line(config_class, error)) from None
 
 
-def error_line(config_class, error):
+def error_line(config_class: "type[DataclassInstance]", error: ConfigError) -> str:
     """``probnets: error: --flag: ...`` for a :class:`ConfigError` of ``config_class``."""
     flag = flag_of(config_class, error.field)
     text = error.render(lambda name: flag_of(config_class, name))
@@ -218,7 +238,7 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one ``probnets: error: ...`` line (``-h`` shows
     the usage) and which takes ``--debug`` at every level of the command."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.add_argument(
             "--debug",
@@ -227,11 +247,11 @@ class _Parser(argparse.ArgumentParser):
             help="on an error, show the full traceback",
         )
 
-    def error(self, message):
+    def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"probnets: error: {message} (see {self.prog} -h)\n")
 
 
-def build_parser(defaults=True):
+def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     """The ``probnets`` parser; with ``defaults=False``, ``train`` namespaces hold only the
     options given on the command line."""
     parser = _Parser(prog="probnets", description="Probabilistic neural networks in Pyro.")
@@ -259,20 +279,24 @@ def build_parser(defaults=True):
     for name, task in sorted(tasks().items()):
         if not task.supports_eval:
             continue
+        eval_config_class = task.eval_config_class
+        assert eval_config_class is not None  # supports_eval says so
         sub = evaluators.add_parser(name, help=task.help, description=task.help)
         common = _field_names(EvalConfig)
-        add_config_arguments(sub, task.eval_config_class, common)
+        add_config_arguments(sub, eval_config_class, common)
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         add_config_arguments(
             sub,
-            task.eval_config_class,
-            [field for field in _field_names(task.eval_config_class) if field not in common],
+            eval_config_class,
+            [field for field in _field_names(eval_config_class) if field not in common],
         )
     return parser
 
 
-def evaluate(args):
+def evaluate(args: argparse.Namespace) -> int:
+    """``probnets eval``: prints the task's results (as one JSON object with ``--json``)."""
     config_class = tasks()[args.task].eval_config_class
+    assert config_class is not None  # only tasks that support eval have a subcommand
     config = config_from_args(config_class, args)
     try:
         results = evaluate_task(config)
@@ -286,7 +310,7 @@ def evaluate(args):
     return 0
 
 
-def _resumed_config(config, given):
+def _resumed_config(config: RunConfig, given: Collection[str]) -> RunConfig:
     """``config`` with the settings of the run it resumes, except those given as flags (which
     :func:`~probnets.tasks.run_task` checks against the run)."""
     if config.out is None or not os.path.exists(os.path.join(config.out, CONFIG_FILE)):
@@ -302,7 +326,7 @@ def _resumed_config(config, given):
     return config_from_args(type(config), argparse.Namespace(**values))
 
 
-def train(args, given=()):
+def train(args: argparse.Namespace, given: Collection[str] = ()) -> int:
     """``probnets train``: ``given`` names the fields set by flags (with ``--resume``, the
     others come from the run's ``config.json``)."""
     config_class = tasks()[args.task].config_class
@@ -334,7 +358,7 @@ def train(args, given=()):
     return 0
 
 
-def _resume_hint(config, error):
+def _resume_hint(config: RunConfig, error: NonFiniteLossError) -> str:
     """The command that continues a diverged run from its last good checkpoint."""
     if error.checkpoint is None or config.out is None:
         return " (lower --lr, or set --clip-norm)"
@@ -344,21 +368,28 @@ def _resume_hint(config, error):
     )
 
 
-def _task_name(config):
+def _task_name(config: RunConfig) -> str:
     return next(name for name, task in tasks().items() if type(config) is task.config_class)
 
 
-def _os_error_text(error):
+def _os_error_text(error: OSError) -> str:
     if isinstance(error, CheckpointWriteError) or error.filename is None:
         return str(error) if str(error) else type(error).__name__
     return f"cannot write {error.filename}: {error.strerror}"
 
 
 @contextlib.contextmanager
-def _warnings_as_lines():
+def _warnings_as_lines() -> Iterator[None]:
     """Show warnings as ``warning: ...`` lines on stderr (rank 0 only)."""
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         if distributed.is_main_process():
             print(f"warning: {message}", file=sys.stderr)
 
@@ -368,7 +399,7 @@ def _warnings_as_lines():
 
 
 @contextlib.contextmanager
-def _progress_on_stderr():
+def _progress_on_stderr() -> Iterator[None]:
     """Print the library's ``probnets`` log records (the run's start...) on stderr."""
     logger = logging.getLogger("probnets")
     handler = logging.StreamHandler(sys.stderr)
@@ -383,7 +414,7 @@ def _progress_on_stderr():
         logger.setLevel(level)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command in ``argv`` (default ``sys.argv[1:]``) and return its exit status.
 
     An error is one ``probnets: error: ...`` line on stderr and a non-zero status; with
@@ -408,13 +439,13 @@ def main(argv=None):
         raise SystemExit(_unexpected_error_line(args, error)) from error
 
 
-def _unexpected_error_line(args, error):
+def _unexpected_error_line(args: argparse.Namespace, error: Exception) -> str:
     """One line for an exception no check turned into a ``probnets: error:`` line: a
     ``ValueError``/``TypeError`` whose message starts with a config field's name (as the
     library's argument checks do) is shown under that field's flag; anything else with its
     type and a pointer to ``--debug``."""
     first_line = next(iter(str(error).strip().splitlines()), "")
-    task = tasks().get(getattr(args, "task", None))
+    task = tasks().get(str(getattr(args, "task", "")))
     config_class = (
         None
         if task is None
@@ -433,7 +464,9 @@ def _unexpected_error_line(args, error):
     )
 
 
-def _dispatch(parser, args, argv):
+def _dispatch(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
+) -> int:
     if args.command == "train":
         given = vars(build_parser(defaults=False).parse_args(argv))
         return train(args, given=set(given) - {"command", "task", "debug"})

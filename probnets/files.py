@@ -13,25 +13,41 @@ files, and a run calls it on its directory when it starts.
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import Any, BinaryIO, Literal, TextIO, overload
 
 TEMPORARY_PREFIX = ".tmp-"
 """The name prefix of the temporary files of :func:`atomic_write`."""
 
 
-def umask():
+def umask() -> int:
     """The process's file-mode creation mask."""
     mask = os.umask(0)  # the only portable way to read it is to set it
     os.umask(mask)
     return mask
 
 
-def new_file_mode():
+def new_file_mode() -> int:
     """The permission bits :func:`open` gives a new file: ``0o666`` less the umask."""
     return 0o666 & ~umask()
 
 
+@overload
+def atomic_write(
+    path: str | os.PathLike[str], mode: Literal["w"] = ..., **open_arguments: Any
+) -> contextlib.AbstractContextManager[TextIO]: ...
+
+
+@overload
+def atomic_write(
+    path: str | os.PathLike[str], mode: Literal["wb"], **open_arguments: Any
+) -> contextlib.AbstractContextManager[BinaryIO]: ...
+
+
 @contextlib.contextmanager
-def atomic_write(path, mode="w", **open_arguments):
+def atomic_write(
+    path: str | os.PathLike[str], mode: str = "w", **open_arguments: Any
+) -> Iterator[Any]:  # the overloads above type the file by its mode
     """Open a temporary file to be renamed to ``path`` when the block ends without error.
 
     ``mode`` is ``"w"`` or ``"wb"``; further arguments go to :func:`open` (``newline``,
@@ -47,7 +63,7 @@ def atomic_write(path, mode="w", **open_arguments):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """A temporary path for writers that take a file name (``fig.savefig``), renamed to
     ``path`` when the block ends without error (see :func:`atomic_write`)."""
     path = os.fspath(path)
@@ -67,7 +83,7 @@ def atomic_path(path):
         raise
 
 
-def remove_orphans(directory):
+def remove_orphans(directory: str | os.PathLike[str]) -> list[str]:
     """Delete the temporary files of interrupted :func:`atomic_write` calls in ``directory``
     (not recursively); returns their paths. Call it only when no other process writes
     there."""

@@ -34,19 +34,23 @@ class is refused, so loading never imports code named by a file.
 import contextlib
 import importlib
 import os
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import pyro
 import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from pyro.params.param_store import param_with_module_name
+from torch.distributions.constraints import Constraint
 
 from probnets.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 
 _REGISTERED: dict[str, type] = {}
 _PACKAGE = "probnets"
 _ModuleClass = TypeVar("_ModuleClass", bound=type)
+#: Where :func:`load` puts the tensors (as :func:`torch.load`'s ``map_location``).
+MapLocation = str | torch.device | dict[str, str] | None
 
 
 def class_name(cls: type) -> str:
@@ -101,7 +105,7 @@ class Loadable:
     created lazily, on first use. Defining a subclass registers it with :func:`load`.
     """
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTERED[class_name(cls)] = cls
 
@@ -129,8 +133,8 @@ class Loadable:
     @classmethod
     def load(
         cls,
-        path: str | os.PathLike,
-        map_location: Any = "cpu",
+        path: str | os.PathLike[str],
+        map_location: MapLocation = "cpu",
         average: bool = True,
         **arguments: Any,
     ) -> Any:
@@ -144,8 +148,8 @@ class Loadable:
 
 
 def load(
-    path: str | os.PathLike,
-    map_location: Any = "cpu",
+    path: str | os.PathLike[str],
+    map_location: MapLocation = "cpu",
     *,
     expected_class: type | None = None,
     average: bool = True,
@@ -208,7 +212,9 @@ def load(
     return model.eval()
 
 
-def _model_record_of(state, path, expected_class):
+def _model_record_of(
+    state: Mapping[str, Any], path: str | os.PathLike[str], expected_class: type | None
+) -> dict[str, Any]:
     extra = state.get("extra") or {}
     record = extra.get("model")
     if isinstance(record, dict) and isinstance(record.get("class"), str):
@@ -224,7 +230,9 @@ def _model_record_of(state, path, expected_class):
     )
 
 
-def _legacy_record(extra, path, expected_class):
+def _legacy_record(
+    extra: dict[str, Any], path: str, expected_class: type | None
+) -> dict[str, Any] | None:
     """The record an older layout implies: ``expected_class``'s reading of it (whose
     :class:`ValueError` says what is missing), else the first class that recognises it."""
     if expected_class is not None:
@@ -239,12 +247,12 @@ def _legacy_record(extra, path, expected_class):
     return None
 
 
-def resolve_class(name: str, path: str | os.PathLike = "<record>") -> type:
+def resolve_class(name: str, path: str | os.PathLike[str] = "<record>") -> type:
     """The class a record names: a registered one or a class defined in probnets."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     module_name, _, qualname = name.rpartition(".")
-    cls = None
+    cls: Any = None
     if module_name == _PACKAGE or module_name.startswith(_PACKAGE + "."):
         with contextlib.suppress(ImportError):
             cls = importlib.import_module(module_name)
@@ -259,7 +267,7 @@ def resolve_class(name: str, path: str | os.PathLike = "<record>") -> type:
     return cls
 
 
-def _build(cls, config, path):
+def _build(cls: type, config: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
     """``cls`` built from ``config``, nested records built first."""
     config = {key: _build_nested(value, path) for key, value in config.items()}
     try:
@@ -274,13 +282,13 @@ def _build(cls, config, path):
         ) from None
 
 
-def _build_nested(value, path):
+def _build_nested(value: Any, path: str | os.PathLike[str]) -> Any:
     if isinstance(value, dict) and set(value) == {"class", "config"}:
         return _build(resolve_class(value["class"], path), value["config"], path)
     return value
 
 
-def _floating_tensor(module_states):
+def _floating_tensor(module_states: Sequence[Mapping[str, Any]]) -> torch.Tensor | None:
     for module_state in module_states:
         for value in module_state.values():
             if torch.is_tensor(value) and value.is_floating_point():
@@ -289,7 +297,7 @@ def _floating_tensor(module_states):
 
 
 def load_module_state(
-    model: torch.nn.Module, module_states: list, path: str | os.PathLike
+    model: torch.nn.Module, module_states: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]
 ) -> torch.nn.Module:
     """Load into ``model`` the one of a checkpoint's ``module_states`` whose keys are the
     model's; buffers the model leaves unset (``None``, set during training) are filled."""
@@ -310,7 +318,7 @@ def load_module_state(
     )
 
 
-def load_weight_average(model: torch.nn.Module, module_states: list) -> bool:
+def load_weight_average(model: torch.nn.Module, module_states: Sequence[Mapping[str, Any]]) -> bool:
     """Copy into ``model`` the moving average of its parameters that one of a checkpoint's
     ``module_states`` holds as ``average.<parameter name>`` entries; returns whether there was
     one."""
@@ -324,7 +332,7 @@ def load_weight_average(model: torch.nn.Module, module_states: list) -> bool:
     return False
 
 
-def _unset_buffers(model):
+def _unset_buffers(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str]]:
     """``{state-dict key: (module, name)}`` of the buffers registered as ``None``."""
     return {
         f"{prefix}.{name}" if prefix else name: (module, name)
@@ -334,23 +342,26 @@ def _unset_buffers(model):
     }
 
 
-def param_store_entries(model: torch.nn.Module) -> dict:
+def param_store_entries(model: torch.nn.Module) -> dict[str, tuple[torch.Tensor, Constraint]]:
     """``{name: (unconstrained parameter, constraint)}``: the param-store entries the
     ``pyro_method`` calls of the :class:`~pyro.nn.PyroModule` ``model`` read, under the names
     Pyro gives them (``a.b.weight``; ``a$$$b.weight`` inside a plain ``nn.Module``)."""
-    entries = {}
+    entries: dict[str, tuple[torch.Tensor, Constraint]] = {}
 
-    def visit(module, fullname):
+    def visit(module: torch.nn.Module, fullname: str) -> None:
         if not isinstance(module, PyroModule):  # registered with pyro.module(fullname, ...)
             for name, value in module.named_parameters():
                 entries[param_with_module_name(fullname, name)] = (value, constraints.real)
             return
-        for name, value in module._parameters.items():
+        for name, parameter in module._parameters.items():
             constrained = name[: -len("_unconstrained")]
             if name.endswith("_unconstrained") and constrained in module._pyro_params:
-                entries[_join(fullname, constrained)] = (value, module._pyro_params[constrained][0])
-            elif value is not None:
-                entries[_join(fullname, name)] = (value, constraints.real)
+                # a PyroParam's unconstrained value, set whenever the PyroParam is
+                unconstrained = cast(torch.Tensor, parameter)
+                constraint = module._pyro_params[constrained][0]
+                entries[_join(fullname, constrained)] = (unconstrained, constraint)
+            elif parameter is not None:
+                entries[_join(fullname, name)] = (parameter, constraints.real)
         for name, child in module._modules.items():
             if child is not None:
                 visit(child, _join(fullname, name))
@@ -374,7 +385,7 @@ def share_with_param_store(model: torch.nn.Module) -> None:
         )
 
 
-def _join(prefix, name):
+def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 

@@ -15,9 +15,12 @@ import ast
 import pathlib
 import sys
 import sysconfig
-from collections import namedtuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import torch
+
+from probnets.data.mnist import PathLike
 
 __all__ = [
     "CharCorpus",
@@ -29,12 +32,19 @@ __all__ = [
     "batchify",
 ]
 
-CharCorpus = namedtuple("CharCorpus", ["train", "valid", "test", "vocab", "source"])
-CharCorpus.__doc__ = """Character ids (int64 tensors) of three contiguous splits, the
-vocabulary (a string; id ``i`` is ``vocab[i]``), and the source name."""
+
+class CharCorpus(NamedTuple):
+    """Character ids (int64 tensors) of three contiguous splits, the vocabulary (a string;
+    id ``i`` is ``vocab[i]``), and the source name."""
+
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    vocab: str
+    source: str
 
 
-def _split(text, valid_fraction, test_fraction, source):
+def _split(text: str, valid_fraction: float, test_fraction: float, source: str) -> CharCorpus:
     """The :class:`CharCorpus` of ``text``: the first ``1 - valid - test`` of it is the
     training split, then validation, then test (contiguous, so held-out text is unseen prose,
     not interleaved sentences). The vocabulary covers the whole text, so no split has
@@ -53,11 +63,11 @@ def _split(text, valid_fraction, test_fraction, source):
     return CharCorpus(train, valid, test, vocab, source)
 
 
-def _python_version():
+def _python_version() -> str:
     return ".".join(map(str, sys.version_info[:3]))
 
 
-def load_pydoc_corpus(valid_fraction=0.05, test_fraction=0.05):
+def load_pydoc_corpus(valid_fraction: float = 0.05, test_fraction: float = 0.05) -> CharCorpus:
     """Load the ``pydoc_data.topics`` text as a :class:`CharCorpus`: the topics joined in
     sorted-key order, split contiguously (see :func:`load_docstring_corpus` for the split)."""
     import pydoc_data.topics
@@ -69,7 +79,9 @@ def load_pydoc_corpus(valid_fraction=0.05, test_fraction=0.05):
     )
 
 
-def load_docstring_corpus(valid_fraction=0.05, test_fraction=0.05, stdlib=None):
+def load_docstring_corpus(
+    valid_fraction: float = 0.05, test_fraction: float = 0.05, stdlib: PathLike | None = None
+) -> CharCorpus:
     """Load the standard library's docstrings as a :class:`CharCorpus`.
 
     Every ``.py`` file under ``stdlib`` (default: this interpreter's standard library), in
@@ -104,11 +116,14 @@ def load_docstring_corpus(valid_fraction=0.05, test_fraction=0.05, stdlib=None):
     return _split("\n\n".join(docstrings) + "\n", valid_fraction, test_fraction, source)
 
 
-_LOADERS = {"pydoc": load_pydoc_corpus, "docstrings": load_docstring_corpus}
+_LOADERS: Mapping[str, Callable[[float, float], CharCorpus]] = {
+    "pydoc": load_pydoc_corpus,
+    "docstrings": load_docstring_corpus,
+}
 CORPORA = tuple(_LOADERS)  # the names load_corpus accepts
 
 
-def load_corpus(name, valid_fraction=0.05, test_fraction=0.05):
+def load_corpus(name: str, valid_fraction: float = 0.05, test_fraction: float = 0.05) -> CharCorpus:
     """:func:`load_pydoc_corpus` (``name="pydoc"``) or :func:`load_docstring_corpus`
     (``"docstrings"``)."""
     if name not in _LOADERS:
@@ -116,7 +131,7 @@ def load_corpus(name, valid_fraction=0.05, test_fraction=0.05):
     return _LOADERS[name](valid_fraction, test_fraction)
 
 
-def batchify(ids, batch_size):
+def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Cut a 1-d id sequence into ``batch_size`` contiguous streams: ``(N // B, B)``."""
     if ids.dim() != 1:
         raise ValueError(f"ids must be 1-d, got shape {tuple(ids.shape)}")
@@ -140,7 +155,7 @@ class TBPTTBatches:
     :param int batch_size: number of streams ``B``.
     """
 
-    def __init__(self, ids, seq_len, batch_size):
+    def __init__(self, ids: torch.Tensor, seq_len: int, batch_size: int) -> None:
         if seq_len < 1:
             raise ValueError(f"seq_len must be positive, got {seq_len}")
         self.streams = batchify(ids, batch_size)
@@ -149,10 +164,10 @@ class TBPTTBatches:
         self.epoch = 0
         self.new_epoch = True
 
-    def __iter__(self):
+    def __iter__(self) -> "TBPTTBatches":
         return self
 
-    def __next__(self):
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.position + 1 >= self.streams.shape[0]:
             self.position, self.epoch, self.new_epoch = 0, self.epoch + 1, True
         else:
@@ -163,11 +178,14 @@ class TBPTTBatches:
         self.position = end
         return inputs, targets
 
-    def chunks_per_epoch(self):
+    def chunks_per_epoch(self) -> int:
+        """Chunks in one pass over the streams (the last one may be shorter)."""
         return -(-(self.streams.shape[0] - 1) // self.seq_len)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, int]:
+        """The position in the streams and the epoch, for resuming."""
         return {"position": self.position, "epoch": self.epoch}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resumes at :meth:`state_dict`'s position."""
         self.position, self.epoch = state["position"], state["epoch"]

@@ -15,15 +15,44 @@ pass, which doubles as an independent reference.
 """
 
 import warnings
-from collections import namedtuple
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple, overload
 
 import torch
 
-Toy = namedtuple("Toy", ["x", "y", "dependencies", "input_names", "output_names"])
-Teacher = namedtuple(
-    "Teacher", ["adjacency", "weight", "bias", "num_inputs", "num_hidden", "num_outputs"]
-)
-LinearTeacher = namedtuple("LinearTeacher", ["x", "y", "weight", "dependencies"])
+
+class Toy(NamedTuple):
+    """A regression problem with known ``(output, input)`` dependencies."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    dependencies: torch.Tensor
+    input_names: Sequence[str]
+    output_names: Sequence[str]
+
+
+class Teacher(NamedTuple):
+    """A neuron DAG (see :func:`random_teacher_dag`)."""
+
+    adjacency: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    num_inputs: int
+    num_hidden: int
+    num_outputs: int
+
+
+class LinearTeacher(NamedTuple):
+    """Data of a sparse linear map and its weights (see :func:`sparse_linear_teacher`)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    weight: torch.Tensor
+    dependencies: torch.Tensor
+
+
+#: A hidden neuron's activation.
+Activation = Callable[[torch.Tensor], torch.Tensor]
 
 #: True (output, input) dependencies of :func:`dnm_toy`: rows b+e, e-d, b+e+d, e-d-c;
 #: columns a, b, c, d, e.
@@ -38,7 +67,7 @@ DNM_TOY_DEPENDENCIES = torch.tensor(
 )
 
 
-def dnm_toy(num_samples, seed=0, dtype=torch.float32):
+def dnm_toy(num_samples: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> Toy:
     """
     The DNM addition/subtraction toy: ``y = (b + e, e - d, b + e + d, e - d - c)`` of
     ``x = (a, b, c, d, e) ~ N(0, I)``, noise-free. Input ``a`` feeds no output, so a learned
@@ -58,13 +87,13 @@ def dnm_toy(num_samples, seed=0, dtype=torch.float32):
     return Toy(x, y, DNM_TOY_DEPENDENCIES.clone(), "abcde", ("b+e", "e-d", "b+e+d", "e-d-c"))
 
 
-def seed002_toy(num_samples, seed=0, dtype=torch.float32):
+def seed002_toy(num_samples: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> Toy:
     """Deprecated alias of :func:`dnm_toy`."""
     warnings.warn("seed002_toy is deprecated; use dnm_toy", DeprecationWarning, stacklevel=2)
     return dnm_toy(num_samples, seed=seed, dtype=dtype)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> torch.Tensor:
     # The old name of DNM_TOY_DEPENDENCIES, kept importable with a warning.
     if name == "SEED002_DEPENDENCIES":
         warnings.warn(
@@ -77,8 +106,13 @@ def __getattr__(name):
 
 
 def random_teacher_dag(
-    num_inputs, num_hidden, num_outputs, edge_prob=0.15, weight_range=(0.5, 1.5), seed=0
-):
+    num_inputs: int,
+    num_hidden: int,
+    num_outputs: int,
+    edge_prob: float = 0.15,
+    weight_range: tuple[float, float] = (0.5, 1.5),
+    seed: int = 0,
+) -> Teacher:
     """
     A random sparse DAG over nodes ordered inputs, hidden, outputs (edges ``j -> i`` with
     ``j < i``, no input->input, no output->output). Each candidate edge is present with
@@ -89,13 +123,13 @@ def random_teacher_dag(
     :returns: :class:`Teacher` with ``adjacency`` bool ``(n, n)`` (``[i, j]``: ``j -> i``),
         ``weight`` ``(n, n)`` (zero off the adjacency) and ``bias`` ``(n,)``.
     """
-    for arg, value, low in (
+    for arg, value, least in (
         ("num_inputs", num_inputs, 1),
         ("num_hidden", num_hidden, 0),
         ("num_outputs", num_outputs, 1),
     ):
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"{arg}: expected an int >= {low}, got {value!r}")
+        if not isinstance(value, int) or value < least:
+            raise ValueError(f"{arg}: expected an int >= {least}, got {value!r}")
     if not 0.0 < edge_prob <= 1.0:
         raise ValueError(f"edge_prob: expected a probability in (0, 1], got {edge_prob!r}")
     gen = torch.Generator().manual_seed(seed)
@@ -122,7 +156,33 @@ def random_teacher_dag(
     return Teacher(adj, weight, bias, num_inputs, num_hidden, num_outputs)
 
 
-def teacher_forward(teacher, x, activation=torch.tanh, return_hidden=False):
+@overload
+def teacher_forward(
+    teacher: Teacher,
+    x: torch.Tensor,
+    activation: Activation = ...,
+    return_hidden: Literal[False] = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def teacher_forward(
+    teacher: Teacher, x: torch.Tensor, activation: Activation = ..., *, return_hidden: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def teacher_forward(
+    teacher: Teacher, x: torch.Tensor, activation: Activation, return_hidden: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def teacher_forward(
+    teacher: Teacher,
+    x: torch.Tensor,
+    activation: Activation = torch.tanh,
+    return_hidden: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Evaluate a teacher neuron by neuron (hidden: ``activation``, outputs: linear); with
     ``return_hidden`` also the hidden neurons' values ``(B, H)``."""
     I, H = teacher.num_inputs, teacher.num_hidden
@@ -139,7 +199,13 @@ def teacher_forward(teacher, x, activation=torch.tanh, return_hidden=False):
     return outputs
 
 
-def teacher_data(teacher, num_samples, noise_scale=0.1, seed=0, activation=torch.tanh):
+def teacher_data(
+    teacher: Teacher,
+    num_samples: int,
+    noise_scale: float = 0.1,
+    seed: int = 0,
+    activation: Activation = torch.tanh,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)`` with ``x ~ N(0, I)`` and ``y = teacher(x) + noise_scale * N(0, I)``."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(num_samples, teacher.num_inputs, generator=gen)
@@ -148,15 +214,15 @@ def teacher_data(teacher, num_samples, noise_scale=0.1, seed=0, activation=torch
 
 
 def sparse_linear_teacher(
-    num_inputs,
-    num_outputs,
-    num_dependencies,
-    num_samples,
-    noise_scale=0.05,
-    weight_range=(0.5, 1.5),
-    seed=0,
-    dtype=torch.float32,
-):
+    num_inputs: int,
+    num_outputs: int,
+    num_dependencies: int,
+    num_samples: int,
+    noise_scale: float = 0.05,
+    weight_range: tuple[float, float] = (0.5, 1.5),
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> LinearTeacher:
     """
     A sparse linear map with exactly ``num_dependencies`` nonzero weights: ``x ~ N(0, I)``,
     ``y = x W^T + noise_scale * N(0, I)``. Every output gets at least one input; the nonzero

@@ -3,7 +3,9 @@
 import torch
 
 
-def squares(n, size=24, side=6, max_objects=2, seed=0):
+def squares(
+    n: int, size: int = 24, side: int = 6, max_objects: int = 2, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` canvases with 0..``max_objects`` non-overlapping ``side``-pixel squares of
     intensity 0.9 on a ``size``x``size`` canvas (counts uniform; chance count accuracy about
     ``1 / (max_objects + 1)``).

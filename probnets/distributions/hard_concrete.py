@@ -103,11 +103,11 @@ class HardConcrete(TorchDistribution):
         low, high = self.limits
         return (s * (high - low) + low).clamp(0.0, 1.0)
 
-    def _logit_nonzero(self):
+    def _logit_nonzero(self) -> torch.Tensor:
         low, high = self.limits
         return self.log_alpha - self.beta * math.log(-low / high)
 
-    def _logit_one(self):
+    def _logit_one(self) -> torch.Tensor:
         low, high = self.limits
         return self.log_alpha - self.beta * math.log((1.0 - low) / (high - 1.0))
 

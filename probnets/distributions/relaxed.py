@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _clamp_uniform(u):
+def _clamp_uniform(u: torch.Tensor) -> torch.Tensor:
     # keep logit(u) and log(-log u) finite in the dtype of u
     tiny = torch.finfo(u.dtype).tiny
     eps = torch.finfo(u.dtype).eps

@@ -71,7 +71,7 @@ def evaluate_counts(
     return count_accuracy(pred, counts), confusion
 
 
-def binomial_interval(successes, trials, confidence=0.95):
+def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     r"""Wilson score interval (Wilson 1927) for a binomial proportion, e.g. an accuracy of
     ``successes`` right out of ``trials``: with ``p̂ = successes / trials`` and ``z`` the
     ``(1 + confidence) / 2`` quantile of the standard normal,

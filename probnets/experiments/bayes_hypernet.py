@@ -2,10 +2,14 @@
 inputs they evaluate on, classification and gap-regression metrics, and the default
 embedding size of each parameterization."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 from probnets.data import load_mnist
 from probnets.models.bayes_hypernet import auroc, expected_calibration_error
+from probnets.models.bayes_hypernet.model import ClassificationPrediction
 from probnets.models.bayes_hypernet.toy import gap_function, gap_regions
 
 __all__ = [
@@ -17,7 +21,9 @@ __all__ = [
 ]
 
 
-def mnist_arrays(split, num, dtype, device):
+def mnist_arrays(
+    split: str, num: int, dtype: torch.dtype, device: torch.device | str | None
+) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Flattened MNIST images ``(N, 784)`` and labels: ``num`` digits of the split, a fixed
     random subset (the offline subset is sorted by class, so a prefix would be one class).
 
@@ -29,7 +35,7 @@ def mnist_arrays(split, num, dtype, device):
     return images, mnist.labels[keep].to(device), mnist.source
 
 
-def out_of_distribution(images, seed):
+def out_of_distribution(images: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
     """Uniform-noise images and pixel-scrambled digits (one fixed permutation per image),
     with the dtype and device of ``images``: ``{"noise": ..., "scrambled": ...}``."""
     g = torch.Generator().manual_seed(seed)
@@ -38,7 +44,11 @@ def out_of_distribution(images, seed):
     return {"noise": noise, "scrambled": images.gather(-1, order)}
 
 
-def classification_metrics(prediction, labels, ood_predictions):
+def classification_metrics(
+    prediction: ClassificationPrediction,
+    labels: torch.Tensor,
+    ood_predictions: Mapping[str, ClassificationPrediction],
+) -> dict[str, float]:
     """Accuracy, NLL, ECE and AUROC (in- vs out-of-distribution) from predictions.
 
     :param prediction: a classifier's prediction (``probs``, ``entropy``,
@@ -62,7 +72,9 @@ def classification_metrics(prediction, labels, ood_predictions):
     return row
 
 
-def default_embedding_dim(embedding_dim, parameterization, generator):
+def default_embedding_dim(
+    embedding_dim: int | None, parameterization: str, generator: str | None
+) -> int | None:
     """The default embedding size: 2 per unit, 8 per layer or input unit, none for the
     identity generator (whose embeddings are the weights); a given value is kept."""
     if embedding_dim is not None or generator == "identity":
@@ -70,7 +82,7 @@ def default_embedding_dim(embedding_dim, parameterization, generator):
     return 2 if parameterization == "unit" else 8
 
 
-def gap_metrics(model, num_samples):
+def gap_metrics(model: Any, num_samples: int) -> dict[str, float]:
     """Mean predictive and epistemic std on the data, in the gap and outside, and ratios.
 
     ``model`` is any regressor with ``predict(x, num_samples)`` returning ``mean``, ``std``

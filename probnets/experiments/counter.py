@@ -1,5 +1,9 @@
 """Counting model and guide executions, the cost column of the variance harness."""
 
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
 from pyro.poutine.messenger import Messenger
 
 __all__ = ["PARTICLE_PLATE_NAMES", "EvaluationCounter"]
@@ -16,27 +20,33 @@ class EvaluationCounter(Messenger):
     counts as ``K``. Use as ``counter = EvaluationCounter(); counted = counter(model)``.
     """
 
-    def __init__(self, particle_plates=PARTICLE_PLATE_NAMES):
+    def __init__(self, particle_plates: Iterable[str] = PARTICLE_PLATE_NAMES) -> None:
         super().__init__()
         self.particle_plates = tuple(particle_plates)
         self.executions = 0
         self.evaluations = 0
         self._particles = 1
 
-    def reset(self):
+    def reset(self) -> None:
+        """Sets both counts back to zero."""
         self.executions = 0
         self.evaluations = 0
 
-    def __enter__(self):
+    def __enter__(self) -> "EvaluationCounter":
         self.executions += 1
         self._particles = 1
         return super().__enter__()
 
-    def __exit__(self, exc_type, exc_value, traceback):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.evaluations += self._particles
         return super().__exit__(exc_type, exc_value, traceback)
 
-    def _pyro_post_sample(self, msg):
+    def _pyro_post_sample(self, msg: dict[str, Any]) -> None:
         # Post-processing sees the complete plate stack, including plates entered outside
         # the wrapped function (which is where ELBOs put their particle plate).
         for frame in msg["cond_indep_stack"]:

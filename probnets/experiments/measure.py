@@ -30,7 +30,7 @@ not absolute times.
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -57,12 +57,18 @@ ADAPTIVE_ESTIMATORS = ("score+avg", "score+avg-site", "nvil", "rebar", "relax")
 
 
 def tune_control_variates(
-    elbo: Any, model: Callable, guide: Callable, args: tuple, kwargs: dict, steps: int, lr: float
+    elbo: Any,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    steps: int,
+    lr: float,
 ) -> None:
     """Run ``steps`` estimator calls with model and guide params fixed, descending only the
     estimator-owned ``cv.*`` params (Adam); running statistics inside the estimator (e.g.
     decaying-average or NVIL centering) adapt as they would in training."""
-    optimizer = None
+    optimizer: torch.optim.Optimizer | None = None
     for _ in range(steps):
         _, leaves = loss_and_grads(elbo, model, guide, args, kwargs)
         cv = [leaf for name, leaf in leaves.items() if name.startswith("cv.")]
@@ -73,18 +79,22 @@ def tune_control_variates(
         zero_grads(leaves)
 
 
+#: An exact gradient: ``{param name: tensor}``.
+Gradient = Mapping[str, torch.Tensor]
+
+
 class _RunningMoments:
     """Welford's running mean and sum of squared deviations, O(P) memory for any number of
     samples (Welford 1962)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.count = 0
-        self.mean = None
-        self.m2 = None
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
 
-    def update(self, g):
+    def update(self, g: torch.Tensor) -> None:
         self.count += 1
-        if self.mean is None:
+        if self.mean is None or self.m2 is None:
             self.mean = g.clone()
             self.m2 = torch.zeros_like(g)
         else:
@@ -92,25 +102,32 @@ class _RunningMoments:
             self.mean += delta / self.count
             self.m2 += delta * (g - self.mean)
 
-    def variance(self):
+    def variance(self) -> torch.Tensor:
         """Unbiased per-entry variance (divides by ``count - 1``)."""
+        assert self.m2 is not None, "no samples yet"
         return self.m2 / max(self.count - 1, 1)
 
 
-def _flat_gradient(leaves, params):
+def _flat_gradient(leaves: Mapping[str, torch.Tensor], params: Sequence[str]) -> torch.Tensor:
     """The ``.grad`` of ``params`` (zero where a param got none), flattened, in float64."""
+    grads = [leaves[p].grad for p in params]
     return torch.cat(
         [
-            (leaves[p].grad if leaves[p].grad is not None else torch.zeros_like(leaves[p]))
-            .detach()
-            .reshape(-1)
-            .double()
-            for p in params
+            (torch.zeros_like(leaves[p]) if g is None else g).detach().reshape(-1).double()
+            for p, g in zip(params, grads)
         ]
     )
 
 
-def _warm_up(name, elbo, model, guide, args, kwargs, params):
+def _warm_up(
+    name: str,
+    elbo: Any,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    params: Sequence[str],
+) -> dict[str, torch.Tensor]:
     """The first call may create params (guide params, estimator control variates); returns
     the values every sample starts from."""
     _, leaves = loss_and_grads(elbo, model, guide, args, kwargs)
@@ -123,7 +140,16 @@ def _warm_up(name, elbo, model, guide, args, kwargs, params):
     return {k: v.detach().clone() for k, v in leaves.items()}
 
 
-def _draw_estimates(elbo, model, guide, args, kwargs, num_samples, params, snapshot):
+def _draw_estimates(
+    elbo: Any,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    num_samples: int,
+    params: Sequence[str],
+    snapshot: Mapping[str, torch.Tensor],
+) -> tuple[_RunningMoments, float, float, dict[str, torch.Tensor]]:
     """``num_samples`` estimates, each from the params in ``snapshot`` and the estimator's
     current Python state. Returns ``(moments, mean loss, seconds per estimate, leaves)``."""
     # Estimators may update params or running statistics inside loss_and_grads (e.g.
@@ -148,14 +174,21 @@ def _draw_estimates(elbo, model, guide, args, kwargs, num_samples, params, snaps
     return moments, loss_sum / num_samples, seconds / num_samples, leaves
 
 
-def _signal_to_noise(mean, var):
+def _signal_to_noise(mean: torch.Tensor, var: torch.Tensor) -> float:
     nonzero = var > 0
     if not nonzero.any():
         return float("inf")
     return float((mean[nonzero].abs() / var[nonzero].sqrt()).mean())
 
 
-def _bias_statistics(mean, var, count, exact, params, dtype):
+def _bias_statistics(
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    count: int,
+    exact: Gradient,
+    params: Sequence[str],
+    dtype: torch.dtype,
+) -> dict[str, float | None]:
     """``bias_norm``, ``bias_z``, ``bias_p_value`` and ``cosine`` of the mean gradient against
     the exact one (see the module docstring)."""
     e = torch.cat([exact[p].detach().reshape(-1).double().cpu() for p in params])
@@ -184,13 +217,13 @@ def _bias_statistics(mean, var, count, exact, params, dtype):
 def measure_estimator(
     name: str,
     elbo: Any,
-    model: Callable,
-    guide: Callable,
-    args: tuple,
-    kwargs: dict,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     num_samples: int,
     params: Sequence[str],
-    exact: Any,
+    exact: Gradient | None,
 ) -> EstimatorStats:
     """:class:`~probnets.experiments.report.EstimatorStats` of one estimator at the current
     params: ``num_samples`` estimates of the gradient of ``params``, compared with ``exact``
@@ -207,6 +240,7 @@ def measure_estimator(
     )
 
     mean, var = moments.mean, moments.variance()
+    assert mean is not None  # num_samples >= 1
     sizes = [leaves[p].numel() for p in params]
     variance = float(var.mean())
     evals = model_counter.evaluations / num_samples
@@ -236,7 +270,7 @@ def measure_estimator(
     return stats
 
 
-def set_time_ratios(stats: dict, reference: str | None) -> None:
+def set_time_ratios(stats: Mapping[str, EstimatorStats], reference: str) -> None:
     """Set each ``EstimatorStats.time_ratio`` in ``{name: stats}`` to its seconds per estimate
     over those of ``stats[reference]``."""
     ref_seconds = stats[reference].seconds_per_estimate
@@ -244,7 +278,7 @@ def set_time_ratios(stats: dict, reference: str | None) -> None:
         s.time_ratio = s.seconds_per_estimate / ref_seconds if ref_seconds > 0 else float("nan")
 
 
-def _check_estimators(estimators):
+def _check_estimators(estimators: object) -> None:
     if not isinstance(estimators, dict) or not estimators:
         raise TypeError(
             f"estimators must be a non-empty dict {{name: ELBO}}, got {type(estimators).__name__}"
@@ -257,18 +291,18 @@ def _check_estimators(estimators):
             )
 
 
-def _exact_norm(exact, params):
+def _exact_norm(exact: Gradient, params: Sequence[str]) -> float:
     return float(torch.cat([exact[p].detach().reshape(-1).double() for p in params]).norm())
 
 
 def measure(
     estimators: dict[str, Any],
-    model: Callable,
-    guide: Callable,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
     *args: Any,
     num_samples: int = 1000,
     params: Sequence[str] | None = None,
-    exact: Any = None,
+    exact: Gradient | Callable[[], Gradient] | None = None,
     cv_tune_steps: int = 0,
     cv_lr: float = 1e-2,
     reference: str | None = None,
@@ -300,27 +334,27 @@ def measure(
         raise ValueError(f"reference must be one of {list(estimators)}, got {reference!r}")
     if params is None:
         params = guide_param_names(guide, args, kwargs)
-    params = list(params)
-    if not params:
+    names = list(params)
+    if not names:
         raise ValueError("params is empty: the guide reads no params; pass params=[...]")
 
-    results = {}
+    results: dict[str, EstimatorStats] = {}
     exact_norm = None
     for name, elbo in estimators.items():
         if cv_tune_steps:
             tune_control_variates(elbo, model, guide, args, kwargs, cv_tune_steps, cv_lr)
         exact_value = exact() if callable(exact) else exact
         if exact_value is not None:
-            exact_norm = _exact_norm(exact_value, params)
+            exact_norm = _exact_norm(exact_value, names)
         results[name] = measure_estimator(
-            name, elbo, model, guide, args, kwargs, num_samples, params, exact_value
+            name, elbo, model, guide, args, kwargs, num_samples, names, exact_value
         )
         results[name].cv_tune_steps = cv_tune_steps
     reference = reference or next(iter(results))
     set_time_ratios(results, reference)
     return VarianceReport(
         estimators=results,
-        params=params,
+        params=names,
         num_samples=num_samples,
         exact_norm=exact_norm,
         meta={"reference": reference, "log": "natural", "cv_tune_steps": cv_tune_steps},

@@ -1,7 +1,10 @@
 """The unit the variance harness works on: a model/guide pair with its fixed arguments."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 __all__ = ["Problem"]
 
@@ -26,21 +29,21 @@ class Problem:
     """
 
     name: str
-    model: Callable
-    guide: Callable
-    args: tuple = ()
-    batch: Callable[[int], tuple] | None = None
-    exact: Callable[[], dict] | None = None
-    params: list | None = None
-    evaluate: Callable[[], dict] | None = None
+    model: Callable[..., Any]
+    guide: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    batch: Callable[[int], tuple[Any, ...]] | None = None
+    exact: Callable[[], Mapping[str, torch.Tensor]] | None = None
+    params: list[str] | None = None
+    evaluate: Callable[[], Mapping[str, float]] | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for role in ("model", "guide"):
             if not callable(getattr(self, role)):
                 raise TypeError(
                     f"Problem {role} must be callable, got {type(getattr(self, role)).__name__}"
                 )
 
-    def batch_args(self, step: int) -> tuple:
+    def batch_args(self, step: int) -> tuple[Any, ...]:
         """The arguments of training step ``step``."""
         return self.args if self.batch is None else self.batch(step)

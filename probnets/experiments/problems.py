@@ -3,7 +3,7 @@ of such toys with costs of different sizes, sigmoid belief nets on binarized MNI
 presence sites on multi-MNIST. Each factory
 returns a :class:`~probnets.experiments.problem.Problem` at freshly initialised params."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyro.poutine as poutine
 import torch
@@ -25,7 +25,7 @@ def toy_problem(
     gradient and, along training, the exact loss ``L(theta)`` and ``sigma(theta)``."""
     toy = ToyBernoulli(target=target, theta=theta).to(dtype=dtype)
 
-    def evaluate():
+    def evaluate() -> dict[str, float]:
         return {
             "expected_loss": toy.expected_loss(),
             "prob": float(torch.sigmoid(toy.theta_unconstrained.detach())),
@@ -54,7 +54,7 @@ def plate_problem(
     (``score+avg-site``)."""
     toy = PlatedBernoulli(scales=scales, target=target, theta=theta).to(dtype=dtype)
 
-    def evaluate():
+    def evaluate() -> dict[str, float]:
         return {"expected_loss": toy.expected_loss()}
 
     return Problem(
@@ -68,7 +68,9 @@ def plate_problem(
     )
 
 
-def _check_sbn_arguments(images, layers, batch_size):
+def _check_sbn_arguments(
+    images: torch.Tensor, layers: Sequence[int], batch_size: int
+) -> torch.Tensor:
     if not torch.is_tensor(images) or not images.is_floating_point():
         raise TypeError("images must be a floating-point tensor of intensities in [0, 1]")
     images = images.reshape(images.shape[0], -1)
@@ -82,14 +84,16 @@ def _check_sbn_arguments(images, layers, batch_size):
     return images
 
 
-def _epoch_batches(images, batch_size, seed):
+def _epoch_batches(
+    images: torch.Tensor, batch_size: int, seed: int
+) -> Callable[[int], tuple[torch.Tensor]]:
     """``step -> (binarized minibatch,)``: reshuffled every epoch and binarized afresh, both
     determined by ``seed`` and the step."""
     num = images.shape[0]
     per_epoch = num // batch_size
-    perms = {}
+    perms: dict[int, torch.Tensor] = {}
 
-    def batch(step):
+    def batch(step: int) -> tuple[torch.Tensor]:
         epoch, index = divmod(step, per_epoch)
         if epoch not in perms:
             perms.clear()
@@ -132,7 +136,7 @@ def sbn_problem(
         else binarize(eval_images.reshape(eval_images.shape[0], -1)[:eval_size], seed=seed + 2)
     )
 
-    def evaluate():
+    def evaluate() -> dict[str, float]:
         out = {"elbo_train": float(net.elbo(train_eval, eval_samples).mean())}
         if test_eval is not None:
             out["elbo_test"] = float(net.elbo(test_eval, eval_samples).mean())
@@ -183,12 +187,12 @@ def air_problem(
         raise ValueError(f"batch_size must be an int in [1, {num_images}], got {batch_size!r}")
     air = AIR(image_size=images.shape[-1], dair=dair).to(device=images.device, dtype=images.dtype)
 
-    def batch(step):
+    def batch(step: int) -> tuple[torch.Tensor]:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         index = torch.randint(num_images, (batch_size,), generator=generator)
         return (images[index.to(images.device)],)
 
-    def evaluate():
+    def evaluate() -> dict[str, float]:
         inferred = air.infer(images[:eval_size])
         correct = inferred.counts.cpu() == counts[:eval_size].cpu()
         return {"count_accuracy": float(correct.float().mean())}

@@ -7,8 +7,9 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 import torch
 
@@ -17,8 +18,10 @@ __all__ = ["MAX_JSON_VECTOR", "EstimatorStats", "TrackingReport", "VarianceRepor
 #: Mean gradients with more entries than this are summarised (norm only) in JSON.
 MAX_JSON_VECTOR = 4096
 
+_Report = TypeVar("_Report", bound="_JSONReport")
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory, so a reader
     never sees a half-written file."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -33,7 +36,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def _fmt(value, width, precision=4):
+def _fmt(value: object, width: int, precision: int = 4) -> str:
     """Right-justified, never wider than ``width`` (precision drops to fit)."""
     if value is None:
         return "-".rjust(width)
@@ -70,10 +73,12 @@ class EstimatorStats:
     bias_z: float | None = None
     bias_p_value: float | None = None
     cosine: float | None = None
-    variance_by_param: dict = field(default_factory=dict)
-    mean_grad: dict = field(default_factory=dict, repr=False)
+    variance_by_param: dict[str, float] = field(default_factory=dict)
+    mean_grad: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (``mean_grad`` as nested lists, or ``None`` beyond
+        :data:`MAX_JSON_VECTOR` entries)."""
         out = asdict(self)
         if self.num_params <= MAX_JSON_VECTOR:
             out["mean_grad"] = {
@@ -84,7 +89,8 @@ class EstimatorStats:
         return out
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> "EstimatorStats":
+        """The inverse of :meth:`to_dict`."""
         data = dict(data)
         mean_grad = data.pop("mean_grad") or {}
         return cls(
@@ -96,16 +102,27 @@ class EstimatorStats:
 class _JSONReport:
     """JSON persistence shared by the reports: ``save_json`` writes atomically."""
 
-    def save_json(self, path):
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[_Report], data: Mapping[str, Any]) -> _Report:
+        raise NotImplementedError
+
+    def table(self) -> str:
+        raise NotImplementedError
+
+    def save_json(self, path: str | os.PathLike[str]) -> None:
         """Write the report as JSON (to a temporary file, then renamed)."""
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
-    def load_json(cls, path):
+    def load_json(cls: type[_Report], path: str | os.PathLike[str]) -> _Report:
+        """Read a report written by :meth:`save_json`."""
         with open(path) as f:
             return cls.from_dict(json.load(f))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.table()
 
 
@@ -113,11 +130,11 @@ class _JSONReport:
 class VarianceReport(_JSONReport):
     """Per-estimator :class:`EstimatorStats` at one parameter setting, plus metadata."""
 
-    estimators: dict
-    params: list
+    estimators: dict[str, EstimatorStats]
+    params: list[str]
     num_samples: int
     exact_norm: float | None = None
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     # (header, width, EstimatorStats attribute); the first two columns are formatted apart.
     _COLUMNS = (
@@ -135,14 +152,15 @@ class VarianceReport(_JSONReport):
     )
 
     @classmethod
-    def _cell(cls, stats, name, width, attr):
+    def _cell(cls, stats: EstimatorStats, name: str, width: int, attr: str | None) -> str:
         if name == "estimator":
             return stats.name[:width].ljust(width)
         if name == "ms/est":
             return _fmt(1e3 * stats.seconds_per_estimate, width, 3)
+        assert attr is not None  # every other column names its attribute
         return _fmt(getattr(stats, attr), width)
 
-    def _notes(self):
+    def _notes(self) -> list[str]:
         num_params = next(iter(self.estimators.values())).num_params if self.estimators else 0
         notes = [
             (
@@ -174,7 +192,8 @@ class VarianceReport(_JSONReport):
             lines.append(" ".join(self._cell(stats, *column) for column in self._COLUMNS))
         return "\n".join(lines + self._notes())
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (each estimator's :meth:`EstimatorStats.to_dict`)."""
         return {
             "estimators": {k: v.to_dict() for k, v in self.estimators.items()},
             "params": list(self.params),
@@ -184,7 +203,8 @@ class VarianceReport(_JSONReport):
         }
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> "VarianceReport":
+        """The inverse of :meth:`to_dict`."""
         return cls(
             estimators={k: EstimatorStats.from_dict(v) for k, v in data["estimators"].items()},
             params=list(data["params"]),
@@ -203,8 +223,8 @@ class TrackingReport(_JSONReport):
     record.
     """
 
-    runs: dict
-    meta: dict = field(default_factory=dict)
+    runs: dict[str, list[dict[str, Any]]]
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def metric_keys(self) -> list[str]:
         """The ``metric.*`` keys of the final records, sorted."""
@@ -234,9 +254,11 @@ class TrackingReport(_JSONReport):
             )
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
         return {"runs": self.runs, "meta": self.meta}
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrackingReport":
+        """The inverse of :meth:`to_dict`."""
         return cls(runs=data["runs"], meta=data.get("meta", {}))

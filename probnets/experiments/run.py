@@ -4,29 +4,40 @@ written to a directory. Figures are the caller's: :func:`probnets.viz.variance.p
 draws them from the returned reports (``probnets variance`` does)."""
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyro
 
 from probnets.experiments.measure import measure, set_time_ratios
 from probnets.experiments.problem import Problem
-from probnets.experiments.report import TrackingReport, VarianceReport, atomic_write_text
+from probnets.experiments.report import (
+    EstimatorStats,
+    TrackingReport,
+    VarianceReport,
+    atomic_write_text,
+)
 from probnets.experiments.track import track
 from probnets.experiments.util import fresh_estimator
 
 __all__ = ["run_variance"]
 
 
-def _tune_steps(cv_tune_steps, name):
+def _tune_steps(cv_tune_steps: int | dict[str, int], name: str) -> int:
     return cv_tune_steps.get(name, 0) if isinstance(cv_tune_steps, dict) else cv_tune_steps
 
 
 def _measure_initial(
-    problem_factory, estimators, num_samples, cv_tune_steps, cv_lr, seed, progress
-):
+    problem_factory: Callable[[], Problem],
+    estimators: Mapping[str, Any],
+    num_samples: int,
+    cv_tune_steps: int | dict[str, int],
+    cv_lr: float,
+    seed: int,
+    progress: Callable[[str, Any], object] | None,
+) -> VarianceReport:
     """Each estimator measured on its own fresh problem (param store cleared, seeded)."""
-    stats = {}
+    stats: dict[str, EstimatorStats] = {}
     for name, estimator in estimators.items():
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
@@ -64,7 +75,7 @@ def _measure_initial(
 def run_variance(
     problem_factory: Callable[[], Problem],
     estimators: dict[str, Any],
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike[str],
     num_samples: int = 1000,
     cv_tune_steps: int | dict[str, int] = 0,
     cv_lr: float = 1e-2,
@@ -73,7 +84,7 @@ def run_variance(
     track_samples: int = 100,
     lr: float = 1e-3,
     seed: int = 0,
-    progress: Callable | None = None,
+    progress: Callable[[str, Any], object] | None = None,
 ) -> tuple[VarianceReport, TrackingReport | None]:
     """Measure, optionally track along training, and write the results to ``out_dir``.
 

@@ -1,7 +1,7 @@
 """Gradient variance along training: each estimator trains its own copy of a problem and is
 measured (:func:`~probnets.experiments.measure.measure_estimator`) every few steps."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyro
@@ -34,7 +34,14 @@ SCALAR_FIELDS = (
 )
 
 
-def _record(name, elbo, problem, step, losses, num_samples):
+def _record(
+    name: str,
+    elbo: Any,
+    problem: Problem,
+    step: int,
+    losses: Sequence[float],
+    num_samples: int,
+) -> dict[str, Any]:
     """One tracking record: the estimator measured at the problem's fixed ``args``, the mean
     training loss since the previous record and the problem's metrics."""
     stats = measure_estimator(
@@ -48,7 +55,7 @@ def _record(name, elbo, problem, step, losses, num_samples):
         problem.params or guide_param_names(problem.guide, problem.args, {}),
         problem.exact() if problem.exact is not None else None,
     )
-    record = {"step": step}
+    record: dict[str, Any] = {"step": step}
     record["train_loss"] = sum(losses) / len(losses) if losses else None
     record.update({k: getattr(stats, k) for k in SCALAR_FIELDS})
     if problem.evaluate is not None:
@@ -56,13 +63,23 @@ def _record(name, elbo, problem, step, losses, num_samples):
     return record
 
 
-def _track_one(name, elbo, problem, steps, every, num_samples, lr, cv_lr, progress):
+def _track_one(
+    name: str,
+    elbo: Any,
+    problem: Problem,
+    steps: int,
+    every: int,
+    num_samples: int,
+    lr: float,
+    cv_lr: float,
+    progress: Callable[[str, Any], object] | None,
+) -> list[dict[str, Any]]:
     """Train ``problem`` with ``elbo`` for ``steps`` Adam steps, recording every ``every``."""
-    optim = pyro.optim.Adam(
+    optim = pyro.optim.Adam(  # type: ignore[attr-defined]  # made at import, unseen by mypy
         lambda param_name: {"lr": cv_lr if param_name.startswith("cv.") else lr}
     )
-    records = []
-    losses = []
+    records: list[dict[str, Any]] = []
+    losses: list[float] = []
     for step in range(steps + 1):
         if step % every == 0 or step == steps:
             records.append(_record(name, elbo, problem, step, losses, num_samples))
@@ -89,7 +106,7 @@ def track(
     lr: float = 1e-3,
     cv_lr: float = 1e-2,
     seed: int = 0,
-    progress: Callable | None = None,
+    progress: Callable[[str, Any], object] | None = None,
 ) -> TrackingReport:
     """Train a fresh problem with each estimator and measure that estimator every ``every``
     steps (and at the end) at the problem's fixed ``args``.
@@ -105,7 +122,7 @@ def track(
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
-    runs = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     for name, estimator in estimators.items():
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)

@@ -32,11 +32,15 @@ network is an MLP registered as ``pyro.module("cv.nvil.<site>", ...)``.
 """
 
 import math
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import pyro
 import torch
 from torch import nn
 
+#: A score-function baseline (see :class:`Baselines`).
+BaselineName = Literal["decaying_avg", "decaying_avg_site", "nvil", "loo"]
 BASELINES = (None, "decaying_avg", "decaying_avg_site", "nvil", "loo")
 _BASELINE_KEYS = (
     "use_decaying_avg_baseline",
@@ -47,15 +51,17 @@ _BASELINE_KEYS = (
 )
 
 
-def mlp(in_features, hidden_size, like):
+def mlp(in_features: int, hidden_size: int, like: torch.Tensor) -> nn.Sequential:
     """A one-hidden-layer tanh MLP with scalar output, in the dtype/device of ``like``."""
-    net = nn.Sequential(nn.Linear(in_features, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
+    hidden = nn.Linear(in_features, hidden_size)
+    output = nn.Linear(hidden_size, 1)
+    nn.init.zeros_(output.weight)
+    nn.init.zeros_(output.bias)
+    net = nn.Sequential(hidden, nn.Tanh(), output)
     return net.to(dtype=like.dtype, device=like.device)
 
 
-def flatten_event(tensor, batch_shape):
+def flatten_event(tensor: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
     """Reshapes ``batch_shape + rest`` to ``batch_shape + (prod(rest),)``."""
     tensor = tensor.expand(batch_shape + tensor.shape[len(batch_shape) :])
     return tensor.reshape(batch_shape + (-1,))
@@ -64,19 +70,21 @@ def flatten_event(tensor, batch_shape):
 class RunningMoments:
     """Exponential moving mean and variance of a scalar signal (starts at the first batch)."""
 
-    def __init__(self, beta):
+    def __init__(self, beta: float) -> None:
         self.beta = beta
-        self.mean = None
-        self.var = None
+        self.mean: float | None = None
+        self.var: float | None = None
 
-    def std(self):
+    def std(self) -> float:
+        """The running standard deviation (``1.`` before the first update)."""
         return math.sqrt(max(self.var, 1e-8)) if self.var is not None else 1.0
 
-    def update(self, values):
+    def update(self, values: torch.Tensor) -> None:
+        """Decays the moments toward the mean and variance of ``values``."""
         values = values.detach()
         mean = values.mean().item()
         var = values.var(unbiased=False).item() if values.numel() > 1 else 0.0
-        if self.mean is None:
+        if self.mean is None or self.var is None:
             self.mean, self.var = mean, var
         else:
             b = self.beta
@@ -101,12 +109,12 @@ class DecayingAverage:
         a scalar cannot track any of them).
     """
 
-    def __init__(self, beta, per_element=True):
+    def __init__(self, beta: float, per_element: bool = True) -> None:
         self.beta = beta
         self.per_element = per_element
-        self.mean = None
+        self.mean: torch.Tensor | None = None
 
-    def value(self, like):
+    def value(self, like: torch.Tensor) -> torch.Tensor | float:
         """The current averages broadcast like ``like`` (``0`` before the first update)."""
         if self.mean is None:
             return 0.0
@@ -116,7 +124,7 @@ class DecayingAverage:
             fits = False
         return self.mean if fits else self.mean.mean()
 
-    def update(self, target):
+    def update(self, target: torch.Tensor) -> None:
         """Decays the averages toward ``target`` (per element, already averaged over
         particles)."""
         target = target.detach()
@@ -141,7 +149,7 @@ class Baselines:
     :param int hidden_size: hidden units of automatic NVIL networks.
     """
 
-    def __init__(self, default, beta, hidden_size):
+    def __init__(self, default: BaselineName | None, beta: float, hidden_size: int) -> None:
         if default not in BASELINES:
             raise ValueError("baseline must be one of {}, but got {!r}".format(BASELINES, default))
         if not 0 <= beta < 1:
@@ -149,18 +157,22 @@ class Baselines:
         self.default = default
         self.beta = beta
         self.hidden_size = hidden_size
-        self.moments = {}  # NVIL centring and normalization, one scalar pair per site
-        self.averages = {}  # decaying averages, one per batch element of each site
-        self.nets = {}
+        # NVIL centring and normalization, one scalar pair per site
+        self.moments: dict[str, RunningMoments] = {}
+        # decaying averages, one per batch element of each site
+        self.averages: dict[str, DecayingAverage] = {}
+        self.nets: dict[str, nn.Module] = {}
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Running statistics per site (network weights live in the Pyro param store)."""
         return {
             "moments": {name: [m.mean, m.var] for name, m in self.moments.items()},
             "averages": {name: a.mean for name, a in self.averages.items()},
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s values (and the per-site format of older
+        checkpoints)."""
         if "moments" not in state:  # the per-site scalar format of earlier checkpoints
             state = {"moments": state, "averages": {}}
         for name, (mean, var) in state["moments"].items():
@@ -171,7 +183,7 @@ class Baselines:
             average = DecayingAverage(self.beta, per_element=per_element)
             self.averages.setdefault(name, average).mean = mean
 
-    def _options(self, site):
+    def _options(self, site: Mapping[str, Any]) -> dict[str, Any]:
         options = dict(site["infer"].get("baseline", {}))
         unknown = set(options) - set(_BASELINE_KEYS)
         if unknown:
@@ -188,8 +200,8 @@ class Baselines:
             )
         return options
 
-    def _kind(self, options):
-        kind = self.default
+    def _kind(self, options: Mapping[str, Any]) -> str | None:
+        kind: str | None = self.default
         if options.get("use_decaying_avg_baseline"):
             kind = "decaying_avg"
         if "nn_baseline" in options or "nn_baseline_input" in options:
@@ -198,7 +210,14 @@ class Baselines:
             kind = "value"
         return kind
 
-    def __call__(self, site, inputs, cost, num_particles, particle_dim):
+    def __call__(
+        self,
+        site: Mapping[str, Any],
+        inputs: torch.Tensor,
+        cost: torch.Tensor,
+        num_particles: int,
+        particle_dim: int | None,
+    ) -> tuple[torch.Tensor | float, torch.Tensor | float]:
         """
         Returns ``(baseline, loss)``: the baseline in the cost's (scaled) units, detached,
         and the regression loss of any learned baseline (0. if none).
@@ -208,7 +227,8 @@ class Baselines:
             (a discrete site's detached logits).
         :param torch.Tensor cost: downstream cost broadcast to the site's batch shape.
         :param int num_particles: vectorized particles in ``cost``.
-        :param particle_dim: their batch dimension, ``None`` without vectorized particles.
+        :param int particle_dim: their batch dimension, ``None`` without vectorized
+            particles.
         """
         options = self._options(site)
         kind = self._kind(options)
@@ -236,7 +256,9 @@ class Baselines:
         return self._nvil(site, options, inputs, target, beta)
 
     @staticmethod
-    def _leave_one_out(cost, num_particles, particle_dim):
+    def _leave_one_out(
+        cost: torch.Tensor, num_particles: int, particle_dim: int | None
+    ) -> torch.Tensor:
         if num_particles < 2:
             raise ValueError(
                 "the leave-one-out baseline needs num_particles > 1, but got "
@@ -251,7 +273,14 @@ class Baselines:
         total = cost.sum(particle_dim, keepdim=True)
         return ((total - cost) / (num_particles - 1)).detach()
 
-    def _nvil(self, site, options, inputs, target, beta):
+    def _nvil(
+        self,
+        site: Mapping[str, Any],
+        options: Mapping[str, Any],
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        beta: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Input-dependent network on the centred, variance-normalized target."""
         name = site["name"]
         scale = site["scale"]

@@ -29,7 +29,7 @@ class DisARM_ELBO(DiscreteELBO):
     score function; asking for DisARM at a non-Bernoulli site raises ``ValueError``.
 
     :param int num_particles: particles averaged per estimate.
-    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ``max_iarange_nesting``, ...) with Pyro's meaning; see

@@ -18,12 +18,14 @@ so a model can mix estimators site by site and a new estimator is one new class 
 """
 
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
+from pyro.poutine.runtime import Message
+from pyro.poutine.trace_struct import Trace
 from pyro.infer.util import is_validation_enabled
 from pyro.util import (
     check_if_enumerated,
@@ -34,14 +36,22 @@ from pyro.util import (
     warn_if_nan,
 )
 
+from probnets.infer.baselines import BaselineName
 from probnets.infer.estimators import (
     EstimatorContext,
     SiteEstimator,
     estimator_class,
     make_estimator,
 )
+from probnets.infer.estimators.base import SiteValue
 from probnets.infer.guide_pass import GuidePass, ReplayPass
-from probnets.infer.util import TraceCosts, check_temperature, param_leaves
+from probnets.infer.util import (
+    Temperature,
+    TermKey,
+    TraceCosts,
+    check_temperature,
+    param_leaves,
+)
 
 if TYPE_CHECKING:
     from probnets.infer.baselines import Baselines
@@ -70,7 +80,8 @@ class DiscreteELBO(ELBO):
     JIT and tail-adaptive ELBOs, which these are not).
 
     :param int num_particles: number of particles averaged per estimate.
-    :param int max_plate_nesting: optional bound on plate nesting (guessed if needed).
+    :param max_plate_nesting: bound on plate nesting, an int (the default ``inf``: guessed
+        when needed).
     :param max_iarange_nesting: deprecated alias of ``max_plate_nesting`` (as in Pyro).
     :param bool vectorize_particles: draw the particles at once in an outermost plate.
     :param bool strict_enumeration_warning: stored (Pyro's enumeration ELBOs use it).
@@ -117,11 +128,11 @@ class DiscreteELBO(ELBO):
         vectorize_particles: bool = False,
         strict_enumeration_warning: bool = True,
         ignore_jit_warnings: bool = False,
-        jit_options: dict | None = None,
+        jit_options: dict[str, Any] | None = None,
         retain_graph: bool | None = None,
         tail_adaptive_beta: float = -1.0,
         estimator: str | SiteEstimator | None = None,
-        baseline: str | None = None,
+        baseline: BaselineName | None = None,
         baseline_beta: float = 0.9,
         temperature: float | None = None,
         straight_through: bool = False,
@@ -169,13 +180,14 @@ class DiscreteELBO(ELBO):
         )
         self.estimators: dict[str, SiteEstimator] = {}  # name -> this ELBO's estimator
         # (site name, requested estimator, distribution) -> SiteEstimator
-        self._plans: dict[tuple, SiteEstimator] = {}
+        self._plans: dict[tuple[Any, ...], SiteEstimator] = {}
         default = self.default_estimator if estimator is None else estimator
         self.default_estimator = default
         self.estimator_for(default, "estimator")  # checks the name and the options now
         self.estimator_for("score")  # the fallback; checks the baseline options now
         self.cache_dependencies = bool(cache_dependencies)
-        self._dependencies: dict = {}  # trace signature -> dependents, see cache_dependencies
+        # trace signature -> dependents, see cache_dependencies
+        self._dependencies: dict[tuple[Any, ...], dict[str, list[TermKey]]] = {}
 
     # estimators and the per-site plan ----------------------------------------------------
 
@@ -190,7 +202,7 @@ class DiscreteELBO(ELBO):
             estimator = self.estimators[spec] = make_estimator(cls, self._options)
         return estimator
 
-    def plan(self, msg: dict) -> SiteEstimator:
+    def plan(self, msg: dict[str, Any]) -> SiteEstimator:
         """
         The estimator of guide site ``msg``: the one its ``infer["estimator"]`` names (which
         must accept the site), else pathwise for a distribution with ``rsample``, else the
@@ -248,17 +260,31 @@ class DiscreteELBO(ELBO):
 
     # passes ----------------------------------------------------------------------------
 
-    def _vectorized(self):
+    def _vectorized(self) -> bool:
         return self.vectorize_particles and self.num_particles > 1
 
-    def _wrap(self, model, guide, args, kwargs):
+    def _wrap(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
         if not self._vectorized():
             return model, guide
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
         return self._vectorized_num_particles(model), self._vectorized_num_particles(guide)
 
-    def _run(self, model, guide, args, kwargs, guide_pass, validate=False):
+    def _run(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        guide_pass: GuidePass | ReplayPass,
+        validate: bool = False,
+    ) -> TraceCosts:
         guide_trace = poutine.trace(guide_pass(guide)).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
@@ -267,12 +293,30 @@ class DiscreteELBO(ELBO):
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         return TraceCosts(model_trace, guide_trace, guide_pass.relaxed, guide_pass.frozen)
 
-    def _replay(self, model, guide, args, kwargs, first, target, value, temperature, frozen):
+    def _replay(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        first: GuidePass,
+        target: str,
+        value: SiteValue,
+        temperature: Temperature | None,
+        frozen: bool,
+    ) -> TraceCosts:
         with poutine.block():
             replay = ReplayPass(first, target, value, temperature, frozen)
             return self._run(model, guide, args, kwargs, replay)
 
-    def _checked_run(self, model, guide, args, kwargs, guide_pass):
+    def _checked_run(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        guide_pass: GuidePass,
+    ) -> TraceCosts:
         validate = is_validation_enabled()
         costs = self._run(model, guide, args, kwargs, guide_pass, validate)
         if not costs.model_lp and not costs.guide_lp:
@@ -285,7 +329,7 @@ class DiscreteELBO(ELBO):
             self._validate(costs)
         return costs
 
-    def _validate(self, costs):
+    def _validate(self, costs: TraceCosts) -> None:
         """Pyro's checks of each site's shape against its plates and of enumeration
         requests, as its ELBOs run them under validation."""
         for trace, log_probs in (
@@ -293,10 +337,17 @@ class DiscreteELBO(ELBO):
             (costs.guide_trace, costs.guide_lp),
         ):
             for name, lp in log_probs.items():
-                check_site_shape(dict(trace.nodes[name], log_prob=lp), self.max_plate_nesting)
+                site = cast(Message, dict(trace.nodes[name], log_prob=lp))
+                check_site_shape(site, self.max_plate_nesting)
         check_if_enumerated(costs.guide_trace)
 
-    def _first_pass(self, model, guide, args, kwargs):
+    def _first_pass(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[GuidePass, TraceCosts]:
         """The first pass and its costs, with the dependency structure from provenance or,
         with ``cache_dependencies``, from an earlier pass of the same signature."""
         if self.cache_dependencies and self._dependencies:
@@ -321,14 +372,27 @@ class DiscreteELBO(ELBO):
             self._dependencies[costs.signature()] = costs.dependents
         return first, costs
 
-    def _get_trace(self, model, guide, args, kwargs):
+    def _get_trace(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Trace, Trace]:
         """One particle's model and guide traces (first pass), as Pyro's ELBOs return."""
         costs = self._checked_run(model, guide, args, kwargs, GuidePass(self.plan))
         return costs.model_trace, costs.guide_trace
 
     # the estimator ---------------------------------------------------------------------
 
-    def _particle_terms(self, model, guide, args, kwargs, build_cv):
+    def _particle_terms(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        build_cv: bool,
+    ) -> tuple[TraceCosts, torch.Tensor | float, torch.Tensor | float, list[Any], bool]:
         """One first pass (all particles, if vectorized) and every site's term."""
         first, costs = self._first_pass(model, guide, args, kwargs)
         vectorized = self._vectorized()
@@ -340,10 +404,12 @@ class DiscreteELBO(ELBO):
             particle_dim=-self.max_plate_nesting if vectorized else None,
             build_variance_terms=build_cv,
         )
-        surrogate_elbo, loss = 0.0, 0.0
+        surrogate_elbo: torch.Tensor | float = 0.0
+        loss: torch.Tensor | float = 0.0
         for name, lp in costs.model_lp.items():
             surrogate_elbo = surrogate_elbo + (lp * costs.model_trace.nodes[name]["scale"]).sum()
-        variance_terms, descends = [], False
+        variance_terms: list[tuple[SiteEstimator, Any]] = []
+        descends = False
         for name, lp in costs.guide_lp.items():
             site = costs.guide_trace.nodes[name]
             record = first.records.get(name)
@@ -358,7 +424,14 @@ class DiscreteELBO(ELBO):
                 variance_terms.append((record.estimator, term.variance_terms))
         return costs, surrogate_elbo, loss, variance_terms, descends
 
-    def _terms(self, model, guide, args, kwargs, build_cv=True):
+    def _terms(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        build_cv: bool = True,
+    ) -> dict[str, Any]:
         """
         Runs all passes of all particles. Returns a dict with ``elbo`` (particle-averaged
         estimate), ``surrogate`` (a loss whose gradient is the estimator without the
@@ -368,8 +441,12 @@ class DiscreteELBO(ELBO):
         """
         model, guide = self._wrap(model, guide, args, kwargs)
         draws = 1 if self._vectorized() else self.num_particles
-        elbo, surrogate_elbo, loss, descends = 0.0, 0.0, 0.0, False
-        groups, guide_params = {}, {}
+        elbo: torch.Tensor | float = 0.0
+        surrogate_elbo: torch.Tensor | float = 0.0
+        loss: torch.Tensor | float = 0.0
+        descends = False
+        groups: dict[int, tuple[SiteEstimator, list[Any]]] = {}
+        guide_params: dict[str, torch.Tensor] = {}
         for _ in range(draws):
             costs, s, l, cv, d = self._particle_terms(model, guide, args, kwargs, build_cv)
             elbo = elbo + costs.elbo
@@ -386,14 +463,15 @@ class DiscreteELBO(ELBO):
             "guide_params": guide_params,
         }
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Non-parameter state (baseline running averages, temperature) for checkpoints."""
         return {
             "estimators": {name: e.state_dict() for name, e in self.estimators.items()},
             "temperature": self.temperature,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s values (and the baselines of older checkpoints)."""
         if "baselines" in state:  # checkpoints from before per-site estimator classes
             state = {
                 "estimators": {"score": {"baselines": state["baselines"]}},
@@ -405,7 +483,9 @@ class DiscreteELBO(ELBO):
 
     # Pyro ELBO interface ----------------------------------------------------------------
 
-    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """
         :returns: an estimate of the negative ELBO (``num_particles`` samples).
         :rtype: float
@@ -421,7 +501,7 @@ class DiscreteELBO(ELBO):
         return loss
 
     def differentiable_loss(
-        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """
         A scalar whose value is the negative ELBO estimate and whose gradient is the
@@ -439,7 +519,9 @@ class DiscreteELBO(ELBO):
         surrogate = terms["surrogate"]
         return -terms["elbo"].detach() + (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss_and_grads(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """
         Leaves in ``.grad`` the estimated gradient of the negative ELBO for model and guide
         params, the baseline regression gradient for baseline params, and, for REBAR/RELAX
@@ -460,7 +542,7 @@ class DiscreteELBO(ELBO):
         warn_if_nan(loss, "loss")
         return loss
 
-    def _backward_with_cv(self, terms):
+    def _backward_with_cv(self, terms: dict[str, Any]) -> None:
         params = terms["guide_params"]
         leaves = list(params.values())
         A = self._first_order_backward(terms["surrogate"], leaves)
@@ -469,9 +551,9 @@ class DiscreteELBO(ELBO):
             corrections, ps = estimator.variance_terms(data, params, self.num_particles)
             ghat = [g if c is None else g + c for g, c in zip(ghat, corrections)]
             cv_params.extend(ps)
-        variance = sum((g**2).sum() for g in ghat)
+        variance = cast(torch.Tensor, sum((g**2).sum() for g in ghat))  # ghat is not empty
         cv_params = list({id(p): p for p in cv_params}.values())
-        cv_grads = []
+        cv_grads: Sequence[torch.Tensor | None] = []
         if cv_params and variance.requires_grad:
             cv_grads = torch.autograd.grad(
                 variance, cv_params, allow_unused=True, retain_graph=bool(self.retain_graph)
@@ -485,7 +567,9 @@ class DiscreteELBO(ELBO):
         torch.autograd.backward(targets, seeds)
 
     @staticmethod
-    def _first_order_backward(surrogate, leaves):
+    def _first_order_backward(
+        surrogate: torch.Tensor | float, leaves: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """Backpropagates the surrogate and returns its gradient ``A`` per leaf (zeros where
         unused). ``A`` is taken with ``autograd.grad``, not read off ``.grad``: ``.grad`` may
         hold a scaled gradient (loss scaling seeds every backward pass with ``S``) and

@@ -8,11 +8,12 @@ particular it does not use Pyro's ``TraceEnum_ELBO``).
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import pyro.poutine as poutine
 import torch
+from torch.distributions import Distribution
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
@@ -26,17 +27,17 @@ class _SetValues(Messenger):
     replayed into the model as usual.
     """
 
-    def __init__(self, values):
+    def __init__(self, values: Mapping[str, torch.Tensor]) -> None:
         super().__init__()
         self.values = values
 
-    def _pyro_sample(self, msg):
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if msg["name"] in self.values:
             msg["value"] = self.values[msg["name"]]
             msg["done"] = True
 
 
-def _element_support(site):
+def _element_support(site: Mapping[str, Any]) -> tuple[torch.Tensor, int]:
     """Per-element support of an enumerable site: a tensor ``(K, *event_shape)`` and the
     number of independent elements whose joint values must be enumerated."""
     fn = site["fn"]
@@ -59,7 +60,7 @@ def _element_support(site):
 
 
 def enumerate_guide_configurations(
-    guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any
+    guide: Callable[..., Any], *args: Any, max_configurations: int = 4096, **kwargs: Any
 ) -> Iterator[dict[str, Any]]:
     """Yield every joint configuration of the guide's latent discrete sites.
 
@@ -104,11 +105,17 @@ def enumerate_guide_configurations(
         yield values
 
 
-def _enumerated_elbo(model, guide, *args, max_configurations=4096, **kwargs):
+def _enumerated_elbo(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    *args: Any,
+    max_configurations: int = 4096,
+    **kwargs: Any,
+) -> torch.Tensor:
     """Differentiable exact ELBO: sum over configurations c of
     q(c) [log p(x, c) - log q(c)], with the site scales of subsampled plates applied to the
     log-densities (as every Pyro ELBO does) but not to the weight q(c)."""
-    elbo = 0.0
+    elbo: torch.Tensor | float = 0.0
     for values in enumerate_guide_configurations(
         guide, *args, max_configurations=max_configurations, **kwargs
     ):
@@ -128,24 +135,29 @@ def _enumerated_elbo(model, guide, *args, max_configurations=4096, **kwargs):
                 )
         model_trace.compute_log_prob()
         guide_trace.compute_log_prob()
-        log_weight = 0.0
-        integrand = 0.0
+        log_weight: torch.Tensor | float = 0.0
+        integrand: torch.Tensor | float = 0.0
         for name, site in guide_trace.nodes.items():
             if site["type"] != "sample" or isinstance(site["fn"], _Subsample):
                 continue
             # The weight is the probability of the configuration: mask and scale are about
             # how a site enters the objective, not about how it is distributed.
-            log_weight = log_weight + site["fn"].log_prob(site["value"]).sum()
+            fn, value = cast(Distribution, site["fn"]), cast(torch.Tensor, site["value"])
+            log_weight = log_weight + fn.log_prob(value).sum()
             integrand = integrand - site["log_prob_sum"]
         for site in model_trace.nodes.values():
             if site["type"] == "sample" and not isinstance(site["fn"], _Subsample):
                 integrand = integrand + site["log_prob_sum"]
-        elbo = elbo + torch.exp(log_weight) * integrand
-    return elbo
+        elbo = elbo + torch.exp(cast(torch.Tensor, log_weight)) * integrand
+    return cast(torch.Tensor, elbo)  # a sum over one configuration at least
 
 
 def exact_elbo(
-    model: Callable, guide: Callable, *args: Any, max_configurations: int = 4096, **kwargs: Any
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    *args: Any,
+    max_configurations: int = 4096,
+    **kwargs: Any,
 ) -> float:
     """The ELBO ``E_q[log p(x, z) - log q(z)]`` computed exactly by enumerating every joint
     configuration of the guide's discrete sites (one model + guide execution each).
@@ -162,8 +174,8 @@ def exact_elbo(
 
 
 def exact_gradient(
-    model: Callable,
-    guide: Callable,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
     *args: Any,
     params: Sequence[str] | None = None,
     max_configurations: int = 4096,

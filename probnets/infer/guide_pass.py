@@ -9,11 +9,22 @@ target's estimator sets the target, and every site after it is redrawn by its ow
 under the new upstream values (continuous pathwise sites by Pyro).
 """
 
+from collections.abc import Callable
+from typing import Any, cast
+
+import torch
 from pyro.ops.provenance import detach_provenance, track_provenance
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import Message
 from pyro.poutine.util import site_is_subsample
 
-from probnets.infer.estimators.base import describe_distribution
+from probnets.infer.estimators.base import (
+    SiteEstimator,
+    SiteRecord,
+    SiteValue,
+    describe_distribution,
+)
+from probnets.infer.util import Temperature, TraceCosts
 
 
 class GuidePass(Messenger):
@@ -30,26 +41,26 @@ class GuidePass(Messenger):
     (set by the ELBO).
     """
 
-    def __init__(self, plan, track=True):
+    def __init__(self, plan: Callable[[dict[str, Any]], SiteEstimator], track: bool = True) -> None:
         super().__init__()
         self.plan = plan
         self.tracking = track
-        self.records = {}
-        self.order = {}
-        self.values = {}
-        self.relaxed = set()
-        self.frozen = set()
-        self.costs = None
+        self.records: dict[str, SiteRecord] = {}
+        self.order: dict[str, int] = {}
+        self.values: dict[str, torch.Tensor] = {}
+        self.relaxed: set[str] = set()
+        self.frozen: set[str] = set()
+        self.costs: TraceCosts | None = None
 
-    def track(self, value, msg):
+    def track(self, value: torch.Tensor, msg: dict[str, Any]) -> torch.Tensor:
         """Tags ``value`` as depending on site ``msg`` (its downstream cost is then found by
         provenance). Upstream provenance carried by ``value`` is kept."""
         if not self.tracking:
             return value
         return track_provenance(value, frozenset({msg["name"]}))
 
-    def _pyro_sample(self, msg):
-        if site_is_subsample(msg) or msg["is_observed"]:
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if site_is_subsample(cast(Message, msg)) or msg["is_observed"]:
             return
         self.order[msg["name"]] = len(self.order)
         estimator = self.plan(msg)
@@ -58,8 +69,8 @@ class GuidePass(Messenger):
         if record.relaxed:
             self.relaxed.add(msg["name"])
 
-    def _pyro_post_sample(self, msg):
-        if site_is_subsample(msg) or not msg["is_observed"]:
+    def _pyro_post_sample(self, msg: dict[str, Any]) -> None:
+        if site_is_subsample(cast(Message, msg)) or not msg["is_observed"]:
             self.values[msg["name"]] = detach_provenance(msg["value"])
 
 
@@ -70,23 +81,30 @@ class ReplayPass(Messenger):
     :param GuidePass first: the first pass.
     :param str target: the site this pass changes.
     :param value: callable ``(msg, record) -> (value, relaxed)`` setting the target.
-    :param temperature: ``None`` (downstream discrete sites hard) or the temperature at
-        which downstream discrete sites are relaxed.
+    :param temperature: ``None`` (downstream discrete sites hard) or the temperature (a float
+        or a scalar tensor) at which downstream discrete sites are relaxed.
     :param bool frozen: score the target's guide log-density with detached parameters.
     """
 
-    def __init__(self, first, target, value, temperature=None, frozen=False):
+    def __init__(
+        self,
+        first: GuidePass,
+        target: str,
+        value: SiteValue,
+        temperature: Temperature | None = None,
+        frozen: bool = False,
+    ) -> None:
         super().__init__()
         self.first = first
         self.target = target
         self.target_value = value
         self.temperature = temperature
-        self.relaxed = set()
-        self.frozen = {target} if frozen else set()
+        self.relaxed: set[str] = set()
+        self.frozen: set[str] = {target} if frozen else set()
 
-    def _pyro_sample(self, msg):
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
         name = msg["name"]
-        if site_is_subsample(msg):
+        if site_is_subsample(cast(Message, msg)):
             # every pass of one estimate sees the first pass's minibatch
             if name in self.first.values:
                 msg["value"] = self.first.values[name]
@@ -123,7 +141,8 @@ class ReplayPass(Messenger):
         if relaxed:
             self.relaxed.add(name)
 
-    def depends_on_target(self, name):
+    def depends_on_target(self, name: str) -> bool:
         """Whether the first pass found site ``name``'s guide log-density downstream of the
         target (so its distribution changes with the target's value)."""
+        assert self.first.costs is not None  # set by the ELBO after the first pass
         return ("guide", name) in self.first.costs.dependents.get(self.target, ())

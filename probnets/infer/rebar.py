@@ -51,7 +51,7 @@ class REBAR_ELBO(DiscreteELBO):
     :param bool learn_temperature: descend the variance in :math:`\log\lambda`.
     :param bool learn_eta: descend the variance in :math:`\eta`.
     :param int num_particles: particles averaged per estimate.
-    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ``max_iarange_nesting``, ...) with Pyro's meaning; see

@@ -36,7 +36,7 @@ class RELAX_ELBO(DiscreteELBO):
     :param int hidden_size: hidden units of :math:`r_\phi`.
     :param bool learn_temperature: descend the variance in :math:`\log\lambda`.
     :param int num_particles: particles averaged per estimate.
-    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ``max_iarange_nesting``, ...) with Pyro's meaning; see

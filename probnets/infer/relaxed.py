@@ -36,7 +36,7 @@ class Relaxed_ELBO(DiscreteELBO):
     :param float temperature: relaxation temperature :math:`\lambda > 0`.
     :param bool straight_through: hard forward values, relaxed gradients.
     :param int num_particles: particles averaged per estimate.
-    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param max_plate_nesting: optional; guessed by a first run otherwise.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ``max_iarange_nesting``, ...) with Pyro's meaning; see
         :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.

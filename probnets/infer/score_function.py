@@ -1,5 +1,6 @@
 from typing import Any
 
+from probnets.infer.baselines import BaselineName
 from probnets.infer.discrete_elbo import DiscreteELBO
 
 
@@ -47,7 +48,7 @@ class ScoreFunction_ELBO(DiscreteELBO):
         ``"nvil"``, ``"loo"``.
     :param float baseline_beta: decay of the running averages.
     :param int hidden_size: hidden units of the automatic NVIL networks.
-    :param int max_plate_nesting: optional; guessed by a first run otherwise.
+    :param max_plate_nesting: optional; guessed by a first run otherwise.
     :param bool cache_dependencies: see :class:`~probnets.infer.discrete_elbo.DiscreteELBO`.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ``max_iarange_nesting``, ...) with Pyro's meaning; see
@@ -70,7 +71,7 @@ class ScoreFunction_ELBO(DiscreteELBO):
     def __init__(
         self,
         num_particles: int = 1,
-        baseline: str | None = None,
+        baseline: BaselineName | None = None,
         baseline_beta: float = 0.9,
         hidden_size: int = 100,
         max_plate_nesting: float = float("inf"),

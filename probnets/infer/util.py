@@ -47,22 +47,39 @@ without changing the model code that consumes it, so the relaxation-based estima
 """
 
 import numbers
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from pyro.distributions.util import scale_and_mask
 from pyro.ops.provenance import detach_provenance, get_provenance
+from pyro.poutine.indep_messenger import CondIndepStackFrame
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import Distribution
 
 from probnets.distributions import relaxed as R
+
+#: The discrete site kinds of :func:`discrete_kind`.
+DiscreteKind = Literal["bernoulli", "one_hot", "categorical"]
+#: A relaxation temperature: a float, or a scalar tensor when it is learned.
+Temperature = float | torch.Tensor
+#: A key of :attr:`TraceCosts.terms`: ``("model" | "guide", site name)``.
+TermKey = tuple[str, str]
+_Discrete = (
+    torch.distributions.Bernoulli
+    | torch.distributions.OneHotCategorical
+    | torch.distributions.Categorical
+)
 
 # ----------------------------------------------------------------------------------------
 # distributions at discrete sites
 # ----------------------------------------------------------------------------------------
 
 
-def discrete_kind(fn):
+def discrete_kind(fn: Distribution) -> DiscreteKind | None:
     """
     Returns ``"bernoulli"``, ``"one_hot"`` or ``"categorical"`` for a (possibly masked,
     expanded or ``to_event``-wrapped) discrete distribution, else ``None``.
@@ -80,7 +97,7 @@ def discrete_kind(fn):
     return None
 
 
-def discrete_logits(fn):
+def discrete_logits(fn: Distribution) -> torch.Tensor:
     """
     Logits of a discrete site, broadcast to the shape of its value (with a trailing
     category dimension for integer ``Categorical`` sites). Gradients flow to the logits.
@@ -90,14 +107,16 @@ def discrete_logits(fn):
         leaf, (MaskedDistribution, ExpandedDistribution, torch.distributions.Independent)
     ):
         leaf = leaf.base_dist
-    logits = leaf.logits
+    logits = cast(_Discrete, leaf).logits
     shape = fn.batch_shape + fn.event_shape
     if isinstance(leaf, torch.distributions.Categorical):
         shape = shape + logits.shape[-1:]
     return logits.expand(shape)
 
 
-def multilinear_log_prob(fn, value, detach_params=False):
+def multilinear_log_prob(
+    fn: Distribution, value: torch.Tensor, detach_params: bool = False
+) -> torch.Tensor:
     """
     Log-density of a Bernoulli / one-hot categorical site at a possibly relaxed value:
     the multilinear extension ``ẑ log θ + (1 − ẑ) log(1 − θ)`` resp. ``Σ_k ẑ_k log π_k``,
@@ -115,7 +134,8 @@ def multilinear_log_prob(fn, value, detach_params=False):
     if isinstance(fn, ExpandedDistribution):
         lp = multilinear_log_prob(fn.base_dist, value, detach_params)
         return lp.expand(torch.broadcast_shapes(lp.shape, fn.batch_shape))
-    logits = fn.logits.detach() if detach_params else fn.logits
+    logits = cast(_Discrete, fn).logits
+    logits = logits.detach() if detach_params else logits
     if isinstance(fn, torch.distributions.Bernoulli):
         logits, value = torch.broadcast_tensors(logits, value)
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
@@ -127,7 +147,7 @@ def multilinear_log_prob(fn, value, detach_params=False):
     )
 
 
-def site_batch_mask(site):
+def site_batch_mask(site: Mapping[str, Any]) -> torch.Tensor | None:
     """
     The element mask of a site as a float tensor broadcastable to its batch shape, or
     ``None`` if nothing is masked. Combines ``poutine.mask`` and ``fn.mask(...)``.
@@ -149,7 +169,9 @@ def site_batch_mask(site):
     return None if out is None else out.to(site["value"].dtype)
 
 
-def check_temperature(temperature, where):
+def check_temperature(temperature: float | torch.Tensor, where: str) -> None:
+    """Raises a ``TypeError`` / ``ValueError`` (prefixed by ``where``) unless
+    ``temperature`` is a positive real number or a one-element tensor."""
     if isinstance(temperature, bool) or not isinstance(temperature, (numbers.Real, torch.Tensor)):
         raise TypeError(
             "{} expected temperature to be a positive float, but got {!r}".format(
@@ -173,45 +195,49 @@ def check_temperature(temperature, where):
 # ----------------------------------------------------------------------------------------
 
 
-def _reparam_noise(kind, logits, u):
+def _reparam_noise(kind: DiscreteKind, logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     if kind == "bernoulli":
         return R.bernoulli_logistic(logits, u)
     return R.categorical_gumbel(logits, u)
 
 
-def _hard(kind, z):
+def _hard(kind: DiscreteKind, z: torch.Tensor) -> torch.Tensor:
     return R.bernoulli_hard(z) if kind == "bernoulli" else R.categorical_hard(z)
 
 
-def _relax(kind, z, temperature):
+def _relax(kind: DiscreteKind, z: torch.Tensor, temperature: Temperature) -> torch.Tensor:
     if kind == "bernoulli":
         return R.relax_bernoulli(z, temperature)
     return R.relax_categorical(z, temperature)
 
 
-def _conditional(kind, logits, b, v):
+def _conditional(
+    kind: DiscreteKind, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     if kind == "bernoulli":
         return R.bernoulli_conditional_logistic(logits, b, v)
     return R.categorical_conditional_gumbel(logits, b, v)
 
 
-def logistic_or_gumbel(kind, logits, u):
+def logistic_or_gumbel(kind: DiscreteKind, logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """The reparameterized noise ``z(u, ℓ)`` of a Bernoulli (logistic) or categorical
     (Gumbel-max) site, whose hard threshold :func:`hard_value` is a sample of the site."""
     return _reparam_noise(kind, logits, u)
 
 
-def hard_value(kind, z):
+def hard_value(kind: DiscreteKind, z: torch.Tensor) -> torch.Tensor:
     """``H(z)``: ``1[z > 0]`` for a Bernoulli, the one-hot argmax for a categorical."""
     return _hard(kind, z)
 
 
-def relaxed_value(kind, z, temperature):
+def relaxed_value(kind: DiscreteKind, z: torch.Tensor, temperature: Temperature) -> torch.Tensor:
     """``σ_λ(z)``: the Concrete relaxation of ``H(z)`` at temperature ``λ``."""
     return _relax(kind, z, temperature)
 
 
-def conditional_noise(kind, logits, b, v):
+def conditional_noise(
+    kind: DiscreteKind, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """``z̃ ~ p(z | H(z) = b)`` from uniform noise ``v``, differentiable in ``logits``."""
     return _conditional(kind, logits, b, v)
 
@@ -221,11 +247,14 @@ def conditional_noise(kind, logits, b, v):
 # ----------------------------------------------------------------------------------------
 
 
-def vectorized_frames(site):
+def vectorized_frames(site: Mapping[str, Any]) -> frozenset[CondIndepStackFrame]:
+    """The vectorized plates (``pyro.plate`` frames with a batch dim) the site lies in."""
     return frozenset(f for f in site["cond_indep_stack"] if f.vectorized)
 
 
-def site_log_prob(site, relaxed, detach_params=False):
+def site_log_prob(
+    site: Mapping[str, Any], relaxed: bool, detach_params: bool = False
+) -> torch.Tensor:
     """
     Unscaled, masked log-density of a sample site summed over event dims; ``relaxed``
     selects the multilinear extension for sites whose value is relaxed.
@@ -237,14 +266,18 @@ def site_log_prob(site, relaxed, detach_params=False):
     return scale_and_mask(lp, mask=site["mask"])
 
 
-def sum_to(costs, target_frames):
+def sum_to(
+    costs: Iterable[tuple[Collection[CondIndepStackFrame], torch.Tensor]],
+    target_frames: Collection[CondIndepStackFrame],
+) -> torch.Tensor | float:
     """
     Sums ``(frames, tensor)`` cost terms over every plate not in ``target_frames``,
     keeping dims, and adds them up (broadcasting).
     """
-    total = 0.0
+    total: torch.Tensor | float = 0.0
     for frames, value in costs:
         for f in frames:
+            assert f.dim is not None  # vectorized plates only
             if f not in target_frames and value.dim() >= -f.dim and value.shape[f.dim] != 1:
                 value = value.sum(f.dim, keepdim=True)
         total = total + value
@@ -263,13 +296,20 @@ class TraceCosts:
     Guide sites in ``frozen`` are scored with detached distribution parameters.
     """
 
-    def __init__(self, model_trace, guide_trace, relaxed_names, frozen=()):
+    def __init__(
+        self,
+        model_trace: Trace,
+        guide_trace: Trace,
+        relaxed_names: Collection[str],
+        frozen: Collection[str] = (),
+    ) -> None:
         self.model_trace = model_trace
         self.guide_trace = guide_trace
-        self.model_lp, self.guide_lp = {}, {}
-        self.terms = {}
-        self.dependents = {}
-        elbo = 0.0
+        self.model_lp: dict[str, torch.Tensor] = {}
+        self.guide_lp: dict[str, torch.Tensor] = {}
+        self.terms: dict[TermKey, tuple[frozenset[CondIndepStackFrame], torch.Tensor]] = {}
+        self.dependents: dict[str, list[TermKey]] = {}
+        elbo: torch.Tensor | float = 0.0
         for side, trace, sign, store in (
             ("model", model_trace, 1.0, self.model_lp),
             ("guide", guide_trace, -1.0, self.guide_lp),
@@ -289,20 +329,22 @@ class TraceCosts:
                 elbo = elbo + cost.sum()
         self.elbo = elbo if isinstance(elbo, torch.Tensor) else torch.tensor(float(elbo))
 
-    def signature(self):
+    def signature(self) -> tuple[tuple[str, str, tuple[int, ...], bool], ...]:
         """The structure of the traces: ``(side, name, shape, observed)`` of every sample
         site in execution order. Equal signatures mean the same sites with the same shapes;
         with control flow that does not branch on sampled values they also mean the same
         dependency structure (see ``cache_dependencies`` of
         :class:`~probnets.infer.discrete_elbo.DiscreteELBO`)."""
         return tuple(
-            (side, name, tuple(site["value"].shape), site["is_observed"])
+            (side, name, tuple(cast(torch.Tensor, site["value"]).shape), site["is_observed"])
             for side, trace in (("guide", self.guide_trace), ("model", self.model_trace))
             for name, site in trace.nodes.items()
             if site["type"] == "sample"
         )
 
-    def downstream_cost(self, name, dependents=None):
+    def downstream_cost(
+        self, name: str, dependents: Mapping[str, list[TermKey]] | None = None
+    ) -> torch.Tensor | float:
         """
         Rao-Blackwellized cost of site ``name``, summed to its plates: the terms listed in
         ``dependents`` (default: this pass's own provenance).
@@ -314,24 +356,25 @@ class TraceCosts:
         return sum_to([self.terms[k] for k in keys if k in self.terms], vectorized_frames(site))
 
 
-def expand_to_site(tensor, site):
+def expand_to_site(tensor: torch.Tensor | float, site: Mapping[str, Any]) -> torch.Tensor:
     """Broadcasts a per-element tensor to the site's batch shape (right-aligned)."""
     shape = site["fn"].batch_shape
-    if isinstance(tensor, numbers.Number):
+    if not isinstance(tensor, torch.Tensor):  # a number
         return site["value"].new_full(shape, tensor)
     while tensor.dim() > len(shape) and tensor.shape[0] == 1:
         tensor = tensor.squeeze(0)
     return tensor.expand(torch.broadcast_shapes(tensor.shape, shape))
 
 
-def param_leaves(*traces):
+def param_leaves(*traces: Trace) -> dict[str, torch.Tensor]:
     """Unconstrained leaf tensors of all param sites in the traces, deduplicated, in order."""
-    out, seen = {}, set()
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
     for trace in traces:
         for name, site in trace.nodes.items():
             if site["type"] != "param":
                 continue
-            value = site["value"]
+            value: Any = site["value"]  # a tensor, constrained ones with .unconstrained()
             leaf = value.unconstrained() if hasattr(value, "unconstrained") else value
             if leaf.requires_grad and id(leaf) not in seen:
                 seen.add(id(leaf))

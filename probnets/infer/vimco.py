@@ -1,11 +1,14 @@
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO
 from pyro.infer.util import is_validation_enabled
+from pyro.poutine.indep_messenger import CondIndepStackFrame
+from pyro.poutine.runtime import Message
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape, warn_if_nan
 
@@ -34,7 +37,9 @@ def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
     return torch.where(is_max, loo_max, loo) - math.log(K)
 
 
-def bound_frames(sites):
+def bound_frames(
+    sites: Sequence[tuple[str, Mapping[str, Any]]],
+) -> tuple[bool, frozenset[CondIndepStackFrame], float]:
     """``(per_element, frames, scale)``: whether the bound is taken per element of the plates
     every site shares (all sites in a common plate besides the particles', with one scalar
     scale), the plates its weights keep, and the scale of the per-element bound."""
@@ -46,7 +51,7 @@ def bound_frames(sites):
     }
     per_element = len(common) > len(particle) and len(scales) == 1 and None not in scales
     if per_element:
-        return True, common, scales.pop()
+        return True, common, cast(float, scales.pop())  # None is not among them
     return False, particle, 1.0
 
 
@@ -91,7 +96,7 @@ class VIMCO_ELBO(ELBO):
     params. Sites whose infer dict names another estimator raise ``ValueError``.
 
     :param int num_particles: ``K ≥ 2``.
-    :param int max_plate_nesting: optional; guessed by a first run if particles are
+    :param max_plate_nesting: optional; guessed by a first run if particles are
         vectorized.
     :param kwargs: Pyro's ``ELBO`` arguments (``vectorize_particles``, ``retain_graph``,
         ...).
@@ -117,20 +122,27 @@ class VIMCO_ELBO(ELBO):
             )
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, **kwargs)
 
-    def _get_trace(self, model, guide, args, kwargs):
+    def _get_trace(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Trace, Trace]:
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
         return model_trace, guide_trace
 
-    def _sites(self, model_trace, guide_trace):
-        sites = []
+    def _sites(self, model_trace: Trace, guide_trace: Trace) -> list[tuple[str, Message]]:
+        sites: list[tuple[str, Message]] = []
         for side, trace in (("model", model_trace), ("guide", guide_trace)):
             for site in trace.nodes.values():
                 if site["type"] != "sample" or site_is_subsample(site):
                     continue
-                estimator = site["infer"].get("estimator", "vimco") if side == "guide" else "vimco"
+                infer = cast(dict[str, Any], site["infer"])
+                estimator = infer.get("estimator", "vimco") if side == "guide" else "vimco"
                 if estimator != "vimco":
                     raise ValueError(
                         "site '{}' asks for estimator {!r}, but VIMCO_ELBO treats every "
@@ -145,7 +157,9 @@ class VIMCO_ELBO(ELBO):
             )
         return sites
 
-    def _weights(self, model_trace, guide_trace, vectorized):
+    def _weights(
+        self, model_trace: Trace, guide_trace: Trace, vectorized: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | float, float]:
         """``(log_w, log_q, scale)`` of one trace pair, the particles along the last dim
         (a dim of size 1 for a sequentially drawn particle)."""
         sites = self._sites(model_trace, guide_trace)
@@ -153,11 +167,12 @@ class VIMCO_ELBO(ELBO):
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
             check_if_enumerated(guide_trace)
         per_element, target, scale = bound_frames(sites)
-        log_w, log_q = 0.0, 0.0
+        log_w: torch.Tensor | float = 0.0
+        log_q: torch.Tensor | float = 0.0
         for side, site in sites:
             lp = site_log_prob(site, relaxed=False)
             if is_validation_enabled():
-                check_site_shape(dict(site, log_prob=lp), self.max_plate_nesting)
+                check_site_shape(cast(Message, dict(site, log_prob=lp)), self.max_plate_nesting)
             frames = vectorized_frames(site)
             sign = 1.0 if side == "model" else -1.0
             log_w = log_w + sign * sum_to(
@@ -166,19 +181,27 @@ class VIMCO_ELBO(ELBO):
             if side == "guide" and not getattr(site["fn"], "has_rsample", False):
                 log_q = log_q + sum_to([(frames, lp)], target)
         return (
-            self._particles_last(log_w, vectorized),
+            cast(torch.Tensor, self._particles_last(log_w, vectorized)),  # one site at least
             self._particles_last(log_q, vectorized),
             scale,
         )
 
-    def _particles_last(self, tensor, vectorized):
+    def _particles_last(
+        self, tensor: torch.Tensor | float, vectorized: bool
+    ) -> torch.Tensor | float:
         if not isinstance(tensor, torch.Tensor):
             return tensor
         if vectorized:
             return tensor.movedim(tensor.dim() - self.max_plate_nesting, -1)
         return tensor.unsqueeze(-1)
 
-    def _bound(self, model, guide, args, kwargs):
+    def _bound(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(bound, surrogate)`` as scalar tensors (to maximize)."""
         if self.vectorize_particles:
             if self.max_plate_nesting == float("inf"):
@@ -191,33 +214,40 @@ class VIMCO_ELBO(ELBO):
         scale = weights[0][2]
         bound = log_w.logsumexp(-1) - math.log(self.num_particles)
         signal = (bound.unsqueeze(-1) - leave_one_out_bounds(log_w)).detach()
-        score = 0.0
+        score: torch.Tensor | float = 0.0
         if isinstance(weights[0][1], torch.Tensor):
-            log_q = torch.cat([q for _, q, _ in weights], -1)
+            # every draw has the same sites, so every log_q is a tensor
+            log_q = torch.cat([cast(torch.Tensor, q) for _, q, _ in weights], -1)
             score = (signal * log_q).sum()
         return scale * bound.sum(), scale * (bound.sum() + score)
 
-    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """:returns: an estimate of the negative K-sample bound.  :rtype: float"""
         with torch.no_grad(), poutine.block(hide_types=["param"]):
             bound, _ = self._bound(model, guide, args, kwargs)
         loss = -bound.item()
-        warn_if_nan(loss, "loss")
+        # pyro types its value as numbers.Number, which mypy does not match with a float
+        warn_if_nan(loss, "loss")  # type: ignore[call-overload]
         return loss
 
     def differentiable_loss(
-        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """Negative bound in value; its gradient is the VIMCO estimator."""
         bound, surrogate = self._bound(model, guide, args, kwargs)
         return -bound.detach() - (surrogate - surrogate.detach())
 
-    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+    def loss_and_grads(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> float:
         """Backpropagates the VIMCO surrogate (skipped when nothing requires a gradient);
         :returns: the negative bound estimate."""
         bound, surrogate = self._bound(model, guide, args, kwargs)
         if surrogate.requires_grad:
             (-surrogate).backward(retain_graph=self.retain_graph)
         loss = -bound.item()
-        warn_if_nan(loss, "loss")
+        # pyro types its value as numbers.Number, which mypy does not match with a float
+        warn_if_nan(loss, "loss")  # type: ignore[call-overload]
         return loss

@@ -224,7 +224,11 @@ class BayesHypernetTask(Task[BayesHypernetConfig, BayesHypernetEvalConfig]):
             ood = {
                 name: model.predict(images, num_samples) for name, images in extras["ood"].items()
             }
-            return classification_metrics(prediction, extras["test_y"], ood)
+            assert isinstance(prediction, ClassificationPrediction)  # mnist is a classification
+            assert all(isinstance(p, ClassificationPrediction) for p in ood.values())
+            return classification_metrics(
+                prediction, extras["test_y"], cast(dict[str, ClassificationPrediction], ood)
+            )
 
         model_config = model.config()
         return TaskRun(

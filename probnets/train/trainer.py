@@ -324,7 +324,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs, as plain values (see :mod:`probnets.checkpoint`)."""
-        state = {
+        state: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "step": self.step,
             **self.guard.state_dict(),

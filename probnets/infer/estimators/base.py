@@ -27,14 +27,14 @@ An estimator keeps its non-parameter state (running averages) on itself
 ``cv.<name>.*``. Register a new one with :func:`~probnets.infer.estimators.register_estimator`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from torch.distributions import Distribution, Independent
 
-from probnets.infer.util import TraceCosts, expand_to_site, site_batch_mask
+from probnets.infer.util import Temperature, TraceCosts, expand_to_site, site_batch_mask
 
 if TYPE_CHECKING:  # guide_pass imports this module
     from probnets.infer.guide_pass import GuidePass, ReplayPass
@@ -60,6 +60,17 @@ class SiteRecord:
         self.estimator = estimator
         self.relaxed = relaxed
         self.tracked = tracked
+
+    if TYPE_CHECKING:  # estimators keep their own attributes on the record (see above)
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
+
+#: What sets the target site of a later pass: ``(msg, record) -> (value, relaxed)``, or
+#: ``None`` to let Pyro draw it (see :meth:`EstimatorContext.run_pass`).
+SiteValue = Callable[[dict[str, Any], SiteRecord], "tuple[torch.Tensor, bool] | None"]
 
 
 class SiteTerm:
@@ -108,7 +119,7 @@ class SiteEstimator:
         ELBO falls back to the score function)."""
         return False
 
-    def check(self, msg: dict) -> None:
+    def check(self, msg: dict[str, Any]) -> None:
         """Raises a ``ValueError`` naming the site if this estimator was asked for at a site
         it cannot handle (called when the site's ``infer`` dict names the estimator)."""
         if not self.accepts(msg["fn"]):
@@ -118,7 +129,7 @@ class SiteEstimator:
                 )
             )
 
-    def sample(self, msg: dict, guide_pass: "GuidePass") -> SiteRecord:
+    def sample(self, msg: dict[str, Any], guide_pass: "GuidePass") -> SiteRecord:
         """
         Draws the site in the first guide pass: sets ``msg["value"]`` (and
         ``msg["done"] = True``) unless Pyro should draw it, tags score-type values with
@@ -127,7 +138,7 @@ class SiteEstimator:
         raise NotImplementedError
 
     def replay(
-        self, msg: dict, record: SiteRecord, guide_pass: "ReplayPass"
+        self, msg: dict[str, Any], record: SiteRecord, guide_pass: "ReplayPass"
     ) -> tuple[torch.Tensor, bool] | None:
         """
         The site's value in a later pass of another site's estimator, for a site drawn after
@@ -138,7 +149,11 @@ class SiteEstimator:
         return None
 
     def surrogate(
-        self, context: "EstimatorContext", site: dict, record: SiteRecord, log_prob: torch.Tensor
+        self,
+        context: "EstimatorContext",
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        log_prob: torch.Tensor,
     ) -> SiteTerm:
         """
         The site's :class:`SiteTerm`. ``log_prob`` is the site's unscaled, masked
@@ -148,23 +163,23 @@ class SiteEstimator:
         raise NotImplementedError
 
     def variance_terms(
-        self, terms: list, params: dict[str, torch.Tensor], num_particles: int
-    ) -> tuple[dict, list]:
+        self, terms: Sequence[Any], params: Mapping[str, torch.Tensor], num_particles: int
+    ) -> tuple[Sequence[torch.Tensor | None], Sequence[torch.Tensor]]:
         """
         For estimators with :attr:`descends_variance`: given this estimator's
         ``variance_terms`` of every site (all particles), the guide parameters ``params``
         (``{name: unconstrained leaf}``), returns ``(corrections, cv_params)``: per guide
         parameter, the control-variate part of the estimated gradient of the *negative*
         ELBO (a differentiable tensor, or ``None``), and the leaves that descend
-        ``Σ_P ‖ĝ_P‖²``.
+        ``Σ_P ‖ĝ_P‖²``. The corrections are listed in the order of ``params``.
         """
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Non-parameter state (running averages) for checkpoints."""
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores :meth:`state_dict`'s values."""
 
 
@@ -183,7 +198,7 @@ class EstimatorContext:
 
     def __init__(
         self,
-        runner: Callable,
+        runner: Callable[..., TraceCosts],
         first: "GuidePass",
         costs: TraceCosts,
         num_particles: int,
@@ -197,7 +212,9 @@ class EstimatorContext:
         self.particle_dim = particle_dim
         self.build_variance_terms = build_variance_terms
 
-    def downstream_cost(self, site: dict, costs: TraceCosts | None = None) -> torch.Tensor:
+    def downstream_cost(
+        self, site: Mapping[str, Any], costs: TraceCosts | None = None
+    ) -> torch.Tensor:
         """
         The Rao-Blackwellized downstream cost of ``site`` (every log-density term whose value
         depends on the site's sample: model ``+``, guide ``−``, scaled), summed over the
@@ -209,7 +226,11 @@ class EstimatorContext:
         return expand_to_site(cost, site)
 
     def run_pass(
-        self, target: str, value: Callable, temperature: float | None = None, frozen: bool = False
+        self,
+        target: str,
+        value: SiteValue,
+        temperature: Temperature | None = None,
+        frozen: bool = False,
     ) -> TraceCosts:
         """
         Reruns guide and model with site ``target`` set by ``value(msg, record)`` (returns
@@ -232,7 +253,7 @@ def describe_distribution(fn: Distribution) -> str:
     return type(fn).__name__ + (" (.to_event)" if event else "")
 
 
-def masked(weight: torch.Tensor, site: dict, event_dims: int = 0) -> torch.Tensor:
+def masked(weight: torch.Tensor, site: Mapping[str, Any], event_dims: int = 0) -> torch.Tensor:
     """``weight`` with the site's masked-out batch elements zeroed."""
     mask = site_batch_mask(site)
     if mask is None:

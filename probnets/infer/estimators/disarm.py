@@ -1,8 +1,20 @@
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
 import torch
 
-from probnets.infer.estimators.base import SiteTerm, describe_distribution, masked
+from probnets.infer.estimators.base import (
+    EstimatorContext,
+    SiteRecord,
+    SiteTerm,
+    describe_distribution,
+    masked,
+)
 from probnets.infer.estimators.discrete import DiscreteNoiseEstimator
 from probnets.infer.util import discrete_logits, hard_value, logistic_or_gumbel
+
+if TYPE_CHECKING:  # guide_pass imports the estimators
+    from probnets.infer.guide_pass import GuidePass
 
 
 class DisARM(DiscreteNoiseEstimator):
@@ -27,7 +39,7 @@ class DisARM(DiscreteNoiseEstimator):
     name = "disarm"
     kinds = ("bernoulli",)
 
-    def check(self, msg):
+    def check(self, msg: dict[str, Any]) -> None:
         if not self.accepts(msg["fn"]):
             raise ValueError(
                 "site '{}': DisARM handles Bernoulli sites only, but the site is {}; use "
@@ -35,18 +47,26 @@ class DisARM(DiscreteNoiseEstimator):
                 "OneHotCategorical) for it".format(msg["name"], describe_distribution(msg["fn"]))
             )
 
-    def sample(self, msg, guide_pass):
+    def sample(self, msg: dict[str, Any], guide_pass: "GuidePass") -> SiteRecord:
         return self.sample_hard(msg, guide_pass)
 
     @staticmethod
-    def antithetic(msg, record):
+    def antithetic(msg: dict[str, Any], record: SiteRecord) -> tuple[torch.Tensor, bool]:
+        """The site's antithetic partner ``H(logit(1 − u) + α)`` under the pass's logits
+        (sets the target of :meth:`surrogate`'s second pass)."""
         z = logistic_or_gumbel("bernoulli", discrete_logits(msg["fn"]), 1 - record.u)
         return hard_value("bernoulli", z.detach()), False
 
-    def surrogate(self, context, site, record, log_prob):
+    def surrogate(
+        self,
+        context: EstimatorContext,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        log_prob: torch.Tensor,
+    ) -> SiteTerm:
         cost = context.downstream_cost(site)
         anti_costs = context.run_pass(site["name"], self.antithetic)
-        anti = anti_costs.guide_trace.nodes[site["name"]]["value"].detach()
+        anti = cast(torch.Tensor, anti_costs.guide_trace.nodes[site["name"]]["value"]).detach()
         f_anti = context.downstream_cost(site, anti_costs)
         b, alpha = record.hard, record.logits
         event_dims = alpha.dim() - len(site["fn"].batch_shape)

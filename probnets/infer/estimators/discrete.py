@@ -9,17 +9,24 @@ A site with logits ``ℓ`` is drawn as ``b = H(z)``, ``z = z(u, ℓ)`` with ``u 
 under new upstream values with the same noise, hard or relaxed.
 """
 
+from typing import TYPE_CHECKING, Any, cast
+
 import torch
 from pyro.ops.provenance import detach_provenance
+from torch.distributions import Distribution
 
 from probnets.infer.estimators.base import SiteEstimator, SiteRecord, describe_distribution
 from probnets.infer.util import (
+    DiscreteKind,
     discrete_kind,
     discrete_logits,
     hard_value,
     logistic_or_gumbel,
     relaxed_value,
 )
+
+if TYPE_CHECKING:  # guide_pass imports the estimators
+    from probnets.infer.guide_pass import GuidePass, ReplayPass
 
 
 class DiscreteRecord(SiteRecord):
@@ -33,7 +40,17 @@ class DiscreteRecord(SiteRecord):
     :ivar hard: the hard sample ``H(z)`` (one-hot for categorical kinds), detached.
     """
 
-    def __init__(self, name, estimator, kind, logits, u, hard, relaxed=False, tracked=False):
+    def __init__(
+        self,
+        name: str,
+        estimator: SiteEstimator,
+        kind: DiscreteKind,
+        logits: torch.Tensor,
+        u: torch.Tensor,
+        hard: torch.Tensor,
+        relaxed: bool = False,
+        tracked: bool = False,
+    ) -> None:
         super().__init__(name, estimator, relaxed=relaxed, tracked=tracked)
         self.kind = kind
         self.logits = logits
@@ -41,16 +58,18 @@ class DiscreteRecord(SiteRecord):
         self.hard = hard
 
 
-def draw_noise(msg):
+def draw_noise(
+    msg: dict[str, Any],
+) -> tuple[DiscreteKind, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(kind, logits, u, z)`` for a discrete site: logits keep their provenance, so ``z``
     (and a value made from it) depends on every upstream site the distribution does."""
-    kind = discrete_kind(msg["fn"])
+    kind = cast(DiscreteKind, discrete_kind(msg["fn"]))  # a site the estimator accepts
     logits = discrete_logits(msg["fn"])
     u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
     return kind, logits, u, logistic_or_gumbel(kind, logits, u)
 
 
-def as_site_value(kind, hard):
+def as_site_value(kind: DiscreteKind, hard: torch.Tensor) -> torch.Tensor:
     """The value a site of ``kind`` takes for the one-hot / binary sample ``hard``."""
     return hard.argmax(-1) if kind == "categorical" else hard
 
@@ -64,10 +83,10 @@ class DiscreteNoiseEstimator(SiteEstimator):
     #: the discrete kinds this estimator handles
     kinds: tuple[str, ...] = ("bernoulli", "one_hot", "categorical")
 
-    def accepts(self, fn):
+    def accepts(self, fn: Distribution) -> bool:
         return not getattr(fn, "has_rsample", False) and discrete_kind(fn) in self.kinds
 
-    def sample_hard(self, msg, guide_pass):
+    def sample_hard(self, msg: dict[str, Any], guide_pass: "GuidePass") -> DiscreteRecord:
         """Draws ``b = H(z(u))`` with provenance and returns its :class:`DiscreteRecord`."""
         kind, logits, u, z = draw_noise(msg)
         hard = hard_value(kind, z.detach())
@@ -83,7 +102,9 @@ class DiscreteNoiseEstimator(SiteEstimator):
             tracked=True,
         )
 
-    def replay(self, msg, record, guide_pass):
+    def replay(
+        self, msg: dict[str, Any], record: SiteRecord, guide_pass: "ReplayPass"
+    ) -> tuple[torch.Tensor, bool]:
         """Redraws the site from its recorded noise under new upstream values: relaxed at
         the pass's temperature in a relaxed pass (so a control variate stays continuous in
         the target's noise), hard otherwise."""
@@ -97,17 +118,17 @@ class DiscreteNoiseEstimator(SiteEstimator):
                 "site '{}' is an integer Categorical downstream of {} site '{}'; its "
                 "control variate needs a continuous relaxation of every discrete site "
                 "after it. Use OneHotCategorical for '{}'".format(
-                    record.name, target.estimator.name.upper(), target.name, record.name
+                    record.name, str(target.estimator.name).upper(), target.name, record.name
                 )
             )
         return relaxed_value(kind, z, guide_pass.temperature), True
 
-    def hard_replay(self, record, z):
+    def hard_replay(self, record: SiteRecord, z: torch.Tensor) -> torch.Tensor:
         """The site's value in a hard pass, from its noise ``z`` under the new upstream."""
         return as_site_value(record.kind, hard_value(record.kind, z.detach()))
 
 
-def check_relaxable(estimator, msg):
+def check_relaxable(estimator: SiteEstimator, msg: dict[str, Any]) -> None:
     """Rejects an integer ``Categorical`` (a relaxation is a point on the simplex, which an
     integer value cannot hold) and anything that is not Bernoulli / one-hot categorical."""
     kind = discrete_kind(msg["fn"])

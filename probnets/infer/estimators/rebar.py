@@ -1,11 +1,14 @@
+import functools
 import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import pyro
 import torch
 from pyro.ops.provenance import detach_provenance
 from pyro.util import get_rng_state, set_rng_state
 
-from probnets.infer.estimators.base import SiteTerm
+from probnets.infer.estimators.base import EstimatorContext, SiteRecord, SiteTerm
 from probnets.infer.estimators.discrete import DiscreteNoiseEstimator, check_relaxable
 from probnets.infer.util import (
     check_temperature,
@@ -14,6 +17,9 @@ from probnets.infer.util import (
     logistic_or_gumbel,
     relaxed_value,
 )
+
+if TYPE_CHECKING:  # guide_pass imports the estimators
+    from probnets.infer.guide_pass import GuidePass
 
 
 class REBAR(DiscreteNoiseEstimator):
@@ -47,30 +53,48 @@ class REBAR(DiscreteNoiseEstimator):
     kinds = ("bernoulli", "one_hot")
     descends_variance = True
 
-    def __init__(self, init_temperature=0.5, init_eta=1.0, learn_temperature=True, learn_eta=True):
+    def __init__(
+        self,
+        init_temperature: float = 0.5,
+        init_eta: float = 1.0,
+        learn_temperature: bool = True,
+        learn_eta: bool = True,
+    ) -> None:
         check_temperature(init_temperature, "init_temperature of " + self.name)
         self.init_temperature = float(init_temperature)
         self.init_eta = float(init_eta)
         self.learn_temperature = learn_temperature
         self.learn_eta = learn_eta
 
-    def check(self, msg):
+    def check(self, msg: dict[str, Any]) -> None:
         check_relaxable(self, msg)
 
-    def sample(self, msg, guide_pass):
+    def sample(self, msg: dict[str, Any], guide_pass: "GuidePass") -> SiteRecord:
         record = self.sample_hard(msg, guide_pass)
         logits = record.logits
         record.v = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
         return record
 
-    def surrogate(self, context, site, record, log_prob):
+    def surrogate(
+        self,
+        context: EstimatorContext,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        log_prob: torch.Tensor,
+    ) -> SiteTerm:
         cost = context.downstream_cost(site)
         term = SiteTerm(surrogate=(log_prob * cost.detach()).sum())
         if context.build_variance_terms:
             term.variance_terms = self.relaxed_costs(context, site, record, log_prob)
         return term
 
-    def relaxed_costs(self, context, site, record, log_prob):
+    def relaxed_costs(
+        self,
+        context: EstimatorContext,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        log_prob: torch.Tensor,
+    ) -> dict[str, Any]:
         """
         ``c(σ_λ(z))`` and ``c(σ_λ(z̃))`` from two passes with shared noise for every other
         random choice (the random state is rewound between them).
@@ -80,37 +104,47 @@ class REBAR(DiscreteNoiseEstimator):
             "cv.{}.log_temperature.{}".format(self.name, name),
             lambda: like.new_tensor(math.log(self.init_temperature)).detach(),
         )
-        leaf = log_t.unconstrained()
+        leaf = log_t.unconstrained()  # type: ignore[attr-defined]  # pyro.param's stub
         temperature = (log_t if self.learn_temperature else log_t.detach()).exp()
 
-        def at_z(msg, rec):
+        def at_z(msg: dict[str, Any], rec: SiteRecord) -> tuple[torch.Tensor, bool]:
             z = logistic_or_gumbel(kind, discrete_logits(msg["fn"]), rec.u)
             return relaxed_value(kind, z, temperature), True
 
-        def at_conditional(msg, rec):
+        def at_conditional(msg: dict[str, Any], rec: SiteRecord) -> tuple[torch.Tensor, bool]:
             z = conditional_noise(kind, discrete_logits(msg["fn"]), rec.hard, rec.v)
             return relaxed_value(kind, z, temperature), True
 
         rng = get_rng_state()  # CPU torch, python and numpy generators
         cuda_rng = torch.cuda.get_rng_state(like.device) if like.is_cuda else None
         out = {"logq": log_prob, "log_temperature": leaf}
-        values = {}
+        values: dict[str, torch.Tensor] = {}
         for key, value in (("c_z", at_z), ("c_zt", at_conditional)):
             set_rng_state(rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state(cuda_rng, like.device)
             costs = context.run_pass(name, value, temperature, frozen=True)
             out[key] = context.downstream_cost(site, costs)
-            values[key] = detach_provenance(costs.guide_trace.nodes[name]["value"])
+            values[key] = detach_provenance(
+                cast(torch.Tensor, costs.guide_trace.nodes[name]["value"])
+            )
         return self.control_variate(site, record, out, values)
 
-    def control_variate(self, site, record, out, values):
+    def control_variate(
+        self,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        out: dict[str, Any],
+        values: Mapping[str, torch.Tensor],
+    ) -> dict[str, Any]:
         """REBAR's control variate is the relaxed cost itself (``η`` is applied per guide
         parameter in :meth:`variance_terms`)."""
         return out
 
     @staticmethod
-    def control_variate_gradient(terms, params, num_particles):
+    def control_variate_gradient(
+        terms: Sequence[Mapping[str, Any]], params: Mapping[str, torch.Tensor], num_particles: int
+    ) -> list[torch.Tensor]:
         """Per guide parameter, the gradient of the negative ELBO's control-variate part
         ``[c(z̃) ∇log q(b) − ∇c(z) + ∇c(z̃)] / K`` (differentiable), zeros where unused."""
         outputs, grad_outputs = [], []
@@ -130,13 +164,19 @@ class REBAR(DiscreteNoiseEstimator):
         )
         return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, leaves)]
 
-    def variance_terms(self, terms, params, num_particles):
+    def variance_terms(
+        self,
+        terms: Sequence[Mapping[str, Any]],
+        params: Mapping[str, torch.Tensor],
+        num_particles: int,
+    ) -> tuple[Sequence[torch.Tensor | None], Sequence[torch.Tensor]]:
         grads = self.control_variate_gradient(terms, params, num_particles)
-        corrections, cv_params = [], []
+        corrections: list[torch.Tensor | None] = []
+        cv_params: list[torch.Tensor] = []
         for (name, p), g in zip(params.items(), grads):
-            eta = pyro.param("cv.rebar.eta." + name, lambda p=p: p.new_tensor(self.init_eta))
+            eta = pyro.param("cv.rebar.eta." + name, functools.partial(p.new_tensor, self.init_eta))
             if self.learn_eta:
-                cv_params.append(eta.unconstrained())
+                cv_params.append(eta.unconstrained())  # type: ignore[attr-defined]
             else:
                 eta = eta.detach()
             corrections.append(eta * g)

@@ -1,7 +1,12 @@
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import pyro
 import torch
+from torch import nn
 
 from probnets.infer.baselines import flatten_event, mlp
+from probnets.infer.estimators.base import SiteRecord
 from probnets.infer.estimators.rebar import REBAR
 
 
@@ -35,12 +40,12 @@ class RELAX(REBAR):
 
     def __init__(
         self,
-        init_temperature=0.5,
-        rebar_cv=True,
-        hidden_size=100,
-        learn_temperature=True,
-        init_eta=1.0,
-    ):
+        init_temperature: float = 0.5,
+        rebar_cv: bool = True,
+        hidden_size: int = 100,
+        learn_temperature: bool = True,
+        init_eta: float = 1.0,
+    ) -> None:
         super().__init__(
             init_temperature=init_temperature,
             init_eta=init_eta,
@@ -48,9 +53,17 @@ class RELAX(REBAR):
         )
         self.rebar_cv = rebar_cv
         self.hidden_size = hidden_size
-        self.nets = {}
+        self.nets: dict[str, nn.Module] = {}
 
-    def control_variate(self, site, record, out, values):
+    def control_variate(
+        self,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        out: dict[str, Any],
+        values: Mapping[str, torch.Tensor],
+    ) -> dict[str, Any]:
+        """``c_φ`` at both relaxed values: the surrogate network's output, plus ``η`` times
+        REBAR's relaxed cost with ``rebar_cv``; its parameters join ``out["cv_params"]``."""
         name, like = site["name"], record.logits
         batch_shape = site["fn"].batch_shape
         logits_in = flatten_event(like.detach(), batch_shape)
@@ -63,14 +76,20 @@ class RELAX(REBAR):
             eta = pyro.param(
                 "cv.relax.eta." + name, lambda: like.new_tensor(self.init_eta).detach()
             )
-            out["cv_params"].append(eta.unconstrained())
+            # pyro.param's stub returns a Tensor; the value also has .unconstrained()
+            out["cv_params"].append(eta.unconstrained())  # type: ignore[attr-defined]
         for key in ("c_z", "c_zt"):
             x = flatten_event(values[key], batch_shape)
             c = site["scale"] * net(torch.cat([x, logits_in], -1)).squeeze(-1)
             out[key] = c + eta * out[key] if self.rebar_cv else c
         return out
 
-    def variance_terms(self, terms, params, num_particles):
+    def variance_terms(
+        self,
+        terms: Sequence[Mapping[str, Any]],
+        params: Mapping[str, torch.Tensor],
+        num_particles: int,
+    ) -> tuple[Sequence[torch.Tensor | None], Sequence[torch.Tensor]]:
         corrections = self.control_variate_gradient(terms, params, num_particles)
         cv_params = [p for t in terms for p in t["cv_params"]]
         if self.learn_temperature:

@@ -1,13 +1,20 @@
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
 from pyro.ops.provenance import detach_provenance
 
-from probnets.infer.estimators.base import SiteTerm
+from probnets.infer.estimators.base import EstimatorContext, SiteRecord, SiteTerm
 from probnets.infer.estimators.discrete import (
     DiscreteNoiseEstimator,
     DiscreteRecord,
     check_relaxable,
     draw_noise,
 )
-from probnets.infer.util import check_temperature, hard_value, relaxed_value
+from probnets.infer.util import Temperature, check_temperature, hard_value, relaxed_value
+
+if TYPE_CHECKING:  # guide_pass imports the estimators
+    from probnets.infer.guide_pass import GuidePass, ReplayPass
 
 
 class Relaxed(DiscreteNoiseEstimator):
@@ -19,7 +26,7 @@ class Relaxed(DiscreteNoiseEstimator):
     uses :math:`\nabla \hat z` (Bengio et al. 2013). Bernoulli and ``OneHotCategorical``
     sites only.
 
-    :param temperature: :math:`\lambda > 0`, or ``None`` if every relaxed site sets
+    :param float temperature: :math:`\lambda > 0`, or ``None`` if every relaxed site sets
         ``infer={"temperature": ...}``; a plain attribute, so a schedule may change it.
     :param bool straight_through: hard forward values (overridable per site).
     """
@@ -27,16 +34,17 @@ class Relaxed(DiscreteNoiseEstimator):
     name = "relaxed"
     kinds = ("bernoulli", "one_hot")
 
-    def __init__(self, temperature=None, straight_through=False):
+    def __init__(self, temperature: float | None = None, straight_through: bool = False) -> None:
         if temperature is not None:
             check_temperature(temperature, "the relaxed estimator")
         self.temperature = temperature
         self.straight_through = straight_through
 
-    def check(self, msg):
+    def check(self, msg: dict[str, Any]) -> None:
         check_relaxable(self, msg)
 
-    def site_temperature(self, msg):
+    def site_temperature(self, msg: dict[str, Any]) -> Temperature:
+        """The site's ``infer["temperature"]``, else the estimator's (checked)."""
         temperature = msg["infer"].get("temperature", self.temperature)
         if temperature is None:
             raise ValueError(
@@ -47,7 +55,7 @@ class Relaxed(DiscreteNoiseEstimator):
         check_temperature(temperature, "site '{}'".format(msg["name"]))
         return temperature
 
-    def sample(self, msg, guide_pass):
+    def sample(self, msg: dict[str, Any], guide_pass: "GuidePass") -> SiteRecord:
         kind, logits, u, z = draw_noise(msg)
         hard = detach_provenance(hard_value(kind, z.detach()))
         record = DiscreteRecord(
@@ -59,19 +67,29 @@ class Relaxed(DiscreteNoiseEstimator):
         msg["done"] = True
         return record
 
-    def relax(self, record, z):
+    def relax(self, record: SiteRecord, z: torch.Tensor) -> torch.Tensor:
+        """``σ_λ(z)`` at the record's temperature (straight-through: the hard value forward,
+        the relaxed gradient backward)."""
         value = relaxed_value(record.kind, z, record.temperature)
         if record.straight_through:
             value = hard_value(record.kind, z.detach()) + value - value.detach()
         return value
 
-    def hard_replay(self, record, z):
+    def hard_replay(self, record: SiteRecord, z: torch.Tensor) -> torch.Tensor:
         return self.relax(record, z)
 
-    def replay(self, msg, record, guide_pass):
+    def replay(
+        self, msg: dict[str, Any], record: SiteRecord, guide_pass: "ReplayPass"
+    ) -> tuple[torch.Tensor, bool]:
         value, _ = super().replay(msg, record, guide_pass)
         return value, True
 
-    def surrogate(self, context, site, record, log_prob):
+    def surrogate(
+        self,
+        context: EstimatorContext,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        log_prob: torch.Tensor,
+    ) -> SiteTerm:
         # pathwise: the site's own log q is differentiated through the relaxed value
         return SiteTerm(surrogate=-(log_prob * site["scale"]).sum())

@@ -1,4 +1,13 @@
-from probnets.infer.estimators.base import SiteEstimator, SiteRecord, SiteTerm
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.distributions import Distribution
+
+from probnets.infer.estimators.base import EstimatorContext, SiteEstimator, SiteRecord, SiteTerm
+
+if TYPE_CHECKING:  # guide_pass imports the estimators
+    from probnets.infer.guide_pass import GuidePass
 
 
 class Reparameterized(SiteEstimator):
@@ -13,11 +22,17 @@ class Reparameterized(SiteEstimator):
 
     name = "reparameterized"
 
-    def accepts(self, fn):
+    def accepts(self, fn: Distribution) -> bool:
         return bool(getattr(fn, "has_rsample", False))
 
-    def sample(self, msg, guide_pass):
+    def sample(self, msg: dict[str, Any], guide_pass: "GuidePass") -> SiteRecord:
         return SiteRecord(msg["name"], self)
 
-    def surrogate(self, context, site, record, log_prob):
+    def surrogate(
+        self,
+        context: EstimatorContext,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        log_prob: torch.Tensor,
+    ) -> SiteTerm:
         return SiteTerm(surrogate=-(log_prob * site["scale"]).sum())

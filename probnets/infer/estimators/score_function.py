@@ -1,6 +1,15 @@
-from probnets.infer.baselines import Baselines, flatten_event
-from probnets.infer.estimators.base import SiteRecord, SiteTerm
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.distributions import Distribution
+
+from probnets.infer.baselines import BaselineName, Baselines, flatten_event
+from probnets.infer.estimators.base import EstimatorContext, SiteRecord, SiteTerm
 from probnets.infer.estimators.discrete import DiscreteNoiseEstimator
+
+if TYPE_CHECKING:  # guide_pass imports the estimators
+    from probnets.infer.guide_pass import GuidePass, ReplayPass
 
 
 class ScoreFunction(DiscreteNoiseEstimator):
@@ -22,23 +31,28 @@ class ScoreFunction(DiscreteNoiseEstimator):
     ``"nvil"``, ``"loo"``, and per site Pyro's
     ``infer={"baseline": {...}}`` keys.
 
-    :param baseline: the estimator-wide baseline.
+    :param str baseline: the estimator-wide baseline (``None`` for none).
     :param float baseline_beta: decay of the running averages.
     :param int hidden_size: hidden units of automatic NVIL networks.
     """
 
     name = "score"
 
-    def __init__(self, baseline=None, baseline_beta=0.9, hidden_size=100):
+    def __init__(
+        self,
+        baseline: BaselineName | None = None,
+        baseline_beta: float = 0.9,
+        hidden_size: int = 100,
+    ) -> None:
         self.baselines = Baselines(baseline, baseline_beta, hidden_size)
 
-    def accepts(self, fn):
+    def accepts(self, fn: Distribution) -> bool:
         return True
 
-    def check(self, msg):
+    def check(self, msg: dict[str, Any]) -> None:
         pass
 
-    def sample(self, msg, guide_pass):
+    def sample(self, msg: dict[str, Any], guide_pass: "GuidePass") -> SiteRecord:
         if super().accepts(msg["fn"]):
             return self.sample_hard(msg, guide_pass)
         # Pyro's own draw (sample(), never rsample: the value carries no pathwise gradient)
@@ -47,12 +61,20 @@ class ScoreFunction(DiscreteNoiseEstimator):
         msg["done"] = True
         return SiteRecord(msg["name"], self, tracked=True)
 
-    def replay(self, msg, record, guide_pass):
+    def replay(
+        self, msg: dict[str, Any], record: SiteRecord, guide_pass: "ReplayPass"
+    ) -> tuple[torch.Tensor, bool]:
         if hasattr(record, "u"):
             return super().replay(msg, record, guide_pass)
         return replay_generic(msg, record, guide_pass)
 
-    def surrogate(self, context, site, record, log_prob):
+    def surrogate(
+        self,
+        context: EstimatorContext,
+        site: Mapping[str, Any],
+        record: SiteRecord,
+        log_prob: torch.Tensor,
+    ) -> SiteTerm:
         cost = context.downstream_cost(site)
         batch_shape = site["fn"].batch_shape
         if hasattr(record, "logits"):
@@ -64,14 +86,16 @@ class ScoreFunction(DiscreteNoiseEstimator):
         )
         return SiteTerm(surrogate=(log_prob * (cost - baseline).detach()).sum(), loss=loss)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"baselines": self.baselines.state_dict()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.baselines.load_state_dict(state["baselines"])
 
 
-def replay_generic(msg, record, guide_pass):
+def replay_generic(
+    msg: dict[str, Any], record: SiteRecord, guide_pass: "ReplayPass"
+) -> tuple[torch.Tensor, bool]:
     """
     A non-discrete score-function site drawn after another site's target, in that site's
     pass. If its distribution does not depend on the target it keeps its first-pass value.
@@ -89,5 +113,5 @@ def replay_generic(msg, record, guide_pass):
         "site '{}' depends on {} site '{}' but is neither reparameterizable nor a "
         "Bernoulli / OneHotCategorical that could be relaxed with it; its control variate "
         "needs a continuous relaxation of every site after it. Use the score function or "
-        "DisARM for '{}'".format(name, target.estimator.name.upper(), target.name, target.name)
+        "DisARM for '{}'".format(name, str(target.estimator.name).upper(), target.name, target.name)
     )
