@@ -27,7 +27,8 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build"]
 
-# Docstrings use reST field lists (``:param x:``); signatures carry no annotations yet.
+# Docstrings use reST field lists (``:param x:``); the signatures' type hints are shown in those
+# fields (documented parameters only), not repeated in the signature.
 autodoc_default_options = {
     "members": True,
     "undoc-members": False,
@@ -37,6 +38,7 @@ autodoc_default_options = {
 autodoc_class_signature = "separated"
 autoclass_content = "both"
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
 # Importing the models needs only torch and pyro; nothing heavier is mocked.
 autodoc_mock_imports = []
 
