@@ -70,7 +70,7 @@ def main(argv=None):
         curves(
             {"train": ([int(r["step"]) for r in rows], [float(r["elbo_per_image"]) for r in rows])},
             os.path.join(args.out, f"{args.prefix}elbo.png"),
-            ylabel="ELBO per image",
+            ylabel="ELBO per image (nats)",
         )
     print(
         json.dumps(
