@@ -7,9 +7,10 @@ and fused Adam; they differ only in the work the defaults add around the update:
 - ``previous``: a batch sliced from a fixed set of canvases (``--fixed-canvases``);
 - ``defaults``: a batch composed afresh from the training digits (the task's
   :class:`~probnets.data.multi_mnist.CanvasStream`), the weight average brought up to date
-  every 4 steps (the task's :class:`~probnets.train.averaging.ExponentialMovingAverage` over the same
-  parameters), and the copy of the parameters that the :class:`~probnets.train.Trainer` keeps
-  every ``rollback_every`` good steps to recover from a divergence.
+  every 4 steps (the task's :class:`~probnets.train.averaging.ExponentialMovingAverage` over
+  the same parameters), and the copy of the parameters that the
+  :class:`~probnets.train.Trainer` keeps every ``rollback_every`` good steps to recover from a
+  divergence.
 
 The arms alternate at every step (and which goes first alternates too), so both see the same
 load on a shared CPU; the result is the ratio of their mean seconds per step, with the added
@@ -114,9 +115,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{key} {1000 * mean('defaults', key):.2f} ms" for key in ("compose", "copy", "average")
         )
     )
-    print(
-        f"ratio defaults / previous (means): {mean('defaults', 'step') / mean('previous', 'step'):.3f}"
-    )
+    ratio = mean("defaults", "step") / mean("previous", "step")
+    print(f"ratio defaults / previous (means): {ratio:.3f}")
 
 
 if __name__ == "__main__":
