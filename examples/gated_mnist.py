@@ -252,11 +252,32 @@ def layer_dag_runs(data, args):
 
 
 def save_adjacency(model, directory):
+    """The neuron DAG's inclusion probabilities: rows are the nodes that receive edges
+    (hidden, then output neurons), columns the nodes that send them (pixels, then hidden)."""
     from probnets.viz.gates import plot_adjacency, save_figure
 
-    probs = model.edge_probs()[784:, :]  # rows: hidden and output neurons
-    fig = plot_adjacency(probs[:, :], title="MNIST neuron DAG: inclusion probabilities")
+    inputs, hidden, outputs = model.num_inputs, model.num_hidden, model.num_outputs
+    kept = model.edge_probs() > 0.5
+    print(
+        f"adjacency: {int(kept.sum())} edges kept, {int(kept[inputs:, :inputs].sum())} from "
+        f"pixels, {int(kept[inputs:, inputs:].sum())} from hidden neurons; "
+        f"{int(kept[inputs : inputs + hidden].any(1).sum())} hidden neurons receive an edge",
+        flush=True,
+    )
+    fig = plot_adjacency(
+        model.edge_probs(),
+        groups=(inputs, hidden, outputs),
+        group_names=("pixels", "hidden", "outputs"),
+        rows=range(inputs, inputs + hidden + outputs),
+        columns=range(inputs + hidden),
+        title=f"MNIST neuron DAG {inputs}-{hidden}-{outputs}: posterior inclusion probability "
+        "of each candidate edge",
+    )
+    # One screen pixel or more per column at the saved resolution, so no single kept edge
+    # is resampled away.
+    fig.set_size_inches(10, 3.8)
     fig.axes[0].set_aspect("auto")
+    fig.tight_layout()
     save_figure(fig, os.path.join(directory, "gated_mnist_adjacency.png"))
 
 

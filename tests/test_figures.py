@@ -15,7 +15,11 @@ import torch  # noqa: E402
 
 from probnets.models.bayes_hypernet import expected_calibration_error  # noqa: E402
 from probnets.viz.recurrent import plot_weight_change  # noqa: E402
-from probnets.viz.uncertainty import calibration_summary, reliability_diagram  # noqa: E402
+from probnets.viz.uncertainty import (  # noqa: E402
+    calibration_summary,
+    predictive_bands,
+    reliability_diagram,
+)
 from probnets.viz.variance import axis_label, plot_log_variance, plot_tracking  # noqa: E402
 
 RAW_NAME = re.compile(r"\b[a-z]+_[a-z_]+\b")  # an identifier such as log_variance
@@ -145,6 +149,47 @@ def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_pat
     assert sum(h for h in heights) == 800
     for axis in (ax, hist):
         assert not RAW_NAME.search(axis.get_ylabel())
+
+
+def test_predictive_bands_keep_the_legend_off_the_bands(tmp_path):
+    # Bands that open to the edges of the plot (as a BNN's do outside the data): the legend
+    # sits right of the axes, so it covers none of them.
+    x = torch.linspace(-6, 6, 61)
+    captured = {}
+    original = plt.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        captured["fig"] = fig
+        return original(fig, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt.Figure, "savefig", keep)
+        predictive_bands(
+            x,
+            torch.sin(x),
+            0.1 + x.abs(),
+            str(tmp_path / "bands.png"),
+            epistemic_std=x.abs(),
+            x_train=x[20:40],
+            y_train=torch.sin(x[20:40]),
+            truth=torch.sin(x),
+            xlabel="x (unitless)",
+            ylabel="y (unitless)",
+        )
+    assert (tmp_path / "bands.png").stat().st_size > 0
+    fig = captured["fig"]
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (unitless)", "y (unitless)")
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "±2 std (total)",
+        "±2 std (epistemic)",
+        "predictive mean",
+        "truth",
+        "data",
+    ]
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
 
 
 def test_calibration_summary_rejects_empty_bins():

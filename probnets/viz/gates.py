@@ -74,38 +74,82 @@ def plot_gate_trajectories(
     return fig
 
 
+def _group_spans(groups: Sequence[int] | None, names: Sequence[str] | None, shown: range) -> str:
+    """``": pixels 0–783, hidden 784–815"``: the named groups that ``shown`` covers."""
+    if groups is None or names is None:
+        return ""
+    parts, start = [], 0
+    for size, name in zip(groups, names):
+        low, high = max(start, shown.start), min(start + size, shown.stop)
+        if low < high:
+            parts.append(f"{name} {low}" if high - low == 1 else f"{name} {low}–{high - 1}")
+        start += size
+    return ": " + ", ".join(parts)
+
+
 def plot_adjacency(
     edge_probs: TensorOrArray,
     groups: Sequence[int] | None = None,
     labels: Sequence[str] | None = None,
     ax: Axes | None = None,
     title: str | None = None,
+    group_names: Sequence[str] | None = None,
+    rows: range | None = None,
+    columns: range | None = None,
 ) -> Figure:
     """
-    Heat map of an ``(n, n)`` edge-probability matrix (row = target, column = source).
+    Heat map of an ``(n, n)`` edge-probability matrix (row = target node i, column = source
+    node j), with a colorbar of the inclusion probability.
 
-    :param groups: optional sizes of consecutive node groups (e.g. ``(I, H, O)``), drawn as
-        separator lines.
-    :param labels: optional ``n`` tick labels.
+    :param groups: optional sizes of consecutive node groups (e.g. ``(I, H, O)``, summing to
+        ``n``), drawn as white separator lines.
+    :param group_names: optional name of each group (e.g. ``("pixels", "hidden", "outputs")``):
+        each axis label then says which nodes of each group it shows.
+    :param rows: optional range of consecutive nodes shown as rows (default all), e.g.
+        ``range(I, n)`` to leave out inputs, which receive no edge; likewise ``columns``
+        (e.g. ``range(0, I + H)``: outputs send none). Ticks give the nodes' own indices.
+    :param labels: optional ``n`` tick labels (one per node).
     :param ax: the axes to draw on (default: a new figure).
     :returns: the figure.
     """
     probs = torch.as_tensor(edge_probs).detach().cpu().double()
     n = probs.shape[0]
+    if probs.shape != (n, n):
+        raise ValueError(f"edge_probs: expected a square (n, n) matrix, got {tuple(probs.shape)}")
+    if groups is not None and sum(groups) != n:
+        raise ValueError(f"groups: expected sizes summing to n = {n}, got {list(groups)}")
+    if group_names is not None and (groups is None or len(group_names) != len(groups)):
+        raise ValueError("group_names: expected one name per group of groups")
+    rows = range(n) if rows is None else rows
+    columns = range(n) if columns is None else columns
+    for name, shown in (("rows", rows), ("columns", columns)):
+        if shown.step != 1 or not 0 <= shown.start < shown.stop <= n:
+            raise ValueError(f"{name}: expected a range of consecutive nodes in 0..{n - 1}")
     fig, ax = _axes(ax, (5, 4.5))
-    im = ax.imshow(probs.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    # Cell (i, j) is centred on (j, i), so the ticks read node indices of the full matrix.
+    extent = (columns.start - 0.5, columns.stop - 0.5, rows.stop - 0.5, rows.start - 0.5)
+    im = ax.imshow(
+        probs[rows.start : rows.stop, columns.start : columns.stop].numpy(),
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=extent,
+    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="inclusion probability")
     if groups is not None:
-        edge = -0.5
+        edge = 0
         for size in list(groups)[:-1]:
             edge += size
-            ax.axhline(edge, color="w", lw=0.8)
-            ax.axvline(edge, color="w", lw=0.8)
+            if rows.start < edge < rows.stop:
+                ax.axhline(edge - 0.5, color="w", lw=0.8)
+            if columns.start < edge < columns.stop:
+                ax.axvline(edge - 0.5, color="w", lw=0.8)
     if labels is not None:
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=6)
-        ax.set_yticks(range(n), labels, fontsize=6)
-    ax.set_xlabel("source node j")
-    ax.set_ylabel("target node i")
+        ax.set_xticks(columns, [labels[j] for j in columns], rotation=90, fontsize=6)
+        ax.set_yticks(rows, [labels[i] for i in rows], fontsize=6)
+    ax.set_xlabel("source node j" + _group_spans(groups, group_names, columns))
+    ax.set_ylabel("target node i" + _group_spans(groups, group_names, rows))
     if title:
         ax.set_title(title)
     fig.tight_layout()

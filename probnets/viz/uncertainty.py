@@ -32,12 +32,17 @@ def predictive_bands(
     y_train: TensorOrArray | None = None,
     truth: TensorOrArray | None = None,
     title: str = "",
+    xlabel: str = "x",
+    ylabel: str = "y",
 ) -> PathT:
     """Plot a 1-D predictive mean with ±2 std bands (total, and epistemic when given).
+
+    The legend sits right of the axes, so it covers no band however wide the bands open.
 
     :param x: sorted grid ``(G,)``; ``mean``, ``std``, ``epistemic_std``: ``(G,)``.
     :param x_train, y_train: training points, drawn as dots.
     :param truth: optional ``(G,)`` true function on the grid.
+    :param xlabel, ylabel: the axis labels (say the units when the data have some).
     """
     x, mean, std = _numpy(x), _numpy(mean), _numpy(std)
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -54,11 +59,11 @@ def predictive_bands(
         ax.plot(x, _numpy(truth), color="k", lw=1, ls="--", label="truth")
     if x_train is not None:
         ax.scatter(_numpy(x_train), _numpy(y_train), s=8, color="C3", zorder=3, label="data")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 

@@ -88,6 +88,22 @@ def test_one_liner_is_uncertain_in_the_gap_and_outside_on_a_small_case():
     assert rmse <= 0.2, rmse
 
 
+def test_one_liner_draws_the_first_seeds_bands_without_changing_its_numbers(tmp_path):
+    spec = importlib.util.spec_from_file_location("one_liner", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    figure = tmp_path / "bands.png"
+    rows = example.main(["--seeds", "0", "1", "--steps", "5", "--width", "4"])
+    drawn = example.main(
+        ["--seeds", "0", "1", "--steps", "5", "--width", "4", "--figure", str(figure)]
+    )
+    assert figure.stat().st_size > 0
+    for row, same in zip(rows, drawn):
+        assert {k: v for k, v in row.items() if k != "seconds"} == {
+            k: v for k, v in same.items() if k != "seconds"
+        }
+
+
 @pytest.mark.slow
 def test_one_liner_meets_the_gap_targets_on_three_seeds():
     spec = importlib.util.spec_from_file_location("one_liner", EXAMPLE)
