@@ -16,6 +16,7 @@ whose checkpoint is at the last step is only evaluated again.
 """
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -169,6 +170,26 @@ def weight_change_figure(model, corpus, path, n_chars=120):
     )
 
 
+#: How each model is named in the figures.
+MODEL_NAMES = {"hyperlstm": "HyperLSTM", "layernorm_lstm": "layer-norm LSTM", "lstm": "nn.LSTM"}
+
+
+def validation_curve_figure(curves):
+    """Validation bits per character against the training step, one curve per model, with
+    the legend outside the axes so that it covers no curve whatever their values, and hollow
+    markers of different shapes so that models that end level both stay visible."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    for (rnn, curve), marker in zip(curves.items(), itertools.cycle("os^Dv")):
+        ax.plot(*zip(*curve), marker=marker, fillstyle="none", label=MODEL_NAMES.get(rnn, rnn))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation loss (bits per character)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
@@ -318,14 +339,10 @@ def main(argv=None):
         import matplotlib.pyplot as plt
 
         os.makedirs(args.figures, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for rnn, curve in curves.items():
-            ax.plot(*zip(*curve), marker="o", label=rnn)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("validation bits per char")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(args.figures, "hypernets_char_lm.png"), dpi=120)
+        fig = validation_curve_figure(curves)
+        fig.savefig(
+            os.path.join(args.figures, "hypernets_char_lm.png"), dpi=120, bbox_inches="tight"
+        )
         plt.close(fig)
         if "hyperlstm" in models:
             weight_change_figure(

@@ -3,6 +3,7 @@ runs end to end on tiny models."""
 
 import json
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -54,6 +55,26 @@ def test_char_lm_example_trains_three_models_of_matched_size(tmp_path, load_exam
     assert [step for step, _ in result["curves"]["lstm"]] == [2, 4]
     for figure in ("hypernets_char_lm.png", "hypernets_weight_change.png"):
         assert (tmp_path / figure).stat().st_size > 0
+
+
+def test_char_lm_validation_figure_names_the_models_and_its_legend_covers_no_curve(load_example):
+    example = load_example("hypernets_char_lm")
+    curves = {
+        "hyperlstm": [(500, 2.6), (1000, 2.4)],
+        "layernorm_lstm": [(500, 2.6), (1000, 2.3)],
+        "lstm": [(500, 2.9), (1000, 2.5)],
+    }
+    fig = example.validation_curve_figure(curves)
+    (ax,) = fig.axes
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["HyperLSTM", "layer-norm LSTM", "nn.LSTM"]
+    assert ax.get_xlabel() == "training step"
+    assert "bits per character" in ax.get_ylabel()
+    fig.canvas.draw()
+    # The legend is beside the axes, not over them.
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 > ax.get_window_extent(renderer).x1
+    plt.close(fig)
 
 
 def test_char_lm_example_follows_the_learning_rate_schedule(load_example, monkeypatch):
