@@ -90,7 +90,20 @@ def test_tracking_labels_are_words_with_units_and_the_legend_sits_outside(key):
     # no curve however many there are.
     fig.canvas.draw()
     assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
-    assert len({line.get_color() + line.get_linestyle() for line in ax.lines[:11]}) == 11
+    assert len({line.get_color() for line in ax.lines[:11]}) == 11
+
+
+def test_tracking_lines_that_coincide_stay_distinguishable():
+    """Two estimators with the same values (REBAR under RELAX on the SBN) differ in colour,
+    dash pattern and marker shape, and hollow markers do not cover one another."""
+    runs = {name: [{"step": s, "log_variance": 1.0} for s in (0, 50, 100)] for name in "abcdef"}
+    ax = plot_tracking(SimpleNamespace(runs=runs), "log_variance").axes[0]
+    lines = ax.lines[:6]
+    for attribute in ("get_color", "get_linestyle", "get_marker"):
+        for first, second in zip(lines, lines[1:]):
+            assert getattr(first, attribute)() != getattr(second, attribute)()
+    assert len({(line.get_linestyle(), line.get_marker()) for line in lines}) == 6
+    assert all(line.get_markerfacecolor() == "none" for line in lines)
 
 
 def test_zero_variance_steps_are_marked_on_the_bottom_edge():

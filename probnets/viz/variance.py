@@ -157,6 +157,26 @@ def plot_log_variance(
     return fig
 
 
+# Line styles of plot_tracking: every estimator a colour of its own, and a dash pattern and a
+# hollow marker that cycle with coprime periods (4 and 7), so lines that coincide still show
+# each other: dashes leave gaps, the markers differ in shape and do not fill one another in.
+_COLOURS = [f"C{i}" for i in range(10)] + ["black", "gold", "navy", "lime", "teal", "magenta"]
+_DASHES = ["-", "--", "-.", ":"]
+_MARKERS = ["o", "s", "^", "D", "P", "X", "*"]
+
+
+def _line_style(index: int) -> dict[str, Any]:
+    """Colour, dash pattern and hollow marker of the ``index``-th line of a tracking plot."""
+    return dict(
+        color=_COLOURS[index % len(_COLOURS)],
+        linestyle=_DASHES[index % len(_DASHES)],
+        marker=_MARKERS[index % len(_MARKERS)],
+        markersize=5,
+        markerfacecolor="none",
+        linewidth=1.4,
+    )
+
+
 def plot_tracking(
     tracking: TrackingReport,
     key: str = "log_variance",
@@ -167,9 +187,10 @@ def plot_tracking(
     """One line per estimator of ``key`` (a record field such as ``"log_variance"``,
     ``"train_loss"`` or ``"metric.elbo_train"``) against the training step.
 
-    The legend sits outside the axes, so it hides no curve. Points where the log-variance is
-    ``-inf`` (every sample gave the same gradient: variance 0) are drawn as downward triangles
-    on the bottom edge.
+    The legend sits outside the axes, so it hides no curve, and every estimator has its own
+    colour, dash pattern and hollow marker, so lines that coincide stay distinguishable. Points
+    where the log-variance is ``-inf`` (every sample gave the same gradient: variance 0) are
+    drawn as downward triangles on the bottom edge.
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.6, 4.0))
@@ -180,13 +201,9 @@ def plot_tracking(
     for index, (name, records) in enumerate(tracking.runs.items()):
         points = [(r["step"], float(r[key])) for r in records if r.get(key) is not None]
         finite = [(s, v) for s, v in points if math.isfinite(v)]
-        style: dict[str, Any] = dict(
-            color=f"C{index % 10}", linestyle=("-", "--", ":")[index // 10 % 3]
-        )
-        if finite:
-            ax.plot(*zip(*finite), marker="o", markersize=3, label=name, **style)
-        else:
-            ax.plot([], [], marker="o", markersize=3, label=name, **style)
+        style = _line_style(index)
+        xs, ys = zip(*finite) if finite else ((), ())
+        ax.plot(xs, ys, label=name, **style)
         zeros = [s for s, v in points if v == float("-inf")]
         if zeros:
             zero_steps[name] = (zeros, style["color"])
