@@ -160,28 +160,43 @@ def plot_accuracy_vs_connections(
     curves: Mapping[str, Iterable[tuple[float, float]]],
     ax: Axes | None = None,
     title: str | None = None,
-    ylabel: str = "test accuracy",
+    ylabel: str = "test accuracy (fraction correct)",
     xlabel: str = "fraction of active connections",
     lines: bool = True,
 ) -> Figure:
     """
     Accuracy against the fraction of active connections (log scale), one curve per name.
 
+    Each curve has its own hollow marker, so curves that share a point (a dense network and
+    a gated one that kept every connection) stay visible on top of each other, and the legend
+    sits right of the axes, where it covers no point.
+
     :param dict curves: ``name -> list of (fraction_active, accuracy)`` points.
     :param bool lines: join a curve's points (off for points pooled over seeds).
     :param ax: the axes to draw on (default: a new figure).
     :returns: the figure.
     """
-    fig, ax = _axes(ax, (5, 3.5))
+    fig, ax = _axes(ax, (7.5, 3.5))
+    markers = "osD^v<>ph"
     for i, (name, points) in enumerate(curves.items()):
         points = sorted(points)
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
-        ax.plot(xs, ys, "o-" if lines and len(points) > 1 else "o", color=f"C{i}", label=name)
+        ax.plot(
+            xs,
+            ys,
+            linestyle="-" if lines and len(points) > 1 else "None",
+            marker=markers[i % len(markers)],
+            markersize=8,
+            markerfacecolor="none",
+            markeredgewidth=1.5,
+            color=f"C{i}",
+            label=name,
+        )
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)

@@ -29,6 +29,36 @@ def test_accuracy_vs_connections_joins_curves_or_draws_pooled_points(tmp_path):
     assert (tmp_path / "accuracy.png").stat().st_size > 0
 
 
+def test_accuracy_vs_connections_keeps_shared_points_and_legend_off_the_data(tmp_path):
+    # The MNIST figure: a dense and a gated layer DAG that kept every connection share a
+    # point at fraction 1, and the legend must cover no point.
+    curves = {
+        "neuron DAG, gated": [(0.0084, 0.873), (0.0125, 0.89), (0.0223, 0.911)],
+        "neuron DAG, dense": [(1.0, 0.935)],
+        "layer DAG, dense": [(1.0, 0.951)],
+        "layer DAG, retrained": [(1.0, 0.951), (1.0, 0.951)],
+    }
+    fig = plot_accuracy_vs_connections(curves, title="MNIST (a title that must not be clipped)")
+    ax = fig.axes[0]
+    # Distinct hollow markers, so the retrained point does not hide the dense one under it.
+    markers = [line.get_marker() for line in ax.lines]
+    assert len(set(markers)) == len(markers)
+    assert all(line.get_markerfacecolor() == "none" for line in ax.lines)
+    assert ax.get_ylabel() == "test accuracy (fraction correct)"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    axes_box = ax.get_window_extent(renderer)
+    assert legend.x0 >= axes_box.x1  # right of the axes, over no data
+    # Title, axis labels and legend lie inside the figure (nothing clipped).
+    for box in [legend] + [
+        t.get_window_extent(renderer) for t in (ax.title, ax.xaxis.label, ax.yaxis.label)
+    ]:
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+    save_figure(fig, str(tmp_path / "mnist.png"))
+    assert (tmp_path / "mnist.png").stat().st_size > 0
+
+
 def test_gate_trajectories_and_adjacency_draw(tmp_path):
     probs = torch.rand(5, 4)
     fig = plot_gate_trajectories(range(0, 50, 10), probs, true_mask=torch.tensor([1, 0, 1, 0]))
