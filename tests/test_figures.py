@@ -164,6 +164,45 @@ def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_pat
         assert not RAW_NAME.search(axis.get_ylabel())
 
 
+def test_reliability_diagram_with_three_models_labels_every_bar_and_cuts_no_point(tmp_path):
+    # Three models, as in the guide's MNIST figures: every non-empty bar still carries its
+    # count (upright, the bars being narrow), inside the panel; points at accuracy 0 or 1 and
+    # the legend stay clear of the frame and the curves.
+    torch.manual_seed(1)
+    labels = torch.randint(10, (300,))
+    curves = {}
+    for name, sharpness in (("default", 2.0), ("det-hypernet", 6.0), ("mc-dropout", 4.0)):
+        logits = torch.randn(300, 10) + sharpness * torch.nn.functional.one_hot(labels, 10)
+        curves[name] = bins_of(logits.softmax(-1), labels)[::-1]
+    captured = {}
+    original = plt.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        captured["fig"] = fig
+        return original(fig, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt.Figure, "savefig", keep)
+        reliability_diagram(curves, str(tmp_path / "reliability3.png"))
+    fig = captured["fig"]
+    ax, hist = fig.axes[:2]
+    bars = [bar for bar in hist.patches if bar.get_height() > 0]
+    assert sorted(t.get_text() for t in hist.texts) == sorted(
+        str(int(bar.get_height())) for bar in bars
+    )
+    assert all(t.get_rotation() == 90 for t in hist.texts)
+    low, high = ax.get_ylim()
+    assert low < 0 and high > 1
+    assert ax.get_xlim()[1] > 1
+    fig.canvas.draw()
+    panel = hist.get_window_extent()
+    for text in hist.texts:
+        box = text.get_window_extent()
+        assert panel.y0 <= box.y0 and box.y1 <= panel.y1, text.get_text()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    assert (ax.get_xlabel(), hist.get_xlabel()) == ("", "confidence (top-class probability)")
+
+
 def test_predictive_bands_keep_the_legend_off_the_bands(tmp_path):
     # Bands that open to the edges of the plot (as a BNN's do outside the data): the legend
     # sits right of the axes, so it covers none of them.

@@ -97,8 +97,9 @@ def reliability_diagram(
     title: str = "",
 ) -> PathT:
     """Accuracy against confidence per bin, one line per model, with the diagonal; below,
-    the number of examples in each bin (log scale), so a curve resting on a few crowded
-    bins is visible as such.
+    the number of examples in each bin (log scale, each bar labelled with its count), so a
+    curve resting on a few examples per bin is visible as such. The axes reach a little
+    beyond [0, 1], so no point at accuracy 0 or 1 is cut by the frame.
 
     The legend gives each model's ECE recomputed from its bins over the non-empty bins
     (:func:`calibration_summary`), its accuracy and how many bins hold examples: a model
@@ -110,9 +111,10 @@ def reliability_diagram(
         given ``ece`` is not drawn, the one computed from the bins is.
     """
     fig, (ax, hist) = plt.subplots(
-        2, 1, figsize=(6.4, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+        2, 1, figsize=(6.4, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1.7]}
     )
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--", label="perfect calibration")
+    tallest = 1.0
     for index, (label, entry) in enumerate(curves.items()):
         bins = entry[0] if isinstance(entry, tuple) else entry
         summary = calibration_summary(bins)
@@ -137,21 +139,26 @@ def reliability_diagram(
         centres = [(b + 0.5) / num_bins for b in range(num_bins)]
         shift = (index - (len(curves) - 1) / 2) * width
         hist.bar([c + shift for c in centres], count, width=width, color=f"C{index}", alpha=0.8)
-        if len(curves) <= 2:
-            for c, n in zip(centres, count):
-                if n > 0:
-                    hist.annotate(
-                        f"{int(n)}",
-                        (c + shift, n),
-                        ha="center",
-                        va="bottom",
-                        fontsize=6,
-                        xytext=(0, 1),
-                        textcoords="offset points",
-                    )
+        tallest = max(tallest, float(count.max()))
+        # Every non-empty bar carries its count; with three or more models the bars are
+        # narrow, so the numbers stand upright.
+        for c, n in zip(centres, count):
+            if n > 0:
+                hist.annotate(
+                    f"{int(n)}",
+                    (c + shift, n),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=0 if len(curves) <= 2 else 90,
+                    xytext=(0, 1),
+                    textcoords="offset points",
+                )
     ax.set_ylabel("accuracy in the bin (fraction correct)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    # A little room beyond [0, 1], so points with accuracy 0 or 1 (and the top bin near
+    # confidence 1) are drawn whole instead of half hidden behind the frame.
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.03, 1.03)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     if title:
@@ -159,5 +166,7 @@ def reliability_diagram(
     hist.set_xlabel("confidence (top-class probability)")
     hist.set_ylabel("examples per bin")
     hist.set_yscale("log")
+    # Head room above the tallest bar (a decade on the log scale) for its count label.
+    hist.set_ylim(0.5, tallest * 12)
     hist.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)
