@@ -31,6 +31,21 @@ def close_figures():
     plt.close("all")
 
 
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures the code under test saves, in order (the functions close nothing, so the
+    ``Figure`` objects can be inspected after the file is written)."""
+    figures = []
+    original = plt.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        figures.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", keep)
+    return figures
+
+
 def report(**log_variances):
     return SimpleNamespace(
         estimators={
@@ -122,7 +137,7 @@ def bins_of(probs, labels):
     return expected_calibration_error(probs, labels)
 
 
-def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_path):
+def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_path, saved_figures):
     torch.manual_seed(0)
     labels = torch.randint(10, (400,))
     sharp = (torch.randn(400, 10) + 4 * torch.nn.functional.one_hot(labels, 10)).softmax(-1)
@@ -136,21 +151,12 @@ def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_pat
     uniform = torch.full((400, 10), 0.1)
     collapsed_ece, collapsed = bins_of(uniform, labels)
     assert calibration_summary(collapsed)["non_empty"] == 1
-    captured = {}
-    original = plt.Figure.savefig
-
-    def keep(fig, *args, **kwargs):
-        captured["fig"] = fig
-        return original(fig, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plt.Figure, "savefig", keep)
-        reliability_diagram(
-            {"sharp": (bins, float(ece)), "uniform": (collapsed, 0.0)},
-            str(tmp_path / "reliability.png"),
-        )
+    reliability_diagram(
+        {"sharp": (bins, float(ece)), "uniform": (collapsed, 0.0)},
+        str(tmp_path / "reliability.png"),
+    )
     assert (tmp_path / "reliability.png").stat().st_size > 0
-    ax, hist = captured["fig"].axes[:2]
+    ax, hist = saved_figures[-1].axes[:2]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(t.startswith("uniform: ECE") and "all in 1 bin" in t for t in legend)
     assert any(t.startswith("sharp: ECE") and "of 15 bins" in t for t in legend)
@@ -164,7 +170,9 @@ def test_reliability_diagram_counts_bins_and_flags_a_collapsed_predictor(tmp_pat
         assert not RAW_NAME.search(axis.get_ylabel())
 
 
-def test_reliability_diagram_with_three_models_labels_every_bar_and_cuts_no_point(tmp_path):
+def test_reliability_diagram_with_three_models_labels_every_bar_and_cuts_no_point(
+    tmp_path, saved_figures
+):
     # Three models, as in the guide's MNIST figures: every non-empty bar still carries its
     # count (upright, the bars being narrow), inside the panel; points at accuracy 0 or 1 and
     # the legend stay clear of the frame and the curves.
@@ -174,17 +182,8 @@ def test_reliability_diagram_with_three_models_labels_every_bar_and_cuts_no_poin
     for name, sharpness in (("default", 2.0), ("det-hypernet", 6.0), ("mc-dropout", 4.0)):
         logits = torch.randn(300, 10) + sharpness * torch.nn.functional.one_hot(labels, 10)
         curves[name] = bins_of(logits.softmax(-1), labels)[::-1]
-    captured = {}
-    original = plt.Figure.savefig
-
-    def keep(fig, *args, **kwargs):
-        captured["fig"] = fig
-        return original(fig, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plt.Figure, "savefig", keep)
-        reliability_diagram(curves, str(tmp_path / "reliability3.png"))
-    fig = captured["fig"]
+    reliability_diagram(curves, str(tmp_path / "reliability3.png"))
+    fig = saved_figures[-1]
     ax, hist = fig.axes[:2]
     bars = [bar for bar in hist.patches if bar.get_height() > 0]
     assert sorted(t.get_text() for t in hist.texts) == sorted(
@@ -203,33 +202,24 @@ def test_reliability_diagram_with_three_models_labels_every_bar_and_cuts_no_poin
     assert (ax.get_xlabel(), hist.get_xlabel()) == ("", "confidence (top-class probability)")
 
 
-def test_predictive_bands_keep_the_legend_off_the_bands(tmp_path):
+def test_predictive_bands_keep_the_legend_off_the_bands(tmp_path, saved_figures):
     # Bands that open to the edges of the plot (as a BNN's do outside the data): the legend
     # sits right of the axes, so it covers none of them.
     x = torch.linspace(-6, 6, 61)
-    captured = {}
-    original = plt.Figure.savefig
-
-    def keep(fig, *args, **kwargs):
-        captured["fig"] = fig
-        return original(fig, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plt.Figure, "savefig", keep)
-        predictive_bands(
-            x,
-            torch.sin(x),
-            0.1 + x.abs(),
-            str(tmp_path / "bands.png"),
-            epistemic_std=x.abs(),
-            x_train=x[20:40],
-            y_train=torch.sin(x[20:40]),
-            truth=torch.sin(x),
-            xlabel="x (unitless)",
-            ylabel="y (unitless)",
-        )
+    predictive_bands(
+        x,
+        torch.sin(x),
+        0.1 + x.abs(),
+        str(tmp_path / "bands.png"),
+        epistemic_std=x.abs(),
+        x_train=x[20:40],
+        y_train=torch.sin(x[20:40]),
+        truth=torch.sin(x),
+        xlabel="x (unitless)",
+        ylabel="y (unitless)",
+    )
     assert (tmp_path / "bands.png").stat().st_size > 0
-    fig = captured["fig"]
+    fig = saved_figures[-1]
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (unitless)", "y (unitless)")
     legend = ax.get_legend()
